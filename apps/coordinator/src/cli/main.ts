@@ -1,0 +1,139 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { WebpvmError, type ErrorCode } from '@webpvm/vm-protocol';
+import packageJson from '../../package.json' with { type: 'json' };
+import { DEFAULT_URL, type ClientOptions } from './api-client.ts';
+import type { ResultsOptions, StatusOptions } from './jobs.ts';
+import type { HostsOptions } from './hosts.ts';
+import type { RunLocalOptions } from './run-local.ts';
+import type { StartOptions } from './start.ts';
+import type { SubmitOptions } from './submit.ts';
+import type { TokenCreateOptions } from './tokens.ts';
+import type { VolunteerOptions } from './volunteer.ts';
+
+/** Errors in what the person typed or pointed at; anything else exits 1. */
+const USAGE_ERRORS: readonly ErrorCode[] = ['E_BAD_REQUEST', 'E_BAD_PROGRAM', 'E_TOO_LARGE'];
+const USAGE_EXIT = 2;
+const POLICIES = ['idle', 'hidden', 'always'];
+
+// Each command module is loaded when its command runs: `webpvm status` should not load the
+// server, esbuild or Playwright.
+const program = new Command('webpvm')
+  .description('a parallel virtual machine made of browser tabs')
+  .version(packageJson.version)
+  .exitOverride()
+  .showHelpAfterError('(run with --help for usage)');
+
+program
+  .command('start')
+  .description('run the coordinator in the foreground (Ctrl-C stops it)')
+  .option('--port <port>', 'port to listen on (env PORT, default 8080)', integer(0, 65_535))
+  .option('--host <host>', 'address to listen on (env HOST, default 127.0.0.1)')
+  .option('--data <dir>', 'data directory (env WEBPVM_DATA, default ./.webpvm)')
+  .action(async (options: StartOptions) => (await import('./start.ts')).start(options));
+
+withClient(program.command('submit'))
+  .description('bundle a program and submit it as a job; prints the job id')
+  .argument('<program>', 'the program: a .ts, .js or .mjs ES module')
+  .option('--inputs <file.json>', 'a JSON array: one root task per element')
+  .option('--main <json>', 'the input of one root task that spawns the rest')
+  .option('--name <name>', 'job name (default: the file name without extension)')
+  .option('--replicas <k>', 'run each task k times', integer(1, 16))
+  .option('--quorum <q>', 'accept a result that q replicas agree on', integer(1, 16))
+  .option('--max-attempts <n>', 'attempts per task before it fails', integer(1, 100))
+  .option('--timeout <ms>', 'deadline of one attempt of a task, in milliseconds', integer(100, 7 * 24 * 3600 * 1000))
+  .option('--priority <p>', 'share of the hosts relative to other jobs', integer(1, 100))
+  .option('--wait', 'follow the job, then print its results JSON; exit 1 unless it ends done')
+  .action(async (path: string, options: SubmitOptions) => (await import('./submit.ts')).submit(path, options));
+
+withClient(program.command('status'))
+  .description('list the jobs, or show one job')
+  .argument('[job]', 'a job id')
+  .option('--json', 'print the raw JSON')
+  .action(async (job: string | undefined, options: StatusOptions) => (await import('./jobs.ts')).status(job, options));
+
+withClient(program.command('results'))
+  .description('print a job\'s results as {"results": [...]}, results[i] for input i')
+  .argument('<job>', 'a job id')
+  .option('--ndjson', 'stream one JSON line per result')
+  .action(async (job: string, options: ResultsOptions) => (await import('./jobs.ts')).results(job, options));
+
+withClient(program.command('cancel'))
+  .description('cancel a job; prints its new state')
+  .argument('<job>', 'a job id')
+  .action(async (job: string, options: ClientOptions) => (await import('./jobs.ts')).cancel(job, options));
+
+const token = program.command('token').description('manage bearer tokens');
+withClient(token.command('create'))
+  .description('create a token (needs an admin token); prints only the token')
+  .option('--name <name>', 'a name to recognise it by')
+  .option('--admin', 'the new token may create tokens too')
+  .action(async (options: TokenCreateOptions) => (await import('./tokens.ts')).createToken(options));
+
+withClient(program.command('hosts'))
+  .description('list the volunteer hosts')
+  .option('--json', 'print the raw JSON')
+  .action(async (options: HostsOptions) => (await import('./hosts.ts')).hosts(options));
+
+program
+  .command('run-local')
+  .description('run a program in Node worker threads, without coordinator or browser; prints {"results": [...]}')
+  .argument('<program>', 'the program: a .ts, .js or .mjs ES module')
+  .option('--inputs <file.json>', 'a JSON array: one root task per element')
+  .option('--main <json>', 'the input of one root task that spawns the rest')
+  .option('--concurrency <n>', 'worker threads (default: the number of cores)', integer(1, 1024))
+  .action(async (path: string, options: RunLocalOptions) => (await import('./run-local.ts')).runLocal(path, options));
+
+withUrl(program.command('volunteer'))
+  .description('join the coordinator with headless Chromium tabs, one host each, until Ctrl-C')
+  .option('--tabs <n>', 'number of tabs', integer(1, 64), 1)
+  .option('--slots <k>', 'task slots per tab (default: cores - 1)', integer(1, 64))
+  .addOption(
+    new Option('--policy <policy>', 'when a tab computes; a headless tab has no one to reclaim it')
+      .choices(POLICIES)
+      .default('always'),
+  )
+  .action(async (options: VolunteerOptions) => (await import('./volunteer.ts')).volunteer(options));
+
+function withUrl(command: Command): Command {
+  return command.addOption(new Option('--url <url>', 'coordinator URL').env('WEBPVM_URL').default(DEFAULT_URL));
+}
+
+function withClient(command: Command): Command {
+  return withUrl(command).addOption(new Option('--token <token>', 'bearer token').env('WEBPVM_TOKEN'));
+}
+
+function integer(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const number = Number(value);
+    if (value.trim() === '' || !Number.isInteger(number) || number < min || number > max) {
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    }
+    return number;
+  };
+}
+
+function exitCodeFor(error: unknown): number {
+  if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : USAGE_EXIT;
+  if (error instanceof WebpvmError) return USAGE_ERRORS.includes(error.code) ? USAGE_EXIT : 1;
+  return 1;
+}
+
+function report(error: unknown): void {
+  // Commander has already printed its own usage errors.
+  if (error instanceof CommanderError) return;
+  if (error instanceof WebpvmError) process.stderr.write(`webpvm: ${error.message} (${error.code})\n`);
+  else process.stderr.write(`webpvm: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+}
+
+// `webpvm results <job> | head` closes stdout early; that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  report(error);
+  process.exitCode = exitCodeFor(error);
+}

@@ -1,0 +1,44 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface CoordinatorConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  adminToken: string | null;
+  /** Built volunteer-web (host page + dashboard), served at `/`. */
+  webRoot: string;
+  heartbeatMs: number;
+  /** A host silent for this long is gone: its tasks are reissued. */
+  hostTimeoutMs: number;
+  /** After a restart, how long hosts get to reconnect and reclaim the tasks they were running. */
+  reconnectGraceMs: number;
+  checkpointIntervalMs: number;
+  logLevel: string;
+}
+
+const defaultWebRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../volunteer-web/dist');
+
+function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  return value;
+}
+
+/** Every knob has a default that works on a laptop; the environment overrides it (names in DESIGN.md). */
+export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
+  return {
+    port: intFrom(env, 'PORT', 8080),
+    host: env.HOST || '127.0.0.1',
+    dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
+    adminToken: env.WEBPVM_ADMIN_TOKEN || null,
+    webRoot: env.WEBPVM_WEB_ROOT ? path.resolve(env.WEBPVM_WEB_ROOT) : defaultWebRoot,
+    heartbeatMs: intFrom(env, 'WEBPVM_HEARTBEAT_MS', 5_000),
+    hostTimeoutMs: intFrom(env, 'WEBPVM_HOST_TIMEOUT_MS', 15_000),
+    reconnectGraceMs: intFrom(env, 'WEBPVM_RECONNECT_GRACE_MS', 10_000),
+    checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
+    logLevel: env.WEBPVM_LOG_LEVEL || 'info',
+  };
+}

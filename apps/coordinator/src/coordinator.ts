@@ -1,0 +1,76 @@
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import { TokenAuth } from './auth.ts';
+import { type CoordinatorConfig, loadConfig } from './config.ts';
+import { HostGateway } from './host-gateway.ts';
+import { buildApi } from './http-api.ts';
+import { createMetrics } from './metrics.ts';
+import { ProgramRegistry, programUrl } from './program-registry.ts';
+import { Scheduler } from './scheduler.ts';
+import { SqliteStore } from './store/sqlite-store.ts';
+
+export { loadConfig, type CoordinatorConfig };
+
+export interface RunningCoordinator {
+  url: string;
+  /** The admin token made on the very first start, to print once; null on later starts. */
+  firstAdminToken: string | null;
+  close(): Promise<void>;
+}
+
+/** Wires store, scheduler, host gateway and HTTP API into one listening coordinator. */
+export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
+  const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } });
+  const store = new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'));
+  const auth = new TokenAuth(store);
+  const firstAdminToken = await auth.bootstrap(config.adminToken);
+  const metrics = createMetrics();
+  const scheduler = new Scheduler({
+    store,
+    log,
+    checkpointIntervalMs: config.checkpointIntervalMs,
+    reconnectGraceMs: config.reconnectGraceMs,
+    programUrl,
+  });
+  await scheduler.restore();
+  const ticker = setInterval(() => scheduler.tick(), 250);
+  const gateway = new HostGateway({
+    scheduler,
+    store,
+    log,
+    metrics,
+    heartbeatMs: config.heartbeatMs,
+    hostTimeoutMs: config.hostTimeoutMs,
+    checkpointIntervalMs: config.checkpointIntervalMs,
+  });
+  const app = buildApi({
+    scheduler,
+    store,
+    auth,
+    programs: new ProgramRegistry(store),
+    metrics,
+    log,
+    webRoot: config.webRoot,
+    connectedHosts: () => gateway.connectedHosts,
+  });
+  app.server.on('upgrade', (request, socket, head) => {
+    if (new URL(request.url ?? '/', 'http://x').pathname === '/ws') gateway.handleUpgrade(request, socket, head);
+    else socket.destroy();
+  });
+  await app.listen({ port: config.port, host: config.host });
+  const address = app.server.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
+
+  return {
+    url,
+    firstAdminToken,
+    async close() {
+      clearInterval(ticker);
+      await gateway.close();
+      await app.close();
+      await scheduler.durable();
+      await store.close();
+    },
+  };
+}

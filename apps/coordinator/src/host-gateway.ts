@@ -1,0 +1,209 @@
+import type { IncomingMessage } from 'node:http';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import {
+  type CoordinatorMessage,
+  type ErrorBody,
+  type HostMessage,
+  type HostMessageOf,
+  LIMITS,
+  PROTOCOL_VERSION,
+  decodeHostMessage,
+  encode,
+} from '@webpvm/vm-protocol';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { hashSecret, newSecret } from './auth.ts';
+import type { Metrics } from './metrics.ts';
+import type { HostLink, Scheduler } from './scheduler.ts';
+import type { Store } from './store/store.ts';
+
+export interface GatewayOptions {
+  scheduler: Scheduler;
+  store: Store;
+  log: Logger;
+  metrics: Metrics;
+  heartbeatMs: number;
+  hostTimeoutMs: number;
+  checkpointIntervalMs: number;
+}
+
+/** Frames a host may send per second before it is disconnected (it reconnects and resends). */
+const FRAMES_PER_SECOND = 2_000;
+/** Malformed frames tolerated on one connection before it is closed. */
+const BAD_FRAMES_TOLERATED = 10;
+
+type Handlers = { [T in HostMessage['type']]: (conn: HostConnection, message: HostMessageOf<T>) => Promise<void> | void };
+
+class HostConnection implements HostLink {
+  hostId: string | null = null;
+  lastSeen = Date.now();
+  badFrames = 0;
+  windowStart = Date.now();
+  framesInWindow = 0;
+
+  constructor(readonly socket: WebSocket, private readonly metrics: Metrics) {}
+
+  send(message: CoordinatorMessage): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.metrics.framesOut.inc({ type: message.type });
+    this.socket.send(encode(message));
+  }
+
+  sendError(error: ErrorBody, ref: string | null): void {
+    this.send({ type: 'error', code: error.code, message: error.message, ref });
+  }
+}
+
+/** The host WebSocket `/ws`: parses every frame with vm-protocol and hands it to the scheduler. */
+export class HostGateway {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.frameBytes });
+  private readonly connections = new Set<HostConnection>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly opts: GatewayOptions) {
+    this.wss.on('connection', (socket) => this.accept(socket));
+    this.sweeper = setInterval(() => this.sweep(), opts.heartbeatMs);
+    this.sweeper.unref();
+  }
+
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.wss.emit('connection', ws, request));
+  }
+
+  get connectedHosts(): number {
+    return [...this.connections].filter((c) => c.hostId !== null).length;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    for (const conn of this.connections) conn.socket.terminate();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+
+  private accept(socket: WebSocket): void {
+    const conn = new HostConnection(socket, this.opts.metrics);
+    this.connections.add(conn);
+    socket.on('message', (data, isBinary) => void this.receive(conn, data, isBinary));
+    socket.on('close', () => {
+      this.connections.delete(conn);
+      if (conn.hostId) {
+        this.opts.scheduler.detachHost(conn.hostId, conn);
+        this.opts.log.info({ host: conn.hostId }, 'host disconnected');
+      }
+    });
+    socket.on('error', (err) => this.opts.log.warn({ err, host: conn.hostId }, 'host socket error'));
+  }
+
+  private async receive(conn: HostConnection, data: RawData, isBinary: boolean): Promise<void> {
+    const now = Date.now();
+    conn.lastSeen = now;
+    if (now - conn.windowStart >= 1_000) {
+      conn.windowStart = now;
+      conn.framesInWindow = 0;
+    }
+    if (++conn.framesInWindow > FRAMES_PER_SECOND) {
+      conn.sendError({ code: 'E_RATE_LIMITED', message: `more than ${FRAMES_PER_SECOND} frames per second` }, null);
+      conn.socket.close(1008, 'rate limited');
+      return;
+    }
+    const decoded = isBinary
+      ? ({ ok: false, error: { code: 'E_BAD_FRAME', message: 'binary frames are not part of the protocol', ref: null } } as const)
+      : decodeHostMessage(data.toString());
+    if (!decoded.ok) {
+      this.opts.metrics.badFrames.inc();
+      conn.sendError(decoded.error, decoded.error.ref);
+      if (++conn.badFrames > BAD_FRAMES_TOLERATED) conn.socket.close(1008, 'too many malformed frames');
+      return;
+    }
+    const message = decoded.value;
+    this.opts.metrics.framesIn.inc({ type: message.type });
+    if (message.type !== 'hello' && conn.hostId === null) {
+      conn.sendError({ code: 'E_BAD_FRAME', message: 'send hello first' }, message.type);
+      return;
+    }
+    if (conn.hostId) this.opts.scheduler.seen(conn.hostId);
+    try {
+      await (this.handlers[message.type] as (c: HostConnection, m: HostMessage) => Promise<void> | void)(conn, message);
+    } catch (err) {
+      this.opts.log.error({ err, host: conn.hostId, type: message.type }, 'host message handler failed');
+      conn.sendError({ code: 'E_INTERNAL', message: 'the coordinator could not handle this message' }, message.type);
+    }
+  }
+
+  private readonly handlers: Handlers = {
+    hello: async (conn, m) => {
+      if (m.protocol !== PROTOCOL_VERSION) {
+        conn.sendError({ code: 'E_PROTOCOL_VERSION', message: `this coordinator speaks protocol ${PROTOCOL_VERSION}, not ${m.protocol}` }, 'hello');
+        conn.socket.close(1008, 'protocol version');
+        return;
+      }
+      if (conn.hostId !== null) {
+        conn.sendError({ code: 'E_BAD_FRAME', message: 'hello was already received' }, 'hello');
+        return;
+      }
+      const identity = await this.identify(m.identity);
+      conn.hostId = identity.hostId;
+      for (const other of this.connections) {
+        if (other !== conn && other.hostId === identity.hostId) other.socket.close(4000, 'replaced by a newer connection');
+      }
+      this.opts.scheduler.attachHost(
+        { hostId: identity.hostId, secretHash: hashSecret(identity.secret), createdAt: identity.createdAt, userAgent: m.userAgent },
+        conn,
+        m.slots,
+        identity.known ? m.running : [],
+      );
+      conn.send({
+        type: 'welcome',
+        protocol: PROTOCOL_VERSION,
+        hostId: identity.hostId,
+        secret: identity.secret,
+        heartbeatMs: this.opts.heartbeatMs,
+        checkpointIntervalMs: this.opts.checkpointIntervalMs,
+      });
+      this.opts.log.info({ host: identity.hostId, slots: m.slots, known: identity.known }, 'host connected');
+    },
+    heartbeat: () => {},
+    capacity: (conn, m) => this.opts.scheduler.setSlots(conn.hostId!, m.slots),
+    progress: (conn, m) => this.opts.scheduler.progress(conn.hostId!, m.items),
+    checkpoint: (conn, m) => {
+      const refused = this.opts.scheduler.checkpoint(conn.hostId!, m.tid, m.attempt, m.checkpoint);
+      if (refused) conn.sendError(refused, 'checkpoint');
+    },
+    results: (conn, m) => {
+      for (const refused of this.opts.scheduler.outcomes(conn.hostId!, m.items)) conn.sendError(refused, 'results');
+    },
+    log: (conn, m) => this.opts.log.info({ host: conn.hostId, tid: m.tid, attempt: m.attempt }, m.line),
+  };
+
+  /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */
+  private async identify(
+    claimed: { hostId: string; secret: string } | null,
+  ): Promise<{ hostId: string; secret: string; createdAt: number; known: boolean }> {
+    if (claimed) {
+      const stored = await this.opts.store.getHost(claimed.hostId);
+      const fromScheduler = this.opts.scheduler.secretHashOf(claimed.hostId);
+      const expected = stored?.secretHash ?? fromScheduler;
+      if (expected && safeEqual(expected, hashSecret(claimed.secret))) {
+        return { ...claimed, createdAt: stored?.createdAt ?? Date.now(), known: true };
+      }
+    }
+    return { hostId: `h${randomBytes(6).toString('hex')}`, secret: newSecret('hs_'), createdAt: Date.now(), known: false };
+  }
+
+  private sweep(): void {
+    const limit = Date.now() - this.opts.hostTimeoutMs;
+    for (const conn of this.connections) {
+      if (conn.lastSeen < limit) {
+        this.opts.log.warn({ host: conn.hostId }, 'host timed out');
+        conn.socket.terminate();
+      }
+    }
+  }
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

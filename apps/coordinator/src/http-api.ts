@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fastifyStatic from '@fastify/static';
+import {
+  CreateTokenRequest,
+  type JobStatus,
+  LIMITS,
+  SubmitJobRequest,
+  WebpvmError,
+  describeIssues,
+} from '@webpvm/vm-protocol';
+import Fastify, { type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Principal, TokenAuth } from './auth.ts';
+import type { Metrics } from './metrics.ts';
+import type { ProgramRegistry } from './program-registry.ts';
+import { type Scheduler, statusFromStored } from './scheduler.ts';
+import type { Store } from './store/store.ts';
+
+export interface ApiOptions {
+  scheduler: Scheduler;
+  store: Store;
+  auth: TokenAuth;
+  programs: ProgramRegistry;
+  metrics: Metrics;
+  log: Logger;
+  webRoot: string;
+  connectedHosts: () => number;
+}
+
+/** Task code runs with no network at all: it talks to its host only through postMessage. */
+const WORKER_CSP = "default-src 'none'; script-src 'self'";
+
+const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
+
+function parseBody<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import('zod').ZodError } }, body: unknown): T {
+  const parsed = schema.safeParse(body ?? {});
+  if (!parsed.success) throw new WebpvmError('E_BAD_REQUEST', describeIssues(parsed.error));
+  return parsed.data;
+}
+
+/** The REST API of DESIGN.md, the program files hosts import, metrics, and the built web app. */
+export function buildApi(opts: ApiOptions) {
+  const { scheduler, store, auth, programs } = opts;
+  const app = Fastify({
+    loggerInstance: opts.log,
+    disableRequestLogging: true,
+    bodyLimit: LIMITS.requestBytes,
+  });
+
+  app.setErrorHandler((thrown, request, reply) => {
+    if (thrown instanceof WebpvmError) return reply.status(thrown.status).send({ error: thrown.toJSON() });
+    const error = thrown as Error & { statusCode?: number };
+    const status = error.statusCode ?? 500;
+    if (status === 413) return reply.status(413).send({ error: { code: 'E_TOO_LARGE', message: error.message } });
+    if (status >= 400 && status < 500) return reply.status(400).send({ error: { code: 'E_BAD_REQUEST', message: error.message } });
+    request.log.error({ err: error }, 'request failed');
+    return reply.status(500).send({ error: { code: 'E_INTERNAL', message: 'internal error' } });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: { code: 'E_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` } }),
+  );
+
+  const principal = (request: FastifyRequest): Promise<Principal> => auth.authenticate(request.headers.authorization);
+
+  /** A job is visible to its owner and to admins; to anyone else it does not exist. */
+  async function visibleJob(request: FastifyRequest, p: Principal): Promise<JobStatus> {
+    const { id } = request.params as { id: string };
+    const live = scheduler.status(id);
+    if (live) {
+      if (!p.admin && scheduler.ownerOf(id) !== p.tokenId) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
+      return live;
+    }
+    const stored = await store.getJob(id);
+    if (!stored || (!p.admin && stored.owner !== p.tokenId)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
+    const counts = await store.taskCounts(id);
+    return statusFromStored(stored, counts, counts.total ? counts.done / counts.total : 1);
+  }
+
+  app.post('/api/jobs', async (request, reply) => {
+    const p = await principal(request);
+    const spec = parseBody(SubmitJobRequest, request.body);
+    if (spec.replicas > 1) throw new WebpvmError('E_BAD_REQUEST', 'replicas > 1 is not supported yet');
+    const programHash = await programs.register(spec.program);
+    const status = scheduler.submit(spec, programHash, p.tokenId, newJobId());
+    await scheduler.durable();
+    opts.metrics.jobsSubmitted.inc();
+    return reply.status(201).send({ id: status.id, tasks: status.tasks.total });
+  });
+
+  app.get('/api/jobs', async (request) => {
+    const p = await principal(request);
+    const stored = await store.listJobs({ owner: p.admin ? null : p.tokenId, limit: 100 });
+    const jobs = await Promise.all(
+      stored.map(async (job) => {
+        const live = scheduler.status(job.id);
+        if (live) return live;
+        const counts = await store.taskCounts(job.id);
+        return statusFromStored(job, counts, counts.total ? counts.done / counts.total : 1);
+      }),
+    );
+    return { jobs };
+  });
+
+  app.get('/api/jobs/:id', async (request) => visibleJob(request, await principal(request)));
+
+  app.get('/api/jobs/:id/results', async (request, reply) => {
+    const job = await visibleJob(request, await principal(request));
+    const results = scheduler.results(job.id) ?? (await store.getResults(job.id));
+    if ((request.query as { format?: string }).format === 'ndjson') {
+      reply.type('application/x-ndjson');
+      return results.map((r) => `${JSON.stringify(r ?? null)}\n`).join('');
+    }
+    return { results };
+  });
+
+  app.delete('/api/jobs/:id', async (request) => {
+    const job = await visibleJob(request, await principal(request));
+    const cancelled = scheduler.cancel(job.id);
+    if (cancelled) await scheduler.durable();
+    return cancelled ?? job;
+  });
+
+  app.get('/api/hosts', async (request) => {
+    await principal(request);
+    return { hosts: scheduler.hostList() };
+  });
+
+  app.post('/api/tokens', async (request, reply) => {
+    const p = await principal(request);
+    if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may create tokens');
+    const body = parseBody(CreateTokenRequest, request.body);
+    const created = await auth.create(body.name, body.admin);
+    return reply.status(201).send({ id: created.id, name: body.name, admin: body.admin, token: created.token });
+  });
+
+  app.get('/healthz', async () => ({ ok: true, hosts: opts.connectedHosts() }));
+
+  app.get('/metrics', async (_request, reply) => {
+    reply.type(opts.metrics.registry.contentType);
+    return opts.metrics.registry.metrics();
+  });
+
+  app.get('/programs/:file', async (request, reply) => {
+    const { file } = request.params as { file: string };
+    const match = /^([0-9a-f]{64})\.js$/.exec(file);
+    const source = match ? await programs.get(match[1]!) : null;
+    if (source === null) throw new WebpvmError('E_NOT_FOUND', `no program ${file}`);
+    reply.type('text/javascript; charset=utf-8');
+    reply.header('cache-control', 'public, max-age=31536000, immutable');
+    return source;
+  });
+
+  if (fs.existsSync(`${opts.webRoot}/index.html`)) {
+    app.register(fastifyStatic, {
+      root: opts.webRoot,
+      redirect: true,
+      setHeaders(res, filePath) {
+        if (/[\\/]task-worker-[^\\/]*\.js$/.test(filePath)) res.setHeader('content-security-policy', WORKER_CSP);
+      },
+    });
+  } else {
+    app.get('/', async (_request, reply) =>
+      reply.type('text/plain').send(`The web app is not built (${opts.webRoot}). Run: npm run build\n`),
+    );
+  }
+
+  return app;
+}

@@ -1,0 +1,16 @@
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics served at `/metrics`; process CPU comes from the default collectors. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'webpvm_' });
+  return {
+    registry,
+    framesIn: new Counter({ name: 'webpvm_host_frames_in_total', help: 'Frames received from hosts', labelNames: ['type'], registers: [registry] }),
+    framesOut: new Counter({ name: 'webpvm_host_frames_out_total', help: 'Frames sent to hosts', labelNames: ['type'], registers: [registry] }),
+    badFrames: new Counter({ name: 'webpvm_host_bad_frames_total', help: 'Malformed frames received from hosts', registers: [registry] }),
+    jobsSubmitted: new Counter({ name: 'webpvm_jobs_submitted_total', help: 'Jobs accepted', registers: [registry] }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

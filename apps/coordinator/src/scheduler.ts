@@ -1,0 +1,704 @@
+import {
+  type Checkpoint,
+  type CoordinatorMessage,
+  type ErrorBody,
+  type JobSpec,
+  type JobStatus,
+  type TaskAssignment,
+  type TaskOutcome,
+  type TaskRef,
+  makeTid,
+} from '@webpvm/vm-protocol';
+import type { Logger } from 'pino';
+import type { Store, StoredHost, StoredJob, StoredTask, TaskUpdate, WriteBatch } from './store/store.ts';
+import { WriteQueue } from './write-queue.ts';
+
+/** How the scheduler talks to one connected host; the gateway owns the socket. */
+export interface HostLink {
+  send(message: CoordinatorMessage): void;
+}
+
+type RunState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
+
+interface TaskRun {
+  tid: string;
+  job: JobRun;
+  index: number;
+  input: unknown;
+  state: RunState;
+  attempt: number;
+  hostId: string | null;
+  result: unknown;
+  error: ErrorBody | null;
+  checkpoint: Checkpoint | null;
+  progress: number;
+  deadline: number | null;
+  /** Hosts of the attempts that may still report an outcome. */
+  runs: Map<number, string>;
+}
+
+interface JobRun {
+  stored: StoredJob;
+  /** Null once the job is finished and stored: its results are then read from the store. */
+  tasks: TaskRun[] | null;
+  queue: TaskRun[];
+  queueHead: number;
+  /** Tasks to run again go before fresh ones, so a retry is not starved by a long queue. */
+  retries: TaskRun[];
+  counts: Record<RunState, number>;
+  progressSum: number;
+}
+
+interface HostRun {
+  hostId: string;
+  link: HostLink | null;
+  slots: number;
+  userAgent: string;
+  secretHash: string;
+  createdAt: number;
+  connectedAt: number | null;
+  lastSeenAt: number;
+  done: number;
+  /** tid → attempt of the tasks this host holds (running or queued in the page). */
+  assigned: Map<string, number>;
+}
+
+export interface SchedulerOptions {
+  store: Store;
+  log: Logger;
+  checkpointIntervalMs: number;
+  reconnectGraceMs: number;
+  programUrl: (hash: string) => string;
+  now?: () => number;
+}
+
+/** Hosts hold up to this many tasks per slot, so the next task is already there when one ends. */
+const PREFETCH_PER_SLOT = 2;
+
+const TERMINAL: ReadonlySet<RunState> = new Set(['done', 'failed', 'cancelled']);
+
+/** Seed of a task's `ctx.random`: fixed per tid, so every attempt and replica draws the same numbers. */
+export function seedOf(tid: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < tid.length; i++) {
+    h ^= tid.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * The global scheduler: the authoritative in-memory picture of jobs, tasks and hosts.
+ * It leases pending tasks to free host slots, fairly across jobs by priority, reissues
+ * tasks of lost hosts and expired attempts, and writes every change behind to the store.
+ */
+export class Scheduler {
+  private readonly jobs = new Map<string, JobRun>();
+  private readonly tasks = new Map<string, TaskRun>();
+  private readonly hosts = new Map<string, HostRun>();
+  private readonly timed = new Set<TaskRun>();
+  private readonly now: () => number;
+  private readonly writes: WriteQueue;
+  private dispatchScheduled = false;
+
+  private dirtyJobs = new Set<JobRun>();
+  private dirtyTasks = new Set<TaskRun>();
+  private newTasks: TaskRun[] = [];
+  private dirtyCheckpoints = new Map<string, Checkpoint>();
+  private dirtyHosts = new Set<HostRun>();
+
+  constructor(private readonly opts: SchedulerOptions) {
+    this.now = opts.now ?? Date.now;
+    this.writes = new WriteQueue(
+      () => this.commit(),
+      (error) => opts.log.error({ err: error }, 'store commit failed; retrying'),
+    );
+  }
+
+  /** Resume unfinished jobs after a restart. Tasks that were running wait for their host to come back. */
+  async restore(): Promise<void> {
+    const { jobs, tasks } = await this.opts.store.loadUnfinished();
+    for (const stored of jobs) this.jobs.set(stored.id, this.newJobRun(stored));
+    for (const t of tasks) {
+      const job = this.jobs.get(t.jobId);
+      if (!job?.tasks) continue;
+      const task: TaskRun = {
+        tid: t.tid,
+        job,
+        index: t.index,
+        input: t.input,
+        state: t.state,
+        attempt: t.attempt,
+        hostId: t.hostId,
+        result: t.result,
+        error: t.error,
+        checkpoint: t.checkpoint,
+        progress: 0,
+        deadline: null,
+        runs: new Map(),
+      };
+      job.tasks[t.index] = task;
+      this.tasks.set(task.tid, task);
+      job.counts[task.state]++;
+      if (task.state === 'done') job.progressSum += 1;
+      if (task.state === 'pending') job.queue.push(task);
+      if (task.state === 'running' && task.hostId) {
+        task.runs.set(task.attempt, task.hostId);
+        this.hostFor(task.hostId).assigned.set(task.tid, task.attempt);
+        this.startDeadline(task);
+      }
+    }
+    for (const job of this.jobs.values()) this.finishIfComplete(job);
+    if (this.tasks.size) this.opts.log.info({ jobs: this.jobs.size, tasks: this.tasks.size }, 'resumed unfinished jobs');
+    setTimeout(() => this.reissueUnclaimed(), this.opts.reconnectGraceMs).unref();
+  }
+
+  // ------------------------------------------------------------------ jobs
+
+  submit(spec: JobSpec, programHash: string, owner: string, id: string): JobStatus {
+    const inputs = spec.inputs ?? [spec.main];
+    const stored: StoredJob = {
+      id,
+      owner,
+      name: spec.name,
+      options: {
+        kind: spec.inputs ? 'bag' : 'main',
+        replicas: spec.replicas,
+        quorum: spec.quorum,
+        maxAttempts: spec.maxAttempts,
+        taskTimeoutMs: spec.taskTimeoutMs,
+        priority: spec.priority,
+      },
+      programHash,
+      state: 'queued',
+      total: inputs.length,
+      createdAt: this.now(),
+      finishedAt: null,
+      error: null,
+      attempts: 0,
+      migrations: 0,
+    };
+    const job = this.newJobRun(stored);
+    this.jobs.set(id, job);
+    inputs.forEach((input, index) => {
+      const task: TaskRun = {
+        tid: makeTid(id, index),
+        job,
+        index,
+        input: input ?? null,
+        state: 'pending',
+        attempt: 0,
+        hostId: null,
+        result: null,
+        error: null,
+        checkpoint: null,
+        progress: 0,
+        deadline: null,
+        runs: new Map(),
+      };
+      job.tasks![index] = task;
+      job.queue.push(task);
+      this.tasks.set(task.tid, task);
+      this.newTasks.push(task);
+    });
+    job.counts.pending = inputs.length;
+    this.dirtyJobs.add(job);
+    this.writes.schedule();
+    this.scheduleDispatch();
+    return this.statusOf(job);
+  }
+
+  /** Resolves once everything changed so far is durable (a job is acknowledged only then). */
+  durable(): Promise<void> {
+    return this.writes.flushed();
+  }
+
+  cancel(jobId: string): JobStatus | null {
+    const job = this.jobs.get(jobId);
+    if (!job) return null;
+    if (job.stored.state !== 'queued' && job.stored.state !== 'running') return this.statusOf(job);
+    const byHost = new Map<string, TaskRef[]>();
+    for (const task of job.tasks ?? []) {
+      if (TERMINAL.has(task.state)) continue;
+      for (const [attempt, hostId] of task.runs) {
+        const host = this.hosts.get(hostId);
+        host?.assigned.delete(task.tid);
+        const refs = byHost.get(hostId) ?? [];
+        refs.push({ tid: task.tid, attempt });
+        byHost.set(hostId, refs);
+      }
+      this.transition(task, 'cancelled');
+    }
+    for (const [hostId, refs] of byHost) this.sendCancel(hostId, refs, 'job cancelled');
+    job.queue = [];
+    job.queueHead = 0;
+    job.retries = [];
+    this.finish(job, 'cancelled', null);
+    this.scheduleDispatch();
+    return this.statusOf(job);
+  }
+
+  /** Status of a job still in memory (unfinished, or finished since this process started). */
+  status(jobId: string): JobStatus | null {
+    const job = this.jobs.get(jobId);
+    return job ? this.statusOf(job) : null;
+  }
+
+  ownerOf(jobId: string): string | null {
+    return this.jobs.get(jobId)?.stored.owner ?? null;
+  }
+
+  /** Results of a job whose tasks are still in memory; null when they must come from the store. */
+  results(jobId: string): unknown[] | null {
+    const job = this.jobs.get(jobId);
+    if (!job?.tasks) return null;
+    return job.tasks.map((t) => (t.state === 'done' ? t.result : null));
+  }
+
+  // ------------------------------------------------------------------ hosts
+
+  attachHost(
+    host: { hostId: string; secretHash: string; createdAt: number; userAgent: string },
+    link: HostLink,
+    slots: number,
+    running: TaskRef[],
+  ): void {
+    const run = this.hostFor(host.hostId);
+    run.link = link;
+    run.slots = slots;
+    run.userAgent = host.userAgent;
+    run.secretHash = host.secretHash;
+    run.createdAt = host.createdAt;
+    run.connectedAt = this.now();
+    run.lastSeenAt = this.now();
+    const stillThere = new Map(running.map((r) => [r.tid, r.attempt]));
+    const stale: TaskRef[] = [];
+    for (const [tid, attempt] of stillThere) {
+      if (run.assigned.get(tid) !== attempt) stale.push({ tid, attempt });
+    }
+    for (const [tid, attempt] of [...run.assigned]) {
+      if (stillThere.get(tid) === attempt) continue;
+      // The page lost this task (reloaded, or was closed and reopened): run it elsewhere.
+      run.assigned.delete(tid);
+      const task = this.tasks.get(tid);
+      if (task && task.state === 'running' && task.attempt === attempt) this.reissue(task, 'host lost the task');
+    }
+    if (stale.length) this.sendCancel(host.hostId, stale, 'no longer assigned to this host');
+    this.dirtyHosts.add(run);
+    this.writes.schedule();
+    this.scheduleDispatch();
+  }
+
+  detachHost(hostId: string, link: HostLink): void {
+    const host = this.hosts.get(hostId);
+    if (!host || host.link !== link) return;
+    host.link = null;
+    host.connectedAt = null;
+    host.lastSeenAt = this.now();
+    for (const [tid, attempt] of host.assigned) {
+      const task = this.tasks.get(tid);
+      if (task && task.state === 'running' && task.attempt === attempt) this.reissue(task, 'host disconnected');
+    }
+    host.assigned.clear();
+    this.dirtyHosts.add(host);
+    this.writes.schedule();
+    this.scheduleDispatch();
+  }
+
+  /** The secret hash of a host known to this process but maybe not yet stored. */
+  secretHashOf(hostId: string): string | null {
+    return this.hosts.get(hostId)?.secretHash || null;
+  }
+
+  seen(hostId: string): void {
+    const host = this.hosts.get(hostId);
+    if (host) host.lastSeenAt = this.now();
+  }
+
+  setSlots(hostId: string, slots: number): void {
+    const host = this.hosts.get(hostId);
+    if (!host) return;
+    host.slots = slots;
+    this.scheduleDispatch();
+  }
+
+  hostList(): {
+    hostId: string;
+    connected: boolean;
+    slots: number;
+    running: number;
+    done: number;
+    userAgent: string;
+    connectedAt: string | null;
+    lastSeenAt: string;
+  }[] {
+    return [...this.hosts.values()].map((h) => ({
+      hostId: h.hostId,
+      connected: h.link !== null,
+      slots: h.slots,
+      running: h.assigned.size,
+      done: h.done,
+      userAgent: h.userAgent,
+      connectedAt: h.connectedAt === null ? null : new Date(h.connectedAt).toISOString(),
+      lastSeenAt: new Date(h.lastSeenAt).toISOString(),
+    }));
+  }
+
+  // ------------------------------------------------------------------ reports from hosts
+
+  /**
+   * Task outcomes from a host. Each is acknowledged once stored, so the host can forget it;
+   * an outcome for an attempt this host never ran is refused (and also acknowledged: it can never count).
+   */
+  outcomes(hostId: string, items: TaskOutcome[]): ErrorBody[] {
+    const host = this.hosts.get(hostId);
+    const refused: ErrorBody[] = [];
+    const acks: TaskRef[] = [];
+    for (const outcome of items) {
+      acks.push({ tid: outcome.tid, attempt: outcome.attempt });
+      if (host?.assigned.get(outcome.tid) === outcome.attempt) host.assigned.delete(outcome.tid);
+      const task = this.tasks.get(outcome.tid);
+      if (!task || TERMINAL.has(task.state)) continue;
+      if (task.runs.get(outcome.attempt) !== hostId) {
+        refused.push({ code: 'E_NOT_ASSIGNED', message: `${outcome.tid} attempt ${outcome.attempt} is not assigned to this host` });
+        continue;
+      }
+      task.runs.delete(outcome.attempt);
+      if (outcome.ok) {
+        if (host) {
+          host.done++;
+          this.dirtyHosts.add(host);
+        }
+        this.complete(task, outcome.value);
+      } else if (outcome.attempt === task.attempt) {
+        this.failAttempt(task, outcome.error);
+      }
+    }
+    if (host) this.writes.schedule(() => host.link?.send({ type: 'ack', tasks: acks }));
+    this.scheduleDispatch();
+    return refused;
+  }
+
+  checkpoint(hostId: string, tid: string, attempt: number, checkpoint: Checkpoint): ErrorBody | null {
+    const task = this.tasks.get(tid);
+    if (!task || task.state !== 'running' || task.attempt !== attempt || task.hostId !== hostId) {
+      return { code: 'E_NOT_ASSIGNED', message: `${tid} attempt ${attempt} is not running on this host` };
+    }
+    task.checkpoint = checkpoint;
+    this.dirtyCheckpoints.set(tid, checkpoint);
+    this.writes.schedule();
+    return null;
+  }
+
+  progress(hostId: string, items: { tid: string; attempt: number; fraction: number }[]): void {
+    for (const { tid, attempt, fraction } of items) {
+      const task = this.tasks.get(tid);
+      if (!task || task.state !== 'running' || task.attempt !== attempt || task.hostId !== hostId) continue;
+      task.job.progressSum += fraction - task.progress;
+      task.progress = fraction;
+    }
+  }
+
+  /** Expire attempts past their deadline; called on a timer. */
+  tick(): void {
+    const now = this.now();
+    for (const task of this.timed) {
+      if (task.deadline === null || task.deadline > now) continue;
+      if (task.hostId) this.sendCancel(task.hostId, [{ tid: task.tid, attempt: task.attempt }], 'deadline passed');
+      this.hosts.get(task.hostId ?? '')?.assigned.delete(task.tid);
+      task.runs.delete(task.attempt);
+      this.failAttempt(task, {
+        code: 'E_TASK_TIMEOUT',
+        message: `attempt ${task.attempt} exceeded ${task.job.stored.options.taskTimeoutMs} ms`,
+      });
+    }
+    this.scheduleDispatch();
+  }
+
+  // ------------------------------------------------------------------ leasing
+
+  private scheduleDispatch(): void {
+    if (this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    setImmediate(() => {
+      this.dispatchScheduled = false;
+      this.dispatch();
+    });
+  }
+
+  /**
+   * First fill every host up to its slots, then top each up to PREFETCH_PER_SLOT × slots, so
+   * that a few long tasks spread over all hosts before any host queues a second one.
+   */
+  private dispatch(): void {
+    const hosts = [...this.hosts.values()].filter((h) => h.link !== null && h.slots > 0);
+    if (!hosts.length) return;
+    const batches = new Map<HostRun, TaskAssignment[]>();
+    for (const perSlot of [1, PREFETCH_PER_SLOT]) {
+      let progress = true;
+      while (progress) {
+        progress = false;
+        for (const host of hosts) {
+          if (host.assigned.size >= host.slots * perSlot) continue;
+          const task = this.nextTask();
+          if (!task) break;
+          const batch = batches.get(host) ?? [];
+          batch.push(this.lease(task, host));
+          batches.set(host, batch);
+          progress = true;
+        }
+      }
+    }
+    for (const [host, tasks] of batches) {
+      for (let i = 0; i < tasks.length; i += 1024) host.link!.send({ type: 'assign', tasks: tasks.slice(i, i + 1024) });
+    }
+    if (batches.size) this.writes.schedule();
+  }
+
+  /** The next task of the job furthest below its fair share (running ÷ priority), oldest job first on ties. */
+  private nextTask(): TaskRun | null {
+    let best: JobRun | null = null;
+    let bestLoad = Infinity;
+    for (const job of this.jobs.values()) {
+      if (job.queueHead >= job.queue.length && !job.retries.length) continue;
+      const load = job.counts.running / job.stored.options.priority;
+      if (load < bestLoad) {
+        best = job;
+        bestLoad = load;
+      }
+    }
+    if (!best) return null;
+    const task = best.retries.shift() ?? best.queue[best.queueHead++]!;
+    if (best.queueHead > 4096 && best.queueHead * 2 > best.queue.length) {
+      best.queue = best.queue.slice(best.queueHead);
+      best.queueHead = 0;
+    }
+    return task;
+  }
+
+  private lease(task: TaskRun, host: HostRun): TaskAssignment {
+    const job = task.job;
+    task.attempt++;
+    task.hostId = host.hostId;
+    task.runs.set(task.attempt, host.hostId);
+    this.transition(task, 'running');
+    this.startDeadline(task);
+    host.assigned.set(task.tid, task.attempt);
+    job.stored.attempts++;
+    if (job.stored.state === 'queued') job.stored.state = 'running';
+    this.dirtyJobs.add(job);
+    return {
+      tid: task.tid,
+      attempt: task.attempt,
+      jobId: job.stored.id,
+      programUrl: this.opts.programUrl(job.stored.programHash),
+      input: task.input,
+      resume: task.checkpoint,
+      seed: seedOf(task.tid),
+      timeoutMs: job.stored.options.taskTimeoutMs,
+    };
+  }
+
+  private startDeadline(task: TaskRun): void {
+    const timeout = task.job.stored.options.taskTimeoutMs;
+    if (timeout === null) return;
+    task.deadline = this.now() + timeout;
+    this.timed.add(task);
+  }
+
+  // ------------------------------------------------------------------ task transitions
+
+  private transition(task: TaskRun, state: RunState): void {
+    const job = task.job;
+    job.counts[task.state]--;
+    job.counts[state]++;
+    const before = task.state === 'done' ? 1 : task.state === 'running' ? task.progress : 0;
+    const after = state === 'done' ? 1 : 0;
+    job.progressSum += after - before;
+    task.progress = 0;
+    task.state = state;
+    if (state !== 'running') {
+      task.deadline = null;
+      this.timed.delete(task);
+    }
+    this.dirtyTasks.add(task);
+  }
+
+  private complete(task: TaskRun, value: unknown): void {
+    for (const [attempt, hostId] of task.runs) {
+      this.hosts.get(hostId)?.assigned.delete(task.tid);
+      this.sendCancel(hostId, [{ tid: task.tid, attempt }], 'another attempt finished first');
+    }
+    task.runs.clear();
+    task.result = value ?? null;
+    task.error = null;
+    this.transition(task, 'done');
+    this.finishIfComplete(task.job);
+  }
+
+  private failAttempt(task: TaskRun, error: ErrorBody): void {
+    task.error = error;
+    if (task.attempt < task.job.stored.options.maxAttempts) {
+      this.transition(task, 'pending');
+      task.hostId = null;
+      task.job.retries.push(task);
+    } else {
+      this.transition(task, 'failed');
+      this.finishIfComplete(task.job);
+    }
+  }
+
+  /**
+   * A lost attempt counts toward maxAttempts: a task that kills its tab every time must not
+   * loop forever. Its run stays known, so a result the host kept while offline still counts.
+   */
+  private reissue(task: TaskRun, reason: string): void {
+    this.opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
+    this.failAttempt(task, { code: 'E_INTERNAL', message: reason });
+  }
+
+  private reissueUnclaimed(): void {
+    for (const host of this.hosts.values()) {
+      if (host.link) continue;
+      for (const [tid, attempt] of host.assigned) {
+        const task = this.tasks.get(tid);
+        if (task && task.state === 'running' && task.attempt === attempt) this.reissue(task, 'host did not come back after restart');
+      }
+      host.assigned.clear();
+    }
+    this.scheduleDispatch();
+  }
+
+  private finishIfComplete(job: JobRun): void {
+    const { done, failed, cancelled } = job.counts;
+    if (job.stored.finishedAt !== null || done + failed + cancelled < job.stored.total) return;
+    if (failed === 0) return this.finish(job, 'done', null);
+    const firstError = job.tasks?.find((t) => t.state === 'failed')?.error ?? null;
+    this.finish(job, 'failed', {
+      code: 'E_TASK_FAILED',
+      message: `${failed} of ${job.stored.total} tasks failed${firstError ? `; first: ${firstError.message}` : ''}`,
+    });
+  }
+
+  private finish(job: JobRun, state: 'done' | 'failed' | 'cancelled', error: ErrorBody | null): void {
+    job.stored.state = state;
+    job.stored.finishedAt = this.now();
+    job.stored.error = error;
+    this.dirtyJobs.add(job);
+    this.opts.log.info({ job: job.stored.id, state }, 'job finished');
+    // Once stored, the finished job's tasks leave memory; its results are read from the store.
+    this.writes.schedule(() => {
+      for (const task of job.tasks ?? []) this.tasks.delete(task.tid);
+      job.tasks = null;
+    });
+  }
+
+  private sendCancel(hostId: string, tasks: TaskRef[], reason: string): void {
+    this.hosts.get(hostId)?.link?.send({ type: 'cancel', tasks, reason });
+  }
+
+  // ------------------------------------------------------------------ persistence
+
+  private async commit(): Promise<void> {
+    const jobs = this.dirtyJobs;
+    const tasks = this.dirtyTasks;
+    const fresh = this.newTasks;
+    const checkpoints = this.dirtyCheckpoints;
+    const hosts = this.dirtyHosts;
+    this.dirtyJobs = new Set();
+    this.dirtyTasks = new Set();
+    this.newTasks = [];
+    this.dirtyCheckpoints = new Map();
+    this.dirtyHosts = new Set();
+    const batch: WriteBatch = {
+      jobs: [...jobs].map((j) => ({ ...j.stored })),
+      newTasks: fresh.map((t): StoredTask => ({ ...taskUpdate(t), jobId: t.job.stored.id, index: t.index, input: t.input, checkpoint: null })),
+      taskUpdates: [...tasks].map(taskUpdate),
+      checkpoints: [...checkpoints].map(([tid, checkpoint]) => ({ tid, checkpoint })),
+      hosts: [...hosts].map(
+        (h): StoredHost => ({
+          hostId: h.hostId,
+          secretHash: h.secretHash,
+          userAgent: h.userAgent,
+          createdAt: h.createdAt,
+          lastSeenAt: h.lastSeenAt,
+          done: h.done,
+        }),
+      ),
+    };
+    try {
+      await this.opts.store.commit(batch);
+    } catch (error) {
+      for (const j of jobs) this.dirtyJobs.add(j);
+      for (const t of tasks) this.dirtyTasks.add(t);
+      this.newTasks.unshift(...fresh);
+      for (const [tid, c] of checkpoints) if (!this.dirtyCheckpoints.has(tid)) this.dirtyCheckpoints.set(tid, c);
+      for (const h of hosts) this.dirtyHosts.add(h);
+      throw error;
+    }
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private newJobRun(stored: StoredJob): JobRun {
+    return {
+      stored,
+      tasks: new Array<TaskRun>(stored.total),
+      queue: [],
+      queueHead: 0,
+      retries: [],
+      counts: { pending: 0, running: 0, done: 0, failed: 0, cancelled: 0 },
+      progressSum: 0,
+    };
+  }
+
+  private hostFor(hostId: string): HostRun {
+    let host = this.hosts.get(hostId);
+    if (!host) {
+      host = {
+        hostId,
+        link: null,
+        slots: 0,
+        userAgent: '',
+        secretHash: '',
+        createdAt: this.now(),
+        connectedAt: null,
+        lastSeenAt: this.now(),
+        done: 0,
+        assigned: new Map(),
+      };
+      this.hosts.set(hostId, host);
+    }
+    return host;
+  }
+
+  private statusOf(job: JobRun): JobStatus {
+    return statusFromStored(job.stored, {
+      total: job.stored.total,
+      pending: job.counts.pending,
+      running: job.counts.running,
+      done: job.counts.done,
+      failed: job.counts.failed,
+    }, job.stored.total ? job.progressSum / job.stored.total : 1);
+  }
+}
+
+function taskUpdate(t: TaskRun): TaskUpdate {
+  return { tid: t.tid, state: t.state, attempt: t.attempt, hostId: t.hostId, result: t.result, error: t.error };
+}
+
+export function statusFromStored(job: StoredJob, tasks: JobStatus['tasks'], progress: number): JobStatus {
+  return {
+    id: job.id,
+    name: job.name,
+    state: job.state,
+    tasks,
+    progress: Math.min(1, Math.max(0, progress)),
+    migrations: job.migrations,
+    attempts: job.attempts,
+    priority: job.options.priority,
+    createdAt: new Date(job.createdAt).toISOString(),
+    finishedAt: job.finishedAt === null ? null : new Date(job.finishedAt).toISOString(),
+    error: job.error,
+  };
+}

@@ -1,0 +1,246 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Checkpoint, ErrorBody, JobState, TaskCounts, TaskState } from '@webpvm/vm-protocol';
+import type { JobOptions, Store, StoredHost, StoredJob, StoredTask, StoredToken, WriteBatch } from './store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, options TEXT NOT NULL,
+  program_hash TEXT NOT NULL, state TEXT NOT NULL, total INTEGER NOT NULL,
+  created_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
+  attempts INTEGER NOT NULL, migrations INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS tasks (
+  tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, input TEXT NOT NULL,
+  state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
+CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hosts (
+  host_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_agent TEXT NOT NULL,
+  created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, done INTEGER NOT NULL
+);
+`;
+
+interface JobRow {
+  id: string;
+  owner: string;
+  name: string;
+  options: string;
+  program_hash: string;
+  state: string;
+  total: number;
+  created_at: number;
+  finished_at: number | null;
+  error: string | null;
+  attempts: number;
+  migrations: number;
+}
+
+interface TaskRow {
+  tid: string;
+  job_id: string;
+  idx: number;
+  input: string;
+  state: string;
+  attempt: number;
+  host_id: string | null;
+  result: string | null;
+  error: string | null;
+  checkpoint: string | null;
+}
+
+const json = (value: unknown): string => JSON.stringify(value ?? null);
+const parse = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
+
+function jobFromRow(r: JobRow): StoredJob {
+  return {
+    id: r.id,
+    owner: r.owner,
+    name: r.name,
+    options: JSON.parse(r.options) as JobOptions,
+    programHash: r.program_hash,
+    state: r.state as JobState,
+    total: r.total,
+    createdAt: r.created_at,
+    finishedAt: r.finished_at,
+    error: parse<ErrorBody>(r.error),
+    attempts: r.attempts,
+    migrations: r.migrations,
+  };
+}
+
+function taskFromRow(r: TaskRow): StoredTask {
+  return {
+    tid: r.tid,
+    jobId: r.job_id,
+    index: r.idx,
+    input: JSON.parse(r.input),
+    state: r.state as TaskState,
+    attempt: r.attempt,
+    hostId: r.host_id,
+    result: parse(r.result),
+    error: parse<ErrorBody>(r.error),
+    checkpoint: parse<Checkpoint>(r.checkpoint),
+  };
+}
+
+/** The embedded default: one SQLite file under the data directory, written in WAL mode. */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly stmts;
+  private readonly commitTx: (batch: WriteBatch) => void;
+
+  constructor(file: string) {
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.stmts = {
+      upsertJob: db.prepare(`INSERT INTO jobs VALUES (@id, @owner, @name, @options, @program_hash, @state, @total,
+        @created_at, @finished_at, @error, @attempts, @migrations)
+        ON CONFLICT(id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
+        error = excluded.error, attempts = excluded.attempts, migrations = excluded.migrations`),
+      insertTask: db.prepare(`INSERT INTO tasks (tid, job_id, idx, input, state, attempt, host_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`),
+      updateTask: db.prepare(`UPDATE tasks SET state = ?, attempt = ?, host_id = ?, result = ?, error = ? WHERE tid = ?`),
+      setCheckpoint: db.prepare(`UPDATE tasks SET checkpoint = ? WHERE tid = ?`),
+      upsertHost: db.prepare(`INSERT INTO hosts VALUES (@host_id, @secret_hash, @user_agent, @created_at, @last_seen_at, @done)
+        ON CONFLICT(host_id) DO UPDATE SET user_agent = excluded.user_agent, last_seen_at = excluded.last_seen_at,
+        done = excluded.done`),
+      unfinishedJobs: db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at`),
+      tasksOfJob: db.prepare(`SELECT * FROM tasks WHERE job_id = ? ORDER BY idx`),
+      getJob: db.prepare(`SELECT * FROM jobs WHERE id = ?`),
+      listJobs: db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?`),
+      listJobsOf: db.prepare(`SELECT * FROM jobs WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?`),
+      counts: db.prepare(`SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY state`),
+      results: db.prepare(`SELECT result FROM tasks WHERE job_id = ? ORDER BY idx`),
+      putProgram: db.prepare(`INSERT OR IGNORE INTO programs VALUES (?, ?)`),
+      getProgram: db.prepare(`SELECT source FROM programs WHERE hash = ?`),
+      insertToken: db.prepare(`INSERT INTO tokens VALUES (?, ?, ?, ?, ?)`),
+      findToken: db.prepare(`SELECT * FROM tokens WHERE hash = ?`),
+      countTokens: db.prepare(`SELECT COUNT(*) AS n FROM tokens`),
+      getHost: db.prepare(`SELECT * FROM hosts WHERE host_id = ?`),
+    };
+    this.commitTx = db.transaction((batch: WriteBatch) => {
+      for (const j of batch.jobs) {
+        this.stmts.upsertJob.run({
+          id: j.id,
+          owner: j.owner,
+          name: j.name,
+          options: json(j.options),
+          program_hash: j.programHash,
+          state: j.state,
+          total: j.total,
+          created_at: j.createdAt,
+          finished_at: j.finishedAt,
+          error: j.error ? json(j.error) : null,
+          attempts: j.attempts,
+          migrations: j.migrations,
+        });
+      }
+      for (const t of batch.newTasks) {
+        this.stmts.insertTask.run(t.tid, t.jobId, t.index, json(t.input), t.state, t.attempt, t.hostId);
+      }
+      for (const u of batch.taskUpdates) {
+        const result = u.state === 'done' ? json(u.result) : null;
+        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.tid);
+      }
+      for (const c of batch.checkpoints) this.stmts.setCheckpoint.run(json(c.checkpoint), c.tid);
+      for (const h of batch.hosts) {
+        this.stmts.upsertHost.run({
+          host_id: h.hostId,
+          secret_hash: h.secretHash,
+          user_agent: h.userAgent,
+          created_at: h.createdAt,
+          last_seen_at: h.lastSeenAt,
+          done: h.done,
+        });
+      }
+    });
+  }
+
+  async commit(batch: WriteBatch): Promise<void> {
+    this.commitTx(batch);
+  }
+
+  async loadUnfinished(): Promise<{ jobs: StoredJob[]; tasks: StoredTask[] }> {
+    const jobs = (this.stmts.unfinishedJobs.all() as JobRow[]).map(jobFromRow);
+    const tasks = jobs.flatMap((j) => (this.stmts.tasksOfJob.all(j.id) as TaskRow[]).map(taskFromRow));
+    return { jobs, tasks };
+  }
+
+  async getJob(id: string): Promise<StoredJob | null> {
+    const row = this.stmts.getJob.get(id) as JobRow | undefined;
+    return row ? jobFromRow(row) : null;
+  }
+
+  async listJobs(query: { owner: string | null; limit: number }): Promise<StoredJob[]> {
+    const rows = query.owner === null ? this.stmts.listJobs.all(query.limit) : this.stmts.listJobsOf.all(query.owner, query.limit);
+    return (rows as JobRow[]).map(jobFromRow);
+  }
+
+  async taskCounts(jobId: string): Promise<TaskCounts> {
+    const counts: TaskCounts = { total: 0, pending: 0, running: 0, done: 0, failed: 0 };
+    for (const { state, n } of this.stmts.counts.all(jobId) as { state: string; n: number }[]) {
+      counts.total += n;
+      if (state === 'pending' || state === 'running' || state === 'done' || state === 'failed') counts[state] += n;
+    }
+    return counts;
+  }
+
+  async getResults(jobId: string): Promise<unknown[]> {
+    return (this.stmts.results.all(jobId) as { result: string | null }[]).map((r) => parse(r.result));
+  }
+
+  async putProgram(hash: string, source: string): Promise<void> {
+    this.stmts.putProgram.run(hash, source);
+  }
+
+  async getProgram(hash: string): Promise<string | null> {
+    const row = this.stmts.getProgram.get(hash) as { source: string } | undefined;
+    return row?.source ?? null;
+  }
+
+  async insertToken(token: StoredToken): Promise<void> {
+    this.stmts.insertToken.run(token.id, token.name, token.hash, token.admin ? 1 : 0, token.createdAt);
+  }
+
+  async findToken(hash: string): Promise<StoredToken | null> {
+    const row = this.stmts.findToken.get(hash) as
+      | { id: string; name: string; hash: string; admin: number; created_at: number }
+      | undefined;
+    return row ? { id: row.id, name: row.name, hash: row.hash, admin: row.admin === 1, createdAt: row.created_at } : null;
+  }
+
+  async countTokens(): Promise<number> {
+    return (this.stmts.countTokens.get() as { n: number }).n;
+  }
+
+  async getHost(hostId: string): Promise<StoredHost | null> {
+    const row = this.stmts.getHost.get(hostId) as
+      | { host_id: string; secret_hash: string; user_agent: string; created_at: number; last_seen_at: number; done: number }
+      | undefined;
+    return row
+      ? {
+          hostId: row.host_id,
+          secretHash: row.secret_hash,
+          userAgent: row.user_agent,
+          createdAt: row.created_at,
+          lastSeenAt: row.last_seen_at,
+          done: row.done,
+        }
+      : null;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

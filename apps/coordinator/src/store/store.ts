@@ -1,0 +1,93 @@
+import type { Checkpoint, ErrorBody, JobState, TaskCounts, TaskState } from '@webpvm/vm-protocol';
+
+/** What a job was asked to do, beside its program and inputs. */
+export interface JobOptions {
+  kind: 'bag' | 'main';
+  replicas: number;
+  quorum: number;
+  maxAttempts: number;
+  taskTimeoutMs: number | null;
+  priority: number;
+}
+
+export interface StoredJob {
+  id: string;
+  owner: string;
+  name: string;
+  options: JobOptions;
+  programHash: string;
+  state: JobState;
+  total: number;
+  createdAt: number;
+  finishedAt: number | null;
+  error: ErrorBody | null;
+  attempts: number;
+  migrations: number;
+}
+
+export interface StoredTask {
+  tid: string;
+  jobId: string;
+  index: number;
+  input: unknown;
+  state: TaskState;
+  attempt: number;
+  hostId: string | null;
+  result: unknown;
+  error: ErrorBody | null;
+  checkpoint: Checkpoint | null;
+}
+
+export type TaskUpdate = Pick<StoredTask, 'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error'>;
+
+export interface StoredToken {
+  id: string;
+  name: string;
+  hash: string;
+  admin: boolean;
+  createdAt: number;
+}
+
+export interface StoredHost {
+  hostId: string;
+  secretHash: string;
+  userAgent: string;
+  createdAt: number;
+  lastSeenAt: number;
+  done: number;
+}
+
+/** Everything the scheduler changed since the last commit; applied in one transaction. */
+export interface WriteBatch {
+  jobs: StoredJob[];
+  newTasks: StoredTask[];
+  taskUpdates: TaskUpdate[];
+  checkpoints: { tid: string; checkpoint: Checkpoint }[];
+  hosts: StoredHost[];
+}
+
+export function emptyBatch(): WriteBatch {
+  return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], hosts: [] };
+}
+
+/**
+ * The coordinator's durable state. Two adapters share this interface: SQLite (embedded
+ * default) and PostgreSQL; hence every method is async even where SQLite is not.
+ */
+export interface Store {
+  commit(batch: WriteBatch): Promise<void>;
+  /** Jobs not yet finished, with all their tasks: what a restarted coordinator resumes. */
+  loadUnfinished(): Promise<{ jobs: StoredJob[]; tasks: StoredTask[] }>;
+  getJob(id: string): Promise<StoredJob | null>;
+  listJobs(query: { owner: string | null; limit: number }): Promise<StoredJob[]>;
+  taskCounts(jobId: string): Promise<TaskCounts>;
+  /** Results in input order; null where a task has none. */
+  getResults(jobId: string): Promise<unknown[]>;
+  putProgram(hash: string, source: string): Promise<void>;
+  getProgram(hash: string): Promise<string | null>;
+  insertToken(token: StoredToken): Promise<void>;
+  findToken(hash: string): Promise<StoredToken | null>;
+  countTokens(): Promise<number>;
+  getHost(hostId: string): Promise<StoredHost | null>;
+  close(): Promise<void>;
+}

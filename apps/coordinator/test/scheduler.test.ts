@@ -1,0 +1,204 @@
+import { type CoordinatorMessage, SubmitJobRequest, type TaskAssignment } from '@webpvm/vm-protocol';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type HostLink, Scheduler } from '../src/scheduler.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+const settle = async () => {
+  for (let i = 0; i < 4; i++) await turn();
+};
+
+class FakeHost implements HostLink {
+  readonly sent: CoordinatorMessage[] = [];
+  send(message: CoordinatorMessage): void {
+    this.sent.push(message);
+  }
+  assigned(): TaskAssignment[] {
+    return this.sent.flatMap((m) => (m.type === 'assign' ? m.tasks : []));
+  }
+  of<T extends CoordinatorMessage['type']>(type: T): Extract<CoordinatorMessage, { type: T }>[] {
+    return this.sent.filter((m): m is Extract<CoordinatorMessage, { type: T }> => m.type === type);
+  }
+}
+
+let clock = 1_000_000;
+const stores: SqliteStore[] = [];
+
+function setup(store = new SqliteStore(':memory:'), reconnectGraceMs = 60_000) {
+  stores.push(store);
+  const scheduler = new Scheduler({
+    store,
+    log: pino({ level: 'silent' }),
+    checkpointIntervalMs: 0,
+    reconnectGraceMs,
+    programUrl: (hash) => `/programs/${hash}.js`,
+    now: () => clock,
+  });
+  return { store, scheduler };
+}
+
+const spec = (inputs: unknown[], extra: Record<string, unknown> = {}) =>
+  SubmitJobRequest.parse({ program: 'export default (c, x) => x', inputs, ...extra });
+
+function connect(scheduler: Scheduler, hostId: string, slots: number, running: { tid: string; attempt: number }[] = []) {
+  const link = new FakeHost();
+  scheduler.attachHost({ hostId, secretHash: 'h', createdAt: clock, userAgent: 'test' }, link, slots, running);
+  return link;
+}
+
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+});
+
+describe('scheduler leasing', () => {
+  it('fills every host up to its slots before prefetching more', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec([1, 2, 3, 4]), 'p', 'owner', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    const b = connect(scheduler, 'hb', 2);
+    await settle();
+    expect(a.assigned()).toHaveLength(2);
+    expect(b.assigned()).toHaveLength(2);
+    expect(scheduler.status('job1')?.tasks).toMatchObject({ pending: 0, running: 4 });
+  });
+
+  it('prefetches up to two tasks per slot when there is more work than slots', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec(Array.from({ length: 10 }, (_, i) => i)), 'p', 'owner', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    await settle();
+    expect(a.assigned().map((t) => t.tid)).toEqual(['job1.0', 'job1.1', 'job1.2', 'job1.3']);
+    expect(a.assigned()[0]).toMatchObject({ attempt: 1, jobId: 'job1', input: 0, resume: null, programUrl: '/programs/p.js' });
+  });
+
+  it('shares hosts fairly between jobs by priority', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec(Array.from({ length: 20 }, () => 0)), 'p', 'o', 'low1');
+    scheduler.submit(spec(Array.from({ length: 20 }, () => 0), { priority: 3 }), 'p', 'o', 'high');
+    const a = connect(scheduler, 'ha', 4);
+    await settle();
+    const byJob = (id: string) => a.assigned().filter((t) => t.jobId === id).length;
+    expect(byJob('high')).toBe(6);
+    expect(byJob('low1')).toBe(2);
+  });
+
+  it('finishes a job when every result is in and acknowledges results after storing them', async () => {
+    const { scheduler, store } = setup();
+    scheduler.submit(spec([10, 20]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    await settle();
+    const refused = scheduler.outcomes(
+      'ha',
+      a.assigned().map((t) => ({ tid: t.tid, attempt: t.attempt, ok: true as const, value: (t.input as number) * 2 })),
+    );
+    expect(refused).toEqual([]);
+    await settle();
+    expect(a.of('ack')[0]?.tasks).toEqual([
+      { tid: 'job1.0', attempt: 1 },
+      { tid: 'job1.1', attempt: 1 },
+    ]);
+    expect(scheduler.status('job1')?.state).toBe('done');
+    expect(await store.getResults('job1')).toEqual([20, 40]);
+    expect((await store.getJob('job1'))?.state).toBe('done');
+  });
+
+  it('refuses an outcome from a host the task was never assigned to', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec([1]), 'p', 'o', 'job1');
+    connect(scheduler, 'ha', 1);
+    await settle();
+    const intruder = connect(scheduler, 'hx', 1);
+    const refused = scheduler.outcomes('hx', [{ tid: 'job1.0', attempt: 1, ok: true, value: 666 }]);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]?.code).toBe('E_NOT_ASSIGNED');
+    expect(scheduler.status('job1')?.tasks.done).toBe(0);
+    expect(intruder.assigned()).toHaveLength(0);
+  });
+});
+
+describe('scheduler reissue', () => {
+  it('reissues the tasks of a host that disconnects, resuming from the last checkpoint', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec([1]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    await settle();
+    const checkpoint = { state: { i: 5 }, rng: [1, 2, 3, 4] as [number, number, number, number] };
+    expect(scheduler.checkpoint('ha', 'job1.0', 1, checkpoint)).toBeNull();
+    scheduler.detachHost('ha', a);
+    const b = connect(scheduler, 'hb', 1);
+    await settle();
+    expect(b.assigned()).toEqual([expect.objectContaining({ tid: 'job1.0', attempt: 2, resume: checkpoint })]);
+  });
+
+  it('retries a failing task up to maxAttempts, then fails the job', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec([1], { maxAttempts: 2 }), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    for (const attempt of [1, 2]) {
+      await settle();
+      scheduler.outcomes('ha', [{ tid: 'job1.0', attempt, ok: false, error: { code: 'E_TASK_FAILED', message: 'boom' } }]);
+    }
+    await settle();
+    expect(a.assigned().map((t) => t.attempt)).toEqual([1, 2]);
+    const status = scheduler.status('job1');
+    expect(status?.state).toBe('failed');
+    expect(status?.error?.message).toContain('boom');
+  });
+
+  it('reissues an attempt past its deadline and cancels it on its host', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec([1], { taskTimeoutMs: 1000 }), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    await settle();
+    clock += 999;
+    scheduler.tick();
+    expect(a.of('cancel')).toHaveLength(0);
+    clock += 2;
+    scheduler.tick();
+    await settle();
+    expect(a.of('cancel')[0]?.tasks).toEqual([{ tid: 'job1.0', attempt: 1 }]);
+    expect(a.assigned().map((t) => t.attempt)).toEqual([1, 2]);
+  });
+
+  it('counts the first result once and cancels the other attempt', async () => {
+    const { scheduler, store } = setup();
+    scheduler.submit(spec([1]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    await settle();
+    scheduler.detachHost('ha', a);
+    const b = connect(scheduler, 'hb', 1);
+    await settle();
+    // host a comes back with the result it kept while offline: it still counts
+    const a2 = connect(scheduler, 'ha', 1);
+    expect(scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'first' }])).toEqual([]);
+    expect(scheduler.outcomes('hb', [{ tid: 'job1.0', attempt: 2, ok: true, value: 'second' }])).toEqual([]);
+    await settle();
+    expect(await store.getResults('job1')).toEqual(['first']);
+    expect(b.of('cancel')[0]?.tasks).toEqual([{ tid: 'job1.0', attempt: 2 }]);
+    expect(a2.of('ack')).toHaveLength(1);
+    expect(scheduler.status('job1')?.tasks.done).toBe(1);
+  });
+
+  it('after a restart keeps tasks running on hosts that come back and reissues the others', async () => {
+    const first = setup();
+    first.scheduler.submit(spec([1, 2]), 'p', 'o', 'job1');
+    connect(first.scheduler, 'ha', 1);
+    connect(first.scheduler, 'hb', 1);
+    await settle();
+    await first.scheduler.durable();
+    const { scheduler } = setup(first.store, 50);
+    stores.pop();
+    await scheduler.restore();
+    const a = connect(scheduler, 'ha', 1, [{ tid: 'job1.0', attempt: 1 }]);
+    await settle();
+    expect(a.of('cancel')).toHaveLength(0);
+    expect(scheduler.status('job1')?.tasks.running).toBe(2);
+    scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'kept' }]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await settle();
+    expect(scheduler.status('job1')?.tasks.done).toBe(1);
+    // hb never came back: its task went to the host that is there
+    expect(a.assigned()).toEqual([expect.objectContaining({ tid: 'job1.1', attempt: 2 })]);
+  });
+});

@@ -1,0 +1,29 @@
+import type { Checkpoint, TaskRef } from '@webpvm/vm-protocol';
+import type { KeyValueStore } from './kv-store.ts';
+
+const PREFIX = 'ckpt:';
+
+export interface StoredCheckpoint {
+  attempt: number;
+  checkpoint: Checkpoint;
+}
+
+const checkpointKey = (tid: string): string => `${PREFIX}${tid}`;
+
+/** Each local task's latest checkpoint, kept until its result is acknowledged. */
+export function saveCheckpoint(store: KeyValueStore, ref: TaskRef, checkpoint: Checkpoint): Promise<void> {
+  const stored: StoredCheckpoint = { attempt: ref.attempt, checkpoint };
+  return store.set(checkpointKey(ref.tid), stored);
+}
+
+/** Keeps a checkpoint of a later attempt of the same tid, which may already run here. */
+export async function forgetCheckpoint(store: KeyValueStore, ref: TaskRef): Promise<void> {
+  const stored = await store.get<StoredCheckpoint>(checkpointKey(ref.tid));
+  if (stored && stored.attempt <= ref.attempt) await store.del(checkpointKey(ref.tid));
+}
+
+/** On page start no task runs yet: checkpoints of tasks with no pending result are orphans. */
+export async function pruneCheckpoints(store: KeyValueStore, keepTids: Set<string>): Promise<void> {
+  const orphans = (await store.keys()).filter((key) => key.startsWith(PREFIX) && !keepTids.has(key.slice(PREFIX.length)));
+  await Promise.all(orphans.map((key) => store.del(key)));
+}

@@ -1,0 +1,196 @@
+import {
+  PROTOCOL_VERSION,
+  decodeCoordinatorMessage,
+  encode,
+  type CoordinatorMessage,
+  type CoordinatorMessageOf,
+  type HostMessage,
+  type TaskRef,
+} from '@webpvm/vm-protocol';
+import { loadIdentity, saveIdentity, type HostIdentity } from './identity.ts';
+import type { KeyValueStore } from './kv-store.ts';
+
+export type ConnectionState = 'connecting' | 'connected' | 'offline';
+
+/** The part of a WebSocket the link uses, so tests can hand it a fake. */
+export interface SocketLike {
+  send(text: string): void;
+  close(): void;
+  onopen: ((event: Event) => void) | null;
+  onmessage: ((event: MessageEvent) => void) | null;
+  onclose: ((event: CloseEvent) => void) | null;
+  onerror: ((event: Event) => void) | null;
+}
+
+export interface LinkEvents {
+  /** Identity stored and heartbeats started: pending results can be sent again. */
+  welcome(message: CoordinatorMessageOf<'welcome'>): void;
+  assign(message: CoordinatorMessageOf<'assign'>): void;
+  cancel(message: CoordinatorMessageOf<'cancel'>): void;
+  ack(message: CoordinatorMessageOf<'ack'>): void;
+  stateChange(): void;
+}
+
+export interface LinkOptions {
+  url: string;
+  slots: number;
+  userAgent: string;
+  store: KeyValueStore;
+  /** Tasks this page holds, reported in every `hello` so a reconnect does not lose them. */
+  heldTasks(): TaskRef[];
+  events: LinkEvents;
+  createSocket?: (url: string) => SocketLike;
+}
+
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 5000;
+
+/** `ws://` or `wss://` on this page's own origin: the coordinator serves the page and the socket. */
+export function coordinatorSocketUrl(location: { protocol: string; host: string }): string {
+  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
+}
+
+/**
+ * The host's one WebSocket to the coordinator. It says hello on every (re)connect, keeps the
+ * identity the coordinator issues, beats the heart and reconnects forever with backoff.
+ * Messages are only sent after a `welcome`: before it the coordinator does not know who we are.
+ */
+export class CoordinatorLink {
+  #options: LinkOptions;
+  #createSocket: (url: string) => SocketLike;
+  #socket: SocketLike | null = null;
+  #identity: HostIdentity | null = null;
+  #state: ConnectionState = 'connecting';
+  #welcomed = false;
+  #retryMs = FIRST_RETRY_MS;
+  #retryTimer: ReturnType<typeof setTimeout> | null = null;
+  #heartbeat: ReturnType<typeof setInterval> | null = null;
+  #stopped = false;
+  #checkpointIntervalMs = 0;
+
+  readonly #handlers: { [T in CoordinatorMessage['type']]: (message: CoordinatorMessageOf<T>) => void } = {
+    welcome: (m) => this.#onWelcome(m),
+    assign: (m) => this.#options.events.assign(m),
+    cancel: (m) => this.#options.events.cancel(m),
+    ack: (m) => this.#options.events.ack(m),
+    error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
+  };
+
+  constructor(options: LinkOptions) {
+    this.#options = options;
+    this.#createSocket = options.createSocket ?? ((url) => new WebSocket(url));
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  get hostId(): string | null {
+    return this.#identity?.hostId ?? null;
+  }
+
+  /** From the last `welcome`; 0 until one arrives. */
+  get checkpointIntervalMs(): number {
+    return this.#checkpointIntervalMs;
+  }
+
+  async start(): Promise<void> {
+    this.#identity = await loadIdentity(this.#options.store);
+    this.#options.events.stateChange();
+    this.#connect();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#stopHeartbeat();
+    this.#socket?.close();
+  }
+
+  /** False when not welcomed: the caller keeps anything that must survive (results, checkpoints). */
+  send(message: HostMessage): boolean {
+    if (!this.#welcomed || !this.#socket) return false;
+    try {
+      this.#socket.send(encode(message));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #connect(): void {
+    this.#retryTimer = null;
+    if (this.#stopped) return;
+    let socket: SocketLike;
+    try {
+      socket = this.#createSocket(this.#options.url);
+    } catch {
+      this.#onClose(null);
+      return;
+    }
+    this.#socket = socket;
+    socket.onopen = () => this.#sendHello(socket);
+    socket.onmessage = (event) => {
+      if (socket === this.#socket && typeof event.data === 'string') this.#onFrame(event.data);
+    };
+    socket.onclose = () => this.#onClose(socket);
+    socket.onerror = () => socket.close();
+  }
+
+  #sendHello(socket: SocketLike): void {
+    const hello: HostMessage = {
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      identity: this.#identity,
+      slots: this.#options.slots,
+      running: this.#options.heldTasks(),
+      userAgent: this.#options.userAgent.slice(0, 512),
+    };
+    socket.send(encode(hello));
+  }
+
+  #onFrame(text: string): void {
+    const decoded = decodeCoordinatorMessage(text);
+    if (!decoded.ok) {
+      console.warn(`webpvm: ignored a coordinator frame: ${decoded.error.code} ${decoded.error.message}`);
+      return;
+    }
+    const message = decoded.value;
+    (this.#handlers[message.type] as (m: CoordinatorMessage) => void)(message);
+  }
+
+  #onWelcome(message: CoordinatorMessageOf<'welcome'>): void {
+    if (message.protocol !== PROTOCOL_VERSION) {
+      console.warn(`webpvm: coordinator speaks protocol ${message.protocol}, this page ${PROTOCOL_VERSION}`);
+    }
+    this.#identity = { hostId: message.hostId, secret: message.secret };
+    this.#checkpointIntervalMs = message.checkpointIntervalMs;
+    this.#welcomed = true;
+    this.#retryMs = FIRST_RETRY_MS;
+    this.#state = 'connected';
+    this.#stopHeartbeat();
+    this.#heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), message.heartbeatMs);
+    void saveIdentity(this.#options.store, this.#identity).catch((error: unknown) =>
+      console.warn('webpvm: could not store the host identity', error),
+    );
+    this.#options.events.welcome(message);
+    this.#options.events.stateChange();
+  }
+
+  #onClose(socket: SocketLike | null): void {
+    if (socket && socket !== this.#socket) return;
+    this.#socket = null;
+    this.#welcomed = false;
+    this.#stopHeartbeat();
+    if (this.#stopped) return;
+    this.#state = 'offline';
+    this.#options.events.stateChange();
+    this.#retryTimer = setTimeout(() => this.#connect(), this.#retryMs);
+    this.#retryMs = Math.min(MAX_RETRY_MS, this.#retryMs * 2);
+  }
+
+  #stopHeartbeat(): void {
+    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    this.#heartbeat = null;
+  }
+}

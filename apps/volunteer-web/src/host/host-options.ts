@@ -1,0 +1,24 @@
+import { LIMITS } from '@webpvm/vm-protocol';
+
+export const POLICIES = ['idle', 'hidden', 'always'] as const;
+export type ReclaimPolicy = (typeof POLICIES)[number];
+
+export interface HostOptions {
+  slots: number;
+  policy: ReclaimPolicy;
+}
+
+/** Reads `?slots=N&policy=…` from the page URL; anything unreadable falls back to the default. */
+export function parseHostOptions(search: string, hardwareConcurrency: number | undefined): HostOptions {
+  const params = new URLSearchParams(search);
+  const defaultSlots = clampSlots((hardwareConcurrency || 2) - 1);
+  const requested = Number(params.get('slots'));
+  const slots = params.has('slots') && Number.isInteger(requested) && requested >= 1 ? clampSlots(requested) : defaultSlots;
+  const policyParam = params.get('policy');
+  const policy = POLICIES.find((p) => p === policyParam) ?? 'idle';
+  return { slots, policy };
+}
+
+function clampSlots(n: number): number {
+  return Math.min(LIMITS.slotsPerHost, Math.max(1, n));
+}

@@ -1,0 +1,25 @@
+import type { ErrorCode, ToWorker } from '@webpvm/vm-protocol';
+
+/** What the slot pool needs of a Web Worker; tests give it a fake. */
+export interface TaskWorkerHandle {
+  post(message: ToWorker): void;
+  terminate(): void;
+}
+
+export interface TaskWorkerListener {
+  message(data: unknown): void;
+  error(code: ErrorCode, message: string): void;
+}
+
+export type SpawnTaskWorker = (listener: TaskWorkerListener) => TaskWorkerHandle;
+
+export const spawnTaskWorker: SpawnTaskWorker = (listener) => {
+  const worker = new Worker(new URL('./task-worker.ts', import.meta.url), { type: 'module' });
+  worker.onmessage = (event) => listener.message(event.data);
+  worker.onmessageerror = () => listener.error('E_BAD_FRAME', 'a message from the task worker could not be deserialized');
+  worker.onerror = (event) => {
+    event.preventDefault();
+    listener.error('E_TASK_FAILED', event.message || 'the task worker failed');
+  };
+  return { post: (message) => worker.postMessage(message), terminate: () => worker.terminate() };
+};

@@ -1,0 +1,3 @@
+import { runTaskWorker } from '@webpvm/task-sdk/runtime';
+
+runTaskWorker(self);

@@ -1,0 +1,123 @@
+import type { TaskOutcome } from '@webpvm/vm-protocol';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { SlotPool } from '../src/host/slot-pool.ts';
+import { assignment } from './support/assignments.ts';
+import { currentTid, fakeWorkers } from './support/fake-workers.ts';
+
+function setup(slots: number) {
+  const { spawn, workers } = fakeWorkers();
+  const outcomes: TaskOutcome[] = [];
+  const logs: string[] = [];
+  const pool = new SlotPool({
+    slots,
+    spawn,
+    checkpointIntervalMs: () => 250,
+    events: {
+      outcome: (o) => outcomes.push(o),
+      checkpoint: () => undefined,
+      progress: () => undefined,
+      log: (_ref, line) => logs.push(line),
+      change: () => undefined,
+    },
+  });
+  return { pool, workers, outcomes, logs };
+}
+
+afterEach(() => vi.useRealTimers());
+
+describe('SlotPool', () => {
+  it('runs at most `slots` tasks, one per worker, and queues the rest', () => {
+    const { pool, workers, outcomes } = setup(2);
+    pool.assign([assignment('joba', 0), assignment('joba', 1), assignment('joba', 2)]);
+    expect(workers).toHaveLength(2);
+    expect(pool.running().map((t) => t.tid)).toEqual(['joba.0', 'joba.1']);
+    expect(pool.queued).toBe(1);
+    expect(workers[0]!.received[0]).toMatchObject({ type: 'start', checkpointIntervalMs: 250, task: { tid: 'joba.0' } });
+
+    workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 42 });
+    expect(outcomes).toEqual([{ tid: 'joba.0', attempt: 1, ok: true, value: 42 }]);
+    // The same job reuses the worker that already loaded its program.
+    expect(workers).toHaveLength(2);
+    expect(currentTid(workers[0]!)).toBe('joba.2');
+    expect(pool.held().map((r) => r.tid).sort()).toEqual(['joba.1', 'joba.2']);
+  });
+
+  it('gives a task of another job a fresh worker and terminates the old one', () => {
+    const { pool, workers } = setup(1);
+    pool.assign([assignment('joba', 0), assignment('jobb', 0)]);
+    workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 1 });
+    expect(workers).toHaveLength(2);
+    expect(workers[0]!.terminated).toBe(true);
+    expect(currentTid(workers[1]!)).toBe('jobb.0');
+    expect(pool.workersStarted).toBe(2);
+  });
+
+  it('fails a task whose worker sends a malformed message, and drops that worker', () => {
+    const { pool, workers, outcomes } = setup(1);
+    pool.assign([assignment('joba', 0), assignment('joba', 1)]);
+    workers[0]!.emit({ type: 'progress', tid: 'joba.0', fraction: 7 });
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]).toMatchObject({ tid: 'joba.0', ok: false, error: { code: 'E_BAD_FRAME' } });
+    expect(workers[0]!.terminated).toBe(true);
+    expect(currentTid(workers[1]!)).toBe('joba.1');
+  });
+
+  it('fails a task with E_TASK_FAILED when its worker crashes', () => {
+    const { pool, workers, outcomes } = setup(1);
+    pool.assign([assignment('joba', 0)]);
+    workers[0]!.listener.error('E_TASK_FAILED', 'Uncaught ReferenceError: x is not defined');
+    expect(outcomes).toEqual([
+      { tid: 'joba.0', attempt: 1, ok: false, error: { code: 'E_TASK_FAILED', message: 'Uncaught ReferenceError: x is not defined' } },
+    ]);
+    expect(workers[0]!.terminated).toBe(true);
+    expect(pool.running()).toEqual([]);
+  });
+
+  it('ignores messages about another tid, such as a finished task’s leftover timers', () => {
+    const { pool, workers, outcomes, logs } = setup(1);
+    pool.assign([assignment('joba', 0)]);
+    workers[0]!.emit({ type: 'log', tid: 'joba.9', line: 'stale' });
+    workers[0]!.emit({ type: 'log', tid: 'joba.0', line: 'hello' });
+    expect(logs).toEqual(['hello']);
+    expect(outcomes).toEqual([]);
+  });
+
+  it('drops queued tasks and terminates running ones on cancel, reporting nothing', () => {
+    const { pool, workers, outcomes } = setup(1);
+    pool.assign([assignment('joba', 0), assignment('joba', 1), assignment('joba', 2)]);
+    pool.cancel([
+      { tid: 'joba.0', attempt: 1 },
+      { tid: 'joba.1', attempt: 1 },
+    ]);
+    expect(workers[0]!.terminated).toBe(true);
+    expect(outcomes).toEqual([]);
+    expect(pool.running().map((t) => t.tid)).toEqual(['joba.2']);
+    expect(pool.queued).toBe(0);
+    workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 1 });
+    expect(outcomes).toEqual([]);
+  });
+
+  it('ignores an assignment it already holds', () => {
+    const { pool, workers } = setup(2);
+    pool.assign([assignment('joba', 0)]);
+    pool.assign([assignment('joba', 0)]);
+    expect(workers).toHaveLength(1);
+    expect(pool.held()).toHaveLength(1);
+  });
+
+  it('fails a task that outlives its deadline', () => {
+    vi.useFakeTimers();
+    const { pool, workers, outcomes } = setup(1);
+    pool.assign([assignment('joba', 0, { timeoutMs: 1000 })]);
+    vi.advanceTimersByTime(1001);
+    expect(outcomes[0]).toMatchObject({ tid: 'joba.0', ok: false, error: { code: 'E_TASK_TIMEOUT' } });
+    expect(workers[0]!.terminated).toBe(true);
+  });
+
+  it('tracks progress for the page', () => {
+    const { pool, workers } = setup(1);
+    pool.assign([assignment('joba', 0)]);
+    workers[0]!.emit({ type: 'progress', tid: 'joba.0', fraction: 0.5 });
+    expect(pool.running()).toEqual([{ tid: 'joba.0', attempt: 1, progress: 0.5 }]);
+  });
+});

@@ -1,0 +1,77 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { JobStatus, SubmitJobRequest } from '@webpvm/vm-protocol';
+import { expect } from '@playwright/test';
+import { ADMIN_TOKEN } from './coordinator.ts';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export const readProgram = (relative: string): string => fs.readFileSync(path.join(repoRoot, relative), 'utf8');
+
+/** The researcher's side of the REST API, as a test uses it. */
+export class Api {
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string = ADMIN_TOKEN,
+  ) {}
+
+  async request(method: string, route: string, body?: unknown, token: string | null = this.token): Promise<Response> {
+    return fetch(`${this.baseUrl}${route}`, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  async submit(job: SubmitJobRequest): Promise<string> {
+    const res = await this.request('POST', '/api/jobs', job);
+    const body = (await res.json()) as { id: string };
+    expect(res.status, JSON.stringify(body)).toBe(201);
+    return body.id;
+  }
+
+  async job(id: string): Promise<JobStatus> {
+    const res = await this.request('GET', `/api/jobs/${id}`);
+    expect(res.status).toBe(200);
+    return (await res.json()) as JobStatus;
+  }
+
+  async results(id: string): Promise<unknown[]> {
+    const res = await this.request('GET', `/api/jobs/${id}/results`);
+    expect(res.status).toBe(200);
+    return ((await res.json()) as { results: unknown[] }).results;
+  }
+
+  async waitForState(id: string, state: JobStatus['state'], timeoutMs = 90_000): Promise<JobStatus> {
+    let last: JobStatus | null = null;
+    await expect
+      .poll(
+        async () => {
+          last = await this.job(id);
+          return last.state;
+        },
+        { timeout: timeoutMs, intervals: [250] },
+      )
+      .toBe(state);
+    return last!;
+  }
+
+  /** Resolves once `predicate` holds for the job, polling its status. */
+  async waitFor(id: string, predicate: (job: JobStatus) => boolean, timeoutMs = 60_000): Promise<JobStatus> {
+    let last: JobStatus | null = null;
+    await expect
+      .poll(
+        async () => {
+          last = await this.job(id);
+          return predicate(last);
+        },
+        { timeout: timeoutMs, intervals: [100] },
+      )
+      .toBe(true);
+    return last!;
+  }
+}

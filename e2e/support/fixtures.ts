@@ -1,0 +1,18 @@
+import { test as base } from '@playwright/test';
+import { Api } from './api.ts';
+import { CoordinatorProcess } from './coordinator.ts';
+
+/** Every spec gets its own coordinator (free port, temporary data) and an admin API client. */
+export const test = base.extend<{ coordinator: CoordinatorProcess; api: Api }>({
+  coordinator: async ({}, use, testInfo) => {
+    const coordinator = await CoordinatorProcess.start();
+    await use(coordinator);
+    if (testInfo.status !== testInfo.expectedStatus) await testInfo.attach('coordinator.log', { body: coordinator.logs });
+    await coordinator.stop();
+  },
+  api: async ({ coordinator }, use) => {
+    await use(new Api(coordinator.url));
+  },
+});
+
+export { expect } from '@playwright/test';

@@ -1,0 +1,55 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readProgram } from '../support/api.ts';
+import { ADMIN_TOKEN } from '../support/coordinator.ts';
+import { expect, test } from '../support/fixtures.ts';
+import { openHosts } from '../support/hosts.ts';
+
+test('a researcher submits a job from the dashboard, watches it finish and sees the results', async ({ browser, api }) => {
+  await openHosts(browser, api.baseUrl, 2, 2);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-dash-'));
+  const programFile = path.join(dir, 'primes.ts');
+  fs.writeFileSync(programFile, readProgram('examples/primes.ts'));
+
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  await page.goto(`${api.baseUrl}/dashboard`);
+  await page.getByTestId('token-input').fill(ADMIN_TOKEN);
+  await page.getByTestId('token-save').click();
+  await expect(page.getByTestId('hosts-count')).toContainText('2');
+
+  await page.getByTestId('job-name').fill('primes from the dashboard');
+  await page.getByTestId('program-file').setInputFiles(programFile);
+  const ranges = [0, 1, 2, 3].map((i) => ({ from: i * 25_000, to: (i + 1) * 25_000 }));
+  await page.getByTestId('inputs-json').fill(JSON.stringify(ranges));
+  await page.getByTestId('submit-job').click();
+
+  const row = page.getByTestId('job-row').filter({ hasText: 'primes from the dashboard' });
+  await expect(row.getByTestId('job-state')).toHaveText('done', { timeout: 60_000 });
+  await row.getByTestId('job-open').click();
+  await expect(page.getByTestId('result-row')).toHaveCount(4);
+  await expect(page.getByTestId('results-table')).toContainText('"count":2762');
+
+  const download = page.waitForEvent('download');
+  await page.getByTestId('results-download').click();
+  const file = await (await download).path();
+  const downloaded = JSON.parse(fs.readFileSync(file, 'utf8')) as { results: { count: number }[] } | { count: number }[];
+  const counts = (Array.isArray(downloaded) ? downloaded : downloaded.results).map((r) => r.count);
+  // π(25k)=2762, π(50k)=5133, π(75k)=7393, π(100k)=9592
+  expect(counts).toEqual([2762, 5133 - 2762, 7393 - 5133, 9592 - 7393]);
+
+  const jobId = await row.getAttribute('data-job-id');
+  expect((await api.job(jobId!)).state).toBe('done');
+  await context.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('the dashboard says so when the token is refused', async ({ browser, api }) => {
+  const page = await browser.newPage();
+  await page.goto(`${api.baseUrl}/dashboard`);
+  await page.getByTestId('token-input').fill('wpvm_wrong');
+  await page.getByTestId('token-save').click();
+  await expect(page.getByText(/token/i).and(page.getByText(/refused|invalid|unknown|401|E_UNAUTHORIZED/i)).first()).toBeVisible();
+  await page.close();
+});

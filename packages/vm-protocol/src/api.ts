@@ -1,0 +1,93 @@
+import { z } from 'zod';
+import { ERRORS, type ErrorCode } from './errors.ts';
+import { JobId } from './ids.ts';
+import { LIMITS } from './limits.ts';
+
+/** `POST /api/jobs`: a bag of tasks (`inputs`) or one root task (`main`). */
+export const SubmitJobRequest = z
+  .object({
+    name: z.string().max(LIMITS.nameChars).default('job'),
+    program: z.string().min(1).max(LIMITS.programBytes),
+    inputs: z.array(z.unknown()).min(1).max(LIMITS.inputsPerJob).optional(),
+    main: z.unknown().optional(),
+    replicas: z.number().int().min(1).max(16).default(1),
+    quorum: z.number().int().min(1).max(16).default(1),
+    maxAttempts: z.number().int().min(1).max(100).default(3),
+    taskTimeoutMs: z.number().int().min(100).max(7 * 24 * 3600 * 1000).nullable().default(null),
+    priority: z.number().int().min(1).max(100).default(1),
+  })
+  .strict()
+  .refine((j) => (j.inputs === undefined) !== (j.main === undefined), {
+    message: 'give exactly one of `inputs` (a bag of tasks) or `main` (one root task)',
+    path: ['inputs'],
+  })
+  .refine((j) => j.quorum <= j.replicas, { message: '`quorum` cannot exceed `replicas`', path: ['quorum'] });
+export type SubmitJobRequest = z.input<typeof SubmitJobRequest>;
+export type JobSpec = z.output<typeof SubmitJobRequest>;
+
+export const JobState = z.enum(['queued', 'running', 'done', 'failed', 'cancelled']);
+export type JobState = z.infer<typeof JobState>;
+
+export const TaskState = z.enum(['pending', 'running', 'done', 'failed', 'cancelled']);
+export type TaskState = z.infer<typeof TaskState>;
+
+export const TaskCounts = z.object({
+  total: z.number(),
+  pending: z.number(),
+  running: z.number(),
+  done: z.number(),
+  failed: z.number(),
+});
+export type TaskCounts = z.infer<typeof TaskCounts>;
+
+export const JobStatus = z.object({
+  id: JobId,
+  name: z.string(),
+  state: JobState,
+  tasks: TaskCounts,
+  /** Mean progress of the job's tasks, 0..1 (a done task counts 1). */
+  progress: z.number(),
+  migrations: z.number(),
+  attempts: z.number(),
+  priority: z.number(),
+  createdAt: z.string(),
+  finishedAt: z.string().nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type JobStatus = z.infer<typeof JobStatus>;
+
+export const JobList = z.object({ jobs: z.array(JobStatus) });
+export type JobList = z.infer<typeof JobList>;
+
+export const JobResults = z.object({ results: z.array(z.unknown()) });
+export type JobResults = z.infer<typeof JobResults>;
+
+export const SubmitJobResponse = z.object({ id: JobId, tasks: z.number() });
+export type SubmitJobResponse = z.infer<typeof SubmitJobResponse>;
+
+export const HostInfo = z.object({
+  hostId: z.string(),
+  connected: z.boolean(),
+  slots: z.number(),
+  running: z.number(),
+  done: z.number(),
+  userAgent: z.string(),
+  connectedAt: z.string().nullable(),
+  lastSeenAt: z.string(),
+});
+export const HostList = z.object({ hosts: z.array(HostInfo) });
+export type HostList = z.infer<typeof HostList>;
+
+export const CreateTokenRequest = z
+  .object({ name: z.string().max(LIMITS.nameChars).default('token'), admin: z.boolean().default(false) })
+  .strict();
+export const CreateTokenResponse = z.object({ id: z.string(), name: z.string(), admin: z.boolean(), token: z.string() });
+export type CreateTokenResponse = z.infer<typeof CreateTokenResponse>;
+
+export const ApiError = z.object({
+  error: z.object({
+    code: z.string().refine((c): c is ErrorCode => Object.hasOwn(ERRORS, c)),
+    message: z.string(),
+  }),
+});
+export type ApiError = z.infer<typeof ApiError>;

@@ -1,0 +1,16 @@
+/** Size limits on every input; the coordinator and the host both enforce them. */
+export const LIMITS = {
+  /** One WebSocket frame between a host and the coordinator. */
+  frameBytes: 16 * 1024 * 1024,
+  /** One REST request body (a job: program + inputs). */
+  requestBytes: 64 * 1024 * 1024,
+  programBytes: 4 * 1024 * 1024,
+  inputsPerJob: 100_000,
+  /** One task's serialized input, result or checkpoint. */
+  valueBytes: 8 * 1024 * 1024,
+  itemsPerBatch: 1024,
+  slotsPerHost: 64,
+  nameChars: 200,
+  logLineChars: 4096,
+  idChars: 64,
+} as const;
