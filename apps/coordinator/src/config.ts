@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WebpvmError } from '@webpvm/vm-protocol';
 
 export interface CoordinatorConfig {
   port: number;
@@ -23,7 +24,7 @@ function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
+  if (!Number.isInteger(value) || value < 0) throw new WebpvmError('E_BAD_REQUEST', `${name} must be a non-negative integer, got "${raw}"`);
   return value;
 }
 

@@ -21,7 +21,8 @@ export interface RunningCoordinator {
 
 /** Wires store, scheduler, host gateway and HTTP API into one listening coordinator. */
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
-  const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } });
+  // Logs go to stderr, so that stdout carries only what `webpvm start` prints for the person.
+  const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } }, pino.destination(2));
   const store = new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'));
   const auth = new TokenAuth(store);
   const firstAdminToken = await auth.bootstrap(config.adminToken);
@@ -58,19 +59,21 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     if (new URL(request.url ?? '/', 'http://x').pathname === '/ws') gateway.handleUpgrade(request, socket, head);
     else socket.destroy();
   });
-  await app.listen({ port: config.port, host: config.host });
+  const close = async () => {
+    clearInterval(ticker);
+    await gateway.close();
+    await app.close();
+    await scheduler.durable();
+    await store.close();
+  };
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    await close();
+    throw error;
+  }
   const address = app.server.address() as AddressInfo;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
 
-  return {
-    url,
-    firstAdminToken,
-    async close() {
-      clearInterval(ticker);
-      await gateway.close();
-      await app.close();
-      await scheduler.durable();
-      await store.close();
-    },
-  };
+  return { url, firstAdminToken, close };
 }

@@ -9,7 +9,7 @@ import {
   WebpvmError,
   describeIssues,
 } from '@webpvm/vm-protocol';
-import Fastify, { type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Principal, TokenAuth } from './auth.ts';
 import type { Metrics } from './metrics.ts';
@@ -44,7 +44,7 @@ export function buildApi(opts: ApiOptions) {
   const { scheduler, store, auth, programs } = opts;
   const app = Fastify({
     loggerInstance: opts.log,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.requestBytes,
   });
 

@@ -61,6 +61,10 @@ interface HostRun {
   done: number;
   /** tid → attempt of the tasks this host holds (running or queued in the page). */
   assigned: Map<string, number>;
+  /** Tasks per second this host has been completing lately (smoothed). */
+  rate: number;
+  rateSince: number;
+  rateCount: number;
 }
 
 export interface SchedulerOptions {
@@ -72,8 +76,15 @@ export interface SchedulerOptions {
   now?: () => number;
 }
 
-/** Hosts hold up to this many tasks per slot, so the next task is already there when one ends. */
+/**
+ * A host holds at least two tasks per slot, so the next task is already there when one ends; a
+ * host that finishes tasks quickly holds about PREFETCH_SECONDS of its work, so that tiny tasks
+ * travel in batches and the round trip to the coordinator does not bound its throughput.
+ */
 const PREFETCH_PER_SLOT = 2;
+const PREFETCH_SECONDS = 0.25;
+const PREFETCH_MAX = 512;
+const RATE_WINDOW_MS = 250;
 
 const TERMINAL: ReadonlySet<RunState> = new Set(['done', 'failed', 'cancelled']);
 
@@ -374,7 +385,10 @@ export class Scheduler {
         this.failAttempt(task, outcome.error);
       }
     }
-    if (host) this.writes.schedule(() => host.link?.send({ type: 'ack', tasks: acks }));
+    if (host) {
+      this.measureRate(host, items.length);
+      this.writes.schedule(() => host.link?.send({ type: 'ack', tasks: acks }));
+    }
     this.scheduleDispatch();
     return refused;
   }
@@ -427,19 +441,19 @@ export class Scheduler {
   }
 
   /**
-   * First fill every host up to its slots, then top each up to PREFETCH_PER_SLOT × slots, so
-   * that a few long tasks spread over all hosts before any host queues a second one.
+   * First fill every host up to its slots, then top each up to its prefetch depth, so that a
+   * few long tasks spread over all hosts before any host queues a second one.
    */
   private dispatch(): void {
     const hosts = [...this.hosts.values()].filter((h) => h.link !== null && h.slots > 0);
     if (!hosts.length) return;
     const batches = new Map<HostRun, TaskAssignment[]>();
-    for (const perSlot of [1, PREFETCH_PER_SLOT]) {
+    for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
       let progress = true;
       while (progress) {
         progress = false;
         for (const host of hosts) {
-          if (host.assigned.size >= host.slots * perSlot) continue;
+          if (host.assigned.size >= limit(host)) continue;
           const task = this.nextTask();
           if (!task) break;
           const batch = batches.get(host) ?? [];
@@ -497,6 +511,15 @@ export class Scheduler {
       seed: seedOf(task.tid),
       timeoutMs: job.stored.options.taskTimeoutMs,
     };
+  }
+
+  private measureRate(host: HostRun, completed: number): void {
+    host.rateCount += completed;
+    const elapsed = this.now() - host.rateSince;
+    if (elapsed < RATE_WINDOW_MS) return;
+    host.rate = (host.rate + (host.rateCount * 1000) / elapsed) / 2;
+    host.rateSince = this.now();
+    host.rateCount = 0;
   }
 
   private startDeadline(task: TaskRun): void {
@@ -666,6 +689,9 @@ export class Scheduler {
         lastSeenAt: this.now(),
         done: 0,
         assigned: new Map(),
+        rate: 0,
+        rateSince: this.now(),
+        rateCount: 0,
       };
       this.hosts.set(hostId, host);
     }
@@ -681,6 +707,10 @@ export class Scheduler {
       failed: job.counts.failed,
     }, job.stored.total ? job.progressSum / job.stored.total : 1);
   }
+}
+
+function prefetchDepth(host: HostRun): number {
+  return Math.max(host.slots * PREFETCH_PER_SLOT, Math.min(PREFETCH_MAX, host.slots + Math.ceil(host.rate * PREFETCH_SECONDS)));
 }
 
 function taskUpdate(t: TaskRun): TaskUpdate {

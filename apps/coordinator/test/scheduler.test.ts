@@ -72,6 +72,27 @@ describe('scheduler leasing', () => {
     expect(a.assigned()[0]).toMatchObject({ attempt: 1, jobId: 'job1', input: 0, resume: null, programUrl: '/programs/p.js' });
   });
 
+  it('lets a host that finishes tasks quickly hold more of them, and a slow one only two per slot', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec(Array.from({ length: 5000 }, (_, i) => i)), 'p', 'o', 'job1');
+    const fast = connect(scheduler, 'fast', 1);
+    const slow = connect(scheduler, 'slow', 1);
+    await settle();
+    const held = (link: FakeHost) => {
+      const acked = new Set(link.of('ack').flatMap((m) => m.tasks.map((t) => t.tid)));
+      return link.assigned().filter((t) => !acked.has(t.tid));
+    };
+    for (let round = 0; round < 100; round++) {
+      clock += 5;
+      const items = held(fast).map((t) => ({ tid: t.tid, attempt: t.attempt, ok: true as const, value: 0 }));
+      scheduler.outcomes('fast', items);
+      await settle();
+    }
+    expect(held(fast).length).toBeGreaterThan(20);
+    expect(held(fast).length).toBeLessThanOrEqual(512);
+    expect(held(slow)).toHaveLength(2);
+  });
+
   it('shares hosts fairly between jobs by priority', async () => {
     const { scheduler } = setup();
     scheduler.submit(spec(Array.from({ length: 20 }, () => 0)), 'p', 'o', 'low1');

@@ -80,10 +80,17 @@ describe('HostRuntime', () => {
     expect(host.store.data.get('ckpt:joba.0')).toEqual({ attempt: 1, checkpoint });
     expect(host.socket().sentOfType('checkpoint')).toEqual([{ type: 'checkpoint', tid: 'joba.0', attempt: 1, checkpoint }]);
 
+    // while the write to IndexedDB has not finished, nothing is sent
+    const setMany = host.store.setMany;
+    let finishWrite = () => {};
+    host.store.setMany = (entries) =>
+      new Promise<void>((resolve) => (finishWrite = () => void setMany(entries).then(resolve)));
     host.workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: { pi: 3.14 } });
+    await vi.advanceTimersByTimeAsync(10);
+    expect(host.socket().sentOfType('results')).toEqual([]);
+    finishWrite();
     await settle();
     expect(host.store.data.get('result:joba.0:1')).toEqual({ tid: 'joba.0', attempt: 1, ok: true, value: { pi: 3.14 } });
-    await vi.advanceTimersByTimeAsync(10);
     expect(host.socket().sentOfType('results')).toEqual([
       { type: 'results', items: [{ tid: 'joba.0', attempt: 1, ok: true, value: { pi: 3.14 } }] },
     ]);

@@ -54,19 +54,19 @@ export class ApiClient {
     this.#token = options.token || undefined;
   }
 
-  submitJob(request: SubmitJobRequest): Promise<SubmitJobResponse> {
+  async submitJob(request: SubmitJobRequest): Promise<SubmitJobResponse> {
     return this.#json('POST', '/api/jobs', SubmitJobResponse, request);
   }
 
-  listJobs(): Promise<JobList> {
+  async listJobs(): Promise<JobList> {
     return this.#json('GET', '/api/jobs', JobList);
   }
 
-  getJob(id: string): Promise<JobStatus> {
+  async getJob(id: string): Promise<JobStatus> {
     return this.#json('GET', jobPath(id), JobStatus);
   }
 
-  getResults(id: string): Promise<JobResults> {
+  async getResults(id: string): Promise<JobResults> {
     return this.#json('GET', `${jobPath(id)}/results`, JobResults);
   }
 
@@ -78,15 +78,15 @@ export class ApiClient {
   }
 
   /** Answers the job's status after the cancel. */
-  cancelJob(id: string): Promise<JobStatus> {
+  async cancelJob(id: string): Promise<JobStatus> {
     return this.#json('DELETE', jobPath(id), JobStatus);
   }
 
-  createToken(request: { name?: string; admin?: boolean }): Promise<CreateTokenResponse> {
+  async createToken(request: { name?: string; admin?: boolean }): Promise<CreateTokenResponse> {
     return this.#json('POST', '/api/tokens', CreateTokenResponse, request);
   }
 
-  listHosts(): Promise<HostList> {
+  async listHosts(): Promise<HostList> {
     return this.#json('GET', '/api/hosts', HostList);
   }
 

@@ -8,12 +8,12 @@ import type { RunLocalOptions } from './run-local.ts';
 import type { StartOptions } from './start.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { TokenCreateOptions } from './tokens.ts';
-import type { VolunteerOptions } from './volunteer.ts';
+import type { Policy, VolunteerOptions } from './volunteer.ts';
 
 /** Errors in what the person typed or pointed at; anything else exits 1. */
 const USAGE_ERRORS: readonly ErrorCode[] = ['E_BAD_REQUEST', 'E_BAD_PROGRAM', 'E_TOO_LARGE'];
 const USAGE_EXIT = 2;
-const POLICIES = ['idle', 'hidden', 'always'];
+const POLICIES: Policy[] = ['idle', 'hidden', 'always'];
 
 // Each command module is loaded when its command runs: `webpvm status` should not load the
 // server, esbuild or Playwright.
@@ -135,5 +135,6 @@ try {
   await program.parseAsync(process.argv);
 } catch (error) {
   report(error);
-  process.exitCode = exitCodeFor(error);
+  // Exit now: whatever the failed command left open (a half-started server, a browser) must not hold the process.
+  process.exit(exitCodeFor(error));
 }

@@ -1,3 +1,4 @@
+import { WebpvmError } from '@webpvm/vm-protocol';
 import { loadConfig, startCoordinator } from '../coordinator.ts';
 import { say } from './output.ts';
 import { untilStopSignal } from './signals.ts';
@@ -15,8 +16,11 @@ export async function start(options: StartOptions): Promise<void> {
   if (options.host !== undefined) env.HOST = options.host;
   if (options.data !== undefined) env.WEBPVM_DATA = options.data;
 
+  const config = loadConfig(env);
   const stopped = untilStopSignal();
-  const coordinator = await startCoordinator(loadConfig(env));
+  const coordinator = await startCoordinator(config).catch((error: unknown) => {
+    throw listenError(error, `${config.host}:${config.port}`);
+  });
   const lines = [
     `webpvm coordinator listening on ${coordinator.url}`,
     `  host page  ${coordinator.url}/`,
@@ -36,4 +40,13 @@ export async function start(options: StartOptions): Promise<void> {
   await coordinator.close();
   // Whatever the server leaves behind (keep-alive sockets, timers) must not keep a stopped coordinator alive.
   process.exit(0);
+}
+
+/** Turns the usual reasons a listen fails into advice; the person can fix them with --port or --host. */
+function listenError(error: unknown, address: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new WebpvmError('E_BAD_REQUEST', `${address} is already in use: choose another --port`);
+  if (code === 'EACCES') return new WebpvmError('E_BAD_REQUEST', `no permission to listen on ${address}: choose a --port above 1023`);
+  if (code === 'EADDRNOTAVAIL') return new WebpvmError('E_BAD_REQUEST', `${address}: no such local address, check --host`);
+  return error;
 }

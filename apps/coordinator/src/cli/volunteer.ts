@@ -5,8 +5,8 @@ import { ApiClient, type ClientOptions } from './api-client.ts';
 import { say } from './output.ts';
 import { untilStopSignal } from './signals.ts';
 
-export const POLICIES = ['idle', 'hidden', 'always'] as const;
-export type Policy = (typeof POLICIES)[number];
+/** The host page's `policy` query option (DESIGN.md). */
+export type Policy = 'idle' | 'hidden' | 'always';
 
 export interface VolunteerOptions extends ClientOptions {
   tabs: number;

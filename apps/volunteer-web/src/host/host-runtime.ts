@@ -146,10 +146,8 @@ export class HostRuntime {
     if (outcome.ok) this.#done += 1;
     else this.#failed += 1;
     this.#forgetLive(outcome.tid);
-    this.#pending
-      .add(outcome)
-      .catch((error: unknown) => console.warn('webpvm: could not queue a result', error))
-      .finally(() => this.#scheduleNotify());
+    this.#pending.add(outcome);
+    this.#scheduleNotify();
   }
 
   #toWire(outcome: TaskOutcome): TaskOutcome {

@@ -1,9 +1,11 @@
-import { createStore, del, get, keys, set, type UseStore } from 'idb-keyval';
+import { createStore, del, get, keys, set, setMany, type UseStore } from 'idb-keyval';
 
 /** The few IndexedDB operations the host needs; tests pass an in-memory Map instead. */
 export interface KeyValueStore {
   get<T>(key: string): Promise<T | undefined>;
   set(key: string, value: unknown): Promise<void>;
+  /** Several writes in one IndexedDB transaction. */
+  setMany(entries: [string, unknown][]): Promise<void>;
   del(key: string): Promise<void>;
   keys(): Promise<string[]>;
 }
@@ -13,6 +15,7 @@ export function idbStore(dbName = 'webpvm-host', storeName = 'state'): KeyValueS
   return {
     get: (key) => get(key, store),
     set: (key, value) => set(key, value, store),
+    setMany: (entries) => setMany(entries, store),
     del: (key) => del(key, store),
     keys: async () => (await keys(store)).filter((k): k is string => typeof k === 'string'),
   };

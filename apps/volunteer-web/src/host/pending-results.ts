@@ -61,16 +61,11 @@ export class PendingResults {
     for (const key of await this.#store.keys()) if (key.startsWith(PREFIX)) this.#keys.add(key);
   }
 
-  async add(outcome: TaskOutcome): Promise<void> {
-    const key = resultKey(outcome);
-    try {
-      await this.#store.set(key, outcome);
-      this.#keys.add(key);
-    } catch (error) {
-      console.warn('webpvm: could not store a result; sending it unstored', error);
-    }
+  /** Queues an outcome; outcomes that end within COALESCE_MS are stored in one transaction, then sent in one frame. */
+  add(outcome: TaskOutcome): void {
+    this.#keys.add(resultKey(outcome));
     this.#outbox.push(outcome);
-    this.#flushTimer ??= setTimeout(() => this.#flush(), COALESCE_MS);
+    this.#flushTimer ??= setTimeout(() => void this.#flush(), COALESCE_MS);
   }
 
   async resendAll(): Promise<void> {
@@ -84,10 +79,17 @@ export class PendingResults {
     await Promise.all(keys.map((key) => this.#store.del(key)));
   }
 
-  #flush(): void {
+  async #flush(): Promise<void> {
+    const outcomes = this.#outbox.splice(0);
+    try {
+      await this.#store.setMany(outcomes.map((outcome) => [resultKey(outcome), outcome]));
+    } catch (error) {
+      console.warn('webpvm: could not store results; sending them unstored', error);
+    }
     this.#flushTimer = null;
     // Unsent outcomes stay in the store and go out again after the next welcome.
-    this.#sendAll(this.#outbox.splice(0));
+    this.#sendAll(outcomes);
+    if (this.#outbox.length) this.#flushTimer = setTimeout(() => void this.#flush(), COALESCE_MS);
   }
 
   #sendAll(outcomes: TaskOutcome[]): void {

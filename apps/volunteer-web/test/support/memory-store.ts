@@ -7,6 +7,9 @@ export function memoryStore(initial: Record<string, unknown> = {}): KeyValueStor
     data,
     get: async <T>(key: string) => structuredClone(data.get(key)) as T | undefined,
     set: async (key, value) => void data.set(key, structuredClone(value)),
+    setMany: async (entries) => {
+      for (const [key, value] of entries) data.set(key, structuredClone(value));
+    },
     del: async (key) => void data.delete(key),
     keys: async () => [...data.keys()],
   };
