@@ -53,3 +53,27 @@ test('the dashboard says so when the token is refused', async ({ browser, api })
   await expect(page.getByText(/token/i).and(page.getByText(/refused|invalid|unknown|401|E_UNAUTHORIZED/i)).first()).toBeVisible();
   await page.close();
 });
+
+test('cancelling a running job from the dashboard stops its tasks on the tabs', async ({ browser, api }) => {
+  const [tab] = await openHosts(browser, api.baseUrl, 1, 2);
+  const id = await api.submit({
+    name: 'to cancel',
+    program: readProgram('e2e/programs/steps.js'),
+    inputs: Array.from({ length: 4 }, (_, index) => ({ index, steps: 600, stepMs: 100 })),
+  });
+  await expect.poll(async () => (await tab!.snapshot()).running.length).toBe(2);
+
+  const page = await browser.newPage();
+  await page.goto(`${api.baseUrl}/dashboard`);
+  await page.getByTestId('token-input').fill(ADMIN_TOKEN);
+  await page.getByTestId('token-save').click();
+  const row = page.locator(`[data-testid="job-row"][data-job-id="${id}"]`);
+  await row.getByTestId('job-cancel').click();
+  await expect(row.getByTestId('job-state')).toHaveText('cancelled');
+
+  expect((await api.job(id)).state).toBe('cancelled');
+  await expect.poll(async () => (await tab!.snapshot()).running.length).toBe(0);
+  expect((await tab!.snapshot()).queued).toBe(0);
+  expect(await api.results(id)).toEqual([null, null, null, null]);
+  await page.close();
+});
