@@ -25,9 +25,12 @@ export const WireError = z.object({
 export const TaskRef = z.object({ tid: Tid, attempt: Attempt });
 export type TaskRef = z.infer<typeof TaskRef>;
 
+/** The last seq this task sent to each receiver: exit notifications are ordered after them. */
+const SentSeqs = z.array(z.object({ to: Tid, seq: z.number().int().nonnegative() })).max(LIMITS.spawnPerCall).optional();
+
 export const TaskOutcome = z.discriminatedUnion('ok', [
-  z.object({ tid: Tid, attempt: Attempt, ok: z.literal(true), value: z.unknown() }),
-  z.object({ tid: Tid, attempt: Attempt, ok: z.literal(false), error: WireError }),
+  z.object({ tid: Tid, attempt: Attempt, ok: z.literal(true), value: z.unknown(), sent: SentSeqs }),
+  z.object({ tid: Tid, attempt: Attempt, ok: z.literal(false), error: WireError, sent: SentSeqs }),
 ]);
 export type TaskOutcome = z.infer<typeof TaskOutcome>;
 
@@ -54,10 +57,49 @@ export const CapacityMsg = z.object({
   slots: z.number().int().min(0).max(LIMITS.slotsPerHost),
 });
 
+const Count = z.number().int().nonnegative();
+
+/** Progress of running tasks, with the messages each has sent and received so far. */
 export const ProgressMsg = z.object({
   type: z.literal('progress'),
-  items: batch(z.object({ tid: Tid, attempt: Attempt, fraction: Fraction })),
+  items: batch(
+    z.object({ tid: Tid, attempt: Attempt, fraction: Fraction, messagesOut: Count.optional(), messagesIn: Count.optional() }),
+  ),
 });
+
+const GroupName = z.string().min(1).max(LIMITS.groupChars);
+
+/** What a task asks of the virtual machine (PVM's spawn, groups, barrier, notify). */
+export const TaskOp = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('spawn'),
+    /** A named export of the program, or null for its default export. */
+    name: z.string().min(1).max(LIMITS.nameChars).nullable(),
+    inputs: z.array(z.unknown()).min(1).max(LIMITS.spawnPerCall),
+  }),
+  z.object({ kind: z.literal('join'), group: GroupName }),
+  z.object({ kind: z.literal('leave'), group: GroupName }),
+  z.object({ kind: z.literal('size'), group: GroupName }),
+  z.object({ kind: z.literal('members'), group: GroupName }),
+  z.object({ kind: z.literal('barrier'), group: GroupName, count: z.number().int().min(1).max(LIMITS.tasksPerJob) }),
+  z.object({ kind: z.literal('notify'), tids: z.array(Tid).min(1).max(LIMITS.spawnPerCall), tag: z.number().int().min(0).max(0x7fffffff) }),
+]);
+export type TaskOp = z.infer<typeof TaskOp>;
+
+/**
+ * A task's request. `requestId` counts the requests of one task from 1, so that a task replaying
+ * from a checkpoint gets the same answer again (the same tids from the same spawn).
+ */
+export const RequestMsg = z.object({
+  type: z.literal('request'),
+  tid: Tid,
+  attempt: Attempt,
+  requestId: z.number().int().min(1),
+  op: TaskOp,
+});
+
+/** Where tasks run now, so that a host can open a data channel to the host of a peer task. */
+export const LocateMsg = z.object({ type: z.literal('locate'), tids: z.array(Tid).min(1).max(LIMITS.itemsPerBatch) });
 
 export const CheckpointMsg = z.object({
   type: z.literal('checkpoint'),
@@ -83,6 +125,8 @@ export const HostMessage = z.discriminatedUnion('type', [
   CheckpointMsg,
   ResultsMsg,
   LogMsg,
+  RequestMsg,
+  LocateMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -96,12 +140,20 @@ export const WelcomeMsg = z.object({
   heartbeatMs: z.number().int().positive(),
   /** The least time between two checkpoints a host persists and forwards for one task. */
   checkpointIntervalMs: z.number().int().nonnegative(),
+  /** This host's id on the coordinator's PeerServer (`/peerjs`), issued to connected hosts only. */
+  peerId: z.string().max(LIMITS.idChars),
+  /** RTCIceServer entries (STUN/TURN) for data channels; empty on a local network. */
+  iceServers: z.array(z.record(z.string(), z.unknown())).max(16),
 });
 
 export const TaskAssignment = z.object({
   tid: Tid,
   attempt: Attempt,
   jobId: JobId,
+  /** The task that spawned this one; null for a root task. A spawned task starts at once, even past the host's slots. */
+  parent: Tid.nullable(),
+  /** The program's named export to run, or null for its default export. */
+  name: z.string().max(LIMITS.nameChars).nullable(),
   /** Same-origin URL of the job's program module, content-addressed. */
   programUrl: z.string().max(512),
   input: z.unknown(),
@@ -122,6 +174,17 @@ export const CancelMsg = z.object({
 /** The coordinator has stored these outcomes durably: the host may forget them. */
 export const AckMsg = z.object({ type: z.literal('ack'), tasks: batch(TaskRef) });
 
+export const ReplyMsg = z.discriminatedUnion('ok', [
+  z.object({ type: z.literal('reply'), tid: Tid, requestId: z.number().int().min(1), ok: z.literal(true), value: z.unknown() }),
+  z.object({ type: z.literal('reply'), tid: Tid, requestId: z.number().int().min(1), ok: z.literal(false), error: WireError }),
+]);
+
+/** hostId and peerId are null while a task is not running anywhere (pending, or finished). */
+export const RoutesMsg = z.object({
+  type: z.literal('routes'),
+  routes: z.array(z.object({ tid: Tid, hostId: z.string().nullable(), peerId: z.string().nullable() })).max(LIMITS.itemsPerBatch),
+});
+
 export const ErrorMsg = z.object({
   type: z.literal('error'),
   code: WireError.shape.code,
@@ -130,7 +193,7 @@ export const ErrorMsg = z.object({
   ref: z.string().max(64).nullable(),
 });
 
-export const CoordinatorMessage = z.discriminatedUnion('type', [WelcomeMsg, AssignMsg, CancelMsg, AckMsg, ErrorMsg]);
+export const CoordinatorMessage = z.union([WelcomeMsg, AssignMsg, CancelMsg, AckMsg, ReplyMsg, RoutesMsg, ErrorMsg]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 
 export type HostMessageOf<T extends HostMessage['type']> = Extract<HostMessage, { type: T }>;

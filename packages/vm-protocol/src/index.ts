@@ -5,3 +5,5 @@ export * from './host.ts';
 export * from './ids.ts';
 export * from './limits.ts';
 export * from './worker.ts';
+export * from './envelope.ts';
+export * from './value-codec.ts';

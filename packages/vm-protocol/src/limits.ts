@@ -6,6 +6,12 @@ export const LIMITS = {
   requestBytes: 64 * 1024 * 1024,
   programBytes: 4 * 1024 * 1024,
   inputsPerJob: 100_000,
+  /** One message between tasks (its data on the wire); a 64 MiB array fits. */
+  messageBytes: 96 * 1024 * 1024,
+  /** Tasks one `spawn` may start, and tasks one job may hold in all. */
+  spawnPerCall: 4096,
+  tasksPerJob: 200_000,
+  groupChars: 128,
   /** One task's serialized input, result or checkpoint. */
   valueBytes: 8 * 1024 * 1024,
   itemsPerBatch: 1024,

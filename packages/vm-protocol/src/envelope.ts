@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { Tid } from './ids.ts';
+import { LIMITS } from './limits.ts';
+import { decodeValue, encodeValue } from './value-codec.ts';
+
+/**
+ * The binary envelope of everything one task sends another, identical on every path (relay
+ * through the coordinator's WebSocket, WebRTC data channel): a little-endian u32 header length,
+ * the header as UTF-8 JSON, then the byte segments of the data back to back.
+ */
+
+const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * One message. `seq` numbers the messages of one (from, to) pair from 1; seq 0 marks a system
+ * message (an exit notification), delivered once the receiver has every message of `from`
+ * numbered up to `after`.
+ */
+export const MessageHeader = z.object({
+  type: z.literal('msg'),
+  from: Tid,
+  to: Tid,
+  tag: z.number().int().min(0).max(0x7fffffff),
+  seq: Seq,
+  after: Seq.optional(),
+  data: z.unknown(),
+  sizes: z.array(z.number().int().nonnegative()).max(100_000),
+});
+export type MessageHeader = z.infer<typeof MessageHeader>;
+
+/** The receiver `by` has delivered every message of `of` up to `seq`: its sender may forget them. */
+export const AckHeader = z.object({ type: z.literal('ack'), of: Tid, by: Tid, seq: Seq });
+export type AckHeader = z.infer<typeof AckHeader>;
+
+export const EnvelopeHeader = z.discriminatedUnion('type', [MessageHeader, AckHeader]);
+export type EnvelopeHeader = z.infer<typeof EnvelopeHeader>;
+
+/** A message as the program sees it, before encoding and after decoding. */
+export interface TaskMessage {
+  from: string;
+  to: string;
+  tag: number;
+  seq: number;
+  after?: number;
+  data: unknown;
+}
+
+export interface Envelope {
+  header: EnvelopeHeader;
+  buffers: Uint8Array[];
+}
+
+const MAX_HEADER_BYTES = 4 * 1024 * 1024;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+export function encodeEnvelope(header: EnvelopeHeader, buffers: readonly Uint8Array[] = []): Uint8Array {
+  const head = utf8.encode(JSON.stringify(header));
+  const total = 4 + head.length + buffers.reduce((n, b) => n + b.byteLength, 0);
+  const out = new Uint8Array(total);
+  new DataView(out.buffer).setUint32(0, head.length, true);
+  out.set(head, 4);
+  let offset = 4 + head.length;
+  for (const b of buffers) {
+    out.set(b, offset);
+    offset += b.byteLength;
+  }
+  return out;
+}
+
+export type DecodedEnvelope = { ok: true; value: Envelope } | { ok: false; error: { code: 'E_BAD_FRAME' | 'E_TOO_LARGE'; message: string } };
+
+/** Parses an envelope; the byte segments are views into `bytes`, not copies. */
+export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
+  const bad = (message: string): DecodedEnvelope => ({ ok: false, error: { code: 'E_BAD_FRAME', message } });
+  if (bytes.byteLength > LIMITS.messageBytes + MAX_HEADER_BYTES) {
+    return { ok: false, error: { code: 'E_TOO_LARGE', message: `envelope over ${LIMITS.messageBytes} bytes` } };
+  }
+  if (bytes.byteLength < 4) return bad('envelope shorter than its length prefix');
+  const headLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
+  if (headLength > MAX_HEADER_BYTES || 4 + headLength > bytes.byteLength) return bad('envelope header length out of range');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fromUtf8.decode(bytes.subarray(4, 4 + headLength)));
+  } catch {
+    return bad('envelope header is not JSON');
+  }
+  const parsed = EnvelopeHeader.safeParse(raw);
+  if (!parsed.success) return bad(`envelope header: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+  const header = parsed.data;
+  const buffers: Uint8Array[] = [];
+  let offset = 4 + headLength;
+  for (const size of header.type === 'msg' ? header.sizes : []) {
+    if (offset + size > bytes.byteLength) return bad('envelope byte segments run past its end');
+    buffers.push(bytes.subarray(offset, offset + size));
+    offset += size;
+  }
+  if (offset !== bytes.byteLength) return bad('envelope has trailing bytes');
+  return { ok: true, value: { header, buffers } };
+}
+
+export function encodeMessage(message: TaskMessage): Uint8Array {
+  const { json, buffers } = encodeValue(message.data);
+  const header: MessageHeader = {
+    type: 'msg',
+    from: message.from,
+    to: message.to,
+    tag: message.tag,
+    seq: message.seq,
+    ...(message.after === undefined ? {} : { after: message.after }),
+    data: json,
+    sizes: buffers.map((b) => b.byteLength),
+  };
+  return encodeEnvelope(header, buffers);
+}
+
+export function messageFromEnvelope(header: MessageHeader, buffers: readonly Uint8Array[]): TaskMessage {
+  return {
+    from: header.from,
+    to: header.to,
+    tag: header.tag,
+    seq: header.seq,
+    ...(header.after === undefined ? {} : { after: header.after }),
+    data: decodeValue(header.data, buffers),
+  };
+}
+
+/** The bytes a message's data takes on the wire, to enforce LIMITS.messageBytes before sending. */
+export function messageSize(data: unknown): number {
+  const { json, buffers } = encodeValue(data);
+  return JSON.stringify(json ?? null).length + buffers.reduce((n, b) => n + b.byteLength, 0);
+}

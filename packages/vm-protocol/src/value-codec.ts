@@ -1,0 +1,104 @@
+/**
+ * How a message's `data` crosses the wire: a JSON tree plus raw byte segments. Binary data
+ * (ArrayBuffer, typed arrays, DataView) travels as bytes, bit for bit, never as text; numbers
+ * JSON cannot hold (NaN, ±Infinity, -0) and `undefined` are tagged. Objects tagged by us use
+ * the reserved key `$wpvm`; a program's own object with that key is wrapped, so any value of
+ * these kinds survives the round trip.
+ */
+
+const TAG = '$wpvm';
+
+const TYPED = {
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+} as const;
+type TypedName = keyof typeof TYPED;
+
+export interface EncodedValue {
+  json: unknown;
+  buffers: Uint8Array[];
+}
+
+export function encodeValue(value: unknown): EncodedValue {
+  const buffers: Uint8Array[] = [];
+  const bytesOf = (view: Uint8Array): number => buffers.push(view) - 1;
+  const walk = (v: unknown): unknown => {
+    if (v === undefined) return { [TAG]: 'undefined' };
+    if (typeof v === 'number') {
+      if (Number.isNaN(v)) return { [TAG]: 'NaN' };
+      if (v === Infinity) return { [TAG]: 'Infinity' };
+      if (v === -Infinity) return { [TAG]: '-Infinity' };
+      if (Object.is(v, -0)) return { [TAG]: '-0' };
+      return v;
+    }
+    if (typeof v === 'bigint') return { [TAG]: 'bigint', v: v.toString() };
+    if (v === null || typeof v !== 'object') return v;
+    if (v instanceof ArrayBuffer) return { [TAG]: 'ArrayBuffer', b: bytesOf(new Uint8Array(v)) };
+    if (ArrayBuffer.isView(v)) {
+      const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+      const kind = v instanceof DataView ? 'DataView' : v.constructor.name;
+      return { [TAG]: kind, b: bytesOf(bytes) };
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    const out: Record<string, unknown> = {};
+    for (const [k, item] of Object.entries(v)) out[k] = walk(item);
+    return Object.hasOwn(v, TAG) ? { [TAG]: 'object', v: out } : out;
+  };
+  return { json: walk(value), buffers };
+}
+
+export function decodeValue(json: unknown, buffers: readonly Uint8Array[]): unknown {
+  const bytes = (index: unknown): Uint8Array => {
+    const b = typeof index === 'number' ? buffers[index] : undefined;
+    if (!b) throw new Error(`value refers to a missing byte segment ${String(index)}`);
+    return b;
+  };
+  const copy = (b: Uint8Array): ArrayBuffer => b.slice().buffer;
+  const walk = (v: unknown): unknown => {
+    if (v === null || typeof v !== 'object') return v;
+    if (Array.isArray(v)) return v.map(walk);
+    const o = v as Record<string, unknown>;
+    const tag = o[TAG];
+    if (typeof tag === 'string') {
+      switch (tag) {
+        case 'undefined':
+          return undefined;
+        case 'NaN':
+          return NaN;
+        case 'Infinity':
+          return Infinity;
+        case '-Infinity':
+          return -Infinity;
+        case '-0':
+          return -0;
+        case 'bigint':
+          return BigInt(String(o.v));
+        case 'object':
+          return walkFields(o.v as Record<string, unknown>);
+        case 'ArrayBuffer':
+          return copy(bytes(o.b));
+        case 'DataView':
+          return new DataView(copy(bytes(o.b)));
+        default:
+          if (Object.hasOwn(TYPED, tag)) return new TYPED[tag as TypedName](copy(bytes(o.b)));
+          throw new Error(`unknown value tag ${tag}`);
+      }
+    }
+    return walkFields(o);
+  };
+  const walkFields = (o: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [k, item] of Object.entries(o)) out[k] = walk(item);
+    return out;
+  };
+  return walk(json);
+}
