@@ -15,6 +15,8 @@ export interface CoordinatorConfig {
   /** After a restart, how long hosts get to reconnect and reclaim the tasks they were running. */
   reconnectGraceMs: number;
   checkpointIntervalMs: number;
+  /** STUN/TURN servers handed to hosts for their data channels (RTCIceServer objects). */
+  iceServers: Record<string, unknown>[];
   logLevel: string;
 }
 
@@ -26,6 +28,20 @@ function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number
   const value = Number(raw);
   if (!Number.isInteger(value) || value < 0) throw new WebpvmError('E_BAD_REQUEST', `${name} must be a non-negative integer, got "${raw}"`);
   return value;
+}
+
+function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
+  if (!raw) return [];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new WebpvmError('E_BAD_REQUEST', 'WEBPVM_ICE_SERVERS must be JSON: a list of {"urls": ...} objects');
+  }
+  if (!Array.isArray(parsed) || parsed.some((s) => typeof s !== 'object' || s === null || !('urls' in s))) {
+    throw new WebpvmError('E_BAD_REQUEST', 'WEBPVM_ICE_SERVERS must be a list of RTCIceServer objects, each with "urls"');
+  }
+  return parsed as Record<string, unknown>[];
 }
 
 /** Every knob has a default that works on a laptop; the environment overrides it (names in DESIGN.md). */
@@ -40,6 +56,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     hostTimeoutMs: intFrom(env, 'WEBPVM_HOST_TIMEOUT_MS', 15_000),
     reconnectGraceMs: intFrom(env, 'WEBPVM_RECONNECT_GRACE_MS', 10_000),
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
+    iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),
     logLevel: env.WEBPVM_LOG_LEVEL || 'info',
   };
 }

@@ -6,6 +6,7 @@ import { type CoordinatorConfig, loadConfig } from './config.ts';
 import { HostGateway } from './host-gateway.ts';
 import { buildApi } from './http-api.ts';
 import { createMetrics } from './metrics.ts';
+import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
 import { Scheduler } from './scheduler.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
@@ -44,6 +45,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     heartbeatMs: config.heartbeatMs,
     hostTimeoutMs: config.hostTimeoutMs,
     checkpointIntervalMs: config.checkpointIntervalMs,
+    iceServers: config.iceServers,
   });
   const app = buildApi({
     scheduler,
@@ -55,8 +57,11 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     webRoot: config.webRoot,
     connectedHosts: () => gateway.connectedHosts,
   });
+  const peers = mountPeerServer(app.server, (peerId) => gateway.isIssuedPeerId(peerId));
   app.server.on('upgrade', (request, socket, head) => {
-    if (new URL(request.url ?? '/', 'http://x').pathname === '/ws') gateway.handleUpgrade(request, socket, head);
+    const path = new URL(request.url ?? '/', 'http://x').pathname;
+    if (path === '/ws') gateway.handleUpgrade(request, socket, head);
+    else if (path === PEERJS_SOCKET_PATH) peers.handleUpgrade(request, socket, head);
     else socket.destroy();
   });
   const close = async () => {

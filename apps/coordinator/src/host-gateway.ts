@@ -8,6 +8,7 @@ import {
   type HostMessageOf,
   LIMITS,
   PROTOCOL_VERSION,
+  decodeEnvelope,
   decodeHostMessage,
   encode,
 } from '@webpvm/vm-protocol';
@@ -26,6 +27,7 @@ export interface GatewayOptions {
   heartbeatMs: number;
   hostTimeoutMs: number;
   checkpointIntervalMs: number;
+  iceServers: Record<string, unknown>[];
 }
 
 /** Frames a host may send per second before it is disconnected (it reconnects and resends). */
@@ -37,6 +39,8 @@ type Handlers = { [T in HostMessage['type']]: (conn: HostConnection, message: Ho
 
 class HostConnection implements HostLink {
   hostId: string | null = null;
+  /** Issued with the welcome; the PeerServer accepts only ids of connected hosts. */
+  peerId: string | null = null;
   lastSeen = Date.now();
   badFrames = 0;
   windowStart = Date.now();
@@ -50,6 +54,12 @@ class HostConnection implements HostLink {
     this.socket.send(encode(message));
   }
 
+  sendBinary(bytes: Uint8Array): void {
+    if (this.socket.readyState !== this.socket.OPEN) return;
+    this.metrics.framesOut.inc({ type: 'envelope' });
+    this.socket.send(bytes, { binary: true });
+  }
+
   sendError(error: ErrorBody, ref: string | null): void {
     this.send({ type: 'error', code: error.code, message: error.message, ref });
   }
@@ -57,7 +67,9 @@ class HostConnection implements HostLink {
 
 /** The host WebSocket `/ws`: parses every frame with vm-protocol and hands it to the scheduler. */
 export class HostGateway {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.frameBytes });
+  // Binary frames carry task messages, up to LIMITS.messageBytes; JSON frames are capped at
+  // LIMITS.frameBytes by decodeHostMessage.
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.messageBytes + 4 * 1024 * 1024 });
   private readonly connections = new Set<HostConnection>();
   private readonly sweeper: NodeJS.Timeout;
 
@@ -69,6 +81,11 @@ export class HostGateway {
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     this.wss.handleUpgrade(request, socket, head, (ws) => this.wss.emit('connection', ws, request));
+  }
+
+  /** Whether a PeerJS client may take this id: only a host connected here holds one. */
+  isIssuedPeerId(peerId: string): boolean {
+    return [...this.connections].some((c) => c.peerId === peerId);
   }
 
   get connectedHosts(): number {
@@ -107,9 +124,11 @@ export class HostGateway {
       conn.socket.close(1008, 'rate limited');
       return;
     }
-    const decoded = isBinary
-      ? ({ ok: false, error: { code: 'E_BAD_FRAME', message: 'binary frames are not part of the protocol', ref: null } } as const)
-      : decodeHostMessage(data.toString());
+    if (isBinary) {
+      this.relay(conn, data);
+      return;
+    }
+    const decoded = decodeHostMessage(data.toString());
     if (!decoded.ok) {
       this.opts.metrics.badFrames.inc();
       conn.sendError(decoded.error, decoded.error.ref);
@@ -131,6 +150,27 @@ export class HostGateway {
     }
   }
 
+  /** A binary frame is a task message (or an ack) for a task elsewhere: relay it. */
+  private relay(conn: HostConnection, data: RawData): void {
+    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    const decoded = decodeEnvelope(bytes);
+    if (!decoded.ok) {
+      this.opts.metrics.badFrames.inc();
+      conn.sendError(decoded.error, 'envelope');
+      if (++conn.badFrames > BAD_FRAMES_TOLERATED) conn.socket.close(1008, 'too many malformed frames');
+      return;
+    }
+    if (conn.hostId === null) {
+      conn.sendError({ code: 'E_BAD_FRAME', message: 'send hello first' }, 'envelope');
+      return;
+    }
+    this.opts.metrics.framesIn.inc({ type: 'envelope' });
+    const h = decoded.value.header;
+    const [from, to, destination] = h.type === 'msg' ? [h.from, h.to, h.to] : [h.of, h.by, h.of];
+    const refused = this.opts.scheduler.relay(conn.hostId, from, to, destination, bytes);
+    if (refused) conn.sendError(refused, 'envelope');
+  }
+
   private readonly handlers: Handlers = {
     hello: async (conn, m) => {
       if (m.protocol !== PROTOCOL_VERSION) {
@@ -144,11 +184,18 @@ export class HostGateway {
       }
       const identity = await this.identify(m.identity);
       conn.hostId = identity.hostId;
+      conn.peerId = `${identity.hostId}-${randomBytes(6).toString('hex')}`;
       for (const other of this.connections) {
         if (other !== conn && other.hostId === identity.hostId) other.socket.close(4000, 'replaced by a newer connection');
       }
       this.opts.scheduler.attachHost(
-        { hostId: identity.hostId, secretHash: hashSecret(identity.secret), createdAt: identity.createdAt, userAgent: m.userAgent },
+        {
+          hostId: identity.hostId,
+          secretHash: hashSecret(identity.secret),
+          createdAt: identity.createdAt,
+          userAgent: m.userAgent,
+          peerId: conn.peerId,
+        },
         conn,
         m.slots,
         identity.known ? m.running : [],
@@ -160,6 +207,8 @@ export class HostGateway {
         secret: identity.secret,
         heartbeatMs: this.opts.heartbeatMs,
         checkpointIntervalMs: this.opts.checkpointIntervalMs,
+        peerId: conn.peerId,
+        iceServers: this.opts.iceServers,
       });
       this.opts.log.info({ host: identity.hostId, slots: m.slots, known: identity.known }, 'host connected');
     },
@@ -174,6 +223,16 @@ export class HostGateway {
       for (const refused of this.opts.scheduler.outcomes(conn.hostId!, m.items)) conn.sendError(refused, 'results');
     },
     log: (conn, m) => this.opts.log.info({ host: conn.hostId, tid: m.tid, attempt: m.attempt }, m.line),
+    request: (conn, m) => {
+      const outcome = this.opts.scheduler.request(conn.hostId!, m.tid, m.attempt, m.requestId, m.op);
+      if (outcome === 'later') return;
+      conn.send(
+        outcome.ok
+          ? { type: 'reply', tid: m.tid, requestId: m.requestId, ok: true, value: outcome.value }
+          : { type: 'reply', tid: m.tid, requestId: m.requestId, ok: false, error: outcome.error },
+      );
+    },
+    locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.locate(m.tids) }),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

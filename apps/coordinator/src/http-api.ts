@@ -107,12 +107,32 @@ export function buildApi(opts: ApiOptions) {
 
   app.get('/api/jobs/:id/results', async (request, reply) => {
     const job = await visibleJob(request, await principal(request));
-    const results = scheduler.results(job.id) ?? (await store.getResults(job.id));
+    const roots = scheduler.rootsOf(job.id) ?? (await store.getJob(job.id))!.options.roots;
+    const results = scheduler.results(job.id) ?? (await store.getResults(job.id, roots));
     if ((request.query as { format?: string }).format === 'ndjson') {
       reply.type('application/x-ndjson');
       return results.map((r) => `${JSON.stringify(r ?? null)}\n`).join('');
     }
     return { results };
+  });
+
+  app.get('/api/jobs/:id/tasks', async (request) => {
+    const job = await visibleJob(request, await principal(request));
+    const live = scheduler.tasksOf(job.id);
+    if (live) return { tasks: live };
+    const stored = await store.getTasks(job.id);
+    return {
+      tasks: stored.map((t) => ({
+        tid: t.tid,
+        parent: t.parent,
+        state: t.state,
+        attempt: t.attempt,
+        hostId: t.hostId,
+        progress: t.state === 'done' ? 1 : 0,
+        messagesIn: t.messagesIn,
+        messagesOut: t.messagesOut,
+      })),
+    };
   });
 
   app.delete('/api/jobs/:id', async (request) => {

@@ -4,19 +4,29 @@ import {
   type ErrorBody,
   type JobSpec,
   type JobStatus,
+  LIMITS,
   type TaskAssignment,
+  type TaskOp,
   type TaskOutcome,
   type TaskRef,
+  encodeMessage,
   makeTid,
 } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
+import { MessageRouter, type Whereabouts } from './message-router.ts';
+import { TaskGroups } from './task-groups.ts';
 import type { Store, StoredHost, StoredJob, StoredTask, TaskUpdate, WriteBatch } from './store/store.ts';
 import { WriteQueue } from './write-queue.ts';
 
 /** How the scheduler talks to one connected host; the gateway owns the socket. */
 export interface HostLink {
   send(message: CoordinatorMessage): void;
+  /** A message envelope (vm-protocol envelope.ts), relayed as a binary frame. */
+  sendBinary(bytes: Uint8Array): void;
 }
+
+/** What a task request answers: a value, an error, or nothing yet (a barrier answers on release). */
+export type RequestOutcome = { ok: true; value: unknown } | { ok: false; error: ErrorBody } | 'later';
 
 type RunState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
 
@@ -24,6 +34,8 @@ interface TaskRun {
   tid: string;
   job: JobRun;
   index: number;
+  parent: string | null;
+  name: string | null;
   input: unknown;
   state: RunState;
   attempt: number;
@@ -35,6 +47,10 @@ interface TaskRun {
   deadline: number | null;
   /** Hosts of the attempts that may still report an outcome. */
   runs: Map<number, string>;
+  messagesIn: number;
+  messagesOut: number;
+  /** The last seq this task sent to each receiver, from its outcome: exit notifications follow them. */
+  lastSent: Map<string, number>;
 }
 
 interface JobRun {
@@ -45,12 +61,20 @@ interface JobRun {
   queueHead: number;
   /** Tasks to run again go before fresh ones, so a retry is not starved by a long queue. */
   retries: TaskRun[];
+  /** Spawned tasks waiting to start: PVM starts them at once, so they are placed before any other. */
+  spawned: TaskRun[];
+  groups: TaskGroups;
+  /** watched tid → who wants a message when it ends (pvm_notify). */
+  notifies: Map<string, { notifier: string; tag: number }[]>;
+  /** `<tid>#<requestId>` → the tids that spawn request made, so a replayed request gets the same ones. */
+  spawns: Map<string, string[]>;
   counts: Record<RunState, number>;
   progressSum: number;
 }
 
 interface HostRun {
   hostId: string;
+  peerId: string | null;
   link: HostLink | null;
   slots: number;
   userAgent: string;
@@ -110,6 +134,7 @@ export class Scheduler {
   private readonly timed = new Set<TaskRun>();
   private readonly now: () => number;
   private readonly writes: WriteQueue;
+  readonly router: MessageRouter;
   private dispatchScheduled = false;
 
   private dirtyJobs = new Set<JobRun>();
@@ -124,6 +149,7 @@ export class Scheduler {
       () => this.commit(),
       (error) => opts.log.error({ err: error }, 'store commit failed; retrying'),
     );
+    this.router = new MessageRouter((tid) => this.whereabouts(tid), opts.log);
   }
 
   /** Resume unfinished jobs after a restart. Tasks that were running wait for their host to come back. */
@@ -133,26 +159,20 @@ export class Scheduler {
     for (const t of tasks) {
       const job = this.jobs.get(t.jobId);
       if (!job?.tasks) continue;
-      const task: TaskRun = {
-        tid: t.tid,
-        job,
-        index: t.index,
-        input: t.input,
+      const task = this.newTaskRun(job, t.index, t.input, t.parent, t.name);
+      Object.assign(task, {
         state: t.state,
         attempt: t.attempt,
         hostId: t.hostId,
         result: t.result,
         error: t.error,
         checkpoint: t.checkpoint,
-        progress: 0,
-        deadline: null,
-        runs: new Map(),
-      };
-      job.tasks[t.index] = task;
-      this.tasks.set(task.tid, task);
+        messagesIn: t.messagesIn,
+        messagesOut: t.messagesOut,
+      });
       job.counts[task.state]++;
       if (task.state === 'done') job.progressSum += 1;
-      if (task.state === 'pending') job.queue.push(task);
+      if (task.state === 'pending') (task.parent === null ? job.queue : job.spawned).push(task);
       if (task.state === 'running' && task.hostId) {
         task.runs.set(task.attempt, task.hostId);
         this.hostFor(task.hostId).assigned.set(task.tid, task.attempt);
@@ -174,6 +194,7 @@ export class Scheduler {
       name: spec.name,
       options: {
         kind: spec.inputs ? 'bag' : 'main',
+        roots: inputs.length,
         replicas: spec.replicas,
         quorum: spec.quorum,
         maxAttempts: spec.maxAttempts,
@@ -192,24 +213,8 @@ export class Scheduler {
     const job = this.newJobRun(stored);
     this.jobs.set(id, job);
     inputs.forEach((input, index) => {
-      const task: TaskRun = {
-        tid: makeTid(id, index),
-        job,
-        index,
-        input: input ?? null,
-        state: 'pending',
-        attempt: 0,
-        hostId: null,
-        result: null,
-        error: null,
-        checkpoint: null,
-        progress: 0,
-        deadline: null,
-        runs: new Map(),
-      };
-      job.tasks![index] = task;
+      const task = this.newTaskRun(job, index, input ?? null, null, null);
       job.queue.push(task);
-      this.tasks.set(task.tid, task);
       this.newTasks.push(task);
     });
     job.counts.pending = inputs.length;
@@ -244,6 +249,7 @@ export class Scheduler {
     job.queue = [];
     job.queueHead = 0;
     job.retries = [];
+    job.spawned = [];
     this.finish(job, 'cancelled', null);
     this.scheduleDispatch();
     return this.statusOf(job);
@@ -263,19 +269,40 @@ export class Scheduler {
   results(jobId: string): unknown[] | null {
     const job = this.jobs.get(jobId);
     if (!job?.tasks) return null;
-    return job.tasks.map((t) => (t.state === 'done' ? t.result : null));
+    return job.tasks.slice(0, job.stored.options.roots).map((t) => (t.state === 'done' ? t.result : null));
+  }
+
+  /** The tasks of a job still in memory, for the dashboard; null when they must come from the store. */
+  tasksOf(jobId: string) {
+    const job = this.jobs.get(jobId);
+    if (!job?.tasks) return null;
+    return job.tasks.map((t) => ({
+      tid: t.tid,
+      parent: t.parent,
+      state: t.state,
+      attempt: t.attempt,
+      hostId: t.hostId,
+      progress: t.state === 'done' ? 1 : t.progress,
+      messagesIn: t.messagesIn,
+      messagesOut: t.messagesOut,
+    }));
+  }
+
+  rootsOf(jobId: string): number | null {
+    return this.jobs.get(jobId)?.stored.options.roots ?? null;
   }
 
   // ------------------------------------------------------------------ hosts
 
   attachHost(
-    host: { hostId: string; secretHash: string; createdAt: number; userAgent: string },
+    host: { hostId: string; secretHash: string; createdAt: number; userAgent: string; peerId: string },
     link: HostLink,
     slots: number,
     running: TaskRef[],
   ): void {
     const run = this.hostFor(host.hostId);
     run.link = link;
+    run.peerId = host.peerId;
     run.slots = slots;
     run.userAgent = host.userAgent;
     run.secretHash = host.secretHash;
@@ -304,6 +331,7 @@ export class Scheduler {
     const host = this.hosts.get(hostId);
     if (!host || host.link !== link) return;
     host.link = null;
+    host.peerId = null;
     host.connectedAt = null;
     host.lastSeenAt = this.now();
     for (const [tid, attempt] of host.assigned) {
@@ -375,6 +403,7 @@ export class Scheduler {
         continue;
       }
       task.runs.delete(outcome.attempt);
+      task.lastSent = new Map((outcome.sent ?? []).map((s) => [s.to, s.seq]));
       if (outcome.ok) {
         if (host) {
           host.done++;
@@ -404,13 +433,97 @@ export class Scheduler {
     return null;
   }
 
-  progress(hostId: string, items: { tid: string; attempt: number; fraction: number }[]): void {
-    for (const { tid, attempt, fraction } of items) {
+  progress(
+    hostId: string,
+    items: { tid: string; attempt: number; fraction: number; messagesIn?: number; messagesOut?: number }[],
+  ): void {
+    for (const { tid, attempt, fraction, messagesIn, messagesOut } of items) {
       const task = this.tasks.get(tid);
       if (!task || task.state !== 'running' || task.attempt !== attempt || task.hostId !== hostId) continue;
       task.job.progressSum += fraction - task.progress;
       task.progress = fraction;
+      if (messagesIn !== undefined) task.messagesIn = messagesIn;
+      if (messagesOut !== undefined) task.messagesOut = messagesOut;
     }
+  }
+
+  // ------------------------------------------------------------------ the virtual machine's services
+
+  /** A task's request (spawn, groups, barrier, notify); a barrier's answer comes later, through `send`. */
+  request(hostId: string, tid: string, attempt: number, requestId: number, op: TaskOp): RequestOutcome {
+    const task = this.tasks.get(tid);
+    if (!task || task.state !== 'running' || task.attempt !== attempt || task.hostId !== hostId) {
+      return { ok: false, error: { code: 'E_NOT_ASSIGNED', message: `${tid} attempt ${attempt} is not running on this host` } };
+    }
+    const job = task.job;
+    switch (op.kind) {
+      case 'spawn':
+        return this.spawn(task, requestId, op.name, op.inputs);
+      case 'join':
+        return { ok: true, value: job.groups.join(op.group, tid) };
+      case 'leave':
+        return job.groups.leave(op.group, tid)
+          ? { ok: true, value: null }
+          : { ok: false, error: { code: 'E_CONFLICT', message: `${tid} is not in group ${op.group}` } };
+      case 'size':
+        return { ok: true, value: job.groups.size(op.group) };
+      case 'members':
+        return { ok: true, value: job.groups.members(op.group) };
+      case 'barrier': {
+        const released = job.groups.barrier(op.group, op.count, { tid, requestId });
+        if (released === null) {
+          return { ok: false, error: { code: 'E_CONFLICT', message: `barrier ${op.group} is already waiting for another count` } };
+        }
+        for (const waiter of released) {
+          const holder = this.hosts.get(this.tasks.get(waiter.tid)?.hostId ?? '');
+          holder?.link?.send({ type: 'reply', tid: waiter.tid, requestId: waiter.requestId, ok: true, value: null });
+        }
+        return 'later';
+      }
+      case 'notify': {
+        for (const watched of op.tids) {
+          if (!watched.startsWith(`${job.stored.id}.`)) {
+            return { ok: false, error: { code: 'E_FORBIDDEN', message: `${watched} is not a task of job ${job.stored.id}` } };
+          }
+        }
+        for (const watched of op.tids) {
+          const target = this.tasks.get(watched);
+          if (target && !TERMINAL.has(target.state)) {
+            const list = job.notifies.get(watched) ?? [];
+            list.push({ notifier: tid, tag: op.tag });
+            job.notifies.set(watched, list);
+          } else {
+            this.notifyExit(watched, tid, op.tag, target ? target.state === 'done' : false, target?.lastSent.get(tid) ?? 0);
+          }
+        }
+        return { ok: true, value: null };
+      }
+    }
+  }
+
+  /** Where tasks run now: the host and its PeerJS id, or nulls while a task runs nowhere. */
+  locate(tids: string[]): { tid: string; hostId: string | null; peerId: string | null }[] {
+    return tids.map((tid) => {
+      const task = this.tasks.get(tid);
+      const host = task?.state === 'running' && task.hostId ? this.hosts.get(task.hostId) : undefined;
+      return host?.link ? { tid, hostId: host.hostId, peerId: host.peerId } : { tid, hostId: null, peerId: null };
+    });
+  }
+
+  /**
+   * A message envelope a host relays. The host must hold a task of the same job as both ends
+   * (the sender, or the receiver when it bounces a message that reached it by a stale route).
+   */
+  relay(hostId: string, from: string, to: string, destination: string, bytes: Uint8Array): ErrorBody | null {
+    const jobOf = (tid: string) => tid.slice(0, tid.lastIndexOf('.'));
+    if (jobOf(from) !== jobOf(to)) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
+    const host = this.hosts.get(hostId);
+    const holds = [...(host?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
+    if (!holds) return { code: 'E_FORBIDDEN', message: `this host runs no task of job ${jobOf(from)}` };
+    if (!this.router.route(destination, bytes)) {
+      return { code: 'E_TOO_LARGE', message: 'the coordinator holds too many messages for tasks not started yet' };
+    }
+    return null;
   }
 
   /** Expire attempts past their deadline; called on a timer. */
@@ -448,6 +561,16 @@ export class Scheduler {
     const hosts = [...this.hosts.values()].filter((h) => h.link !== null && h.slots > 0);
     if (!hosts.length) return;
     const batches = new Map<HostRun, TaskAssignment[]>();
+    const add = (host: HostRun, task: TaskRun) => {
+      const batch = batches.get(host) ?? [];
+      batch.push(this.lease(task, host));
+      batches.set(host, batch);
+    };
+    for (const job of this.jobs.values()) {
+      for (const task of job.spawned.splice(0)) {
+        add(hosts.reduce((best, h) => (h.assigned.size / h.slots < best.assigned.size / best.slots ? h : best)), task);
+      }
+    }
     for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
       let progress = true;
       while (progress) {
@@ -456,15 +579,17 @@ export class Scheduler {
           if (host.assigned.size >= limit(host)) continue;
           const task = this.nextTask();
           if (!task) break;
-          const batch = batches.get(host) ?? [];
-          batch.push(this.lease(task, host));
-          batches.set(host, batch);
+          add(host, task);
           progress = true;
         }
       }
     }
     for (const [host, tasks] of batches) {
-      for (let i = 0; i < tasks.length; i += 1024) host.link!.send({ type: 'assign', tasks: tasks.slice(i, i + 1024) });
+      const link = host.link!;
+      for (let i = 0; i < tasks.length; i += LIMITS.itemsPerBatch) {
+        link.send({ type: 'assign', tasks: tasks.slice(i, i + LIMITS.itemsPerBatch) });
+      }
+      for (const task of tasks) this.router.release(task.tid, (bytes) => link.sendBinary(bytes));
     }
     if (batches.size) this.writes.schedule();
   }
@@ -505,6 +630,8 @@ export class Scheduler {
       tid: task.tid,
       attempt: task.attempt,
       jobId: job.stored.id,
+      parent: task.parent,
+      name: task.name,
       programUrl: this.opts.programUrl(job.stored.programHash),
       input: task.input,
       resume: task.checkpoint,
@@ -545,6 +672,54 @@ export class Scheduler {
       this.timed.delete(task);
     }
     this.dirtyTasks.add(task);
+    if (TERMINAL.has(state)) this.ended(task);
+  }
+
+  /** A task ended for good: it leaves its groups, its watchers hear of it, its waiting messages go. */
+  private ended(task: TaskRun): void {
+    const job = task.job;
+    job.groups.leaveAll(task.tid);
+    this.router.forget(task.tid);
+    const watchers = job.notifies.get(task.tid) ?? [];
+    job.notifies.delete(task.tid);
+    for (const { notifier, tag } of watchers) {
+      this.notifyExit(task.tid, notifier, tag, task.state === 'done', task.lastSent.get(notifier) ?? 0);
+    }
+  }
+
+  /** pvm_notify's message, ordered after every message the ended task sent the notifier. */
+  private notifyExit(ended: string, notifier: string, tag: number, ok: boolean, after: number): void {
+    this.router.route(notifier, encodeMessage({ from: ended, to: notifier, tag, seq: 0, after, data: { tid: ended, ok } }));
+  }
+
+  private spawn(parent: TaskRun, requestId: number, name: string | null, inputs: unknown[]): RequestOutcome {
+    const job = parent.job;
+    const key = `${parent.tid}#${requestId}`;
+    const earlier = job.spawns.get(key);
+    if (earlier) return { ok: true, value: earlier };
+    if (!job.tasks || job.tasks.length + inputs.length > LIMITS.tasksPerJob) {
+      return { ok: false, error: { code: 'E_TOO_LARGE', message: `a job holds at most ${LIMITS.tasksPerJob} tasks` } };
+    }
+    const tids = inputs.map((input) => {
+      const task = this.newTaskRun(job, job.tasks!.length, input ?? null, parent.tid, name);
+      job.spawned.push(task);
+      job.counts.pending++;
+      this.newTasks.push(task);
+      return task.tid;
+    });
+    job.stored.total += inputs.length;
+    job.spawns.set(key, tids);
+    this.dirtyJobs.add(job);
+    this.writes.schedule();
+    this.scheduleDispatch();
+    return { ok: true, value: tids };
+  }
+
+  private whereabouts(tid: string): Whereabouts {
+    const task = this.tasks.get(tid);
+    if (!task || TERMINAL.has(task.state)) return { kind: 'gone' };
+    const link = task.state === 'running' && task.hostId ? this.hosts.get(task.hostId)?.link : null;
+    return link ? { kind: 'held-by', send: (bytes) => link.sendBinary(bytes) } : { kind: 'not-started' };
   }
 
   private complete(task: TaskRun, value: unknown): void {
@@ -592,14 +767,28 @@ export class Scheduler {
     this.scheduleDispatch();
   }
 
+  /**
+   * A job ends when its root tasks have ended; spawned tasks still running then (a worker still
+   * waiting in recv) are cancelled. Its state is `failed` when a root task failed.
+   */
   private finishIfComplete(job: JobRun): void {
-    const { done, failed, cancelled } = job.counts;
-    if (job.stored.finishedAt !== null || done + failed + cancelled < job.stored.total) return;
-    if (failed === 0) return this.finish(job, 'done', null);
-    const firstError = job.tasks?.find((t) => t.state === 'failed')?.error ?? null;
+    if (job.stored.finishedAt !== null || !job.tasks) return;
+    const roots = job.tasks.slice(0, job.stored.options.roots);
+    if (roots.some((t) => !TERMINAL.has(t.state))) return;
+    const leftovers = job.tasks.slice(job.stored.options.roots).filter((t) => !TERMINAL.has(t.state));
+    for (const task of leftovers) {
+      for (const [attempt, hostId] of task.runs) {
+        this.hosts.get(hostId)?.assigned.delete(task.tid);
+        this.sendCancel(hostId, [{ tid: task.tid, attempt }], 'its job ended');
+      }
+      this.transition(task, 'cancelled');
+    }
+    job.spawned = [];
+    const failed = roots.filter((t) => t.state === 'failed');
+    if (!failed.length) return this.finish(job, 'done', null);
     this.finish(job, 'failed', {
       code: 'E_TASK_FAILED',
-      message: `${failed} of ${job.stored.total} tasks failed${firstError ? `; first: ${firstError.message}` : ''}`,
+      message: `${failed.length} of ${roots.length} tasks failed; first: ${failed[0]!.error?.message ?? 'unknown error'}`,
     });
   }
 
@@ -635,7 +824,17 @@ export class Scheduler {
     this.dirtyHosts = new Set();
     const batch: WriteBatch = {
       jobs: [...jobs].map((j) => ({ ...j.stored })),
-      newTasks: fresh.map((t): StoredTask => ({ ...taskUpdate(t), jobId: t.job.stored.id, index: t.index, input: t.input, checkpoint: null })),
+      newTasks: fresh.map(
+        (t): StoredTask => ({
+          ...taskUpdate(t),
+          jobId: t.job.stored.id,
+          index: t.index,
+          parent: t.parent,
+          name: t.name,
+          input: t.input,
+          checkpoint: null,
+        }),
+      ),
       taskUpdates: [...tasks].map(taskUpdate),
       checkpoints: [...checkpoints].map(([tid, checkpoint]) => ({ tid, checkpoint })),
       hosts: [...hosts].map(
@@ -663,6 +862,32 @@ export class Scheduler {
 
   // ------------------------------------------------------------------ helpers
 
+  private newTaskRun(job: JobRun, index: number, input: unknown, parent: string | null, name: string | null): TaskRun {
+    const task: TaskRun = {
+      tid: makeTid(job.stored.id, index),
+      job,
+      index,
+      parent,
+      name,
+      input,
+      state: 'pending',
+      attempt: 0,
+      hostId: null,
+      result: null,
+      error: null,
+      checkpoint: null,
+      progress: 0,
+      deadline: null,
+      runs: new Map(),
+      messagesIn: 0,
+      messagesOut: 0,
+      lastSent: new Map(),
+    };
+    job.tasks![index] = task;
+    this.tasks.set(task.tid, task);
+    return task;
+  }
+
   private newJobRun(stored: StoredJob): JobRun {
     return {
       stored,
@@ -670,6 +895,10 @@ export class Scheduler {
       queue: [],
       queueHead: 0,
       retries: [],
+      spawned: [],
+      groups: new TaskGroups(),
+      notifies: new Map(),
+      spawns: new Map(),
       counts: { pending: 0, running: 0, done: 0, failed: 0, cancelled: 0 },
       progressSum: 0,
     };
@@ -680,6 +909,7 @@ export class Scheduler {
     if (!host) {
       host = {
         hostId,
+        peerId: null,
         link: null,
         slots: 0,
         userAgent: '',
@@ -714,7 +944,16 @@ function prefetchDepth(host: HostRun): number {
 }
 
 function taskUpdate(t: TaskRun): TaskUpdate {
-  return { tid: t.tid, state: t.state, attempt: t.attempt, hostId: t.hostId, result: t.result, error: t.error };
+  return {
+    tid: t.tid,
+    state: t.state,
+    attempt: t.attempt,
+    hostId: t.hostId,
+    result: t.result,
+    error: t.error,
+    messagesIn: t.messagesIn,
+    messagesOut: t.messagesOut,
+  };
 }
 
 export function statusFromStored(job: StoredJob, tasks: JobStatus['tasks'], progress: number): JobStatus {

@@ -11,8 +11,12 @@ const settle = async () => {
 
 class FakeHost implements HostLink {
   readonly sent: CoordinatorMessage[] = [];
+  readonly envelopes: Uint8Array[] = [];
   send(message: CoordinatorMessage): void {
     this.sent.push(message);
+  }
+  sendBinary(bytes: Uint8Array): void {
+    this.envelopes.push(bytes);
   }
   assigned(): TaskAssignment[] {
     return this.sent.flatMap((m) => (m.type === 'assign' ? m.tasks : []));
@@ -43,7 +47,7 @@ const spec = (inputs: unknown[], extra: Record<string, unknown> = {}) =>
 
 function connect(scheduler: Scheduler, hostId: string, slots: number, running: { tid: string; attempt: number }[] = []) {
   const link = new FakeHost();
-  scheduler.attachHost({ hostId, secretHash: 'h', createdAt: clock, userAgent: 'test' }, link, slots, running);
+  scheduler.attachHost({ hostId, secretHash: 'h', createdAt: clock, userAgent: 'test', peerId: `${hostId}-peer` }, link, slots, running);
   return link;
 }
 
@@ -120,7 +124,7 @@ describe('scheduler leasing', () => {
       { tid: 'job1.1', attempt: 1 },
     ]);
     expect(scheduler.status('job1')?.state).toBe('done');
-    expect(await store.getResults('job1')).toEqual([20, 40]);
+    expect(await store.getResults('job1', 2)).toEqual([20, 40]);
     expect((await store.getJob('job1'))?.state).toBe('done');
   });
 
@@ -195,7 +199,7 @@ describe('scheduler reissue', () => {
     expect(scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'first' }])).toEqual([]);
     expect(scheduler.outcomes('hb', [{ tid: 'job1.0', attempt: 2, ok: true, value: 'second' }])).toEqual([]);
     await settle();
-    expect(await store.getResults('job1')).toEqual(['first']);
+    expect(await store.getResults('job1', 2)).toEqual(['first']);
     expect(b.of('cancel')[0]?.tasks).toEqual([{ tid: 'job1.0', attempt: 2 }]);
     expect(a2.of('ack')).toHaveLength(1);
     expect(scheduler.status('job1')?.tasks.done).toBe(1);
@@ -221,5 +225,88 @@ describe('scheduler reissue', () => {
     expect(scheduler.status('job1')?.tasks.done).toBe(1);
     // hb never came back: its task went to the host that is there
     expect(a.assigned()).toEqual([expect.objectContaining({ tid: 'job1.1', attempt: 2 })]);
+  });
+});
+
+describe('scheduler services for message passing', () => {
+  const mainSpec = () => SubmitJobRequest.parse({ program: 'x', main: { n: 1 } });
+
+  it('starts spawned tasks at once past slots, spread over hosts, and answers a replayed spawn with the same tids', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    const b = connect(scheduler, 'hb', 1);
+    await settle();
+    const root = [...a.assigned(), ...b.assigned()][0]!;
+    const rootHost = a.assigned().length ? 'ha' : 'hb';
+    const spawned = scheduler.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] });
+    expect(spawned).toEqual({ ok: true, value: ['job1.1', 'job1.2', 'job1.3', 'job1.4'] });
+    expect(scheduler.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] })).toEqual(spawned);
+    await settle();
+    const children = [...a.assigned(), ...b.assigned()].filter((t) => t.parent === root.tid);
+    expect(children.map((t) => t.tid).sort()).toEqual(['job1.1', 'job1.2', 'job1.3', 'job1.4']);
+    expect(children.every((t) => t.name === 'worker')).toBe(true);
+    expect(a.assigned().length + b.assigned().length).toBe(5);
+    expect(Math.abs(a.assigned().length - b.assigned().length)).toBeLessThanOrEqual(1);
+    expect(scheduler.status('job1')?.tasks.total).toBe(5);
+  });
+
+  it('ends a main job with its root, cancelling children still running, and keeps only the root result', async () => {
+    const { scheduler, store } = setup();
+    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    await settle();
+    scheduler.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null, null] });
+    await settle();
+    scheduler.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: true, value: 'child' }]);
+    scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'root' }]);
+    await settle();
+    expect(scheduler.status('job1')).toMatchObject({ state: 'done', tasks: { total: 3, done: 2 } });
+    expect(a.of('cancel').flatMap((m) => m.tasks)).toEqual([{ tid: 'job1.2', attempt: 1 }]);
+    expect(await store.getResults('job1', 1)).toEqual(['root']);
+  });
+
+  it('notifies exit after the last message the ended task sent the notifier', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(SubmitJobRequest.parse({ program: 'x', main: 1, maxAttempts: 1 }), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    await settle();
+    scheduler.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
+    await settle();
+    expect(scheduler.request('ha', 'job1.0', 1, 2, { kind: 'notify', tids: ['job1.1'], tag: 7 })).toEqual({ ok: true, value: null });
+    scheduler.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: false, error: { code: 'E_TASK_FAILED', message: 'x' }, sent: [{ to: 'job1.0', seq: 5 }] }]);
+    await settle();
+    const { decodeEnvelope, messageFromEnvelope } = await import('@webpvm/vm-protocol');
+    expect(a.envelopes).toHaveLength(1);
+    const decoded = decodeEnvelope(a.envelopes[0]!);
+    expect(decoded.ok && decoded.value.header.type).toBe('msg');
+    if (decoded.ok && decoded.value.header.type === 'msg') {
+      expect(messageFromEnvelope(decoded.value.header, decoded.value.buffers)).toEqual({
+        from: 'job1.1',
+        to: 'job1.0',
+        tag: 7,
+        seq: 0,
+        after: 5,
+        data: { tid: 'job1.1', ok: false },
+      });
+    }
+  });
+
+  it('relays only between tasks of one job, from a host that runs a task of it', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    scheduler.submit(mainSpec(), 'p', 'o', 'job2');
+    connect(scheduler, 'ha', 1);
+    connect(scheduler, 'hb', 1);
+    await settle();
+    const holder = scheduler.locate(['job1.0'])[0]!.hostId!;
+    const other = holder === 'ha' ? 'hb' : 'ha';
+    expect(scheduler.relay(holder, 'job1.0', 'job2.0', 'job2.0', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay(other, 'job1.0', 'job1.1', 'job1.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay(holder, 'job1.0', 'job1.0', 'job1.0', new Uint8Array(1))).toBeNull();
+    expect(scheduler.locate(['job1.0', 'job1.9'])).toEqual([
+      { tid: 'job1.0', hostId: holder, peerId: `${holder}-peer` },
+      { tid: 'job1.9', hostId: null, peerId: null },
+    ]);
   });
 });

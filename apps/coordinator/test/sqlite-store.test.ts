@@ -14,7 +14,7 @@ const job = (id: string, createdAt: number, owner = 'alice'): StoredJob => ({
   id,
   owner,
   name: `job ${id}`,
-  options: { kind: 'bag', replicas: 1, quorum: 1, maxAttempts: 3, taskTimeoutMs: null, priority: 1 },
+  options: { kind: 'bag', roots: 2, replicas: 1, quorum: 1, maxAttempts: 3, taskTimeoutMs: null, priority: 1 },
   programHash: 'abc',
   state: 'running',
   total: 2,
@@ -29,6 +29,8 @@ const task = (jobId: string, index: number, input: unknown) => ({
   tid: `${jobId}.${index}`,
   jobId,
   index,
+  parent: null,
+  name: null,
   input,
   state: 'pending' as const,
   attempt: 0,
@@ -36,6 +38,8 @@ const task = (jobId: string, index: number, input: unknown) => ({
   result: null,
   error: null,
   checkpoint: null,
+  messagesIn: 0,
+  messagesOut: 0,
 });
 
 describe('SqliteStore', () => {
@@ -47,13 +51,17 @@ describe('SqliteStore', () => {
     await store.commit({ ...emptyBatch(), jobs: [job('j1', 1)], newTasks: [task('j1', 0, { a: 1 }), task('j1', 1, [2])] });
     await store.commit({
       ...emptyBatch(),
-      taskUpdates: [{ tid: 'j1.0', state: 'done', attempt: 1, hostId: 'h1', result: { pi: 3.14 }, error: null }],
+      taskUpdates: [
+        { tid: 'j1.0', state: 'done', attempt: 1, hostId: 'h1', result: { pi: 3.14 }, error: null, messagesIn: 3, messagesOut: 4 },
+      ],
       checkpoints: [{ tid: 'j1.1', checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4] } }],
     });
     await store.close();
 
     const reopened = new SqliteStore(file);
-    expect(await reopened.getResults('j1')).toEqual([{ pi: 3.14 }, null]);
+    expect(await reopened.getResults('j1', 2)).toEqual([{ pi: 3.14 }, null]);
+    expect(await reopened.getResults('j1', 1)).toEqual([{ pi: 3.14 }]);
+    expect((await reopened.getTasks('j1'))[0]).toMatchObject({ tid: 'j1.0', state: 'done', messagesIn: 3, messagesOut: 4 });
     expect(await reopened.taskCounts('j1')).toEqual({ total: 2, pending: 1, running: 0, done: 1, failed: 0 });
     const { jobs, tasks } = await reopened.loadUnfinished();
     expect(jobs.map((j) => j.id)).toEqual(['j1']);

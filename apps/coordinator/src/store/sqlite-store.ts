@@ -13,8 +13,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS tasks (
-  tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, input TEXT NOT NULL,
-  state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT
+  tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, parent TEXT, name TEXT, input TEXT NOT NULL,
+  state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT,
+  messages_in INTEGER NOT NULL DEFAULT 0, messages_out INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
 CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
@@ -46,6 +47,8 @@ interface TaskRow {
   tid: string;
   job_id: string;
   idx: number;
+  parent: string | null;
+  name: string | null;
   input: string;
   state: string;
   attempt: number;
@@ -53,6 +56,8 @@ interface TaskRow {
   result: string | null;
   error: string | null;
   checkpoint: string | null;
+  messages_in: number;
+  messages_out: number;
 }
 
 const json = (value: unknown): string => JSON.stringify(value ?? null);
@@ -80,6 +85,8 @@ function taskFromRow(r: TaskRow): StoredTask {
     tid: r.tid,
     jobId: r.job_id,
     index: r.idx,
+    parent: r.parent,
+    name: r.name,
     input: JSON.parse(r.input),
     state: r.state as TaskState,
     attempt: r.attempt,
@@ -87,6 +94,8 @@ function taskFromRow(r: TaskRow): StoredTask {
     result: parse(r.result),
     error: parse<ErrorBody>(r.error),
     checkpoint: parse<Checkpoint>(r.checkpoint),
+    messagesIn: r.messages_in,
+    messagesOut: r.messages_out,
   };
 }
 
@@ -108,9 +117,10 @@ export class SqliteStore implements Store {
         @created_at, @finished_at, @error, @attempts, @migrations)
         ON CONFLICT(id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
         error = excluded.error, attempts = excluded.attempts, migrations = excluded.migrations`),
-      insertTask: db.prepare(`INSERT INTO tasks (tid, job_id, idx, input, state, attempt, host_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`),
-      updateTask: db.prepare(`UPDATE tasks SET state = ?, attempt = ?, host_id = ?, result = ?, error = ? WHERE tid = ?`),
+      insertTask: db.prepare(`INSERT INTO tasks (tid, job_id, idx, parent, name, input, state, attempt, host_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+      updateTask: db.prepare(`UPDATE tasks SET state = ?, attempt = ?, host_id = ?, result = ?, error = ?,
+        messages_in = ?, messages_out = ? WHERE tid = ?`),
       setCheckpoint: db.prepare(`UPDATE tasks SET checkpoint = ? WHERE tid = ?`),
       upsertHost: db.prepare(`INSERT INTO hosts VALUES (@host_id, @secret_hash, @user_agent, @created_at, @last_seen_at, @done)
         ON CONFLICT(host_id) DO UPDATE SET user_agent = excluded.user_agent, last_seen_at = excluded.last_seen_at,
@@ -121,7 +131,9 @@ export class SqliteStore implements Store {
       listJobs: db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?`),
       listJobsOf: db.prepare(`SELECT * FROM jobs WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?`),
       counts: db.prepare(`SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY state`),
-      results: db.prepare(`SELECT result FROM tasks WHERE job_id = ? ORDER BY idx`),
+      results: db.prepare(`SELECT result FROM tasks WHERE job_id = ? AND idx < ? ORDER BY idx`),
+      tasksSummary: db.prepare(`SELECT tid, job_id, idx, parent, name, state, attempt, host_id, error, messages_in, messages_out
+        FROM tasks WHERE job_id = ? ORDER BY idx`),
       putProgram: db.prepare(`INSERT OR IGNORE INTO programs VALUES (?, ?)`),
       getProgram: db.prepare(`SELECT source FROM programs WHERE hash = ?`),
       insertToken: db.prepare(`INSERT INTO tokens VALUES (?, ?, ?, ?, ?)`),
@@ -147,11 +159,11 @@ export class SqliteStore implements Store {
         });
       }
       for (const t of batch.newTasks) {
-        this.stmts.insertTask.run(t.tid, t.jobId, t.index, json(t.input), t.state, t.attempt, t.hostId);
+        this.stmts.insertTask.run(t.tid, t.jobId, t.index, t.parent, t.name, json(t.input), t.state, t.attempt, t.hostId);
       }
       for (const u of batch.taskUpdates) {
         const result = u.state === 'done' ? json(u.result) : null;
-        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.tid);
+        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.messagesIn, u.messagesOut, u.tid);
       }
       for (const c of batch.checkpoints) this.stmts.setCheckpoint.run(json(c.checkpoint), c.tid);
       for (const h of batch.hosts) {
@@ -196,8 +208,24 @@ export class SqliteStore implements Store {
     return counts;
   }
 
-  async getResults(jobId: string): Promise<unknown[]> {
-    return (this.stmts.results.all(jobId) as { result: string | null }[]).map((r) => parse(r.result));
+  async getResults(jobId: string, count: number): Promise<unknown[]> {
+    return (this.stmts.results.all(jobId, count) as { result: string | null }[]).map((r) => parse(r.result));
+  }
+
+  async getTasks(jobId: string): Promise<Omit<StoredTask, 'input' | 'result' | 'checkpoint'>[]> {
+    return (this.stmts.tasksSummary.all(jobId) as Omit<TaskRow, 'input' | 'result' | 'checkpoint'>[]).map((r) => ({
+      tid: r.tid,
+      jobId: r.job_id,
+      index: r.idx,
+      parent: r.parent,
+      name: r.name,
+      state: r.state as TaskState,
+      attempt: r.attempt,
+      hostId: r.host_id,
+      error: parse<ErrorBody>(r.error),
+      messagesIn: r.messages_in,
+      messagesOut: r.messages_out,
+    }));
   }
 
   async putProgram(hash: string, source: string): Promise<void> {

@@ -3,6 +3,8 @@ import type { Checkpoint, ErrorBody, JobState, TaskCounts, TaskState } from '@we
 /** What a job was asked to do, beside its program and inputs. */
 export interface JobOptions {
   kind: 'bag' | 'main';
+  /** Root tasks (one per bag input, or the one main task): the job's results are theirs. */
+  roots: number;
   replicas: number;
   quorum: number;
   maxAttempts: number;
@@ -29,6 +31,10 @@ export interface StoredTask {
   tid: string;
   jobId: string;
   index: number;
+  /** The task that spawned this one; null for a root task. */
+  parent: string | null;
+  /** The program export it runs; null for the default export. */
+  name: string | null;
   input: unknown;
   state: TaskState;
   attempt: number;
@@ -36,9 +42,14 @@ export interface StoredTask {
   result: unknown;
   error: ErrorBody | null;
   checkpoint: Checkpoint | null;
+  messagesIn: number;
+  messagesOut: number;
 }
 
-export type TaskUpdate = Pick<StoredTask, 'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error'>;
+export type TaskUpdate = Pick<
+  StoredTask,
+  'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error' | 'messagesIn' | 'messagesOut'
+>;
 
 export interface StoredToken {
   id: string;
@@ -81,8 +92,10 @@ export interface Store {
   getJob(id: string): Promise<StoredJob | null>;
   listJobs(query: { owner: string | null; limit: number }): Promise<StoredJob[]>;
   taskCounts(jobId: string): Promise<TaskCounts>;
-  /** Results in input order; null where a task has none. */
-  getResults(jobId: string): Promise<unknown[]>;
+  /** Results of the first `count` tasks (the roots) in input order; null where a task has none. */
+  getResults(jobId: string, count: number): Promise<unknown[]>;
+  /** Every task of a job in index order (without inputs, results and checkpoints). */
+  getTasks(jobId: string): Promise<Omit<StoredTask, 'input' | 'result' | 'checkpoint'>[]>;
   putProgram(hash: string, source: string): Promise<void>;
   getProgram(hash: string): Promise<string | null>;
   insertToken(token: StoredToken): Promise<void>;

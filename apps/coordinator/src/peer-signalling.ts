@@ -1,0 +1,36 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import express from 'express';
+import { ExpressPeerServer } from 'peer';
+import { WebSocketServer } from 'ws';
+
+/** Where PeerJS clients open their signalling WebSocket (`path: '/peerjs'` on the client). */
+export const PEERJS_SOCKET_PATH = '/peerjs/peerjs';
+
+/**
+ * The coordinator's own PeerServer, which signals WebRTC data channels between hosts. Its
+ * WebSocket shares the coordinator's port; an upgrade is accepted only for a peer id the
+ * coordinator issued to a host connected right now, so no one else can use it as a relay.
+ */
+export function mountPeerServer(server: Server, isIssued: (peerId: string) => boolean) {
+  let wss: WebSocketServer | null = null;
+  const app = express();
+  app.use(
+    '/peerjs',
+    ExpressPeerServer(server, {
+      path: '/',
+      createWebSocketServer: () => (wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })),
+    }),
+  );
+  return {
+    handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+      const id = new URL(request.url ?? '/', 'http://x').searchParams.get('id');
+      if (!wss || !id || !isIssued(id)) {
+        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      const target = wss;
+      target.handleUpgrade(request, socket, head, (ws) => target.emit('connection', ws, request));
+    },
+  };
+}

@@ -1,0 +1,68 @@
+/** A caller of `barrier` waiting to be released. */
+export interface BarrierWaiter {
+  tid: string;
+  requestId: number;
+}
+
+/**
+ * PVM's dynamic groups for the tasks of one job: instance numbers (the lowest free one, as in
+ * pvm_joingroup), sizes, members in instance order, and barriers that release their callers
+ * once `count` of them are waiting.
+ */
+export class TaskGroups {
+  private readonly groups = new Map<string, Map<string, number>>();
+  private readonly barriers = new Map<string, { count: number; waiting: BarrierWaiter[] }>();
+
+  join(group: string, tid: string): number {
+    const members = this.groups.get(group) ?? new Map<string, number>();
+    this.groups.set(group, members);
+    const existing = members.get(tid);
+    if (existing !== undefined) return existing;
+    const taken = new Set(members.values());
+    let instance = 0;
+    while (taken.has(instance)) instance++;
+    members.set(tid, instance);
+    return instance;
+  }
+
+  /** False when the task was not a member. */
+  leave(group: string, tid: string): boolean {
+    const members = this.groups.get(group);
+    if (!members?.delete(tid)) return false;
+    if (!members.size) this.groups.delete(group);
+    return true;
+  }
+
+  size(group: string): number {
+    return this.groups.get(group)?.size ?? 0;
+  }
+
+  members(group: string): string[] {
+    return [...(this.groups.get(group) ?? new Map<string, number>())].sort((a, b) => a[1] - b[1]).map(([tid]) => tid);
+  }
+
+  /**
+   * Registers a waiter; returns the waiters to release when this call completes the barrier.
+   * A count that differs from the one the first waiter gave is an error (null).
+   */
+  barrier(group: string, count: number, waiter: BarrierWaiter): BarrierWaiter[] | null {
+    const barrier = this.barriers.get(group) ?? { count, waiting: [] };
+    if (barrier.count !== count) return null;
+    barrier.waiting.push(waiter);
+    if (barrier.waiting.length < count) {
+      this.barriers.set(group, barrier);
+      return [];
+    }
+    this.barriers.delete(group);
+    return barrier.waiting;
+  }
+
+  /** A task that ends leaves every group; its pending barrier calls are forgotten. */
+  leaveAll(tid: string): void {
+    for (const group of [...this.groups.keys()]) this.leave(group, tid);
+    for (const [group, barrier] of this.barriers) {
+      barrier.waiting = barrier.waiting.filter((w) => w.tid !== tid);
+      if (!barrier.waiting.length) this.barriers.delete(group);
+    }
+  }
+}

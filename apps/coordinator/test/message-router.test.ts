@@ -1,0 +1,36 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { MessageRouter, type Whereabouts } from '../src/message-router.ts';
+
+const bytes = (n: number) => new Uint8Array([n]);
+
+describe('MessageRouter', () => {
+  it('forwards to the holder, keeps messages for a task not started in order, and drops those for ended tasks', () => {
+    const where = new Map<string, Whereabouts>();
+    const router = new MessageRouter((tid) => where.get(tid) ?? { kind: 'gone' }, pino({ level: 'silent' }));
+    const got: number[] = [];
+    const send = (b: Uint8Array) => got.push(b[0]!);
+
+    where.set('j.1', { kind: 'not-started' });
+    router.route('j.1', bytes(1));
+    router.route('j.1', bytes(2));
+    expect(got).toEqual([]);
+    router.release('j.1', send);
+    expect(got).toEqual([1, 2]);
+
+    where.set('j.2', { kind: 'not-started' });
+    router.route('j.2', bytes(3));
+    where.set('j.2', { kind: 'held-by', send });
+    // a message arriving after the task started still comes after the ones that waited
+    router.route('j.2', bytes(4));
+    expect(got).toEqual([1, 2, 3, 4]);
+
+    where.set('j.3', { kind: 'not-started' });
+    router.route('j.3', bytes(5));
+    router.forget('j.3');
+    router.release('j.3', send);
+    router.route('j.4', bytes(6));
+    expect(got).toEqual([1, 2, 3, 4]);
+    expect(router.dropped).toBe(2);
+  });
+});
