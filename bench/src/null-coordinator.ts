@@ -16,7 +16,18 @@ function lease(count: number) {
   const tasks = [];
   while (tasks.length < count && next < total) {
     const i = next++;
-    tasks.push({ tid: `null.${i}`, attempt: 1, jobId: 'null', programUrl: '/p.js', input: i, resume: null, seed: i, timeoutMs: null });
+    tasks.push({
+      tid: `null.${i}`,
+      attempt: 1,
+      jobId: 'null',
+      parent: null,
+      name: null,
+      programUrl: '/p.js',
+      input: i,
+      resume: null,
+      seed: i,
+      timeoutMs: null,
+    });
   }
   return tasks;
 }
@@ -34,7 +45,16 @@ wss.on('connection', (socket) => {
     };
     if (m.type === 'hello') {
       socket.send(
-        encode({ type: 'welcome', protocol: PROTOCOL_VERSION, hostId: 'h', secret: 's', heartbeatMs: 5000, checkpointIntervalMs: 1000 }),
+        encode({
+          type: 'welcome',
+          protocol: PROTOCOL_VERSION,
+          hostId: 'h',
+          secret: 's',
+          heartbeatMs: 5000,
+          checkpointIntervalMs: 1000,
+          peerId: 'h-peer',
+          iceServers: [],
+        }),
       );
       reply(m.slots * 2);
     }

@@ -2,9 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../../e2e/support/chromium.ts';
 import { ADMIN_TOKEN, CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { launchBrowser, openHostTab } from './browser.ts';
 import { cpuSeconds } from './process-cpu.ts';
 import { SimulatedHost } from './simulated-host.ts';
 
@@ -67,13 +66,9 @@ async function runJob(coordinator: CoordinatorProcess, label: string): Promise<R
 
 async function browserTabs(): Promise<Row> {
   const coordinator = await CoordinatorProcess.start({ WEBPVM_CHECKPOINT_INTERVAL_MS: '1000' });
-  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
+  const browser = await launchBrowser();
   try {
-    for (let i = 0; i < TABS; i++) {
-      const page = await (await browser.newContext()).newPage();
-      await page.goto(`${coordinator.url}/?slots=1&policy=always`);
-      await page.waitForFunction(() => (globalThis as any).__webpvmHost?.snapshot().connection === 'connected');
-    }
+    for (let i = 0; i < TABS; i++) await openHostTab(browser, coordinator.url, 'slots=1&policy=always');
     return await runJob(coordinator, `${TABS} browser tabs × 1 slot`);
   } finally {
     await browser.close();

@@ -22,10 +22,10 @@ export interface HostTab {
 }
 
 /** One volunteer tab, in a browser context of its own, as a separate volunteer's browser would be. */
-export async function openHost(browser: Browser, baseUrl: string, slots = 2): Promise<HostTab> {
+export async function openHost(browser: Browser, baseUrl: string, slots = 2, query = ''): Promise<HostTab> {
   const context = await browser.newContext();
   const page = await context.newPage();
-  await page.goto(`${baseUrl}/?slots=${slots}&policy=always`);
+  await page.goto(`${baseUrl}/?slots=${slots}&policy=always${query}`);
   const tab: HostTab = {
     page,
     context,
@@ -37,8 +37,8 @@ export async function openHost(browser: Browser, baseUrl: string, slots = 2): Pr
   return tab;
 }
 
-export async function openHosts(browser: Browser, baseUrl: string, count: number, slots = 2): Promise<HostTab[]> {
+export async function openHosts(browser: Browser, baseUrl: string, count: number, slots = 2, query = ''): Promise<HostTab[]> {
   const tabs: HostTab[] = [];
-  for (let i = 0; i < count; i++) tabs.push(await openHost(browser, baseUrl, slots));
+  for (let i = 0; i < count; i++) tabs.push(await openHost(browser, baseUrl, slots, query));
   return tabs;
 }

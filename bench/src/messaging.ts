@@ -1,0 +1,114 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Page } from 'playwright-core';
+import { ADMIN_TOKEN, CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { type PathFigures, type StreamPlan, measureRawChannel, measureRawWebSocket, openRawChannel } from './baselines.ts';
+import { launchBrowser, openHostTab } from './browser.ts';
+import { startEchoServer } from './echo-server.ts';
+
+/**
+ * Task-to-task messaging across two tabs: webpvm's data-channel path and its relay path, against
+ * a raw RTCDataChannel between the same two tabs and a raw WebSocket echo through Node, all in
+ * one run. Targets (issue): channel path median RTT ≤ 1.5× raw channel and throughput ≥ 80% of
+ * it; relay path throughput ≥ 70% of the raw WebSocket.
+ */
+const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const plan: StreamPlan = {
+  pings: Number(process.env.BENCH_PINGS ?? 1000),
+  warmupMs: 1500,
+  sizes: [64 * 1024, 1024 * 1024],
+  streamBytes: Number(process.env.BENCH_STREAM_BYTES ?? 32 * 1024 * 1024),
+};
+
+const quantile = (xs: number[], q: number) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+};
+const mbps = (f: PathFigures, size: number) => {
+  const s = f.streams.find((x) => x.size === size)!;
+  return (s.size * s.count) / s.seconds / 1e6;
+};
+
+async function api(baseUrl: string, method: string, route: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${baseUrl}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+async function runWebpvm(coordinator: CoordinatorProcess, tabs: Page[]): Promise<PathFigures & { counters: unknown[] }> {
+  const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
+  const { id } = await api(coordinator.url, 'POST', '/api/jobs', { name: 'messaging bench', program, main: plan });
+  for (;;) {
+    const job = await api(coordinator.url, 'GET', `/api/jobs/${id}`);
+    if (job.state === 'done') break;
+    if (job.state !== 'running' && job.state !== 'queued') throw new Error(`bench job ${job.state}: ${JSON.stringify(job.error)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const { results } = await api(coordinator.url, 'GET', `/api/jobs/${id}/results`);
+  const counters = await Promise.all(tabs.map((t) => t.evaluate(() => (globalThis as any).__webpvmHost.snapshot().messages)));
+  return { ...(results[0] as PathFigures), counters };
+}
+
+const coordinator = await CoordinatorProcess.start();
+const echo = await startEchoServer();
+const browser = await launchBrowser();
+const figures: Record<string, PathFigures & { counters?: unknown[] }> = {};
+try {
+  const channelTabs = [
+    await openHostTab(browser, coordinator.url, 'slots=1&policy=always'),
+    await openHostTab(browser, coordinator.url, 'slots=1&policy=always'),
+  ];
+  figures['webpvm data channel'] = await runWebpvm(coordinator, channelTabs);
+  await openRawChannel(channelTabs[0]!, channelTabs[1]!);
+  figures['raw RTCDataChannel'] = await measureRawChannel(channelTabs[0]!, plan);
+  figures['raw WebSocket echo (Node)'] = await measureRawWebSocket(channelTabs[0]!, echo.url, plan);
+  for (const tab of channelTabs) await tab.context().close();
+
+  const relayTabs = [
+    await openHostTab(browser, coordinator.url, 'slots=1&policy=always&p2p=off'),
+    await openHostTab(browser, coordinator.url, 'slots=1&policy=always&p2p=off'),
+  ];
+  figures['webpvm relay'] = await runWebpvm(coordinator, relayTabs);
+} finally {
+  await browser.close();
+  await echo.close();
+  await coordinator.stop();
+}
+
+const rows = Object.entries(figures).map(([path, f]) => ({
+  path,
+  medianRttMs: +quantile(f.rtts, 0.5).toFixed(3),
+  p99RttMs: +quantile(f.rtts, 0.99).toFixed(3),
+  mbPerSecond64KiB: +mbps(f, 64 * 1024).toFixed(1),
+  mbPerSecond1MiB: +mbps(f, 1024 * 1024).toFixed(1),
+}));
+const by = (name: string) => rows.find((r) => r.path === name)!;
+const channel = by('webpvm data channel');
+const raw = by('raw RTCDataChannel');
+const relay = by('webpvm relay');
+const ws = by('raw WebSocket echo (Node)');
+const ratios = {
+  channelRttToRaw: +(channel.medianRttMs / raw.medianRttMs).toFixed(2),
+  channelThroughput64KiBToRaw: +(channel.mbPerSecond64KiB / raw.mbPerSecond64KiB).toFixed(2),
+  channelThroughput1MiBToRaw: +(channel.mbPerSecond1MiB / raw.mbPerSecond1MiB).toFixed(2),
+  relayThroughput64KiBToWebSocket: +(relay.mbPerSecond64KiB / ws.mbPerSecond64KiB).toFixed(2),
+  relayThroughput1MiBToWebSocket: +(relay.mbPerSecond1MiB / ws.mbPerSecond1MiB).toFixed(2),
+};
+console.log(`\nmessaging: task to task across two tabs; ${plan.pings} pings, ${plan.streamBytes / 2 ** 20} MiB streamed per size\n`);
+console.table(rows);
+console.table([
+  { ratio: 'channel median RTT ÷ raw channel', value: ratios.channelRttToRaw, target: '≤ 1.5' },
+  { ratio: 'channel MB/s ÷ raw channel (64 KiB)', value: ratios.channelThroughput64KiBToRaw, target: '≥ 0.8' },
+  { ratio: 'channel MB/s ÷ raw channel (1 MiB)', value: ratios.channelThroughput1MiBToRaw, target: '≥ 0.8' },
+  { ratio: 'relay MB/s ÷ raw WebSocket (64 KiB)', value: ratios.relayThroughput64KiBToWebSocket, target: '≥ 0.7' },
+  { ratio: 'relay MB/s ÷ raw WebSocket (1 MiB)', value: ratios.relayThroughput1MiBToWebSocket, target: '≥ 0.7' },
+]);
+console.log('host message counters, data-channel run:', JSON.stringify(figures['webpvm data channel']!.counters));
+const out = path.join(benchDir, 'results/messaging.json');
+fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), plan, rows, ratios, counters: { channel: figures['webpvm data channel']!.counters, relay: figures['webpvm relay']!.counters } }, null, 2)}\n`);
+console.log(`written ${path.relative(process.cwd(), out)}`);

@@ -1,0 +1,21 @@
+import type { HostTab } from './hosts.ts';
+
+export interface MessageCounters {
+  local: number;
+  channelOut: number;
+  channelIn: number;
+  relayOut: number;
+  relayIn: number;
+  channelsOpen: number;
+  resentAfterBreak: number;
+}
+
+/** The message counters of several tabs, added up. */
+export async function totalCounters(tabs: HostTab[]): Promise<MessageCounters> {
+  const all = await Promise.all(
+    tabs.map((t) => t.page.evaluate(() => (globalThis as unknown as { __webpvmHost: { snapshot(): { messages: MessageCounters } } }).__webpvmHost.snapshot().messages)),
+  );
+  const sum = { local: 0, channelOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, channelsOpen: 0, resentAfterBreak: 0 };
+  for (const c of all) for (const key of Object.keys(sum) as (keyof MessageCounters)[]) sum[key] += c[key];
+  return sum;
+}
