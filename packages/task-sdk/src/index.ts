@@ -1,6 +1,6 @@
 import type { TaskFunction } from './ctx.ts';
 
-export type { TaskContext, TaskFunction } from './ctx.ts';
+export type { ExitNotice, MessageFilter, ReceivedMessage, RecvFilter, TaskContext, TaskFunction } from './ctx.ts';
 
 /**
  * Declares a task: returns `fn` unchanged and only gives it types, so

@@ -2,44 +2,42 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
-import { WebpvmError, makeTid, type ErrorBody, type FromWorker, type TaskAssignment, type ToWorker } from '@webpvm/vm-protocol';
-import { taskSeed } from '../runtime/determinism.ts';
+import { WebpvmError, type ErrorBody } from '@webpvm/vm-protocol';
 import { bundleProgram } from './bundle-program.ts';
+import { LocalJob } from './local-job.ts';
 
 export interface RunLocalOptions {
-  /** One task per input; `results[i]` belongs to `inputs[i]`. Give this or `main`. */
+  /** One root task per input; `results[i]` belongs to `inputs[i]`. Give this or `main`. */
   inputs?: unknown[];
-  /** The input of a single task. Give this or `inputs`. */
+  /** The input of a single root task, which may spawn the others (PVM style). Give this or `inputs`. */
   main?: unknown;
-  /** How many worker threads run tasks at once; default: the number of cores minus one, at least 1. */
+  /**
+   * How many worker threads run root tasks at once; default: the number of cores minus one, at
+   * least 1. A spawned task always starts at once in a thread of its own.
+   */
   concurrency?: number;
   /** The job's seed (uint32), from which each task's `ctx.random` seed is derived; default 1. */
   seed?: number;
-  /** Called each time a task ends. */
+  /** Called each time a root task ends; `total` is the number of root tasks. */
   onProgress?: (done: number, total: number) => void;
-  /** Called for each `ctx.log` line; default: printed on stderr as `[tid] line`. */
+  /** Called for each `ctx.log` line and each failure of a spawned task; default: printed on stderr as `[tid] line`. */
   onLog?: (tid: string, line: string) => void;
 }
 
 export interface RunLocalResult {
-  /** `results[i]` is the result of task `i`, or null when it failed. */
+  /** `results[i]` is the result of root task `i`, or null when it failed. */
   results: unknown[];
-  /** `errors[i]` is why task `i` failed, or null when it succeeded. */
+  /** `errors[i]` is why root task `i` failed, or null when it succeeded. */
   errors: (ErrorBody | null)[];
 }
 
-type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
-
-const JOB_ID = 'local';
-/** Checkpoints go nowhere locally, but taking one now and then still shows a state that cannot be serialized. */
-const CHECKPOINT_INTERVAL_MS = 1000;
-
 /**
  * Runs a program's tasks in Node worker_threads, with the same runtime and the same bundle as
- * in a browser, and no coordinator. A failed task gives a null result and an error; it does not
- * stop the others.
+ * in a browser, and no coordinator (the virtual machine is a `LocalJob`). A failed root task
+ * gives a null result and an error; it does not stop the others. The run ends when every root
+ * task has ended: spawned tasks still running then are stopped, and a spawned task's failure
+ * is only reported through `onLog`.
  */
 export async function runLocal(programPath: string, options: RunLocalOptions = {}): Promise<RunLocalResult> {
   const inputs = taskInputs(options);
@@ -58,21 +56,15 @@ export async function runLocal(programPath: string, options: RunLocalOptions = {
     const programFile = join(dir, 'program.mjs');
     const workerFile = join(dir, 'worker.mjs');
     await Promise.all([writeFile(programFile, program), writeFile(workerFile, worker)]);
-    const programUrl = pathToFileURL(programFile).href;
-    const tasks = inputs.map(
-      (input, i): TaskAssignment => ({
-        tid: makeTid(JOB_ID, i),
-        attempt: 1,
-        jobId: JOB_ID,
-        programUrl,
-        input,
-        resume: null,
-        seed: taskSeed(seed, i),
-        timeoutMs: null,
-      }),
-    );
-    const onLog = options.onLog ?? ((tid, line) => process.stderr.write(`[${tid}] ${line}\n`));
-    return await runPool(tasks, Math.min(concurrency, tasks.length), workerFile, onLog, options.onProgress);
+    const job = new LocalJob({
+      programUrl: pathToFileURL(programFile).href,
+      workerFile,
+      seed,
+      lanes: Math.min(concurrency, inputs.length),
+      onLog: options.onLog ?? ((tid, line) => process.stderr.write(`[${tid}] ${line}\n`)),
+      onProgress: options.onProgress,
+    });
+    return await job.run(inputs);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -82,84 +74,6 @@ function taskInputs(options: RunLocalOptions): unknown[] {
   const hasInputs = options.inputs !== undefined;
   if (hasInputs === (options.main !== undefined)) throw new WebpvmError('E_BAD_REQUEST', 'give exactly one of inputs and main');
   return options.inputs ?? [options.main];
-}
-
-async function runPool(
-  tasks: TaskAssignment[],
-  lanes: number,
-  workerFile: string,
-  onLog: (tid: string, line: string) => void,
-  onProgress: ((done: number, total: number) => void) | undefined,
-): Promise<RunLocalResult> {
-  const results: unknown[] = tasks.map(() => null);
-  const errors: (ErrorBody | null)[] = tasks.map(() => null);
-  const threads: TaskThread[] = [];
-  let next = 0;
-  let finished = 0;
-
-  const lane = async (): Promise<void> => {
-    let thread: TaskThread | null = null;
-    for (let i = next++; i < tasks.length; i = next++) {
-      const task = tasks[i]!;
-      if (!thread?.alive) {
-        thread = new TaskThread(workerFile, onLog);
-        threads.push(thread);
-      }
-      const outcome = await thread.run(task);
-      if (outcome.ok) results[i] = outcome.value;
-      else errors[i] = outcome.error;
-      onProgress?.(++finished, tasks.length);
-    }
-  };
-
-  try {
-    await Promise.all(Array.from({ length: lanes }, lane));
-  } finally {
-    await Promise.all(threads.map((thread) => thread.terminate()));
-  }
-  return { results, errors };
-}
-
-/** One worker_thread running one task at a time; a task that kills it fails, and the pool starts another. */
-class TaskThread {
-  alive = true;
-  readonly #worker: Worker;
-  #current: { tid: string; settle: (outcome: Outcome) => void } | null = null;
-
-  constructor(file: string, onLog: (tid: string, line: string) => void) {
-    this.#worker = new Worker(file);
-    this.#worker.on('message', (message: FromWorker) => {
-      if (message.type === 'log') onLog(message.tid, message.line);
-      else if (message.type === 'done' && message.tid === this.#current?.tid) {
-        this.#settle(message.ok ? { ok: true, value: message.value } : { ok: false, error: message.error });
-      }
-    });
-    this.#worker.on('error', (error: unknown) => this.#die(error instanceof Error ? error.message : String(error)));
-    this.#worker.on('exit', (code) => this.#die(`the worker thread exited with code ${code}`));
-  }
-
-  run(task: TaskAssignment): Promise<Outcome> {
-    return new Promise((settle) => {
-      this.#current = { tid: task.tid, settle };
-      const start: ToWorker = { type: 'start', task, checkpointIntervalMs: CHECKPOINT_INTERVAL_MS };
-      this.#worker.postMessage(start);
-    });
-  }
-
-  async terminate(): Promise<void> {
-    await this.#worker.terminate();
-  }
-
-  #die(message: string): void {
-    this.alive = false;
-    this.#settle({ ok: false, error: { code: 'E_TASK_FAILED', message } });
-  }
-
-  #settle(outcome: Outcome): void {
-    const current = this.#current;
-    this.#current = null;
-    current?.settle(outcome);
-  }
 }
 
 let workerSource: Promise<string> | undefined;

@@ -10,6 +10,8 @@ import type { TaskContext, TaskFunction } from '../ctx.ts';
 import { Rng } from './determinism.ts';
 import { toJsonValue } from './json-value.ts';
 import { formatLogLine, truncateLine } from './log-line.ts';
+import { Mailbox } from './mailbox.ts';
+import { createMessaging, type MessagingApi, type TaskMessaging } from './task-messaging.ts';
 
 export { Rng, taskSeed, type RngState } from './determinism.ts';
 
@@ -30,16 +32,30 @@ const RESOLVED = Promise.resolve();
 type StartTask = Extract<ToWorker, { type: 'start' }>;
 type ProgramModule = Record<string, unknown>;
 type Post = (message: FromWorker) => void;
+type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T }>) => void };
 
 /**
- * Runs tasks in this worker as `start` messages arrive, one at a time and in order. A worker is
- * reused for many tasks, so everything about one task lives in that task's context; only the
- * imported programs are kept, by URL.
+ * Runs tasks in this worker as `start` messages arrive. Tasks interleave at their awaits (a task
+ * waiting in `recv` leaves the worker to the others), and messages and replies for a task are
+ * handled at once, never behind a running task. The host decides how many tasks share a worker.
+ * Everything about one task lives in that task's context; only the imported programs are kept,
+ * by URL, and the mailboxes, by tid.
  */
 export function runTaskWorker(scope: WorkerScope): void {
   const post: Post = (message) => scope.postMessage(message);
   const programs = new Map<string, Promise<ProgramModule>>();
-  let queue = RESOLVED;
+  // A message may come before its task's program is loaded: a mailbox exists from the first of the two.
+  const mailboxes = new Map<string, Mailbox>();
+  const running = new Map<string, TaskMessaging>();
+
+  const mailboxOf = (tid: string): Mailbox => {
+    let mailbox = mailboxes.get(tid);
+    if (!mailbox) {
+      mailbox = new Mailbox();
+      mailboxes.set(tid, mailbox);
+    }
+    return mailbox;
+  };
 
   const load = (url: string): Promise<ProgramModule> => {
     let program = programs.get(url);
@@ -52,6 +68,24 @@ export function runTaskWorker(scope: WorkerScope): void {
     return program;
   };
 
+  const handlers: Handlers = {
+    start: (start) => {
+      const { tid } = start.task;
+      const messaging = createMessaging(start.task, mailboxOf(tid), post);
+      running.set(tid, messaging);
+      const end = (): void => {
+        messaging.close();
+        running.delete(tid);
+        mailboxes.delete(tid);
+      };
+      runTask(start, load, messaging.api, end, post).catch((error: unknown) =>
+        console.error('webpvm runtime: cannot report to the host', error),
+      );
+    },
+    deliver: (deliver) => mailboxOf(deliver.tid).deliver(deliver.messages),
+    reply: (reply) => running.get(reply.tid)?.reply(reply),
+  };
+
   scope.addEventListener('message', (event) => {
     const parsed = ToWorker.safeParse(event.data);
     if (!parsed.success) {
@@ -59,20 +93,23 @@ export function runTaskWorker(scope: WorkerScope): void {
       return;
     }
     const message = parsed.data;
-    switch (message.type) {
-      case 'start':
-        queue = queue
-          .then(() => runTask(message, load, post))
-          .catch((error: unknown) => console.error('webpvm runtime: cannot report to the host', error));
-        break;
-    }
+    (handlers[message.type] as (message: ToWorker) => void)(message);
   });
 }
 
-async function runTask(start: StartTask, load: (url: string) => Promise<ProgramModule>, post: Post): Promise<void> {
+/** Runs one task to its end, calls `end` before the `done` message, so nothing the task does afterwards is sent. */
+async function runTask(
+  start: StartTask,
+  load: (url: string) => Promise<ProgramModule>,
+  messaging: MessagingApi,
+  end: () => void,
+  post: Post,
+): Promise<void> {
   const { task } = start;
-  const fail = (code: ErrorCode, message: string): void =>
+  const fail = (code: ErrorCode, message: string): void => {
+    end();
     post({ type: 'done', tid: task.tid, ok: false, error: { code, message: truncateLine(message) } });
+  };
 
   let program: ProgramModule;
   try {
@@ -81,28 +118,33 @@ async function runTask(start: StartTask, load: (url: string) => Promise<ProgramM
     fail('E_BAD_PROGRAM', `the program cannot be imported: ${messageOf(error)}`);
     return;
   }
-  const main = program.default;
-  if (typeof main !== 'function') {
-    fail('E_BAD_PROGRAM', 'the program has no callable default export');
+  const entry = task.name === null ? program.default : program[task.name];
+  if (typeof entry !== 'function') {
+    const what = task.name === null ? 'default export' : `export named "${task.name}"`;
+    fail('E_BAD_PROGRAM', `the program has no callable ${what}`);
     return;
   }
 
   let value: unknown;
   try {
-    value = await (main as TaskFunction)(createContext(task, start.checkpointIntervalMs, post), task.input);
+    value = await (entry as TaskFunction)(createContext(task, start.checkpointIntervalMs, messaging, post), task.input);
   } catch (error) {
     if (error instanceof Error && error.stack) post({ type: 'log', tid: task.tid, line: formatLogLine([error]) });
     fail('E_TASK_FAILED', messageOf(error));
     return;
   }
+  let result: unknown;
   try {
-    post({ type: 'done', tid: task.tid, ok: true, value: toJsonValue(value, 'the result') });
+    result = toJsonValue(value, 'the result');
   } catch (error) {
     fail(error instanceof WebpvmError ? error.code : 'E_TASK_FAILED', messageOf(error));
+    return;
   }
+  end();
+  post({ type: 'done', tid: task.tid, ok: true, value: result });
 }
 
-function createContext(task: TaskAssignment, checkpointIntervalMs: number, post: Post): TaskContext {
+function createContext(task: TaskAssignment, checkpointIntervalMs: number, messaging: MessagingApi, post: Post): TaskContext {
   const { tid } = task;
   const rng = task.resume ? Rng.fromState(task.resume.rng) : Rng.fromSeed(task.seed);
   let lastCheckpointAt = -Infinity;
@@ -110,7 +152,7 @@ function createContext(task: TaskAssignment, checkpointIntervalMs: number, post:
 
   return {
     tid,
-    parent: null,
+    parent: task.parent,
     jobId: task.jobId,
     input: task.input,
     resume: task.resume?.state ?? null,
@@ -131,6 +173,7 @@ function createContext(task: TaskAssignment, checkpointIntervalMs: number, post:
     },
     log: (...args) => post({ type: 'log', tid, line: formatLogLine(args) }),
     random: () => rng.random(),
+    ...messaging,
   };
 }
 

@@ -1,0 +1,188 @@
+import {
+  LIMITS,
+  Tid,
+  TaskOp,
+  WebpvmError,
+  decodeValue,
+  describeIssues,
+  encodeValue,
+  isErrorCode,
+  messageSize,
+  parseTid,
+  type EncodedValue,
+  type FromWorker,
+  type ToWorker,
+} from '@webpvm/vm-protocol';
+import type { ReceivedMessage, RecvFilter, TaskContext } from '../ctx.ts';
+import type { Mailbox } from './mailbox.ts';
+import { toJsonValue } from './json-value.ts';
+
+export type MessagingApi = Pick<
+  TaskContext,
+  'spawn' | 'send' | 'mcast' | 'recv' | 'probe' | 'joinGroup' | 'leaveGroup' | 'groupSize' | 'bcast' | 'barrier' | 'notifyExit'
+>;
+
+type Reply = Extract<ToWorker, { type: 'reply' }>;
+
+export interface TaskMessaging {
+  /** The ctx members that talk to other tasks and to the virtual machine. */
+  readonly api: MessagingApi;
+  /** Settles the request that `reply` answers. */
+  reply(reply: Reply): void;
+  /** The task has ended: later calls fail, waiting ones stay unsettled. */
+  close(): void;
+}
+
+const MAX_TAG = 0x7fffffff;
+
+/**
+ * PVM's message passing for one task: checks every call where the program can still catch the
+ * error, numbers the messages to each receiver from 1, and turns spawn, groups, barriers and
+ * exit notifications into requests answered by the host.
+ */
+export function createMessaging(task: { tid: string; jobId: string }, mailbox: Mailbox, post: (message: FromWorker) => void): TaskMessaging {
+  const { tid, jobId } = task;
+  const seqs = new Map<string, number>();
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+  let requests = 0;
+  let closed = false;
+
+  const checkOpen = (): void => {
+    if (closed) throw new WebpvmError('E_CONFLICT', `task ${tid} has ended`);
+  };
+
+  const checkTid = (to: unknown): string => {
+    if (typeof to !== 'string' || !Tid.safeParse(to).success) throw new WebpvmError('E_BAD_REQUEST', `not a tid: ${String(to)}`);
+    if (parseTid(to).jobId !== jobId) {
+      throw new WebpvmError('E_FORBIDDEN', `${to} is a task of another job: a task may address only tids of its own job`);
+    }
+    return to;
+  };
+
+  const checkTag = (tag: unknown): number => {
+    if (!Number.isInteger(tag) || (tag as number) < 0 || (tag as number) > MAX_TAG) {
+      throw new WebpvmError('E_BAD_REQUEST', `a tag is an integer from 0 to ${MAX_TAG}, not ${String(tag)}`);
+    }
+    return tag as number;
+  };
+
+  /**
+   * The data as the receiver will see it, whichever way it travels: structured clone alone would
+   * keep a Map or a Date between tasks of one host that the wire turns into `{}`.
+   */
+  const wireData = (data: unknown): unknown => {
+    let size: number;
+    let encoded: EncodedValue;
+    try {
+      size = messageSize(data);
+      encoded = encodeValue(data);
+    } catch (error) {
+      throw new WebpvmError('E_BAD_REQUEST', `the message data cannot be sent: ${messageOf(error)}`);
+    }
+    if (size > LIMITS.messageBytes) {
+      throw new WebpvmError('E_TOO_LARGE', `the message data is ${size} bytes, over the limit of ${LIMITS.messageBytes}`);
+    }
+    return decodeValue(encoded.json, encoded.buffers);
+  };
+
+  const postSend = (to: string, tag: number, data: unknown): void => {
+    const seq = (seqs.get(to) ?? 0) + 1;
+    try {
+      post({ type: 'send', tid, message: { from: tid, to, tag, seq, data } });
+    } catch (error) {
+      // postMessage refuses what structured clone cannot copy (a function, a symbol…).
+      throw new WebpvmError('E_BAD_REQUEST', `the message data cannot be sent: ${messageOf(error)}`);
+    }
+    seqs.set(to, seq);
+  };
+
+  const sendEach = (tids: readonly unknown[], tag: unknown, data: unknown): void => {
+    checkOpen();
+    const to = tids.map(checkTid);
+    const checkedTag = checkTag(tag);
+    const sent = wireData(data);
+    for (const receiver of to) postSend(receiver, checkedTag, sent);
+  };
+
+  const request = async (op: TaskOp): Promise<unknown> => {
+    checkOpen();
+    const parsed = TaskOp.safeParse(op);
+    if (!parsed.success) throw new WebpvmError('E_BAD_REQUEST', describeIssues(parsed.error));
+    const requestId = ++requests;
+    return new Promise((resolve, reject) => {
+      pending.set(requestId, { resolve, reject });
+      post({ type: 'request', tid, requestId, op: parsed.data });
+    });
+  };
+
+  const recv = async (filter: RecvFilter = {}): Promise<ReceivedMessage | null> => {
+    checkOpen();
+    const { from, tag, timeoutMs = Infinity } = filter;
+    if (from !== undefined && typeof from !== 'string') throw new WebpvmError('E_BAD_REQUEST', `recv: from is a tid, not ${String(from)}`);
+    if (tag !== undefined) checkTag(tag);
+    if (typeof timeoutMs !== 'number' || !(timeoutMs >= 0)) {
+      throw new WebpvmError('E_BAD_REQUEST', `recv: timeoutMs is a number of at least 0, not ${String(timeoutMs)}`);
+    }
+    return mailbox.receive({ from, tag }, timeoutMs);
+  };
+
+  const api: MessagingApi = {
+    spawn: async (name, inputs) => {
+      if (!Array.isArray(inputs)) throw new WebpvmError('E_BAD_REQUEST', 'spawn: inputs is an array, one input per task');
+      if (inputs.length === 0) return [];
+      const json = inputs.map((input, i) => {
+        try {
+          return toJsonValue(input, `spawn input ${i}`);
+        } catch (error) {
+          throw error instanceof WebpvmError && error.code === 'E_TOO_LARGE' ? error : new WebpvmError('E_BAD_REQUEST', messageOf(error));
+        }
+      });
+      return (await request({ kind: 'spawn', name, inputs: json })) as string[];
+    },
+    send: (to, tag, data) => sendEach([to], tag, data),
+    mcast: (tids, tag, data) => sendEach(tids, tag, data),
+    // One implementation behind the three signatures: only a call with timeoutMs can give null.
+    recv: recv as MessagingApi['recv'],
+    probe: (filter = {}) => mailbox.has(filter),
+    joinGroup: async (group) => (await request({ kind: 'join', group })) as number,
+    leaveGroup: async (group) => {
+      await request({ kind: 'leave', group });
+    },
+    groupSize: async (group) => (await request({ kind: 'size', group })) as number,
+    bcast: async (group, tag, data) => {
+      checkTag(tag);
+      const sent = wireData(data);
+      const members = (await request({ kind: 'members', group })) as string[];
+      checkOpen();
+      for (const member of members) if (member !== tid) postSend(member, tag, sent);
+    },
+    barrier: async (group, count) => {
+      await request({ kind: 'barrier', group, count });
+    },
+    notifyExit: async (tids, tag) => {
+      const checked = tids.map(checkTid);
+      checkTag(tag);
+      if (checked.length > 0) await request({ kind: 'notify', tids: checked, tag });
+    },
+  };
+
+  return {
+    api,
+    reply: (reply) => {
+      const waiting = pending.get(reply.requestId);
+      if (!waiting) return;
+      pending.delete(reply.requestId);
+      if (reply.ok) waiting.resolve(reply.value);
+      else waiting.reject(new WebpvmError(isErrorCode(reply.error.code) ? reply.error.code : 'E_INTERNAL', reply.error.message));
+    },
+    close: () => {
+      closed = true;
+      pending.clear();
+      mailbox.close();
+    },
+  };
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

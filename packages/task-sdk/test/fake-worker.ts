@@ -1,0 +1,81 @@
+import { expect } from 'vitest';
+import { FromWorker, type ErrorBody, type TaskAssignment, type TaskOp, type ToWorker } from '@webpvm/vm-protocol';
+import type { TaskContext } from '../src/ctx.ts';
+import { runTaskWorker } from '../src/runtime/index.ts';
+
+type Done = Extract<FromWorker, { type: 'done' }>;
+type Delivered = Extract<ToWorker, { type: 'deliver' }>['messages'][number];
+export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
+
+/**
+ * A runtime behind a fake scope: what it posts is recorded and checked against the protocol.
+ * `answer`, when given, replies to the task's requests the way a host would.
+ */
+export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
+  const posted: FromWorker[] = [];
+  const waiting = new Map<string, (done: Done) => void>();
+  let listener: ((event: { data: unknown }) => void) | undefined;
+  const send = (data: unknown): void => listener!({ data });
+  runTaskWorker({
+    postMessage: (message) => {
+      const parsed = FromWorker.parse(message);
+      posted.push(parsed);
+      if (parsed.type === 'done') waiting.get(parsed.tid)?.(parsed);
+      if (parsed.type === 'request' && answer) {
+        const { tid, requestId, op } = parsed;
+        queueMicrotask(() => send({ type: 'reply', tid, requestId, ...answer(op, tid) }));
+      }
+    },
+    addEventListener: (_type, l) => {
+      listener = l;
+    },
+  });
+  return {
+    posted,
+    send,
+    run(task: Partial<TaskAssignment> & { programUrl: string }, checkpointIntervalMs = 0): Promise<Done> {
+      const full: TaskAssignment = {
+        tid: 'job1.0',
+        attempt: 1,
+        jobId: 'job1',
+        parent: null,
+        name: null,
+        input: null,
+        resume: null,
+        seed: 1,
+        timeoutMs: null,
+        ...task,
+      };
+      const done = new Promise<Done>((resolve) => waiting.set(full.tid, resolve));
+      send({ type: 'start', task: full, checkpointIntervalMs });
+      return done;
+    },
+    deliver(tid: string, ...messages: Omit<Delivered, 'to'>[]): void {
+      send({ type: 'deliver', tid, messages: messages.map((m) => ({ ...m, to: tid })) });
+    },
+    of<T extends FromWorker['type']>(type: T, tid = 'job1.0'): Extract<FromWorker, { type: T }>[] {
+      return posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && m.tid === tid);
+    },
+  };
+}
+
+/** A program as a data: URL, short enough for a TaskAssignment. */
+export function program(code: string): string {
+  const url = `data:text/javascript,${encodeURIComponent(code)}`;
+  expect(url.length).toBeLessThanOrEqual(512);
+  return url;
+}
+
+/** A program whose default export runs the test's `main` and whose export `helper` runs its `helper` (see hookTasks). */
+export const HOOKED_PROGRAM = program(
+  'export default (c, i) => globalThis.testTasks.main(c, i); export const helper = (c, i) => globalThis.testTasks.helper(c, i);',
+);
+
+type Hook = (ctx: TaskContext, input: unknown) => unknown;
+
+export function hookTasks(tasks: { main?: Hook; helper?: Hook }): void {
+  (globalThis as { testTasks?: unknown }).testTasks = tasks;
+}
+
+/** Lets pending promise callbacks and queued replies run. */
+export const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));

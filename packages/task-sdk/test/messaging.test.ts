@@ -1,0 +1,298 @@
+import { describe, expect, it } from 'vitest';
+import { LIMITS, WebpvmError } from '@webpvm/vm-protocol';
+import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
+import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './fake-worker.ts';
+
+const codeOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+  } catch (error) {
+    return error instanceof WebpvmError ? error.code : String(error);
+  }
+  return undefined;
+};
+
+const codeOfAsync = async (promise: Promise<unknown>): Promise<string | undefined> =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => (error instanceof WebpvmError ? error.code : String(error)),
+  );
+
+describe('ctx.send and ctx.mcast', () => {
+  it('numbers messages from 1 per receiver and posts them in order', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: (ctx) => {
+        ctx.send('job1.1', 5, 'a');
+        ctx.send('job1.2', 5, 'b');
+        ctx.send('job1.1', 6, { n: 1 });
+        ctx.mcast(['job1.1', 'job1.2', 'job1.0'], 7, [1, 2]);
+      },
+    });
+    expect(await worker.run({ programUrl: HOOKED_PROGRAM })).toMatchObject({ ok: true });
+    expect(worker.of('send').map((m) => m.message)).toEqual([
+      { from: 'job1.0', to: 'job1.1', tag: 5, seq: 1, data: 'a' },
+      { from: 'job1.0', to: 'job1.2', tag: 5, seq: 1, data: 'b' },
+      { from: 'job1.0', to: 'job1.1', tag: 6, seq: 2, data: { n: 1 } },
+      { from: 'job1.0', to: 'job1.1', tag: 7, seq: 3, data: [1, 2] },
+      { from: 'job1.0', to: 'job1.2', tag: 7, seq: 2, data: [1, 2] },
+      { from: 'job1.0', to: 'job1.0', tag: 7, seq: 1, data: [1, 2] },
+    ]);
+  });
+
+  it('refuses another job, a bad tid or tag, oversized or cyclic data, and then sends nothing', async () => {
+    const worker = fakeWorker();
+    let codes: (string | undefined)[] = [];
+    hookTasks({
+      main: (ctx) => {
+        codes = [
+          codeOf(() => ctx.send('other.1', 1, 'x')),
+          codeOf(() => ctx.send('not a tid', 1, 'x')),
+          codeOf(() => ctx.send('job1.1', -1, 'x')),
+          codeOf(() => ctx.send('job1.1', 2 ** 31, 'x')),
+          codeOf(() => ctx.send('job1.1', 1.5, 'x')),
+          codeOf(() => ctx.send('job1.1', 1, new Uint8Array(LIMITS.messageBytes + 1))),
+          codeOf(() => ctx.mcast(['job1.1', 'other.2'], 1, 'x')),
+          codeOf(() => {
+            const cycle: { self?: unknown } = {};
+            cycle.self = cycle;
+            ctx.send('job1.1', 1, cycle);
+          }),
+        ];
+        ctx.send('job1.1', 1, 'after');
+      },
+    });
+    await worker.run({ programUrl: HOOKED_PROGRAM });
+    expect(codes).toEqual(['E_FORBIDDEN', 'E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_TOO_LARGE', 'E_FORBIDDEN', 'E_BAD_REQUEST']);
+    expect(worker.of('send').map((m) => m.message)).toEqual([{ from: 'job1.0', to: 'job1.1', tag: 1, seq: 1, data: 'after' }]);
+  });
+
+  it('sends data as the wire carries it: binary bit for bit, only the bytes of a view, no Map or Date', async () => {
+    const worker = fakeWorker();
+    const floats = new Float64Array([1.5, -0, NaN, Infinity]);
+    hookTasks({
+      main: (ctx) => {
+        ctx.send('job1.1', 1, { floats, row: floats.subarray(1, 3), map: new Map([[1, 2]]), when: new Date(0), big: 2n });
+        floats[0] = 99;
+      },
+    });
+    await worker.run({ programUrl: HOOKED_PROGRAM });
+    const data = worker.of('send')[0]!.message.data as { floats: Float64Array; row: Float64Array; map: unknown; when: unknown; big: bigint };
+    expect(data.floats).toEqual(new Float64Array([1.5, -0, NaN, Infinity]));
+    expect(data.row.buffer.byteLength).toBe(16);
+    expect(Object.is(data.row[0], -0)).toBe(true);
+    expect(data).toMatchObject({ map: {}, when: {}, big: 2n });
+  });
+});
+
+describe('ctx.recv and ctx.probe', () => {
+  const message = (from: string, tag: number, data: unknown, seq = 1) => ({ from, tag, seq, data });
+
+  it('takes the first message matching the filter, an omitted field matching anything', async () => {
+    const worker = fakeWorker();
+    let got: (ReceivedMessage | null)[] = [];
+    let probes: boolean[] = [];
+    hookTasks({
+      main: async (ctx) => {
+        probes = [ctx.probe(), ctx.probe({ from: 'job1.2', tag: 1 }), ctx.probe({ from: 'job1.2', tag: 2 }), ctx.probe({ tag: 3 })];
+        got = [await ctx.recv({ tag: 2 }), await ctx.recv({ from: 'job1.1' }), await ctx.recv(), await ctx.recv({ timeoutMs: 0 })];
+      },
+    });
+    // Delivered before the start reaches the runtime: the runtime keeps them for the task.
+    worker.deliver('job1.0', message('job1.1', 1, 'a'), message('job1.2', 2, 'b'), message('job1.1', 2, 'c', 2));
+    await worker.run({ programUrl: HOOKED_PROGRAM });
+    expect(probes).toEqual([true, false, true, false]);
+    expect(got).toEqual([{ from: 'job1.2', tag: 2, data: 'b' }, { from: 'job1.1', tag: 1, data: 'a' }, { from: 'job1.1', tag: 2, data: 'c' }, null]);
+  });
+
+  it('waits for a message delivered later, serving waiting calls in the order they were made', async () => {
+    const worker = fakeWorker();
+    hookTasks({ main: (ctx) => Promise.all([ctx.recv({ tag: 1 }), ctx.recv(), ctx.recv({ tag: 1 }), ctx.recv({ from: 'job1.2' })]) });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.deliver('job1.0', message('job1.1', 1, 'first'));
+    await settle();
+    worker.deliver('job1.0', message('job1.1', 2, 'second', 2), message('job1.1', 1, 'third', 3), message('job1.2', 1, 'fourth'));
+    expect(await done).toMatchObject({
+      ok: true,
+      value: [
+        { from: 'job1.1', tag: 1, data: 'first' },
+        { from: 'job1.1', tag: 2, data: 'second' },
+        { from: 'job1.1', tag: 1, data: 'third' },
+        { from: 'job1.2', tag: 1, data: 'fourth' },
+      ],
+    });
+  });
+
+  it('resolves null after timeoutMs, and a later message waits in the mailbox', async () => {
+    const worker = fakeWorker();
+    let late: ReceivedMessage | null = null;
+    hookTasks({
+      main: async (ctx) => {
+        const started = performance.now();
+        const none = await ctx.recv({ tag: 1, timeoutMs: 30 });
+        const waited = performance.now() - started;
+        while (!ctx.probe()) await new Promise((resolve) => setTimeout(resolve, 1));
+        late = await ctx.recv({ timeoutMs: 0 });
+        return { none, waited };
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    worker.deliver('job1.0', message('job1.1', 1, 'late'));
+    const result = await done;
+    expect(result).toMatchObject({ ok: true, value: { none: null } });
+    expect(result.ok && (result.value as { waited: number }).waited).toBeGreaterThanOrEqual(25);
+    expect(late).toEqual({ from: 'job1.1', tag: 1, data: 'late' });
+  });
+
+  it('refuses a bad filter', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: (ctx) => Promise.all([codeOfAsync(ctx.recv({ tag: -1 })), codeOfAsync(ctx.recv({ timeoutMs: -5 })), codeOfAsync(ctx.recv({ timeoutMs: NaN }))]),
+    });
+    expect(await worker.run({ programUrl: HOOKED_PROGRAM })).toMatchObject({ value: ['E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_BAD_REQUEST'] });
+  });
+});
+
+describe('requests', () => {
+  const host = (op: Parameters<NonNullable<Parameters<typeof fakeWorker>[0]>>[0]): Answer => {
+    switch (op.kind) {
+      case 'spawn':
+        return { ok: true, value: op.inputs.map((_, i) => `job1.${10 + i}`) };
+      case 'join':
+        return { ok: true, value: 3 };
+      case 'size':
+        return { ok: true, value: 4 };
+      case 'members':
+        return { ok: true, value: ['job1.5', 'job1.0', 'job1.6'] };
+      case 'barrier':
+        return op.count > 100 ? { ok: false, error: { code: 'E_CONFLICT', message: 'too many' } } : { ok: true, value: null };
+      default:
+        return { ok: true, value: null };
+    }
+  };
+
+  it('numbers a task’s requests from 1 and resolves each with its reply', async () => {
+    const worker = fakeWorker(host);
+    hookTasks({
+      main: async (ctx) => ({
+        tids: await ctx.spawn('helper', [{ a: 1 }, { a: 2 }]),
+        none: await ctx.spawn(null, []),
+        instance: await ctx.joinGroup('g'),
+        size: await ctx.groupSize('g'),
+        barrier: await ctx.barrier('g', 4),
+        left: await ctx.leaveGroup('g'),
+        notified: await ctx.notifyExit(['job1.10'], 9),
+      }),
+    });
+    expect(await worker.run({ programUrl: HOOKED_PROGRAM })).toMatchObject({
+      ok: true,
+      value: { tids: ['job1.10', 'job1.11'], none: [], instance: 3, size: 4 },
+    });
+    expect(worker.of('request').map(({ requestId, op }) => ({ requestId, op }))).toEqual([
+      { requestId: 1, op: { kind: 'spawn', name: 'helper', inputs: [{ a: 1 }, { a: 2 }] } },
+      { requestId: 2, op: { kind: 'join', group: 'g' } },
+      { requestId: 3, op: { kind: 'size', group: 'g' } },
+      { requestId: 4, op: { kind: 'barrier', group: 'g', count: 4 } },
+      { requestId: 5, op: { kind: 'leave', group: 'g' } },
+      { requestId: 6, op: { kind: 'notify', tids: ['job1.10'], tag: 9 } },
+    ]);
+  });
+
+  it('rejects with the error of a failed reply, and refuses a bad request before sending it', async () => {
+    const worker = fakeWorker(host);
+    hookTasks({
+      main: async (ctx) => {
+        const failed = await ctx.barrier('g', 1000).catch((error: WebpvmError) => `${error.code}: ${error.message}`);
+        return [
+          failed,
+          await codeOfAsync(ctx.joinGroup('')),
+          await codeOfAsync(ctx.notifyExit(['other.1'], 1)),
+          await codeOfAsync(ctx.spawn(null, [1n])),
+        ];
+      },
+    });
+    expect(await worker.run({ programUrl: HOOKED_PROGRAM })).toMatchObject({
+      value: ['E_CONFLICT: too many', 'E_BAD_REQUEST', 'E_FORBIDDEN', 'E_BAD_REQUEST'],
+    });
+    expect(worker.of('request')).toHaveLength(1);
+  });
+
+  it('bcast sends to every member of the group but the sender', async () => {
+    const worker = fakeWorker(host);
+    hookTasks({ main: (ctx) => ctx.bcast('g', 4, 'hello') });
+    await worker.run({ programUrl: HOOKED_PROGRAM });
+    expect(worker.of('send').map((m) => [m.message.to, m.message.seq])).toEqual([
+      ['job1.5', 1],
+      ['job1.6', 1],
+    ]);
+  });
+
+  it('hands replies and messages to a task while another task of the worker runs', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: async (ctx) => ({ spawned: await ctx.spawn(null, [1]), got: (await ctx.recv()).data }),
+      helper: async (ctx) => (await ctx.recv()).data,
+    });
+    const first = worker.run({ programUrl: HOOKED_PROGRAM });
+    const second = worker.run({ tid: 'job1.1', name: 'helper', parent: 'job1.0', programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.deliver('job1.1', message('job1.0', 1, 'to second'));
+    worker.send({ type: 'reply', tid: 'job1.0', requestId: 1, ok: true, value: ['job1.1'] });
+    await settle();
+    worker.deliver('job1.0', message('job1.1', 1, 'to first'));
+    expect(await second).toMatchObject({ ok: true, value: 'to second' });
+    expect(await first).toMatchObject({ ok: true, value: { spawned: ['job1.1'], got: 'to first' } });
+  });
+
+  it('delivers an exit notification as an ordinary message', async () => {
+    const worker = fakeWorker(host);
+    hookTasks({
+      main: async (ctx) => {
+        await ctx.notifyExit(['job1.4'], 8);
+        return (await ctx.recv({ tag: 8 })) as ReceivedMessage & { data: ExitNotice };
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.deliver('job1.0', { from: 'job1.4', tag: 8, seq: 0, data: { tid: 'job1.4', ok: false } });
+    expect(await done).toMatchObject({ ok: true, value: { from: 'job1.4', tag: 8, data: { tid: 'job1.4', ok: false } } });
+  });
+
+  function message(from: string, tag: number, data: unknown) {
+    return { from, tag, seq: 1, data };
+  }
+});
+
+describe('named exports and identity', () => {
+  it('runs the named export the assignment names, with its parent', async () => {
+    const worker = fakeWorker();
+    hookTasks({ helper: (ctx: TaskContext, input) => ({ parent: ctx.parent, input }) });
+    expect(await worker.run({ programUrl: HOOKED_PROGRAM, name: 'helper', parent: 'job1.9', input: 3 })).toMatchObject({
+      ok: true,
+      value: { parent: 'job1.9', input: 3 },
+    });
+  });
+
+  it('fails a name the program does not export with E_BAD_PROGRAM', async () => {
+    const worker = fakeWorker();
+    const done = await worker.run({ programUrl: program('export default () => 1; export const notAFunction = 2;'), name: 'missing' });
+    expect(done).toMatchObject({ ok: false, error: { code: 'E_BAD_PROGRAM', message: 'the program has no callable export named "missing"' } });
+    const data = await worker.run({ tid: 'job1.1', programUrl: program('export default () => 1; export const notAFunction = 2;'), name: 'notAFunction' });
+    expect(data).toMatchObject({ ok: false, error: { code: 'E_BAD_PROGRAM' } });
+  });
+
+  it('refuses messaging after the task has ended', async () => {
+    const worker = fakeWorker();
+    let saved: TaskContext | undefined;
+    hookTasks({
+      main: (ctx) => {
+        saved = ctx;
+      },
+    });
+    await worker.run({ programUrl: HOOKED_PROGRAM });
+    expect(codeOf(() => saved!.send('job1.1', 1, 'late'))).toBe('E_CONFLICT');
+    expect(worker.of('send')).toEqual([]);
+  });
+});
