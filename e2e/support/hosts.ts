@@ -33,7 +33,10 @@ export async function openHost(browser: Browser, baseUrl: string, slots = 2, que
       page.evaluate(() => (globalThis as unknown as { __webpvmHost: { snapshot(): HostSnapshot } }).__webpvmHost.snapshot()),
     close: () => context.close(),
   };
-  await expect.poll(async () => (await tab.snapshot()).connection, { timeout: 15_000 }).toBe('connected');
+  // the page publishes its snapshot once it has claimed its IndexedDB lane: until then, not connected
+  const connection = () =>
+    page.evaluate(() => (globalThis as unknown as { __webpvmHost?: { snapshot(): HostSnapshot } }).__webpvmHost?.snapshot().connection);
+  await expect.poll(connection, { timeout: 15_000 }).toBe('connected');
   return tab;
 }
 

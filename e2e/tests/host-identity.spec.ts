@@ -3,7 +3,10 @@ import { expect, test } from '../support/fixtures.ts';
 test('two tabs of one browser profile are two hosts, and a reloaded tab keeps its identity', async ({ browser, api }) => {
   const context = await browser.newContext();
   const snapshot = (page: import('@playwright/test').Page) =>
-    page.evaluate(() => (globalThis as unknown as { __webpvmHost: { snapshot(): { connection: string; hostId: string | null } } }).__webpvmHost.snapshot());
+    page.evaluate(() => {
+      const host = (globalThis as unknown as { __webpvmHost?: { snapshot(): { connection: string; hostId: string | null } } }).__webpvmHost;
+      return host ? host.snapshot() : { connection: 'starting', hostId: null };
+    });
   const [first, second] = [await context.newPage(), await context.newPage()];
   for (const page of [first, second]) {
     await page.goto(`${api.baseUrl}/?slots=1&policy=always`);

@@ -66,6 +66,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   });
   const close = async () => {
     clearInterval(ticker);
+    peers.close();
     await gateway.close();
     await app.close();
     await scheduler.durable();

@@ -32,5 +32,10 @@ export function mountPeerServer(server: Server, isIssued: (peerId: string) => bo
       const target = wss;
       target.handleUpgrade(request, socket, head, (ws) => target.emit('connection', ws, request));
     },
+    /** Signalling sockets are not the HTTP server's: they must be ended for it to close. */
+    close(): void {
+      for (const client of wss?.clients ?? []) client.terminate();
+      wss?.close();
+    },
   };
 }

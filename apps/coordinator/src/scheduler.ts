@@ -518,7 +518,9 @@ export class Scheduler {
     const jobOf = (tid: string) => tid.slice(0, tid.lastIndexOf('.'));
     if (jobOf(from) !== jobOf(to)) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
     const host = this.hosts.get(hostId);
-    const holds = [...(host?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
+    // the sender may have ended since (a re-send after a broken channel): its last host still counts
+    const holds =
+      this.tasks.get(from)?.hostId === hostId || [...(host?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
     if (!holds) return { code: 'E_FORBIDDEN', message: `this host runs no task of job ${jobOf(from)}` };
     if (!this.router.route(destination, bytes)) {
       return { code: 'E_TOO_LARGE', message: 'the coordinator holds too many messages for tasks not started yet' };

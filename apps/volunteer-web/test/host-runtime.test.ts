@@ -1,43 +1,10 @@
 import { PROTOCOL_VERSION } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { HostRuntime } from '../src/host/host-runtime.ts';
 import { assignment } from './support/assignments.ts';
-import { FakeSocket } from './support/fake-socket.ts';
-import { fakeWorkers } from './support/fake-workers.ts';
 import { memoryStore } from './support/memory-store.ts';
+import { settle, startHost, welcome } from './support/start-host.ts';
 
-const welcome = { type: 'welcome', protocol: PROTOCOL_VERSION, hostId: 'h1', secret: 's1', heartbeatMs: 1000, checkpointIntervalMs: 100 };
 const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4] };
-
-/** Lets the in-memory store's promises and the code awaiting them run. */
-const settle = async () => {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
-};
-
-async function startHost(store = memoryStore()) {
-  const sockets: FakeSocket[] = [];
-  const { spawn, workers } = fakeWorkers();
-  const runtime = new HostRuntime({
-    options: { slots: 2, policy: 'always' },
-    store,
-    spawn,
-    url: 'ws://coordinator/ws',
-    userAgent: 'vitest',
-    createSocket: () => {
-      const socket = new FakeSocket();
-      sockets.push(socket);
-      return socket;
-    },
-  });
-  await runtime.start();
-  const socket = () => sockets.at(-1)!;
-  const connect = async () => {
-    socket().open();
-    socket().receive(welcome);
-    await settle();
-  };
-  return { runtime, store, sockets, socket, workers, connect };
-}
 
 let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
@@ -153,7 +120,7 @@ describe('HostRuntime', () => {
   it('sends results left by an earlier visit of this page', async () => {
     const outcome = { tid: 'joba.4', attempt: 2, ok: true, value: 16 };
     const store = memoryStore({ identity: { hostId: 'h1', secret: 's1' }, 'result:joba.4:2': outcome, 'ckpt:joba.9': {} });
-    const host = await startHost(store);
+    const host = await startHost({ store });
     stop = () => host.runtime.stop();
     expect(store.data.has('ckpt:joba.9')).toBe(false);
     expect(host.runtime.snapshot()).toMatchObject({ hostId: 'h1', pendingResults: 1 });

@@ -1,4 +1,4 @@
-import type { TaskOutcome } from '@webpvm/vm-protocol';
+import type { TaskMessage, TaskOutcome, TaskRef, ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SlotPool } from '../src/host/slot-pool.ts';
 import { assignment } from './support/assignments.ts';
@@ -8,6 +8,8 @@ function setup(slots: number) {
   const { spawn, workers } = fakeWorkers();
   const outcomes: TaskOutcome[] = [];
   const logs: string[] = [];
+  const sends: [TaskRef, TaskMessage][] = [];
+  const started: string[] = [];
   const pool = new SlotPool({
     slots,
     spawn,
@@ -17,10 +19,13 @@ function setup(slots: number) {
       checkpoint: () => undefined,
       progress: () => undefined,
       log: (_ref, line) => logs.push(line),
+      started: (ref) => started.push(ref.tid),
+      send: (ref, message) => sends.push([ref, message]),
+      request: () => undefined,
       change: () => undefined,
     },
   });
-  return { pool, workers, outcomes, logs };
+  return { pool, workers, outcomes, logs, sends, started };
 }
 
 afterEach(() => vi.useRealTimers());
@@ -119,5 +124,49 @@ describe('SlotPool', () => {
     pool.assign([assignment('joba', 0)]);
     workers[0]!.emit({ type: 'progress', tid: 'joba.0', fraction: 0.5 });
     expect(pool.running()).toEqual([{ tid: 'joba.0', attempt: 1, progress: 0.5 }]);
+  });
+
+  it('starts spawned tasks at once, past its slots, and ends their workers with them', () => {
+    const { pool, workers, started } = setup(1);
+    pool.assign([assignment('joba', 0), assignment('joba', 20)]);
+    const spawned = Array.from({ length: 10 }, (_, i) => assignment('joba', i + 1, { parent: 'joba.0' }));
+    pool.assign(spawned);
+    expect(pool.running()).toHaveLength(11);
+    expect(pool.queued).toBe(1);
+    expect(started).toEqual(['joba.0', ...spawned.map((t) => t.tid)]);
+    expect(pool.holds('joba.20') && pool.holds('joba.5')).toBe(true);
+
+    workers[3]!.emit({ type: 'done', tid: 'joba.3', ok: true, value: 3 });
+    expect(workers[3]!.terminated).toBe(true);
+    expect(pool.holds('joba.3')).toBe(false);
+    // a spawned task's slot does not serve the queue: the root still holds the only slot
+    expect(pool.queued).toBe(1);
+    workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 0 });
+    expect(currentTid(workers[0]!)).toBe('joba.20');
+  });
+
+  it('posts to the worker of a running task only', () => {
+    const { pool, workers } = setup(1);
+    pool.assign([assignment('joba', 0), assignment('joba', 1)]);
+    const deliver: ToWorker = { type: 'deliver', tid: 'joba.0', messages: [] };
+    expect(pool.post('joba.0', deliver)).toBe(true);
+    expect(pool.post('joba.1', { ...deliver, tid: 'joba.1' })).toBe(false);
+    expect(workers[0]!.received.at(-1)).toEqual(deliver);
+    expect(pool.refOf('joba.1')).toEqual({ tid: 'joba.1', attempt: 1 });
+    expect(pool.refOf('joba.7')).toBeNull();
+  });
+
+  it('passes on what a task sends, and fails a task that sends as another or to another job', () => {
+    const { pool, workers, sends, outcomes } = setup(2);
+    pool.assign([assignment('joba', 0), assignment('joba', 1)]);
+    const message = { from: 'joba.0', to: 'joba.5', tag: 2, seq: 1, data: [1] };
+    workers[0]!.emit({ type: 'send', tid: 'joba.0', message });
+    expect(sends).toEqual([[{ tid: 'joba.0', attempt: 1 }, message]]);
+    workers[0]!.emit({ type: 'send', tid: 'joba.0', message: { ...message, from: 'joba.1' } });
+    workers[1]!.emit({ type: 'send', tid: 'joba.1', message: { ...message, from: 'joba.1', to: 'jobb.1' } });
+    expect(outcomes.map((o) => [o.tid, !o.ok && o.error.code])).toEqual([
+      ['joba.0', 'E_FORBIDDEN'],
+      ['joba.1', 'E_FORBIDDEN'],
+    ]);
   });
 });

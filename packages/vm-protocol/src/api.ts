@@ -62,6 +62,22 @@ export type JobList = z.infer<typeof JobList>;
 export const JobResults = z.object({ results: z.array(z.unknown()) });
 export type JobResults = z.infer<typeof JobResults>;
 
+/** One task of a job, as `GET /api/jobs/:id/tasks` lists it. */
+export const TaskInfo = z.object({
+  tid: z.string(),
+  parent: z.string().nullable(),
+  state: TaskState,
+  attempt: z.number(),
+  hostId: z.string().nullable(),
+  progress: z.number(),
+  messagesIn: z.number(),
+  messagesOut: z.number(),
+});
+export type TaskInfo = z.infer<typeof TaskInfo>;
+
+export const TaskList = z.object({ tasks: z.array(TaskInfo) });
+export type TaskList = z.infer<typeof TaskList>;
+
 export const SubmitJobResponse = z.object({ id: JobId, tasks: z.number() });
 export type SubmitJobResponse = z.infer<typeof SubmitJobResponse>;
 

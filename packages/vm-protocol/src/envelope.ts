@@ -50,7 +50,10 @@ export interface Envelope {
   buffers: Uint8Array[];
 }
 
-const MAX_HEADER_BYTES = 4 * 1024 * 1024;
+/** Room for the header's own fields (tids, tag, the sizes list) beside the data it carries. */
+const FIELDS_BYTES = 4 * 1024 * 1024;
+/** The header holds the data's JSON, which LIMITS.messageBytes bounds together with the byte segments. */
+const MAX_ENVELOPE_BYTES = LIMITS.messageBytes + FIELDS_BYTES;
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
@@ -73,12 +76,12 @@ export type DecodedEnvelope = { ok: true; value: Envelope } | { ok: false; error
 /** Parses an envelope; the byte segments are views into `bytes`, not copies. */
 export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
   const bad = (message: string): DecodedEnvelope => ({ ok: false, error: { code: 'E_BAD_FRAME', message } });
-  if (bytes.byteLength > LIMITS.messageBytes + MAX_HEADER_BYTES) {
+  if (bytes.byteLength > MAX_ENVELOPE_BYTES) {
     return { ok: false, error: { code: 'E_TOO_LARGE', message: `envelope over ${LIMITS.messageBytes} bytes` } };
   }
   if (bytes.byteLength < 4) return bad('envelope shorter than its length prefix');
   const headLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
-  if (headLength > MAX_HEADER_BYTES || 4 + headLength > bytes.byteLength) return bad('envelope header length out of range');
+  if (4 + headLength > bytes.byteLength) return bad('envelope header length out of range');
   let raw: unknown;
   try {
     raw = JSON.parse(fromUtf8.decode(bytes.subarray(4, 4 + headLength)));

@@ -6,6 +6,8 @@
  * these kinds survives the round trip.
  */
 
+import { WebpvmError } from './errors.ts';
+
 const TAG = '$wpvm';
 
 const TYPED = {
@@ -49,6 +51,12 @@ export function encodeValue(value: unknown): EncodedValue {
       return { [TAG]: kind, b: bytesOf(bytes) };
     }
     if (Array.isArray(v)) return v.map(walk);
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) {
+      // A Map, Date or class instance would arrive as {} on another tab: refuse it everywhere instead.
+      const kind = (v as { constructor?: { name?: string } }).constructor?.name || 'object with a prototype';
+      throw new WebpvmError('E_BAD_REQUEST', `message data cannot hold a ${kind}: use plain objects, arrays and typed arrays`);
+    }
     const out: Record<string, unknown> = {};
     for (const [k, item] of Object.entries(v)) out[k] = walk(item);
     return Object.hasOwn(v, TAG) ? { [TAG]: 'object', v: out } : out;

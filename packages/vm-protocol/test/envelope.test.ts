@@ -29,6 +29,13 @@ describe('value codec', () => {
     expect(roundTrip({ $wpvm: 'Float64Array', b: 0 })).toEqual({ $wpvm: 'Float64Array', b: 0 });
   });
 
+  it('refuses values that would not survive the trip, rather than changing them', () => {
+    for (const value of [new Map([[1, 2]]), { when: new Date(0) }, [new Set([1])]]) {
+      expect(() => encodeValue(value)).toThrow(expect.objectContaining({ code: 'E_BAD_REQUEST' }));
+    }
+    expect(roundTrip(Object.assign(Object.create(null), { a: 1 }))).toEqual({ a: 1 });
+  });
+
   it('round-trips any JSON-like value (property)', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
@@ -59,6 +66,16 @@ describe('message envelope', () => {
     const wrongHeader = encodeEnvelope({ type: 'ack', of: 'abcd.1', by: 'abcd.2', seq: 1 });
     wrongHeader[wrongHeader.length - 2] = 0x7b;
     expect(decodeEnvelope(wrongHeader).ok).toBe(false);
+  });
+
+  it('carries data whose JSON is larger than the header fields need, up to the message limit', () => {
+    const data = Array.from({ length: 1_000_000 }, (_, i) => i * 1.5);
+    const decoded = decodeEnvelope(encodeMessage({ from: 'abcd.1', to: 'abcd.2', tag: 0, seq: 1, data }));
+    expect(decoded.ok).toBe(true);
+    if (decoded.ok && decoded.value.header.type === 'msg') {
+      const back = messageFromEnvelope(decoded.value.header, decoded.value.buffers).data as number[];
+      expect([back.length, back[999_999]]).toEqual([1_000_000, 999_999 * 1.5]);
+    }
   });
 
   it('sizes data as it travels', () => {

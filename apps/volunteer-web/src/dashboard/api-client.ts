@@ -5,6 +5,7 @@ import {
   JobResults,
   JobStatus,
   SubmitJobResponse,
+  TaskList,
   WebpvmError,
   describeIssues,
   isErrorCode,
@@ -40,6 +41,10 @@ export class ApiClient {
 
   results(id: string): Promise<JobResults> {
     return this.#request('GET', resultsPath(id), JobResults);
+  }
+
+  tasks(id: string): Promise<TaskList> {
+    return this.#request('GET', `/api/jobs/${encodeURIComponent(id)}/tasks`, TaskList);
   }
 
   /** The results file exactly as the coordinator serves it, for downloading. */

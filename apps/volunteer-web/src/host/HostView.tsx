@@ -63,6 +63,16 @@ export function HostView({ runtime }: { runtime: HostRuntime }) {
             <dt>Policy</dt>
             <dd>{s.policy}</dd>
           </div>
+          <div>
+            <dt>Messages sent</dt>
+            <dd title="on this page / over data channels / through the coordinator">
+              {s.messages.local} / {s.messages.channelOut} / {s.messages.relayOut}
+            </dd>
+          </div>
+          <div>
+            <dt>Data channels</dt>
+            <dd>{s.messages.channelsOpen}</dd>
+          </div>
         </dl>
         <p className="muted">
           Host id: <code data-testid="host-id">{s.hostId ?? ''}</code>

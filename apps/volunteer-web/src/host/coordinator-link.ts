@@ -14,7 +14,9 @@ export type ConnectionState = 'connecting' | 'connected' | 'offline';
 
 /** The part of a WebSocket the link uses, so tests can hand it a fake. */
 export interface SocketLike {
-  send(text: string): void;
+  binaryType: BinaryType;
+  /** Text is a JSON message; bytes are an envelope for the relay. */
+  send(data: string | Uint8Array): void;
   close(): void;
   onopen: ((event: Event) => void) | null;
   onmessage: ((event: MessageEvent) => void) | null;
@@ -28,6 +30,10 @@ export interface LinkEvents {
   assign(message: CoordinatorMessageOf<'assign'>): void;
   cancel(message: CoordinatorMessageOf<'cancel'>): void;
   ack(message: CoordinatorMessageOf<'ack'>): void;
+  reply(message: CoordinatorMessageOf<'reply'>): void;
+  routes(message: CoordinatorMessageOf<'routes'>): void;
+  /** Envelope bytes the coordinator relays from another host (a binary frame). */
+  relay(bytes: Uint8Array): void;
   stateChange(): void;
 }
 
@@ -73,6 +79,8 @@ export class CoordinatorLink {
     assign: (m) => this.#options.events.assign(m),
     cancel: (m) => this.#options.events.cancel(m),
     ack: (m) => this.#options.events.ack(m),
+    reply: (m) => this.#options.events.reply(m),
+    routes: (m) => this.#options.events.routes(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 
@@ -109,9 +117,18 @@ export class CoordinatorLink {
 
   /** False when not welcomed: the caller keeps anything that must survive (results, checkpoints). */
   send(message: HostMessage): boolean {
+    return this.#sendData(encode(message));
+  }
+
+  /** Envelope bytes for the relay; false when not welcomed. */
+  sendBinary(bytes: Uint8Array): boolean {
+    return this.#sendData(bytes);
+  }
+
+  #sendData(data: string | Uint8Array): boolean {
     if (!this.#welcomed || !this.#socket) return false;
     try {
-      this.#socket.send(encode(message));
+      this.#socket.send(data);
       return true;
     } catch {
       return false;
@@ -129,9 +146,12 @@ export class CoordinatorLink {
       return;
     }
     this.#socket = socket;
+    socket.binaryType = 'arraybuffer';
     socket.onopen = () => this.#sendHello(socket);
     socket.onmessage = (event) => {
-      if (socket === this.#socket && typeof event.data === 'string') this.#onFrame(event.data);
+      if (socket !== this.#socket) return;
+      if (typeof event.data === 'string') this.#onFrame(event.data);
+      else if (event.data instanceof ArrayBuffer) this.#options.events.relay(new Uint8Array(event.data));
     };
     socket.onclose = () => this.#onClose(socket);
     socket.onerror = () => socket.close();

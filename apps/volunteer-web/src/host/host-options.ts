@@ -6,9 +6,11 @@ export type ReclaimPolicy = (typeof POLICIES)[number];
 export interface HostOptions {
   slots: number;
   policy: ReclaimPolicy;
+  /** False with `?p2p=off`: no data channels, every message between hosts goes through the relay. */
+  p2p: boolean;
 }
 
-/** Reads `?slots=N&policy=…` from the page URL; anything unreadable falls back to the default. */
+/** Reads `?slots=N&policy=…&p2p=off` from the page URL; anything unreadable falls back to the default. */
 export function parseHostOptions(search: string, hardwareConcurrency: number | undefined): HostOptions {
   const params = new URLSearchParams(search);
   const defaultSlots = clampSlots((hardwareConcurrency || 2) - 1);
@@ -16,7 +18,7 @@ export function parseHostOptions(search: string, hardwareConcurrency: number | u
   const slots = params.has('slots') && Number.isInteger(requested) && requested >= 1 ? clampSlots(requested) : defaultSlots;
   const policyParam = params.get('policy');
   const policy = POLICIES.find((p) => p === policyParam) ?? 'idle';
-  return { slots, policy };
+  return { slots, policy, p2p: params.get('p2p') !== 'off' };
 }
 
 function clampSlots(n: number): number {

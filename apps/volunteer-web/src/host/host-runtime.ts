@@ -1,9 +1,14 @@
-import type { Checkpoint, HostMessage, TaskOutcome, TaskRef } from '@webpvm/vm-protocol';
+import type { Checkpoint, CoordinatorMessageOf, HostMessage, TaskOutcome, TaskRef } from '@webpvm/vm-protocol';
 import { forgetCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint-store.ts';
 import { CoordinatorLink, type ConnectionState, type SocketLike } from './coordinator-link.ts';
+import { CoordinatorOutbox } from './coordinator-outbox.ts';
 import type { HostOptions } from './host-options.ts';
 import type { KeyValueStore } from './kv-store.ts';
 import { LogLimiter } from './log-limiter.ts';
+import { FrameKind } from './messaging/channel-frames.ts';
+import { Inboxes } from './messaging/inboxes.ts';
+import { PeerNetwork, type CreatePeer } from './messaging/peer-network.ts';
+import { MessageRouter, type MessageCounters } from './messaging/router.ts';
 import { PendingResults } from './pending-results.ts';
 import { ProgressBatcher } from './progress-batcher.ts';
 import { SlotPool, type RunningTaskView } from './slot-pool.ts';
@@ -23,6 +28,8 @@ export interface HostSnapshot {
   failed: number;
   pendingResults: number;
   workersStarted: number;
+  /** Task messages (not acknowledgements or chunks) by the way they went, since the page loaded. */
+  messages: MessageCounters & { channelsOpen: number };
 }
 
 export interface HostRuntimeOptions {
@@ -32,6 +39,8 @@ export interface HostRuntimeOptions {
   url: string;
   userAgent: string;
   createSocket?: (url: string) => SocketLike;
+  /** Data channels between hosts; without it (or with `?p2p=off`) messages between hosts go through the relay. */
+  createPeer?: CreatePeer;
 }
 
 /** The UI re-renders at most this often, however chatty the tasks' progress is. */
@@ -48,6 +57,10 @@ export class HostRuntime {
   #pool: SlotPool;
   #pending: PendingResults;
   #progress: ProgressBatcher;
+  #outbox: CoordinatorOutbox;
+  #inboxes: Inboxes;
+  #network: PeerNetwork | null;
+  #router: MessageRouter;
   #logs = new LogLimiter();
   /** Checkpoints stored while offline, sent after the next welcome. */
   #unsentCheckpoints = new Map<string, { ref: TaskRef; checkpoint: Checkpoint }>();
@@ -63,6 +76,35 @@ export class HostRuntime {
     const send = (message: HostMessage) => this.#link.send(message);
     this.#pending = new PendingResults(runtime.store, send);
     this.#progress = new ProgressBatcher(send);
+    this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
+    this.#inboxes = new Inboxes({
+      holds: (tid) => this.#pool.holds(tid),
+      post: (tid, messages) => this.#pool.post(tid, { type: 'deliver', tid, messages }),
+      delivered: (tid, count) => {
+        const ref = this.#pool.refOf(tid);
+        if (ref) this.#progress.countIn(ref, count);
+      },
+    });
+    this.#network =
+      runtime.options.p2p && runtime.createPeer
+        ? new PeerNetwork({
+            createPeer: runtime.createPeer,
+            events: {
+              frame: (link, frame) => {
+                if (frame.kind === FrameKind.envelope) this.#router.receive(frame.payload, link);
+                else this.#router.bounced(link, frame.payload);
+              },
+              broken: (link) => this.#router.linkBroken(link),
+              change: () => this.#scheduleNotify(),
+            },
+          })
+        : null;
+    this.#router = new MessageRouter({
+      inbox: this.#inboxes,
+      relay: (bytes) => this.#outbox.send(bytes),
+      locate: (tids) => send({ type: 'locate', tids }),
+      links: this.#network,
+    });
     this.#pool = new SlotPool({
       slots: runtime.options.slots,
       spawn: runtime.spawn,
@@ -74,6 +116,13 @@ export class HostRuntime {
         log: (ref, line) => {
           if (this.#logs.allow(ref.tid, performance.now())) send({ type: 'log', tid: ref.tid, attempt: ref.attempt, line });
         },
+        started: (ref) => this.#inboxes.started(ref.tid),
+        send: (ref, message) => {
+          this.#progress.countOut(ref);
+          this.#router.send(message);
+          this.#scheduleNotify();
+        },
+        request: (ref, requestId, op) => this.#outbox.send({ type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op }),
         change: () => this.#scheduleNotify(),
       },
     });
@@ -85,10 +134,16 @@ export class HostRuntime {
       heldTasks: () => this.#pool.held(),
       createSocket: runtime.createSocket,
       events: {
-        welcome: () => this.#onWelcome(),
+        welcome: (m) => this.#onWelcome(m),
         assign: (m) => this.#pool.assign(m.tasks),
         cancel: (m) => this.#onCancel(m.tasks),
         ack: (m) => this.#onAck(m.tasks),
+        reply: (m) => this.#pool.post(m.tid, m),
+        routes: (m) => this.#router.onRoutes(m.routes),
+        relay: (bytes) => {
+          this.#router.receive(bytes, null);
+          this.#scheduleNotify();
+        },
         stateChange: () => this.#scheduleNotify(),
       },
     });
@@ -103,6 +158,8 @@ export class HostRuntime {
 
   stop(): void {
     this.#link.stop();
+    this.#network?.stop();
+    this.#router.stop();
     this.#pool.terminateAll();
     this.#progress.stop();
     if (this.#notifyTimer) clearTimeout(this.#notifyTimer);
@@ -120,6 +177,7 @@ export class HostRuntime {
       failed: this.#failed,
       pendingResults: this.#pending.count,
       workersStarted: this.#pool.workersStarted,
+      messages: { ...this.#router.counters, channelsOpen: this.#network?.openCount ?? 0 },
     };
   }
 
@@ -131,7 +189,9 @@ export class HostRuntime {
     return () => this.#listeners.delete(listener);
   };
 
-  #onWelcome(): void {
+  #onWelcome(welcome: CoordinatorMessageOf<'welcome'>): void {
+    this.#network?.setIdentity(welcome.peerId, welcome.iceServers);
+    this.#outbox.flush();
     void this.#pending.resendAll().catch((error: unknown) => console.warn('webpvm: could not resend results', error));
     const held = this.#pool.held();
     for (const [tid, { ref, checkpoint }] of this.#unsentCheckpoints) {
@@ -142,21 +202,22 @@ export class HostRuntime {
   }
 
   #onOutcome(raw: TaskOutcome): void {
-    const outcome = this.#toWire(raw);
+    const sent = this.#router.sentBy(raw.tid);
+    const outcome = this.#toWire(raw, sent.length ? { sent } : {});
     if (outcome.ok) this.#done += 1;
     else this.#failed += 1;
+    this.#router.taskEnded(outcome.tid, outcome.ok);
     this.#forgetLive(outcome.tid);
     this.#pending.add(outcome);
     this.#scheduleNotify();
   }
 
-  #toWire(outcome: TaskOutcome): TaskOutcome {
-    if (!outcome.ok) return outcome;
+  #toWire(outcome: TaskOutcome, sent: Pick<TaskOutcome, 'sent'>): TaskOutcome {
+    const { tid, attempt } = outcome;
+    if (!outcome.ok) return { tid, attempt, ok: false, error: outcome.error, ...sent };
     const value = outcome.value === undefined ? null : outcome.value;
     const problem = wireValueProblem(value, 'result');
-    return problem
-      ? { tid: outcome.tid, attempt: outcome.attempt, ok: false, error: problem }
-      : { tid: outcome.tid, attempt: outcome.attempt, ok: true, value };
+    return problem ? { tid, attempt, ok: false, error: problem, ...sent } : { tid, attempt, ok: true, value, ...sent };
   }
 
   #onCheckpoint(ref: TaskRef, checkpoint: Checkpoint): void {
@@ -181,7 +242,11 @@ export class HostRuntime {
   #onCancel(refs: TaskRef[]): void {
     this.#pool.cancel(refs);
     for (const ref of refs) {
-      this.#forgetLive(ref.tid);
+      // A cancel of an older attempt leaves the one running now alone.
+      if (!this.#pool.holds(ref.tid)) {
+        this.#router.taskEnded(ref.tid, false);
+        this.#forgetLive(ref.tid);
+      }
       void forgetCheckpoint(this.#store, ref).catch(() => undefined);
     }
   }
@@ -197,6 +262,8 @@ export class HostRuntime {
   }
 
   #forgetLive(tid: string): void {
+    this.#inboxes.close(tid);
+    this.#outbox.dropRequestsOf(tid);
     this.#progress.forget(tid);
     this.#logs.forget(tid);
     this.#unsentCheckpoints.delete(tid);

@@ -7,6 +7,7 @@ import { HostRuntime, type HostSnapshot } from './host-runtime.ts';
 import { claimLane, laneDatabase } from './host-lane.ts';
 import { HostView } from './HostView.tsx';
 import { idbStore } from './kv-store.ts';
+import { createPeerJsPeer } from './messaging/peerjs-peer.ts';
 import { spawnTaskWorker } from './task-worker-handle.ts';
 
 declare global {
@@ -18,6 +19,7 @@ const runtime = new HostRuntime({
   options: parseHostOptions(location.search, navigator.hardwareConcurrency),
   store: idbStore(laneDatabase(await claimLane())),
   spawn: spawnTaskWorker,
+  createPeer: createPeerJsPeer,
   url: coordinatorSocketUrl(location),
   userAgent: navigator.userAgent,
 });

@@ -2,10 +2,21 @@ import { LIMITS, type HostMessage, type TaskRef } from '@webpvm/vm-protocol';
 
 const FLUSH_MS = 500;
 
-/** Keeps the latest fraction per task and sends them together, at most every 500 ms. */
+interface TaskProgress {
+  attempt: number;
+  fraction: number;
+  messagesOut: number;
+  messagesIn: number;
+}
+
+/**
+ * Keeps the latest fraction and message counts per task and sends what changed together, at
+ * most every 500 ms.
+ */
 export class ProgressBatcher {
   #send: (message: HostMessage) => boolean;
-  #latest = new Map<string, { tid: string; attempt: number; fraction: number }>();
+  #tasks = new Map<string, TaskProgress>();
+  #changed = new Set<string>();
   #timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(send: (message: HostMessage) => boolean) {
@@ -13,13 +24,29 @@ export class ProgressBatcher {
   }
 
   record(ref: TaskRef, fraction: number): void {
-    this.#latest.set(ref.tid, { tid: ref.tid, attempt: ref.attempt, fraction });
-    this.#timer ??= setTimeout(() => this.#flush(), FLUSH_MS);
+    this.#task(ref).fraction = fraction;
   }
 
-  /** A finished task's progress no longer matters: its result says more. */
+  /** The task sent one message. */
+  countOut(ref: TaskRef): void {
+    this.#task(ref).messagesOut += 1;
+  }
+
+  /** `count` messages reached the task. */
+  countIn(ref: TaskRef, count: number): void {
+    this.#task(ref).messagesIn += count;
+  }
+
+  /**
+   * The task ended: its fraction no longer matters (its result says more), but its final message
+   * counts go now, ahead of its result.
+   */
   forget(tid: string): void {
-    this.#latest.delete(tid);
+    const task = this.#tasks.get(tid);
+    const item = this.#changed.has(tid) && task && (task.messagesOut || task.messagesIn) ? itemOf(tid, task) : null;
+    this.#tasks.delete(tid);
+    this.#changed.delete(tid);
+    if (item) this.#send({ type: 'progress', items: [item] });
   }
 
   stop(): void {
@@ -27,12 +54,30 @@ export class ProgressBatcher {
     this.#timer = null;
   }
 
+  #task(ref: TaskRef): TaskProgress {
+    let task = this.#tasks.get(ref.tid);
+    if (!task || task.attempt !== ref.attempt) {
+      task = { attempt: ref.attempt, fraction: 0, messagesOut: 0, messagesIn: 0 };
+      this.#tasks.set(ref.tid, task);
+    }
+    this.#changed.add(ref.tid);
+    this.#timer ??= setTimeout(() => this.#flush(), FLUSH_MS);
+    return task;
+  }
+
   #flush(): void {
     this.#timer = null;
-    const items = [...this.#latest.values()];
-    this.#latest.clear();
+    const items = [...this.#changed].flatMap((tid) => {
+      const task = this.#tasks.get(tid);
+      return task ? [itemOf(tid, task)] : [];
+    });
+    this.#changed.clear();
     for (let i = 0; i < items.length; i += LIMITS.itemsPerBatch) {
       this.#send({ type: 'progress', items: items.slice(i, i + LIMITS.itemsPerBatch) });
     }
   }
+}
+
+function itemOf(tid: string, { attempt, fraction, messagesOut, messagesIn }: TaskProgress) {
+  return messagesOut || messagesIn ? { tid, attempt, fraction, messagesOut, messagesIn } : { tid, attempt, fraction };
 }

@@ -2,11 +2,15 @@ import {
   FromWorker,
   LIMITS,
   describeIssues,
+  parseTid,
   type Checkpoint,
   type ErrorBody,
   type TaskAssignment,
+  type TaskMessage,
+  type TaskOp,
   type TaskOutcome,
   type TaskRef,
+  type ToWorker,
 } from '@webpvm/vm-protocol';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
 
@@ -16,6 +20,11 @@ export interface PoolEvents {
   checkpoint(ref: TaskRef, checkpoint: Checkpoint): void;
   progress(ref: TaskRef, fraction: number): void;
   log(ref: TaskRef, line: string): void;
+  /** The task's worker was handed the task: messages waiting for it can go. */
+  started(ref: TaskRef): void;
+  /** A message the task sends; `from` is the task itself and `to` a task of its job. */
+  send(ref: TaskRef, message: TaskMessage): void;
+  request(ref: TaskRef, requestId: number, op: TaskOp): void;
   change(): void;
 }
 
@@ -43,24 +52,31 @@ interface Slot {
   worker: TaskWorkerHandle | null;
   jobId: string | null;
   task: RunningTask | null;
+  /** A slot beyond `slots` for one spawned task, gone when the task ends. */
+  extra: boolean;
 }
 
 const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
 
 /**
- * Runs assigned tasks in at most `slots` Web Workers, one task per worker at a time. Task
+ * Runs assigned root and bag tasks in at most `slots` Web Workers, one task per worker at a
+ * time. A spawned task gets a worker of its own at once, past `slots`: PVM programs spawn tasks
+ * that mostly wait for each other's messages, and all of them must run for any to finish. Task
  * code is untrusted: everything a worker says is parsed, and a worker that says something
  * malformed or crashes fails its task and is thrown away.
  */
 export class SlotPool {
   #options: SlotPoolOptions;
   #slots: Slot[];
+  #extra: Slot[] = [];
+  /** Slots by the tid they run: every message a task sends or receives looks its task up. */
+  #running = new Map<string, Slot>();
   #queue: TaskAssignment[] = [];
   #workersStarted = 0;
 
   constructor(options: SlotPoolOptions) {
     this.#options = options;
-    this.#slots = Array.from({ length: options.slots }, () => ({ worker: null, jobId: null, task: null }));
+    this.#slots = Array.from({ length: options.slots }, () => ({ worker: null, jobId: null, task: null, extra: false }));
   }
 
   get queued(): number {
@@ -72,23 +88,46 @@ export class SlotPool {
   }
 
   running(): RunningTaskView[] {
-    return this.#slots.flatMap((s) =>
+    return this.#all().flatMap((s) =>
       s.task ? [{ tid: s.task.assignment.tid, attempt: s.task.assignment.attempt, progress: s.task.progress }] : [],
     );
   }
 
+  /** The attempt of `tid` this pool holds, running or queued, or null. */
+  refOf(tid: string): TaskRef | null {
+    const task = this.#slotRunning(tid)?.task?.assignment ?? this.#queue.find((t) => t.tid === tid);
+    return task ? { tid: task.tid, attempt: task.attempt } : null;
+  }
+
+  /** Hands a message to the worker running `tid`; false when that task is not running. */
+  post(tid: string, message: ToWorker): boolean {
+    const worker = this.#slotRunning(tid)?.worker;
+    if (!worker) return false;
+    worker.post(message);
+    return true;
+  }
+
   /** Running and queued tasks: all of them are this host's until they end or are cancelled. */
   held(): TaskRef[] {
-    const refs = [...this.running(), ...this.#queue].map(({ tid, attempt }) => ({ tid, attempt }));
-    return refs.slice(0, LIMITS.slotsPerHost * 4);
+    return this.#heldRefs().slice(0, LIMITS.slotsPerHost * 4);
+  }
+
+  holds(tid: string): boolean {
+    return this.#slotRunning(tid) !== undefined || this.#queue.some((t) => t.tid === tid);
   }
 
   assign(tasks: TaskAssignment[]): void {
-    const held = this.held();
+    const held = this.#heldRefs();
     for (const task of tasks) {
       if (held.some((ref) => sameRef(ref, task))) continue;
-      this.#queue.push(task);
       held.push({ tid: task.tid, attempt: task.attempt });
+      if (task.parent === null) {
+        this.#queue.push(task);
+        continue;
+      }
+      const slot: Slot = { worker: null, jobId: null, task: null, extra: true };
+      this.#extra.push(slot);
+      this.#start(slot, task);
     }
     this.#pump();
     this.#options.events.change();
@@ -97,11 +136,11 @@ export class SlotPool {
   /** Queued tasks are dropped, running ones lose their worker; neither reports an outcome. */
   cancel(refs: TaskRef[]): void {
     this.#queue = this.#queue.filter((task) => !refs.some((ref) => sameRef(ref, task)));
-    for (const slot of this.#slots) {
+    for (const slot of this.#all()) {
       const task = slot.task;
       if (!task || !refs.some((ref) => sameRef(ref, task.assignment))) continue;
       if (task.deadline) clearTimeout(task.deadline);
-      slot.task = null;
+      this.#vacate(slot);
       this.#dropWorker(slot);
     }
     this.#pump();
@@ -110,17 +149,34 @@ export class SlotPool {
 
   /** Ends a running task from the host's side, e.g. when its checkpoint cannot be sent. */
   fail(ref: TaskRef, error: ErrorBody): void {
-    const slot = this.#slots.find((s) => s.task && sameRef(s.task.assignment, ref));
+    const slot = this.#all().find((s) => s.task && sameRef(s.task.assignment, ref));
     if (slot?.task) this.#abort(slot, slot.task, error);
   }
 
   terminateAll(): void {
     this.#queue = [];
-    for (const slot of this.#slots) {
+    for (const slot of this.#all()) {
       if (slot.task?.deadline) clearTimeout(slot.task.deadline);
-      slot.task = null;
+      this.#vacate(slot);
       this.#dropWorker(slot);
     }
+  }
+
+  #heldRefs(): TaskRef[] {
+    return [...this.running(), ...this.#queue].map(({ tid, attempt }) => ({ tid, attempt }));
+  }
+
+  #all(): Slot[] {
+    return this.#extra.length ? [...this.#slots, ...this.#extra] : this.#slots;
+  }
+
+  #slotRunning(tid: string): Slot | undefined {
+    return this.#running.get(tid);
+  }
+
+  #vacate(slot: Slot): void {
+    if (slot.task && this.#running.get(slot.task.assignment.tid) === slot) this.#running.delete(slot.task.assignment.tid);
+    slot.task = null;
   }
 
   #pump(): void {
@@ -143,6 +199,7 @@ export class SlotPool {
     slot.jobId = assignment.jobId;
     const task: RunningTask = { assignment, progress: 0, deadline: null };
     slot.task = task;
+    this.#running.set(assignment.tid, slot);
     if (assignment.timeoutMs !== null) {
       task.deadline = setTimeout(
         () => this.#abort(slot, task, { code: 'E_TASK_TIMEOUT', message: `no result within ${assignment.timeoutMs} ms` }),
@@ -150,6 +207,7 @@ export class SlotPool {
       );
     }
     worker.post({ type: 'start', task: assignment, checkpointIntervalMs: this.#options.checkpointIntervalMs() });
+    this.#options.events.started({ tid: assignment.tid, attempt: assignment.attempt });
   }
 
   #spawn(slot: Slot): TaskWorkerHandle {
@@ -194,6 +252,18 @@ export class SlotPool {
       case 'log':
         events.log({ tid, attempt }, message.line);
         return;
+      case 'send': {
+        const { from, to } = message.message;
+        if (from !== tid || parseTid(to).jobId !== task.assignment.jobId) {
+          this.#abort(slot, task, { code: 'E_FORBIDDEN', message: `${tid} may not send as ${from} to ${to}` });
+          return;
+        }
+        events.send({ tid, attempt }, message.message);
+        return;
+      }
+      case 'request':
+        events.request({ tid, attempt }, message.requestId, message.op);
+        return;
       case 'done':
         this.#finish(
           slot,
@@ -213,7 +283,8 @@ export class SlotPool {
   #finish(slot: Slot, task: RunningTask, outcome: TaskOutcome): void {
     if (slot.task !== task) return;
     if (task.deadline) clearTimeout(task.deadline);
-    slot.task = null;
+    this.#vacate(slot);
+    if (slot.extra) this.#dropWorker(slot);
     this.#options.events.outcome(outcome);
     this.#pump();
     this.#options.events.change();
@@ -223,5 +294,6 @@ export class SlotPool {
     slot.worker?.terminate();
     slot.worker = null;
     slot.jobId = null;
+    if (slot.extra) this.#extra = this.#extra.filter((s) => s !== slot);
   }
 }

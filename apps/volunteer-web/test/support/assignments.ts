@@ -4,6 +4,8 @@ export const assignment = (jobId: string, n: number, extra: Partial<TaskAssignme
   tid: `${jobId}.${n}`,
   attempt: 1,
   jobId,
+  parent: null,
+  name: null,
   programUrl: `/programs/${jobId}.js`,
   input: n,
   resume: null,

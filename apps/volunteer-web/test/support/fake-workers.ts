@@ -31,7 +31,7 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
 
 /** The tid the worker was last asked to run. */
 export const currentTid = (worker: FakeWorker): string => {
-  const last = worker.received.at(-1);
+  const last = worker.received.findLast((m) => m.type === 'start');
   if (!last) throw new Error('the worker was never started');
   return last.task.tid;
 };

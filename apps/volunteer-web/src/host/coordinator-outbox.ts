@@ -1,0 +1,35 @@
+import type { HostMessage } from '@webpvm/vm-protocol';
+
+/** A JSON message, or envelope bytes for the relay (a binary frame). */
+export type OutboxFrame = HostMessage | Uint8Array;
+
+/**
+ * Frames that must reach the coordinator even when it is away — task requests and relayed
+ * messages — kept in order until the next welcome. A frame the socket took is not sent again:
+ * the coordinator does not recognise a repeated request (a barrier would count it twice).
+ */
+export class CoordinatorOutbox {
+  #send: (frame: OutboxFrame) => boolean;
+  #waiting: OutboxFrame[] = [];
+
+  constructor(send: (frame: OutboxFrame) => boolean) {
+    this.#send = send;
+  }
+
+  send(frame: OutboxFrame): void {
+    if (this.#waiting.length === 0 && this.#send(frame)) return;
+    this.#waiting.push(frame);
+  }
+
+  /** After a welcome. */
+  flush(): void {
+    let sent = 0;
+    while (sent < this.#waiting.length && this.#send(this.#waiting[sent]!)) sent++;
+    this.#waiting.splice(0, sent);
+  }
+
+  /** A task ended: its waiting requests no longer matter (its messages still do). */
+  dropRequestsOf(tid: string): void {
+    this.#waiting = this.#waiting.filter((frame) => frame instanceof Uint8Array || frame.type !== 'request' || frame.tid !== tid);
+  }
+}

@@ -1,0 +1,102 @@
+import type { TaskMessage } from '@webpvm/vm-protocol';
+import { ReorderBuffer } from './reorder-buffer.ts';
+
+/** A message as the worker receives it (worker.ts `deliver`). */
+export interface DeliveredMessage {
+  from: string;
+  to: string;
+  tag: number;
+  seq: number;
+  data: unknown;
+}
+
+export interface InboxOptions {
+  /** Whether this page holds the task, running or queued. */
+  holds(tid: string): boolean;
+  /** Hands messages to the task's worker; false while the task has not started. */
+  post(tid: string, messages: DeliveredMessage[]): boolean;
+  /** `count` messages reached the task's worker. */
+  delivered(tid: string, count: number): void;
+}
+
+interface Box {
+  buffer: ReorderBuffer;
+  ready: DeliveredMessage[];
+  /** Per sender, the highest seq handed to the worker: what acknowledgements report. */
+  posted: Map<string, number>;
+}
+
+/**
+ * The receive path of every task this page holds, whatever way its messages came (same page,
+ * data channel, relay): one reorder buffer per task, and one `deliver` per task per turn.
+ * Messages for a task that has not started yet wait for its worker.
+ */
+export class Inboxes {
+  #options: InboxOptions;
+  #boxes = new Map<string, Box>();
+  #dirty = new Set<string>();
+  #flushQueued = false;
+
+  constructor(options: InboxOptions) {
+    this.#options = options;
+  }
+
+  holds(tid: string): boolean {
+    return this.#options.holds(tid);
+  }
+
+  /** False when this page does not hold `message.to`: the caller sends it on. */
+  accept(message: TaskMessage): boolean {
+    if (!this.#options.holds(message.to)) return false;
+    const box = this.#box(message.to);
+    const ready = box.buffer.accept(message);
+    if (ready.length === 0) return true;
+    for (const m of ready) box.ready.push({ from: m.from, to: m.to, tag: m.tag, seq: m.seq, data: m.data });
+    this.#markDirty(message.to);
+    return true;
+  }
+
+  /** The task's worker started: what waited for it goes now. */
+  started(tid: string): void {
+    if (this.#boxes.get(tid)?.ready.length) this.#markDirty(tid);
+  }
+
+  /** The task ended or left this page: what it did not read goes with it. */
+  close(tid: string): void {
+    this.#boxes.delete(tid);
+    this.#dirty.delete(tid);
+  }
+
+  postedFrom(to: string, from: string): number {
+    return this.#boxes.get(to)?.posted.get(from) ?? 0;
+  }
+
+  #box(tid: string): Box {
+    let box = this.#boxes.get(tid);
+    if (!box) {
+      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map() };
+      this.#boxes.set(tid, box);
+    }
+    return box;
+  }
+
+  #markDirty(tid: string): void {
+    this.#dirty.add(tid);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    const dirty = [...this.#dirty];
+    this.#dirty.clear();
+    for (const tid of dirty) {
+      const box = this.#boxes.get(tid);
+      if (!box?.ready.length || !this.#options.post(tid, box.ready)) continue;
+      for (const m of box.ready) if (m.seq > (box.posted.get(m.from) ?? 0)) box.posted.set(m.from, m.seq);
+      this.#options.delivered(tid, box.ready.length);
+      box.ready = [];
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import type { TaskMessage } from '@webpvm/vm-protocol';
+
+/**
+ * The messages one task receives, put back in send order per sender. Paths race each other (a
+ * message on a fresh data channel can overtake an earlier one still in the relay) and a message
+ * re-sent after a channel broke may arrive twice, so: deliver seq n+1 only after n, buffer gaps,
+ * drop what was delivered already. A system message (seq 0, an exit notification) waits until
+ * every message of its sender up to `after` was delivered.
+ */
+export class ReorderBuffer {
+  /** Per sender, the highest seq delivered with nothing missing below it. */
+  #delivered = new Map<string, number>();
+  #gaps = new Map<string, Map<number, TaskMessage>>();
+  #system: TaskMessage[] = [];
+  #systemSeen = new Set<string>();
+
+  deliveredFrom(from: string): number {
+    return this.#delivered.get(from) ?? 0;
+  }
+
+  /** The messages that can be delivered now, in order; empty when `message` waits or repeats. */
+  accept(message: TaskMessage): TaskMessage[] {
+    if (message.seq === 0) return this.#acceptSystem(message);
+    const { from, seq } = message;
+    const done = this.deliveredFrom(from);
+    if (seq <= done) return [];
+    let waiting = this.#gaps.get(from);
+    if (!waiting) {
+      waiting = new Map();
+      this.#gaps.set(from, waiting);
+    }
+    if (waiting.has(seq)) return [];
+    waiting.set(seq, message);
+    const ready: TaskMessage[] = [];
+    for (let next = done + 1, m = waiting.get(next); m; next++, m = waiting.get(next)) {
+      ready.push(m);
+      waiting.delete(next);
+    }
+    if (waiting.size === 0) this.#gaps.delete(from);
+    if (ready.length === 0) return ready;
+    this.#delivered.set(from, done + ready.length);
+    return [...ready, ...this.#releaseSystem(from)];
+  }
+
+  #acceptSystem(message: TaskMessage): TaskMessage[] {
+    const key = JSON.stringify([message.from, message.tag, message.after ?? 0]);
+    if (this.#systemSeen.has(key)) return [];
+    this.#systemSeen.add(key);
+    if ((message.after ?? 0) <= this.deliveredFrom(message.from)) return [message];
+    this.#system.push(message);
+    return [];
+  }
+
+  #releaseSystem(from: string): TaskMessage[] {
+    const done = this.deliveredFrom(from);
+    const ready = this.#system.filter((m) => m.from === from && (m.after ?? 0) <= done);
+    if (ready.length) this.#system = this.#system.filter((m) => !ready.includes(m));
+    return ready;
+  }
+}

@@ -1,0 +1,324 @@
+import {
+  LIMITS,
+  decodeEnvelope,
+  encodeEnvelope,
+  encodeMessage,
+  messageFromEnvelope,
+  parseTid,
+  type AckHeader,
+  type TaskMessage,
+} from '@webpvm/vm-protocol';
+import { FrameKind } from './channel-frames.ts';
+import type { DataLink, DataLinks } from './data-link.ts';
+import type { Inboxes } from './inboxes.ts';
+
+export interface MessageCounters {
+  local: number;
+  channelOut: number;
+  channelIn: number;
+  relayOut: number;
+  relayIn: number;
+  resentAfterBreak: number;
+}
+
+export interface Route {
+  tid: string;
+  peerId: string | null;
+}
+
+export interface RouterOptions {
+  inbox: Pick<Inboxes, 'holds' | 'accept' | 'postedFrom'>;
+  /** Sends envelope bytes through the coordinator; kept in order while offline. */
+  relay(bytes: Uint8Array): void;
+  /** Asks the coordinator where these tasks run (a `locate` frame). */
+  locate(tids: string[]): void;
+  /** Null with `?p2p=off`: everything that is not local goes through the relay. */
+  links: DataLinks | null;
+  now?: () => number;
+}
+
+interface Unacked {
+  to: string;
+  seq: number;
+  bytes: Uint8Array;
+}
+
+interface AckDue {
+  of: string;
+  by: string;
+  acked: number;
+  /** The highest seq of the pair received on this link. */
+  seen: number;
+}
+
+/** A task asks where another runs at most this often. */
+const LOCATE_AGAIN_MS = 1000;
+/** Acknowledgements go back this often, or sooner after this many messages on one channel. */
+const ACK_MS = 20;
+const ACK_EVERY = 64;
+/** Tasks that ended well on this page: late messages for them are dropped, not bounced. */
+const FINISHED_REMEMBERED = 10_000;
+
+const pairKey = (from: string, to: string) => `${from}>${to}`;
+const sameJob = (a: string, b: string) => parseTid(a).jobId === parseTid(b).jobId;
+
+/**
+ * Where each message a local task sends goes: to a task on this page in memory, over an open
+ * data channel to the host of the receiver, or else through the coordinator's relay (asking at
+ * the same time where the receiver runs, so that a channel can take over).
+ *
+ * Exactly once across path changes: a message sent over a channel is kept until the receiving
+ * host acknowledges it; when the channel breaks, everything unacknowledged goes through the
+ * relay, before any later message of its pair. The receiver's reorder buffer drops duplicates
+ * and restores order when a fast channel overtakes the relay.
+ */
+export class MessageRouter {
+  readonly counters: MessageCounters = { local: 0, channelOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, resentAfterBreak: 0 };
+  #options: RouterOptions;
+  #now: () => number;
+  /** Per local sender, the last seq it sent to each receiver: reported with its outcome. */
+  #lastSent = new Map<string, Map<string, number>>();
+  #routes = new Map<string, string>();
+  #asked = new Map<string, number>();
+  #toLocate = new Set<string>();
+  #unacked = new Map<DataLink, Map<string, Unacked[]>>();
+  #ackDue = new Map<DataLink, Map<string, AckDue>>();
+  #receivedSinceAck = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | null = null;
+  #ackSoon = false;
+  #finished = new Set<string>();
+
+  constructor(options: RouterOptions) {
+    this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /** A message from a task of this page. */
+  send(message: TaskMessage): void {
+    let sent = this.#lastSent.get(message.from);
+    if (!sent) {
+      sent = new Map();
+      this.#lastSent.set(message.from, sent);
+    }
+    sent.set(message.to, Math.max(message.seq, sent.get(message.to) ?? 0));
+    if (this.#options.inbox.accept(message)) {
+      this.counters.local += 1;
+      return;
+    }
+    const bytes = encodeMessage(message);
+    const link = this.#linkTo(message.to);
+    if (link) {
+      link.send(FrameKind.envelope, bytes);
+      this.#keep(link, message, bytes);
+      this.counters.channelOut += 1;
+      return;
+    }
+    this.#options.relay(bytes);
+    this.counters.relayOut += 1;
+    this.#locate(message.to);
+  }
+
+  /** The receivers a task sent to, each with the last seq: exit notifications come after them. */
+  sentBy(tid: string): { to: string; seq: number }[] {
+    return [...(this.#lastSent.get(tid) ?? [])].slice(0, LIMITS.spawnPerCall).map(([to, seq]) => ({ to, seq }));
+  }
+
+  /**
+   * The task ended on this page; `ok` tasks are remembered so late messages for them are
+   * dropped. Call it before the task's inbox closes: what it read is acknowledged now, while the
+   * inbox still knows, and the rest goes back to its senders.
+   */
+  taskEnded(tid: string, ok: boolean): void {
+    this.#lastSent.delete(tid);
+    this.#flushAcks();
+    if (!ok) return;
+    this.#finished.add(tid);
+    if (this.#finished.size > FINISHED_REMEMBERED) this.#finished.delete(this.#finished.values().next().value!);
+  }
+
+  /** Envelope bytes from the relay (`link` null) or from a data channel. */
+  receive(bytes: Uint8Array, link: DataLink | null): void {
+    const decoded = decodeEnvelope(bytes);
+    if (!decoded.ok) {
+      console.warn(`webpvm: dropped an envelope from ${link ? `peer ${link.remotePeerId}` : 'the relay'}: ${decoded.error.message}`);
+      return;
+    }
+    const { header, buffers } = decoded.value;
+    if (header.type === 'ack') {
+      this.#onAck(header);
+      return;
+    }
+    if (!sameJob(header.from, header.to)) return;
+    const inbox = this.#options.inbox;
+    if (!inbox.holds(header.to)) {
+      if (link) link.send(FrameKind.bounce, encodeEnvelope({ type: 'ack', of: header.from, by: header.to, seq: header.seq }));
+      else if (!this.#finished.has(header.to)) this.#options.relay(bytes);
+      return;
+    }
+    let message: TaskMessage;
+    try {
+      message = messageFromEnvelope(header, buffers);
+    } catch (error) {
+      console.warn(`webpvm: dropped a message for ${header.to}: ${String(error)}`);
+      return;
+    }
+    inbox.accept(message);
+    // An exit notification (seq 0) is the coordinator's, not a task's send: counting it would unbalance in and out.
+    if (header.seq === 0) return;
+    if (!link) {
+      this.counters.relayIn += 1;
+      return;
+    }
+    this.counters.channelIn += 1;
+    this.#ackLater(link, header.from, header.to, header.seq);
+  }
+
+  /** The other host does not hold `by`: what this page sent it over `link` goes through the relay. */
+  bounced(link: DataLink, payload: Uint8Array): void {
+    const decoded = decodeEnvelope(payload);
+    if (!decoded.ok || decoded.value.header.type !== 'ack') return;
+    const { by } = decoded.value.header;
+    if (this.#routes.get(by) === link.remotePeerId) {
+      this.#routes.delete(by);
+      this.#asked.delete(by);
+    }
+    const pairs = this.#unacked.get(link);
+    for (const [key, entries] of pairs ?? []) {
+      if (entries[0]?.to !== by) continue;
+      pairs!.delete(key);
+      for (const entry of entries) this.#options.relay(entry.bytes);
+      this.counters.relayOut += entries.length;
+    }
+  }
+
+  /**
+   * The channel closed or broke: every message it did not see acknowledged goes through the
+   * relay, in order. Its host may be gone: where its tasks run is asked again.
+   */
+  linkBroken(link: DataLink): void {
+    this.#ackDue.delete(link);
+    for (const [tid, peerId] of this.#routes) {
+      if (peerId !== link.remotePeerId) continue;
+      this.#routes.delete(tid);
+      this.#asked.delete(tid);
+    }
+    const pairs = this.#unacked.get(link);
+    this.#unacked.delete(link);
+    for (const entries of pairs?.values() ?? []) {
+      for (const entry of entries) this.#options.relay(entry.bytes);
+      this.counters.resentAfterBreak += entries.length;
+      this.counters.relayOut += entries.length;
+    }
+  }
+
+  /** The coordinator's answer to `locate`; a task not running anywhere has no route. */
+  onRoutes(routes: Route[]): void {
+    for (const { tid, peerId } of routes) {
+      if (peerId === null) {
+        this.#routes.delete(tid);
+        continue;
+      }
+      this.#routes.set(tid, peerId);
+      this.#options.links?.connect(peerId);
+    }
+  }
+
+  stop(): void {
+    if (this.#ackTimer) clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+  }
+
+  #linkTo(to: string): DataLink | null {
+    const links = this.#options.links;
+    const peerId = this.#routes.get(to);
+    if (!links || !peerId) return null;
+    const link = links.open(peerId);
+    if (!link) links.connect(peerId);
+    return link;
+  }
+
+  #locate(tid: string): void {
+    if (!this.#options.links || this.#routes.has(tid)) return;
+    const asked = this.#asked.get(tid);
+    const now = this.#now();
+    if (asked !== undefined && now - asked < LOCATE_AGAIN_MS) return;
+    this.#asked.set(tid, now);
+    if (this.#toLocate.size === 0) queueMicrotask(() => this.#flushLocate());
+    this.#toLocate.add(tid);
+  }
+
+  #flushLocate(): void {
+    const tids = [...this.#toLocate];
+    this.#toLocate.clear();
+    for (let i = 0; i < tids.length; i += LIMITS.itemsPerBatch) this.#options.locate(tids.slice(i, i + LIMITS.itemsPerBatch));
+  }
+
+  #keep(link: DataLink, message: TaskMessage, bytes: Uint8Array): void {
+    let pairs = this.#unacked.get(link);
+    if (!pairs) {
+      pairs = new Map();
+      this.#unacked.set(link, pairs);
+    }
+    const key = pairKey(message.from, message.to);
+    let entries = pairs.get(key);
+    if (!entries) {
+      entries = [];
+      pairs.set(key, entries);
+    }
+    entries.push({ to: message.to, seq: message.seq, bytes });
+  }
+
+  #onAck({ of, by, seq }: AckHeader): void {
+    const key = pairKey(of, by);
+    for (const pairs of this.#unacked.values()) {
+      const entries = pairs.get(key);
+      if (!entries) continue;
+      let acked = 0;
+      while (acked < entries.length && entries[acked]!.seq <= seq) acked++;
+      if (acked === entries.length) pairs.delete(key);
+      else entries.splice(0, acked);
+    }
+  }
+
+  #ackLater(link: DataLink, of: string, by: string, seq: number): void {
+    let pairs = this.#ackDue.get(link);
+    if (!pairs) {
+      pairs = new Map();
+      this.#ackDue.set(link, pairs);
+    }
+    const key = pairKey(of, by);
+    const due = pairs.get(key);
+    if (due) due.seen = Math.max(due.seen, seq);
+    else pairs.set(key, { of, by, acked: 0, seen: seq });
+    this.#receivedSinceAck += 1;
+    // The inbox hands messages to workers in a microtask queued before this one: ack after it.
+    if (this.#receivedSinceAck >= ACK_EVERY && !this.#ackSoon) {
+      this.#ackSoon = true;
+      queueMicrotask(() => this.#flushAcks());
+    }
+    this.#ackTimer ??= setTimeout(() => this.#flushAcks(), ACK_MS);
+  }
+
+  #flushAcks(): void {
+    this.#ackSoon = false;
+    this.#receivedSinceAck = 0;
+    if (this.#ackTimer) clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    const inbox = this.#options.inbox;
+    for (const [link, pairs] of this.#ackDue) {
+      for (const [key, due] of pairs) {
+        const posted = inbox.postedFrom(due.by, due.of);
+        if (posted > due.acked) {
+          link.send(FrameKind.envelope, encodeEnvelope({ type: 'ack', of: due.of, by: due.by, seq: posted }));
+          due.acked = posted;
+        }
+        const gone = !inbox.holds(due.by);
+        // The task left before reading the rest: its sender sends that through the relay.
+        if (gone && due.acked < due.seen) link.send(FrameKind.bounce, encodeEnvelope({ type: 'ack', of: due.of, by: due.by, seq: due.seen }));
+        if (gone || due.acked >= due.seen) pairs.delete(key);
+      }
+      if (pairs.size === 0) this.#ackDue.delete(link);
+    }
+    if (this.#ackDue.size > 0) this.#ackTimer = setTimeout(() => this.#flushAcks(), ACK_MS);
+  }
+}

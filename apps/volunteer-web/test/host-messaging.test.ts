@@ -1,0 +1,138 @@
+import { decodeEnvelope, encodeMessage, type EnvelopeHeader } from '@webpvm/vm-protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FrameKind, Reassembler } from '../src/host/messaging/channel-frames.ts';
+import { assignment } from './support/assignments.ts';
+import { fakePeers } from './support/fake-peers.ts';
+import { settle, startHost } from './support/start-host.ts';
+
+const seqOf = (bytes: Uint8Array): string => {
+  const decoded = decodeEnvelope(bytes);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  const h: EnvelopeHeader = decoded.value.header;
+  return h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : `ack ${h.of}>${h.by}:${h.seq}`;
+};
+const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, message: { from, to, tag: 1, seq, data } });
+
+let stop: (() => void) | undefined;
+beforeEach(() => vi.useFakeTimers());
+afterEach(() => {
+  stop?.();
+  vi.useRealTimers();
+});
+
+describe('HostRuntime messaging', () => {
+  it('sends a task request to the coordinator, kept while offline, and hands the reply to the worker', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    host.socket().close();
+    host.workers[0]!.emit({ type: 'request', tid: 'joba.0', requestId: 1, op: { kind: 'join', group: 'g' } });
+    await vi.advanceTimersByTimeAsync(250);
+    await host.connect();
+    expect(host.socket().sentOfType('request')).toEqual([
+      { type: 'request', tid: 'joba.0', attempt: 1, requestId: 1, op: { kind: 'join', group: 'g' } },
+    ]);
+    host.socket().receive({ type: 'reply', tid: 'joba.0', requestId: 1, ok: true, value: 0 });
+    expect(host.workers[0]!.received.at(-1)).toEqual({ type: 'reply', tid: 'joba.0', requestId: 1, ok: true, value: 0 });
+  });
+
+  it('starts a spawned task at once past the slots, and passes messages between tasks of the page in memory', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 2, { parent: 'joba.0' })] });
+    expect(host.runtime.snapshot().running).toHaveLength(3);
+    host.workers[0]!.emit(send('joba.0', 'joba.2', 1, { x: new Float64Array([0.5]) }));
+    host.workers[0]!.emit(send('joba.0', 'joba.2', 2));
+    await settle();
+    expect(host.workers[2]!.received.filter((m) => m.type === 'deliver')).toEqual([
+      {
+        type: 'deliver',
+        tid: 'joba.2',
+        messages: [
+          { from: 'joba.0', to: 'joba.2', tag: 1, seq: 1, data: { x: new Float64Array([0.5]) } },
+          { from: 'joba.0', to: 'joba.2', tag: 1, seq: 2, data: 2 },
+        ],
+      },
+    ]);
+    expect(host.socket().binary).toEqual([]);
+    expect(host.runtime.snapshot().messages).toEqual({
+      local: 2,
+      channelOut: 0,
+      channelIn: 0,
+      relayOut: 0,
+      relayIn: 0,
+      channelsOpen: 0,
+      resentAfterBreak: 0,
+    });
+
+    host.workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 'x' });
+    await vi.advanceTimersByTimeAsync(10);
+    await settle();
+    expect(host.socket().sentOfType('results')[0]!.items).toEqual([{ tid: 'joba.0', attempt: 1, ok: true, value: 'x', sent: [{ to: 'joba.2', seq: 2 }] }]);
+    // a task's final counts go as it ends; the others' with the next batch
+    expect(host.socket().sentOfType('progress')).toEqual([
+      { type: 'progress', items: [{ tid: 'joba.0', attempt: 1, fraction: 0, messagesOut: 2, messagesIn: 0 }] },
+    ]);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(host.socket().sentOfType('progress').slice(1)).toEqual([
+      { type: 'progress', items: [{ tid: 'joba.2', attempt: 1, fraction: 0, messagesOut: 0, messagesIn: 2 }] },
+    ]);
+  });
+
+  it('relays a message for a task elsewhere, delivers what the relay brings, and holds messages until the task starts', async () => {
+    const host = await startHost({ p2p: false });
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1), assignment('joba', 3)] });
+    host.workers[0]!.emit(send('joba.0', 'joba.7', 1));
+    await settle();
+    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.7:1']);
+    expect(host.socket().sentOfType('locate')).toEqual([]);
+
+    host.socket().receiveBinary(encodeMessage({ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }));
+    host.socket().receiveBinary(encodeMessage({ from: 'joba.7', to: 'joba.3', tag: 4, seq: 1, data: 'later' }));
+    await settle();
+    expect(host.workers[0]!.received.at(-1)).toEqual({ type: 'deliver', tid: 'joba.0', messages: [{ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }] });
+    // joba.3 waits for a slot, and its message waits with it
+    host.workers[1]!.emit({ type: 'done', tid: 'joba.1', ok: true, value: 1 });
+    await settle();
+    expect(host.workers[1]!.received.slice(-2).map((m) => m.type)).toEqual(['start', 'deliver']);
+    expect(host.runtime.snapshot().messages).toMatchObject({ relayOut: 1, relayIn: 2 });
+  });
+
+  it('uses a data channel once it knows where the receiver runs, and relays what the channel lost when it breaks', async () => {
+    const { createPeer, peers } = fakePeers();
+    const host = await startHost({ createPeer });
+    stop = () => host.runtime.stop();
+    await host.connect();
+    expect(peers.map((p) => p.peerId)).toEqual(['h1-peer']);
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 1));
+    await settle();
+    expect(host.socket().sentOfType('locate')).toEqual([{ type: 'locate', tids: ['joba.5'] }]);
+    host.socket().receive({ type: 'routes', routes: [{ tid: 'joba.5', hostId: 'h2', peerId: 'h2-peer' }] });
+    const conn = peers[0]!.outgoing[0]!;
+    expect(conn.remotePeerId).toBe('h2-peer');
+    const dc = conn.open();
+    expect(host.runtime.snapshot().messages.channelsOpen).toBe(1);
+
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 2));
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 3));
+    const reassembler = new Reassembler();
+    const frames = dc.sent.map((f) => reassembler.accept(f)!);
+    expect(frames.map((f) => [f.kind, seqOf(f.payload)])).toEqual([
+      [FrameKind.envelope, 'joba.0>joba.5:2'],
+      [FrameKind.envelope, 'joba.0>joba.5:3'],
+    ]);
+
+    conn.events!.iceState('failed');
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 4));
+    await settle();
+    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:3', 'joba.0>joba.5:4']);
+    expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 2, relayOut: 4, resentAfterBreak: 2, channelsOpen: 0 });
+  });
+});

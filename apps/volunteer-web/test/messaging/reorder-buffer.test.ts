@@ -1,0 +1,69 @@
+import type { TaskMessage } from '@webpvm/vm-protocol';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ReorderBuffer } from '../../src/host/messaging/reorder-buffer.ts';
+
+const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): TaskMessage => ({ from, to: 'joba.9', tag: 1, seq, data: seq, ...extra });
+const seqs = (messages: TaskMessage[]) => messages.map((m) => `${m.from}:${m.seq}`);
+
+describe('ReorderBuffer', () => {
+  it('delivers messages that come in order at once', () => {
+    const buffer = new ReorderBuffer();
+    expect(seqs(buffer.accept(msg('joba.1', 1)))).toEqual(['joba.1:1']);
+    expect(seqs(buffer.accept(msg('joba.1', 2)))).toEqual(['joba.1:2']);
+    expect(buffer.deliveredFrom('joba.1')).toBe(2);
+  });
+
+  it('holds a message after a gap until the gap is filled, per sender', () => {
+    const buffer = new ReorderBuffer();
+    expect(buffer.accept(msg('joba.1', 3))).toEqual([]);
+    expect(buffer.accept(msg('joba.1', 2))).toEqual([]);
+    expect(seqs(buffer.accept(msg('joba.2', 1)))).toEqual(['joba.2:1']);
+    expect(seqs(buffer.accept(msg('joba.1', 1)))).toEqual(['joba.1:1', 'joba.1:2', 'joba.1:3']);
+  });
+
+  it('drops a message delivered already or waiting already', () => {
+    const buffer = new ReorderBuffer();
+    buffer.accept(msg('joba.1', 1));
+    expect(buffer.accept(msg('joba.1', 1))).toEqual([]);
+    buffer.accept(msg('joba.1', 3));
+    expect(buffer.accept(msg('joba.1', 3))).toEqual([]);
+    expect(seqs(buffer.accept(msg('joba.1', 2)))).toEqual(['joba.1:2', 'joba.1:3']);
+  });
+
+  it('holds a system message until every message of its sender up to `after` was delivered, and delivers it once', () => {
+    const buffer = new ReorderBuffer();
+    const exit = msg('joba.1', 0, { tag: 99, after: 2, data: { tid: 'joba.1', ok: true } });
+    expect(buffer.accept(exit)).toEqual([]);
+    expect(seqs(buffer.accept(msg('joba.1', 1)))).toEqual(['joba.1:1']);
+    expect(buffer.accept(msg('joba.1', 2))).toEqual([msg('joba.1', 2), exit]);
+    expect(buffer.accept(exit)).toEqual([]);
+    const early = msg('joba.3', 0, { tag: 99 });
+    expect(buffer.accept(early)).toEqual([early]);
+  });
+
+  it('delivers exactly 1..n in order from any arrival order with duplicates (property)', () => {
+    const arrivals = fc
+      .integer({ min: 1, max: 60 })
+      .chain((n) =>
+        fc.tuple(
+          fc.constant(n),
+          fc.shuffledSubarray(Array.from({ length: n }, (_, i) => i + 1), { minLength: n, maxLength: n }),
+          fc.array(fc.integer({ min: 1, max: n }), { maxLength: 30 }),
+          fc.array(fc.nat(), { maxLength: 30 }),
+        ),
+      )
+      .map(([n, order, dupes, positions]) => {
+        const list = [...order];
+        dupes.forEach((seq, i) => list.splice((positions[i] ?? 0) % (list.length + 1), 0, seq));
+        return { n, list };
+      });
+    fc.assert(
+      fc.property(arrivals, ({ n, list }) => {
+        const buffer = new ReorderBuffer();
+        const delivered = list.flatMap((seq) => buffer.accept(msg('joba.1', seq))).map((m) => m.seq);
+        expect(delivered).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+      }),
+    );
+  });
+});

@@ -1,0 +1,229 @@
+import { decodeEnvelope, encodeEnvelope, encodeMessage, type EnvelopeHeader, type TaskMessage } from '@webpvm/vm-protocol';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { FrameKind } from '../../src/host/messaging/channel-frames.ts';
+import type { DataLink, DataLinks } from '../../src/host/messaging/data-link.ts';
+import { Inboxes, type DeliveredMessage } from '../../src/host/messaging/inboxes.ts';
+import { MessageRouter } from '../../src/host/messaging/router.ts';
+
+class FakeLink implements DataLink {
+  sent: { kind: FrameKind; header: EnvelopeHeader }[] = [];
+  constructor(readonly remotePeerId: string) {}
+  send(kind: FrameKind, payload: Uint8Array): void {
+    this.sent.push({ kind, header: headerOf(payload) });
+  }
+}
+
+class FakeLinks implements DataLinks {
+  links = new Map<string, FakeLink>();
+  connects: string[] = [];
+  open(peerId: string): DataLink | null {
+    return this.links.get(peerId) ?? null;
+  }
+  connect(peerId: string): void {
+    this.connects.push(peerId);
+  }
+  /** The channel to that peer opens. */
+  opened(peerId: string): FakeLink {
+    const link = new FakeLink(peerId);
+    this.links.set(peerId, link);
+    return link;
+  }
+}
+
+function headerOf(bytes: Uint8Array): EnvelopeHeader {
+  const decoded = decodeEnvelope(bytes);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  return decoded.value.header;
+}
+
+const msg = (from: string, to: string, seq: number, data: unknown = seq): TaskMessage => ({ from, to, tag: 1, seq, data });
+const seqsOf = (headers: EnvelopeHeader[]) => headers.map((h) => (h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : `ack ${h.of}>${h.by}:${h.seq}`));
+
+/** Lets queued microtasks (deliveries, locate batches) run. */
+const settle = async () => {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+};
+
+function setup({ p2p = true, held = [] as string[] } = {}) {
+  const holds = new Set(held);
+  const delivered: { tid: string; messages: DeliveredMessage[] }[] = [];
+  const inbox = new Inboxes({
+    holds: (tid) => holds.has(tid),
+    post: (tid, messages) => {
+      delivered.push({ tid, messages: structuredClone(messages) });
+      return true;
+    },
+    delivered: () => undefined,
+  });
+  const relayed: Uint8Array[] = [];
+  const located: string[][] = [];
+  const links = p2p ? new FakeLinks() : null;
+  const router = new MessageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now: () => 0 });
+  const relayedSeqs = () => seqsOf(relayed.map(headerOf));
+  const deliveredSeqs = (tid: string) => delivered.filter((d) => d.tid === tid).flatMap((d) => d.messages.map((m) => `${m.from}:${m.seq}`));
+  return { router, inbox, holds, delivered, relayed, located, links: links!, relayedSeqs, deliveredSeqs };
+}
+
+afterEach(() => vi.useRealTimers());
+
+describe('MessageRouter', () => {
+  it('hands a message for a task on this page over in memory, batched per task per turn', async () => {
+    const t = setup({ held: ['joba.1', 'joba.2'] });
+    const data = { big: new Float64Array([1, 2]) };
+    t.router.send(msg('joba.1', 'joba.2', 1, data));
+    t.router.send(msg('joba.1', 'joba.2', 2));
+    await settle();
+    expect(t.delivered).toHaveLength(1);
+    expect(t.delivered[0]!.messages[0]).toEqual({ from: 'joba.1', to: 'joba.2', tag: 1, seq: 1, data });
+    expect(t.deliveredSeqs('joba.2')).toEqual(['joba.1:1', 'joba.1:2']);
+    expect(t.relayed).toEqual([]);
+    expect(t.router.counters).toMatchObject({ local: 2, channelOut: 0, relayOut: 0 });
+  });
+
+  it('relays while it does not know where the receiver runs, asks, then uses a channel', async () => {
+    const t = setup({ held: ['joba.1'] });
+    t.router.send(msg('joba.1', 'joba.2', 1));
+    t.router.send(msg('joba.1', 'joba.2', 2));
+    await settle();
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:1', 'joba.1>joba.2:2']);
+    expect(t.located).toEqual([['joba.2']]);
+
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
+    expect(t.links.connects).toEqual(['peer-b']);
+    // the channel is not open yet: still the relay
+    t.router.send(msg('joba.1', 'joba.2', 3));
+    expect(t.relayed).toHaveLength(3);
+
+    const link = t.links.opened('peer-b');
+    t.router.send(msg('joba.1', 'joba.2', 4));
+    expect(link.sent.map((s) => s.kind)).toEqual([FrameKind.envelope]);
+    expect(seqsOf(link.sent.map((s) => s.header))).toEqual(['joba.1>joba.2:4']);
+    expect(t.router.counters).toMatchObject({ local: 0, channelOut: 1, relayOut: 3 });
+    expect(t.router.sentBy('joba.1')).toEqual([{ to: 'joba.2', seq: 4 }]);
+  });
+
+  it('with p2p off sends everything that is not local through the relay and never asks for routes', async () => {
+    const t = setup({ p2p: false, held: ['joba.1', 'joba.3'] });
+    t.router.send(msg('joba.1', 'joba.2', 1));
+    t.router.send(msg('joba.1', 'joba.3', 1));
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
+    t.router.send(msg('joba.1', 'joba.2', 2));
+    await settle();
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:1', 'joba.1>joba.2:2']);
+    expect(t.located).toEqual([]);
+    expect(t.router.counters).toMatchObject({ local: 1, relayOut: 2, channelOut: 0 });
+  });
+
+  it('re-sends what a broken channel did not see acknowledged through the relay, before later messages', async () => {
+    const t = setup({ held: ['joba.1', 'joba.5'] });
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
+    const link = t.links.opened('peer-b');
+    for (let seq = 1; seq <= 4; seq++) t.router.send(msg('joba.1', 'joba.2', seq));
+    t.router.send(msg('joba.5', 'joba.2', 1));
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 2 }), link);
+    expect(t.relayed).toEqual([]);
+
+    t.links.links.delete('peer-b');
+    t.router.linkBroken(link);
+    t.router.send(msg('joba.1', 'joba.2', 5));
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:3', 'joba.1>joba.2:4', 'joba.5>joba.2:1', 'joba.1>joba.2:5']);
+    expect(t.router.counters).toMatchObject({ channelOut: 5, resentAfterBreak: 3, relayOut: 4 });
+    // the route through the lost host is forgotten: ask again
+    await settle();
+    expect(t.located).toEqual([['joba.2']]);
+  });
+
+  it('relays what it sent over a channel to a host that no longer holds the receiver, and forgets that route', () => {
+    const t = setup({ held: ['joba.1'] });
+    t.router.onRoutes([
+      { tid: 'joba.2', peerId: 'peer-b' },
+      { tid: 'joba.3', peerId: 'peer-b' },
+    ]);
+    const link = t.links.opened('peer-b');
+    t.router.send(msg('joba.1', 'joba.2', 1));
+    t.router.send(msg('joba.1', 'joba.3', 1));
+    t.router.send(msg('joba.1', 'joba.2', 2));
+    t.router.bounced(link, encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 }));
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:1', 'joba.1>joba.2:2']);
+    // the second bounce finds nothing left to send
+    t.router.bounced(link, encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 2 }));
+    t.router.send(msg('joba.1', 'joba.2', 3));
+    t.router.send(msg('joba.1', 'joba.3', 2));
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:1', 'joba.1>joba.2:2', 'joba.1>joba.2:3']);
+    expect(seqsOf(link.sent.map((s) => s.header))).toEqual(['joba.1>joba.2:1', 'joba.1>joba.3:1', 'joba.1>joba.2:2', 'joba.1>joba.3:2']);
+  });
+
+  it('delivers what arrives over a channel in order, drops duplicates, and acknowledges after delivery', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'] });
+    const link = new FakeLink('peer-a');
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 2)), link);
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), null);
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), link);
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 3)), link);
+    await settle();
+    expect(t.deliveredSeqs('joba.2')).toEqual(['joba.1:1', 'joba.1:2', 'joba.1:3']);
+    expect(t.router.counters).toMatchObject({ channelIn: 3, relayIn: 1 });
+    expect(link.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(link.sent).toEqual([{ kind: FrameKind.envelope, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 3 } }]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(link.sent).toHaveLength(1);
+  });
+
+  it('acknowledges at once after 64 messages on one channel', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'] });
+    const link = new FakeLink('peer-a');
+    for (let seq = 1; seq <= 64; seq++) t.router.receive(encodeMessage(msg('joba.1', 'joba.2', seq)), link);
+    await settle();
+    expect(link.sent.map((s) => s.header)).toEqual([{ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 64 }]);
+  });
+
+  it('sends a message for a task it does not hold back where it came from', async () => {
+    const t = setup({ held: [] });
+    const link = new FakeLink('peer-a');
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 7)), link);
+    expect(link.sent).toEqual([{ kind: FrameKind.bounce, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 7 } }]);
+    const bytes = encodeMessage(msg('joba.1', 'joba.2', 8));
+    t.router.receive(bytes, null);
+    expect(t.relayed).toEqual([bytes]);
+    // a task that ended well here reads nothing more: no point bouncing
+    t.router.taskEnded('joba.3', true);
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.3', 1)), null);
+    expect(t.relayed).toHaveLength(1);
+    await settle();
+    expect(t.delivered).toEqual([]);
+  });
+
+  it('bounces what a task did not read when it leaves before its acknowledgement', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'] });
+    const link = new FakeLink('peer-a');
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), link);
+    t.holds.delete('joba.2');
+    t.inbox.close('joba.2');
+    await vi.advanceTimersByTimeAsync(20);
+    expect(link.sent).toEqual([{ kind: FrameKind.bounce, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 } }]);
+  });
+
+  it('acknowledges what a task read as it ends, and bounces nothing', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'] });
+    const link = new FakeLink('peer-a');
+    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), link);
+    await settle();
+    t.holds.delete('joba.2');
+    t.router.taskEnded('joba.2', true);
+    t.inbox.close('joba.2');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(link.sent).toEqual([{ kind: FrameKind.envelope, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 } }]);
+  });
+
+  it('ignores a message between tasks of different jobs', async () => {
+    const t = setup({ held: ['jobb.2'] });
+    t.router.receive(encodeMessage(msg('joba.1', 'jobb.2', 1)), new FakeLink('peer-a'));
+    await settle();
+    expect(t.delivered).toEqual([]);
+  });
+});

@@ -1,0 +1,48 @@
+import { PROTOCOL_VERSION } from '@webpvm/vm-protocol';
+import { HostRuntime } from '../../src/host/host-runtime.ts';
+import type { CreatePeer } from '../../src/host/messaging/peer-network.ts';
+import { FakeSocket } from './fake-socket.ts';
+import { fakeWorkers } from './fake-workers.ts';
+import { memoryStore } from './memory-store.ts';
+
+export const welcome = {
+  type: 'welcome',
+  protocol: PROTOCOL_VERSION,
+  hostId: 'h1',
+  secret: 's1',
+  heartbeatMs: 1000,
+  checkpointIntervalMs: 100,
+  peerId: 'h1-peer',
+  iceServers: [],
+};
+
+/** Lets the in-memory store's promises, queued microtasks and the code awaiting them run. */
+export const settle = async () => {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+};
+
+export async function startHost({ store = memoryStore(), p2p = true, createPeer }: { store?: ReturnType<typeof memoryStore>; p2p?: boolean; createPeer?: CreatePeer } = {}) {
+  const sockets: FakeSocket[] = [];
+  const { spawn, workers } = fakeWorkers();
+  const runtime = new HostRuntime({
+    options: { slots: 2, policy: 'always', p2p },
+    store,
+    spawn,
+    url: 'ws://coordinator/ws',
+    userAgent: 'vitest',
+    createSocket: () => {
+      const socket = new FakeSocket();
+      sockets.push(socket);
+      return socket;
+    },
+    ...(createPeer ? { createPeer } : {}),
+  });
+  await runtime.start();
+  const socket = () => sockets.at(-1)!;
+  const connect = async () => {
+    socket().open();
+    socket().receive(welcome);
+    await settle();
+  };
+  return { runtime, store, sockets, socket, workers, connect };
+}
