@@ -6,6 +6,8 @@ export const launchBrowser = (): Promise<Browser> => chromium.launch({ executabl
 /** A volunteer tab in a browser context of its own, waited on until it is connected. */
 export async function openHostTab(browser: Browser, baseUrl: string, query: string): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
+  // tsx compiles with keepNames: functions handed to page.evaluate call esbuild's __name helper
+  await page.addInitScript('globalThis.__name = (fn) => fn;');
   await page.goto(`${baseUrl}/?${query}`);
   await page.waitForFunction(() => (globalThis as any).__webpvmHost?.snapshot().connection === 'connected');
   return page;
