@@ -68,17 +68,43 @@ export async function openRawChannel(a: Page, b: Page): Promise<void> {
   }, answer);
 }
 
-/** Runs the plan from page `a` over the raw channel opened by openRawChannel. */
-export function measureRawChannel(a: Page, plan: StreamPlan): Promise<PathFigures> {
+/**
+ * Runs the plan from page `a` over a raw transport: the channel opened by openRawChannel, or a
+ * WebSocket to the echo server (see startEchoServer). Channel messages above 64 KiB go as pieces,
+ * with the same backpressure webpvm uses; a WebSocket takes whole messages.
+ */
+export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'websocket'; url: string }, plan: StreamPlan): Promise<PathFigures> {
   return a.evaluate(
-    async ({ plan, piece }) => {
-      const { dc } = (globalThis as unknown as BenchGlobals).__bench;
-      dc.bufferedAmountLowThreshold = 1024 * 1024;
-      const next = () => new Promise<MessageEvent>((resolve) => (dc.onmessage = resolve));
+    async ({ transport, plan, piece }) => {
+      let send: (data: ArrayBuffer | Uint8Array | string) => void;
+      let setOnMessage: (handler: (e: MessageEvent) => void) => void;
+      let drained: () => Promise<void>;
+      let finish = () => {};
+      let maxMessage: number;
+      if (transport.kind === 'channel') {
+        const { dc } = (globalThis as unknown as BenchGlobals).__bench;
+        dc.bufferedAmountLowThreshold = 1024 * 1024;
+        send = (data) => dc.send(data as ArrayBuffer);
+        setOnMessage = (handler) => (dc.onmessage = handler);
+        drained = async () => {
+          if (dc.bufferedAmount > 4 * 1024 * 1024) await new Promise((resolve) => (dc.onbufferedamountlow = resolve));
+        };
+        maxMessage = piece;
+      } else {
+        const ws = new WebSocket(transport.url);
+        ws.binaryType = 'arraybuffer';
+        await new Promise((resolve) => (ws.onopen = resolve));
+        send = (data) => ws.send(data);
+        setOnMessage = (handler) => (ws.onmessage = handler);
+        drained = async () => {};
+        finish = () => ws.close();
+        maxMessage = Infinity;
+      }
+      const next = () => new Promise<MessageEvent>((resolve) => setOnMessage(resolve));
       const ping = async () => {
         const t0 = performance.now();
         const reply = next();
-        dc.send(new ArrayBuffer(8));
+        send(new ArrayBuffer(8));
         await reply;
         return performance.now() - t0;
       };
@@ -89,58 +115,22 @@ export function measureRawChannel(a: Page, plan: StreamPlan): Promise<PathFigure
       const streams = [];
       for (const size of plan.sizes) {
         const count = Math.max(4, Math.round(plan.streamBytes / size));
-        const pieceSize = Math.min(size, piece);
+        const pieceSize = Math.min(size, maxMessage);
         const pieces = count * Math.ceil(size / pieceSize);
         const payload = new Uint8Array(pieceSize);
-        dc.send(String(pieces));
+        send(String(pieces));
         const done = next();
         const t0 = performance.now();
         for (let i = 0; i < pieces; i++) {
-          if (dc.bufferedAmount > 4 * 1024 * 1024) await new Promise((resolve) => (dc.onbufferedamountlow = resolve));
-          dc.send(payload);
+          await drained();
+          send(payload);
         }
         await done;
         streams.push({ size, count, seconds: (performance.now() - t0) / 1000 });
       }
+      finish();
       return { rtts, streams };
     },
-    { plan, piece: CHANNEL_PIECE },
-  );
-}
-
-/** Runs the plan from page `a` against a WebSocket echo server (see startEchoServer). */
-export function measureRawWebSocket(a: Page, url: string, plan: StreamPlan): Promise<PathFigures> {
-  return a.evaluate(
-    async ({ url, plan }) => {
-      const ws = new WebSocket(url);
-      ws.binaryType = 'arraybuffer';
-      await new Promise((resolve) => (ws.onopen = resolve));
-      const next = () => new Promise<MessageEvent>((resolve) => (ws.onmessage = resolve));
-      const ping = async () => {
-        const t0 = performance.now();
-        const reply = next();
-        ws.send(new ArrayBuffer(8));
-        await reply;
-        return performance.now() - t0;
-      };
-      const warmUntil = performance.now() + plan.warmupMs;
-      while (performance.now() < warmUntil) await ping();
-      const rtts: number[] = [];
-      for (let i = 0; i < plan.pings; i++) rtts.push(await ping());
-      const streams = [];
-      for (const size of plan.sizes) {
-        const count = Math.max(4, Math.round(plan.streamBytes / size));
-        const payload = new Uint8Array(size);
-        ws.send(String(count));
-        const done = next();
-        const t0 = performance.now();
-        for (let i = 0; i < count; i++) ws.send(payload);
-        await done;
-        streams.push({ size, count, seconds: (performance.now() - t0) / 1000 });
-      }
-      ws.close();
-      return { rtts, streams };
-    },
-    { url, plan },
+    { transport, plan, piece: CHANNEL_PIECE },
   );
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, CoordinatorProcess } from '../../e2e/support/coordinator.ts';
-import { type PathFigures, type StreamPlan, measureRawChannel, measureRawWebSocket, openRawChannel } from './baselines.ts';
+import { type PathFigures, type StreamPlan, measureRaw, openRawChannel } from './baselines.ts';
 import { launchBrowser, openHostTab } from './browser.ts';
 import { startEchoServer } from './echo-server.ts';
 
@@ -65,8 +65,8 @@ try {
   ];
   figures['webpvm data channel'] = await runWebpvm(coordinator, channelTabs);
   await openRawChannel(channelTabs[0]!, channelTabs[1]!);
-  figures['raw RTCDataChannel'] = await measureRawChannel(channelTabs[0]!, plan);
-  figures['raw WebSocket echo (Node)'] = await measureRawWebSocket(channelTabs[0]!, echo.url, plan);
+  figures['raw RTCDataChannel'] = await measureRaw(channelTabs[0]!, { kind: 'channel' }, plan);
+  figures['raw WebSocket echo (Node)'] = await measureRaw(channelTabs[0]!, { kind: 'websocket', url: echo.url }, plan);
   for (const tab of channelTabs) await tab.context().close();
 
   const relayTabs = [

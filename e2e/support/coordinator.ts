@@ -9,6 +9,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../
 const cli = path.join(repoRoot, 'apps/coordinator/bin/webpvm.js');
 
 export const ADMIN_TOKEN = 'wpvm_e2e-admin-token';
+const STOP_TIMEOUT_MS = 10_000;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -91,16 +92,26 @@ export class CoordinatorProcess {
   }
 
   async stop(): Promise<void> {
-    await this.stopWith('SIGTERM');
-    fs.rmSync(this.dataDir, { recursive: true, force: true });
+    try {
+      await this.stopWith('SIGTERM');
+    } finally {
+      fs.rmSync(this.dataDir, { recursive: true, force: true });
+    }
   }
 
+  /** A coordinator that does not stop within STOP_TIMEOUT_MS of SIGTERM fails the test, then is killed. */
   private async stopWith(signal: NodeJS.Signals): Promise<void> {
     const child = this.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill(signal);
-    await exited;
+    const code = await Promise.race([exited, new Promise<'late'>((r) => setTimeout(() => r('late'), STOP_TIMEOUT_MS))]);
     this.child = null;
+    if (code === 'late') {
+      child.kill('SIGKILL');
+      await exited;
+      throw new Error(`the coordinator did not stop within ${STOP_TIMEOUT_MS} ms of ${signal}:\n${this.output}`);
+    }
+    if (signal === 'SIGTERM' && code !== 0) throw new Error(`the coordinator exited with ${code} on SIGTERM:\n${this.output}`);
   }
 }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import pino from 'pino';
 import { TokenAuth } from './auth.ts';
 import { type CoordinatorConfig, loadConfig } from './config.ts';
@@ -12,6 +12,9 @@ import { Scheduler } from './scheduler.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export { loadConfig, type CoordinatorConfig };
+
+/** How long requests in flight get to finish when the coordinator stops. */
+const CLOSE_GRACE_MS = 2_000;
 
 export interface RunningCoordinator {
   url: string;
@@ -64,11 +67,21 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     else if (path === PEERJS_SOCKET_PATH) peers.handleUpgrade(request, socket, head);
     else socket.destroy();
   });
+  // Upgraded sockets (WebSockets) stay the server's connections: they too must end for it to close.
+  const sockets = new Set<Socket>();
+  app.server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   const close = async () => {
     clearInterval(ticker);
     peers.close();
     await gateway.close();
-    await app.close();
+    const closing = app.close();
+    setTimeout(() => {
+      for (const socket of sockets) socket.destroy();
+    }, CLOSE_GRACE_MS).unref();
+    await closing;
     await scheduler.durable();
     await store.close();
   };

@@ -26,7 +26,7 @@ export function mountPeerServer(server: Server, isIssued: (peerId: string) => bo
     handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
       const id = new URL(request.url ?? '/', 'http://x').searchParams.get('id');
       if (!wss || !id || !isIssued(id)) {
-        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n');
+        socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n', () => socket.destroy());
         return;
       }
       const target = wss;

@@ -14,7 +14,7 @@ import {
 } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { MessageRouter, type Whereabouts } from './message-router.ts';
-import { TaskGroups } from './task-groups.ts';
+import { TaskGroups } from '@webpvm/task-sdk/groups';
 import type { Store, StoredHost, StoredJob, StoredTask, TaskUpdate, WriteBatch } from './store/store.ts';
 import { WriteQueue } from './write-queue.ts';
 
@@ -63,7 +63,7 @@ interface JobRun {
   retries: TaskRun[];
   /** Spawned tasks waiting to start: PVM starts them at once, so they are placed before any other. */
   spawned: TaskRun[];
-  groups: TaskGroups;
+  groups: TaskGroups<{ tid: string; requestId: number }>;
   /** watched tid → who wants a message when it ends (pvm_notify). */
   notifies: Map<string, { notifier: string; tag: number }[]>;
   /** `<tid>#<requestId>` → the tids that spawn request made, so a replayed request gets the same ones. */

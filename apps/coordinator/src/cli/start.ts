@@ -3,6 +3,9 @@ import { loadConfig, startCoordinator } from '../coordinator.ts';
 import { say } from './output.ts';
 import { untilStopSignal } from './signals.ts';
 
+/** A stop that takes longer than this is a fault: the process exits with status 1 instead of hanging. */
+const STOP_TIMEOUT_MS = 5_000;
+
 export interface StartOptions {
   port?: number;
   host?: string;
@@ -37,6 +40,10 @@ export async function start(options: StartOptions): Promise<void> {
 
   const signal = await stopped;
   say(`${signal}: stopping the coordinator`);
+  setTimeout(() => {
+    say(`the coordinator did not stop within ${STOP_TIMEOUT_MS / 1000} s: exiting anyway`);
+    process.exit(1);
+  }, STOP_TIMEOUT_MS).unref();
   await coordinator.close();
   // Whatever the server leaves behind (keep-alive sockets, timers) must not keep a stopped coordinator alive.
   process.exit(0);

@@ -11,7 +11,7 @@ import {
   type ToWorker,
 } from '@webpvm/vm-protocol';
 import { taskSeed } from '../runtime/determinism.ts';
-import { LocalGroups } from './local-groups.ts';
+import { TaskGroups } from '../groups/task-groups.ts';
 import type { RunLocalResult } from './run-local.ts';
 
 export interface LocalJobConfig {
@@ -57,7 +57,7 @@ const CHECKPOINT_INTERVAL_MS = 1000;
 export class LocalJob {
   readonly #config: LocalJobConfig;
   readonly #tasks = new Map<string, LocalTask>();
-  readonly #groups = new LocalGroups();
+  readonly #groups = new TaskGroups<{ tid: string; release: () => void }>();
   readonly #threads = new Set<TaskThread>();
   #closed = false;
 
@@ -214,10 +214,19 @@ export class LocalJob {
       });
     },
     join: ({ group }, task) => this.#groups.join(group, task.assignment.tid),
-    leave: ({ group }, task) => this.#groups.leave(group, task.assignment.tid),
+    leave: ({ group }, task) => {
+      if (!this.#groups.leave(group, task.assignment.tid)) {
+        throw new WebpvmError('E_CONFLICT', `${task.assignment.tid} is not in group ${group}`);
+      }
+    },
     size: ({ group }) => this.#groups.size(group),
     members: ({ group }) => this.#groups.members(group),
-    barrier: ({ group, count }) => this.#groups.barrier(group, count),
+    barrier: ({ group, count }, task) =>
+      new Promise<void>((release) => {
+        const released = this.#groups.barrier(group, count, { tid: task.assignment.tid, release });
+        if (released === null) throw new WebpvmError('E_CONFLICT', `barrier ${group} is already waiting for another count`);
+        for (const waiter of released) waiter.release();
+      }),
     notify: ({ tids, tag }, notifier) => {
       const watched = tids.map((tid) => {
         const task = this.#tasks.get(tid);

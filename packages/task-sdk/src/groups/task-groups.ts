@@ -1,17 +1,17 @@
-/** A caller of `barrier` waiting to be released. */
+/** A caller of `barrier` waiting to be released: which task, and whatever its owner needs to answer it. */
 export interface BarrierWaiter {
   tid: string;
-  requestId: number;
 }
 
 /**
  * PVM's dynamic groups for the tasks of one job: instance numbers (the lowest free one, as in
  * pvm_joingroup), sizes, members in instance order, and barriers that release their callers
- * once `count` of them are waiting.
+ * once `count` of them are waiting. One implementation for the coordinator and runLocal, so a
+ * program behaves the same in both.
  */
-export class TaskGroups {
+export class TaskGroups<W extends BarrierWaiter = BarrierWaiter> {
   private readonly groups = new Map<string, Map<string, number>>();
-  private readonly barriers = new Map<string, { count: number; waiting: BarrierWaiter[] }>();
+  private readonly barriers = new Map<string, { count: number; waiting: W[] }>();
 
   join(group: string, tid: string): number {
     const members = this.groups.get(group) ?? new Map<string, number>();
@@ -45,7 +45,7 @@ export class TaskGroups {
    * Registers a waiter; returns the waiters to release when this call completes the barrier.
    * A count that differs from the one the first waiter gave is an error (null).
    */
-  barrier(group: string, count: number, waiter: BarrierWaiter): BarrierWaiter[] | null {
+  barrier(group: string, count: number, waiter: W): W[] | null {
     const barrier = this.barriers.get(group) ?? { count, waiting: [] };
     if (barrier.count !== count) return null;
     barrier.waiting.push(waiter);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { TaskGroups } from '../src/task-groups.ts';
+import { TaskGroups } from '../src/groups/task-groups.ts';
 
 describe('TaskGroups', () => {
   it('gives the lowest free instance number, as pvm_joingroup does', () => {
-    const g = new TaskGroups();
+    const g = new TaskGroups<{ tid: string; requestId: number }>();
     expect(['a', 'b', 'c'].map((t) => g.join('ring', t))).toEqual([0, 1, 2]);
     expect(g.join('ring', 'b')).toBe(1);
     expect(g.leave('ring', 'b')).toBe(true);
@@ -15,7 +15,7 @@ describe('TaskGroups', () => {
   });
 
   it('releases a barrier when count callers wait, then starts afresh', () => {
-    const g = new TaskGroups();
+    const g = new TaskGroups<{ tid: string; requestId: number }>();
     expect(g.barrier('b', 3, { tid: 'a', requestId: 1 })).toEqual([]);
     expect(g.barrier('b', 3, { tid: 'b', requestId: 4 })).toEqual([]);
     expect(g.barrier('b', 2, { tid: 'c', requestId: 1 })).toBeNull();
@@ -24,7 +24,7 @@ describe('TaskGroups', () => {
   });
 
   it('takes an ended task out of its groups and barriers', () => {
-    const g = new TaskGroups();
+    const g = new TaskGroups<{ tid: string; requestId: number }>();
     g.join('x', 'a');
     g.join('y', 'a');
     g.barrier('x', 2, { tid: 'a', requestId: 1 });
