@@ -51,6 +51,14 @@ interface TaskRun {
   messagesOut: number;
   /** The last seq this task sent to each receiver, from its outcome: exit notifications follow them. */
   lastSent: Map<string, number>;
+  /**
+   * requestId → the answer given, so that a request sent again (after a reconnect, or by a task
+   * replaying from a checkpoint) gets the same answer — the same tids from the same spawn — and
+   * is not carried out twice.
+   */
+  answers: Map<number, RequestOutcome>;
+  /** The requestId of the barrier call this task waits in, if any. */
+  inBarrier: number | null;
 }
 
 interface JobRun {
@@ -66,8 +74,6 @@ interface JobRun {
   groups: TaskGroups<{ tid: string; requestId: number }>;
   /** watched tid → who wants a message when it ends (pvm_notify). */
   notifies: Map<string, { notifier: string; tag: number }[]>;
-  /** `<tid>#<requestId>` → the tids that spawn request made, so a replayed request gets the same ones. */
-  spawns: Map<string, string[]>;
   counts: Record<RunState, number>;
   progressSum: number;
 }
@@ -455,10 +461,19 @@ export class Scheduler {
     if (!task || task.state !== 'running' || task.attempt !== attempt || task.hostId !== hostId) {
       return { ok: false, error: { code: 'E_NOT_ASSIGNED', message: `${tid} attempt ${attempt} is not running on this host` } };
     }
-    const job = task.job;
+    const earlier = task.answers.get(requestId);
+    if (earlier) return earlier;
+    if (task.inBarrier === requestId) return 'later';
+    const outcome = this.carryOut(task, requestId, op);
+    if (outcome !== 'later') task.answers.set(requestId, outcome);
+    return outcome;
+  }
+
+  private carryOut(task: TaskRun, requestId: number, op: TaskOp): RequestOutcome {
+    const { tid, job } = task;
     switch (op.kind) {
       case 'spawn':
-        return this.spawn(task, requestId, op.name, op.inputs);
+        return this.spawn(task, op.name, op.inputs);
       case 'join':
         return { ok: true, value: job.groups.join(op.group, tid) };
       case 'leave':
@@ -474,8 +489,13 @@ export class Scheduler {
         if (released === null) {
           return { ok: false, error: { code: 'E_CONFLICT', message: `barrier ${op.group} is already waiting for another count` } };
         }
+        task.inBarrier = requestId;
         for (const waiter of released) {
-          const holder = this.hosts.get(this.tasks.get(waiter.tid)?.hostId ?? '');
+          const waiting = this.tasks.get(waiter.tid);
+          if (!waiting) continue;
+          waiting.inBarrier = null;
+          waiting.answers.set(waiter.requestId, { ok: true, value: null });
+          const holder = this.hosts.get(waiting.hostId ?? '');
           holder?.link?.send({ type: 'reply', tid: waiter.tid, requestId: waiter.requestId, ok: true, value: null });
         }
         return 'later';
@@ -694,11 +714,8 @@ export class Scheduler {
     this.router.route(notifier, encodeMessage({ from: ended, to: notifier, tag, seq: 0, after, data: { tid: ended, ok } }));
   }
 
-  private spawn(parent: TaskRun, requestId: number, name: string | null, inputs: unknown[]): RequestOutcome {
+  private spawn(parent: TaskRun, name: string | null, inputs: unknown[]): RequestOutcome {
     const job = parent.job;
-    const key = `${parent.tid}#${requestId}`;
-    const earlier = job.spawns.get(key);
-    if (earlier) return { ok: true, value: earlier };
     if (!job.tasks || job.tasks.length + inputs.length > LIMITS.tasksPerJob) {
       return { ok: false, error: { code: 'E_TOO_LARGE', message: `a job holds at most ${LIMITS.tasksPerJob} tasks` } };
     }
@@ -710,7 +727,6 @@ export class Scheduler {
       return task.tid;
     });
     job.stored.total += inputs.length;
-    job.spawns.set(key, tids);
     this.dirtyJobs.add(job);
     this.writes.schedule();
     this.scheduleDispatch();
@@ -884,6 +900,8 @@ export class Scheduler {
       messagesIn: 0,
       messagesOut: 0,
       lastSent: new Map(),
+      answers: new Map(),
+      inBarrier: null,
     };
     job.tasks![index] = task;
     this.tasks.set(task.tid, task);
@@ -900,7 +918,6 @@ export class Scheduler {
       spawned: [],
       groups: new TaskGroups(),
       notifies: new Map(),
-      spawns: new Map(),
       counts: { pending: 0, running: 0, done: 0, failed: 0, cancelled: 0 },
       progressSum: 0,
     };

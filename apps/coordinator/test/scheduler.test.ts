@@ -251,6 +251,28 @@ describe('scheduler services for message passing', () => {
     expect(scheduler.status('job1')?.tasks.total).toBe(5);
   });
 
+  it('answers a request sent again with the first answer, and counts a barrier call once', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    await settle();
+    scheduler.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
+    await settle();
+    expect(scheduler.request('ha', 'job1.0', 1, 2, { kind: 'join', group: 'g' })).toEqual({ ok: true, value: 0 });
+    expect(scheduler.request('ha', 'job1.0', 1, 2, { kind: 'join', group: 'g' })).toEqual({ ok: true, value: 0 });
+    expect(scheduler.request('ha', 'job1.0', 1, 3, { kind: 'leave', group: 'g' })).toEqual({ ok: true, value: null });
+    expect(scheduler.request('ha', 'job1.0', 1, 3, { kind: 'leave', group: 'g' })).toEqual({ ok: true, value: null });
+    expect(scheduler.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
+    expect(scheduler.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
+    expect(a.of('reply')).toEqual([]);
+    expect(scheduler.request('ha', 'job1.1', 1, 1, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
+    expect(a.of('reply').map((r) => [r.tid, r.requestId])).toEqual([
+      ['job1.0', 4],
+      ['job1.1', 1],
+    ]);
+    expect(scheduler.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toEqual({ ok: true, value: null });
+  });
+
   it('ends a main job with its root, cancelling children still running, and keeps only the root result', async () => {
     const { scheduler, store } = setup();
     scheduler.submit(mainSpec(), 'p', 'o', 'job1');
