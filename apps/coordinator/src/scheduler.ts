@@ -71,6 +71,8 @@ interface JobRun {
   retries: TaskRun[];
   /** Spawned tasks waiting to start: PVM starts them at once, so they are placed before any other. */
   spawned: TaskRun[];
+  /** Root tasks not ended yet: the job ends when this reaches 0. */
+  rootsOpen: number;
   groups: TaskGroups<{ tid: string; requestId: number }>;
   /** watched tid → who wants a message when it ends (pvm_notify). */
   notifies: Map<string, { notifier: string; tag: number }[]>;
@@ -135,6 +137,8 @@ export function seedOf(tid: string): number {
  */
 export class Scheduler {
   private readonly jobs = new Map<string, JobRun>();
+  /** Jobs not finished: the only ones leasing looks at. */
+  private readonly active = new Set<JobRun>();
   private readonly tasks = new Map<string, TaskRun>();
   private readonly hosts = new Map<string, HostRun>();
   private readonly timed = new Set<TaskRun>();
@@ -161,7 +165,11 @@ export class Scheduler {
   /** Resume unfinished jobs after a restart. Tasks that were running wait for their host to come back. */
   async restore(): Promise<void> {
     const { jobs, tasks } = await this.opts.store.loadUnfinished();
-    for (const stored of jobs) this.jobs.set(stored.id, this.newJobRun(stored));
+    for (const stored of jobs) {
+      const job = this.newJobRun(stored);
+      this.jobs.set(stored.id, job);
+      this.active.add(job);
+    }
     for (const t of tasks) {
       const job = this.jobs.get(t.jobId);
       if (!job?.tasks) continue;
@@ -177,6 +185,7 @@ export class Scheduler {
         messagesOut: t.messagesOut,
       });
       job.counts[task.state]++;
+      if (task.parent === null && !TERMINAL.has(task.state)) job.rootsOpen++;
       if (task.state === 'done') job.progressSum += 1;
       if (task.state === 'pending') (task.parent === null ? job.queue : job.spawned).push(task);
       if (task.state === 'running' && task.hostId) {
@@ -218,12 +227,14 @@ export class Scheduler {
     };
     const job = this.newJobRun(stored);
     this.jobs.set(id, job);
+    this.active.add(job);
     inputs.forEach((input, index) => {
       const task = this.newTaskRun(job, index, input ?? null, null, null);
       job.queue.push(task);
       this.newTasks.push(task);
     });
     job.counts.pending = inputs.length;
+    job.rootsOpen = inputs.length;
     this.dirtyJobs.add(job);
     this.writes.schedule();
     this.scheduleDispatch();
@@ -588,7 +599,7 @@ export class Scheduler {
       batch.push(this.lease(task, host));
       batches.set(host, batch);
     };
-    for (const job of this.jobs.values()) {
+    for (const job of this.active) {
       for (const task of job.spawned.splice(0)) {
         add(hosts.reduce((best, h) => (h.assigned.size / h.slots < best.assigned.size / best.slots ? h : best)), task);
       }
@@ -620,7 +631,7 @@ export class Scheduler {
   private nextTask(): TaskRun | null {
     let best: JobRun | null = null;
     let bestLoad = Infinity;
-    for (const job of this.jobs.values()) {
+    for (const job of this.active) {
       if (job.queueHead >= job.queue.length && !job.retries.length) continue;
       const load = job.counts.running / job.stored.options.priority;
       if (load < bestLoad) {
@@ -700,6 +711,7 @@ export class Scheduler {
   /** A task ended for good: it leaves its groups, its watchers hear of it, its waiting messages go. */
   private ended(task: TaskRun): void {
     const job = task.job;
+    if (task.parent === null) job.rootsOpen--;
     job.groups.leaveAll(task.tid);
     this.router.forget(task.tid);
     const watchers = job.notifies.get(task.tid) ?? [];
@@ -790,9 +802,8 @@ export class Scheduler {
    * waiting in recv) are cancelled. Its state is `failed` when a root task failed.
    */
   private finishIfComplete(job: JobRun): void {
-    if (job.stored.finishedAt !== null || !job.tasks) return;
+    if (job.stored.finishedAt !== null || !job.tasks || job.rootsOpen > 0) return;
     const roots = job.tasks.slice(0, job.stored.options.roots);
-    if (roots.some((t) => !TERMINAL.has(t.state))) return;
     const leftovers = job.tasks.slice(job.stored.options.roots).filter((t) => !TERMINAL.has(t.state));
     for (const task of leftovers) {
       for (const [attempt, hostId] of task.runs) {
@@ -813,6 +824,7 @@ export class Scheduler {
   private finish(job: JobRun, state: 'done' | 'failed' | 'cancelled', error: ErrorBody | null): void {
     job.stored.state = state;
     job.stored.finishedAt = this.now();
+    this.active.delete(job);
     job.stored.error = error;
     this.dirtyJobs.add(job);
     this.opts.log.info({ job: job.stored.id, state }, 'job finished');
@@ -916,6 +928,7 @@ export class Scheduler {
       queueHead: 0,
       retries: [],
       spawned: [],
+      rootsOpen: 0,
       groups: new TaskGroups(),
       notifies: new Map(),
       counts: { pending: 0, running: 0, done: 0, failed: 0, cancelled: 0 },
