@@ -15,7 +15,7 @@ import type { Principal, TokenAuth } from './auth.ts';
 import type { Metrics } from './metrics.ts';
 import type { ProgramRegistry } from './program-registry.ts';
 import { type Scheduler, statusFromStored } from './scheduler.ts';
-import type { Store } from './store/store.ts';
+import type { Store, StoredJob } from './store/store.ts';
 
 export interface ApiOptions {
   scheduler: Scheduler;
@@ -64,18 +64,26 @@ export function buildApi(opts: ApiOptions) {
 
   const principal = (request: FastifyRequest): Promise<Principal> => auth.authenticate(request.headers.authorization);
 
-  /** A job is visible to its owner and to admins; to anyone else it does not exist. */
-  async function visibleJob(request: FastifyRequest, p: Principal): Promise<JobStatus> {
+  /** The status of a job no longer in the scheduler's memory, from the store. */
+  async function storedStatus(job: StoredJob): Promise<JobStatus> {
+    const counts = await store.taskCounts(job.id);
+    return statusFromStored(job, counts, counts.total ? counts.done / counts.total : 1);
+  }
+
+  /**
+   * A job is visible to its owner and to admins; to anyone else it does not exist. `roots` is
+   * how many of its tasks have results (its bag inputs, or its one main task).
+   */
+  async function visibleJob(request: FastifyRequest, p: Principal): Promise<{ status: JobStatus; roots: number }> {
     const { id } = request.params as { id: string };
     const live = scheduler.status(id);
     if (live) {
       if (!p.admin && scheduler.ownerOf(id) !== p.tokenId) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
-      return live;
+      return { status: live, roots: scheduler.rootsOf(id)! };
     }
     const stored = await store.getJob(id);
     if (!stored || (!p.admin && stored.owner !== p.tokenId)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
-    const counts = await store.taskCounts(id);
-    return statusFromStored(stored, counts, counts.total ? counts.done / counts.total : 1);
+    return { status: await storedStatus(stored), roots: stored.options.roots };
   }
 
   app.post('/api/jobs', async (request, reply) => {
@@ -92,22 +100,14 @@ export function buildApi(opts: ApiOptions) {
   app.get('/api/jobs', async (request) => {
     const p = await principal(request);
     const stored = await store.listJobs({ owner: p.admin ? null : p.tokenId, limit: 100 });
-    const jobs = await Promise.all(
-      stored.map(async (job) => {
-        const live = scheduler.status(job.id);
-        if (live) return live;
-        const counts = await store.taskCounts(job.id);
-        return statusFromStored(job, counts, counts.total ? counts.done / counts.total : 1);
-      }),
-    );
+    const jobs = await Promise.all(stored.map((job) => scheduler.status(job.id) ?? storedStatus(job)));
     return { jobs };
   });
 
-  app.get('/api/jobs/:id', async (request) => visibleJob(request, await principal(request)));
+  app.get('/api/jobs/:id', async (request) => (await visibleJob(request, await principal(request))).status);
 
   app.get('/api/jobs/:id/results', async (request, reply) => {
-    const job = await visibleJob(request, await principal(request));
-    const roots = scheduler.rootsOf(job.id) ?? (await store.getJob(job.id))!.options.roots;
+    const { status: job, roots } = await visibleJob(request, await principal(request));
     const results = scheduler.results(job.id) ?? (await store.getResults(job.id, roots));
     if ((request.query as { format?: string }).format === 'ndjson') {
       reply.type('application/x-ndjson');
@@ -117,7 +117,7 @@ export function buildApi(opts: ApiOptions) {
   });
 
   app.get('/api/jobs/:id/tasks', async (request) => {
-    const job = await visibleJob(request, await principal(request));
+    const { status: job } = await visibleJob(request, await principal(request));
     const live = scheduler.tasksOf(job.id);
     if (live) return { tasks: live };
     const stored = await store.getTasks(job.id);
@@ -136,7 +136,7 @@ export function buildApi(opts: ApiOptions) {
   });
 
   app.delete('/api/jobs/:id', async (request) => {
-    const job = await visibleJob(request, await principal(request));
+    const { status: job } = await visibleJob(request, await principal(request));
     const cancelled = scheduler.cancel(job.id);
     if (cancelled) await scheduler.durable();
     return cancelled ?? job;
