@@ -42,6 +42,13 @@ const MAX_ITERATIONS = 1_000_000_000;
 
 const haloTag = (iteration: number, direction: number): number => HALO + 2 * iteration + direction;
 
+/** Where a strip is up to, its checkpoint: a task that moves resumes from here. */
+interface StripState {
+  tids: string[];
+  iteration: number;
+  current: Float64Array<ArrayBuffer>;
+}
+
 /** The grid rows [first, end) of strip `index`: the n - 2 inner rows shared out as evenly as can be. */
 function stripRows(n: number, strips: number, index: number): [first: number, end: number] {
   const inner = n - 2;
@@ -57,16 +64,20 @@ export default defineTask<JacobiInput, JacobiResult>(async (ctx, { n, iterations
     throw new Error(`strips must be an integer from 1 to ${n - 2}, not ${strips}`);
   }
 
-  const workers = await ctx.spawn(
-    'strip',
-    Array.from({ length: strips - 1 }, (_, i): StripInput => ({ n, iterations, strips, index: i + 1 })),
-  );
-  const tids = [ctx.tid, ...workers];
-  ctx.mcast(workers, NEIGHBOURS, tids);
+  const resume = ctx.resume as StripState | null;
+  let tids = resume?.tids;
+  if (!tids) {
+    const workers = await ctx.spawn(
+      'strip',
+      Array.from({ length: strips - 1 }, (_, i): StripInput => ({ n, iterations, strips, index: i + 1 })),
+    );
+    tids = [ctx.tid, ...workers];
+    ctx.mcast(workers, NEIGHBOURS, tids);
+  }
 
   const grid = new Float64Array(n * n);
   grid.fill(TOP, 0, n);
-  grid.set(await relax(ctx, { n, iterations, strips, index: 0 }, tids), n);
+  grid.set(await relax(ctx, { n, iterations, strips, index: 0 }, tids, resume), n);
   for (let index = 1; index < strips; index++) {
     const rows = (await ctx.recv({ from: tids[index]!, tag: RESULT })).data as Float64Array;
     grid.set(rows, stripRows(n, strips, index)[0] * n);
@@ -81,21 +92,26 @@ export default defineTask<JacobiInput, JacobiResult>(async (ctx, { n, iterations
 /** A strip other than the first: learns its neighbours from the root, relaxes, sends its rows back. */
 export const strip = defineTask<StripInput, null>(async (ctx, input) => {
   const root = ctx.parent!;
-  const tids = (await ctx.recv({ from: root, tag: NEIGHBOURS })).data as string[];
-  ctx.send(root, RESULT, await relax(ctx, input, tids));
+  const resume = ctx.resume as StripState | null;
+  const tids = resume?.tids ?? ((await ctx.recv({ from: root, tag: NEIGHBOURS })).data as string[]);
+  ctx.send(root, RESULT, await relax(ctx, input, tids, resume));
   return null;
 });
 
-/** Runs the sweeps of one strip and returns its rows. `tids[i]` is the task of strip i. */
+/**
+ * Runs the sweeps of one strip and returns its rows. `tids[i]` is the task of strip i. Each
+ * sweep ends at a checkpoint, so the strip can move between any two sweeps.
+ */
 async function relax(
   ctx: TaskContext<unknown>,
   { n, iterations, strips, index }: StripInput,
-  tids: readonly string[],
+  tids: string[],
+  resume: StripState | null,
 ): Promise<Float64Array> {
   const [first, end] = stripRows(n, strips, index);
   const rows = end - first;
   // The strip's rows with one halo row above and one below; the plate's own edges stay fixed.
-  let current = new Float64Array((rows + 2) * n);
+  let current = resume?.current ?? new Float64Array((rows + 2) * n);
   let next = new Float64Array((rows + 2) * n);
   if (index === 0) {
     current.fill(TOP, 0, n);
@@ -104,7 +120,7 @@ async function relax(
   const above = index > 0 ? tids[index - 1]! : null;
   const below = index < strips - 1 ? tids[index + 1]! : null;
 
-  for (let iteration = 0; iteration < iterations; iteration++) {
+  for (let iteration = resume?.iteration ?? 0; iteration < iterations; iteration++) {
     if (above) ctx.send(above, haloTag(iteration, UP), current.slice(n, 2 * n));
     if (below) ctx.send(below, haloTag(iteration, DOWN), current.slice(rows * n, (rows + 1) * n));
     if (above) current.set((await ctx.recv({ from: above, tag: haloTag(iteration, DOWN) })).data as Float64Array, 0);
@@ -118,6 +134,7 @@ async function relax(
     }
     [current, next] = [next, current];
     ctx.progress((iteration + 1) / iterations);
+    await ctx.checkpoint({ tids, iteration: iteration + 1, current } satisfies StripState);
   }
   return current.slice(n, (rows + 1) * n);
 }

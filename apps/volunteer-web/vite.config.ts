@@ -28,6 +28,12 @@ export default defineConfig({
     },
   },
   server: {
+    // As the coordinator serves the built app: the host page shares SharedArrayBuffers with its workers.
+    headers: {
+      'cross-origin-opener-policy': 'same-origin',
+      'cross-origin-embedder-policy': 'require-corp',
+      'cross-origin-resource-policy': 'same-origin',
+    },
     proxy: {
       '/api': coordinator,
       '/ws': { target: coordinator, ws: true },

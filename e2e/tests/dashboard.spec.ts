@@ -77,3 +77,40 @@ test('cancelling a running job from the dashboard stops its tasks on the tabs', 
   expect(await api.results(id)).toEqual([null, null, null, null]);
   await page.close();
 });
+
+test('a migration ordered over the API shows on the job’s timeline and on the event stream', async ({ browser, api }) => {
+  await openHosts(browser, api.baseUrl, 2, 1);
+  const id = await api.submit({
+    name: 'to move',
+    program: readProgram('e2e/programs/steps.js'),
+    inputs: [{ index: 0, steps: 300, stepMs: 100 }],
+  });
+  await expect.poll(async () => (await api.job(id)).tasks.running).toBe(1);
+  const tid = `${id}.0`;
+  const ordered = await api.request('POST', `/api/tasks/${tid}/migrate`);
+  expect(ordered.status).toBe(202);
+  const { from } = (await ordered.json()) as { from: string };
+  await api.waitFor(id, (job) => job.migrations === 1);
+
+  const events = await api.request('GET', `/api/events?job=${id}&after=0`);
+  expect(events.headers.get('content-type')).toContain('text/event-stream');
+  const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = '';
+  while (!text.includes('\n\n')) text += (await reader.read()).value ?? '';
+  await reader.cancel();
+  const event = JSON.parse(/^data: (.*)$/m.exec(text)![1]!) as { tid: string; reason: string; from: string; to: string | null };
+  expect(event).toMatchObject({ tid, reason: 'order', from });
+  expect(event.to).not.toBe(from);
+
+  const page = await browser.newPage();
+  await page.goto(`${api.baseUrl}/dashboard`);
+  await page.getByTestId('token-input').fill(ADMIN_TOKEN);
+  await page.getByTestId('token-save').click();
+  await page.locator(`[data-testid="job-row"][data-job-id="${id}"]`).getByTestId('job-open').click();
+  const row = page.getByTestId('migrations-table').getByTestId('migration-row');
+  await expect(row).toHaveCount(1);
+  await expect(row).toHaveAttribute('data-tid', tid);
+  await expect(row).toContainText('order');
+  await expect(row).toContainText(from);
+  await page.close();
+});

@@ -8,6 +8,9 @@ export interface Principal {
   admin: boolean;
 }
 
+/** A job is visible to its owner and to admins; to anyone else it does not exist. */
+export const canSee = (p: Principal, owner: string): boolean => p.admin || owner === p.tokenId;
+
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
 export const newSecret = (prefix: string): string => `${prefix}${randomBytes(24).toString('base64url')}`;

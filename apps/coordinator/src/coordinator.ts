@@ -3,6 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import pino from 'pino';
 import { TokenAuth } from './auth.ts';
 import { type CoordinatorConfig, loadConfig } from './config.ts';
+import { EventLog } from './event-log.ts';
 import { HostGateway } from './host-gateway.ts';
 import { buildApi } from './http-api.ts';
 import { createMetrics } from './metrics.ts';
@@ -31,9 +32,11 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const auth = new TokenAuth(store);
   const firstAdminToken = await auth.bootstrap(config.adminToken);
   const metrics = createMetrics();
+  const eventLog = await EventLog.open(store, log);
   const scheduler = new Scheduler({
     store,
     log,
+    migrations: eventLog,
     checkpointIntervalMs: config.checkpointIntervalMs,
     reconnectGraceMs: config.reconnectGraceMs,
     programUrl,
@@ -53,6 +56,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const app = buildApi({
     scheduler,
     store,
+    events: eventLog,
     auth,
     programs: new ProgramRegistry(store),
     metrics,
@@ -77,6 +81,8 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     clearInterval(ticker);
     peers.close();
     await gateway.close();
+    // Event streams are requests that never end by themselves: the server could not close under them.
+    await eventLog.close();
     const closing = app.close();
     setTimeout(() => {
       for (const socket of sockets) socket.destroy();

@@ -164,8 +164,14 @@ export class HostGateway {
       conn.sendError({ code: 'E_BAD_FRAME', message: 'send hello first' }, 'envelope');
       return;
     }
-    this.opts.metrics.framesIn.inc({ type: 'envelope' });
     const h = decoded.value.header;
+    if (h.type === 'part') {
+      this.opts.metrics.framesIn.inc({ type: 'image-part' });
+      const refused = this.opts.scheduler.imagePart(conn.hostId, h, decoded.value.buffers[0]!);
+      if (refused) conn.sendError(refused, 'part');
+      return;
+    }
+    this.opts.metrics.framesIn.inc({ type: 'envelope' });
     const [from, to, destination] = h.type === 'msg' ? [h.from, h.to, h.to] : [h.of, h.by, h.of];
     const refused = this.opts.scheduler.relay(conn.hostId, from, to, destination, bytes);
     if (refused) conn.sendError(refused, 'envelope');
@@ -233,6 +239,12 @@ export class HostGateway {
       );
     },
     locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.locate(m.tids) }),
+    migrating: (conn, m) => this.opts.scheduler.migrating(conn.hostId!, m.tasks, m.reason),
+    migrated: (conn, m) => {
+      const refused = this.opts.scheduler.migrated(conn.hostId!, m);
+      if (refused) conn.sendError(refused, 'migrated');
+    },
+    resumed: (conn, m) => this.opts.scheduler.resumed(conn.hostId!, m.tid, m.attempt),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

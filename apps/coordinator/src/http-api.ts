@@ -11,8 +11,11 @@ import {
 } from '@webpvm/vm-protocol';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import type { Principal, TokenAuth } from './auth.ts';
+import { type Principal, type TokenAuth, canSee } from './auth.ts';
+import { ISOLATED_PAGE_HEADERS, ISOLATED_RESOURCE_HEADERS } from './cross-origin-isolation.ts';
+import type { EventLog } from './event-log.ts';
 import type { Metrics } from './metrics.ts';
+import { registerMigrationRoutes } from './migrations-api.ts';
 import type { ProgramRegistry } from './program-registry.ts';
 import { type Scheduler, statusFromStored } from './scheduler.ts';
 import type { Store, StoredJob } from './store/store.ts';
@@ -20,6 +23,7 @@ import type { Store, StoredJob } from './store/store.ts';
 export interface ApiOptions {
   scheduler: Scheduler;
   store: Store;
+  events: EventLog;
   auth: TokenAuth;
   programs: ProgramRegistry;
   metrics: Metrics;
@@ -70,19 +74,16 @@ export function buildApi(opts: ApiOptions) {
     return statusFromStored(job, counts, counts.total ? counts.done / counts.total : 1);
   }
 
-  /**
-   * A job is visible to its owner and to admins; to anyone else it does not exist. `roots` is
-   * how many of its tasks have results (its bag inputs, or its one main task).
-   */
+  /** `roots` is how many of its tasks have results (its bag inputs, or its one main task). */
   async function visibleJob(request: FastifyRequest, p: Principal): Promise<{ status: JobStatus; roots: number }> {
     const { id } = request.params as { id: string };
     const live = scheduler.status(id);
     if (live) {
-      if (!p.admin && scheduler.ownerOf(id) !== p.tokenId) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
+      if (!canSee(p, scheduler.ownerOf(id)!)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
       return { status: live, roots: scheduler.rootsOf(id)! };
     }
     const stored = await store.getJob(id);
-    if (!stored || (!p.admin && stored.owner !== p.tokenId)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
+    if (!stored || !canSee(p, stored.owner)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
     return { status: await storedStatus(stored), roots: stored.options.roots };
   }
 
@@ -142,6 +143,8 @@ export function buildApi(opts: ApiOptions) {
     return cancelled ?? job;
   });
 
+  registerMigrationRoutes(app, { scheduler, store, events: opts.events, principal });
+
   app.get('/api/hosts', async (request) => {
     await principal(request);
     return { hosts: scheduler.hostList() };
@@ -169,6 +172,7 @@ export function buildApi(opts: ApiOptions) {
     if (source === null) throw new WebpvmError('E_NOT_FOUND', `no program ${file}`);
     reply.type('text/javascript; charset=utf-8');
     reply.header('cache-control', 'public, max-age=31536000, immutable');
+    reply.headers(ISOLATED_RESOURCE_HEADERS);
     return source;
   });
 
@@ -177,6 +181,9 @@ export function buildApi(opts: ApiOptions) {
       root: opts.webRoot,
       redirect: true,
       setHeaders(res, filePath) {
+        for (const [name, value] of Object.entries(filePath.endsWith('.html') ? ISOLATED_PAGE_HEADERS : ISOLATED_RESOURCE_HEADERS)) {
+          res.setHeader(name, value);
+        }
         if (/[\\/]task-worker-[^\\/]*\.js$/.test(filePath)) res.setHeader('content-security-policy', WORKER_CSP);
       },
     });

@@ -1,14 +1,19 @@
 import {
+  ImageAssembly,
+  imageParts,
   type Checkpoint,
   type CoordinatorMessage,
   type ErrorBody,
   type JobSpec,
   type JobStatus,
+  type MigrationEvent,
+  type MigrationReason,
   LIMITS,
   type TaskAssignment,
   type TaskOp,
   type TaskOutcome,
   type TaskRef,
+  type HostMessageOf,
   encodeMessage,
   makeTid,
 } from '@webpvm/vm-protocol';
@@ -59,6 +64,30 @@ interface TaskRun {
   answers: Map<number, RequestOutcome>;
   /** The requestId of the barrier call this task waits in, if any. */
   inBarrier: number | null;
+  /** Attempts that failed or were lost: what maxAttempts counts (a migration is not a failure). */
+  failures: number;
+  /** Every host that ran an attempt: it may still relay messages of the task's job that reach it late. */
+  ranOn: Set<string>;
+  /**
+   * The image the task migrated with (vm-protocol task-image.ts): what its next attempt starts
+   * from, until that attempt stores a checkpoint of its own.
+   */
+  image: Uint8Array | null;
+  /** The migration under way, from its event until the task runs again. */
+  migration: Migration | null;
+  /** The host the task just left: placed elsewhere when another host can take it. */
+  avoid: string | null;
+}
+
+interface Migration {
+  reason: MigrationReason;
+  from: string;
+  /** The task has left its old host (`migrated` came): messages no longer wait for it. */
+  left: boolean;
+  since: number;
+  obtrusivenessMs: number;
+  frozen: boolean;
+  bytes: number;
 }
 
 interface JobRun {
@@ -99,9 +128,15 @@ interface HostRun {
   rateCount: number;
 }
 
+/** Where finished migrations are recorded (event-log.ts): the dashboard's timeline and `GET /api/events`. */
+export interface MigrationSink {
+  record(event: Omit<MigrationEvent, 'id'>): void;
+}
+
 export interface SchedulerOptions {
   store: Store;
   log: Logger;
+  migrations?: MigrationSink;
   checkpointIntervalMs: number;
   reconnectGraceMs: number;
   programUrl: (hash: string) => string;
@@ -145,6 +180,8 @@ export class Scheduler {
   private readonly now: () => number;
   private readonly writes: WriteQueue;
   readonly router: MessageRouter;
+  /** Images arriving in pieces from hosts whose tasks migrate. */
+  private readonly images = new ImageAssembly(LIMITS.imageBytes * 4);
   private dispatchScheduled = false;
 
   private dirtyJobs = new Set<JobRun>();
@@ -347,8 +384,10 @@ export class Scheduler {
   detachHost(hostId: string, link: HostLink): void {
     const host = this.hosts.get(hostId);
     if (!host || host.link !== link) return;
+    const peerId = host.peerId;
     host.link = null;
     host.peerId = null;
+    if (peerId) for (const other of this.hosts.values()) other.link?.send({ type: 'peer-gone', peerId });
     host.connectedAt = null;
     host.lastSeenAt = this.now();
     for (const [tid, attempt] of host.assigned) {
@@ -445,6 +484,7 @@ export class Scheduler {
       return { code: 'E_NOT_ASSIGNED', message: `${tid} attempt ${attempt} is not running on this host` };
     }
     task.checkpoint = checkpoint;
+    task.image = null;
     this.dirtyCheckpoints.set(tid, checkpoint);
     this.writes.schedule();
     return null;
@@ -532,11 +572,106 @@ export class Scheduler {
     }
   }
 
+  // ------------------------------------------------------------------ migration
+
+  /** MPVM's event: these tasks leave their host; messages for them are held here until they run again. */
+  migrating(hostId: string, refs: TaskRef[], reason: MigrationReason): void {
+    for (const ref of refs) {
+      const task = this.runningOn(hostId, ref.tid, ref.attempt);
+      if (!task || task.migration) continue;
+      task.migration = { reason, from: hostId, left: false, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
+    }
+  }
+
+  /** A piece of the image of a task leaving this host. */
+  imagePart(hostId: string, header: { tid: string; attempt: number; index: number; count: number }, piece: Uint8Array): ErrorBody | null {
+    if (!this.runningOn(hostId, header.tid, header.attempt)) {
+      return { code: 'E_NOT_ASSIGNED', message: `${header.tid} attempt ${header.attempt} is not running on this host` };
+    }
+    return this.images.add(header, piece);
+  }
+
+  /**
+   * The task has left its host, its image (if any) received whole: it is placed again at once,
+   * on another host when there is one, and starts from the image.
+   */
+  migrated(hostId: string, m: HostMessageOf<'migrated'>): ErrorBody | null {
+    const task = this.runningOn(hostId, m.tid, m.attempt);
+    if (!task) return { code: 'E_NOT_ASSIGNED', message: `${m.tid} attempt ${m.attempt} is not running on this host` };
+    let refused: ErrorBody | null = null;
+    if (m.imageBytes !== null) {
+      const image = this.images.take(m.tid, m.attempt);
+      if (image && image.byteLength === m.imageBytes) task.image = image;
+      else refused = { code: 'E_BAD_FRAME', message: `the image of ${m.tid} did not arrive whole: it restarts from its last checkpoint` };
+    }
+    this.images.forget(m.tid);
+    const migration = task.migration ?? { reason: 'order', from: hostId, left: true, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
+    task.migration = { ...migration, left: true, obtrusivenessMs: m.obtrusivenessMs, frozen: m.frozen, bytes: m.imageBytes ?? 0 };
+    this.hosts.get(hostId)?.assigned.delete(task.tid);
+    task.runs.delete(m.attempt);
+    this.transition(task, 'pending');
+    task.hostId = null;
+    task.avoid = hostId;
+    task.job.spawned.push(task);
+    this.scheduleDispatch();
+    return refused;
+  }
+
+  /** The migrated task runs again: its migration is recorded with its timings. */
+  resumed(hostId: string, tid: string, attempt: number): void {
+    const task = this.runningOn(hostId, tid, attempt);
+    if (!task?.migration) return;
+    this.recordMigration(task, hostId);
+  }
+
+  /** Orders the task to move (`POST /api/tasks/:tid/migrate`): its host freezes it and sends its image. */
+  orderMigration(tid: string): { hostId: string } | ErrorBody {
+    const task = this.tasks.get(tid);
+    if (!task) return { code: 'E_NOT_FOUND', message: `no task ${tid} in an unfinished job` };
+    const host = task.state === 'running' && task.hostId ? this.hosts.get(task.hostId) : undefined;
+    if (!host?.link || this.leaving(task)) return { code: 'E_CONFLICT', message: `${tid} is not running on a connected host now` };
+    host.link.send({ type: 'migrate', tasks: [{ tid, attempt: task.attempt }] });
+    return { hostId: host.hostId };
+  }
+
+  /** Between the event and the image: the task is still on the host it is leaving. */
+  private leaving(task: TaskRun): boolean {
+    return task.migration !== null && !task.migration.left;
+  }
+
+  private runningOn(hostId: string, tid: string, attempt: number): TaskRun | null {
+    const task = this.tasks.get(tid);
+    return task && task.state === 'running' && task.attempt === attempt && task.hostId === hostId ? task : null;
+  }
+
+  private recordMigration(task: TaskRun, to: string | null): void {
+    const m = task.migration;
+    if (!m) return;
+    task.migration = null;
+    task.job.stored.migrations++;
+    this.dirtyJobs.add(task.job);
+    this.writes.schedule();
+    this.opts.migrations?.record({
+      type: 'migration',
+      jobId: task.job.stored.id,
+      tid: task.tid,
+      reason: m.reason,
+      from: m.from,
+      to,
+      at: new Date(m.since).toISOString(),
+      obtrusivenessMs: m.obtrusivenessMs,
+      latencyMs: to === null ? null : this.now() - m.since,
+      bytes: m.bytes,
+      path: 'coordinator',
+      frozen: m.frozen,
+    });
+  }
+
   /** Where tasks run now: the host and its PeerJS id, or nulls while a task runs nowhere. */
   locate(tids: string[]): { tid: string; hostId: string | null; peerId: string | null }[] {
     return tids.map((tid) => {
       const task = this.tasks.get(tid);
-      const host = task?.state === 'running' && task.hostId ? this.hosts.get(task.hostId) : undefined;
+      const host = task?.state === 'running' && task.hostId && !this.leaving(task) ? this.hosts.get(task.hostId) : undefined;
       return host?.link ? { tid, hostId: host.hostId, peerId: host.peerId } : { tid, hostId: null, peerId: null };
     });
   }
@@ -549,9 +684,12 @@ export class Scheduler {
     const jobOf = (tid: string) => tid.slice(0, tid.lastIndexOf('.'));
     if (jobOf(from) !== jobOf(to)) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
     const host = this.hosts.get(hostId);
-    // the sender may have ended since (a re-send after a broken channel): its last host still counts
+    // The sender may have ended or moved since (a re-send after a broken channel), or the receiver
+    // may have moved away from this host (a late message handed on): a host that ran either counts.
     const holds =
-      this.tasks.get(from)?.hostId === hostId || [...(host?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
+      this.tasks.get(from)?.ranOn.has(hostId) ||
+      this.tasks.get(to)?.ranOn.has(hostId) ||
+      [...(host?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
     if (!holds) return { code: 'E_FORBIDDEN', message: `this host runs no task of job ${jobOf(from)}` };
     if (!this.router.route(destination, bytes)) {
       return { code: 'E_TOO_LARGE', message: 'the coordinator holds too many messages for tasks not started yet' };
@@ -601,7 +739,9 @@ export class Scheduler {
     };
     for (const job of this.active) {
       for (const task of job.spawned.splice(0)) {
-        add(hosts.reduce((best, h) => (h.assigned.size / h.slots < best.assigned.size / best.slots ? h : best)), task);
+        const elsewhere = hosts.filter((h) => h.hostId !== task.avoid);
+        const candidates = elsewhere.length ? elsewhere : hosts;
+        add(candidates.reduce((best, h) => (h.assigned.size / h.slots < best.assigned.size / best.slots ? h : best)), task);
       }
     }
     for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
@@ -619,6 +759,11 @@ export class Scheduler {
     }
     for (const [host, tasks] of batches) {
       const link = host.link!;
+      // An image goes before the assignment that names it: the host finds it whole.
+      for (const task of tasks) {
+        const image = task.image === undefined ? null : this.tasks.get(task.tid)?.image;
+        if (image) for (const part of imageParts(task.tid, task.attempt, image)) link.sendBinary(part);
+      }
       for (let i = 0; i < tasks.length; i += LIMITS.itemsPerBatch) {
         link.send({ type: 'assign', tasks: tasks.slice(i, i + LIMITS.itemsPerBatch) });
       }
@@ -652,6 +797,8 @@ export class Scheduler {
     const job = task.job;
     task.attempt++;
     task.hostId = host.hostId;
+    task.avoid = null;
+    task.ranOn.add(host.hostId);
     task.runs.set(task.attempt, host.hostId);
     this.transition(task, 'running');
     this.startDeadline(task);
@@ -667,7 +814,8 @@ export class Scheduler {
       name: task.name,
       programUrl: this.opts.programUrl(job.stored.programHash),
       input: task.input,
-      resume: task.checkpoint,
+      resume: task.image ? null : task.checkpoint,
+      ...(task.image ? { image: task.image.byteLength } : {}),
       seed: seedOf(task.tid),
       timeoutMs: job.stored.options.taskTimeoutMs,
     };
@@ -705,7 +853,12 @@ export class Scheduler {
       this.timed.delete(task);
     }
     this.dirtyTasks.add(task);
-    if (TERMINAL.has(state)) this.ended(task);
+    if (TERMINAL.has(state)) {
+      // A task that ends before running again elsewhere still had its migration.
+      this.recordMigration(task, null);
+      task.image = null;
+      this.ended(task);
+    }
   }
 
   /** A task ended for good: it leaves its groups, its watchers hear of it, its waiting messages go. */
@@ -748,7 +901,8 @@ export class Scheduler {
   private whereabouts(tid: string): Whereabouts {
     const task = this.tasks.get(tid);
     if (!task || TERMINAL.has(task.state)) return { kind: 'gone' };
-    const link = task.state === 'running' && task.hostId ? this.hosts.get(task.hostId)?.link : null;
+    // MPVM's flush: messages for a migrating task wait here until it runs again.
+    const link = task.state === 'running' && task.hostId && !this.leaving(task) ? this.hosts.get(task.hostId)?.link : null;
     return link ? { kind: 'held-by', send: (bytes) => link.sendBinary(bytes) } : { kind: 'not-started' };
   }
 
@@ -765,8 +919,10 @@ export class Scheduler {
   }
 
   private failAttempt(task: TaskRun, error: ErrorBody): void {
+    this.recordMigration(task, null);
     task.error = error;
-    if (task.attempt < task.job.stored.options.maxAttempts) {
+    task.failures++;
+    if (task.failures < task.job.stored.options.maxAttempts) {
       this.transition(task, 'pending');
       task.hostId = null;
       task.job.retries.push(task);
@@ -914,6 +1070,11 @@ export class Scheduler {
       lastSent: new Map(),
       answers: new Map(),
       inBarrier: null,
+      failures: 0,
+      ranOn: new Set(),
+      image: null,
+      migration: null,
+      avoid: null,
     };
     job.tasks![index] = task;
     this.tasks.set(task.tid, task);

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { MigrationEvent } from '@webpvm/vm-protocol';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
 import { type StoredJob, emptyBatch } from '../src/store/store.ts';
@@ -40,6 +42,22 @@ const task = (jobId: string, index: number, input: unknown) => ({
   checkpoint: null,
   messagesIn: 0,
   messagesOut: 0,
+});
+
+const migration = (id: number, jobId: string): MigrationEvent => ({
+  id,
+  type: 'migration',
+  jobId,
+  tid: `${jobId}.0`,
+  reason: 'input',
+  from: 'ha',
+  to: 'hb',
+  at: new Date(id * 1000).toISOString(),
+  obtrusivenessMs: 3,
+  latencyMs: 40,
+  bytes: 1024,
+  path: 'channel',
+  frozen: true,
 });
 
 describe('SqliteStore', () => {
@@ -110,5 +128,45 @@ describe('SqliteStore', () => {
     await store.commit({ ...emptyBatch(), hosts: [{ ...host, done: 4, secretHash: 'not-overwritten' }] });
     expect(await store.getHost('h1')).toEqual({ ...host, done: 4 });
     await store.close();
+  });
+
+  it('lists events after an id or the latest ones, oldest first, of a job or of an owner', async () => {
+    const store = new SqliteStore(':memory:');
+    await store.commit({ ...emptyBatch(), jobs: [job('ja', 1), job('jb', 2, 'bob')] });
+    expect(await store.lastEventId()).toBe(0);
+    await store.appendEvents([migration(1, 'ja'), migration(2, 'jb'), migration(3, 'ja')]);
+    await store.appendEvents([migration(4, 'jb'), migration(5, 'ja')]);
+    const ids = (events: MigrationEvent[]) => events.map((e) => e.id);
+
+    expect(await store.lastEventId()).toBe(5);
+    expect(await store.listEvents({ jobId: null, owner: null, afterId: 0, limit: 10 })).toEqual([1, 2, 3, 4, 5].map((id) => migration(id, id % 2 ? 'ja' : 'jb')));
+    expect(ids(await store.listEvents({ jobId: null, owner: null, afterId: 2, limit: 2 }))).toEqual([3, 4]);
+    expect(ids(await store.listEvents({ jobId: null, owner: null, afterId: null, limit: 2 }))).toEqual([4, 5]);
+    expect(ids(await store.listEvents({ jobId: 'ja', owner: null, afterId: 1, limit: 10 }))).toEqual([3, 5]);
+    expect(ids(await store.listEvents({ jobId: 'ja', owner: null, afterId: null, limit: 1 }))).toEqual([5]);
+    expect(ids(await store.listEvents({ jobId: null, owner: 'bob', afterId: 0, limit: 10 }))).toEqual([2, 4]);
+    expect(ids(await store.listEvents({ jobId: null, owner: 'alice', afterId: null, limit: 2 }))).toEqual([3, 5]);
+    expect(ids(await store.listEvents({ jobId: 'ja', owner: 'bob', afterId: 0, limit: 10 }))).toEqual([]);
+    await expect(store.appendEvents([migration(6, 'ja'), migration(5, 'ja')])).rejects.toThrow();
+    expect(await store.lastEventId()).toBe(5);
+    await store.close();
+  });
+
+  it('adds the events table to a database file made before it existed', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-store-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'db.sqlite');
+    await new SqliteStore(file).close();
+    const old = new Database(file);
+    old.exec('DROP TABLE events');
+    old.close();
+
+    const store = new SqliteStore(file);
+    await store.appendEvents([migration(7, 'ja')]);
+    expect(await store.listEvents({ jobId: 'ja', owner: null, afterId: 0, limit: 10 })).toEqual([migration(7, 'ja')]);
+    await store.close();
+    const reopened = new SqliteStore(file);
+    expect(await reopened.lastEventId()).toBe(7);
+    await reopened.close();
   });
 });

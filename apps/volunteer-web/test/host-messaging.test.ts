@@ -9,7 +9,7 @@ const seqOf = (bytes: Uint8Array): string => {
   const decoded = decodeEnvelope(bytes);
   if (!decoded.ok) throw new Error(decoded.error.message);
   const h: EnvelopeHeader = decoded.value.header;
-  return h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : `ack ${h.of}>${h.by}:${h.seq}`;
+  return h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : h.type === 'ack' ? `ack ${h.of}>${h.by}:${h.seq}` : `part ${h.tid}`;
 };
 const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, message: { from, to, tag: 1, seq, data } });
 

@@ -4,7 +4,8 @@ import { assignment } from './support/assignments.ts';
 import { memoryStore } from './support/memory-store.ts';
 import { settle, startHost, welcome } from './support/start-host.ts';
 
-const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4] };
+const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4], sent: [], requests: 0 };
+const taken = (tid: string) => ({ type: 'checkpoint', tid, frozen: false, checkpoint, stateBuffers: [], received: 0, unread: [] });
 
 let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
@@ -42,9 +43,9 @@ describe('HostRuntime', () => {
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     expect(host.workers[0]!.received[0]).toMatchObject({ type: 'start', checkpointIntervalMs: 100 });
 
-    host.workers[0]!.emit({ type: 'checkpoint', tid: 'joba.0', checkpoint });
+    host.workers[0]!.emit(taken('joba.0'));
     await settle();
-    expect(host.store.data.get('ckpt:joba.0')).toEqual({ attempt: 1, checkpoint });
+    expect(host.store.data.get('ckpt:joba.0')).toEqual({ attempt: 1, checkpoint, stateBuffers: [] });
     expect(host.socket().sentOfType('checkpoint')).toEqual([{ type: 'checkpoint', tid: 'joba.0', attempt: 1, checkpoint }]);
 
     // while the write to IndexedDB has not finished, nothing is sent
@@ -95,7 +96,7 @@ describe('HostRuntime', () => {
     host.socket().close();
     expect(host.runtime.snapshot().connection).toBe('offline');
 
-    host.workers[1]!.emit({ type: 'checkpoint', tid: 'joba.1', checkpoint });
+    host.workers[1]!.emit(taken('joba.1'));
     host.workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 'kept' });
     await settle();
     await vi.advanceTimersByTimeAsync(10);
@@ -163,7 +164,7 @@ describe('HostRuntime', () => {
     stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
-    host.workers[0]!.emit({ type: 'checkpoint', tid: 'joba.0', checkpoint });
+    host.workers[0]!.emit(taken('joba.0'));
     await settle();
     host.socket().receive({ type: 'cancel', tasks: [{ tid: 'joba.0', attempt: 1 }], reason: 'job cancelled' });
     await settle();

@@ -1,22 +1,25 @@
 import type { TaskMessage, TaskOutcome, TaskRef, ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { SlotPool } from '../src/host/slot-pool.ts';
+import { SlotPool, type LeftTask } from '../src/host/slot-pool.ts';
 import { assignment } from './support/assignments.ts';
 import { currentTid, fakeWorkers } from './support/fake-workers.ts';
 
-function setup(slots: number) {
+function setup(slots: number, sharedFlags = false) {
   const { spawn, workers } = fakeWorkers();
   const outcomes: TaskOutcome[] = [];
   const logs: string[] = [];
   const sends: [TaskRef, TaskMessage][] = [];
   const started: string[] = [];
+  const left: LeftTask[] = [];
   const pool = new SlotPool({
     slots,
     spawn,
     checkpointIntervalMs: () => 250,
+    sharedFlags,
     events: {
       outcome: (o) => outcomes.push(o),
       checkpoint: () => undefined,
+      left: (task) => left.push(task),
       progress: () => undefined,
       log: (_ref, line) => logs.push(line),
       started: (ref) => started.push(ref.tid),
@@ -25,7 +28,7 @@ function setup(slots: number) {
       change: () => undefined,
     },
   });
-  return { pool, workers, outcomes, logs, sends, started };
+  return { pool, workers, outcomes, logs, sends, started, left };
 }
 
 afterEach(() => vi.useRealTimers());
@@ -168,5 +171,80 @@ describe('SlotPool', () => {
       ['joba.0', 'E_FORBIDDEN'],
       ['joba.1', 'E_FORBIDDEN'],
     ]);
+  });
+});
+
+describe('SlotPool evacuation', () => {
+  const frozen = (tid: string) => ({
+    type: 'checkpoint',
+    tid,
+    frozen: true,
+    checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4], sent: [], requests: 0 },
+    stateBuffers: [],
+    received: 2,
+    unread: [2],
+  });
+
+  it('asks a running task to freeze and lets it leave with the checkpoint it froze at, its worker terminated at once', () => {
+    vi.useFakeTimers();
+    const { pool, workers, left, outcomes } = setup(1);
+    pool.assign([assignment('joba', 0)]);
+    pool.evacuate('all', 20);
+    expect(workers[0]!.received.at(-1)).toEqual({ type: 'freeze', tid: 'joba.0' });
+    vi.advanceTimersByTime(5);
+    workers[0]!.emit(frozen('joba.0'));
+    expect(workers[0]!.terminated).toBe(true);
+    expect(left).toEqual([expect.objectContaining({ started: true, frozen: expect.objectContaining({ received: 2, unread: [2] }), obtrusivenessMs: expect.any(Number) })]);
+    expect(left[0]!.assignment.tid).toBe('joba.0');
+    expect(pool.running()).toEqual([]);
+    vi.advanceTimersByTime(100);
+    expect(left).toHaveLength(1);
+    expect(outcomes).toEqual([]);
+  });
+
+  it('terminates a task that does not reach a safe point within the grace period; it leaves with no checkpoint', () => {
+    vi.useFakeTimers();
+    const { pool, workers, left } = setup(1);
+    pool.assign([assignment('joba', 0)]);
+    pool.evacuate('all', 20);
+    vi.advanceTimersByTime(19);
+    expect(workers[0]!.terminated).toBe(false);
+    vi.advanceTimersByTime(1);
+    expect(workers[0]!.terminated).toBe(true);
+    expect(left).toEqual([expect.objectContaining({ started: true, frozen: null })]);
+    // a frozen checkpoint that comes after the worker was given up is ignored
+    workers[0]!.emit(frozen('joba.0'));
+    expect(left).toHaveLength(1);
+  });
+
+  it('lets queued tasks leave as they came, and only the tasks asked for', () => {
+    const { pool, workers, left } = setup(1);
+    pool.assign([assignment('joba', 0), assignment('joba', 1), assignment('joba', 2)]);
+    pool.evacuate(new Set(['joba.1']), 20);
+    expect(left).toEqual([expect.objectContaining({ started: false, frozen: null, obtrusivenessMs: 0 })]);
+    expect(left[0]!.assignment.tid).toBe('joba.1');
+    expect(pool.held().map((r) => r.tid)).toEqual(['joba.0', 'joba.2']);
+    pool.evacuate('all', 0);
+    expect(left.map((t) => t.assignment.tid)).toEqual(['joba.1', 'joba.2', 'joba.0']);
+    expect(workers[0]!.terminated).toBe(true);
+    expect(pool.workersAlive).toBe(0);
+  });
+
+  it('raises a freeze in shared memory, with no message, when the page is cross-origin isolated', () => {
+    const { pool, workers } = setup(1, true);
+    pool.assign([assignment('joba', 0)]);
+    const start = workers[0]!.received[0] as Extract<ToWorker, { type: 'start' }>;
+    const flag = new Int32Array(start.freezeFlag!);
+    expect(Atomics.load(flag, 0)).toBe(0);
+    pool.evacuate('all', 20);
+    expect(Atomics.load(flag, 0)).toBe(1);
+    expect(workers[0]!.received.some((m) => m.type === 'freeze')).toBe(false);
+  });
+
+  it('hands a resuming task its state bytes and mailbox with its start', () => {
+    const { pool, workers } = setup(1);
+    const mailbox = [{ from: 'joba.3', to: 'joba.0', tag: 1, seq: 4, data: 'x' }];
+    pool.assign([assignment('joba', 0)], new Map([['joba.0', { stateBuffers: [new Uint8Array([1, 2])], mailbox }]]));
+    expect(workers[0]!.received[0]).toMatchObject({ type: 'start', stateBuffers: [new Uint8Array([1, 2])], mailbox });
   });
 });

@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LIMITS } from '@webpvm/vm-protocol';
+import { LIMITS, decodeValue, encodeValue } from '@webpvm/vm-protocol';
 import { Rng } from '../src/runtime/index.ts';
 import { bundleProgram } from '../src/node/bundle-program.ts';
-import { fakeWorker, program } from './fake-worker.ts';
+import { fakeWorker, program, settle } from './fake-worker.ts';
 
 describe('runTaskWorker', () => {
   it('runs the default export with (ctx, input) and posts its result', async () => {
@@ -63,15 +63,17 @@ describe('runTaskWorker', () => {
     expect(every.of('checkpoint').map((m) => m.checkpoint.state)).toEqual([{ i: 1 }, { i: 2 }, { i: 3 }, { i: 4 }, { i: 5 }]);
   });
 
-  it('takes checkpoint states as JSON and refuses what JSON cannot carry', async () => {
+  it('keeps checkpoint states value-encoded, typed arrays as bytes, and refuses what cannot travel', async () => {
     const worker = fakeWorker();
     const done = await worker.run({
       programUrl: program(
-        'export default async (ctx) => { await ctx.checkpoint({ a: undefined, d: new Date(0), n: 1 }); try { await ctx.checkpoint({ big: 1n }); } catch (e) { return e.message; } }',
+        'export default async (ctx) => { await ctx.checkpoint({ a: undefined, f: new Float64Array([1.5, -0]), n: 1 }); try { await ctx.checkpoint({ d: new Date(0) }); } catch (e) { return e.code + " " + e.message; } }',
       ),
     });
-    expect(worker.of('checkpoint')[0]?.checkpoint.state).toEqual({ d: '1970-01-01T00:00:00.000Z', n: 1 });
-    expect(done).toMatchObject({ ok: true, value: expect.stringMatching(/^the checkpoint state is not JSON-serializable/) });
+    const [taken] = worker.of('checkpoint');
+    expect(decodeValue(taken!.checkpoint.state, taken!.stateBuffers)).toEqual({ a: undefined, f: new Float64Array([1.5, -0]), n: 1 });
+    expect(taken!.stateBuffers).toHaveLength(1);
+    expect(done).toMatchObject({ ok: true, value: expect.stringMatching(/^E_BAD_REQUEST the checkpoint state cannot be kept: .*Date/) });
   });
 
   it('fails a result that JSON cannot carry, and turns an undefined result into null', async () => {
@@ -154,5 +156,54 @@ describe('replay from a checkpoint', () => {
       const done = await restarted.run({ tid: `job1.${n}`, programUrl: piUrl, input, seed: 5, attempt: 2, resume: checkpoint });
       expect(done).toEqual({ ...expected, tid: `job1.${n}` });
     }
+  });
+});
+
+describe('freeze and resume', () => {
+  const LOOP = program(
+    'export default async (ctx) => { let s = ctx.resume ?? { i: 0, got: [] }; while (s.i < 1e9) { s = { ...s, i: s.i + 1 }; await ctx.checkpoint(s); if (s.i % 50 === 0) await new Promise((r) => setTimeout(r, 0)); } }',
+  );
+
+  it('stops at the next checkpoint after a freeze message and reports it frozen, with counters and unread deliveries', async () => {
+    const worker = fakeWorker();
+    void worker.run({ programUrl: LOOP }, 60_000);
+    await settle();
+    worker.deliver('job1.0', { from: 'job1.5', tag: 1, seq: 1, data: 'a' }, { from: 'job1.5', tag: 1, seq: 2, data: 'b' });
+    worker.send({ type: 'freeze', tid: 'job1.0' });
+    await expect.poll(() => worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
+    const frozen = worker.of('checkpoint').find((c) => c.frozen)!;
+    expect(frozen).toMatchObject({ received: 2, unread: [1, 2], checkpoint: { sent: [], requests: 0 } });
+    const before = (frozen.checkpoint.state as { i: number }).i;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
+    expect(worker.of('done')).toHaveLength(0);
+    expect(before).toBeGreaterThan(0);
+  });
+
+  it('reads a freeze from a shared flag, with no message', async () => {
+    const worker = fakeWorker();
+    const flag = new SharedArrayBuffer(4);
+    const full = { tid: 'job1.0', attempt: 1, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: LOOP };
+    worker.send({ type: 'start', task: full, checkpointIntervalMs: 60_000, freezeFlag: flag });
+    await settle();
+    Atomics.store(new Int32Array(flag), 0, 1);
+    await expect.poll(() => worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
+  });
+
+  it('resumes with its state bytes, its mailbox first, and seqs and request ids going on from the checkpoint', async () => {
+    const state = encodeValue({ v: new Uint8Array([7, 8]) });
+    const worker = fakeWorker((op) => ({ ok: true, value: op.kind === 'size' ? 3 : null }));
+    const full = {
+      tid: 'job1.0', attempt: 2, jobId: 'job1', parent: null, name: null, input: null, seed: 1, timeoutMs: null,
+      resume: { state: state.json, rng: [1, 2, 3, 4] as [number, number, number, number], sent: [{ to: 'job1.1', seq: 4 }], requests: 6 },
+      programUrl: program(
+        'export default async (ctx) => { const m = await ctx.recv(); ctx.send("job1.1", 1, 0); await ctx.groupSize("g"); return { v: [...ctx.resume.v], m: m.data }; }',
+      ),
+    };
+    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, stateBuffers: state.buffers, mailbox: [{ from: 'job1.2', to: 'job1.0', tag: 1, seq: 9, data: 'first' }] });
+    await expect.poll(() => worker.of('done')).toHaveLength(1);
+    expect(worker.of('done')[0]).toMatchObject({ ok: true, value: { v: [7, 8], m: 'first' } });
+    expect(worker.of('send')[0]?.message.seq).toBe(5);
+    expect(worker.of('request')[0]?.requestId).toBe(7);
   });
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ERRORS, type ErrorCode } from './errors.ts';
+import { MigrationReason } from './host.ts';
 import { JobId } from './ids.ts';
 import { LIMITS } from './limits.ts';
 
@@ -107,3 +108,32 @@ export const ApiError = z.object({
   }),
 });
 export type ApiError = z.infer<typeof ApiError>;
+
+/**
+ * One task migration, MPVM's four stages timed: `obtrusivenessMs` from the event to the worker
+ * terminated on the old host, `latencyMs` from the event to the task running again on the new
+ * one (null until then, or when it never ran again). `frozen` says whether the task stopped at
+ * a safe point (false: its worker was terminated and it replayed from its last checkpoint).
+ */
+export const MigrationEvent = z.object({
+  id: z.number().int().nonnegative(),
+  type: z.literal('migration'),
+  jobId: JobId,
+  tid: z.string(),
+  reason: MigrationReason,
+  from: z.string(),
+  to: z.string().nullable(),
+  /** ISO time of the event. */
+  at: z.string(),
+  obtrusivenessMs: z.number().nonnegative(),
+  latencyMs: z.number().nonnegative().nullable(),
+  /** The image's size: state, unread messages, seqs. */
+  bytes: z.number().int().nonnegative(),
+  /** How the image went from the old host to the new one. */
+  path: z.enum(['coordinator', 'channel']),
+  frozen: z.boolean(),
+});
+export type MigrationEvent = z.infer<typeof MigrationEvent>;
+
+export const MigrationList = z.object({ migrations: z.array(MigrationEvent) });
+export type MigrationList = z.infer<typeof MigrationList>;

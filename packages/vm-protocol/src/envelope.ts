@@ -32,7 +32,21 @@ export type MessageHeader = z.infer<typeof MessageHeader>;
 export const AckHeader = z.object({ type: z.literal('ack'), of: Tid, by: Tid, seq: Seq });
 export type AckHeader = z.infer<typeof AckHeader>;
 
-export const EnvelopeHeader = z.discriminatedUnion('type', [MessageHeader, AckHeader]);
+/**
+ * One piece of a migrating task's image (task-image.ts), `index` of `count`, for attempt
+ * `attempt` of `tid`: images go in pieces so that no frame outgrows LIMITS.frameBytes.
+ */
+export const ImagePartHeader = z.object({
+  type: z.literal('part'),
+  tid: Tid,
+  attempt: z.number().int().min(1).max(1_000_000),
+  index: z.number().int().nonnegative(),
+  count: z.number().int().min(1).max(Math.ceil(LIMITS.imageBytes / LIMITS.imagePartBytes)),
+  sizes: z.tuple([z.number().int().nonnegative().max(LIMITS.imagePartBytes)]),
+});
+export type ImagePartHeader = z.infer<typeof ImagePartHeader>;
+
+export const EnvelopeHeader = z.discriminatedUnion('type', [MessageHeader, AckHeader, ImagePartHeader]);
 export type EnvelopeHeader = z.infer<typeof EnvelopeHeader>;
 
 /** A message as the program sees it, before encoding and after decoding. */
@@ -54,6 +68,15 @@ export interface Envelope {
 const FIELDS_BYTES = 4 * 1024 * 1024;
 /** The header holds the data's JSON, which LIMITS.messageBytes bounds together with the byte segments. */
 const MAX_ENVELOPE_BYTES = LIMITS.messageBytes + FIELDS_BYTES;
+
+/** Cuts a task image into the frames that carry it. */
+export function imageParts(tid: string, attempt: number, image: Uint8Array): Uint8Array[] {
+  const count = Math.max(1, Math.ceil(image.byteLength / LIMITS.imagePartBytes));
+  return Array.from({ length: count }, (_, index) => {
+    const piece = image.subarray(index * LIMITS.imagePartBytes, (index + 1) * LIMITS.imagePartBytes);
+    return encodeEnvelope({ type: 'part', tid, attempt, index, count, sizes: [piece.byteLength] }, [piece]);
+  });
+}
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
@@ -93,7 +116,7 @@ export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
   const header = parsed.data;
   const buffers: Uint8Array[] = [];
   let offset = 4 + headLength;
-  for (const size of header.type === 'msg' ? header.sizes : []) {
+  for (const size of header.type === 'ack' ? [] : header.sizes) {
     if (offset + size > bytes.byteLength) return bad('envelope byte segments run past its end');
     buffers.push(bytes.subarray(offset, offset + size));
     offset += size;

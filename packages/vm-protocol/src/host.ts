@@ -10,10 +10,16 @@ const Uint32 = z.number().int().min(0).max(0xffffffff);
 const Attempt = z.number().int().min(1).max(1_000_000);
 const Fraction = z.number().min(0).max(1);
 
-/** Where a task is up to: the state handed to `ctx.checkpoint` and the random generator beside it. */
+/**
+ * Where a task is up to: the state handed to `ctx.checkpoint` (value-encoded, value-codec.ts,
+ * with no byte segments: a state with typed arrays stays on its host and travels in images),
+ * the random generator beside it, and the seqs and request count it resumes with.
+ */
 export const Checkpoint = z.object({
   state: z.unknown(),
   rng: z.tuple([Uint32, Uint32, Uint32, Uint32]),
+  sent: z.array(z.object({ to: Tid, seq: z.number().int().nonnegative() })).max(LIMITS.tasksPerJob).optional(),
+  requests: z.number().int().nonnegative().optional(),
 });
 export type Checkpoint = z.infer<typeof Checkpoint>;
 
@@ -117,6 +123,35 @@ export const LogMsg = z.object({
   line: z.string().max(LIMITS.logLineChars),
 });
 
+/** What made a task move: the person at the host came back, the page is going, or the coordinator said so. */
+export const MigrationReason = z.enum(['hidden', 'input', 'idle-detector', 'pagehide', 'freeze', 'beforeunload', 'battery', 'order']);
+export type MigrationReason = z.infer<typeof MigrationReason>;
+
+/** MPVM's event: these tasks are leaving this host; messages for them wait at the coordinator from now on. */
+export const MigratingMsg = z.object({
+  type: z.literal('migrating'),
+  tasks: batch(TaskRef),
+  reason: MigrationReason,
+});
+
+/**
+ * A task has left this host. Its image (task-image.ts) came just before, in `part` frames, unless
+ * `imageBytes` is null: a task that had not started goes back as it was assigned.
+ */
+export const MigratedMsg = z.object({
+  type: z.literal('migrated'),
+  tid: Tid,
+  attempt: Attempt,
+  imageBytes: z.number().int().positive().max(LIMITS.imageBytes).nullable(),
+  /** True when the worker stopped at a safe point; false when it was terminated and replay covers the rest. */
+  frozen: z.boolean(),
+  /** Event → worker terminated on this host (MPVM's obtrusiveness). */
+  obtrusivenessMs: z.number().nonnegative().max(3_600_000),
+});
+
+/** A migrated task runs again on this host: the end of its migration. */
+export const ResumedMsg = z.object({ type: z.literal('resumed'), tid: Tid, attempt: Attempt });
+
 export const HostMessage = z.discriminatedUnion('type', [
   HelloMsg,
   HeartbeatMsg,
@@ -127,6 +162,9 @@ export const HostMessage = z.discriminatedUnion('type', [
   LogMsg,
   RequestMsg,
   LocateMsg,
+  MigratingMsg,
+  MigratedMsg,
+  ResumedMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -158,6 +196,8 @@ export const TaskAssignment = z.object({
   programUrl: z.string().max(512),
   input: z.unknown(),
   resume: Checkpoint.nullable(),
+  /** The size of the task's image, sent just before in `part` frames, when it resumes from a migration. */
+  image: z.number().int().positive().max(LIMITS.imageBytes).optional(),
   seed: Uint32,
   timeoutMs: z.number().int().positive().nullable(),
 });
@@ -193,7 +233,16 @@ export const ErrorMsg = z.object({
   ref: z.string().max(64).nullable(),
 });
 
-export const CoordinatorMessage = z.union([WelcomeMsg, AssignMsg, CancelMsg, AckMsg, ReplyMsg, RoutesMsg, ErrorMsg]);
+/** The coordinator orders these tasks to move (load balance, drain, `POST /api/tasks/:tid/migrate`). */
+export const MigrateMsg = z.object({ type: z.literal('migrate'), tasks: batch(TaskRef) });
+
+/**
+ * A host left the coordinator: data channels to its PeerJS id are dead even if WebRTC has not
+ * noticed yet, so what was sent over them unacknowledged goes through the relay now.
+ */
+export const PeerGoneMsg = z.object({ type: z.literal('peer-gone'), peerId: z.string().max(LIMITS.idChars) });
+
+export const CoordinatorMessage = z.union([WelcomeMsg, AssignMsg, CancelMsg, AckMsg, ReplyMsg, RoutesMsg, ErrorMsg, MigrateMsg, PeerGoneMsg]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 
 export type HostMessageOf<T extends HostMessage['type']> = Extract<HostMessage, { type: T }>;

@@ -7,3 +7,4 @@ export * from './limits.ts';
 export * from './worker.ts';
 export * from './envelope.ts';
 export * from './value-codec.ts';
+export * from './task-image.ts';

@@ -15,6 +15,11 @@ export const LIMITS = {
   /** One task's serialized input, result or checkpoint. */
   valueBytes: 8 * 1024 * 1024,
   itemsPerBatch: 1024,
+  /** One checkpoint state, value-encoded; a 64 MiB Float64Array fits. */
+  stateBytes: 128 * 1024 * 1024,
+  /** A migrating task's image (state + unread messages), and the pieces it travels in. */
+  imageBytes: 192 * 1024 * 1024,
+  imagePartBytes: 1024 * 1024,
   slotsPerHost: 64,
   nameChars: 200,
   logLineChars: 4096,

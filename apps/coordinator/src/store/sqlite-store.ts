@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Checkpoint, ErrorBody, JobState, TaskCounts, TaskState } from '@webpvm/vm-protocol';
-import type { JobOptions, Store, StoredHost, StoredJob, StoredTask, StoredToken, WriteBatch } from './store.ts';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState } from '@webpvm/vm-protocol';
+import type { EventQuery, JobOptions, Store, StoredHost, StoredJob, StoredTask, StoredToken, WriteBatch } from './store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS jobs (
@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS hosts (
   host_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_agent TEXT NOT NULL,
   created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, done INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
 `;
 
 interface JobRow {
@@ -58,6 +60,11 @@ interface TaskRow {
   checkpoint: string | null;
   messages_in: number;
   messages_out: number;
+}
+
+interface EventRow {
+  id: number;
+  body: string;
 }
 
 const json = (value: unknown): string => JSON.stringify(value ?? null);
@@ -99,11 +106,17 @@ function taskFromRow(r: TaskRow): StoredTask {
   };
 }
 
+/** The id lives in its own column; the body is the rest of the event, whatever its type. */
+const eventFromRow = (r: EventRow): MigrationEvent => ({ id: r.id, ...(JSON.parse(r.body) as Omit<MigrationEvent, 'id'>) });
+
 /** The embedded default: one SQLite file under the data directory, written in WAL mode. */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly commitTx: (batch: WriteBatch) => void;
+  private readonly appendEventsTx: (events: MigrationEvent[]) => void;
+  /** One prepared statement per shape of event query, made when first asked for. */
+  private readonly eventQueries = new Map<string, Database.Statement>();
 
   constructor(file: string) {
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -140,7 +153,12 @@ export class SqliteStore implements Store {
       findToken: db.prepare(`SELECT * FROM tokens WHERE hash = ?`),
       countTokens: db.prepare(`SELECT COUNT(*) AS n FROM tokens`),
       getHost: db.prepare(`SELECT * FROM hosts WHERE host_id = ?`),
+      insertEvent: db.prepare(`INSERT INTO events VALUES (?, ?, ?, ?)`),
+      lastEventId: db.prepare(`SELECT COALESCE(MAX(id), 0) AS id FROM events`),
     };
+    this.appendEventsTx = db.transaction((events: MigrationEvent[]) => {
+      for (const { id, ...body } of events) this.stmts.insertEvent.run(id, body.jobId, body.type, json(body));
+    });
     this.commitTx = db.transaction((batch: WriteBatch) => {
       for (const j of batch.jobs) {
         this.stmts.upsertJob.run({
@@ -266,6 +284,39 @@ export class SqliteStore implements Store {
           done: row.done,
         }
       : null;
+  }
+
+  async appendEvents(events: MigrationEvent[]): Promise<void> {
+    this.appendEventsTx(events);
+  }
+
+  async listEvents(query: EventQuery): Promise<MigrationEvent[]> {
+    const latest = query.afterId === null;
+    const rows = this.eventQuery(query.jobId !== null, query.owner !== null, latest).all({
+      job: query.jobId,
+      owner: query.owner,
+      after: query.afterId ?? 0,
+      limit: query.limit,
+    }) as EventRow[];
+    if (latest) rows.reverse();
+    return rows.map(eventFromRow);
+  }
+
+  async lastEventId(): Promise<number> {
+    return (this.stmts.lastEventId.get() as { id: number }).id;
+  }
+
+  /** A filter left out of the SQL, rather than matched against NULL, lets SQLite use the index it needs. */
+  private eventQuery(byJob: boolean, byOwner: boolean, latest: boolean): Database.Statement {
+    const key = `${byJob}:${byOwner}:${latest}`;
+    let statement = this.eventQueries.get(key);
+    if (!statement) {
+      statement = this.db.prepare(`SELECT e.id, e.body FROM events e${byOwner ? ' JOIN jobs j ON j.id = e.job_id' : ''}
+        WHERE e.id > @after${byJob ? ' AND e.job_id = @job' : ''}${byOwner ? ' AND j.owner = @owner' : ''}
+        ORDER BY e.id${latest ? ' DESC' : ''} LIMIT @limit`);
+      this.eventQueries.set(key, statement);
+    }
+    return statement;
   }
 
   async close(): Promise<void> {

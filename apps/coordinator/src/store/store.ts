@@ -1,4 +1,4 @@
-import type { Checkpoint, ErrorBody, JobState, TaskCounts, TaskState } from '@webpvm/vm-protocol';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState } from '@webpvm/vm-protocol';
 
 /** What a job was asked to do, beside its program and inputs. */
 export interface JobOptions {
@@ -77,6 +77,17 @@ export interface WriteBatch {
   hosts: StoredHost[];
 }
 
+/**
+ * Which stored events to read: those of one job or of every job (of one owner, or of all), after
+ * `afterId` in id order; `afterId` null asks for the latest `limit` instead. Either way oldest first.
+ */
+export interface EventQuery {
+  jobId: string | null;
+  owner: string | null;
+  afterId: number | null;
+  limit: number;
+}
+
 export function emptyBatch(): WriteBatch {
   return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], hosts: [] };
 }
@@ -102,5 +113,10 @@ export interface Store {
   findToken(hash: string): Promise<StoredToken | null>;
   countTokens(): Promise<number>;
   getHost(hostId: string): Promise<StoredHost | null>;
+  /** Events keep the ids they were given (event-log.ts); appended in one transaction. */
+  appendEvents(events: MigrationEvent[]): Promise<void>;
+  listEvents(query: EventQuery): Promise<MigrationEvent[]>;
+  /** The largest event id stored, 0 when there is none: where a restarted event log goes on from. */
+  lastEventId(): Promise<number>;
   close(): Promise<void>;
 }

@@ -3,6 +3,7 @@ import { useEffect, useState } from 'react';
 import type { ApiClient } from './api-client.ts';
 import { saveBlob } from './download.ts';
 import { errorText } from './error-text.ts';
+import { MigrationsTable } from './MigrationsTable.tsx';
 import { TasksTable } from './TasksTable.tsx';
 
 /** Enough rows to check a job by eye; the download holds all of them. */
@@ -83,6 +84,7 @@ export function ResultsPanel({ client, job }: { client: ApiClient; job: JobStatu
         </>
       )}
       <TasksTable client={client} job={job} />
+      <MigrationsTable client={client} job={job} />
     </section>
   );
 }

@@ -2,20 +2,16 @@ import type { JobStatus, TaskInfo } from '@webpvm/vm-protocol';
 import { useState } from 'react';
 import type { ApiClient } from './api-client.ts';
 import { errorText } from './error-text.ts';
+import { detailPollMs } from './job-refresh.ts';
 import { usePoll } from './use-poll.ts';
 
 /** Enough rows to follow a PVM job by eye; a bag of 100k tasks is better read from the API. */
 const MAX_ROWS = 1000;
-const POLL_MS = 1000;
-/** A finished job's tasks no longer change much: look again rarely. */
-const FINISHED_POLL_MS = 60_000;
-const FINISHED = new Set<JobStatus['state']>(['done', 'failed', 'cancelled']);
 
 /** Every task of the job: where it runs, how far it is and how many messages it exchanged. */
 export function TasksTable({ client, job }: { client: ApiClient; job: JobStatus }) {
   const [tasks, setTasks] = useState<TaskInfo[] | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const finished = FINISHED.has(job.state);
 
   usePoll(
     async () => {
@@ -26,9 +22,9 @@ export function TasksTable({ client, job }: { client: ApiClient; job: JobStatus 
         setError(errorText(e));
       }
     },
-    finished ? FINISHED_POLL_MS : POLL_MS,
+    detailPollMs(job),
     true,
-    `${job.id}:${finished}`,
+    job.id,
   );
 
   return (

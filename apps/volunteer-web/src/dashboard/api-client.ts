@@ -4,6 +4,7 @@ import {
   JobList,
   JobResults,
   JobStatus,
+  MigrationList,
   SubmitJobResponse,
   TaskList,
   WebpvmError,
@@ -45,6 +46,10 @@ export class ApiClient {
 
   tasks(id: string): Promise<TaskList> {
     return this.#request('GET', `/api/jobs/${encodeURIComponent(id)}/tasks`, TaskList);
+  }
+
+  migrations(id: string): Promise<MigrationList> {
+    return this.#request('GET', `/api/jobs/${encodeURIComponent(id)}/migrations`, MigrationList);
   }
 
   /** The results file exactly as the coordinator serves it, for downloading. */

@@ -6,6 +6,7 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 function headline(s: HostSnapshot): string {
   switch (s.connection) {
     case 'connected':
+      if (s.paused) return 'Connected — paused while you use this computer';
       return `Connected — running ${plural(s.running.length, 'task')} on ${plural(s.slots, 'slot')}`;
     case 'connecting':
       return 'Connecting to the coordinator…';
@@ -14,7 +15,20 @@ function headline(s: HostSnapshot): string {
   }
 }
 
-export function HostView({ runtime }: { runtime: HostRuntime }) {
+/** When a paused host computes again, in the words of its policy. */
+function resumesWhen(s: HostSnapshot, idleMs: number): string {
+  const idle = `${Math.round(idleMs / 100) / 10} s`;
+  switch (s.policy) {
+    case 'hidden':
+      return 'It resumes when you switch to another tab or minimise this window.';
+    case 'idle':
+      return `It resumes when you leave this tab alone for ${idle}, or switch away from it.`;
+    default:
+      return `It resumes after ${idle}.`;
+  }
+}
+
+export function HostView({ runtime, idleMs }: { runtime: HostRuntime; idleMs: number }) {
   const s = useSyncExternalStore(runtime.subscribe, runtime.current);
   return (
     <main className="page">
@@ -35,6 +49,11 @@ export function HostView({ runtime }: { runtime: HostRuntime }) {
           </span>
           {headline(s)}
         </p>
+        {s.paused && (
+          <p className="paused" role="status" data-testid="host-paused">
+            <strong>Paused — your tasks moved to other volunteers.</strong> {resumesWhen(s, idleMs)}
+          </p>
+        )}
         {s.connection === 'offline' && s.pendingResults > 0 && (
           <p className="muted">{plural(s.pendingResults, 'result')} kept safely in this browser until the coordinator is back.</p>
         )}

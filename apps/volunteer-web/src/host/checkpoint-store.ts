@@ -6,13 +6,15 @@ const PREFIX = 'ckpt:';
 export interface StoredCheckpoint {
   attempt: number;
   checkpoint: Checkpoint;
+  /** The byte segments of the value-encoded state. */
+  stateBuffers: Uint8Array[];
 }
 
 const checkpointKey = (tid: string): string => `${PREFIX}${tid}`;
 
 /** Each local task's latest checkpoint, kept until its result is acknowledged. */
-export function saveCheckpoint(store: KeyValueStore, ref: TaskRef, checkpoint: Checkpoint): Promise<void> {
-  const stored: StoredCheckpoint = { attempt: ref.attempt, checkpoint };
+export function saveCheckpoint(store: KeyValueStore, ref: TaskRef, checkpoint: Checkpoint, stateBuffers: Uint8Array[]): Promise<void> {
+  const stored: StoredCheckpoint = { attempt: ref.attempt, checkpoint, stateBuffers };
   return store.set(checkpointKey(ref.tid), stored);
 }
 

@@ -32,6 +32,8 @@ export interface LinkEvents {
   ack(message: CoordinatorMessageOf<'ack'>): void;
   reply(message: CoordinatorMessageOf<'reply'>): void;
   routes(message: CoordinatorMessageOf<'routes'>): void;
+  migrate(message: CoordinatorMessageOf<'migrate'>): void;
+  peerGone(message: CoordinatorMessageOf<'peer-gone'>): void;
   /** Envelope bytes the coordinator relays from another host (a binary frame). */
   relay(bytes: Uint8Array): void;
   stateChange(): void;
@@ -39,7 +41,8 @@ export interface LinkEvents {
 
 export interface LinkOptions {
   url: string;
-  slots: number;
+  /** The slots offered now: 0 while the person at the machine uses it. */
+  slots(): number;
   userAgent: string;
   store: KeyValueStore;
   /** Tasks this page holds, reported in every `hello` so a reconnect does not lose them. */
@@ -81,6 +84,8 @@ export class CoordinatorLink {
     ack: (m) => this.#options.events.ack(m),
     reply: (m) => this.#options.events.reply(m),
     routes: (m) => this.#options.events.routes(m),
+    migrate: (m) => this.#options.events.migrate(m),
+    'peer-gone': (m) => this.#options.events.peerGone(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 
@@ -162,7 +167,7 @@ export class CoordinatorLink {
       type: 'hello',
       protocol: PROTOCOL_VERSION,
       identity: this.#identity,
-      slots: this.#options.slots,
+      slots: this.#options.slots(),
       running: this.#options.heldTasks(),
       userAgent: this.#options.userAgent.slice(0, 512),
     };

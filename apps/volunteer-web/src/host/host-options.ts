@@ -8,9 +8,14 @@ export interface HostOptions {
   policy: ReclaimPolicy;
   /** False with `?p2p=off`: no data channels, every message between hosts goes through the relay. */
   p2p: boolean;
+  /** How long the person must leave the tab alone (`?idleMs=`) before it offers its slots again. */
+  idleMs: number;
 }
 
-/** Reads `?slots=N&policy=…&p2p=off` from the page URL; anything unreadable falls back to the default. */
+const DEFAULT_IDLE_MS = 30_000;
+const MAX_IDLE_MS = 24 * 3600_000;
+
+/** Reads `?slots=N&policy=…&idleMs=N&p2p=off` from the page URL; anything unreadable falls back to the default. */
 export function parseHostOptions(search: string, hardwareConcurrency: number | undefined): HostOptions {
   const params = new URLSearchParams(search);
   const defaultSlots = clampSlots((hardwareConcurrency || 2) - 1);
@@ -18,7 +23,9 @@ export function parseHostOptions(search: string, hardwareConcurrency: number | u
   const slots = params.has('slots') && Number.isInteger(requested) && requested >= 1 ? clampSlots(requested) : defaultSlots;
   const policyParam = params.get('policy');
   const policy = POLICIES.find((p) => p === policyParam) ?? 'idle';
-  return { slots, policy, p2p: params.get('p2p') !== 'off' };
+  const idle = Number(params.get('idleMs'));
+  const idleMs = params.has('idleMs') && Number.isInteger(idle) && idle >= 0 ? Math.min(idle, MAX_IDLE_MS) : DEFAULT_IDLE_MS;
+  return { slots, policy, p2p: params.get('p2p') !== 'off', idleMs };
 }
 
 function clampSlots(n: number): number {

@@ -1,4 +1,17 @@
-import type { Checkpoint, CoordinatorMessageOf, HostMessage, TaskOutcome, TaskRef } from '@webpvm/vm-protocol';
+import {
+  ImageAssembly,
+  LIMITS,
+  decodeImage,
+  encodeImage,
+  imageParts,
+  type Checkpoint,
+  type CoordinatorMessageOf,
+  type HostMessage,
+  type MigrationReason,
+  type TaskAssignment,
+  type TaskOutcome,
+  type TaskRef,
+} from '@webpvm/vm-protocol';
 import { forgetCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint-store.ts';
 import { CoordinatorLink, type ConnectionState, type SocketLike } from './coordinator-link.ts';
 import { CoordinatorOutbox } from './coordinator-outbox.ts';
@@ -11,7 +24,7 @@ import { PeerNetwork, type CreatePeer } from './messaging/peer-network.ts';
 import { MessageRouter, type MessageCounters } from './messaging/router.ts';
 import { PendingResults } from './pending-results.ts';
 import { ProgressBatcher } from './progress-batcher.ts';
-import { SlotPool, type RunningTaskView } from './slot-pool.ts';
+import { SlotPool, type LeftTask, type RunningTaskView, type StartExtras, type WorkerCheckpoint } from './slot-pool.ts';
 import type { SpawnTaskWorker } from './task-worker-handle.ts';
 import { wireValueProblem } from './wire-value.ts';
 
@@ -30,6 +43,24 @@ export interface HostSnapshot {
   workersStarted: number;
   /** Task messages (not acknowledgements or chunks) by the way they went, since the page loaded. */
   messages: MessageCounters & { channelsOpen: number };
+  /** True while the person at the machine uses it: no task runs here and no slot is offered. */
+  paused: boolean;
+  pauseReason: MigrationReason | null;
+  /** Web Workers alive on this page, busy or idle. */
+  workersAlive: number;
+  /** Tasks that left this page for another host, and tasks that arrived from one, since it loaded. */
+  migrations: { out: number; in: number };
+  /** The last reclaim: from its event until no worker was left on this page (null while some still run). */
+  lastReclaim: { reason: MigrationReason; clearedMs: number | null } | null;
+}
+
+/** How long a task gets to reach a safe point before its worker is terminated (DESIGN.md, Migration). */
+export const FREEZE_GRACE_MS = 20;
+
+/** The checkpoint a local task would restart from, and the byte segments of its state. */
+interface LatestCheckpoint {
+  checkpoint: Required<Checkpoint>;
+  stateBuffers: Uint8Array[];
 }
 
 export interface HostRuntimeOptions {
@@ -41,6 +72,8 @@ export interface HostRuntimeOptions {
   createSocket?: (url: string) => SocketLike;
   /** Data channels between hosts; without it (or with `?p2p=off`) messages between hosts go through the relay. */
   createPeer?: CreatePeer;
+  /** Freezes are raised in shared memory (the page is cross-origin isolated). */
+  sharedFlags?: boolean;
 }
 
 /** The UI re-renders at most this often, however chatty the tasks' progress is. */
@@ -64,6 +97,15 @@ export class HostRuntime {
   #logs = new LogLimiter();
   /** Checkpoints stored while offline, sent after the next welcome. */
   #unsentCheckpoints = new Map<string, { ref: TaskRef; checkpoint: Checkpoint }>();
+  /** Per local task, the checkpoint its inbox log is relative to (see Inboxes.checkpointed). */
+  #latest = new Map<string, LatestCheckpoint>();
+  #images = new ImageAssembly(LIMITS.imageBytes * 2);
+  /** Tasks that arrived with an image and have not told the coordinator they run again. */
+  #arriving = new Set<string>();
+  #paused = false;
+  #pauseReason: MigrationReason | null = null;
+  #lastReclaim: { reason: MigrationReason; at: number; clearedMs: number | null } | null = null;
+  #migrations = { out: 0, in: 0 };
   #done = 0;
   #failed = 0;
   #listeners = new Set<() => void>();
@@ -104,19 +146,28 @@ export class HostRuntime {
       relay: (bytes) => this.#outbox.send(bytes),
       locate: (tids) => send({ type: 'locate', tids }),
       links: this.#network,
+      part: (header, bytes) => {
+        const problem = this.#images.add(header, bytes);
+        if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
+      },
     });
     this.#pool = new SlotPool({
       slots: runtime.options.slots,
       spawn: runtime.spawn,
       checkpointIntervalMs: () => this.#link.checkpointIntervalMs,
+      sharedFlags: runtime.sharedFlags ?? false,
       events: {
         outcome: (outcome) => this.#onOutcome(outcome),
         checkpoint: (ref, checkpoint) => this.#onCheckpoint(ref, checkpoint),
+        left: (task) => this.#onLeft(task),
         progress: (ref, fraction) => this.#progress.record(ref, fraction),
         log: (ref, line) => {
           if (this.#logs.allow(ref.tid, performance.now())) send({ type: 'log', tid: ref.tid, attempt: ref.attempt, line });
         },
-        started: (ref) => this.#inboxes.started(ref.tid),
+        started: (ref) => {
+          this.#inboxes.started(ref.tid);
+          if (this.#arriving.delete(ref.tid)) this.#outbox.send({ type: 'resumed', tid: ref.tid, attempt: ref.attempt });
+        },
         send: (ref, message) => {
           this.#progress.countOut(ref);
           this.#router.send(message);
@@ -128,18 +179,20 @@ export class HostRuntime {
     });
     this.#link = new CoordinatorLink({
       url: runtime.url,
-      slots: runtime.options.slots,
+      slots: () => (this.#paused ? 0 : runtime.options.slots),
       userAgent: runtime.userAgent,
       store: runtime.store,
       heldTasks: () => this.#pool.held(),
       createSocket: runtime.createSocket,
       events: {
         welcome: (m) => this.#onWelcome(m),
-        assign: (m) => this.#pool.assign(m.tasks),
+        assign: (m) => this.#onAssign(m.tasks),
         cancel: (m) => this.#onCancel(m.tasks),
         ack: (m) => this.#onAck(m.tasks),
         reply: (m) => this.#pool.post(m.tid, m),
         routes: (m) => this.#router.onRoutes(m.routes),
+        migrate: (m) => this.#evacuate(new Set(m.tasks.map((t) => t.tid)), 'order', FREEZE_GRACE_MS),
+        peerGone: (m) => this.#network?.gone(m.peerId),
         relay: (bytes) => {
           this.#router.receive(bytes, null);
           this.#scheduleNotify();
@@ -178,7 +231,53 @@ export class HostRuntime {
       pendingResults: this.#pending.count,
       workersStarted: this.#pool.workersStarted,
       messages: { ...this.#router.counters, channelsOpen: this.#network?.openCount ?? 0 },
+      paused: this.#paused,
+      pauseReason: this.#pauseReason,
+      workersAlive: this.#pool.workersAlive,
+      migrations: { ...this.#migrations },
+      lastReclaim: this.#lastReclaim && { reason: this.#lastReclaim.reason, clearedMs: this.#lastReclaim.clearedMs },
     };
+  }
+
+  /**
+   * The person at the machine is back (reclaim-monitor.ts): no slot is offered any more and every
+   * task here moves to another host — frozen at its next safe point within FREEZE_GRACE_MS, or at
+   * once when `urgent` (the page is going away).
+   */
+  reclaim(reason: MigrationReason, urgent: boolean): void {
+    if (!this.#paused) {
+      this.#paused = true;
+      this.#pauseReason = reason;
+      this.#lastReclaim = { reason, at: performance.now(), clearedMs: null };
+      this.#link.send({ type: 'capacity', slots: 0 });
+    }
+    this.#evacuate('all', reason, urgent ? 0 : FREEZE_GRACE_MS);
+    this.#pool.dropIdleWorkers();
+    if (urgent) {
+      this.#pending.sendNow();
+      this.#router.departing();
+      // Closing the channels tells the other hosts at once: what they sent here unacknowledged goes through the relay.
+      this.#network?.stop();
+    }
+    this.#noteCleared();
+    this.#scheduleNotify();
+  }
+
+  /** Obtrusiveness as the page sees it: the reclaim's event until its last worker ended. */
+  #noteCleared(): void {
+    const reclaim = this.#lastReclaim;
+    if (this.#paused && reclaim && reclaim.clearedMs === null && this.#pool.workersAlive === 0) {
+      reclaim.clearedMs = performance.now() - reclaim.at;
+    }
+  }
+
+  /** The machine is left alone again: the slots are offered again. */
+  available(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.#pauseReason = null;
+    this.#link.send({ type: 'capacity', slots: this.#options.slots });
+    this.#scheduleNotify();
   }
 
   /** For React's useSyncExternalStore: the same object until something changed. */
@@ -201,6 +300,91 @@ export class HostRuntime {
     this.#scheduleNotify();
   }
 
+  /** MPVM's event: the coordinator holds messages for these tasks from now on, then each leaves (#onLeft). */
+  #evacuate(tids: ReadonlySet<string> | 'all', reason: MigrationReason, graceMs: number): void {
+    const leaving = this.#pool.held().filter((ref) => tids === 'all' || tids.has(ref.tid));
+    for (let i = 0; i < leaving.length; i += LIMITS.itemsPerBatch) {
+      this.#outbox.send({ type: 'migrating', tasks: leaving.slice(i, i + LIMITS.itemsPerBatch), reason });
+    }
+    if (leaving.length) this.#pool.evacuate(tids, graceMs);
+  }
+
+  /**
+   * Flush and transfer: the task's image — the checkpoint it froze at (or the last one, to be
+   * replayed from), what it received since and did not read, and its inbox's seqs — goes to the
+   * coordinator in pieces, followed by `migrated`. Messages that reach this page for it later are
+   * sent back to their senders or on to the coordinator, which holds them until the task runs again.
+   */
+  #onLeft({ assignment, started, frozen, obtrusivenessMs }: LeftTask): void {
+    const { tid, attempt } = assignment;
+    if (frozen) this.#acceptCheckpoint(tid, frozen);
+    this.#router.taskLeft(tid);
+    const inbox = this.#inboxes.cut(tid);
+    const latest = this.#latest.get(tid) ?? null;
+    const image = encodeImage({
+      tid,
+      checkpoint: latest && {
+        state: { json: latest.checkpoint.state, buffers: latest.stateBuffers },
+        rng: latest.checkpoint.rng,
+        sent: latest.checkpoint.sent,
+        requests: latest.checkpoint.requests,
+      },
+      ...inbox,
+    });
+    this.#forgetLive(tid);
+    this.#arriving.delete(tid);
+    if (image.byteLength > LIMITS.imageBytes) {
+      this.#pending.add({ tid, attempt, ok: false, error: { code: 'E_TOO_LARGE', message: `its image is ${image.byteLength} bytes, over ${LIMITS.imageBytes}` } });
+      return;
+    }
+    for (const part of imageParts(tid, attempt, image)) this.#outbox.send(part);
+    this.#outbox.send({ type: 'migrated', tid, attempt, imageBytes: image.byteLength, frozen: frozen !== null, obtrusivenessMs });
+    if (started) this.#migrations.out += 1;
+    this.#noteCleared();
+    this.#scheduleNotify();
+  }
+
+  /**
+   * Assigned tasks; one resuming from a migration finds its image complete (its parts came
+   * first) and starts with its state, its mailbox and its inbox's seqs.
+   */
+  #onAssign(tasks: TaskAssignment[]): void {
+    const extras = new Map<string, StartExtras>();
+    const restores: (() => void)[] = [];
+    const runnable: TaskAssignment[] = [];
+    for (const task of tasks) {
+      if (task.image === undefined) {
+        if (task.resume) this.#latest.set(task.tid, { checkpoint: withCounters(task.resume), stateBuffers: [] });
+        runnable.push(task);
+        continue;
+      }
+      const bytes = this.#images.take(task.tid, task.attempt);
+      const decoded = bytes && bytes.byteLength === task.image ? decodeImage(bytes) : null;
+      if (!decoded?.ok) {
+        const message = decoded ? decoded.error.message : 'its image did not arrive whole';
+        this.#pending.add({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message } });
+        continue;
+      }
+      const image = decoded.value;
+      const checkpoint = image.checkpoint;
+      const resume = checkpoint && { state: checkpoint.state.json, rng: checkpoint.rng, sent: checkpoint.sent, requests: checkpoint.requests };
+      if (resume) this.#latest.set(task.tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers });
+      else this.#latest.delete(task.tid);
+      runnable.push({ ...task, resume });
+      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox });
+      this.#arriving.add(task.tid);
+      this.#migrations.in += 1;
+      restores.push(() => {
+        this.#inboxes.restore(task.tid, image);
+        this.#router.taskArrived(task.tid, checkpoint?.sent ?? []);
+      });
+    }
+    this.#pool.assign(runnable, extras);
+    for (const restore of restores) restore();
+    // Assigned while the person is back (the coordinator had not heard yet): straight on elsewhere.
+    if (this.#paused && runnable.length) this.#evacuate(new Set(runnable.map((t) => t.tid)), this.#pauseReason ?? 'input', 0);
+  }
+
   #onOutcome(raw: TaskOutcome): void {
     const sent = this.#router.sentBy(raw.tid);
     const outcome = this.#toWire(raw, sent.length ? { sent } : {});
@@ -220,15 +404,24 @@ export class HostRuntime {
     return problem ? { tid, attempt, ok: false, error: problem, ...sent } : { tid, attempt, ok: true, value, ...sent };
   }
 
-  #onCheckpoint(ref: TaskRef, checkpoint: Checkpoint): void {
-    const problem = wireValueProblem(checkpoint, 'checkpoint');
-    if (problem) {
-      this.#pool.fail(ref, problem);
-      return;
-    }
-    saveCheckpoint(this.#store, ref, checkpoint)
+  /** The task's log now starts from this checkpoint: a restart from it replays what follows. */
+  #acceptCheckpoint(tid: string, taken: WorkerCheckpoint): void {
+    this.#latest.set(tid, { checkpoint: taken.checkpoint, stateBuffers: taken.stateBuffers });
+    this.#inboxes.checkpointed(tid, taken.received, taken.unread);
+  }
+
+  /**
+   * A periodic checkpoint: kept here for a migration, stored in IndexedDB, and sent to the
+   * coordinator for a restart after the loss of this host — unless its state holds bytes or is
+   * too large for a frame, when it stays with this host and moves only within an image.
+   */
+  #onCheckpoint(ref: TaskRef, taken: WorkerCheckpoint): void {
+    this.#acceptCheckpoint(ref.tid, taken);
+    const { checkpoint, stateBuffers } = taken;
+    saveCheckpoint(this.#store, ref, checkpoint, stateBuffers)
       .catch((error: unknown) => console.warn('webpvm: could not store a checkpoint', error))
       .then(() => {
+        if (stateBuffers.length > 0 || wireValueProblem(checkpoint, 'checkpoint')) return;
         if (this.#pool.held().some((h) => h.tid === ref.tid && h.attempt === ref.attempt)) this.#sendCheckpoint(ref, checkpoint);
       });
   }
@@ -267,6 +460,8 @@ export class HostRuntime {
     this.#progress.forget(tid);
     this.#logs.forget(tid);
     this.#unsentCheckpoints.delete(tid);
+    this.#latest.delete(tid);
+    this.#images.forget(tid);
   }
 
   #scheduleNotify(): void {
@@ -276,4 +471,8 @@ export class HostRuntime {
       for (const listener of this.#listeners) listener();
     }, NOTIFY_MS);
   }
+}
+
+function withCounters(checkpoint: Checkpoint): Required<Checkpoint> {
+  return { ...checkpoint, sent: checkpoint.sent ?? [], requests: checkpoint.requests ?? 0 };
 }

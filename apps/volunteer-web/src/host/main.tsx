@@ -7,6 +7,8 @@ import { HostRuntime, type HostSnapshot } from './host-runtime.ts';
 import { claimLane, laneDatabase } from './host-lane.ts';
 import { HostView } from './HostView.tsx';
 import { idbStore } from './kv-store.ts';
+import { watchMachineIdleness } from './machine-idleness.ts';
+import { ReclaimMonitor } from './reclaim-monitor.ts';
 import { createPeerJsPeer } from './messaging/peerjs-peer.ts';
 import { spawnTaskWorker } from './task-worker-handle.ts';
 
@@ -15,14 +17,24 @@ declare global {
   var __webpvmHost: { snapshot(): HostSnapshot } | undefined;
 }
 
+const options = parseHostOptions(location.search, navigator.hardwareConcurrency);
 const runtime = new HostRuntime({
-  options: parseHostOptions(location.search, navigator.hardwareConcurrency),
+  options,
   store: idbStore(laneDatabase(await claimLane())),
   spawn: spawnTaskWorker,
   createPeer: createPeerJsPeer,
   url: coordinatorSocketUrl(location),
   userAgent: navigator.userAgent,
+  sharedFlags: globalThis.crossOriginIsolated === true,
 });
+const monitor = new ReclaimMonitor(
+  options.policy,
+  options.idleMs,
+  { window, document, now: () => performance.now() },
+  { reclaim: (reason, urgent) => runtime.reclaim(reason, urgent), available: () => runtime.available() },
+);
+monitor.start();
+void watchMachineIdleness((active) => monitor.machineActivity(active));
 globalThis.__webpvmHost = { snapshot: () => runtime.snapshot() };
 runtime.start().catch((error: unknown) => console.error('webpvm: the host could not start', error));
 
@@ -30,6 +42,6 @@ const root = document.getElementById('root');
 if (!root) throw new Error('the page has no #root element');
 createRoot(root).render(
   <StrictMode>
-    <HostView runtime={runtime} />
+    <HostView runtime={runtime} idleMs={options.idleMs} />
   </StrictMode>,
 );

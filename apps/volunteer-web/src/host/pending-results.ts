@@ -41,6 +41,8 @@ export class PendingResults {
   #send: (message: HostMessage) => boolean;
   #keys = new Set<string>();
   #outbox: TaskOutcome[] = [];
+  /** Outcomes being written to the store: not sent yet. */
+  #storing: TaskOutcome[] = [];
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(store: KeyValueStore, send: (message: HostMessage) => boolean) {
@@ -68,6 +70,18 @@ export class PendingResults {
     this.#flushTimer ??= setTimeout(() => void this.#flush(), COALESCE_MS);
   }
 
+  /**
+   * The page is going away: what is not sent yet goes now, before it is stored (the store write
+   * may never finish). The usual send after storing may repeat some; the coordinator ignores repeats.
+   */
+  sendNow(): void {
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    const unsent = [...this.#storing, ...this.#outbox];
+    if (this.#outbox.length) void this.#flush();
+    this.#sendAll(unsent);
+  }
+
   async resendAll(): Promise<void> {
     const stored = await Promise.all([...this.#keys].map((key) => this.#store.get<TaskOutcome>(key)));
     this.#sendAll(stored.filter((outcome): outcome is TaskOutcome => outcome !== undefined));
@@ -81,11 +95,13 @@ export class PendingResults {
 
   async #flush(): Promise<void> {
     const outcomes = this.#outbox.splice(0);
+    this.#storing.push(...outcomes);
     try {
       await this.#store.setMany(outcomes.map((outcome) => [resultKey(outcome), outcome]));
     } catch (error) {
       console.warn('webpvm: could not store results; sending them unstored', error);
     }
+    this.#storing = this.#storing.filter((outcome) => !outcomes.includes(outcome));
     this.#flushTimer = null;
     // Unsent outcomes stay in the store and go out again after the next welcome.
     this.#sendAll(outcomes);

@@ -3,7 +3,6 @@ import {
   LIMITS,
   describeIssues,
   parseTid,
-  type Checkpoint,
   type ErrorBody,
   type TaskAssignment,
   type TaskMessage,
@@ -14,10 +13,27 @@ import {
 } from '@webpvm/vm-protocol';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
 
+/** A checkpoint as the worker reports it (worker.ts). */
+export type WorkerCheckpoint = Extract<FromWorker, { type: 'checkpoint' }>;
+
+/** A task that left the pool to move elsewhere (see `evacuate`). */
+export interface LeftTask {
+  assignment: TaskAssignment;
+  /** False for a task that was only queued here: it goes back as it came. */
+  started: boolean;
+  /** The checkpoint it froze at; null when its worker was terminated first (replay from the last one). */
+  frozen: WorkerCheckpoint | null;
+  /** From the evacuation order to the worker's end. */
+  obtrusivenessMs: number;
+}
+
 export interface PoolEvents {
   /** A task ended with a result or an error; it is no longer held by the pool. */
   outcome(outcome: TaskOutcome): void;
-  checkpoint(ref: TaskRef, checkpoint: Checkpoint): void;
+  /** A periodic checkpoint of a running task. */
+  checkpoint(ref: TaskRef, checkpoint: WorkerCheckpoint): void;
+  /** A task left the pool by `evacuate`; it reports no outcome here. */
+  left(task: LeftTask): void;
   progress(ref: TaskRef, fraction: number): void;
   log(ref: TaskRef, line: string): void;
   /** The task's worker was handed the task: messages waiting for it can go. */
@@ -33,7 +49,13 @@ export interface SlotPoolOptions {
   spawn: SpawnTaskWorker;
   checkpointIntervalMs(): number;
   events: PoolEvents;
+  /** Raise freezes in shared memory (the page is cross-origin isolated) rather than by message. */
+  sharedFlags?: boolean;
+  now?: () => number;
 }
+
+/** What a task starts with besides its assignment when it resumes from an image. */
+export type StartExtras = Pick<Extract<ToWorker, { type: 'start' }>, 'stateBuffers' | 'mailbox'>;
 
 export interface RunningTaskView {
   tid: string;
@@ -45,11 +67,15 @@ interface RunningTask {
   assignment: TaskAssignment;
   progress: number;
   deadline: ReturnType<typeof setTimeout> | null;
+  /** Set once the task was asked to freeze: when, and the timer that ends its grace period. */
+  leaving: { since: number; grace: ReturnType<typeof setTimeout> } | null;
 }
 
 /** One worker at a time; the worker stays bound to the job whose program it loaded. */
 interface Slot {
   worker: TaskWorkerHandle | null;
+  /** The freeze flag shared with the worker (index 0), when the page is cross-origin isolated. */
+  flag: Int32Array | null;
   jobId: string | null;
   task: RunningTask | null;
   /** A slot beyond `slots` for one spawned task, gone when the task ends. */
@@ -72,11 +98,19 @@ export class SlotPool {
   /** Slots by the tid they run: every message a task sends or receives looks its task up. */
   #running = new Map<string, Slot>();
   #queue: TaskAssignment[] = [];
+  #extras = new Map<string, StartExtras>();
   #workersStarted = 0;
+  #now: () => number;
 
   constructor(options: SlotPoolOptions) {
     this.#options = options;
-    this.#slots = Array.from({ length: options.slots }, () => ({ worker: null, jobId: null, task: null, extra: false }));
+    this.#now = options.now ?? (() => performance.now());
+    this.#slots = Array.from({ length: options.slots }, () => ({ worker: null, flag: null, jobId: null, task: null, extra: false }));
+  }
+
+  /** Workers alive now, busy or idle: the page's share of the machine's CPU. */
+  get workersAlive(): number {
+    return this.#all().filter((s) => s.worker).length;
   }
 
   get queued(): number {
@@ -116,20 +150,60 @@ export class SlotPool {
     return this.#slotRunning(tid) !== undefined || this.#queue.some((t) => t.tid === tid);
   }
 
-  assign(tasks: TaskAssignment[]): void {
+  /** `extras` gives, by tid, what a task resuming from an image starts with. */
+  assign(tasks: TaskAssignment[], extras: ReadonlyMap<string, StartExtras> = new Map()): void {
     const held = this.#heldRefs();
     for (const task of tasks) {
       if (held.some((ref) => sameRef(ref, task))) continue;
       held.push({ tid: task.tid, attempt: task.attempt });
+      const extra = extras.get(task.tid);
+      if (extra) this.#extras.set(task.tid, extra);
       if (task.parent === null) {
         this.#queue.push(task);
         continue;
       }
-      const slot: Slot = { worker: null, jobId: null, task: null, extra: true };
+      const slot: Slot = { worker: null, flag: null, jobId: null, task: null, extra: true };
       this.#extra.push(slot);
       this.#start(slot, task);
     }
     this.#pump();
+    this.#options.events.change();
+  }
+
+  /**
+   * MPVM's freeze: each task of `tids` stops at its next safe point and leaves with the checkpoint
+   * it took there, or, past `graceMs` (at once with 0), its worker is terminated and it leaves
+   * with none. Queued tasks leave at once. Each is reported through `left`.
+   */
+  evacuate(tids: ReadonlySet<string> | 'all', graceMs: number): void {
+    const chosen = (tid: string) => tids === 'all' || tids.has(tid);
+    const queued = this.#queue.filter((task) => chosen(task.tid));
+    this.#queue = this.#queue.filter((task) => !chosen(task.tid));
+    for (const assignment of queued) {
+      this.#extras.delete(assignment.tid);
+      this.#options.events.left({ assignment, started: false, frozen: null, obtrusivenessMs: 0 });
+    }
+    const since = this.#now();
+    for (const slot of this.#all()) {
+      const task = slot.task;
+      if (!task || !chosen(task.assignment.tid)) continue;
+      if (graceMs <= 0) {
+        if (task.leaving) clearTimeout(task.leaving.grace);
+        this.#leave(slot, task, null, task.leaving?.since ?? since);
+        continue;
+      }
+      if (task.leaving) continue;
+      task.leaving = { since, grace: setTimeout(() => this.#leave(slot, task, null, since), graceMs) };
+      if (slot.flag) Atomics.store(slot.flag, 0, 1);
+      else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
+    }
+    this.#pump();
+    this.#options.events.change();
+  }
+
+  /** Terminates the workers that run nothing now: a paused host keeps no thread alive. */
+  dropIdleWorkers(): void {
+    for (const slot of this.#slots) if (!slot.task && slot.worker) this.#dropWorker(slot);
     this.#options.events.change();
   }
 
@@ -140,6 +214,7 @@ export class SlotPool {
       const task = slot.task;
       if (!task || !refs.some((ref) => sameRef(ref, task.assignment))) continue;
       if (task.deadline) clearTimeout(task.deadline);
+      if (task.leaving) clearTimeout(task.leaving.grace);
       this.#vacate(slot);
       this.#dropWorker(slot);
     }
@@ -157,6 +232,7 @@ export class SlotPool {
     this.#queue = [];
     for (const slot of this.#all()) {
       if (slot.task?.deadline) clearTimeout(slot.task.deadline);
+      if (slot.task?.leaving) clearTimeout(slot.task.leaving.grace);
       this.#vacate(slot);
       this.#dropWorker(slot);
     }
@@ -197,7 +273,8 @@ export class SlotPool {
     if (slot.worker && slot.jobId !== assignment.jobId) this.#dropWorker(slot);
     const worker = slot.worker ?? this.#spawn(slot);
     slot.jobId = assignment.jobId;
-    const task: RunningTask = { assignment, progress: 0, deadline: null };
+    if (slot.flag) Atomics.store(slot.flag, 0, 0);
+    const task: RunningTask = { assignment, progress: 0, deadline: null, leaving: null };
     slot.task = task;
     this.#running.set(assignment.tid, slot);
     if (assignment.timeoutMs !== null) {
@@ -206,7 +283,15 @@ export class SlotPool {
         assignment.timeoutMs,
       );
     }
-    worker.post({ type: 'start', task: assignment, checkpointIntervalMs: this.#options.checkpointIntervalMs() });
+    const extras = this.#extras.get(assignment.tid);
+    this.#extras.delete(assignment.tid);
+    worker.post({
+      type: 'start',
+      task: assignment,
+      checkpointIntervalMs: this.#options.checkpointIntervalMs(),
+      ...extras,
+      ...(slot.flag ? { freezeFlag: slot.flag.buffer as SharedArrayBuffer } : {}),
+    });
     this.#options.events.started({ tid: assignment.tid, attempt: assignment.attempt });
   }
 
@@ -222,6 +307,7 @@ export class SlotPool {
       },
     });
     slot.worker = worker;
+    slot.flag = this.#options.sharedFlags ? new Int32Array(new SharedArrayBuffer(4)) : null;
     this.#workersStarted += 1;
     return worker;
   }
@@ -242,7 +328,11 @@ export class SlotPool {
     const events = this.#options.events;
     switch (message.type) {
       case 'checkpoint':
-        events.checkpoint({ tid, attempt }, message.checkpoint);
+        if (message.frozen) {
+          if (task.leaving) this.#leave(slot, task, message, task.leaving.since);
+          return;
+        }
+        events.checkpoint({ tid, attempt }, message);
         return;
       case 'progress':
         task.progress = message.fraction;
@@ -274,6 +364,19 @@ export class SlotPool {
     }
   }
 
+  /** The task goes with `frozen` (or none): its worker is terminated at once, giving the CPU back. */
+  #leave(slot: Slot, task: RunningTask, frozen: WorkerCheckpoint | null, since: number): void {
+    if (slot.task !== task) return;
+    if (task.leaving) clearTimeout(task.leaving.grace);
+    if (task.deadline) clearTimeout(task.deadline);
+    this.#dropWorker(slot);
+    this.#vacate(slot);
+    const obtrusivenessMs = Math.max(0, this.#now() - since);
+    this.#options.events.left({ assignment: task.assignment, started: true, frozen, obtrusivenessMs });
+    this.#pump();
+    this.#options.events.change();
+  }
+
   #abort(slot: Slot, task: RunningTask, error: ErrorBody): void {
     this.#dropWorker(slot);
     const { tid, attempt } = task.assignment;
@@ -283,6 +386,7 @@ export class SlotPool {
   #finish(slot: Slot, task: RunningTask, outcome: TaskOutcome): void {
     if (slot.task !== task) return;
     if (task.deadline) clearTimeout(task.deadline);
+    if (task.leaving) clearTimeout(task.leaving.grace);
     this.#vacate(slot);
     if (slot.extra) this.#dropWorker(slot);
     this.#options.events.outcome(outcome);
@@ -293,6 +397,7 @@ export class SlotPool {
   #dropWorker(slot: Slot): void {
     slot.worker?.terminate();
     slot.worker = null;
+    slot.flag = null;
     slot.jobId = null;
     if (slot.extra) this.#extra = this.#extra.filter((s) => s !== slot);
   }

@@ -37,7 +37,7 @@ function headerOf(bytes: Uint8Array): EnvelopeHeader {
 }
 
 const msg = (from: string, to: string, seq: number, data: unknown = seq): TaskMessage => ({ from, to, tag: 1, seq, data });
-const seqsOf = (headers: EnvelopeHeader[]) => headers.map((h) => (h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : `ack ${h.of}>${h.by}:${h.seq}`));
+const seqsOf = (headers: EnvelopeHeader[]) => headers.map((h) => (h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : h.type === 'ack' ? `ack ${h.of}>${h.by}:${h.seq}` : `part ${h.tid}`));
 
 /** Lets queued microtasks (deliveries, locate batches) run. */
 const settle = async () => {
@@ -58,7 +58,7 @@ function setup({ p2p = true, held = [] as string[] } = {}) {
   const relayed: Uint8Array[] = [];
   const located: string[][] = [];
   const links = p2p ? new FakeLinks() : null;
-  const router = new MessageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now: () => 0 });
+  const router = new MessageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now: () => 0, part: () => undefined });
   const relayedSeqs = () => seqsOf(relayed.map(headerOf));
   const deliveredSeqs = (tid: string) => delivered.filter((d) => d.tid === tid).flatMap((d) => d.messages.map((m) => `${m.from}:${m.seq}`));
   return { router, inbox, holds, delivered, relayed, located, links: links!, relayedSeqs, deliveredSeqs };

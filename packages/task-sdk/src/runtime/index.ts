@@ -1,17 +1,19 @@
 import {
+  LIMITS,
   ToWorker,
   WebpvmError,
+  decodeValue,
   describeIssues,
+  encodeValue,
   type ErrorCode,
   type FromWorker,
-  type TaskAssignment,
 } from '@webpvm/vm-protocol';
 import type { TaskContext, TaskFunction } from '../ctx.ts';
 import { Rng } from './determinism.ts';
 import { toJsonValue } from './json-value.ts';
 import { formatLogLine, truncateLine } from './log-line.ts';
 import { Mailbox } from './mailbox.ts';
-import { createMessaging, type MessagingApi, type TaskMessaging } from './task-messaging.ts';
+import { createMessaging, type TaskMessaging } from './task-messaging.ts';
 
 export { Rng, taskSeed, type RngState } from './determinism.ts';
 
@@ -28,6 +30,8 @@ export interface WorkerScope {
 const PROGRESS_INTERVAL_MS = 200;
 
 const RESOLVED = Promise.resolve();
+/** Where a frozen task waits: its worker is about to be terminated. */
+const FROZEN = new Promise<void>(() => {});
 
 type StartTask = Extract<ToWorker, { type: 'start' }>;
 type ProgramModule = Record<string, unknown>;
@@ -47,6 +51,8 @@ export function runTaskWorker(scope: WorkerScope): void {
   // A message may come before its task's program is loaded: a mailbox exists from the first of the two.
   const mailboxes = new Map<string, Mailbox>();
   const running = new Map<string, TaskMessaging>();
+  /** Tasks asked to freeze by message, where no shared flag exists. */
+  const freezing = new Set<string>();
 
   const mailboxOf = (tid: string): Mailbox => {
     let mailbox = mailboxes.get(tid);
@@ -70,20 +76,31 @@ export function runTaskWorker(scope: WorkerScope): void {
 
   const handlers: Handlers = {
     start: (start) => {
-      const { tid } = start.task;
-      const messaging = createMessaging(start.task, mailboxOf(tid), post);
+      const { tid, resume } = start.task;
+      const mailbox = mailboxOf(tid);
+      // The host posts nothing for a task before its start: a resumed mailbox comes first.
+      if (start.mailbox?.length) mailbox.deliver(start.mailbox);
+      const counters = resume && { sent: resume.sent ?? [], requests: resume.requests ?? 0 };
+      const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
       running.set(tid, messaging);
       const end = (): void => {
         messaging.close();
         running.delete(tid);
         mailboxes.delete(tid);
+        freezing.delete(tid);
       };
-      runTask(start, load, messaging.api, end, post).catch((error: unknown) =>
+      const flag = start.freezeFlag ? new Int32Array(start.freezeFlag) : null;
+      const freezeAsked = flag ? () => Atomics.load(flag, 0) !== 0 : () => freezing.has(tid);
+      const safePoint = { messaging, mailbox, freezeAsked };
+      runTask(start, load, safePoint, end, post).catch((error: unknown) =>
         console.error('webpvm runtime: cannot report to the host', error),
       );
     },
     deliver: (deliver) => mailboxOf(deliver.tid).deliver(deliver.messages),
     reply: (reply) => running.get(reply.tid)?.reply(reply),
+    freeze: (freeze) => {
+      if (running.has(freeze.tid)) freezing.add(freeze.tid);
+    },
   };
 
   scope.addEventListener('message', (event) => {
@@ -97,11 +114,18 @@ export function runTaskWorker(scope: WorkerScope): void {
   });
 }
 
+/** What a checkpoint reads: the task's counters and mailbox, and whether the host asked for a freeze. */
+interface SafePoint {
+  messaging: TaskMessaging;
+  mailbox: Mailbox;
+  freezeAsked(): boolean;
+}
+
 /** Runs one task to its end, calls `end` before the `done` message, so nothing the task does afterwards is sent. */
 async function runTask(
   start: StartTask,
   load: (url: string) => Promise<ProgramModule>,
-  messaging: MessagingApi,
+  safePoint: SafePoint,
   end: () => void,
   post: Post,
 ): Promise<void> {
@@ -127,7 +151,7 @@ async function runTask(
 
   let value: unknown;
   try {
-    value = await (entry as TaskFunction)(createContext(task, start.checkpointIntervalMs, messaging, post), task.input);
+    value = await (entry as TaskFunction)(createContext(start, safePoint, post), task.input);
   } catch (error) {
     if (error instanceof Error && error.stack) post({ type: 'log', tid: task.tid, line: formatLogLine([error]) });
     fail('E_TASK_FAILED', messageOf(error));
@@ -144,22 +168,55 @@ async function runTask(
   post({ type: 'done', tid: task.tid, ok: true, value: result });
 }
 
-function createContext(task: TaskAssignment, checkpointIntervalMs: number, messaging: MessagingApi, post: Post): TaskContext {
+function createContext(start: StartTask, { messaging, mailbox, freezeAsked }: SafePoint, post: Post): TaskContext {
+  const { task, checkpointIntervalMs } = start;
   const { tid } = task;
   const rng = task.resume ? Rng.fromState(task.resume.rng) : Rng.fromSeed(task.seed);
   let lastCheckpointAt = -Infinity;
   let lastProgressAt = -Infinity;
+  let frozen = false;
+
+  /** The one place a state is copied: when it is persisted, or when a freeze was asked. */
+  const take = (state: unknown, freeze: boolean): void => {
+    let encoded;
+    try {
+      encoded = encodeValue(state);
+    } catch (error) {
+      throw new WebpvmError('E_BAD_REQUEST', `the checkpoint state cannot be kept: ${messageOf(error)}`);
+    }
+    const size = JSON.stringify(encoded.json ?? null).length + encoded.buffers.reduce((n, b) => n + b.byteLength, 0);
+    if (size > LIMITS.stateBytes) {
+      throw new WebpvmError('E_TOO_LARGE', `the checkpoint state is ${size} bytes, over the limit of ${LIMITS.stateBytes}`);
+    }
+    post({
+      type: 'checkpoint',
+      tid,
+      frozen: freeze,
+      checkpoint: { state: encoded.json, rng: rng.state(), ...messaging.counters() },
+      // postMessage copies the views: the task may change its state right after.
+      stateBuffers: encoded.buffers,
+      received: mailbox.received,
+      unread: mailbox.unread(),
+    });
+  };
 
   return {
     tid,
     parent: task.parent,
     jobId: task.jobId,
     input: task.input,
-    resume: task.resume?.state ?? null,
+    resume: task.resume ? decodeValue(task.resume.state, start.stateBuffers ?? []) : null,
     checkpoint: (state) => {
+      if (frozen) return FROZEN;
+      if (freezeAsked()) {
+        take(state, true);
+        frozen = true;
+        messaging.close();
+        return FROZEN;
+      }
       const now = performance.now();
       if (now - lastCheckpointAt >= checkpointIntervalMs) {
-        post({ type: 'checkpoint', tid, checkpoint: { state: toJsonValue(state, 'the checkpoint state'), rng: rng.state() } });
+        take(state, false);
         lastCheckpointAt = now;
       }
       return RESOLVED;
@@ -173,7 +230,7 @@ function createContext(task: TaskAssignment, checkpointIntervalMs: number, messa
     },
     log: (...args) => post({ type: 'log', tid, line: formatLogLine(args) }),
     random: () => rng.random(),
-    ...messaging,
+    ...messaging.api,
   };
 }
 

@@ -12,16 +12,30 @@ const MAX_TIMER_MS = 0x7fffffff;
 const matches = (message: ReceivedMessage, { from, tag }: MessageFilter): boolean =>
   (from === undefined || message.from === from) && (tag === undefined || message.tag === tag);
 
+type Numbered = ReceivedMessage & { n: number };
+
 /**
  * The messages delivered to one task and not yet received, in delivery order, and the task's
- * waiting `recv` calls, served in the order they were made.
+ * waiting `recv` calls, served in the order they were made. Deliveries are numbered from 1, so
+ * that a checkpoint can say which delivered messages the task had not read yet.
  */
 export class Mailbox {
-  readonly #messages: ReceivedMessage[] = [];
+  readonly #messages: Numbered[] = [];
   readonly #waiters: Waiter[] = [];
+  #received = 0;
+
+  /** How many messages were delivered so far. */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** The delivery numbers of the messages not read yet. */
+  unread(): number[] {
+    return this.#messages.map((m) => m.n);
+  }
 
   deliver(messages: readonly ReceivedMessage[]): void {
-    for (const { from, tag, data } of messages) this.#messages.push({ from, tag, data });
+    for (const { from, tag, data } of messages) this.#messages.push({ from, tag, data, n: ++this.#received });
     for (let i = 0; i < this.#waiters.length && this.#messages.length > 0; ) {
       const waiter = this.#waiters[i]!;
       const message = this.#take(waiter.filter);
@@ -68,6 +82,8 @@ export class Mailbox {
 
   #take(filter: MessageFilter): ReceivedMessage | null {
     const index = this.#messages.findIndex((message) => matches(message, filter));
-    return index < 0 ? null : this.#messages.splice(index, 1)[0]!;
+    if (index < 0) return null;
+    const { from, tag, data } = this.#messages.splice(index, 1)[0]!;
+    return { from, tag, data };
   }
 }

@@ -9,6 +9,7 @@ import {
   isErrorCode,
   messageSize,
   parseTid,
+  type Counters,
   type EncodedValue,
   type FromWorker,
   type ToWorker,
@@ -31,6 +32,8 @@ export interface TaskMessaging {
   reply(reply: Reply): void;
   /** The task has ended: later calls fail, waiting ones stay unsettled. */
   close(): void;
+  /** The seq last sent to each receiver and the number of requests made: a checkpoint keeps them. */
+  counters(): Counters;
 }
 
 const MAX_TAG = 0x7fffffff;
@@ -40,11 +43,17 @@ const MAX_TAG = 0x7fffffff;
  * error, numbers the messages to each receiver from 1, and turns spawn, groups, barriers and
  * exit notifications into requests answered by the host.
  */
-export function createMessaging(task: { tid: string; jobId: string }, mailbox: Mailbox, post: (message: FromWorker) => void): TaskMessaging {
+export function createMessaging(
+  task: { tid: string; jobId: string },
+  mailbox: Mailbox,
+  post: (message: FromWorker) => void,
+  resume: Counters = { sent: [], requests: 0 },
+): TaskMessaging {
   const { tid, jobId } = task;
-  const seqs = new Map<string, number>();
+  // A task resumed from a checkpoint numbers on from there: what it sends again repeats a seq, and the receiver drops it.
+  const seqs = new Map<string, number>(resume.sent.map(({ to, seq }) => [to, seq]));
   const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
-  let requests = 0;
+  let requests = resume.requests;
   let closed = false;
 
   const checkOpen = (): void => {
@@ -180,6 +189,7 @@ export function createMessaging(task: { tid: string; jobId: string }, mailbox: M
       pending.clear();
       mailbox.close();
     },
+    counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
   };
 }
 

@@ -7,6 +7,8 @@ export interface DeliveredMessage {
   to: string;
   tag: number;
   seq: number;
+  /** Only on an exit notification (seq 0) still waiting for its sender's messages. */
+  after?: number;
   data: unknown;
 }
 
@@ -24,6 +26,20 @@ interface Box {
   ready: DeliveredMessage[];
   /** Per sender, the highest seq handed to the worker: what acknowledgements report. */
   posted: Map<string, number>;
+  /** Messages handed to the worker so far (the worker numbers them the same way, from 1). */
+  count: number;
+  /**
+   * What the worker was handed and its last checkpoint does not cover (read after it, or not read
+   * yet): a task restarted from that checkpoint gets these again, in the same order.
+   */
+  log: { n: number; message: DeliveredMessage }[];
+}
+
+/** What a migrating task takes along from its inbox (see TaskImage in vm-protocol). */
+export interface InboxImage {
+  delivered: Map<string, number>;
+  mailbox: DeliveredMessage[];
+  pending: DeliveredMessage[];
 }
 
 /**
@@ -51,7 +67,7 @@ export class Inboxes {
     const box = this.#box(message.to);
     const ready = box.buffer.accept(message);
     if (ready.length === 0) return true;
-    for (const m of ready) box.ready.push({ from: m.from, to: m.to, tag: m.tag, seq: m.seq, data: m.data });
+    for (const m of ready) box.ready.push(delivered(m));
     this.#markDirty(message.to);
     return true;
   }
@@ -67,6 +83,46 @@ export class Inboxes {
     this.#dirty.delete(tid);
   }
 
+  /**
+   * The task's worker took a checkpoint after `received` deliveries, with `unread` of them not
+   * read yet: the log keeps only what a restart from that checkpoint must see again.
+   */
+  checkpointed(tid: string, received: number, unread: readonly number[]): void {
+    const box = this.#boxes.get(tid);
+    if (!box) return;
+    const keep = new Set(unread);
+    box.log = box.log.filter(({ n }) => n > received || keep.has(n));
+  }
+
+  /**
+   * The task leaves this page: what it must find again elsewhere, relative to its last
+   * checkpoint — the log, then what was ready and not handed over, then what waits for a gap.
+   */
+  cut(tid: string): InboxImage {
+    const box = this.#boxes.get(tid);
+    this.close(tid);
+    if (!box) return { delivered: new Map(), mailbox: [], pending: [] };
+    return {
+      delivered: box.buffer.delivered(),
+      mailbox: [...box.log.map((entry) => entry.message), ...box.ready],
+      pending: box.buffer.waiting().map(delivered),
+    };
+  }
+
+  /** A migrated task arrives: its inbox goes on from the image; the mailbox is handed over with its start. */
+  restore(tid: string, image: InboxImage): void {
+    const mailbox = image.mailbox;
+    const box: Box = {
+      buffer: new ReorderBuffer(image.delivered),
+      ready: [],
+      posted: new Map(image.delivered),
+      count: mailbox.length,
+      log: mailbox.map((message, i) => ({ n: i + 1, message })),
+    };
+    this.#boxes.set(tid, box);
+    for (const message of image.pending) this.accept(message);
+  }
+
   postedFrom(to: string, from: string): number {
     return this.#boxes.get(to)?.posted.get(from) ?? 0;
   }
@@ -74,7 +130,7 @@ export class Inboxes {
   #box(tid: string): Box {
     let box = this.#boxes.get(tid);
     if (!box) {
-      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map() };
+      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), count: 0, log: [] };
       this.#boxes.set(tid, box);
     }
     return box;
@@ -94,9 +150,16 @@ export class Inboxes {
     for (const tid of dirty) {
       const box = this.#boxes.get(tid);
       if (!box?.ready.length || !this.#options.post(tid, box.ready)) continue;
-      for (const m of box.ready) if (m.seq > (box.posted.get(m.from) ?? 0)) box.posted.set(m.from, m.seq);
+      for (const m of box.ready) {
+        if (m.seq > (box.posted.get(m.from) ?? 0)) box.posted.set(m.from, m.seq);
+        box.log.push({ n: ++box.count, message: m });
+      }
       this.#options.delivered(tid, box.ready.length);
       box.ready = [];
     }
   }
+}
+
+function delivered(m: TaskMessage): DeliveredMessage {
+  return { from: m.from, to: m.to, tag: m.tag, seq: m.seq, data: m.data, ...(m.after === undefined ? {} : { after: m.after }) };
 }

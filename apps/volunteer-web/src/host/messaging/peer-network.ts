@@ -85,6 +85,11 @@ export class PeerNetwork implements DataLinks {
     if (conn) this.#add(conn, true);
   }
 
+  /** The coordinator saw that peer leave: its channel is dead, whatever WebRTC says yet. */
+  gone(peerId: string): void {
+    this.#channels.get(peerId)?.close();
+  }
+
   stop(): void {
     for (const channel of [...this.#channels.values()]) this.#retire(channel);
     this.#peer?.destroy();

@@ -9,10 +9,25 @@ import type { TaskMessage } from '@webpvm/vm-protocol';
  */
 export class ReorderBuffer {
   /** Per sender, the highest seq delivered with nothing missing below it. */
-  #delivered = new Map<string, number>();
+  #delivered: Map<string, number>;
   #gaps = new Map<string, Map<number, TaskMessage>>();
   #system: TaskMessage[] = [];
   #systemSeen = new Set<string>();
+
+  /** A buffer that goes on where another left off: a migrated task's in-order seqs come with it. */
+  constructor(delivered: ReadonlyMap<string, number> = new Map()) {
+    this.#delivered = new Map(delivered);
+  }
+
+  /** Per sender, what was delivered in order: a migrating task takes it along. */
+  delivered(): Map<string, number> {
+    return new Map(this.#delivered);
+  }
+
+  /** What waits for an earlier message: a migrating task takes it along too. */
+  waiting(): TaskMessage[] {
+    return [...[...this.#gaps.values()].flatMap((gap) => [...gap.values()]), ...this.#system];
+  }
 
   deliveredFrom(from: string): number {
     return this.#delivered.get(from) ?? 0;

@@ -6,6 +6,7 @@ import {
   messageFromEnvelope,
   parseTid,
   type AckHeader,
+  type ImagePartHeader,
   type TaskMessage,
 } from '@webpvm/vm-protocol';
 import { FrameKind } from './channel-frames.ts';
@@ -34,6 +35,8 @@ export interface RouterOptions {
   locate(tids: string[]): void;
   /** Null with `?p2p=off`: everything that is not local goes through the relay. */
   links: DataLinks | null;
+  /** A piece of a migrating task's image, from the coordinator or from another host. */
+  part(header: ImagePartHeader, bytes: Uint8Array): void;
   now?: () => number;
 }
 
@@ -136,6 +139,21 @@ export class MessageRouter {
     if (this.#finished.size > FINISHED_REMEMBERED) this.#finished.delete(this.#finished.values().next().value!);
   }
 
+  /**
+   * A task of this page left for another host: what it read is acknowledged now, the rest goes
+   * back to its senders (call it before its inbox is cut). Messages it sent stay unacknowledged
+   * here until their receivers acknowledge them.
+   */
+  taskLeft(tid: string): void {
+    this.#lastSent.delete(tid);
+    this.#flushAcks();
+  }
+
+  /** A task arrives from another host: its exit notifications must follow what it sent before it came. */
+  taskArrived(tid: string, sent: readonly { to: string; seq: number }[]): void {
+    if (sent.length) this.#lastSent.set(tid, new Map(sent.map(({ to, seq }) => [to, seq])));
+  }
+
   /** Envelope bytes from the relay (`link` null) or from a data channel. */
   receive(bytes: Uint8Array, link: DataLink | null): void {
     const decoded = decodeEnvelope(bytes);
@@ -146,6 +164,10 @@ export class MessageRouter {
     const { header, buffers } = decoded.value;
     if (header.type === 'ack') {
       this.#onAck(header);
+      return;
+    }
+    if (header.type === 'part') {
+      this.#options.part(header, buffers[0]!);
       return;
     }
     if (!sameJob(header.from, header.to)) return;
@@ -208,6 +230,20 @@ export class MessageRouter {
       for (const entry of entries) this.#options.relay(entry.bytes);
       this.counters.resentAfterBreak += entries.length;
       this.counters.relayOut += entries.length;
+    }
+  }
+
+  /**
+   * The page is going away: every message its channels have not seen acknowledged goes through
+   * the relay too, in case the channel dies with the page before delivering it. Receivers drop
+   * the copies they already have by seq.
+   */
+  departing(): void {
+    for (const pairs of this.#unacked.values()) {
+      for (const entries of pairs.values()) {
+        for (const entry of entries) this.#options.relay(entry.bytes);
+        this.counters.relayOut += entries.length;
+      }
     }
   }
 

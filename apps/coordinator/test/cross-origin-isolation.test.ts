@@ -1,0 +1,61 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiHarness } from './support/api-harness.ts';
+
+let webRoot: string;
+let h: Awaited<ReturnType<typeof apiHarness>>;
+
+beforeAll(async () => {
+  webRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-web-'));
+  const files: Record<string, string> = {
+    'index.html': '<!doctype html><title>host</title>',
+    'dashboard/index.html': '<!doctype html><title>dashboard</title>',
+    'assets/host-abc.js': 'export {}',
+    'assets/styles-abc.css': 'body {}',
+    'assets/task-worker-abc.js': 'export {}',
+  };
+  for (const [file, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(webRoot, file)), { recursive: true });
+    fs.writeFileSync(path.join(webRoot, file), text);
+  }
+  h = await apiHarness(webRoot);
+});
+
+afterAll(async () => {
+  await h.close();
+  fs.rmSync(webRoot, { recursive: true, force: true });
+});
+
+const isolated = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+const embeddable = { 'cross-origin-resource-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
+
+describe('cross-origin isolation', () => {
+  it('isolates the host page and the dashboard', async () => {
+    for (const url of ['/', '/dashboard/']) {
+      const res = await h.app.inject({ url });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.headers, url).toMatchObject(isolated);
+    }
+    expect((await h.app.inject({ url: '/dashboard' })).headers.location).toBe('/dashboard/');
+  });
+
+  it('lets the isolated pages load their scripts, styles and workers', async () => {
+    for (const url of ['/assets/host-abc.js', '/assets/styles-abc.css', '/assets/task-worker-abc.js']) {
+      const res = await h.app.inject({ url });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.headers, url).toMatchObject(embeddable);
+    }
+    const worker = await h.app.inject({ url: '/assets/task-worker-abc.js' });
+    expect(worker.headers['content-security-policy']).toBe("default-src 'none'; script-src 'self'");
+    expect((await h.app.inject({ url: '/assets/host-abc.js' })).headers['content-security-policy']).toBeUndefined();
+  });
+
+  it('lets task workers import programs', async () => {
+    const hash = await h.programs.register('export default (ctx, x) => x');
+    const res = await h.app.inject({ url: `/programs/${hash}.js` });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers).toMatchObject({ ...embeddable, 'content-type': 'text/javascript; charset=utf-8' });
+  });
+});

@@ -1,0 +1,197 @@
+import {
+  type CoordinatorMessage,
+  type MigrationEvent,
+  SubmitJobRequest,
+  type TaskAssignment,
+  decodeEnvelope,
+  encodeImage,
+  encodeMessage,
+  imageParts,
+} from '@webpvm/vm-protocol';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type HostLink, Scheduler } from '../src/scheduler.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+const settle = async () => {
+  for (let i = 0; i < 4; i++) await turn();
+};
+
+class FakeHost implements HostLink {
+  readonly sent: CoordinatorMessage[] = [];
+  readonly binary: Uint8Array[] = [];
+  /** Everything in the order it was sent: images must come before the assignment naming them. */
+  readonly order: string[] = [];
+  send(message: CoordinatorMessage): void {
+    this.sent.push(message);
+    this.order.push(message.type);
+  }
+  sendBinary(bytes: Uint8Array): void {
+    this.binary.push(bytes);
+    const decoded = decodeEnvelope(bytes);
+    this.order.push(decoded.ok ? decoded.value.header.type : 'bad');
+  }
+  assigned(): TaskAssignment[] {
+    return this.sent.flatMap((m) => (m.type === 'assign' ? m.tasks : []));
+  }
+}
+
+let clock = 1_000_000;
+const stores: SqliteStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+});
+
+function setup() {
+  const store = new SqliteStore(':memory:');
+  stores.push(store);
+  const events: Omit<MigrationEvent, 'id'>[] = [];
+  const scheduler = new Scheduler({
+    store,
+    log: pino({ level: 'silent' }),
+    checkpointIntervalMs: 0,
+    reconnectGraceMs: 60_000,
+    programUrl: (hash) => `/programs/${hash}.js`,
+    now: () => clock,
+    migrations: { record: (event) => events.push(event) },
+  });
+  return { scheduler, events };
+}
+
+function connect(scheduler: Scheduler, hostId: string, slots: number) {
+  const link = new FakeHost();
+  scheduler.attachHost({ hostId, secretHash: 'h', createdAt: clock, userAgent: 'test', peerId: `${hostId}-peer` }, link, slots, []);
+  return link;
+}
+
+const spec = (inputs: unknown[], extra: Record<string, unknown> = {}) =>
+  SubmitJobRequest.parse({ program: 'export default (c, x) => x', inputs, ...extra });
+
+const image = (tid: string) =>
+  encodeImage({
+    tid,
+    checkpoint: { state: { json: { step: 7 }, buffers: [] }, rng: [1, 2, 3, 4], sent: [{ to: 'job1.1', seq: 3 }], requests: 2 },
+    delivered: new Map([['job1.1', 5]]),
+    mailbox: [{ from: 'job1.1', to: tid, tag: 1, seq: 5, data: 'unread' }],
+    pending: [],
+  });
+
+/** Runs job1 (two bag tasks): job1.0 on host a, job1.1 on host b. */
+async function oneTaskOnA() {
+  const { scheduler, events } = setup();
+  scheduler.submit(spec([0, 1]), 'p', 'owner', 'job1');
+  const a = connect(scheduler, 'ha', 1);
+  const b = connect(scheduler, 'hb', 1);
+  await settle();
+  expect(b.assigned().map((t) => t.tid)).toEqual(['job1.1']);
+  const onA = a.assigned().find((t) => t.tid === 'job1.0')!;
+  expect(onA).toBeDefined();
+  return { scheduler, events, a, b, attempt: onA.attempt };
+}
+
+describe('scheduler migration', () => {
+  it('places a migrated task on another host with its image before the assignment, and records the migration when it runs again', async () => {
+    const { scheduler, events, a, b, attempt } = await oneTaskOnA();
+    clock += 10;
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
+    const bytes = image('job1.0');
+    for (const part of imageParts('job1.0', attempt, bytes)) {
+      const decoded = decodeEnvelope(part);
+      if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
+      expect(scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!)).toBeNull();
+    }
+    scheduler.setSlots('ha', 0);
+    clock += 5;
+    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 4 })).toBeNull();
+    await settle();
+
+    const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
+    expect(moved).toMatchObject({ attempt: attempt + 1, image: bytes.byteLength, resume: null });
+    // the image travels first: the host finds it whole when the assignment comes
+    expect(b.order.indexOf('part')).toBeLessThan(b.order.lastIndexOf('assign'));
+    expect(events).toHaveLength(0);
+
+    clock += 30;
+    scheduler.resumed('hb', 'job1.0', attempt + 1);
+    expect(events).toEqual([
+      expect.objectContaining({ jobId: 'job1', tid: 'job1.0', reason: 'input', from: 'ha', to: 'hb', obtrusivenessMs: 4, latencyMs: 35, bytes: bytes.byteLength, frozen: true, path: 'coordinator' }),
+    ]);
+    expect(scheduler.status('job1')?.migrations).toBe(1);
+    void a;
+  });
+
+  it('holds messages for a task between its event and its new host, then hands them over in order', async () => {
+    const { scheduler, b, attempt } = await oneTaskOnA();
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    expect(scheduler.locate(['job1.0'])).toEqual([{ tid: 'job1.0', hostId: null, peerId: null }]);
+    const messages = [1, 2].map((seq) => encodeMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq, data: seq }));
+    for (const m of messages) expect(scheduler.relay('hb', 'job1.1', 'job1.0', 'job1.0', m)).toBeNull();
+    scheduler.setSlots('ha', 0);
+    const bytes = image('job1.0');
+    for (const part of imageParts('job1.0', attempt, bytes)) {
+      const decoded = decodeEnvelope(part);
+      if (decoded.ok && decoded.value.header.type === 'part') scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!);
+    }
+    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: false, obtrusivenessMs: 20 });
+    await settle();
+    const relayed = b.binary.filter((bytes) => {
+      const decoded = decodeEnvelope(bytes);
+      return decoded.ok && decoded.value.header.type === 'msg';
+    });
+    expect(relayed).toEqual(messages);
+    expect(b.order.lastIndexOf('assign')).toBeLessThan(b.order.lastIndexOf('msg'));
+  });
+
+  it('does not count a migration toward maxAttempts', async () => {
+    const { scheduler, attempt } = await oneTaskOnA();
+    let current = attempt;
+    let host = 'ha';
+    for (let i = 0; i < 3; i++) {
+      scheduler.migrating(host, [{ tid: 'job1.0', attempt: current }], 'order');
+      scheduler.migrated(host, { type: 'migrated', tid: 'job1.0', attempt: current, imageBytes: null, frozen: false, obtrusivenessMs: 0 });
+      await settle();
+      const task = (scheduler.tasksOf('job1') ?? []).find((t) => t.tid === 'job1.0')!;
+      expect(task.state).toBe('running');
+      current = task.attempt;
+      host = task.hostId!;
+    }
+    expect(current).toBe(attempt + 3);
+    expect(scheduler.status('job1')?.state).toBe('running');
+  });
+
+  it('refuses an image part or a migrated report for a task the host does not run', async () => {
+    const { scheduler, attempt } = await oneTaskOnA();
+    expect(scheduler.imagePart('hb', { tid: 'job1.0', attempt, index: 0, count: 1 }, new Uint8Array(4))).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+    expect(scheduler.migrated('hb', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: null, frozen: false, obtrusivenessMs: 0 })).toMatchObject({
+      code: 'E_NOT_ASSIGNED',
+    });
+  });
+
+  it('restarts from the last checkpoint when the image did not arrive whole', async () => {
+    const { scheduler, b, attempt } = await oneTaskOnA();
+    scheduler.checkpoint('ha', 'job1.0', attempt, { state: { step: 3 }, rng: [1, 1, 1, 1] });
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
+    scheduler.setSlots('ha', 0);
+    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 1000, frozen: true, obtrusivenessMs: 1 })).toMatchObject({ code: 'E_BAD_FRAME' });
+    await settle();
+    const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
+    expect(moved.image).toBeUndefined();
+    expect(moved.resume).toEqual({ state: { step: 3 }, rng: [1, 1, 1, 1] });
+  });
+
+  it('orders a migration from its host, and refuses one for a task that is not running', async () => {
+    const { scheduler, a, attempt } = await oneTaskOnA();
+    expect(scheduler.orderMigration('job1.0')).toEqual({ hostId: 'ha' });
+    expect(a.sent.filter((m) => m.type === 'migrate')).toEqual([{ type: 'migrate', tasks: [{ tid: 'job1.0', attempt }] }]);
+    expect(scheduler.orderMigration('job1.99')).toMatchObject({ code: 'E_NOT_FOUND' });
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'order');
+    expect(scheduler.orderMigration('job1.0')).toMatchObject({ code: 'E_CONFLICT' });
+  });
+
+  it('tells the other hosts when a host leaves, so they stop using data channels to it', async () => {
+    const { scheduler, a, b } = await oneTaskOnA();
+    scheduler.detachHost('ha', a);
+    expect(b.sent.filter((m) => m.type === 'peer-gone')).toEqual([{ type: 'peer-gone', peerId: 'ha-peer' }]);
+  });
+});

@@ -1,0 +1,120 @@
+import { decodeEnvelope, decodeImage, encodeImage, encodeMessage, encodeValue, imageParts } from '@webpvm/vm-protocol';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { FREEZE_GRACE_MS } from '../src/host/host-runtime.ts';
+import { assignment } from './support/assignments.ts';
+import { settle, startHost } from './support/start-host.ts';
+
+let stop: (() => void) | undefined;
+beforeEach(() => vi.useFakeTimers());
+afterEach(() => {
+  stop?.();
+  stop = undefined;
+  vi.useRealTimers();
+});
+
+const message = (from: string, to: string, seq: number, data: unknown) => ({ from, to, tag: 1, seq, data });
+
+/** The image the page sent for `tid`, put back together from its part frames. */
+function sentImage(binary: Uint8Array[], tid: string) {
+  const parts = binary.flatMap((bytes) => {
+    const decoded = decodeEnvelope(bytes);
+    return decoded.ok && decoded.value.header.type === 'part' && decoded.value.header.tid === tid ? [decoded.value.buffers[0]!] : [];
+  });
+  const whole = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    whole.set(part, offset);
+    offset += part.byteLength;
+  }
+  const decoded = decodeImage(whole);
+  if (!decoded.ok) throw new Error(decoded.error.message);
+  return { bytes: whole.byteLength, image: decoded.value };
+}
+
+describe('HostRuntime migration', () => {
+  it('on reclaim stops offering slots, and sends each task away with its checkpoint and what it has not read since', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    await settle();
+    // two messages reach the task; it checkpoints having read the first only
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 1, 'one')));
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 2, 'two')));
+    await settle();
+    const state = encodeValue({ step: 4, grid: new Float64Array([0.5]) });
+    host.workers[0]!.emit({
+      type: 'checkpoint',
+      tid: 'joba.0',
+      frozen: false,
+      checkpoint: { state: state.json, rng: [1, 2, 3, 4], sent: [{ to: 'joba.5', seq: 7 }], requests: 3 },
+      stateBuffers: state.buffers,
+      received: 2,
+      unread: [2],
+    });
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 3, 'three')));
+    await settle();
+
+    host.runtime.reclaim('input', false);
+    expect(host.socket().sentOfType('capacity')).toEqual([{ type: 'capacity', slots: 0 }]);
+    expect(host.socket().sentOfType('migrating')).toEqual([{ type: 'migrating', tasks: [{ tid: 'joba.0', attempt: 1 }], reason: 'input' }]);
+    expect(host.runtime.snapshot()).toMatchObject({ paused: true, pauseReason: 'input' });
+    // the task is in a long loop and never reaches a safe point: its worker goes after the grace period
+    await vi.advanceTimersByTimeAsync(FREEZE_GRACE_MS);
+    expect(host.workers[0]!.terminated).toBe(true);
+    const [migrated] = host.socket().sentOfType('migrated');
+    expect(migrated).toMatchObject({ tid: 'joba.0', attempt: 1, frozen: false, obtrusivenessMs: FREEZE_GRACE_MS });
+    const { bytes, image } = sentImage(host.socket().binary, 'joba.0');
+    expect(migrated!.imageBytes).toBe(bytes);
+    expect(image.checkpoint).toMatchObject({ rng: [1, 2, 3, 4], sent: [{ to: 'joba.5', seq: 7 }], requests: 3 });
+    expect(image.mailbox.map((m) => m.data)).toEqual(['two', 'three']);
+    expect(image.delivered).toEqual(new Map([['joba.5', 3]]));
+    expect(host.runtime.snapshot()).toMatchObject({ running: [], workersAlive: 0, migrations: { out: 1, in: 0 }, lastReclaim: { reason: 'input' } });
+
+    host.runtime.available();
+    expect(host.socket().sentOfType('capacity').at(-1)).toEqual({ type: 'capacity', slots: 2 });
+    expect(host.runtime.snapshot().paused).toBe(false);
+  });
+
+  it('starts a task that arrives with an image from its state, with its mailbox first, drops repeats and says it runs again', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    const state = encodeValue({ step: 4 });
+    const image = encodeImage({
+      tid: 'joba.0',
+      checkpoint: { state, rng: [1, 2, 3, 4], sent: [], requests: 1 },
+      delivered: new Map([['joba.5', 2]]),
+      mailbox: [message('joba.5', 'joba.0', 2, 'unread')],
+      pending: [message('joba.5', 'joba.0', 4, 'after a gap')],
+    });
+    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: image.byteLength })] });
+    await settle();
+    expect(host.workers[0]!.received[0]).toMatchObject({
+      type: 'start',
+      task: { tid: 'joba.0', attempt: 2, resume: { state: { step: 4 }, rng: [1, 2, 3, 4], sent: [], requests: 1 } },
+      mailbox: [{ from: 'joba.5', seq: 2, data: 'unread' }],
+    });
+    expect(host.socket().sentOfType('resumed')).toEqual([{ type: 'resumed', tid: 'joba.0', attempt: 2 }]);
+    // seq 2 again is a repeat; seq 3 fills the gap and lets seq 4 through
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 2, 'unread')));
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 3, 'three')));
+    await settle();
+    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.messages.map((d) => d.data) : []));
+    expect(delivered).toEqual(['three', 'after a gap']);
+    expect(host.runtime.snapshot().migrations).toEqual({ out: 0, in: 1 });
+  });
+
+  it('fails a task whose image did not arrive whole instead of running it from nothing', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: 100 })] });
+    await vi.advanceTimersByTimeAsync(50);
+    expect(host.workers).toHaveLength(0);
+    expect(host.socket().sentOfType('results').flatMap((m) => m.items)).toEqual([
+      expect.objectContaining({ tid: 'joba.0', attempt: 2, ok: false, error: expect.objectContaining({ code: 'E_BAD_FRAME' }) }),
+    ]);
+  });
+});

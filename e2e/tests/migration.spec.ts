@@ -1,0 +1,146 @@
+import { readProgram } from '../support/api.ts';
+import { expect, test as base } from '../support/fixtures.ts';
+import { type VisibleBrowser, launchVisibleBrowser } from '../support/visible-browser.ts';
+import { openVisibleHosts } from '../support/visible-hosts.ts';
+
+/** Each test gets a Chromium whose tabs really become hidden and visible. */
+const test = base.extend<{ visible: VisibleBrowser }>({
+  visible: async ({}, use) => {
+    const browser = await launchVisibleBrowser();
+    await use(browser);
+    await browser.close();
+  },
+});
+
+/** A seeded generator, so a failing run can be told apart from another by its seed in the log. */
+function random(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What the page's own timers may run late by, past the grace period, while workers spin on both cores. */
+const GRACE_SLACK_MS = 30;
+
+test('jacobi over 3 tabs made visible, hidden and given input at random gives the no-migration result bit for bit', async ({ visible, api }) => {
+  const program = readProgram('examples/jacobi.ts');
+  const grid = { n: 96, iterations: 5000 };
+  // two hosts compute only while hidden, one also while visible and left alone
+  const hosts = [
+    ...(await openVisibleHosts(visible, api.baseUrl, 2, 'slots=1&policy=hidden')),
+    ...(await openVisibleHosts(visible, api.baseUrl, 1, 'slots=1&policy=idle&idleMs=200')),
+  ];
+  const single = await api.submit({ name: 'jacobi-1', program, main: { ...grid, strips: 1 } });
+  await api.waitForState(single, 'done');
+  const [one] = (await api.results(single)) as { checksum: string }[];
+
+  const id = await api.submit({ name: 'jacobi-3-moving', program, main: { ...grid, strips: 3 } });
+  const seed = Date.now() % 100_000;
+  test.info().annotations.push({ type: 'seed', description: String(seed) });
+  const next = random(seed);
+  await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(3);
+  let reclaims = 0;
+  while ((await api.job(id)).state === 'running') {
+    const host = hosts[Math.floor(next() * hosts.length)]!;
+    await host.show();
+    if (next() < 0.5 || host === hosts[2]) await host.page.mouse.move(10 + next() * 100, 10 + next() * 100);
+    reclaims++;
+    await sleep(50 + next() * 250);
+    await host.hide();
+    await sleep(next() * 200);
+  }
+  const job = await api.waitForState(id, 'done');
+  const [three] = (await api.results(id)) as { checksum: string }[];
+  expect(three!.checksum).toBe(one!.checksum);
+  expect(job.migrations).toBeGreaterThanOrEqual(20);
+  const moved = await Promise.all(hosts.map(async (h) => (await h.snapshot()).migrations));
+  expect(moved.reduce((n, m) => n + m.out, 0)).toBeGreaterThanOrEqual(job.migrations);
+  console.log(`jacobi: ${reclaims} reclaims, ${job.migrations} migrations, seed ${seed}`);
+});
+
+test('input on a visible tab under policy=idle ends its workers within the grace period, and it offers its slots again after idleMs', async ({ visible, api }) => {
+  const [idle, other] = [
+    ...(await openVisibleHosts(visible, api.baseUrl, 1, 'slots=2&policy=idle&idleMs=1500')),
+    ...(await openVisibleHosts(visible, api.baseUrl, 1, 'slots=2&policy=always')),
+  ];
+  const id = await api.submit({ name: 'spin', program: readProgram('e2e/programs/stubborn.js'), inputs: [1, 2, 3, 4].map(() => ({ steps: 40, spinMs: 100 })) });
+  await expect.poll(async () => (await idle!.snapshot()).running.length, { timeout: 30_000 }).toBe(2);
+
+  await idle!.show();
+  // a person looks at the tab before touching it: the page has drawn itself by then
+  await sleep(300);
+  await idle!.page.mouse.move(20, 20);
+  await expect.poll(async () => (await idle!.snapshot()).paused).toBe(true);
+  const after = await idle!.snapshot();
+  expect(after.pauseReason).toBe('input');
+  // the page's own measure: from the input event until it had no worker left
+  await expect.poll(async () => (await idle!.snapshot()).lastReclaim?.clearedMs ?? null).not.toBeNull();
+  const cleared = (await idle!.snapshot()).lastReclaim!.clearedMs!;
+  // the 20 ms grace period, and the page's event loop on a machine whose two cores the spinning workers share
+  expect(cleared).toBeLessThanOrEqual(20 + GRACE_SLACK_MS);
+  expect((await idle!.snapshot()).workersAlive).toBe(0);
+  await expect(idle!.page.getByTestId('host-paused')).toContainText('Paused — your tasks moved to other volunteers');
+
+  // the coordinator stops assigning to it while it is reclaimed
+  const slotsOf = async () => ((await (await api.request('GET', '/api/hosts')).json()) as { hosts: { hostId: string; slots: number }[] }).hosts.find((h) => h.hostId === idle!.hostId)?.slots;
+  await expect.poll(slotsOf).toBe(0);
+  // left alone for idleMs, it offers its slots again and takes work
+  await expect.poll(async () => (await idle!.snapshot()).paused, { timeout: 10_000 }).toBe(false);
+  await expect.poll(slotsOf).toBe(2);
+  await expect(idle!.page.getByTestId('host-paused')).toHaveCount(0);
+  const more = await api.submit({ name: 'spin-more', program: readProgram('e2e/programs/stubborn.js'), inputs: [1, 2, 3, 4].map(() => ({ steps: 5, spinMs: 100 })) });
+  await expect.poll(async () => (await idle!.snapshot()).running.length, { timeout: 30_000 }).toBeGreaterThan(0);
+  expect((await other!.snapshot()).paused).toBe(false);
+  await api.waitForState(more, 'done');
+  await api.waitForState(id, 'done');
+  const results = (await api.results(id)) as { step: number; acc: number }[];
+  expect(new Set(results.map((r) => JSON.stringify(r))).size).toBe(1);
+  expect(results[0]!.step).toBe(40);
+});
+
+test('a task that ignores freeze is terminated and resumes from its last checkpoint elsewhere, with the right result', async ({ visible, api }) => {
+  const hosts = await openVisibleHosts(visible, api.baseUrl, 2, 'slots=1&policy=hidden');
+  const program = readProgram('e2e/programs/stubborn.js');
+  const input = { steps: 30, spinMs: 150 };
+  const id = await api.submit({ name: 'stubborn', program, inputs: [input] });
+  let holder: (typeof hosts)[number] | undefined;
+  await expect
+    .poll(
+      async () => {
+        for (const h of hosts) if ((await h.snapshot()).running.some((t) => t.progress > 0.2)) holder = h;
+        return holder !== undefined;
+      },
+      { timeout: 30_000 },
+    )
+    .toBe(true);
+  await holder!.show();
+  await expect.poll(async () => (await holder!.snapshot()).lastReclaim?.clearedMs ?? null).not.toBeNull();
+  // it was in the middle of a 150 ms spin: only terminating its worker could end it this soon
+  expect((await holder!.snapshot()).lastReclaim!.clearedMs!).toBeLessThanOrEqual(20 + GRACE_SLACK_MS);
+  await api.waitForState(id, 'done');
+  const [result] = (await api.results(id)) as { step: number; acc: number }[];
+  let expected = { step: 0, acc: 1 };
+  while (expected.step < input.steps) expected = { step: expected.step + 1, acc: (expected.acc * 31 + expected.step) % 1000003 };
+  expect(result).toEqual(expected);
+  const job = await api.job(id);
+  expect(job.migrations).toBe(1);
+});
+
+test('closing a tab evacuates its tasks with nothing lost', async ({ visible, api }) => {
+  const hosts = await openVisibleHosts(visible, api.baseUrl, 3, 'slots=1&policy=always');
+  const id = await api.submit({ name: 'ring', program: readProgram('examples/token-ring.ts'), main: { tasks: 9, rounds: 600 } });
+  await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(9);
+  await new Promise((r) => setTimeout(r, 1500));
+  const counts = await Promise.all(hosts.map(async (h) => (await h.snapshot()).running.length));
+  const leaving = hosts[counts.indexOf(Math.max(...counts))]!;
+  const running = (await leaving.snapshot()).running.length;
+  expect(running).toBeGreaterThan(0);
+  await leaving.page.close({ runBeforeUnload: true });
+  const job = await api.waitForState(id, 'done');
+  expect(await api.results(id)).toEqual([expect.objectContaining({ tasks: 9, rounds: 600, token: 5400 })]);
+  expect(job.migrations).toBeGreaterThanOrEqual(running);
+});

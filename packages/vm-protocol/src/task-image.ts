@@ -1,0 +1,226 @@
+import { z } from 'zod';
+import { Tid } from './ids.ts';
+import { LIMITS } from './limits.ts';
+import { decodeEnvelope, encodeMessage, messageFromEnvelope, type TaskMessage } from './envelope.ts';
+import type { EncodedValue } from './value-codec.ts';
+
+/**
+ * A migrating task as it travels from one host to the next (MPVM's transfer): its checkpoint,
+ * what it has received and not yet read, and what its new host must know to keep delivery
+ * exactly once and in order. Binary like an envelope: a little-endian u32 header length, the
+ * header as UTF-8 JSON, then byte segments — the state's typed arrays, then one encoded
+ * envelope per message — so a 64 MiB Float64Array state moves as bytes, never as text.
+ */
+
+const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const Uint32 = z.number().int().min(0).max(0xffffffff);
+const Sizes = z.array(z.number().int().nonnegative()).max(1_000_000);
+
+/** The per-pair counters a task resumes with: seqs of its sends and the number of its requests. */
+export const Counters = z.object({
+  sent: z.array(z.object({ to: Tid, seq: Seq })).max(LIMITS.tasksPerJob),
+  requests: z.number().int().nonnegative(),
+});
+export type Counters = z.infer<typeof Counters>;
+
+const ImageHeader = z.object({
+  tid: Tid,
+  checkpoint: z
+    .object({ state: z.unknown(), stateSizes: Sizes, rng: z.tuple([Uint32, Uint32, Uint32, Uint32]) })
+    .extend(Counters.shape)
+    .nullable(),
+  /** Per sender, the highest seq the task has in order: anything at or below it was received already. */
+  delivered: z.array(z.object({ from: Tid, seq: Seq })).max(LIMITS.tasksPerJob),
+  /** Messages to find in the mailbox on resume, in the order they were delivered. */
+  mailbox: Sizes,
+  /** Messages received out of order: they go through the new host's reorder buffer. */
+  pending: Sizes,
+});
+
+/** A checkpoint as hosts and workers pass it on: the state stays value-encoded (value-codec.ts) end to end. */
+export interface ImageCheckpoint extends Counters {
+  state: EncodedValue;
+  rng: [number, number, number, number];
+}
+
+export interface TaskImage {
+  tid: string;
+  /** Null when the task never reached a checkpoint: it starts over and replays its mailbox. */
+  checkpoint: ImageCheckpoint | null;
+  delivered: Map<string, number>;
+  mailbox: TaskMessage[];
+  pending: TaskMessage[];
+}
+
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+export function encodeImage(image: TaskImage): Uint8Array {
+  const state = image.checkpoint?.state ?? { json: null, buffers: [] };
+  const mailbox = image.mailbox.map(encodeMessage);
+  const pending = image.pending.map(encodeMessage);
+  const header: z.input<typeof ImageHeader> = {
+    tid: image.tid,
+    checkpoint: image.checkpoint && {
+      state: state.json,
+      stateSizes: state.buffers.map((b) => b.byteLength),
+      rng: image.checkpoint.rng,
+      sent: image.checkpoint.sent,
+      requests: image.checkpoint.requests,
+    },
+    delivered: [...image.delivered].map(([from, seq]) => ({ from, seq })),
+    mailbox: mailbox.map((b) => b.byteLength),
+    pending: pending.map((b) => b.byteLength),
+  };
+  const head = utf8.encode(JSON.stringify(header));
+  const segments = [...state.buffers, ...mailbox, ...pending];
+  const out = new Uint8Array(4 + head.length + segments.reduce((n, b) => n + b.byteLength, 0));
+  new DataView(out.buffer).setUint32(0, head.length, true);
+  out.set(head, 4);
+  let offset = 4 + head.length;
+  for (const segment of segments) {
+    out.set(segment, offset);
+    offset += segment.byteLength;
+  }
+  return out;
+}
+
+export type DecodedImage = { ok: true; value: TaskImage } | { ok: false; error: { code: 'E_BAD_FRAME'; message: string } };
+
+export function decodeImage(bytes: Uint8Array): DecodedImage {
+  const bad = (message: string): DecodedImage => ({ ok: false, error: { code: 'E_BAD_FRAME', message: `task image: ${message}` } });
+  if (bytes.byteLength < 4) return bad('shorter than its length prefix');
+  const headLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
+  if (4 + headLength > bytes.byteLength) return bad('header length out of range');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fromUtf8.decode(bytes.subarray(4, 4 + headLength)));
+  } catch {
+    return bad('header is not JSON');
+  }
+  const parsed = ImageHeader.safeParse(raw);
+  if (!parsed.success) return bad(`${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+  const header = parsed.data;
+  let offset = 4 + headLength;
+  const take = (sizes: readonly number[]): Uint8Array[] | null => {
+    const out: Uint8Array[] = [];
+    for (const size of sizes) {
+      if (offset + size > bytes.byteLength) return null;
+      out.push(bytes.subarray(offset, offset + size));
+      offset += size;
+    }
+    return out;
+  };
+  const stateBuffers = take(header.checkpoint?.stateSizes ?? []);
+  const mailboxBytes = take(header.mailbox);
+  const pendingBytes = take(header.pending);
+  if (!stateBuffers || !mailboxBytes || !pendingBytes) return bad('byte segments run past its end');
+  if (offset !== bytes.byteLength) return bad('trailing bytes');
+  const messages = (list: Uint8Array[]): TaskMessage[] | string => {
+    const out: TaskMessage[] = [];
+    for (const envelope of list) {
+      const decoded = decodeEnvelope(envelope);
+      if (!decoded.ok) return decoded.error.message;
+      const { header: h, buffers } = decoded.value;
+      if (h.type !== 'msg' || h.to !== header.tid) return 'a message in it is not for its task';
+      out.push(messageFromEnvelope(h, buffers));
+    }
+    return out;
+  };
+  const mailbox = messages(mailboxBytes);
+  const pending = messages(pendingBytes);
+  if (typeof mailbox === 'string') return bad(mailbox);
+  if (typeof pending === 'string') return bad(pending);
+  const c = header.checkpoint;
+  return {
+    ok: true,
+    value: {
+      tid: header.tid,
+      checkpoint: c && { state: { json: c.state, buffers: stateBuffers }, rng: c.rng, sent: c.sent, requests: c.requests },
+      delivered: new Map(header.delivered.map((d) => [d.from, d.seq])),
+      mailbox,
+      pending,
+    },
+  };
+}
+
+/** How long a partly received image is kept: its sender is gone if the rest has not come by then. */
+const ASSEMBLY_TTL_MS = 60_000;
+
+/**
+ * Puts images back together from their `part` frames (envelope.ts `imageParts`), one per
+ * (tid, attempt), holding at most `maxBytes` of unfinished images at a time.
+ */
+export class ImageAssembly {
+  #partial = new Map<string, { parts: (Uint8Array | undefined)[]; received: number; bytes: number; since: number }>();
+  #complete = new Map<string, Uint8Array>();
+  #bytes = 0;
+  readonly #maxBytes: number;
+  readonly #now: () => number;
+
+  constructor(maxBytes: number, now: () => number = Date.now) {
+    this.#maxBytes = maxBytes;
+    this.#now = now;
+  }
+
+  /** Adds a piece; an error when it does not fit with the others or over the limit. */
+  add(header: { tid: string; attempt: number; index: number; count: number }, piece: Uint8Array): { code: 'E_BAD_FRAME' | 'E_TOO_LARGE'; message: string } | null {
+    const key = `${header.tid}#${header.attempt}`;
+    this.#expire();
+    let entry = this.#partial.get(key);
+    if (!entry) {
+      entry = { parts: new Array<Uint8Array | undefined>(header.count), received: 0, bytes: 0, since: this.#now() };
+      this.#partial.set(key, entry);
+    }
+    if (entry.parts.length !== header.count || header.index >= header.count) {
+      return { code: 'E_BAD_FRAME', message: `image part ${header.index} of ${header.count} does not fit the image of ${header.tid}` };
+    }
+    if (entry.parts[header.index]) return null;
+    if (this.#bytes + piece.byteLength > this.#maxBytes) {
+      this.#drop(key);
+      return { code: 'E_TOO_LARGE', message: `images being received are over ${this.#maxBytes} bytes` };
+    }
+    // The piece may be a view into a larger frame: keep a copy of its own.
+    entry.parts[header.index] = piece.slice();
+    entry.received += 1;
+    entry.bytes += piece.byteLength;
+    this.#bytes += piece.byteLength;
+    if (entry.received === header.count) {
+      const whole = new Uint8Array(entry.bytes);
+      let offset = 0;
+      for (const part of entry.parts) {
+        whole.set(part!, offset);
+        offset += part!.byteLength;
+      }
+      this.#drop(key);
+      this.#complete.set(key, whole);
+    }
+    return null;
+  }
+
+  /** The whole image of this attempt, handed over once (and forgotten here), or null. */
+  take(tid: string, attempt: number): Uint8Array | null {
+    const key = `${tid}#${attempt}`;
+    const image = this.#complete.get(key) ?? null;
+    this.#complete.delete(key);
+    return image;
+  }
+
+  /** Forgets every image of `tid`, whole or not. */
+  forget(tid: string): void {
+    for (const key of [...this.#partial.keys()]) if (key.startsWith(`${tid}#`)) this.#drop(key);
+    for (const key of [...this.#complete.keys()]) if (key.startsWith(`${tid}#`)) this.#complete.delete(key);
+  }
+
+  #drop(key: string): void {
+    const entry = this.#partial.get(key);
+    if (!entry) return;
+    this.#bytes -= entry.bytes;
+    this.#partial.delete(key);
+  }
+
+  #expire(): void {
+    const now = this.#now();
+    for (const [key, entry] of this.#partial) if (now - entry.since > ASSEMBLY_TTL_MS) this.#drop(key);
+  }
+}
