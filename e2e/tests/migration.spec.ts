@@ -57,9 +57,43 @@ test('jacobi over 3 tabs made visible, hidden and given input at random gives th
   const [three] = (await api.results(id)) as { checksum: string }[];
   expect(three!.checksum).toBe(one!.checksum);
   expect(job.migrations).toBeGreaterThanOrEqual(20);
+  // every migration is recorded as an event, with its timings, and the hosts counted the same
+  const { migrations } = (await (await api.request('GET', `/api/jobs/${id}/migrations`)).json()) as {
+    migrations: { tid: string; reason: string; from: string; to: string | null; obtrusivenessMs: number; latencyMs: number | null }[];
+  };
+  expect(migrations).toHaveLength(job.migrations);
+  expect(migrations.every((m) => m.to !== null && m.to !== m.from && m.latencyMs !== null)).toBe(true);
+  expect(migrations.map((m) => m.reason)).toContain('hidden');
+  expect(migrations.every((m) => m.reason === 'hidden' || m.reason === 'input')).toBe(true);
   const moved = await Promise.all(hosts.map(async (h) => (await h.snapshot()).migrations));
-  expect(moved.reduce((n, m) => n + m.out, 0)).toBeGreaterThanOrEqual(job.migrations);
+  expect(moved.reduce((n, m) => n + m.out, 0)).toBe(job.migrations);
   console.log(`jacobi: ${reclaims} reclaims, ${job.migrations} migrations, seed ${seed}`);
+});
+
+test('a token ring keeps its one token while its tasks, the holder among them, are moved with the token in flight', async ({ visible, api }) => {
+  await openVisibleHosts(visible, api.baseUrl, 3, 'slots=1&policy=always');
+  const tasks = 6;
+  const rounds = 1500;
+  const id = await api.submit({ name: 'ring', program: readProgram('examples/token-ring.ts'), main: { tasks, rounds } });
+  await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(tasks);
+  const tids = Array.from({ length: tasks }, (_, i) => `${id}.${i}`);
+  let ordered = 0;
+  // Every task in turn, again and again: whichever holds the token, or is about to, moves with it in flight.
+  for (let sweep = 0; sweep < 4 && (await api.job(id)).state === 'running'; sweep++) {
+    for (const tid of tids) {
+      const res = await api.request('POST', `/api/tasks/${tid}/migrate`);
+      if (res.status === 202) ordered++;
+      else expect([404, 409]).toContain(res.status);
+      await sleep(40);
+    }
+  }
+  const job = await api.waitForState(id, 'done');
+  expect(await api.results(id)).toEqual([expect.objectContaining({ tasks, rounds, token: tasks * rounds })]);
+  expect(ordered).toBeGreaterThanOrEqual(12);
+  const { migrations } = (await (await api.request('GET', `/api/jobs/${id}/migrations`)).json()) as { migrations: { reason: string; tid: string }[] };
+  expect(migrations.length).toBe(job.migrations);
+  expect(migrations.length).toBeGreaterThanOrEqual(12);
+  expect(migrations.every((m) => m.reason === 'order')).toBe(true);
 });
 
 test('input on a visible tab under policy=idle ends its workers within the grace period, and it offers its slots again after idleMs', async ({ visible, api }) => {

@@ -1,4 +1,4 @@
-import type { TaskMessage, TaskOutcome, TaskRef, ToWorker } from '@webpvm/vm-protocol';
+import { SAFE_POINT_FLAGS, type TaskMessage, type TaskOutcome, type TaskRef, type ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SlotPool, type LeftTask } from '../src/host/slot-pool.ts';
 import { assignment } from './support/assignments.ts';
@@ -230,14 +230,21 @@ describe('SlotPool evacuation', () => {
     expect(pool.workersAlive).toBe(0);
   });
 
-  it('raises a freeze in shared memory, with no message, when the page is cross-origin isolated', () => {
+  it('raises persist and freeze bits in shared memory, with no message, when the page is cross-origin isolated', () => {
+    vi.useFakeTimers();
     const { pool, workers } = setup(1, true);
     pool.assign([assignment('joba', 0)]);
     const start = workers[0]!.received[0] as Extract<ToWorker, { type: 'start' }>;
     const flag = new Int32Array(start.freezeFlag!);
+    // a fresh task keeps its first checkpoint at once
+    expect(Atomics.load(flag, 0)).toBe(SAFE_POINT_FLAGS.persist);
+    Atomics.store(flag, 0, 0);
+    vi.advanceTimersByTime(249);
     expect(Atomics.load(flag, 0)).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(Atomics.load(flag, 0)).toBe(SAFE_POINT_FLAGS.persist);
     pool.evacuate('all', 20);
-    expect(Atomics.load(flag, 0)).toBe(1);
+    expect(Atomics.load(flag, 0) & SAFE_POINT_FLAGS.freeze).toBe(SAFE_POINT_FLAGS.freeze);
     expect(workers[0]!.received.some((m) => m.type === 'freeze')).toBe(false);
   });
 

@@ -2,12 +2,12 @@
  * The whole API a webpvm program sees. A task is a function `(ctx, input) => result`; the
  * runtime hands it a `TaskContext` and runs it in a worker, wherever a slot is free.
  *
- * Inputs, results and checkpoint states travel and are stored as JSON, so they must be
- * JSON-serializable: plain objects, arrays, strings, finite numbers, booleans and null.
- * Messages between tasks carry more: those plus `undefined`, NaN, ±Infinity, -0, bigint,
+ * Inputs and results travel and are stored as JSON, so they must be JSON-serializable: plain
+ * objects, arrays, strings, finite numbers, booleans and null. Messages between tasks and
+ * checkpoint states carry more: those plus `undefined`, NaN, ±Infinity, -0, bigint,
  * ArrayBuffer, typed arrays and DataView, bit for bit (binary data as raw bytes, never as
- * text). Any other object arrives as a plain object of its own enumerable fields (a Map or a
- * Date as `{}`), the same way on every path, in one host or across the network.
+ * text). A Map, a Date or a class instance is refused with E_BAD_REQUEST rather than arriving
+ * as `{}`, the same way on every path, in one host or across the network.
  */
 export interface TaskContext<I = unknown, S = unknown> {
   /** This task's id, `<jobId>.<n>` [pvm_mytid]. It never changes, on whichever host the task runs. */
@@ -25,9 +25,11 @@ export interface TaskContext<I = unknown, S = unknown> {
   readonly resume: S | null;
   /**
    * A safe point: the task may be moved from here and will then restart with `resume` = `state`
-   * (and `random()` continuing where it was). Call it often; it is cheap, because a state is only
-   * taken (copied as JSON) when the checkpoint interval has passed since the last one taken.
-   * Throws if a taken state is not JSON-serializable or is over the size limit.
+   * (and `random()` continuing where it was). Call it every iteration: unless a move was asked
+   * for or the checkpoint interval has passed, it reads one flag and returns, with no copy and no
+   * yield. A state is plain data like message data (typed arrays as bytes); a task being moved
+   * hands it over for good and does not return from this call. Throws E_BAD_REQUEST for a state
+   * that cannot travel (a Map, a Date, a class instance) and E_TOO_LARGE over 128 MiB.
    */
   checkpoint(state: S): Promise<void>;
   /** How far the task is, from 0 to 1, shown on the dashboard. Calls may be dropped to save traffic. */

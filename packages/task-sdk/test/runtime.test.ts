@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LIMITS, decodeValue, encodeValue } from '@webpvm/vm-protocol';
+import { LIMITS, SAFE_POINT_FLAGS, decodeValue, encodeValue } from '@webpvm/vm-protocol';
 import { Rng } from '../src/runtime/index.ts';
 import { bundleProgram } from '../src/node/bundle-program.ts';
 import { fakeWorker, program, settle } from './fake-worker.ts';
@@ -180,13 +180,21 @@ describe('freeze and resume', () => {
     expect(before).toBeGreaterThan(0);
   });
 
-  it('reads a freeze from a shared flag, with no message', async () => {
+  it('reads persist and freeze from a shared flag, with no message and no clock', async () => {
     const worker = fakeWorker();
     const flag = new SharedArrayBuffer(4);
+    const bits = new Int32Array(flag);
     const full = { tid: 'job1.0', attempt: 1, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: LOOP };
-    worker.send({ type: 'start', task: full, checkpointIntervalMs: 60_000, freezeFlag: flag });
+    // an interval of 0 would keep every state if the clock were read: only raised bits count
+    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, freezeFlag: flag });
     await settle();
-    Atomics.store(new Int32Array(flag), 0, 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(worker.of('checkpoint')).toHaveLength(0);
+    Atomics.or(bits, 0, SAFE_POINT_FLAGS.persist);
+    await expect.poll(() => worker.of('checkpoint')).toHaveLength(1);
+    expect(worker.of('checkpoint')[0]!.frozen).toBe(false);
+    expect(Atomics.load(bits, 0)).toBe(0);
+    Atomics.or(bits, 0, SAFE_POINT_FLAGS.freeze);
     await expect.poll(() => worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
   });
 

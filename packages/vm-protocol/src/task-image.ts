@@ -123,7 +123,11 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
       if (!decoded.ok) return decoded.error.message;
       const { header: h, buffers } = decoded.value;
       if (h.type !== 'msg' || h.to !== header.tid) return 'a message in it is not for its task';
-      out.push(messageFromEnvelope(h, buffers));
+      try {
+        out.push(messageFromEnvelope(h, buffers));
+      } catch (error) {
+        return `a message in it does not decode: ${error instanceof Error ? error.message : String(error)}`;
+      }
     }
     return out;
   };
@@ -144,7 +148,7 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
   };
 }
 
-/** How long a partly received image is kept: its sender is gone if the rest has not come by then. */
+/** How long an image is kept with no new part, or unclaimed once whole: its sender or its task is gone by then. */
 const ASSEMBLY_TTL_MS = 60_000;
 
 /**
@@ -152,8 +156,8 @@ const ASSEMBLY_TTL_MS = 60_000;
  * (tid, attempt), holding at most `maxBytes` of unfinished images at a time.
  */
 export class ImageAssembly {
-  #partial = new Map<string, { parts: (Uint8Array | undefined)[]; received: number; bytes: number; since: number }>();
-  #complete = new Map<string, Uint8Array>();
+  #partial = new Map<string, { parts: (Uint8Array | undefined)[]; received: number; bytes: number; last: number }>();
+  #complete = new Map<string, { image: Uint8Array; at: number }>();
   #bytes = 0;
   readonly #maxBytes: number;
   readonly #now: () => number;
@@ -169,7 +173,7 @@ export class ImageAssembly {
     this.#expire();
     let entry = this.#partial.get(key);
     if (!entry) {
-      entry = { parts: new Array<Uint8Array | undefined>(header.count), received: 0, bytes: 0, since: this.#now() };
+      entry = { parts: new Array<Uint8Array | undefined>(header.count), received: 0, bytes: 0, last: this.#now() };
       this.#partial.set(key, entry);
     }
     if (entry.parts.length !== header.count || header.index >= header.count) {
@@ -184,6 +188,7 @@ export class ImageAssembly {
     entry.parts[header.index] = piece.slice();
     entry.received += 1;
     entry.bytes += piece.byteLength;
+    entry.last = this.#now();
     this.#bytes += piece.byteLength;
     if (entry.received === header.count) {
       const whole = new Uint8Array(entry.bytes);
@@ -193,7 +198,7 @@ export class ImageAssembly {
         offset += part!.byteLength;
       }
       this.#drop(key);
-      this.#complete.set(key, whole);
+      this.#complete.set(key, { image: whole, at: this.#now() });
     }
     return null;
   }
@@ -201,7 +206,7 @@ export class ImageAssembly {
   /** The whole image of this attempt, handed over once (and forgotten here), or null. */
   take(tid: string, attempt: number): Uint8Array | null {
     const key = `${tid}#${attempt}`;
-    const image = this.#complete.get(key) ?? null;
+    const image = this.#complete.get(key)?.image ?? null;
     this.#complete.delete(key);
     return image;
   }
@@ -221,6 +226,7 @@ export class ImageAssembly {
 
   #expire(): void {
     const now = this.#now();
-    for (const [key, entry] of this.#partial) if (now - entry.since > ASSEMBLY_TTL_MS) this.#drop(key);
+    for (const [key, entry] of this.#partial) if (now - entry.last > ASSEMBLY_TTL_MS) this.#drop(key);
+    for (const [key, entry] of this.#complete) if (now - entry.at > ASSEMBLY_TTL_MS) this.#complete.delete(key);
   }
 }

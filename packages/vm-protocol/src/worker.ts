@@ -23,10 +23,18 @@ const DeliveredMessage = z.object({
 const Bytes = z.array(z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'bytes')).max(1_000_000);
 
 /**
- * A flag the host raises to ask for a freeze (index 0 of an Int32Array over a SharedArrayBuffer),
- * read by `ctx.checkpoint` with Atomics.load: no message, no yield. Absent where the page is not
- * cross-origin isolated (and in Node): `checkpoint` then looks at a freeze message instead.
+ * Bits the host raises in index 0 of an Int32Array over a SharedArrayBuffer, read by
+ * `ctx.checkpoint` with one Atomics.load: no message, no clock, no yield. Absent where the page
+ * is not cross-origin isolated (and in Node): `checkpoint` then looks at a freeze message and
+ * at the clock instead.
  */
+export const SAFE_POINT_FLAGS = {
+  /** Stop at this safe point and hand the state over. */
+  freeze: 1,
+  /** The checkpoint interval has passed: keep a copy of the state. */
+  persist: 2,
+} as const;
+
 const FreezeFlag = z.custom<SharedArrayBuffer>(
   (v) => typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer && v.byteLength >= 4,
   'a SharedArrayBuffer of at least 4 bytes',

@@ -1,6 +1,7 @@
 import {
   FromWorker,
   LIMITS,
+  SAFE_POINT_FLAGS,
   describeIssues,
   parseTid,
   type ErrorBody,
@@ -82,6 +83,9 @@ interface Slot {
   extra: boolean;
 }
 
+/** The checkpoint interval may be 0 (every call): the page still raises the bit at most this often. */
+const PERSIST_TICK_MIN_MS = 20;
+
 const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
 
 /**
@@ -101,6 +105,8 @@ export class SlotPool {
   #extras = new Map<string, StartExtras>();
   #workersStarted = 0;
   #now: () => number;
+  /** Raises the persist bit of every running task's flag once per checkpoint interval. */
+  #persistTimer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(options: SlotPoolOptions) {
     this.#options = options;
@@ -194,7 +200,7 @@ export class SlotPool {
       }
       if (task.leaving) continue;
       task.leaving = { since, grace: setTimeout(() => this.#leave(slot, task, null, since), graceMs) };
-      if (slot.flag) Atomics.store(slot.flag, 0, 1);
+      if (slot.flag) Atomics.or(slot.flag, 0, SAFE_POINT_FLAGS.freeze);
       else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
     }
     this.#pump();
@@ -229,6 +235,8 @@ export class SlotPool {
   }
 
   terminateAll(): void {
+    if (this.#persistTimer) clearTimeout(this.#persistTimer);
+    this.#persistTimer = null;
     this.#queue = [];
     for (const slot of this.#all()) {
       if (slot.task?.deadline) clearTimeout(slot.task.deadline);
@@ -273,7 +281,8 @@ export class SlotPool {
     if (slot.worker && slot.jobId !== assignment.jobId) this.#dropWorker(slot);
     const worker = slot.worker ?? this.#spawn(slot);
     slot.jobId = assignment.jobId;
-    if (slot.flag) Atomics.store(slot.flag, 0, 0);
+    // A fresh task keeps its first checkpoint at once: its replay log starts from there.
+    if (slot.flag) Atomics.store(slot.flag, 0, SAFE_POINT_FLAGS.persist);
     const task: RunningTask = { assignment, progress: 0, deadline: null, leaving: null };
     slot.task = task;
     this.#running.set(assignment.tid, slot);
@@ -308,6 +317,7 @@ export class SlotPool {
     });
     slot.worker = worker;
     slot.flag = this.#options.sharedFlags ? new Int32Array(new SharedArrayBuffer(4)) : null;
+    if (slot.flag) this.#persistTimer ??= setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
     this.#workersStarted += 1;
     return worker;
   }
@@ -362,6 +372,25 @@ export class SlotPool {
         );
         return;
     }
+  }
+
+  #persistEveryMs(): number {
+    return Math.max(PERSIST_TICK_MIN_MS, this.#options.checkpointIntervalMs());
+  }
+
+  /**
+   * A page timer, so a task's loop reads no clock: in a hidden tab it may fire late (browsers
+   * slow its timers), which only spaces the kept checkpoints out.
+   */
+  #raisePersist(): void {
+    this.#persistTimer = null;
+    let flagged = false;
+    for (const slot of this.#all()) {
+      if (!slot.flag) continue;
+      flagged = true;
+      if (slot.task) Atomics.or(slot.flag, 0, SAFE_POINT_FLAGS.persist);
+    }
+    if (flagged) this.#persistTimer = setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
   }
 
   /** The task goes with `frozen` (or none): its worker is terminated at once, giving the CPU back. */

@@ -5,6 +5,6 @@ import { runTaskWorker } from '../runtime/index.ts';
 const port = parentPort;
 if (!port) throw new Error('task-worker.ts must run in a worker_thread');
 runTaskWorker({
-  postMessage: (message) => port.postMessage(message),
+  postMessage: (message, transfer) => port.postMessage(message, transfer),
   addEventListener: (_type, listener) => port.on('message', (data: unknown) => listener({ data })),
 });

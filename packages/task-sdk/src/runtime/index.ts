@@ -1,5 +1,6 @@
 import {
   LIMITS,
+  SAFE_POINT_FLAGS,
   ToWorker,
   WebpvmError,
   decodeValue,
@@ -22,7 +23,8 @@ export { Rng, taskSeed, type RngState } from './determinism.ts';
  * around `parentPort` in a Node worker_thread.
  */
 export interface WorkerScope {
-  postMessage(message: unknown): void;
+  /** `transfer` moves buffers instead of copying them (a frozen task never touches its state again). */
+  postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
 }
 
@@ -35,7 +37,7 @@ const FROZEN = new Promise<void>(() => {});
 
 type StartTask = Extract<ToWorker, { type: 'start' }>;
 type ProgramModule = Record<string, unknown>;
-type Post = (message: FromWorker) => void;
+type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
 type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T }>) => void };
 
 /**
@@ -46,7 +48,7 @@ type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T
  * by URL, and the mailboxes, by tid.
  */
 export function runTaskWorker(scope: WorkerScope): void {
-  const post: Post = (message) => scope.postMessage(message);
+  const post: Post = (message, transfer) => scope.postMessage(message, transfer);
   const programs = new Map<string, Promise<ProgramModule>>();
   // A message may come before its task's program is loaded: a mailbox exists from the first of the two.
   const mailboxes = new Map<string, Mailbox>();
@@ -89,9 +91,8 @@ export function runTaskWorker(scope: WorkerScope): void {
         mailboxes.delete(tid);
         freezing.delete(tid);
       };
-      const flag = start.freezeFlag ? new Int32Array(start.freezeFlag) : null;
-      const freezeAsked = flag ? () => Atomics.load(flag, 0) !== 0 : () => freezing.has(tid);
-      const safePoint = { messaging, mailbox, freezeAsked };
+      const flags = start.freezeFlag ? new Int32Array(start.freezeFlag) : null;
+      const safePoint = { messaging, mailbox, flags, freezeAsked: () => freezing.has(tid) };
       runTask(start, load, safePoint, end, post).catch((error: unknown) =>
         console.error('webpvm runtime: cannot report to the host', error),
       );
@@ -114,10 +115,11 @@ export function runTaskWorker(scope: WorkerScope): void {
   });
 }
 
-/** What a checkpoint reads: the task's counters and mailbox, and whether the host asked for a freeze. */
+/** What a checkpoint reads: the task's counters and mailbox, and what the host asks of it (SAFE_POINT_FLAGS, or by message). */
 interface SafePoint {
   messaging: TaskMessaging;
   mailbox: Mailbox;
+  flags: Int32Array | null;
   freezeAsked(): boolean;
 }
 
@@ -168,7 +170,7 @@ async function runTask(
   post({ type: 'done', tid: task.tid, ok: true, value: result });
 }
 
-function createContext(start: StartTask, { messaging, mailbox, freezeAsked }: SafePoint, post: Post): TaskContext {
+function createContext(start: StartTask, { messaging, mailbox, flags, freezeAsked }: SafePoint, post: Post): TaskContext {
   const { task, checkpointIntervalMs } = start;
   const { tid } = task;
   const rng = task.resume ? Rng.fromState(task.resume.rng) : Rng.fromSeed(task.seed);
@@ -188,16 +190,20 @@ function createContext(start: StartTask, { messaging, mailbox, freezeAsked }: Sa
     if (size > LIMITS.stateBytes) {
       throw new WebpvmError('E_TOO_LARGE', `the checkpoint state is ${size} bytes, over the limit of ${LIMITS.stateBytes}`);
     }
-    post({
-      type: 'checkpoint',
-      tid,
-      frozen: freeze,
-      checkpoint: { state: encoded.json, rng: rng.state(), ...messaging.counters() },
-      // postMessage copies the views: the task may change its state right after.
-      stateBuffers: encoded.buffers,
-      received: mailbox.received,
-      unread: mailbox.unread(),
-    });
+    post(
+      {
+        type: 'checkpoint',
+        tid,
+        frozen: freeze,
+        checkpoint: { state: encoded.json, rng: rng.state(), ...messaging.counters() },
+        stateBuffers: encoded.buffers,
+        received: mailbox.received,
+        unread: mailbox.unread(),
+      },
+      // A periodic checkpoint is copied: the task changes its state right after. A frozen task
+      // never runs again, so its state moves out in O(1), however large.
+      freeze ? transferable(encoded.buffers) : undefined,
+    );
   };
 
   return {
@@ -208,12 +214,22 @@ function createContext(start: StartTask, { messaging, mailbox, freezeAsked }: Sa
     resume: task.resume ? decodeValue(task.resume.state, start.stateBuffers ?? []) : null,
     checkpoint: (state) => {
       if (frozen) return FROZEN;
-      if (freezeAsked()) {
+      const freeze = (): Promise<void> => {
         take(state, true);
         frozen = true;
         messaging.close();
         return FROZEN;
+      };
+      if (flags) {
+        // The common case costs one shared-memory load: the host raises a bit when something is due.
+        const raised = Atomics.load(flags, 0);
+        if (raised === 0) return RESOLVED;
+        if (raised & SAFE_POINT_FLAGS.freeze) return freeze();
+        Atomics.and(flags, 0, ~SAFE_POINT_FLAGS.persist);
+        take(state, false);
+        return RESOLVED;
       }
+      if (freezeAsked()) return freeze();
       const now = performance.now();
       if (now - lastCheckpointAt >= checkpointIntervalMs) {
         take(state, false);
@@ -232,6 +248,13 @@ function createContext(start: StartTask, { messaging, mailbox, freezeAsked }: Sa
     random: () => rng.random(),
     ...messaging.api,
   };
+}
+
+/** The distinct buffers under these views that can be moved (a SharedArrayBuffer cannot). */
+function transferable(views: readonly Uint8Array[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const view of views) if (view.buffer instanceof ArrayBuffer) buffers.add(view.buffer);
+  return [...buffers];
 }
 
 function messageOf(error: unknown): string {
