@@ -27,6 +27,7 @@ const sizes = [
 ];
 const LOOP_STEPS = Number(process.env.BENCH_LOOP_STEPS ?? 20_000);
 const LOOP_RUNS = Number(process.env.BENCH_LOOP_RUNS ?? 7);
+const PINGS = Number(process.env.BENCH_PINGS ?? 1000);
 
 const quantile = (xs: number[], q: number) => {
   const sorted = [...xs].sort((a, b) => a - b);
@@ -106,6 +107,15 @@ function bareLoop(page: Page, source: string, steps: number): Promise<number> {
   );
 }
 
+/** Median ping-pong RTT between two tasks on two tabs (bench/programs/messaging.js, pings only). */
+async function pingpong(baseUrl: string, pings: number): Promise<number> {
+  const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
+  const { id } = await api(baseUrl, 'POST', '/api/jobs', { name: 'pingpong', program, main: { pings, warmupMs: 1500, sizes: [], streamBytes: 0 } });
+  await waitFor('the pingpong', async () => ((await api(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 120_000);
+  const { rtts } = (await api(baseUrl, 'GET', `/api/jobs/${id}/results`)).results[0] as { rtts: number[] };
+  return quantile(rtts, 0.5);
+}
+
 async function checkpointLoop(baseUrl: string, program: string, steps: number): Promise<number> {
   const { id } = await api(baseUrl, 'POST', '/api/jobs', { name: 'checkpoint loop', program, main: { steps } });
   await waitFor('the loop', async () => ((await api(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 300_000);
@@ -113,6 +123,7 @@ async function checkpointLoop(baseUrl: string, program: string, steps: number): 
 }
 
 const program = fs.readFileSync(path.join(benchDir, 'programs/migration.js'), 'utf8');
+
 const loopProgram = fs.readFileSync(path.join(benchDir, 'programs/checkpoint-loop.js'), 'utf8');
 /** The loop's step function alone, for the bare Worker. */
 const sweepSource = `${loopProgram.slice(loopProgram.indexOf('function sweep')).split('\n}\n')[0]!}\n}\n`;
@@ -124,6 +135,7 @@ const rows: Record<string, unknown>[] = [];
 const events: Record<string, MigrationEvent[]> = {};
 let rawMBps = 0;
 const loops = { webpvm: [] as number[], bare: [] as number[] };
+const rtt = { withReplayLog: [] as number[], withoutReplayLog: [] as number[] };
 let isolated = false;
 try {
   const tabs = [
@@ -158,6 +170,19 @@ try {
     loops.bare.push(await bareLoop(tabs[0]!, sweepSource, LOOP_STEPS));
     loops.webpvm.push(await checkpointLoop(coordinator.url, loopProgram, LOOP_STEPS));
   }
+
+  // What migration support costs a message: the same pingpong on a pair of tabs that keep no
+  // replay log, pairs taking turns (only one pair is open at a time).
+  let pair = tabs;
+  for (let run = 0; run < 4; run++) {
+    const withLog = run % 2 === 0;
+    if (run > 0) {
+      for (const tab of pair) await tab.context().close();
+      const query = `slots=1&policy=always${withLog ? '' : '&replayLog=off'}`;
+      pair = [await openHostTab(browser, coordinator.url, query), await openHostTab(browser, coordinator.url, query)];
+    }
+    (withLog ? rtt.withReplayLog : rtt.withoutReplayLog).push(await pingpong(coordinator.url, PINGS));
+  }
 } finally {
   await browser.close();
   await coordinator.stop();
@@ -172,6 +197,7 @@ const ratios = {
   latency1MiBMedianMs: (rows.find((r) => r.state === '1 MiB')?.latencyMedianMs as number | undefined) ?? null,
   largeStateMBpsToRawChannel: large.length ? +(Math.min(...large.map((r) => r.movedMBps as number)) / rawMBps).toFixed(2) : null,
   checkpointLoopSpeedToBareWorker: +loopRatio.toFixed(3),
+  pingpongRttWithToWithoutReplayLog: +(Math.min(...rtt.withReplayLog) / Math.min(...rtt.withoutReplayLog)).toFixed(2),
 };
 console.log(`\nmigration between two tabs (cross-origin isolated: ${isolated}), ordered through the API\n`);
 console.table(rows);
@@ -179,6 +205,8 @@ console.table([
   { measure: 'raw RTCDataChannel MB/s (1 MiB messages)', value: +rawMBps.toFixed(1) },
   { measure: `checkpoint loop, webpvm ms (fastest of ${LOOP_RUNS}, ${LOOP_STEPS} steps)`, value: +fastest(loops.webpvm).toFixed(1) },
   { measure: 'same loop, bare Worker ms', value: +fastest(loops.bare).toFixed(1) },
+  { measure: 'pingpong median RTT ms, with replay log (best of 2)', value: +Math.min(...rtt.withReplayLog).toFixed(3) },
+  { measure: 'pingpong median RTT ms, no replay log (best of 2)', value: +Math.min(...rtt.withoutReplayLog).toFixed(3) },
   { measure: 'cost of one checkpoint call, µs', value: +(((fastest(loops.webpvm) - fastest(loops.bare)) * 1000) / LOOP_STEPS).toFixed(2) },
 ]);
 console.table([
@@ -186,10 +214,11 @@ console.table([
   { ratio: '1 MiB state running again, median ms', value: ratios.latency1MiBMedianMs, target: '≤ 150' },
   { ratio: 'large states moved MB/s ÷ raw channel', value: ratios.largeStateMBpsToRawChannel, target: '≥ 0.5' },
   { ratio: 'checkpoint loop speed ÷ bare Worker', value: ratios.checkpointLoopSpeedToBareWorker, target: '≥ 0.97' },
+  { ratio: 'pingpong RTT with ÷ without migration support', value: ratios.pingpongRttWithToWithoutReplayLog, target: '(reported)' },
 ]);
 const out = path.join(benchDir, 'results/migration.json');
 fs.writeFileSync(
   out,
-  `${JSON.stringify({ date: new Date().toISOString(), crossOriginIsolated: isolated, rows, rawChannelMBps: rawMBps, loops, ratios, events }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), crossOriginIsolated: isolated, rows, rawChannelMBps: rawMBps, loops, rtt, ratios, events }, null, 2)}\n`,
 );
 console.log(`written ${path.relative(process.cwd(), out)}`);

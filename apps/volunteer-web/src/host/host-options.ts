@@ -10,12 +10,18 @@ export interface HostOptions {
   p2p: boolean;
   /** How long the person must leave the tab alone (`?idleMs=`) before it offers its slots again. */
   idleMs: number;
+  /**
+   * False with `?replayLog=off`, for measuring what migration support costs: no replay log is
+   * kept, so a task whose worker must be terminated while moving loses the messages it received
+   * since its last checkpoint.
+   */
+  replayLog: boolean;
 }
 
 const DEFAULT_IDLE_MS = 30_000;
 const MAX_IDLE_MS = 24 * 3600_000;
 
-/** Reads `?slots=N&policy=…&idleMs=N&p2p=off` from the page URL; anything unreadable falls back to the default. */
+/** Reads `?slots=N&policy=…&idleMs=N&p2p=off&replayLog=off` from the page URL; anything unreadable falls back to the default. */
 export function parseHostOptions(search: string, hardwareConcurrency: number | undefined): HostOptions {
   const params = new URLSearchParams(search);
   const defaultSlots = clampSlots((hardwareConcurrency || 2) - 1);
@@ -25,7 +31,7 @@ export function parseHostOptions(search: string, hardwareConcurrency: number | u
   const policy = POLICIES.find((p) => p === policyParam) ?? 'idle';
   const idle = Number(params.get('idleMs'));
   const idleMs = params.has('idleMs') && Number.isInteger(idle) && idle >= 0 ? Math.min(idle, MAX_IDLE_MS) : DEFAULT_IDLE_MS;
-  return { slots, policy, p2p: params.get('p2p') !== 'off', idleMs };
+  return { slots, policy, p2p: params.get('p2p') !== 'off', idleMs, replayLog: params.get('replayLog') !== 'off' };
 }
 
 function clampSlots(n: number): number {

@@ -120,6 +120,7 @@ export class HostRuntime {
     this.#progress = new ProgressBatcher(send);
     this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
     this.#inboxes = new Inboxes({
+      keepLog: runtime.options.replayLog,
       holds: (tid) => this.#pool.holds(tid),
       post: (tid, messages) => this.#pool.post(tid, { type: 'deliver', tid, messages }),
       delivered: (tid, count) => {

@@ -21,7 +21,7 @@ const settle = async () => {
  * An inbox holding TID whose worker is a model of the task's mailbox: it numbers what it is
  * handed from 1, as the worker does, and refuses deliveries until `start`.
  */
-function page({ started = true } = {}) {
+function page({ started = true, keepLog = true } = {}) {
   let running = started;
   const deliveries: { n: number; message: DeliveredMessage }[] = [];
   const counted: number[] = [];
@@ -34,6 +34,7 @@ function page({ started = true } = {}) {
       return true;
     },
     delivered: (_tid, count) => counted.push(count),
+    keepLog,
   });
   return {
     inbox,
@@ -325,5 +326,18 @@ describe('a task migrating from page to page (property)', () => {
         }
       }),
     );
+  });
+});
+
+describe('Inboxes without a replay log (measuring what it costs)', () => {
+  it('keeps nothing it handed over, so only unhanded messages go with a cut', async () => {
+    const p = page({ keepLog: false });
+    p.inbox.accept(msg('joba.1', 1));
+    await settle();
+    p.inbox.accept(msg('joba.1', 3));
+    const cut = p.inbox.cut(TID);
+    expect(cut.mailbox).toEqual([]);
+    expect(keys(cut.pending)).toEqual(['joba.1:3']);
+    expect(cut.delivered).toEqual(new Map([['joba.1', 1]]));
   });
 });

@@ -19,6 +19,8 @@ export interface InboxOptions {
   post(tid: string, messages: DeliveredMessage[]): boolean;
   /** `count` messages reached the task's worker. */
   delivered(tid: string, count: number): void;
+  /** Keep what each worker was handed for a replay (see Box.log); true unless measuring without it. */
+  keepLog?: boolean;
 }
 
 interface Box {
@@ -53,8 +55,11 @@ export class Inboxes {
   #dirty = new Set<string>();
   #flushQueued = false;
 
+  #keepLog: boolean;
+
   constructor(options: InboxOptions) {
     this.#options = options;
+    this.#keepLog = options.keepLog ?? true;
   }
 
   holds(tid: string): boolean {
@@ -152,7 +157,8 @@ export class Inboxes {
       if (!box?.ready.length || !this.#options.post(tid, box.ready)) continue;
       for (const m of box.ready) {
         if (m.seq > (box.posted.get(m.from) ?? 0)) box.posted.set(m.from, m.seq);
-        box.log.push({ n: ++box.count, message: m });
+        box.count += 1;
+        if (this.#keepLog) box.log.push({ n: box.count, message: m });
       }
       this.#options.delivered(tid, box.ready.length);
       box.ready = [];
