@@ -167,7 +167,7 @@ export class HostGateway {
     const h = decoded.value.header;
     if (h.type === 'part') {
       this.opts.metrics.framesIn.inc({ type: 'image-part' });
-      const refused = this.opts.scheduler.imagePart(conn.hostId, h, decoded.value.buffers[0]!);
+      const refused = this.opts.scheduler.imagePart(conn.hostId, h, decoded.value.buffers[0]!, bytes);
       if (refused) conn.sendError(refused, 'part');
       return;
     }
@@ -245,6 +245,7 @@ export class HostGateway {
       if (refused) conn.sendError(refused, 'migrated');
     },
     resumed: (conn, m) => this.opts.scheduler.resumed(conn.hostId!, m.tid, m.attempt),
+    'image-missing': (conn, m) => this.opts.scheduler.imageMissing(conn.hostId!, m.tid, m.attempt),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

@@ -77,11 +77,19 @@ interface TaskRun {
   migration: Migration | null;
   /** The host the task just left: placed elsewhere when another host can take it. */
   avoid: string | null;
+  /**
+   * An image that went host to host over a data channel: its size, and the host that sent it and
+   * keeps it a while, to send it again through the coordinator if it does not arrive.
+   */
+  imageAway: { bytes: number; from: string } | null;
 }
 
 interface Migration {
   reason: MigrationReason;
   from: string;
+  /** The host named as its destination at the event, when one could take it. */
+  to: string | null;
+  via: 'coordinator' | 'channel';
   /** The task has left its old host (`migrated` came): messages no longer wait for it. */
   left: boolean;
   since: number;
@@ -485,6 +493,7 @@ export class Scheduler {
     }
     task.checkpoint = checkpoint;
     task.image = null;
+    task.imageAway = null;
     this.dirtyCheckpoints.set(tid, checkpoint);
     this.writes.schedule();
     return null;
@@ -579,16 +588,45 @@ export class Scheduler {
     for (const ref of refs) {
       const task = this.runningOn(hostId, ref.tid, ref.attempt);
       if (!task || task.migration) continue;
-      task.migration = { reason, from: hostId, left: false, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
+      const to = this.pickDestination(hostId);
+      task.migration = { reason, from: hostId, to: to?.hostId ?? null, via: 'coordinator', left: false, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
+      // The image may go straight there, host to host, as the parts of the attempt it will run as.
+      if (to?.peerId) this.hosts.get(hostId)?.link?.send({ type: 'destination', tid: task.tid, attempt: task.attempt + 1, peerId: to.peerId });
     }
   }
 
-  /** A piece of the image of a task leaving this host. */
-  imagePart(hostId: string, header: { tid: string; attempt: number; index: number; count: number }, piece: Uint8Array): ErrorBody | null {
-    if (!this.runningOn(hostId, header.tid, header.attempt)) {
-      return { code: 'E_NOT_ASSIGNED', message: `${header.tid} attempt ${header.attempt} is not running on this host` };
+  /** The least loaded other host that could take a task now. */
+  private pickDestination(leaving: string): HostRun | null {
+    let best: HostRun | null = null;
+    for (const h of this.hosts.values()) {
+      if (h.hostId === leaving || !h.link || h.slots === 0) continue;
+      if (!best || h.assigned.size / h.slots < best.assigned.size / best.slots) best = h;
     }
-    return this.images.add(header, piece);
+    return best;
+  }
+
+  /**
+   * A piece of the image of a task leaving this host; or, from a host the task ran on, a piece
+   * of an image that did not arrive over a data channel, handed on to the task's host now.
+   */
+  imagePart(
+    hostId: string,
+    header: { tid: string; attempt: number; index: number; count: number },
+    piece: Uint8Array,
+    frame: Uint8Array,
+  ): ErrorBody | null {
+    if (this.runningOn(hostId, header.tid, header.attempt)) return this.images.add(header, piece);
+    const task = this.tasks.get(header.tid);
+    const holder = task?.state === 'running' && task.attempt === header.attempt && task.ranOn.has(hostId) ? this.hosts.get(task.hostId ?? '') : undefined;
+    if (!holder?.link) return { code: 'E_NOT_ASSIGNED', message: `${header.tid} attempt ${header.attempt} is not running on this host` };
+    holder.link.sendBinary(frame);
+    return null;
+  }
+
+  /** A host still waits for the image of an assignment: its old host sends it again through here. */
+  imageMissing(hostId: string, tid: string, attempt: number): void {
+    const task = this.runningOn(hostId, tid, attempt);
+    if (task?.imageAway) this.hosts.get(task.imageAway.from)?.link?.send({ type: 'send-image', tid, attempt });
   }
 
   /**
@@ -599,14 +637,27 @@ export class Scheduler {
     const task = this.runningOn(hostId, m.tid, m.attempt);
     if (!task) return { code: 'E_NOT_ASSIGNED', message: `${m.tid} attempt ${m.attempt} is not running on this host` };
     let refused: ErrorBody | null = null;
-    if (m.imageBytes !== null) {
+    if (m.imageBytes !== null && m.via === 'channel') {
+      task.image = null;
+      task.imageAway = { bytes: m.imageBytes, from: hostId };
+    } else if (m.imageBytes !== null) {
       const image = this.images.take(m.tid, m.attempt);
       if (image && image.byteLength === m.imageBytes) task.image = image;
       else refused = { code: 'E_BAD_FRAME', message: `the image of ${m.tid} did not arrive whole: it restarts from its last checkpoint` };
     }
     this.images.forget(m.tid);
-    const migration = task.migration ?? { reason: 'order', from: hostId, left: true, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
-    task.migration = { ...migration, left: true, obtrusivenessMs: m.obtrusivenessMs, frozen: m.frozen, bytes: m.imageBytes ?? 0 };
+    const migration: Migration = task.migration ?? {
+      reason: 'order',
+      from: hostId,
+      to: null,
+      via: 'coordinator',
+      left: true,
+      since: this.now(),
+      obtrusivenessMs: 0,
+      frozen: false,
+      bytes: 0,
+    };
+    task.migration = { ...migration, via: m.via, left: true, obtrusivenessMs: m.obtrusivenessMs, frozen: m.frozen, bytes: m.imageBytes ?? 0 };
     this.hosts.get(hostId)?.assigned.delete(task.tid);
     task.runs.delete(m.attempt);
     this.transition(task, 'pending');
@@ -621,6 +672,7 @@ export class Scheduler {
   resumed(hostId: string, tid: string, attempt: number): void {
     const task = this.runningOn(hostId, tid, attempt);
     if (!task?.migration) return;
+    task.imageAway = null;
     this.recordMigration(task, hostId);
   }
 
@@ -662,7 +714,7 @@ export class Scheduler {
       obtrusivenessMs: m.obtrusivenessMs,
       latencyMs: to === null ? null : this.now() - m.since,
       bytes: m.bytes,
-      path: 'coordinator',
+      path: m.via,
       frozen: m.frozen,
     });
   }
@@ -739,9 +791,11 @@ export class Scheduler {
     };
     for (const job of this.active) {
       for (const task of job.spawned.splice(0)) {
+        // A migrating task goes where its image was sent, when that host can still take it.
+        const named = hosts.find((h) => h.hostId === task.migration?.to);
         const elsewhere = hosts.filter((h) => h.hostId !== task.avoid);
         const candidates = elsewhere.length ? elsewhere : hosts;
-        add(candidates.reduce((best, h) => (h.assigned.size / h.slots < best.assigned.size / best.slots ? h : best)), task);
+        add(named ?? candidates.reduce((best, h) => (h.assigned.size / h.slots < best.assigned.size / best.slots ? h : best)), task);
       }
     }
     for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
@@ -796,6 +850,10 @@ export class Scheduler {
   private lease(task: TaskRun, host: HostRun): TaskAssignment {
     const job = task.job;
     task.attempt++;
+    // The image went over a data channel to another host: its sender sends it through here instead.
+    if (task.imageAway && task.migration?.to !== host.hostId) {
+      this.hosts.get(task.imageAway.from)?.link?.send({ type: 'send-image', tid: task.tid, attempt: task.attempt });
+    }
     task.hostId = host.hostId;
     task.avoid = null;
     task.ranOn.add(host.hostId);
@@ -814,8 +872,9 @@ export class Scheduler {
       name: task.name,
       programUrl: this.opts.programUrl(job.stored.programHash),
       input: task.input,
-      resume: task.image ? null : task.checkpoint,
+      resume: task.image || task.imageAway ? null : task.checkpoint,
       ...(task.image ? { image: task.image.byteLength } : {}),
+      ...(task.imageAway ? { image: task.imageAway.bytes } : {}),
       seed: seedOf(task.tid),
       timeoutMs: job.stored.options.taskTimeoutMs,
     };
@@ -1075,6 +1134,7 @@ export class Scheduler {
       image: null,
       migration: null,
       avoid: null,
+      imageAway: null,
     };
     job.tasks![index] = task;
     this.tasks.set(task.tid, task);

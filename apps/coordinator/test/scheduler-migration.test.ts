@@ -99,11 +99,11 @@ describe('scheduler migration', () => {
     for (const part of imageParts('job1.0', attempt, bytes)) {
       const decoded = decodeEnvelope(part);
       if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
-      expect(scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!)).toBeNull();
+      expect(scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
     }
     scheduler.setSlots('ha', 0);
     clock += 5;
-    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 4 })).toBeNull();
+    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 4, via: 'coordinator' })).toBeNull();
     await settle();
 
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
@@ -131,9 +131,9 @@ describe('scheduler migration', () => {
     const bytes = image('job1.0');
     for (const part of imageParts('job1.0', attempt, bytes)) {
       const decoded = decodeEnvelope(part);
-      if (decoded.ok && decoded.value.header.type === 'part') scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!);
+      if (decoded.ok && decoded.value.header.type === 'part') scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part);
     }
-    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: false, obtrusivenessMs: 20 });
+    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: false, obtrusivenessMs: 20, via: 'coordinator' });
     await settle();
     const relayed = b.binary.filter((bytes) => {
       const decoded = decodeEnvelope(bytes);
@@ -149,7 +149,7 @@ describe('scheduler migration', () => {
     let host = 'ha';
     for (let i = 0; i < 3; i++) {
       scheduler.migrating(host, [{ tid: 'job1.0', attempt: current }], 'order');
-      scheduler.migrated(host, { type: 'migrated', tid: 'job1.0', attempt: current, imageBytes: null, frozen: false, obtrusivenessMs: 0 });
+      scheduler.migrated(host, { type: 'migrated', tid: 'job1.0', attempt: current, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' });
       await settle();
       const task = (scheduler.tasksOf('job1') ?? []).find((t) => t.tid === 'job1.0')!;
       expect(task.state).toBe('running');
@@ -162,8 +162,8 @@ describe('scheduler migration', () => {
 
   it('refuses an image part or a migrated report for a task the host does not run', async () => {
     const { scheduler, attempt } = await oneTaskOnA();
-    expect(scheduler.imagePart('hb', { tid: 'job1.0', attempt, index: 0, count: 1 }, new Uint8Array(4))).toMatchObject({ code: 'E_NOT_ASSIGNED' });
-    expect(scheduler.migrated('hb', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: null, frozen: false, obtrusivenessMs: 0 })).toMatchObject({
+    expect(scheduler.imagePart('hb', { tid: 'job1.0', attempt, index: 0, count: 1 }, new Uint8Array(4), new Uint8Array(4))).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+    expect(scheduler.migrated('hb', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' })).toMatchObject({
       code: 'E_NOT_ASSIGNED',
     });
   });
@@ -173,7 +173,7 @@ describe('scheduler migration', () => {
     scheduler.checkpoint('ha', 'job1.0', attempt, { state: { step: 3 }, rng: [1, 1, 1, 1] });
     scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
     scheduler.setSlots('ha', 0);
-    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 1000, frozen: true, obtrusivenessMs: 1 })).toMatchObject({ code: 'E_BAD_FRAME' });
+    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 1000, frozen: true, obtrusivenessMs: 1, via: 'coordinator' })).toMatchObject({ code: 'E_BAD_FRAME' });
     await settle();
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
     expect(moved.image).toBeUndefined();
@@ -193,5 +193,60 @@ describe('scheduler migration', () => {
     const { scheduler, a, b } = await oneTaskOnA();
     scheduler.detachHost('ha', a);
     expect(b.sent.filter((m) => m.type === 'peer-gone')).toEqual([{ type: 'peer-gone', peerId: 'ha-peer' }]);
+  });
+
+  it('names a destination at the event, places the task there when its image went over a data channel, and records the path', async () => {
+    const { scheduler, events, a, b, attempt } = await oneTaskOnA();
+    scheduler.setSlots('ha', 0);
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    expect(a.sent.filter((m) => m.type === 'destination')).toEqual([{ type: 'destination', tid: 'job1.0', attempt: attempt + 1, peerId: 'hb-peer' }]);
+    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    await settle();
+    const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
+    expect(moved).toMatchObject({ attempt: attempt + 1, image: 5000, resume: null });
+    // nothing went through here: the bytes are on the data channel
+    expect(b.order.filter((kind) => kind === 'part')).toEqual([]);
+    expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([]);
+    scheduler.resumed('hb', 'job1.0', attempt + 1);
+    expect(events).toEqual([expect.objectContaining({ path: 'channel', from: 'ha', to: 'hb', bytes: 5000 })]);
+  });
+
+  it('has an image that did not arrive over a data channel sent again through here, and hands its parts on', async () => {
+    const { scheduler, a, b, attempt } = await oneTaskOnA();
+    scheduler.setSlots('ha', 0);
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    const bytes = image('job1.0');
+    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    await settle();
+    scheduler.imageMissing('hb', 'job1.0', attempt + 1);
+    expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([{ type: 'send-image', tid: 'job1.0', attempt: attempt + 1 }]);
+    const parts = imageParts('job1.0', attempt + 1, bytes);
+    for (const part of parts) {
+      const decoded = decodeEnvelope(part);
+      if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
+      expect(scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
+    }
+    expect(b.binary.slice(-parts.length)).toEqual(parts);
+    // a host that never ran the task cannot push parts to it
+    const stranger = connect(scheduler, 'hc', 1);
+    void stranger;
+    const decoded = decodeEnvelope(parts[0]!);
+    if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
+    expect(scheduler.imagePart('hc', decoded.value.header, decoded.value.buffers[0]!, parts[0]!)).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+  });
+
+  it('asks for the image through here at once when the named destination is gone', async () => {
+    const { scheduler, a, b, attempt } = await oneTaskOnA();
+    const c = connect(scheduler, 'hc', 1);
+    scheduler.setSlots('ha', 0);
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    const named = a.sent.find((m) => m.type === 'destination');
+    const namedHost = named && named.type === 'destination' && named.peerId === 'hb-peer' ? b : c;
+    scheduler.detachHost(namedHost === b ? 'hb' : 'hc', namedHost);
+    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    await settle();
+    const other = namedHost === b ? c : b;
+    expect(other.assigned().find((t) => t.tid === 'job1.0')).toMatchObject({ image: 5000 });
+    expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([{ type: 'send-image', tid: 'job1.0', attempt: attempt + 1 }]);
   });
 });

@@ -1,7 +1,9 @@
 import { decodeEnvelope, decodeImage, encodeImage, encodeMessage, encodeValue, imageParts } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FREEZE_GRACE_MS } from '../src/host/host-runtime.ts';
+import { Reassembler } from '../src/host/messaging/channel-frames.ts';
 import { assignment } from './support/assignments.ts';
+import { fakePeers } from './support/fake-peers.ts';
 import { settle, startHost } from './support/start-host.ts';
 
 let stop: (() => void) | undefined;
@@ -14,11 +16,16 @@ afterEach(() => {
 
 const message = (from: string, to: string, seq: number, data: unknown) => ({ from, to, tag: 1, seq, data });
 
-/** The image the page sent for `tid`, put back together from its part frames. */
-function sentImage(binary: Uint8Array[], tid: string) {
+const partOf = (bytes: Uint8Array) => {
+  const decoded = decodeEnvelope(bytes);
+  return decoded.ok && decoded.value.header.type === 'part' ? { header: decoded.value.header, piece: decoded.value.buffers[0]! } : null;
+};
+
+/** The image the page sent for `tid` (as the parts of `attempt`, when given), put back together from its part frames. */
+function sentImage(binary: Uint8Array[], tid: string, attempt?: number) {
   const parts = binary.flatMap((bytes) => {
-    const decoded = decodeEnvelope(bytes);
-    return decoded.ok && decoded.value.header.type === 'part' && decoded.value.header.tid === tid ? [decoded.value.buffers[0]!] : [];
+    const part = partOf(bytes);
+    return part && part.header.tid === tid && (attempt === undefined || part.header.attempt === attempt) ? [part.piece] : [];
   });
   const whole = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let offset = 0;
@@ -106,15 +113,73 @@ describe('HostRuntime migration', () => {
     expect(host.runtime.snapshot().migrations).toEqual({ out: 0, in: 1 });
   });
 
-  it('fails a task whose image did not arrive whole instead of running it from nothing', async () => {
+  it('waits for an image still on its way, asks for it through the coordinator, then gives up rather than run from nothing', async () => {
     const host = await startHost();
     stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: 100 })] });
-    await vi.advanceTimersByTimeAsync(50);
+    await vi.advanceTimersByTimeAsync(4_900);
+    expect(host.workers).toHaveLength(0);
+    expect(host.socket().sentOfType('image-missing')).toEqual([]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(host.socket().sentOfType('image-missing')).toEqual([{ type: 'image-missing', tid: 'joba.0', attempt: 2 }]);
+    await vi.advanceTimersByTimeAsync(5_050);
     expect(host.workers).toHaveLength(0);
     expect(host.socket().sentOfType('results').flatMap((m) => m.items)).toEqual([
       expect.objectContaining({ tid: 'joba.0', attempt: 2, ok: false, error: expect.objectContaining({ code: 'E_BAD_FRAME' }) }),
     ]);
+  });
+
+  it('starts a task whose image comes after its assignment, with the messages that came meanwhile', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    const image = encodeImage({
+      tid: 'joba.0',
+      checkpoint: null,
+      delivered: new Map([['joba.5', 1]]),
+      mailbox: [message('joba.5', 'joba.0', 1, 'in the image')],
+      pending: [],
+    });
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: image.byteLength })] });
+    // messages for it wait on this page, not bounced back to the coordinator
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 2, 'meanwhile')));
+    await settle();
+    expect(host.socket().binary).toEqual([]);
+    expect(host.workers).toHaveLength(0);
+    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
+    await settle();
+    expect(host.workers[0]!.received[0]).toMatchObject({ type: 'start', mailbox: [{ data: 'in the image' }] });
+    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.messages.map((d) => d.data) : []));
+    expect(delivered).toEqual(['meanwhile']);
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(host.socket().sentOfType('image-missing')).toEqual([]);
+  });
+
+  it('sends an image straight to the destination the coordinator named, over an open data channel, and keeps it to send again', async () => {
+    const { createPeer, peers } = fakePeers();
+    const host = await startHost({ createPeer });
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    await settle();
+    // a channel to the destination's host is open (its tasks and this one talked before)
+    host.socket().receive({ type: 'routes', routes: [{ tid: 'joba.5', hostId: 'h2', peerId: 'h2-peer' }] });
+    const dc = peers[0]!.outgoing[0]!.open();
+    host.runtime.reclaim('input', false);
+    host.socket().receive({ type: 'destination', tid: 'joba.0', attempt: 2, peerId: 'h2-peer' });
+    await vi.advanceTimersByTimeAsync(FREEZE_GRACE_MS);
+    const [migrated] = host.socket().sentOfType('migrated');
+    expect(migrated).toMatchObject({ tid: 'joba.0', attempt: 1, via: 'channel' });
+    const reassembler = new Reassembler();
+    const overChannel = dc.sent.flatMap((piece) => {
+      const frame = reassembler.accept(piece);
+      return frame ? [frame.payload] : [];
+    });
+    expect(sentImage(overChannel, 'joba.0', 2).bytes).toBe(migrated!.imageBytes);
+    expect(host.socket().binary.filter((b) => partOf(b) !== null)).toEqual([]);
+    // the coordinator asks for it again (it did not arrive): it goes through the coordinator now
+    host.socket().receive({ type: 'send-image', tid: 'joba.0', attempt: 3 });
+    expect(sentImage(host.socket().binary, 'joba.0', 3).bytes).toBe(migrated!.imageBytes);
   });
 });

@@ -147,7 +147,12 @@ export const MigratedMsg = z.object({
   frozen: z.boolean(),
   /** Event → worker terminated on this host (MPVM's obtrusiveness). */
   obtrusivenessMs: z.number().nonnegative().max(3_600_000),
+  /** `channel`: the image went straight to the destination the coordinator named, over a data channel. */
+  via: z.enum(['coordinator', 'channel']).default('coordinator'),
 });
+
+/** The image of this assignment has not come (over a data channel) in time: have it sent through the coordinator. */
+export const ImageMissingMsg = z.object({ type: z.literal('image-missing'), tid: Tid, attempt: Attempt });
 
 /** A migrated task runs again on this host: the end of its migration. */
 export const ResumedMsg = z.object({ type: z.literal('resumed'), tid: Tid, attempt: Attempt });
@@ -165,6 +170,7 @@ export const HostMessage = z.discriminatedUnion('type', [
   MigratingMsg,
   MigratedMsg,
   ResumedMsg,
+  ImageMissingMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -233,6 +239,20 @@ export const ErrorMsg = z.object({
   ref: z.string().max(64).nullable(),
 });
 
+/**
+ * Where a leaving task will run next: its host may send the image straight there over a data
+ * channel, as the parts of attempt `attempt`.
+ */
+export const DestinationMsg = z.object({
+  type: z.literal('destination'),
+  tid: Tid,
+  attempt: Attempt,
+  peerId: z.string().max(LIMITS.idChars),
+});
+
+/** Send the image kept for `tid` again, through the coordinator, as the parts of attempt `attempt`. */
+export const SendImageMsg = z.object({ type: z.literal('send-image'), tid: Tid, attempt: Attempt });
+
 /** The coordinator orders these tasks to move (load balance, drain, `POST /api/tasks/:tid/migrate`). */
 export const MigrateMsg = z.object({ type: z.literal('migrate'), tasks: batch(TaskRef) });
 
@@ -242,7 +262,19 @@ export const MigrateMsg = z.object({ type: z.literal('migrate'), tasks: batch(Ta
  */
 export const PeerGoneMsg = z.object({ type: z.literal('peer-gone'), peerId: z.string().max(LIMITS.idChars) });
 
-export const CoordinatorMessage = z.union([WelcomeMsg, AssignMsg, CancelMsg, AckMsg, ReplyMsg, RoutesMsg, ErrorMsg, MigrateMsg, PeerGoneMsg]);
+export const CoordinatorMessage = z.union([
+  WelcomeMsg,
+  AssignMsg,
+  CancelMsg,
+  AckMsg,
+  ReplyMsg,
+  RoutesMsg,
+  ErrorMsg,
+  MigrateMsg,
+  PeerGoneMsg,
+  DestinationMsg,
+  SendImageMsg,
+]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 
 export type HostMessageOf<T extends HostMessage['type']> = Extract<HostMessage, { type: T }>;

@@ -34,6 +34,8 @@ export interface LinkEvents {
   routes(message: CoordinatorMessageOf<'routes'>): void;
   migrate(message: CoordinatorMessageOf<'migrate'>): void;
   peerGone(message: CoordinatorMessageOf<'peer-gone'>): void;
+  destination(message: CoordinatorMessageOf<'destination'>): void;
+  sendImage(message: CoordinatorMessageOf<'send-image'>): void;
   /** Envelope bytes the coordinator relays from another host (a binary frame). */
   relay(bytes: Uint8Array): void;
   stateChange(): void;
@@ -86,6 +88,8 @@ export class CoordinatorLink {
     routes: (m) => this.#options.events.routes(m),
     migrate: (m) => this.#options.events.migrate(m),
     'peer-gone': (m) => this.#options.events.peerGone(m),
+    destination: (m) => this.#options.events.destination(m),
+    'send-image': (m) => this.#options.events.sendImage(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 

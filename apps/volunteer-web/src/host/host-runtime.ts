@@ -57,6 +57,11 @@ export interface HostSnapshot {
 /** How long a task gets to reach a safe point before its worker is terminated (DESIGN.md, Migration). */
 export const FREEZE_GRACE_MS = 20;
 
+/** How long an image sent over a data channel is kept, to send it again through the coordinator. */
+const KEEP_SENT_IMAGE_MS = 20_000;
+/** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
+const IMAGE_WAIT_MS = 5_000;
+
 /** The checkpoint a local task would restart from, and the byte segments of its state. */
 interface LatestCheckpoint {
   checkpoint: Required<Checkpoint>;
@@ -102,6 +107,12 @@ export class HostRuntime {
   #images = new ImageAssembly(LIMITS.imageBytes * 2);
   /** Tasks that arrived with an image and have not told the coordinator they run again. */
   #arriving = new Set<string>();
+  /** Where each leaving task will run next (the coordinator's `destination`), so its image can go there directly. */
+  #destinations = new Map<string, { attempt: number; peerId: string }>();
+  /** Images this page sent over data channels, kept a while in case they must go again through the coordinator. */
+  #sentImages = new Map<string, { image: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
+  /** Assignments whose image is still on its way over a data channel, by `tid#attempt`. */
+  #awaitingImage = new Map<string, { task: TaskAssignment; timer: ReturnType<typeof setTimeout>; asked: boolean }>();
   #paused = false;
   #pauseReason: MigrationReason | null = null;
   #lastReclaim: { reason: MigrationReason; at: number; clearedMs: number | null } | null = null;
@@ -121,7 +132,8 @@ export class HostRuntime {
     this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
     this.#inboxes = new Inboxes({
       keepLog: runtime.options.replayLog,
-      holds: (tid) => this.#pool.holds(tid),
+      // A task waiting for its image is this page's already: its messages wait here too.
+      holds: (tid) => this.#pool.holds(tid) || this.#waitsForImage(tid),
       post: (tid, messages) => this.#pool.post(tid, { type: 'deliver', tid, messages }),
       delivered: (tid, count) => {
         const ref = this.#pool.refOf(tid);
@@ -150,6 +162,8 @@ export class HostRuntime {
       part: (header, bytes) => {
         const problem = this.#images.add(header, bytes);
         if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
+        const waiting = this.#awaitingImage.get(`${header.tid}#${header.attempt}`);
+        if (waiting && header.index === header.count - 1) this.#onAssign([waiting.task]);
       },
     });
     this.#pool = new SlotPool({
@@ -194,6 +208,11 @@ export class HostRuntime {
         routes: (m) => this.#router.onRoutes(m.routes),
         migrate: (m) => this.#evacuate(new Set(m.tasks.map((t) => t.tid)), 'order', FREEZE_GRACE_MS),
         peerGone: (m) => this.#network?.gone(m.peerId),
+        destination: (m) => this.#destinations.set(m.tid, { attempt: m.attempt, peerId: m.peerId }),
+        sendImage: (m) => {
+          const kept = this.#sentImages.get(m.tid);
+          if (kept) for (const part of imageParts(m.tid, m.attempt, kept.image)) this.#outbox.send(part);
+        },
         relay: (bytes) => {
           this.#router.receive(bytes, null);
           this.#scheduleNotify();
@@ -211,6 +230,7 @@ export class HostRuntime {
   }
 
   stop(): void {
+    for (const { timer } of [...this.#sentImages.values(), ...this.#awaitingImage.values()]) clearTimeout(timer);
     this.#link.stop();
     this.#network?.stop();
     this.#router.stop();
@@ -332,22 +352,60 @@ export class HostRuntime {
       },
       ...inbox,
     });
+    const destination = this.#destinations.get(tid);
     this.#forgetLive(tid);
     this.#arriving.delete(tid);
     if (image.byteLength > LIMITS.imageBytes) {
       this.#pending.add({ tid, attempt, ok: false, error: { code: 'E_TOO_LARGE', message: `its image is ${image.byteLength} bytes, over ${LIMITS.imageBytes}` } });
       return;
     }
-    for (const part of imageParts(tid, attempt, image)) this.#outbox.send(part);
-    this.#outbox.send({ type: 'migrated', tid, attempt, imageBytes: image.byteLength, frozen: frozen !== null, obtrusivenessMs });
+    const migrated = { type: 'migrated', tid, attempt, imageBytes: image.byteLength, frozen: frozen !== null, obtrusivenessMs } as const;
+    // Straight to the next host when a channel to it is open: the coordinator is spared the bytes.
+    const channel = destination?.attempt === attempt + 1 ? this.#network?.open(destination.peerId) : null;
+    if (channel && destination) {
+      for (const part of imageParts(tid, destination.attempt, image)) channel.send(FrameKind.envelope, part);
+      this.#keepSentImage(tid, image);
+      this.#outbox.send({ ...migrated, via: 'channel' });
+    } else {
+      for (const part of imageParts(tid, attempt, image)) this.#outbox.send(part);
+      this.#outbox.send({ ...migrated, via: 'coordinator' });
+    }
     if (started) this.#migrations.out += 1;
     this.#noteCleared();
     this.#scheduleNotify();
   }
 
+  #keepSentImage(tid: string, image: Uint8Array): void {
+    const earlier = this.#sentImages.get(tid);
+    if (earlier) clearTimeout(earlier.timer);
+    this.#sentImages.set(tid, { image, timer: setTimeout(() => this.#sentImages.delete(tid), KEEP_SENT_IMAGE_MS) });
+  }
+
+  #waitsForImage(tid: string): boolean {
+    for (const { task } of this.#awaitingImage.values()) if (task.tid === tid) return true;
+    return false;
+  }
+
   /**
-   * Assigned tasks; one resuming from a migration finds its image complete (its parts came
-   * first) and starts with its state, its mailbox and its inbox's seqs.
+   * An image over a data channel may come after its assignment: the task waits for it, then asks
+   * for it through the coordinator, then gives up (it restarts from its checkpoint elsewhere).
+   */
+  #awaitImage(task: TaskAssignment): void {
+    const key = `${task.tid}#${task.attempt}`;
+    const waiting = this.#awaitingImage.get(key);
+    if (waiting && waiting.asked) {
+      this.#awaitingImage.delete(key);
+      this.#pending.add({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } });
+      return;
+    }
+    if (waiting) this.#outbox.send({ type: 'image-missing', tid: task.tid, attempt: task.attempt });
+    this.#awaitingImage.set(key, { task, asked: waiting !== undefined, timer: setTimeout(() => this.#awaitImage(task), IMAGE_WAIT_MS) });
+  }
+
+  /**
+   * Assigned tasks; one resuming from a migration starts with its image — state, mailbox, its
+   * inbox's seqs — once the image is whole (its parts come first through the coordinator, or on
+   * their own over a data channel).
    */
   #onAssign(tasks: TaskAssignment[]): void {
     const extras = new Map<string, StartExtras>();
@@ -359,10 +417,18 @@ export class HostRuntime {
         runnable.push(task);
         continue;
       }
+      const key = `${task.tid}#${task.attempt}`;
       const bytes = this.#images.take(task.tid, task.attempt);
-      const decoded = bytes && bytes.byteLength === task.image ? decodeImage(bytes) : null;
+      if (!bytes) {
+        if (!this.#awaitingImage.has(key)) this.#awaitImage(task);
+        continue;
+      }
+      const waited = this.#awaitingImage.get(key);
+      if (waited) clearTimeout(waited.timer);
+      this.#awaitingImage.delete(key);
+      const decoded = bytes.byteLength === task.image ? decodeImage(bytes) : null;
       if (!decoded?.ok) {
-        const message = decoded ? decoded.error.message : 'its image did not arrive whole';
+        const message = decoded ? decoded.error.message : `its image is ${bytes.byteLength} bytes, not ${task.image}`;
         this.#pending.add({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message } });
         continue;
       }
@@ -436,6 +502,11 @@ export class HostRuntime {
   #onCancel(refs: TaskRef[]): void {
     this.#pool.cancel(refs);
     for (const ref of refs) {
+      const waiting = this.#awaitingImage.get(`${ref.tid}#${ref.attempt}`);
+      if (waiting) clearTimeout(waiting.timer);
+      this.#awaitingImage.delete(`${ref.tid}#${ref.attempt}`);
+    }
+    for (const ref of refs) {
       // A cancel of an older attempt leaves the one running now alone.
       if (!this.#pool.holds(ref.tid)) {
         this.#router.taskEnded(ref.tid, false);
@@ -463,6 +534,7 @@ export class HostRuntime {
     this.#unsentCheckpoints.delete(tid);
     this.#latest.delete(tid);
     this.#images.forget(tid);
+    this.#destinations.delete(tid);
   }
 
   #scheduleNotify(): void {

@@ -114,8 +114,13 @@ export class Inboxes {
     };
   }
 
-  /** A migrated task arrives: its inbox goes on from the image; the mailbox is handed over with its start. */
+  /**
+   * A migrated task arrives: its inbox goes on from the image; the mailbox is handed over with
+   * its start. What reached this page for it while its image was on the way goes through the
+   * restored buffer too, which drops what the image already holds.
+   */
   restore(tid: string, image: InboxImage): void {
+    const early = this.#boxes.get(tid);
     const mailbox = image.mailbox;
     const box: Box = {
       buffer: new ReorderBuffer(image.delivered),
@@ -125,7 +130,8 @@ export class Inboxes {
       log: mailbox.map((message, i) => ({ n: i + 1, message })),
     };
     this.#boxes.set(tid, box);
-    for (const message of image.pending) this.accept(message);
+    const before = early ? [...early.ready, ...early.buffer.waiting()] : [];
+    for (const message of [...image.pending, ...before]) this.accept(message);
   }
 
   postedFrom(to: string, from: string): number {
