@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Tid } from './ids.ts';
 import { LIMITS } from './limits.ts';
+import { encodeFrame, readFrameHeader, readSegments } from './framing.ts';
 import { decodeValue, encodeValue } from './value-codec.ts';
 
 /**
@@ -77,21 +78,9 @@ export function imageParts(tid: string, attempt: number, image: Uint8Array): Uin
     return encodeEnvelope({ type: 'part', tid, attempt, index, count, sizes: [piece.byteLength] }, [piece]);
   });
 }
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
 
 export function encodeEnvelope(header: EnvelopeHeader, buffers: readonly Uint8Array[] = []): Uint8Array {
-  const head = utf8.encode(JSON.stringify(header));
-  const total = 4 + head.length + buffers.reduce((n, b) => n + b.byteLength, 0);
-  const out = new Uint8Array(total);
-  new DataView(out.buffer).setUint32(0, head.length, true);
-  out.set(head, 4);
-  let offset = 4 + head.length;
-  for (const b of buffers) {
-    out.set(b, offset);
-    offset += b.byteLength;
-  }
-  return out;
+  return encodeFrame(header, buffers);
 }
 
 export type DecodedEnvelope = { ok: true; value: Envelope } | { ok: false; error: { code: 'E_BAD_FRAME' | 'E_TOO_LARGE'; message: string } };
@@ -102,27 +91,15 @@ export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
   if (bytes.byteLength > MAX_ENVELOPE_BYTES) {
     return { ok: false, error: { code: 'E_TOO_LARGE', message: `envelope over ${LIMITS.messageBytes} bytes` } };
   }
-  if (bytes.byteLength < 4) return bad('envelope shorter than its length prefix');
-  const headLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
-  if (4 + headLength > bytes.byteLength) return bad('envelope header length out of range');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fromUtf8.decode(bytes.subarray(4, 4 + headLength)));
-  } catch {
-    return bad('envelope header is not JSON');
-  }
-  const parsed = EnvelopeHeader.safeParse(raw);
+  const head = readFrameHeader(bytes);
+  if (!head.ok) return bad(`envelope ${head.message}`);
+  const parsed = EnvelopeHeader.safeParse(head.raw);
   if (!parsed.success) return bad(`envelope header: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
   const header = parsed.data;
-  const buffers: Uint8Array[] = [];
-  let offset = 4 + headLength;
-  for (const size of header.type === 'ack' ? [] : header.sizes) {
-    if (offset + size > bytes.byteLength) return bad('envelope byte segments run past its end');
-    buffers.push(bytes.subarray(offset, offset + size));
-    offset += size;
-  }
-  if (offset !== bytes.byteLength) return bad('envelope has trailing bytes');
-  return { ok: true, value: { header, buffers } };
+  const read = readSegments(bytes, head.offset, header.type === 'ack' ? [] : header.sizes);
+  if (!read) return bad('envelope byte segments run past its end');
+  if (read.next !== bytes.byteLength) return bad('envelope has trailing bytes');
+  return { ok: true, value: { header, buffers: read.segments } };
 }
 
 export function encodeMessage(message: TaskMessage): Uint8Array {

@@ -2,14 +2,15 @@ import { z } from 'zod';
 import { Tid } from './ids.ts';
 import { LIMITS } from './limits.ts';
 import { decodeEnvelope, encodeMessage, messageFromEnvelope, type TaskMessage } from './envelope.ts';
+import { encodeFrame, readFrameHeader, readSegments } from './framing.ts';
 import type { EncodedValue } from './value-codec.ts';
 
 /**
  * A migrating task as it travels from one host to the next (MPVM's transfer): its checkpoint,
  * what it has received and not yet read, and what its new host must know to keep delivery
- * exactly once and in order. Binary like an envelope: a little-endian u32 header length, the
- * header as UTF-8 JSON, then byte segments — the state's typed arrays, then one encoded
- * envelope per message — so a 64 MiB Float64Array state moves as bytes, never as text.
+ * exactly once and in order. Framed like an envelope (framing.ts): the byte segments are the
+ * state's typed arrays, then one encoded envelope per message, so a 64 MiB Float64Array state
+ * moves as bytes, never as text.
  */
 
 const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -52,9 +53,6 @@ export interface TaskImage {
   pending: TaskMessage[];
 }
 
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
-
 export function encodeImage(image: TaskImage): Uint8Array {
   const state = image.checkpoint?.state ?? { json: null, buffers: [] };
   const mailbox = image.mailbox.map(encodeMessage);
@@ -72,50 +70,25 @@ export function encodeImage(image: TaskImage): Uint8Array {
     mailbox: mailbox.map((b) => b.byteLength),
     pending: pending.map((b) => b.byteLength),
   };
-  const head = utf8.encode(JSON.stringify(header));
-  const segments = [...state.buffers, ...mailbox, ...pending];
-  const out = new Uint8Array(4 + head.length + segments.reduce((n, b) => n + b.byteLength, 0));
-  new DataView(out.buffer).setUint32(0, head.length, true);
-  out.set(head, 4);
-  let offset = 4 + head.length;
-  for (const segment of segments) {
-    out.set(segment, offset);
-    offset += segment.byteLength;
-  }
-  return out;
+  return encodeFrame(header, [...state.buffers, ...mailbox, ...pending]);
 }
 
 export type DecodedImage = { ok: true; value: TaskImage } | { ok: false; error: { code: 'E_BAD_FRAME'; message: string } };
 
 export function decodeImage(bytes: Uint8Array): DecodedImage {
   const bad = (message: string): DecodedImage => ({ ok: false, error: { code: 'E_BAD_FRAME', message: `task image: ${message}` } });
-  if (bytes.byteLength < 4) return bad('shorter than its length prefix');
-  const headLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true);
-  if (4 + headLength > bytes.byteLength) return bad('header length out of range');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(fromUtf8.decode(bytes.subarray(4, 4 + headLength)));
-  } catch {
-    return bad('header is not JSON');
-  }
-  const parsed = ImageHeader.safeParse(raw);
+  const head = readFrameHeader(bytes);
+  if (!head.ok) return bad(head.message);
+  const parsed = ImageHeader.safeParse(head.raw);
   if (!parsed.success) return bad(`${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
   const header = parsed.data;
-  let offset = 4 + headLength;
-  const take = (sizes: readonly number[]): Uint8Array[] | null => {
-    const out: Uint8Array[] = [];
-    for (const size of sizes) {
-      if (offset + size > bytes.byteLength) return null;
-      out.push(bytes.subarray(offset, offset + size));
-      offset += size;
-    }
-    return out;
-  };
-  const stateBuffers = take(header.checkpoint?.stateSizes ?? []);
-  const mailboxBytes = take(header.mailbox);
-  const pendingBytes = take(header.pending);
-  if (!stateBuffers || !mailboxBytes || !pendingBytes) return bad('byte segments run past its end');
-  if (offset !== bytes.byteLength) return bad('trailing bytes');
+  const stateSizes = header.checkpoint?.stateSizes ?? [];
+  const read = readSegments(bytes, head.offset, [...stateSizes, ...header.mailbox, ...header.pending]);
+  if (!read) return bad('byte segments run past its end');
+  if (read.next !== bytes.byteLength) return bad('trailing bytes');
+  const stateBuffers = read.segments.slice(0, stateSizes.length);
+  const mailboxBytes = read.segments.slice(stateSizes.length, stateSizes.length + header.mailbox.length);
+  const pendingBytes = read.segments.slice(stateSizes.length + header.mailbox.length);
   const messages = (list: Uint8Array[]): TaskMessage[] | string => {
     const out: TaskMessage[] = [];
     for (const envelope of list) {

@@ -114,6 +114,8 @@ export class HostRuntime {
   /** Assignments whose image is still on its way over a data channel, by `tid#attempt`. */
   #awaitingImage = new Map<string, { task: TaskAssignment; timer: ReturnType<typeof setTimeout>; asked: boolean }>();
   #paused = false;
+  /** The page is going away: its data channels close with it, so images go through the coordinator. */
+  #departing = false;
   #pauseReason: MigrationReason | null = null;
   #lastReclaim: { reason: MigrationReason; at: number; clearedMs: number | null } | null = null;
   #migrations = { out: 0, in: 0 };
@@ -272,6 +274,7 @@ export class HostRuntime {
       this.#lastReclaim = { reason, at: performance.now(), clearedMs: null };
       this.#link.send({ type: 'capacity', slots: 0 });
     }
+    if (urgent) this.#departing = true;
     this.#evacuate('all', reason, urgent ? 0 : FREEZE_GRACE_MS);
     this.#pool.dropIdleWorkers();
     if (urgent) {
@@ -361,7 +364,7 @@ export class HostRuntime {
     }
     const migrated = { type: 'migrated', tid, attempt, imageBytes: image.byteLength, frozen: frozen !== null, obtrusivenessMs } as const;
     // Straight to the next host when a channel to it is open: the coordinator is spared the bytes.
-    const channel = destination?.attempt === attempt + 1 ? this.#network?.open(destination.peerId) : null;
+    const channel = !this.#departing && destination?.attempt === attempt + 1 ? this.#network?.open(destination.peerId) : null;
     if (channel && destination) {
       for (const part of imageParts(tid, destination.attempt, image)) channel.send(FrameKind.envelope, part);
       this.#keepSentImage(tid, image);
