@@ -641,6 +641,7 @@ export class Scheduler {
       task.image = null;
       task.imageAway = { bytes: m.imageBytes, from: hostId };
     } else if (m.imageBytes !== null) {
+      task.imageAway = null;
       const image = this.images.take(m.tid, m.attempt);
       if (image && image.byteLength === m.imageBytes) task.image = image;
       else refused = { code: 'E_BAD_FRAME', message: `the image of ${m.tid} did not arrive whole: it restarts from its last checkpoint` };
@@ -979,6 +980,11 @@ export class Scheduler {
 
   private failAttempt(task: TaskRun, error: ErrorBody): void {
     this.recordMigration(task, null);
+    // An image its host could not take (it never came whole, or does not decode): the next attempt starts from the checkpoint.
+    if (error.code === 'E_BAD_FRAME') {
+      task.image = null;
+      task.imageAway = null;
+    }
     task.error = error;
     task.failures++;
     if (task.failures < task.job.stored.options.maxAttempts) {

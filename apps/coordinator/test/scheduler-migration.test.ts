@@ -249,4 +249,18 @@ describe('scheduler migration', () => {
     expect(other.assigned().find((t) => t.tid === 'job1.0')).toMatchObject({ image: 5000 });
     expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([{ type: 'send-image', tid: 'job1.0', attempt: attempt + 1 }]);
   });
+
+  it('starts the next attempt from the checkpoint when the new host could not take the image', async () => {
+    const { scheduler, b, attempt } = await oneTaskOnA();
+    scheduler.checkpoint('ha', 'job1.0', attempt, { state: { step: 2 }, rng: [1, 1, 1, 1] });
+    scheduler.setSlots('ha', 0);
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    await settle();
+    scheduler.outcomes('hb', [{ tid: 'job1.0', attempt: attempt + 1, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } }]);
+    await settle();
+    const retried = b.assigned().filter((t) => t.tid === 'job1.0').at(-1)!;
+    expect(retried).toMatchObject({ attempt: attempt + 2, resume: { state: { step: 2 } } });
+    expect(retried.image).toBeUndefined();
+  });
 });
