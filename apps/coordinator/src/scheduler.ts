@@ -591,7 +591,7 @@ export class Scheduler {
       const to = this.pickDestination(hostId);
       task.migration = { reason, from: hostId, to: to?.hostId ?? null, via: 'coordinator', left: false, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
       // The image may go straight there, host to host, as the parts of the attempt it will run as.
-      if (to?.peerId) this.hosts.get(hostId)?.link?.send({ type: 'destination', tid: task.tid, attempt: task.attempt + 1, peerId: to.peerId });
+      this.hosts.get(hostId)?.link?.send({ type: 'destination', tid: task.tid, attempt: task.attempt + 1, peerId: to?.peerId ?? null });
     }
   }
 

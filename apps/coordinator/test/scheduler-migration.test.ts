@@ -180,6 +180,14 @@ describe('scheduler migration', () => {
     expect(moved.resume).toEqual({ state: { step: 3 }, rng: [1, 1, 1, 1] });
   });
 
+  it('answers a migrating task with no destination when no other host can take it', async () => {
+    const { scheduler, a, attempt } = await oneTaskOnA();
+    scheduler.setSlots('ha', 0);
+    scheduler.setSlots('hb', 0);
+    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
+    expect(a.sent.filter((m) => m.type === 'destination')).toEqual([{ type: 'destination', tid: 'job1.0', attempt: attempt + 1, peerId: null }]);
+  });
+
   it('orders a migration from its host, and refuses one for a task that is not running', async () => {
     const { scheduler, a, attempt } = await oneTaskOnA();
     expect(scheduler.orderMigration('job1.0')).toEqual({ hostId: 'ha' });

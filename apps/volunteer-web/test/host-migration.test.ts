@@ -182,4 +182,28 @@ describe('HostRuntime migration', () => {
     host.socket().receive({ type: 'send-image', tid: 'joba.0', attempt: 3 });
     expect(sentImage(host.socket().binary, 'joba.0', 3).bytes).toBe(migrated!.imageBytes);
   });
+
+  it('holds an image cut before its destination is named, then sends it over the channel the answer names, or through the coordinator when none comes', async () => {
+    const { createPeer, peers } = fakePeers();
+    const host = await startHost({ createPeer });
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
+    await settle();
+    host.socket().receive({ type: 'routes', routes: [{ tid: 'joba.5', hostId: 'h2', peerId: 'h2-peer' }] });
+    const dc = peers[0]!.outgoing[0]!.open();
+    host.runtime.reclaim('input', false);
+    await vi.advanceTimersByTimeAsync(FREEZE_GRACE_MS);
+    // both images are cut; neither has gone anywhere yet
+    expect(host.socket().sentOfType('migrated')).toEqual([]);
+    host.socket().receive({ type: 'destination', tid: 'joba.0', attempt: 2, peerId: 'h2-peer' });
+    expect(host.socket().sentOfType('migrated')).toEqual([expect.objectContaining({ tid: 'joba.0', via: 'channel' })]);
+    expect(dc.sent.length).toBeGreaterThan(0);
+    await vi.advanceTimersByTimeAsync(250);
+    expect(host.socket().sentOfType('migrated')).toEqual([
+      expect.objectContaining({ tid: 'joba.0', via: 'channel' }),
+      expect.objectContaining({ tid: 'joba.1', via: 'coordinator' }),
+    ]);
+    expect(sentImage(host.socket().binary, 'joba.1', 1).bytes).toBe(host.socket().sentOfType('migrated')[1]!.imageBytes);
+  });
 });

@@ -240,14 +240,15 @@ export const ErrorMsg = z.object({
 });
 
 /**
- * Where a leaving task will run next: its host may send the image straight there over a data
- * channel, as the parts of attempt `attempt`.
+ * The answer to `migrating`, for each task: where it will run next, so its host may send the
+ * image straight there over a data channel, as the parts of attempt `attempt`; `peerId` null when
+ * no other host can take it now (the image goes through the coordinator).
  */
 export const DestinationMsg = z.object({
   type: z.literal('destination'),
   tid: Tid,
   attempt: Attempt,
-  peerId: z.string().max(LIMITS.idChars),
+  peerId: z.string().max(LIMITS.idChars).nullable(),
 });
 
 /** Send the image kept for `tid` again, through the coordinator, as the parts of attempt `attempt`. */

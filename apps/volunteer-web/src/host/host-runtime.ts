@@ -59,6 +59,8 @@ export const FREEZE_GRACE_MS = 20;
 
 /** How long an image sent over a data channel is kept, to send it again through the coordinator. */
 const KEEP_SENT_IMAGE_MS = 20_000;
+/** How long a cut image waits for the coordinator to name its destination before it goes through the coordinator. */
+const DESTINATION_WAIT_MS = 250;
 /** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
 const IMAGE_WAIT_MS = 5_000;
 
@@ -108,7 +110,9 @@ export class HostRuntime {
   /** Tasks that arrived with an image and have not told the coordinator they run again. */
   #arriving = new Set<string>();
   /** Where each leaving task will run next (the coordinator's `destination`), so its image can go there directly. */
-  #destinations = new Map<string, { attempt: number; peerId: string }>();
+  #destinations = new Map<string, { attempt: number; peerId: string | null }>();
+  /** Images cut before their destination was named: they wait for it a little. */
+  #unshipped = new Map<string, { ship: (destination: { attempt: number; peerId: string | null } | null) => void; timer: ReturnType<typeof setTimeout> }>();
   /** Images this page sent over data channels, kept a while in case they must go again through the coordinator. */
   #sentImages = new Map<string, { image: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
   /** Assignments whose image is still on its way over a data channel, by `tid#attempt`. */
@@ -210,7 +214,16 @@ export class HostRuntime {
         routes: (m) => this.#router.onRoutes(m.routes),
         migrate: (m) => this.#evacuate(new Set(m.tasks.map((t) => t.tid)), 'order', FREEZE_GRACE_MS),
         peerGone: (m) => this.#network?.gone(m.peerId),
-        destination: (m) => this.#destinations.set(m.tid, { attempt: m.attempt, peerId: m.peerId }),
+        destination: (m) => {
+          const waiting = this.#unshipped.get(m.tid);
+          if (!waiting) {
+            this.#destinations.set(m.tid, { attempt: m.attempt, peerId: m.peerId });
+            return;
+          }
+          clearTimeout(waiting.timer);
+          this.#unshipped.delete(m.tid);
+          waiting.ship(m);
+        },
         sendImage: (m) => {
           const kept = this.#sentImages.get(m.tid);
           if (kept) for (const part of imageParts(m.tid, m.attempt, kept.image)) this.#outbox.send(part);
@@ -232,7 +245,7 @@ export class HostRuntime {
   }
 
   stop(): void {
-    for (const { timer } of [...this.#sentImages.values(), ...this.#awaitingImage.values()]) clearTimeout(timer);
+    for (const { timer } of [...this.#sentImages.values(), ...this.#awaitingImage.values(), ...this.#unshipped.values()]) clearTimeout(timer);
     this.#link.stop();
     this.#network?.stop();
     this.#router.stop();
@@ -274,7 +287,10 @@ export class HostRuntime {
       this.#lastReclaim = { reason, at: performance.now(), clearedMs: null };
       this.#link.send({ type: 'capacity', slots: 0 });
     }
-    if (urgent) this.#departing = true;
+    if (urgent) {
+      this.#departing = true;
+      for (const tid of [...this.#unshipped.keys()]) this.#shipUnanswered(tid);
+    }
     this.#evacuate('all', reason, urgent ? 0 : FREEZE_GRACE_MS);
     this.#pool.dropIdleWorkers();
     if (urgent) {
@@ -363,19 +379,30 @@ export class HostRuntime {
       return;
     }
     const migrated = { type: 'migrated', tid, attempt, imageBytes: image.byteLength, frozen: frozen !== null, obtrusivenessMs } as const;
-    // Straight to the next host when a channel to it is open: the coordinator is spared the bytes.
-    const channel = !this.#departing && destination?.attempt === attempt + 1 ? this.#network?.open(destination.peerId) : null;
-    if (channel && destination) {
-      for (const part of imageParts(tid, destination.attempt, image)) channel.send(FrameKind.envelope, part);
-      this.#keepSentImage(tid, image);
-      this.#outbox.send({ ...migrated, via: 'channel' });
-    } else {
+    const ship = (named: { attempt: number; peerId: string | null } | null): void => {
+      // Straight to the next host when a channel to it is open: the coordinator is spared the bytes.
+      const channel = !this.#departing && named?.peerId && named.attempt === attempt + 1 ? this.#network?.open(named.peerId) : null;
+      if (channel && named) {
+        for (const part of imageParts(tid, named.attempt, image)) channel.send(FrameKind.envelope, part);
+        this.#keepSentImage(tid, image);
+        this.#outbox.send({ ...migrated, via: 'channel' });
+        return;
+      }
       for (const part of imageParts(tid, attempt, image)) this.#outbox.send(part);
       this.#outbox.send({ ...migrated, via: 'coordinator' });
-    }
+    };
+    // A task frozen within a millisecond may be cut before the coordinator has named its destination.
+    if (destination || this.#departing || !this.#network || this.#link.state !== 'connected') ship(destination ?? null);
+    else this.#unshipped.set(tid, { ship, timer: setTimeout(() => this.#shipUnanswered(tid), DESTINATION_WAIT_MS) });
     if (started) this.#migrations.out += 1;
     this.#noteCleared();
     this.#scheduleNotify();
+  }
+
+  #shipUnanswered(tid: string): void {
+    const waiting = this.#unshipped.get(tid);
+    this.#unshipped.delete(tid);
+    waiting?.ship(null);
   }
 
   #keepSentImage(tid: string, image: Uint8Array): void {
