@@ -1,16 +1,8 @@
 import type { TaskMessage } from '@webpvm/vm-protocol';
 import { ReorderBuffer } from './reorder-buffer.ts';
 
-/** A message as the worker receives it (worker.ts `deliver`). */
-export interface DeliveredMessage {
-  from: string;
-  to: string;
-  tag: number;
-  seq: number;
-  /** Only on an exit notification (seq 0) still waiting for its sender's messages. */
-  after?: number;
-  data: unknown;
-}
+/** A message as the worker receives it (worker.ts `deliver`): a task message, decoded. */
+export type DeliveredMessage = TaskMessage;
 
 export interface InboxOptions {
   /** Whether this page holds the task, running or queued. */
@@ -72,7 +64,7 @@ export class Inboxes {
     const box = this.#box(message.to);
     const ready = box.buffer.accept(message);
     if (ready.length === 0) return true;
-    for (const m of ready) box.ready.push(delivered(m));
+    for (const m of ready) box.ready.push(m);
     this.#markDirty(message.to);
     return true;
   }
@@ -110,7 +102,7 @@ export class Inboxes {
     return {
       delivered: box.buffer.delivered(),
       mailbox: [...box.log.map((entry) => entry.message), ...box.ready],
-      pending: box.buffer.waiting().map(delivered),
+      pending: box.buffer.waiting(),
     };
   }
 
@@ -170,8 +162,4 @@ export class Inboxes {
       box.ready = [];
     }
   }
-}
-
-function delivered(m: TaskMessage): DeliveredMessage {
-  return { from: m.from, to: m.to, tag: m.tag, seq: m.seq, data: m.data, ...(m.after === undefined ? {} : { after: m.after }) };
 }
