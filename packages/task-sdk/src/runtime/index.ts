@@ -206,6 +206,14 @@ function createContext(start: StartTask, { messaging, mailbox, flags, freezeAske
     );
   };
 
+  /** The task stops here for good: its state leaves, and it waits until its worker is terminated. */
+  const freezeAt = (state: unknown): Promise<void> => {
+    take(state, true);
+    frozen = true;
+    messaging.close();
+    return FROZEN;
+  };
+
   return {
     tid,
     parent: task.parent,
@@ -214,22 +222,16 @@ function createContext(start: StartTask, { messaging, mailbox, flags, freezeAske
     resume: task.resume ? decodeValue(task.resume.state, start.stateBuffers ?? []) : null,
     checkpoint: (state) => {
       if (frozen) return FROZEN;
-      const freeze = (): Promise<void> => {
-        take(state, true);
-        frozen = true;
-        messaging.close();
-        return FROZEN;
-      };
       if (flags) {
         // The common case costs one shared-memory load: the host raises a bit when something is due.
         const raised = Atomics.load(flags, 0);
         if (raised === 0) return RESOLVED;
-        if (raised & SAFE_POINT_FLAGS.freeze) return freeze();
+        if (raised & SAFE_POINT_FLAGS.freeze) return freezeAt(state);
         Atomics.and(flags, 0, ~SAFE_POINT_FLAGS.persist);
         take(state, false);
         return RESOLVED;
       }
-      if (freezeAsked()) return freeze();
+      if (freezeAsked()) return freezeAt(state);
       const now = performance.now();
       if (now - lastCheckpointAt >= checkpointIntervalMs) {
         take(state, false);
