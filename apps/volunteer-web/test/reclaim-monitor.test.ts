@@ -274,3 +274,21 @@ describe('ReclaimMonitor.stop', () => {
     expect(t.events).toEqual([]);
   });
 });
+
+describe('ReclaimMonitor on a battery', () => {
+  it.each(POLICIES)('under %s, gives the machine back on a discharging battery below the level, and takes it again once charging', (policy) => {
+    const t = setup(policy, { visible: false });
+    t.drain();
+    t.monitor.battery(0.5, false, 0.2);
+    expect(t.drain()).toEqual([]);
+    t.monitor.battery(0.19, false, 0.2);
+    expect(t.drain()).toEqual(['reclaim battery']);
+    // hidden and left alone, but still on a low battery: nothing to offer
+    vi.advanceTimersByTime(IDLE_MS * 3);
+    t.hide();
+    expect(t.drain()).toEqual([]);
+    t.monitor.battery(0.19, true, 0.2);
+    expect(t.drain()).toEqual(['available']);
+  });
+});
+

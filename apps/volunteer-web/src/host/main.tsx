@@ -7,7 +7,7 @@ import { HostRuntime, type HostSnapshot } from './host-runtime.ts';
 import { claimLane, laneDatabase } from './host-lane.ts';
 import { HostView } from './HostView.tsx';
 import { idbStore } from './kv-store.ts';
-import { watchMachineIdleness } from './machine-idleness.ts';
+import { watchBattery, watchMachineIdleness } from './machine-signals.ts';
 import { ReclaimMonitor } from './reclaim-monitor.ts';
 import { createPeerJsPeer } from './messaging/peerjs-peer.ts';
 import { spawnTaskWorker } from './task-worker-handle.ts';
@@ -35,6 +35,7 @@ const monitor = new ReclaimMonitor(
 );
 monitor.start();
 void watchMachineIdleness((active) => monitor.machineActivity(active));
+if (options.minBattery > 0) void watchBattery((level, charging) => monitor.battery(level, charging, options.minBattery));
 globalThis.__webpvmHost = { snapshot: () => runtime.snapshot() };
 runtime.start().catch((error: unknown) => console.error('webpvm: the host could not start', error));
 

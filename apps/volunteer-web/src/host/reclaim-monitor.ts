@@ -35,6 +35,7 @@ export class ReclaimMonitor {
   #lastInput = -Infinity;
   #idleTimer: ReturnType<typeof setTimeout> | null = null;
   #machineActive = false;
+  #batteryLow = false;
   #unlisten: (() => void)[] = [];
 
   constructor(policy: ReclaimPolicy, idleMs: number, env: ReclaimEnvironment, events: ReclaimEvents) {
@@ -83,6 +84,16 @@ export class ReclaimMonitor {
     if (this.#policy !== 'idle') return;
     this.#machineActive = active;
     if (active) this.#reclaim('idle-detector', false);
+    else this.#reconsider();
+  }
+
+  /**
+   * The Battery Status API's view: a laptop running on a battery below `minLevel` (0 to 1) is
+   * left to its person under every policy, until it charges or is above the level again.
+   */
+  battery(level: number, charging: boolean, minLevel: number): void {
+    this.#batteryLow = !charging && level < minLevel;
+    if (this.#batteryLow) this.#reclaim('battery', false);
     else this.#reconsider();
   }
 
@@ -135,7 +146,7 @@ export class ReclaimMonitor {
   }
 
   #busy(): boolean {
-    if (this.#machineActive) return true;
+    if (this.#machineActive || this.#batteryLow) return true;
     if (!this.#visible()) return false;
     switch (this.#policy) {
       case 'hidden':

@@ -25,7 +25,7 @@ export async function startHost({ store = memoryStore(), p2p = true, createPeer 
   const sockets: FakeSocket[] = [];
   const { spawn, workers } = fakeWorkers();
   const runtime = new HostRuntime({
-    options: { slots: 2, policy: 'always', p2p, idleMs: 1000, replayLog: true },
+    options: { slots: 2, policy: 'always', p2p, idleMs: 1000, replayLog: true, minBattery: 0 },
     store,
     spawn,
     url: 'ws://coordinator/ws',

@@ -26,3 +26,24 @@ export async function watchMachineIdleness(onChange: (active: boolean) => void):
     console.info('webpvm: idle detection is not available here', error);
   }
 }
+
+/** The Battery Status API, which TypeScript's DOM library does not describe. */
+interface BatteryLike extends EventTarget {
+  readonly level: number;
+  readonly charging: boolean;
+}
+
+/** Tells `onChange` the battery's level (0 to 1) and whether it charges, now and on every change; nothing where there is no such API. */
+export async function watchBattery(onChange: (level: number, charging: boolean) => void): Promise<void> {
+  const getBattery = (navigator as { getBattery?: () => Promise<BatteryLike> }).getBattery;
+  if (!getBattery) return;
+  try {
+    const battery = await getBattery.call(navigator);
+    const report = () => onChange(battery.level, battery.charging);
+    battery.addEventListener('levelchange', report);
+    battery.addEventListener('chargingchange', report);
+    report();
+  } catch (error) {
+    console.info('webpvm: the battery level is not available here', error);
+  }
+}
