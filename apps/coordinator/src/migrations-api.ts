@@ -1,5 +1,5 @@
 import { type MigrationEvent, type MigrationList, Tid, WebpvmError, parseTid } from '@webpvm/vm-protocol';
-import type { FastifyInstance, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
 import { type Principal, canSee } from './auth.ts';
 import type { EventLog } from './event-log.ts';
@@ -61,6 +61,18 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
     if ('code' in ordered) throw new WebpvmError(ordered.code, ordered.message);
     return reply.status(202).send({ tid, from: ordered.hostId });
   });
+
+  /** Admins drain a host (its tasks move away, it is given nothing) and let it work again. */
+  const drain = (draining: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const p = await principal(request);
+    if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may drain a host');
+    const { id } = request.params as { id: string };
+    const ordered = scheduler.drain(id, draining);
+    if (ordered === null) throw new WebpvmError('E_NOT_FOUND', `no host ${id}`);
+    return reply.status(draining ? 202 : 200).send({ hostId: id, draining, ordered });
+  };
+  app.post('/api/hosts/:id/drain', drain(true));
+  app.delete('/api/hosts/:id/drain', drain(false));
 
   app.get('/api/events', async (request, reply) => {
     const p = await principal(request);

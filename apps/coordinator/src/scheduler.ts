@@ -130,6 +130,8 @@ interface HostRun {
   done: number;
   /** tid → attempt of the tasks this host holds (running or queued in the page). */
   assigned: Map<string, number>;
+  /** Ordered to drain (`POST /api/hosts/:id/drain`): it is given nothing and its tasks move away. */
+  draining: boolean;
   /** Tasks per second this host has been completing lately (smoothed). */
   rate: number;
   rateSince: number;
@@ -428,6 +430,7 @@ export class Scheduler {
   hostList(): {
     hostId: string;
     connected: boolean;
+    draining: boolean;
     slots: number;
     running: number;
     done: number;
@@ -438,6 +441,7 @@ export class Scheduler {
     return [...this.hosts.values()].map((h) => ({
       hostId: h.hostId,
       connected: h.link !== null,
+      draining: h.draining,
       slots: h.slots,
       running: h.assigned.size,
       done: h.done,
@@ -599,7 +603,7 @@ export class Scheduler {
   private pickDestination(leaving: string): HostRun | null {
     let best: HostRun | null = null;
     for (const h of this.hosts.values()) {
-      if (h.hostId === leaving || !h.link || h.slots === 0) continue;
+      if (h.hostId === leaving || !h.link || h.slots === 0 || h.draining) continue;
       if (!best || h.assigned.size / h.slots < best.assigned.size / best.slots) best = h;
     }
     return best;
@@ -692,6 +696,23 @@ export class Scheduler {
     return task.migration !== null && !task.migration.left;
   }
 
+  /**
+   * Drains a host (`POST /api/hosts/:id/drain`): it is given no task while `draining`, and each
+   * task running on it is ordered to move. Returns how many were ordered, or null for an unknown host.
+   */
+  drain(hostId: string, draining: boolean): number | null {
+    const host = this.hosts.get(hostId);
+    if (!host) return null;
+    host.draining = draining;
+    if (!draining) {
+      this.scheduleDispatch();
+      return 0;
+    }
+    let ordered = 0;
+    for (const tid of host.assigned.keys()) if (!('code' in this.orderMigration(tid))) ordered++;
+    return ordered;
+  }
+
   private runningOn(hostId: string, tid: string, attempt: number): TaskRun | null {
     const task = this.tasks.get(tid);
     return task && task.state === 'running' && task.attempt === attempt && task.hostId === hostId ? task : null;
@@ -782,7 +803,7 @@ export class Scheduler {
    * few long tasks spread over all hosts before any host queues a second one.
    */
   private dispatch(): void {
-    const hosts = [...this.hosts.values()].filter((h) => h.link !== null && h.slots > 0);
+    const hosts = [...this.hosts.values()].filter((h) => h.link !== null && h.slots > 0 && !h.draining);
     if (!hosts.length) return;
     const batches = new Map<HostRun, TaskAssignment[]>();
     const add = (host: HostRun, task: TaskRun) => {
@@ -1178,6 +1199,7 @@ export class Scheduler {
         lastSeenAt: this.now(),
         done: 0,
         assigned: new Map(),
+        draining: false,
         rate: 0,
         rateSince: this.now(),
         rateCount: 0,

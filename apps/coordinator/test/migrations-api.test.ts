@@ -67,15 +67,47 @@ class FakeHost implements HostLink {
   sendBinary(): void {}
 }
 
-describe('POST /api/tasks/:tid/migrate', () => {
-  async function running(h: Harness, owner: string, inputs: number) {
-    const id = await h.submit(owner, Array.from({ length: inputs }, (_, i) => i));
-    const host = new FakeHost();
-    h.scheduler.attachHost({ hostId: 'ha', secretHash: 's', createdAt: 0, userAgent: 'test', peerId: 'ha-peer' }, host, 1, []);
-    for (let i = 0; i < 4; i++) await turn();
-    return { id, host };
-  }
+async function running(h: Harness, owner: string, inputs: number) {
+  const id = await h.submit(owner, Array.from({ length: inputs }, (_, i) => i));
+  const host = new FakeHost();
+  h.scheduler.attachHost({ hostId: 'ha', secretHash: 's', createdAt: 0, userAgent: 'test', peerId: 'ha-peer' }, host, 1, []);
+  for (let i = 0; i < 4; i++) await turn();
+  return { id, host };
+}
 
+describe('POST|DELETE /api/hosts/:id/drain', () => {
+  it('lets an admin drain a host: its running tasks are ordered off it, it is given nothing until undrained', async () => {
+    const h = await setup();
+    const alice = await h.token('alice');
+    const { id, host } = await running(h, alice, 4);
+    expect((await h.app.inject({ method: 'POST', url: '/api/hosts/ha/drain', headers: h.bearer(alice) })).statusCode).toBe(403);
+    expect((await h.app.inject({ method: 'POST', url: '/api/hosts/nohost/drain', headers: h.bearer(ADMIN_TOKEN) })).statusCode).toBe(404);
+
+    const res = await h.app.inject({ method: 'POST', url: '/api/hosts/ha/drain', headers: h.bearer(ADMIN_TOKEN) });
+    expect(res.statusCode).toBe(202);
+    const held = host.sent.flatMap((m) => (m.type === 'assign' ? m.tasks : [])).length;
+    expect(res.json()).toEqual({ hostId: 'ha', draining: true, ordered: held });
+    expect(host.sent.filter((m) => m.type === 'migrate')).toHaveLength(held);
+    const hosts = await h.app.inject({ url: '/api/hosts', headers: h.bearer(ADMIN_TOKEN) });
+    expect(hosts.json<{ hosts: { hostId: string; draining: boolean }[] }>().hosts).toEqual([expect.objectContaining({ hostId: 'ha', draining: true })]);
+
+    // a task that ends frees a slot, but a draining host is given none of the pending ones
+    const first = host.sent.find((m) => m.type === 'assign');
+    if (first?.type !== 'assign') throw new Error('nothing assigned');
+    h.scheduler.outcomes('ha', [{ tid: first.tasks[0]!.tid, attempt: 1, ok: true, value: 1 }]);
+    for (let i = 0; i < 4; i++) await turn();
+    const assignsBefore = host.sent.filter((m) => m.type === 'assign').length;
+    expect(assignsBefore).toBe(1);
+
+    const undrain = await h.app.inject({ method: 'DELETE', url: '/api/hosts/ha/drain', headers: h.bearer(ADMIN_TOKEN) });
+    expect(undrain.json()).toEqual({ hostId: 'ha', draining: false, ordered: 0 });
+    for (let i = 0; i < 4; i++) await turn();
+    expect(host.sent.filter((m) => m.type === 'assign').length).toBeGreaterThan(assignsBefore);
+    void id;
+  });
+});
+
+describe('POST /api/tasks/:tid/migrate', () => {
   it('orders a running task off its host, for the job’s owner', async () => {
     const h = await setup();
     const alice = await h.token('alice');

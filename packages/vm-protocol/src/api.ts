@@ -85,6 +85,8 @@ export type SubmitJobResponse = z.infer<typeof SubmitJobResponse>;
 export const HostInfo = z.object({
   hostId: z.string(),
   connected: z.boolean(),
+  /** Ordered to drain: given no task, its tasks moved away. */
+  draining: z.boolean(),
   slots: z.number(),
   running: z.number(),
   done: z.number(),
