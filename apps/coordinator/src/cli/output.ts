@@ -50,7 +50,7 @@ export function hostTable(hosts: HostList['hosts'], now = Date.now()): string {
     ['HOST', 'STATE', 'SLOTS', 'RUNNING', 'DONE', 'LAST SEEN', 'BROWSER'],
     hosts.map((host) => [
       host.hostId,
-      host.connected ? 'connected' : 'offline',
+      host.connected ? (host.draining ? 'draining' : 'connected') : 'offline',
       String(host.slots),
       String(host.running),
       String(host.done),
