@@ -303,11 +303,11 @@ export class HostRuntime {
     this.#scheduleNotify();
   }
 
-  /** Obtrusiveness as the page sees it: the reclaim's event until its last worker ended. */
-  #noteCleared(): void {
+  /** Obtrusiveness as the page sees it: the reclaim's event until its last worker ended (`now`, or at `endedAt`). */
+  #noteCleared(endedAt = performance.now()): void {
     const reclaim = this.#lastReclaim;
     if (this.#paused && reclaim && reclaim.clearedMs === null && this.#pool.workersAlive === 0) {
-      reclaim.clearedMs = performance.now() - reclaim.at;
+      reclaim.clearedMs = endedAt - reclaim.at;
     }
   }
 
@@ -356,6 +356,8 @@ export class HostRuntime {
    * sent back to their senders or on to the coordinator, which holds them until the task runs again.
    */
   #onLeft({ assignment, started, frozen, obtrusivenessMs }: LeftTask): void {
+    // The worker is gone already: cutting and sending the image is no longer the person's CPU time.
+    const workerEndedAt = performance.now();
     const { tid, attempt } = assignment;
     if (frozen) this.#acceptCheckpoint(tid, frozen);
     this.#router.taskLeft(tid);
@@ -395,7 +397,7 @@ export class HostRuntime {
     if (destination || this.#departing || !this.#network || this.#link.state !== 'connected') ship(destination ?? null);
     else this.#unshipped.set(tid, { ship, timer: setTimeout(() => this.#shipUnanswered(tid), DESTINATION_WAIT_MS) });
     if (started) this.#migrations.out += 1;
-    this.#noteCleared();
+    this.#noteCleared(workerEndedAt);
     this.#scheduleNotify();
   }
 
