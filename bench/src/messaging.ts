@@ -2,8 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
-import { ADMIN_TOKEN, CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
 import { type PathFigures, type StreamPlan, measureRaw, openRawChannel } from './baselines.ts';
+import { adminApi } from './admin-api.ts';
 import { launchBrowser, openHostTab } from './browser.ts';
 import { startEchoServer } from './echo-server.ts';
 
@@ -30,26 +31,17 @@ const mbps = (f: PathFigures, size: number) => {
   return (s.size * s.count) / s.seconds / 1e6;
 };
 
-async function api(baseUrl: string, method: string, route: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${baseUrl}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
 
 async function runWebpvm(coordinator: CoordinatorProcess, tabs: Page[]): Promise<PathFigures & { counters: unknown[] }> {
   const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
-  const { id } = await api(coordinator.url, 'POST', '/api/jobs', { name: 'messaging bench', program, main: plan });
+  const { id } = await adminApi(coordinator.url, 'POST', '/api/jobs', { name: 'messaging bench', program, main: plan });
   for (;;) {
-    const job = await api(coordinator.url, 'GET', `/api/jobs/${id}`);
+    const job = await adminApi(coordinator.url, 'GET', `/api/jobs/${id}`);
     if (job.state === 'done') break;
     if (job.state !== 'running' && job.state !== 'queued') throw new Error(`bench job ${job.state}: ${JSON.stringify(job.error)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  const { results } = await api(coordinator.url, 'GET', `/api/jobs/${id}/results`);
+  const { results } = await adminApi(coordinator.url, 'GET', `/api/jobs/${id}/results`);
   const counters = await Promise.all(tabs.map((t) => t.evaluate(() => (globalThis as any).__webpvmHost.snapshot().messages)));
   return { ...(results[0] as PathFigures), counters };
 }

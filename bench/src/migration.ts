@@ -3,8 +3,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MigrationEvent } from '@webpvm/vm-protocol';
 import type { Page } from 'playwright-core';
-import { ADMIN_TOKEN, CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
 import { measureRaw, openRawChannel } from './baselines.ts';
+import { adminApi } from './admin-api.ts';
 import { launchBrowser, openHostTab } from './browser.ts';
 
 /**
@@ -35,15 +36,6 @@ const quantile = (xs: number[], q: number) => {
 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function api(baseUrl: string, method: string, route: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${baseUrl}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
 
 async function waitFor<T>(what: string, probe: () => Promise<T | null>, timeoutMs = 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -57,25 +49,25 @@ async function waitFor<T>(what: string, probe: () => Promise<T | null>, timeoutM
 
 /** Moves the task of a one-task job back and forth `repeats` times; the coordinator's events give the timings. */
 async function migrations(baseUrl: string, program: string, bytes: number, repeats: number): Promise<MigrationEvent[]> {
-  const { id } = await api(baseUrl, 'POST', '/api/jobs', { name: `migrate ${bytes} B`, program, inputs: [{ bytes }] });
+  const { id } = await adminApi(baseUrl, 'POST', '/api/jobs', { name: `migrate ${bytes} B`, program, inputs: [{ bytes }] });
   const tid = `${id}.0`;
   try {
     for (let i = 0; i < repeats; i++) {
       await waitFor('the task to run', async () => {
-        const { tasks } = await api(baseUrl, 'GET', `/api/jobs/${id}/tasks`);
+        const { tasks } = await adminApi(baseUrl, 'GET', `/api/jobs/${id}/tasks`);
         return tasks[0]?.state === 'running' ? true : null;
       });
       // let it settle on its host (a large image takes its page a while to take in) before it moves again
       await sleep(Math.max(200, (bytes / MiB) * 15));
-      await api(baseUrl, 'POST', `/api/tasks/${tid}/migrate`);
+      await adminApi(baseUrl, 'POST', `/api/tasks/${tid}/migrate`);
       await waitFor('the migration event', async () => {
-        const { migrations } = await api(baseUrl, 'GET', `/api/jobs/${id}/migrations`);
+        const { migrations } = await adminApi(baseUrl, 'GET', `/api/jobs/${id}/migrations`);
         return migrations.length > i && migrations[i].latencyMs !== null ? true : null;
       });
     }
-    return (await api(baseUrl, 'GET', `/api/jobs/${id}/migrations`)).migrations as MigrationEvent[];
+    return (await adminApi(baseUrl, 'GET', `/api/jobs/${id}/migrations`)).migrations as MigrationEvent[];
   } finally {
-    await api(baseUrl, 'DELETE', `/api/jobs/${id}`);
+    await adminApi(baseUrl, 'DELETE', `/api/jobs/${id}`);
   }
 }
 
@@ -110,16 +102,16 @@ function bareLoop(page: Page, source: string, steps: number): Promise<number> {
 /** Median ping-pong RTT between two tasks on two tabs (bench/programs/messaging.js, pings only). */
 async function pingpong(baseUrl: string, pings: number): Promise<number> {
   const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
-  const { id } = await api(baseUrl, 'POST', '/api/jobs', { name: 'pingpong', program, main: { pings, warmupMs: 1500, sizes: [], streamBytes: 0 } });
-  await waitFor('the pingpong', async () => ((await api(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 120_000);
-  const { rtts } = (await api(baseUrl, 'GET', `/api/jobs/${id}/results`)).results[0] as { rtts: number[] };
+  const { id } = await adminApi(baseUrl, 'POST', '/api/jobs', { name: 'pingpong', program, main: { pings, warmupMs: 1500, sizes: [], streamBytes: 0 } });
+  await waitFor('the pingpong', async () => ((await adminApi(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 120_000);
+  const { rtts } = (await adminApi(baseUrl, 'GET', `/api/jobs/${id}/results`)).results[0] as { rtts: number[] };
   return quantile(rtts, 0.5);
 }
 
 async function checkpointLoop(baseUrl: string, program: string, steps: number): Promise<number> {
-  const { id } = await api(baseUrl, 'POST', '/api/jobs', { name: 'checkpoint loop', program, main: { steps } });
-  await waitFor('the loop', async () => ((await api(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 300_000);
-  return (await api(baseUrl, 'GET', `/api/jobs/${id}/results`)).results[0].ms;
+  const { id } = await adminApi(baseUrl, 'POST', '/api/jobs', { name: 'checkpoint loop', program, main: { steps } });
+  await waitFor('the loop', async () => ((await adminApi(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 300_000);
+  return (await adminApi(baseUrl, 'GET', `/api/jobs/${id}/results`)).results[0].ms;
 }
 
 const program = fs.readFileSync(path.join(benchDir, 'programs/migration.js'), 'utf8');

@@ -2,7 +2,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ADMIN_TOKEN, CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { adminApi } from './admin-api.ts';
 import { launchBrowser, openHostTab } from './browser.ts';
 import { cpuSeconds } from './process-cpu.ts';
 import { SimulatedHost } from './simulated-host.ts';
@@ -37,29 +38,20 @@ const row = (scenario: string, seconds: number, cpu: number): Row => ({
   serverCpuMicrosPerTask: Math.round((cpu / TASKS) * 1e6),
 });
 
-async function api(coordinator: CoordinatorProcess, method: string, route: string, body?: unknown): Promise<any> {
-  const res = await fetch(`${coordinator.url}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${await res.text()}`);
-  return res.json();
-}
 
 async function runJob(coordinator: CoordinatorProcess, label: string): Promise<Row> {
   const inputs = Array.from({ length: TASKS }, (_, i) => i);
   const cpuBefore = cpuSeconds(coordinator.pid!);
   const started = performance.now();
-  const { id } = await api(coordinator, 'POST', '/api/jobs', { name: label, program: PROGRAM, inputs });
+  const { id } = await adminApi(coordinator.url, 'POST', '/api/jobs', { name: label, program: PROGRAM, inputs });
   for (;;) {
-    const job = await api(coordinator, 'GET', `/api/jobs/${id}`);
+    const job = await adminApi(coordinator.url, 'GET', `/api/jobs/${id}`);
     if (job.state === 'done') break;
     if (job.state !== 'running' && job.state !== 'queued') throw new Error(`job ended ${job.state}`);
     await new Promise((r) => setTimeout(r, 20));
   }
   const seconds = (performance.now() - started) / 1000;
-  const { results } = await api(coordinator, 'GET', `/api/jobs/${id}/results`);
+  const { results } = await adminApi(coordinator.url, 'GET', `/api/jobs/${id}/results`);
   if (results.length !== TASKS || results.some((r: number, i: number) => r !== i * i)) throw new Error(`${label}: wrong results`);
   return row(label, seconds, cpuSeconds(coordinator.pid!) - cpuBefore);
 }
