@@ -593,10 +593,14 @@ export class Scheduler {
       const task = this.runningOn(hostId, ref.tid, ref.attempt);
       if (!task || task.migration) continue;
       const to = this.pickDestination(hostId);
-      task.migration = { reason, from: hostId, to: to?.hostId ?? null, via: 'coordinator', left: false, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
+      task.migration = this.newMigration(reason, hostId, to?.hostId ?? null);
       // The image may go straight there, host to host, as the parts of the attempt it will run as.
       this.hosts.get(hostId)?.link?.send({ type: 'destination', tid: task.tid, attempt: task.attempt + 1, peerId: to?.peerId ?? null });
     }
+  }
+
+  private newMigration(reason: MigrationReason, from: string, to: string | null): Migration {
+    return { reason, from, to, via: 'coordinator', left: false, since: this.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
   }
 
   /** The least loaded other host that could take a task now. */
@@ -651,17 +655,8 @@ export class Scheduler {
       else refused = { code: 'E_BAD_FRAME', message: `the image of ${m.tid} did not arrive whole: it restarts from its last checkpoint` };
     }
     this.images.forget(m.tid);
-    const migration: Migration = task.migration ?? {
-      reason: 'order',
-      from: hostId,
-      to: null,
-      via: 'coordinator',
-      left: true,
-      since: this.now(),
-      obtrusivenessMs: 0,
-      frozen: false,
-      bytes: 0,
-    };
+    // A task can leave without its event having reached here (its host lost the frame): it starts now.
+    const migration = task.migration ?? this.newMigration('order', hostId, null);
     task.migration = { ...migration, via: m.via, left: true, obtrusivenessMs: m.obtrusivenessMs, frozen: m.frozen, bytes: m.imageBytes ?? 0 };
     this.hosts.get(hostId)?.assigned.delete(task.tid);
     task.runs.delete(m.attempt);

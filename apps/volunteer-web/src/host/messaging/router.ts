@@ -132,8 +132,7 @@ export class MessageRouter {
    * inbox still knows, and the rest goes back to its senders.
    */
   taskEnded(tid: string, ok: boolean): void {
-    this.#lastSent.delete(tid);
-    this.#flushAcks();
+    this.taskLeft(tid);
     if (!ok) return;
     this.#finished.add(tid);
     if (this.#finished.size > FINISHED_REMEMBERED) this.#finished.delete(this.#finished.values().next().value!);
