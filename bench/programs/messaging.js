@@ -1,5 +1,6 @@
 // Task-to-task messaging measured from inside webpvm: the root pings a peer task it spawns
-// (on the other tab), then streams messages of each size to it. Times come from performance.now():
+// (on the other tab), then streams messages of each size to it
+// (a warm-up stream first, then `rounds` timed streams per size). Times come from performance.now():
 // this program is a benchmark, so its result is not meant to be deterministic.
 const PING = 1, PONG = 2, STREAM = 3, STREAM_DONE = 4, STREAM_START = 5, STOP = 9;
 
@@ -17,15 +18,19 @@ export default async (ctx, input) => {
   const rtts = [];
   for (let i = 0; i < input.pings; i++) rtts.push(await ping());
 
-  const streams = [];
-  for (const size of input.sizes) {
-    const count = Math.max(4, Math.round(input.streamBytes / size));
+  const stream = async (size, count) => {
     const payload = new Uint8Array(size);
     ctx.send(peer, STREAM_START, count);
     const t0 = performance.now();
     for (let i = 0; i < count; i++) ctx.send(peer, STREAM, payload);
     await ctx.recv({ from: peer, tag: STREAM_DONE });
-    streams.push({ size, count, seconds: (performance.now() - t0) / 1000 });
+    return (performance.now() - t0) / 1000;
+  };
+  if (input.warmupBytes > 0) await stream(64 * 1024, Math.ceil(input.warmupBytes / (64 * 1024)));
+  const streams = [];
+  for (const size of input.sizes) {
+    const count = Math.max(4, Math.round(input.streamBytes / size));
+    for (let round = 0; round < input.rounds; round++) streams.push({ size, count, seconds: await stream(size, count) });
   }
   ctx.send(peer, STOP, null);
   return { rtts, streams };

@@ -2,9 +2,11 @@ import type { Page } from 'playwright-core';
 
 /**
  * The baselines of the messaging benchmark, measured between the same two tabs in the same run:
- * a raw RTCDataChannel opened by hand, and a raw WebSocket to an echo server in Node. Both use the
- * protocol the webpvm benchmark program uses: 8-byte pings echoed, then `count` messages of a size
- * streamed and answered with one "done".
+ * a raw RTCDataChannel opened by hand, and a raw WebSocket to an echo server in Node. Both follow
+ * the plan the webpvm benchmark program follows: 8-byte pings echoed, then a warm-up stream, then
+ * `rounds` streams of each size. A channel stream is answered with one "done" by the other tab; a
+ * WebSocket stream comes back through the echo server, so it crosses two WebSocket legs as
+ * webpvm's relay does.
  */
 export interface PathFigures {
   rtts: number[];
@@ -14,8 +16,12 @@ export interface PathFigures {
 export interface StreamPlan {
   pings: number;
   warmupMs: number;
+  /** Streamed untimed in 64 KiB messages before the timed streams: a fresh SCTP association or socket starts slow. */
+  warmupBytes: number;
   sizes: number[];
   streamBytes: number;
+  /** Streams timed per size: the median is reported. */
+  rounds: number;
 }
 
 /** Chromium's largest data-channel message: bigger sizes go as 64 KiB pieces, as webpvm chunks them. */
@@ -79,8 +85,11 @@ export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'we
       let send: (data: ArrayBuffer | Uint8Array | string) => void;
       let setOnMessage: (handler: (e: MessageEvent) => void) => void;
       let drained: () => Promise<void>;
+      /** Resolves when the far side has all `pieces` of the stream about to be sent. */
+      let streamed: (pieces: number) => Promise<unknown>;
       let finish = () => {};
       let maxMessage: number;
+      const next = () => new Promise<MessageEvent>((resolve) => setOnMessage(resolve));
       if (transport.kind === 'channel') {
         const { dc } = (globalThis as unknown as BenchGlobals).__bench;
         dc.bufferedAmountLowThreshold = 1024 * 1024;
@@ -88,6 +97,10 @@ export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'we
         setOnMessage = (handler) => (dc.onmessage = handler);
         drained = async () => {
           if (dc.bufferedAmount > 4 * 1024 * 1024) await new Promise((resolve) => (dc.onbufferedamountlow = resolve));
+        };
+        streamed = (pieces) => {
+          send(String(pieces));
+          return next();
         };
         maxMessage = piece;
       } else {
@@ -97,10 +110,16 @@ export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'we
         send = (data) => ws.send(data);
         setOnMessage = (handler) => (ws.onmessage = handler);
         drained = async () => {};
+        streamed = (pieces) =>
+          new Promise((resolve) => {
+            let echoed = 0;
+            setOnMessage(() => {
+              if (++echoed === pieces) resolve(null);
+            });
+          });
         finish = () => ws.close();
         maxMessage = Infinity;
       }
-      const next = () => new Promise<MessageEvent>((resolve) => setOnMessage(resolve));
       const ping = async () => {
         const t0 = performance.now();
         const reply = next();
@@ -108,25 +127,28 @@ export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'we
         await reply;
         return performance.now() - t0;
       };
-      const warmUntil = performance.now() + plan.warmupMs;
-      while (performance.now() < warmUntil) await ping();
-      const rtts: number[] = [];
-      for (let i = 0; i < plan.pings; i++) rtts.push(await ping());
-      const streams = [];
-      for (const size of plan.sizes) {
-        const count = Math.max(4, Math.round(plan.streamBytes / size));
+      const stream = async (size: number, count: number) => {
         const pieceSize = Math.min(size, maxMessage);
         const pieces = count * Math.ceil(size / pieceSize);
         const payload = new Uint8Array(pieceSize);
-        send(String(pieces));
-        const done = next();
+        const done = streamed(pieces);
         const t0 = performance.now();
         for (let i = 0; i < pieces; i++) {
           await drained();
           send(payload);
         }
         await done;
-        streams.push({ size, count, seconds: (performance.now() - t0) / 1000 });
+        return (performance.now() - t0) / 1000;
+      };
+      const warmUntil = performance.now() + plan.warmupMs;
+      while (performance.now() < warmUntil) await ping();
+      const rtts: number[] = [];
+      for (let i = 0; i < plan.pings; i++) rtts.push(await ping());
+      if (plan.warmupBytes > 0) await stream(64 * 1024, Math.ceil(plan.warmupBytes / (64 * 1024)));
+      const streams = [];
+      for (const size of plan.sizes) {
+        const count = Math.max(4, Math.round(plan.streamBytes / size));
+        for (let round = 0; round < plan.rounds; round++) streams.push({ size, count, seconds: await stream(size, count) });
       }
       finish();
       return { rtts, streams };
