@@ -62,7 +62,7 @@ export const Reply = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('reply'), tid: z.string(), requestId: z.number().int(), ok: z.literal(false), error: WireError }),
 ]);
 
-export const ToWorker = z.union([StartTask, Deliver, Reply, FreezeTask]);
+export const ToWorker = z.discriminatedUnion('type', [StartTask, Deliver, Reply, FreezeTask]);
 export type ToWorker = z.infer<typeof ToWorker>;
 
 /**
@@ -96,5 +96,5 @@ export const WorkerSend = z.object({
 
 export const WorkerRequest = z.object({ type: z.literal('request'), tid: z.string(), requestId: z.number().int().min(1), op: TaskOp });
 
-export const FromWorker = z.union([WorkerCheckpoint, WorkerProgress, WorkerLog, WorkerDone, WorkerSend, WorkerRequest]);
+export const FromWorker = z.discriminatedUnion('type', [WorkerCheckpoint, WorkerProgress, WorkerLog, WorkerDone, WorkerSend, WorkerRequest]);
 export type FromWorker = z.infer<typeof FromWorker>;
