@@ -1,6 +1,6 @@
 // Task-to-task messaging measured from inside webpvm: the root pings a peer task it spawns
 // (on the other tab), then streams messages of each size to it
-// (a warm-up stream first, then `rounds` timed streams per size). Times come from performance.now():
+// (a warm-up stream first). Times come from performance.now():
 // this program is a benchmark, so its result is not meant to be deterministic.
 const PING = 1, PONG = 2, STREAM = 3, STREAM_DONE = 4, STREAM_START = 5, STOP = 9;
 
@@ -30,7 +30,7 @@ export default async (ctx, input) => {
   const streams = [];
   for (const size of input.sizes) {
     const count = Math.max(4, Math.round(input.streamBytes / size));
-    for (let round = 0; round < input.rounds; round++) streams.push({ size, count, seconds: await stream(size, count) });
+    streams.push({ size, count, seconds: await stream(size, count) });
   }
   ctx.send(peer, STOP, null);
   return { rtts, streams };

@@ -4,7 +4,7 @@ import type { Page } from 'playwright-core';
  * The baselines of the messaging benchmark, measured between the same two tabs in the same run:
  * a raw RTCDataChannel opened by hand, and a raw WebSocket to an echo server in Node. Both follow
  * the plan the webpvm benchmark program follows: 8-byte pings echoed, then a warm-up stream, then
- * `rounds` streams of each size. A channel stream is answered with one "done" by the other tab; a
+ * one stream of each size. A channel stream is answered with one "done" by the other tab; a
  * WebSocket stream comes back through the echo server, so it crosses two WebSocket legs as
  * webpvm's relay does.
  */
@@ -20,8 +20,6 @@ export interface StreamPlan {
   warmupBytes: number;
   sizes: number[];
   streamBytes: number;
-  /** Streams timed per size: the median is reported. */
-  rounds: number;
 }
 
 /** Chromium's largest data-channel message: bigger sizes go as 64 KiB pieces, as webpvm chunks them. */
@@ -148,7 +146,7 @@ export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'we
       const streams = [];
       for (const size of plan.sizes) {
         const count = Math.max(4, Math.round(plan.streamBytes / size));
-        for (let round = 0; round < plan.rounds; round++) streams.push({ size, count, seconds: await stream(size, count) });
+        streams.push({ size, count, seconds: await stream(size, count) });
       }
       finish();
       return { rtts, streams };

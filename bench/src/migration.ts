@@ -102,7 +102,7 @@ function bareLoop(page: Page, source: string, steps: number): Promise<number> {
 /** Median ping-pong RTT between two tasks on two tabs (bench/programs/messaging.js, pings only). */
 async function pingpong(baseUrl: string, pings: number): Promise<number> {
   const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
-  const { id } = await adminApi(baseUrl, 'POST', '/api/jobs', { name: 'pingpong', program, main: { pings, warmupMs: 1500, warmupBytes: 0, sizes: [], streamBytes: 0, rounds: 0 } });
+  const { id } = await adminApi(baseUrl, 'POST', '/api/jobs', { name: 'pingpong', program, main: { pings, warmupMs: 1500, warmupBytes: 0, sizes: [], streamBytes: 0 } });
   await waitFor('the pingpong', async () => ((await adminApi(baseUrl, 'GET', `/api/jobs/${id}`)).state === 'done' ? true : null), 120_000);
   const { rtts } = (await adminApi(baseUrl, 'GET', `/api/jobs/${id}/results`)).results[0] as { rtts: number[] };
   return quantile(rtts, 0.5);
@@ -174,7 +174,7 @@ try {
   rtt.withReplayLog.push(await pingpong(coordinator.url, PINGS));
   await measureSizes('channel', 1);
   await openRawChannel(tabs[0]!, tabs[1]!);
-  const raw = await measureRaw(tabs[0]!, { kind: 'channel' }, { pings: 10, warmupMs: 500, warmupBytes: 0, sizes: [MiB], streamBytes: 64 * MiB, rounds: 1 });
+  const raw = await measureRaw(tabs[0]!, { kind: 'channel' }, { pings: 10, warmupMs: 500, warmupBytes: 0, sizes: [MiB], streamBytes: 64 * MiB });
   const stream = raw.streams[0]!;
   rawMBps = (stream.size * stream.count) / stream.seconds / 1e6;
   await pair.close();
