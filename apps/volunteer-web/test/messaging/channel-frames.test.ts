@@ -1,16 +1,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CHUNK_BYTES, FrameKind, Reassembler, frameCount, toFrames } from '../../src/host/messaging/channel-frames.ts';
+import { CHUNK_BYTES, FrameKind, Reassembler, WHOLE_BYTES, frameCount, toFrames } from '../../src/host/messaging/channel-frames.ts';
 import { sameBytes } from '../support/bytes.ts';
 
 /** Chromium's largest data-channel message. */
 const MAX_CHANNEL_MESSAGE = 256 * 1024;
 
 describe('channel frames', () => {
-  it('sends a payload up to 64 KiB whole and cuts a larger one into 64 KiB chunks', () => {
-    expect(toFrames(FrameKind.envelope, new Uint8Array(CHUNK_BYTES), 0)).toHaveLength(1);
-    const frames = toFrames(FrameKind.envelope, new Uint8Array(CHUNK_BYTES + 1), 0);
+  it('sends a payload up to 64 KiB and an envelope header whole and cuts a larger one into 64 KiB chunks', () => {
+    expect(toFrames(FrameKind.envelope, new Uint8Array(WHOLE_BYTES), 0)).toHaveLength(1);
+    const frames = toFrames(FrameKind.envelope, new Uint8Array(WHOLE_BYTES + 1), 0);
     expect(frames).toHaveLength(2);
+    expect(frames.map((f) => f.byteLength - 14)).toEqual([CHUNK_BYTES, WHOLE_BYTES + 1 - CHUNK_BYTES]);
     expect(Math.max(...frames.map((f) => f.byteLength))).toBeLessThan(MAX_CHANNEL_MESSAGE);
     expect(toFrames(FrameKind.bounce, new Uint8Array(0), 0)).toHaveLength(1);
   });
@@ -28,9 +29,10 @@ describe('channel frames', () => {
   });
 
   it('reassembles any payloads, with the chunks of different streams interleaved (property)', () => {
-    // Small payloads with random bytes, and large ones around the chunk boundaries with a seeded pattern.
+    // Small payloads with random bytes, and large ones around the chunk and whole-frame boundaries with a seeded pattern.
     const payload = fc.oneof(
       fc.uint8Array({ maxLength: 300 }),
+      fc.integer({ min: -2, max: 2 }).map((delta) => Uint8Array.from({ length: WHOLE_BYTES + delta }, (_, i) => i >> 5)),
       fc
         .tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: -2, max: 2 }), fc.integer({ min: 1, max: 255 }))
         .map(([chunks, delta, seed]) => Uint8Array.from({ length: Math.max(0, chunks * CHUNK_BYTES + delta) }, (_, i) => (i * seed) >> 3)),

@@ -2,8 +2,8 @@ import { LIMITS, WebpvmError } from '@webpvm/vm-protocol';
 
 /**
  * Framing of everything sent over a data channel. Chromium caps one data-channel message at
- * 256 KiB (PeerJS `raw` closes the connection above it), so a payload over CHUNK_BYTES is cut
- * into chunks that the other side puts back together.
+ * 256 KiB (PeerJS `raw` closes the connection above it), so a payload over WHOLE_BYTES is cut
+ * into chunks of CHUNK_BYTES that the other side puts back together.
  *
  *   whole: [0][kind][payload]
  *   chunk: [1][kind][stream u32][index u32][count u32][part of the payload]   (little endian)
@@ -17,6 +17,8 @@ export const FrameKind = { envelope: 0, bounce: 1 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
 export const CHUNK_BYTES = 64 * 1024;
+/** A payload goes whole up to a chunk plus room for an envelope's header: 64 KiB of data is one frame, not two. */
+export const WHOLE_BYTES = CHUNK_BYTES + 4 * 1024;
 const WHOLE = 0;
 const CHUNK = 1;
 const CHUNK_HEADER = 14;
@@ -32,7 +34,7 @@ export interface Frame {
 }
 
 export function frameCount(payloadBytes: number): number {
-  return payloadBytes <= CHUNK_BYTES ? 1 : Math.ceil(payloadBytes / CHUNK_BYTES);
+  return payloadBytes <= WHOLE_BYTES ? 1 : Math.ceil(payloadBytes / CHUNK_BYTES);
 }
 
 /** Frame `index` of `payload`: built on demand, so a large payload is never copied whole. */
