@@ -57,8 +57,8 @@ export function encodeValue(value: unknown): EncodedValue {
       const kind = (v as { constructor?: { name?: string } }).constructor?.name || 'object with a prototype';
       throw new WebpvmError('E_BAD_REQUEST', `message data cannot hold a ${kind}: use plain objects, arrays and typed arrays`);
     }
-    const out: Record<string, unknown> = {};
-    for (const [k, item] of Object.entries(v)) out[k] = walk(item);
+    // fromEntries defines own properties: a key "__proto__" stays data, it does not set the prototype.
+    const out = Object.fromEntries(Object.entries(v).map(([k, item]) => [k, walk(item)]));
     return Object.hasOwn(v, TAG) ? { [TAG]: 'object', v: out } : out;
   };
   return { json: walk(value), buffers };
@@ -103,10 +103,6 @@ export function decodeValue(json: unknown, buffers: readonly Uint8Array[]): unkn
     }
     return walkFields(o);
   };
-  const walkFields = (o: Record<string, unknown>): Record<string, unknown> => {
-    const out: Record<string, unknown> = {};
-    for (const [k, item] of Object.entries(o)) out[k] = walk(item);
-    return out;
-  };
+  const walkFields = (o: Record<string, unknown>): Record<string, unknown> => Object.fromEntries(Object.entries(o).map(([k, item]) => [k, walk(item)]));
   return walk(json);
 }

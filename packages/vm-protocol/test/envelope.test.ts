@@ -36,6 +36,14 @@ describe('value codec', () => {
     expect(roundTrip(Object.assign(Object.create(null), { a: 1 }))).toEqual({ a: 1 });
   });
 
+  it('keeps a key named __proto__ as data', () => {
+    const value = JSON.parse('{"__proto__": {"x": 1}, "a": {"__proto__": 0}}');
+    const back = roundTrip(value) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(back)).toBe(Object.prototype);
+    expect(Object.keys(back)).toEqual(['__proto__', 'a']);
+    expect(back).toEqual(value);
+  });
+
   it('round-trips any JSON-like value (property)', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
