@@ -1,6 +1,6 @@
-import { decodeEnvelope, encodeMessage, type EnvelopeHeader } from '@webpvm/vm-protocol';
+import { decodeEnvelope, encodeEnvelope, encodeMessage, type EnvelopeHeader } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FrameKind, Reassembler } from '../src/host/messaging/channel-frames.ts';
+import { FrameKind, Reassembler, toFrames } from '../src/host/messaging/channel-frames.ts';
 import { assignment } from './support/assignments.ts';
 import { fakePeers } from './support/fake-peers.ts';
 import { settle, startHost } from './support/start-host.ts';
@@ -11,6 +11,8 @@ const seqOf = (bytes: Uint8Array): string => {
   const h: EnvelopeHeader = decoded.value.header;
   return h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : h.type === 'ack' ? `ack ${h.of}>${h.by}:${h.seq}` : `part ${h.tid}`;
 };
+const laneControl = (payload: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(payload));
+const laneFrame = (control: unknown) => toFrames(FrameKind.lane, new TextEncoder().encode(JSON.stringify(control)), 0)[0]!;
 const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, message: { from, to, tag: 1, seq, data } });
 
 let stop: (() => void) | undefined;
@@ -61,6 +63,7 @@ describe('HostRuntime messaging', () => {
     expect(host.runtime.snapshot().messages).toEqual({
       local: 2,
       channelOut: 0,
+      laneOut: 0,
       channelIn: 0,
       relayOut: 0,
       relayIn: 0,
@@ -124,8 +127,10 @@ describe('HostRuntime messaging', () => {
     host.workers[0]!.emit(send('joba.0', 'joba.5', 3));
     const reassembler = new Reassembler();
     const frames = dc.sent.map((f) => reassembler.accept(f)!);
-    expect(frames.map((f) => [f.kind, seqOf(f.payload)])).toEqual([
+    // The first message over the channel also asks for a lane for its pair, once.
+    expect(frames.map((f) => [f.kind, f.kind === FrameKind.lane ? laneControl(f.payload) : seqOf(f.payload)])).toEqual([
       [FrameKind.envelope, 'joba.0>joba.5:2'],
+      [FrameKind.lane, { op: 'open', id: 2, from: 'joba.0', to: 'joba.5' }],
       [FrameKind.envelope, 'joba.0>joba.5:3'],
     ]);
 
@@ -134,5 +139,47 @@ describe('HostRuntime messaging', () => {
     await settle();
     expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:3', 'joba.0>joba.5:4']);
     expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 2, relayOut: 4, resentAfterBreak: 2, channelsOpen: 0 });
+  });
+
+  it('hands a task a lane to a receiver elsewhere, keeps what it writes there until acknowledged, and relays the rest when the lane closes', async () => {
+    const { createPeer, peers } = fakePeers();
+    const host = await startHost({ createPeer });
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 1));
+    await settle();
+    host.socket().receive({ type: 'routes', routes: [{ tid: 'joba.5', hostId: 'h2', peerId: 'h2-peer' }] });
+    const conn = peers[0]!.outgoing[0]!;
+    const dc = conn.open();
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 2));
+    expect(conn.lanes).toEqual([]);
+
+    // The receiver's page created its end: this page creates its own and transfers it to the task.
+    conn.events!.data(laneFrame({ op: 'ready', id: 2 }).buffer);
+    const lane = host.workers[0]!.received.find((m) => m.type === 'lane-out');
+    expect(lane).toMatchObject({ type: 'lane-out', tid: 'joba.0', to: 'joba.5' });
+    expect(conn.lanes.map((l) => l.id)).toEqual([2]);
+
+    const written = (seq: number) => encodeMessage({ from: 'joba.0', to: 'joba.5', tag: 1, seq, data: seq });
+    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(3), written(4)] });
+    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(5)] });
+    expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 4, laneOut: 3 });
+    const ack = encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.5', seq: 3 });
+    conn.events!.data(toFrames(FrameKind.envelope, ack, 1)[0]!.buffer);
+    host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
+    await settle();
+    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:4', 'joba.0>joba.5:5']);
+    expect(dc.sent.length).toBeGreaterThan(0);
+  });
+
+  it('fails a task that writes on a lane as another task', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [encodeMessage({ from: 'joba.1', to: 'joba.5', tag: 1, seq: 1, data: 0 })] });
+    await settle();
+    expect(host.runtime.snapshot().failed).toBe(1);
   });
 });

@@ -9,6 +9,7 @@ function setup(slots: number, sharedFlags = false) {
   const outcomes: TaskOutcome[] = [];
   const logs: string[] = [];
   const sends: [TaskRef, TaskMessage][] = [];
+  const laneSends: [TaskRef, Pick<TaskMessage, 'from' | 'to' | 'seq'>][] = [];
   const started: string[] = [];
   const left: LeftTask[] = [];
   const pool = new SlotPool({
@@ -24,11 +25,14 @@ function setup(slots: number, sharedFlags = false) {
       log: (_ref, line) => logs.push(line),
       started: (ref) => started.push(ref.tid),
       send: (ref, message) => sends.push([ref, message]),
+      laneSent: (ref, message) => laneSends.push([ref, message]),
+      laneClosed: () => undefined,
+      delivered: () => undefined,
       request: () => undefined,
       change: () => undefined,
     },
   });
-  return { pool, workers, outcomes, logs, sends, started, left };
+  return { pool, workers, outcomes, logs, sends, laneSends, started, left };
 }
 
 afterEach(() => vi.useRealTimers());

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LIMITS, WebpvmError } from '@webpvm/vm-protocol';
+import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, messageFromEnvelope, type LaneChannel } from '@webpvm/vm-protocol';
 import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
 import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './fake-worker.ts';
 
@@ -304,5 +304,82 @@ describe('named exports and identity', () => {
     await worker.run({ programUrl: HOOKED_PROGRAM });
     expect(codeOf(() => saved!.send('job1.1', 1, 'late'))).toBe('E_CONFLICT');
     expect(worker.of('send')).toEqual([]);
+  });
+});
+
+/** A lane's RTCDataChannel as the worker sees it. */
+class FakeLane implements LaneChannel {
+  readyState = 'open';
+  bufferedAmount = 0;
+  binaryType = 'blob';
+  sent: Uint8Array[] = [];
+  #onClose: ((event: { data?: unknown }) => void)[] = [];
+  send(data: Uint8Array<ArrayBuffer>): void {
+    this.sent.push(data);
+  }
+  close(): void {
+    if (this.readyState === 'closed') return;
+    this.readyState = 'closed';
+    for (const listener of this.#onClose) listener({});
+  }
+  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void {
+    if (type === 'close') this.#onClose.push(listener);
+  }
+}
+
+const seqOf = (bytes: Uint8Array): string => {
+  const decoded = decodeEnvelope(bytes);
+  if (!decoded.ok || decoded.value.header.type !== 'msg') throw new Error('not a message envelope');
+  const { from, to, seq } = decoded.value.header;
+  return `${from}>${to}:${seq}`;
+};
+
+describe('lanes', () => {
+  it('writes a message on an open lane that keeps up and copies it to the host; anything else goes through the host', async () => {
+    const worker = fakeWorker();
+    const lane = new FakeLane();
+    hookTasks({
+      main: async (ctx) => {
+        await ctx.recv({ tag: 99 });
+        ctx.send('job1.1', 1, 'on the lane');
+        ctx.send('job1.2', 1, 'no lane to it');
+        ctx.send('job1.1', 2, new Uint8Array(LANE_MESSAGE_BYTES));
+        lane.bufferedAmount = 2 * 1024 * 1024;
+        ctx.send('job1.1', 3, 'the lane is behind');
+        lane.bufferedAmount = 0;
+        ctx.send('job1.1', 4, { back: 'on the lane' });
+        lane.close();
+        ctx.send('job1.1', 5, 'the lane closed');
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lane });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
+    expect(await done).toMatchObject({ ok: true });
+    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:4']);
+    const copies = worker.of('lane-sent').flatMap((m) => m.envelopes);
+    expect(copies).toEqual(lane.sent);
+    const decoded = decodeEnvelope(copies[1]!);
+    expect(decoded.ok && decoded.value.header.type === 'msg' && messageFromEnvelope(decoded.value.header, decoded.value.buffers).data).toEqual({ back: 'on the lane' });
+    expect(worker.of('send').map((m) => `${m.message.to}:${m.message.seq}`)).toEqual(['job1.2:1', 'job1.1:2', 'job1.1:3', 'job1.1:5']);
+    expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
+  });
+
+  it('closes a lane handed to a task that does not run here, and the lanes of a task that ends', async () => {
+    const worker = fakeWorker();
+    const stray = new FakeLane();
+    worker.send({ type: 'lane-out', tid: 'job1.9', to: 'job1.1', channel: stray });
+    expect(stray.readyState).toBe('closed');
+
+    const lane = new FakeLane();
+    hookTasks({ main: async (ctx) => void (await ctx.recv({ tag: 99 })) });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lane });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
+    await done;
+    expect(lane.readyState).toBe('closed');
+    expect(worker.of('lane-closed')).toEqual([]);
   });
 });

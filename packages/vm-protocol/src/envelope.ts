@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Tid } from './ids.ts';
 import { LIMITS } from './limits.ts';
 import { encodeFrame, readFrameHeader, readSegments } from './framing.ts';
-import { decodeValue, encodeValue } from './value-codec.ts';
+import { type EncodedValue, decodeValue, encodeValue } from './value-codec.ts';
 
 /**
  * The binary envelope of everything one task sends another, identical on every path (relay
@@ -103,7 +103,11 @@ export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
 }
 
 export function encodeMessage(message: TaskMessage): Uint8Array {
-  const { json, buffers } = encodeValue(message.data);
+  return encodeEncodedMessage(message, encodeValue(message.data));
+}
+
+/** A message whose data the sender already encoded (to check its size, see encodedSize). */
+export function encodeEncodedMessage(message: Omit<TaskMessage, 'data'>, { json, buffers }: EncodedValue): Uint8Array {
   const header: MessageHeader = {
     type: 'msg',
     from: message.from,
@@ -129,7 +133,6 @@ export function messageFromEnvelope(header: MessageHeader, buffers: readonly Uin
 }
 
 /** The bytes a message's data takes on the wire, to enforce LIMITS.messageBytes before sending. */
-export function messageSize(data: unknown): number {
-  const { json, buffers } = encodeValue(data);
+export function encodedSize({ json, buffers }: EncodedValue): number {
   return JSON.stringify(json ?? null).length + buffers.reduce((n, b) => n + b.byteLength, 0);
 }

@@ -8,3 +8,4 @@ export * from './worker.ts';
 export * from './envelope.ts';
 export * from './value-codec.ts';
 export * from './task-image.ts';
+export * from './lane.ts';

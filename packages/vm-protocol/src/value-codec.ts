@@ -43,6 +43,7 @@ export function encodeValue(value: unknown): EncodedValue {
       return v;
     }
     if (typeof v === 'bigint') return { [TAG]: 'bigint', v: v.toString() };
+    if (typeof v === 'function' || typeof v === 'symbol') throw new WebpvmError('E_BAD_REQUEST', `message data cannot hold a ${typeof v}`);
     if (v === null || typeof v !== 'object') return v;
     if (v instanceof ArrayBuffer) return { [TAG]: 'ArrayBuffer', b: bytesOf(new Uint8Array(v)) };
     if (ArrayBuffer.isView(v)) {

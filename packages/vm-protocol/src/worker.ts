@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Checkpoint, TaskAssignment, TaskOp, WireError } from './host.ts';
 import { Tid } from './ids.ts';
+import { LANE_MESSAGE_BYTES, LaneChannelSchema } from './lane.ts';
 import { LIMITS } from './limits.ts';
 
 /**
@@ -48,6 +49,8 @@ export const StartTask = z.object({
   stateBuffers: Bytes.optional(),
   /** What the task finds in its mailbox on resume, in delivery order. */
   mailbox: z.array(DeliveredMessage).optional(),
+  /** Per sender, the highest seq the task had been handed before (on resume): lanes go on from there. */
+  delivered: z.array(z.tuple([Tid, z.number().int().nonnegative()])).max(1_000_000).optional(),
   freezeFlag: FreezeFlag.optional(),
 });
 
@@ -62,7 +65,16 @@ export const Reply = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('reply'), tid: z.string(), requestId: z.number().int(), ok: z.literal(false), error: WireError }),
 ]);
 
-export const ToWorker = z.discriminatedUnion('type', [StartTask, Deliver, Reply, FreezeTask]);
+/** The sending end of a lane (lane.ts) from task `tid` to task `to`: what `tid` sends `to` may go on it. */
+export const LaneOut = z.object({ type: z.literal('lane-out'), tid: z.string(), to: Tid, channel: LaneChannelSchema });
+
+/** The receiving end of a lane from task `from` to task `tid`: the worker reads it itself and reports what it delivers. */
+export const LaneIn = z.object({ type: z.literal('lane-in'), tid: z.string(), from: Tid, channel: LaneChannelSchema });
+
+/** The receiving end of the lane from `tid` to `to` is gone: stop writing on it. */
+export const LaneClose = z.object({ type: z.literal('lane-close'), tid: z.string(), to: Tid });
+
+export const ToWorker = z.discriminatedUnion('type', [StartTask, Deliver, Reply, FreezeTask, LaneOut, LaneIn, LaneClose]);
 export type ToWorker = z.infer<typeof ToWorker>;
 
 /**
@@ -96,5 +108,52 @@ export const WorkerSend = z.object({
 
 export const WorkerRequest = z.object({ type: z.literal('request'), tid: z.string(), requestId: z.number().int().min(1), op: TaskOp });
 
-export const FromWorker = z.discriminatedUnion('type', [WorkerCheckpoint, WorkerProgress, WorkerLog, WorkerDone, WorkerSend, WorkerRequest]);
+/** The most entries in one `lane-sent` or `delivered`. */
+export const REPORT_BATCH = 4096;
+
+const LaneEnvelope = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= LANE_MESSAGE_BYTES, 'an envelope of at most LANE_MESSAGE_BYTES');
+
+/**
+ * Messages the task wrote on lanes, as their envelopes, in the order written: the host keeps
+ * them until the receivers' hosts acknowledge them, to send them another way should a lane fail.
+ * They come in batches, and all of them before the task's next checkpoint.
+ */
+export const WorkerLaneSent = z.object({ type: z.literal('lane-sent'), tid: z.string(), envelopes: z.array(LaneEnvelope).min(1).max(REPORT_BATCH) });
+
+/**
+ * What the worker handed the task, numbered as the task received it (n from 1, as `received`
+ * counts): messages of a `deliver` by (from, seq), messages that came on a lane with their
+ * envelope. The host keeps its replay log in this order; a message the worker had already
+ * (same from and seq) is dropped there and not reported. Reports come in batches, all of them
+ * before the task's next checkpoint.
+ */
+export const WorkerDelivered = z.object({
+  type: z.literal('delivered'),
+  tid: z.string(),
+  entries: z
+    .array(
+      z.object({
+        n: z.number().int().min(1),
+        from: Tid,
+        seq: z.number().int().nonnegative(),
+        bytes: LaneEnvelope.optional(),
+      }),
+    )
+    .max(REPORT_BATCH),
+});
+
+/** The task's lane to `to` closed: it sends `to` through its host again. */
+export const WorkerLaneClosed = z.object({ type: z.literal('lane-closed'), tid: z.string(), to: Tid });
+
+export const FromWorker = z.discriminatedUnion('type', [
+  WorkerCheckpoint,
+  WorkerProgress,
+  WorkerLog,
+  WorkerDone,
+  WorkerSend,
+  WorkerRequest,
+  WorkerLaneSent,
+  WorkerLaneClosed,
+  WorkerDelivered,
+]);
 export type FromWorker = z.infer<typeof FromWorker>;

@@ -20,6 +20,7 @@ import type { KeyValueStore } from './kv-store.ts';
 import { LogLimiter } from './log-limiter.ts';
 import { FrameKind } from './messaging/channel-frames.ts';
 import { Inboxes } from './messaging/inboxes.ts';
+import { Lanes } from './messaging/lanes.ts';
 import { PeerNetwork, type CreatePeer } from './messaging/peer-network.ts';
 import { MessageRouter, type MessageCounters } from './messaging/router.ts';
 import { PendingResults } from './pending-results.ts';
@@ -100,6 +101,7 @@ export class HostRuntime {
   #outbox: CoordinatorOutbox;
   #inboxes: Inboxes;
   #network: PeerNetwork | null;
+  #lanes: Lanes | null;
   #router: MessageRouter;
   #logs = new LogLimiter();
   /** Checkpoints stored while offline, sent after the next welcome. */
@@ -153,18 +155,35 @@ export class HostRuntime {
             events: {
               frame: (link, frame) => {
                 if (frame.kind === FrameKind.envelope) this.#router.receive(frame.payload, link);
-                else this.#router.bounced(link, frame.payload);
+                else if (frame.kind === FrameKind.bounce) this.#router.bounced(link, frame.payload);
+                else this.#lanes?.control(link, frame.payload);
               },
-              broken: (link) => this.#router.linkBroken(link),
+              broken: (link) => {
+                this.#lanes?.carrierBroken(link);
+                this.#router.linkBroken(link);
+              },
               change: () => this.#scheduleNotify(),
             },
           })
         : null;
+    const network = this.#network;
+    this.#lanes = network
+      ? new Lanes({
+          carrier: (peerId) => network.carrier(peerId),
+          giveOut: (pair, end) => this.#pool.giveLane({ type: 'lane-out', tid: pair.from, to: pair.to, channel: end }),
+          giveIn: (pair, end) => this.#pool.giveLane({ type: 'lane-in', tid: pair.to, from: pair.from, channel: end }),
+          // The worker closes its end and reports it (laneClosed below); without a worker, what it wrote goes now.
+          gone: (pair) => {
+            if (!this.#pool.post(pair.from, { type: 'lane-close', tid: pair.from, to: pair.to })) this.#router.laneClosed(pair);
+          },
+        })
+      : null;
     this.#router = new MessageRouter({
       inbox: this.#inboxes,
       relay: (bytes) => this.#outbox.send(bytes),
       locate: (tids) => send({ type: 'locate', tids }),
       links: this.#network,
+      lanes: this.#lanes,
       part: (header, bytes) => {
         const problem = this.#images.add(header, bytes);
         if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
@@ -193,6 +212,20 @@ export class HostRuntime {
           this.#progress.countOut(ref);
           this.#router.send(message);
           this.#scheduleNotify();
+        },
+        laneSent: (ref, message, bytes) => {
+          this.#progress.countOut(ref);
+          this.#router.laneSent(message, bytes, this.#lanes?.carrierOf(message) ?? null);
+          this.#scheduleNotify();
+        },
+        delivered: (ref, entries) => {
+          const fromLanes = this.#inboxes.reported(ref.tid, entries);
+          for (const message of fromLanes) this.#router.laneReceived(message, this.#lanes?.carrierIn({ from: message.from, to: ref.tid }) ?? null);
+          if (fromLanes.length) this.#progress.countIn(ref, fromLanes.length);
+        },
+        laneClosed: (ref, to) => {
+          this.#lanes?.closed({ from: ref.tid, to });
+          this.#router.laneClosed({ from: ref.tid, to });
         },
         request: (ref, requestId, op) => this.#outbox.send({ type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op }),
         change: () => this.#scheduleNotify(),
@@ -361,6 +394,7 @@ export class HostRuntime {
     const { tid, attempt } = assignment;
     if (frozen) this.#acceptCheckpoint(tid, frozen);
     this.#router.taskLeft(tid);
+    this.#lanes?.taskGone(tid);
     const inbox = this.#inboxes.cut(tid);
     const latest = this.#latest.get(tid) ?? null;
     const image = encodeImage({
@@ -470,7 +504,7 @@ export class HostRuntime {
       if (resume) this.#latest.set(task.tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers });
       else this.#latest.delete(task.tid);
       runnable.push({ ...task, resume });
-      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox });
+      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox, delivered: [...image.delivered] });
       this.#arriving.add(task.tid);
       this.#migrations.in += 1;
       restores.push(() => {
@@ -559,6 +593,7 @@ export class HostRuntime {
   }
 
   #forgetLive(tid: string): void {
+    this.#lanes?.taskGone(tid);
     this.#inboxes.close(tid);
     this.#outbox.dropRequestsOf(tid);
     this.#progress.forget(tid);

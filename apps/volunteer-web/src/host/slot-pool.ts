@@ -2,7 +2,9 @@ import {
   FromWorker,
   LIMITS,
   SAFE_POINT_FLAGS,
+  decodeEnvelope,
   describeIssues,
+  messageFromEnvelope,
   parseTid,
   type ErrorBody,
   type TaskAssignment,
@@ -12,6 +14,8 @@ import {
   type TaskRef,
   type ToWorker,
 } from '@webpvm/vm-protocol';
+import type { DeliveryReport } from './messaging/inboxes.ts';
+import type { LanePair } from './messaging/lanes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
 
 /** A checkpoint as the worker reports it (worker.ts). */
@@ -41,6 +45,12 @@ export interface PoolEvents {
   started(ref: TaskRef): void;
   /** A message the task sends; `from` is the task itself and `to` a task of its job. */
   send(ref: TaskRef, message: TaskMessage): void;
+  /** The task wrote this message (its envelope, `bytes`) on a lane (messaging/lanes.ts). */
+  laneSent(ref: TaskRef, message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void;
+  /** The worker delivered these to the task, in this order (worker.ts `delivered`); a lane's messages come decoded. */
+  delivered(ref: TaskRef, entries: DeliveryReport[]): void;
+  /** The task's lane to `to` closed. */
+  laneClosed(ref: TaskRef, to: string): void;
   request(ref: TaskRef, requestId: number, op: TaskOp): void;
   change(): void;
 }
@@ -56,7 +66,7 @@ export interface SlotPoolOptions {
 }
 
 /** What a task starts with besides its assignment when it resumes from an image. */
-export type StartExtras = Pick<Extract<ToWorker, { type: 'start' }>, 'stateBuffers' | 'mailbox'>;
+export type StartExtras = Pick<Extract<ToWorker, { type: 'start' }>, 'stateBuffers' | 'mailbox' | 'delivered'>;
 
 export interface RunningTaskView {
   tid: string;
@@ -140,6 +150,14 @@ export class SlotPool {
   }
 
   /** Hands a message to the worker running `tid`; false when that task is not running. */
+  /** Transfers one end of a lane to the worker of `lane.tid`; false when that task does not run here. */
+  giveLane(lane: Extract<ToWorker, { type: 'lane-out' | 'lane-in' }>): boolean {
+    const worker = this.#slotRunning(lane.tid)?.worker;
+    if (!worker) return false;
+    worker.post(lane, [lane.channel as unknown as Transferable]);
+    return true;
+  }
+
   post(tid: string, message: ToWorker): boolean {
     const worker = this.#slotRunning(tid)?.worker;
     if (!worker) return false;
@@ -361,6 +379,33 @@ export class SlotPool {
         events.send({ tid, attempt }, message.message);
         return;
       }
+      case 'lane-sent':
+        for (const bytes of message.envelopes) {
+          const decoded = decodeEnvelope(bytes);
+          const header = decoded.ok ? decoded.value.header : null;
+          if (header?.type !== 'msg' || header.from !== tid || header.seq < 1 || parseTid(header.to).jobId !== task.assignment.jobId) {
+            this.#abort(slot, task, { code: 'E_FORBIDDEN', message: `${tid} wrote on a lane what is not a message of its own to a task of its job` });
+            return;
+          }
+          events.laneSent({ tid, attempt }, header, bytes);
+        }
+        return;
+      case 'delivered': {
+        const entries: DeliveryReport[] = [];
+        for (const { n, from, seq, bytes } of message.entries) {
+          const message = bytes ? this.#laneMessage(bytes, tid) : null;
+          if (bytes && (!message || message.from !== from || message.seq !== seq)) {
+            this.#abort(slot, task, { code: 'E_BAD_FRAME', message: `${tid} reported a lane delivery that is not a message of its job to it` });
+            return;
+          }
+          entries.push({ n, from, seq, ...(message ? { message } : {}) });
+        }
+        events.delivered({ tid, attempt }, entries);
+        return;
+      }
+      case 'lane-closed':
+        events.laneClosed({ tid, attempt }, message.to);
+        return;
       case 'request':
         events.request({ tid, attempt }, message.requestId, message.op);
         return;
@@ -371,6 +416,19 @@ export class SlotPool {
           message.ok ? { tid, attempt, ok: true, value: message.value } : { tid, attempt, ok: false, error: message.error },
         );
         return;
+    }
+  }
+
+  /** A message `to` received on a lane, as its worker reports it: from a task of the same job, or null. */
+  #laneMessage(bytes: Uint8Array, to: string): TaskMessage | null {
+    const decoded = decodeEnvelope(bytes);
+    if (!decoded.ok || decoded.value.header.type !== 'msg') return null;
+    const { header, buffers } = decoded.value;
+    if (header.to !== to || header.seq < 1 || parseTid(header.from).jobId !== parseTid(to).jobId) return null;
+    try {
+      return messageFromEnvelope(header, buffers);
+    } catch {
+      return null;
     }
   }
 

@@ -2,7 +2,8 @@ import type { ErrorCode, ToWorker } from '@webpvm/vm-protocol';
 
 /** What the slot pool needs of a Web Worker; tests give it a fake. */
 export interface TaskWorkerHandle {
-  post(message: ToWorker): void;
+  /** `transfer` moves objects (a lane's channel) instead of copying them. */
+  post(message: ToWorker, transfer?: Transferable[]): void;
   terminate(): void;
 }
 
@@ -21,5 +22,5 @@ export const spawnTaskWorker: SpawnTaskWorker = (listener) => {
     event.preventDefault();
     listener.error('E_TASK_FAILED', event.message || 'the task worker failed');
   };
-  return { post: (message) => worker.postMessage(message), terminate: () => worker.terminate() };
+  return { post: (message, transfer = []) => worker.postMessage(message, transfer), terminate: () => worker.terminate() };
 };

@@ -19,10 +19,12 @@ const settle = async () => {
 
 /**
  * An inbox holding TID whose worker is a model of the task's mailbox: it numbers what it is
- * handed from 1, as the worker does, and refuses deliveries until `start`.
+ * handed from 1 and reports it back, as the worker does, and refuses deliveries until `start`.
  */
-function page({ started = true, keepLog = true } = {}) {
+function page({ started = true, keepLog = true, reporting = true } = {}) {
   let running = started;
+  /** A restored worker starts with the image's mailbox, numbered before anything handed to it here. */
+  let base = 0;
   const deliveries: { n: number; message: DeliveredMessage }[] = [];
   const counted: number[] = [];
   const inbox = new Inboxes({
@@ -30,7 +32,9 @@ function page({ started = true, keepLog = true } = {}) {
     post: (tid, messages) => {
       expect(tid).toBe(TID);
       if (!running) return false;
-      for (const message of messages) deliveries.push({ n: deliveries.length + 1, message: { ...message } });
+      const numbered = messages.map((message, i) => ({ n: base + deliveries.length + i + 1, message: { ...message } }));
+      deliveries.push(...numbered);
+      if (reporting) inbox.reported(TID, numbered.map(({ n, message }) => ({ n, from: message.from, seq: message.seq })));
       return true;
     },
     delivered: (_tid, count) => counted.push(count),
@@ -44,6 +48,10 @@ function page({ started = true, keepLog = true } = {}) {
     start: () => {
       running = true;
       inbox.started(TID);
+    },
+    restore: (image: InboxImage) => {
+      base = image.mailbox.length;
+      inbox.restore(TID, image);
     },
     accept: (...messages: TaskMessage[]) => {
       for (const m of messages) expect(inbox.accept(m)).toBe(true);
@@ -119,6 +127,41 @@ describe('Inboxes.cut', () => {
   });
 });
 
+describe('Inboxes.reported', () => {
+  const fromLane = (n: number, seq: number) => ({ n, from: 'joba.1', seq, message: msg('joba.1', seq) });
+  const byPage = (n: number, seq: number) => ({ n, from: 'joba.1', seq });
+
+  it('logs in the worker’s order what came on a lane, and hands over what waited for it', async () => {
+    const p = page({ reporting: false });
+    p.accept(msg('joba.1', 1));
+    await settle();
+    p.accept(msg('joba.1', 4));
+    await settle();
+    expect(p.delivered()).toEqual(['joba.1:1']);
+    // 2 and 3 came on a lane, straight to the worker
+    expect(keys(p.inbox.reported(TID, [byPage(1, 1), fromLane(2, 2), fromLane(3, 3)]))).toEqual(['joba.1:2', 'joba.1:3']);
+    await settle();
+    expect(p.delivered()).toEqual(['joba.1:1', 'joba.1:4']);
+    expect(p.inbox.postedFrom(TID, 'joba.1')).toBe(4);
+    const image = p.inbox.cut(TID);
+    expect(keys(image.mailbox)).toEqual(['joba.1:1', 'joba.1:2', 'joba.1:3', 'joba.1:4']);
+    expect(image.delivered).toEqual(new Map([['joba.1', 4]]));
+  });
+
+  it('drops what it handed over and the worker already had from a lane, and keeps the checkpoint’s numbering', async () => {
+    const p = page({ reporting: false });
+    p.accept(msg('joba.1', 1), msg('joba.1', 2));
+    await settle();
+    // the worker had 1 and 2 from a lane before the page's copies came: it reports those, not these
+    p.inbox.reported(TID, [fromLane(1, 1), fromLane(2, 2)]);
+    p.accept(msg('joba.1', 3));
+    await settle();
+    p.inbox.reported(TID, [byPage(3, 3)]);
+    p.inbox.checkpointed(TID, 3, [2]);
+    expect(keys(p.inbox.cut(TID).mailbox)).toEqual(['joba.1:2']);
+  });
+});
+
 describe('Inboxes.restore', () => {
   const image = (): InboxImage => ({
     delivered: new Map([['joba.1', 3], ['joba.2', 1]]),
@@ -128,7 +171,7 @@ describe('Inboxes.restore', () => {
 
   it('goes on where the old inbox left off: duplicates are dropped, gaps filled in order', async () => {
     const p = page();
-    p.inbox.restore(TID, image());
+    p.restore(image());
     await settle();
     // the mailbox goes to the worker with its start, not through the inbox
     expect(p.deliveries).toEqual([]);
@@ -149,14 +192,14 @@ describe('Inboxes.restore', () => {
 
   it('delivers at once the pending messages that no longer wait for anything', async () => {
     const p = page();
-    p.inbox.restore(TID, { delivered: new Map([['joba.1', 4]]), mailbox: [], pending: [msg('joba.1', 5), exit('joba.2', 0)] });
+    p.restore({ delivered: new Map([['joba.1', 4]]), mailbox: [], pending: [msg('joba.1', 5), exit('joba.2', 0)] });
     await settle();
     expect(p.delivered()).toEqual(['joba.1:5', 'joba.2:exit']);
   });
 
   it('holds what it delivers until the restored worker starts', async () => {
     const p = page({ started: false });
-    p.inbox.restore(TID, image());
+    p.restore(image());
     p.accept(msg('joba.1', 4));
     await settle();
     expect(p.deliveries).toEqual([]);
@@ -167,7 +210,7 @@ describe('Inboxes.restore', () => {
 
   it('counts the restored mailbox as deliveries 1..k for the next checkpoint', async () => {
     const p = page();
-    p.inbox.restore(TID, { delivered: new Map([['joba.1', 3]]), mailbox: [msg('joba.1', 1), msg('joba.1', 2), msg('joba.1', 3)], pending: [] });
+    p.restore({ delivered: new Map([['joba.1', 3]]), mailbox: [msg('joba.1', 1), msg('joba.1', 2), msg('joba.1', 3)], pending: [] });
     for (const seq of [4, 5, 6]) {
       p.accept(msg('joba.1', seq));
       await settle();
@@ -181,7 +224,7 @@ describe('Inboxes.restore', () => {
   it('gives back the same image when cut again before anything happened', () => {
     const p = page({ started: false });
     const original = image();
-    p.inbox.restore(TID, original);
+    p.restore(original);
     const again = p.inbox.cut(TID);
     expect(again.delivered).toEqual(original.delivered);
     expect(again.mailbox).toEqual(original.mailbox);
@@ -274,7 +317,7 @@ describe('a task migrating from page to page (property)', () => {
         let image: InboxImage | null = null;
         for (let hop = 0; hop <= hops; hop++) {
           const p = page({ started: false });
-          if (image) p.inbox.restore(TID, image);
+          if (image) p.restore(image);
           // the worker resumes from the checkpoint, its mailbox numbered 1..k before anything else
           const mailbox = image?.mailbox ?? [];
           const read = [...checkpointRead];

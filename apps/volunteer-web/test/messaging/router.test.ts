@@ -227,3 +227,56 @@ describe('MessageRouter', () => {
     expect(t.delivered).toEqual([]);
   });
 });
+
+describe('MessageRouter and lanes', () => {
+  const envelope = (m: TaskMessage) => encodeMessage(m);
+
+  it('keeps what a worker wrote on a lane until acknowledged, and relays the rest when the lane closes', () => {
+    const t = setup({ held: ['joba.1'] });
+    const carrier = t.links.opened('peer-b');
+    for (const seq of [1, 2, 3]) t.router.laneSent(msg('joba.1', 'joba.2', seq), envelope(msg('joba.1', 'joba.2', seq)), carrier);
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 2 }), carrier);
+    t.router.laneClosed({ from: 'joba.1', to: 'joba.2' });
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:3']);
+    expect(t.router.counters).toMatchObject({ channelOut: 3, laneOut: 3, relayOut: 1 });
+  });
+
+  it('forgets a copy that comes after its acknowledgement, and relays one that comes after its bounce', () => {
+    const t = setup({ held: ['joba.1'] });
+    const carrier = t.links.opened('peer-b');
+    t.router.send(msg('joba.1', 'joba.9', 1));
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 4 }), carrier);
+    t.router.laneSent(msg('joba.1', 'joba.2', 4), envelope(msg('joba.1', 'joba.2', 4)), carrier);
+    t.router.bounced(carrier, encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.3', seq: 1 }));
+    t.router.laneSent(msg('joba.1', 'joba.3', 1), envelope(msg('joba.1', 'joba.3', 1)), carrier);
+    t.router.laneClosed({ from: 'joba.1', to: 'joba.2' });
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.9:1', 'joba.1>joba.3:1']);
+  });
+
+  it('relays what a task that left had written on lanes and still is not acknowledged a second later', () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.1'] });
+    const carrier = t.links.opened('peer-b');
+    t.router.laneSent(msg('joba.1', 'joba.2', 1), envelope(msg('joba.1', 'joba.2', 1)), carrier);
+    t.router.laneSent(msg('joba.1', 'joba.2', 2), envelope(msg('joba.1', 'joba.2', 2)), carrier);
+    t.router.taskLeft('joba.1');
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 }), carrier);
+    vi.advanceTimersByTime(999);
+    expect(t.relayed).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:2']);
+  });
+
+  it('acknowledges over the lane’s page channel what a lane brought to a task of this page', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'] });
+    const carrier = t.links.opened('peer-a');
+    t.inbox.accept(msg('joba.1', 'joba.2', 1));
+    await settle();
+    t.inbox.reported('joba.2', [{ n: 2, from: 'joba.1', seq: 2, message: msg('joba.1', 'joba.2', 2) }]);
+    t.router.laneReceived(msg('joba.1', 'joba.2', 2), carrier);
+    vi.advanceTimersByTime(20);
+    expect(seqsOf(carrier.sent.map((s) => s.header))).toEqual(['ack joba.1>joba.2:2']);
+    expect(t.router.counters.channelIn).toBe(1);
+  });
+});

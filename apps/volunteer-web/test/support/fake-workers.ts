@@ -9,9 +9,22 @@ export interface FakeWorker {
   emit(data: unknown): void;
 }
 
+/**
+ * Workers that record what they are posted. Like the real runtime they number what they are
+ * delivered per task (a resumed mailbox first) and report it back (worker.ts `delivered`).
+ */
 export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] } {
   const workers: FakeWorker[] = [];
   const spawn: SpawnTaskWorker = (listener) => {
+    const received = new Map<string, number>();
+    const report = (message: ToWorker): void => {
+      if (message.type === 'start') received.set(message.task.tid, message.mailbox?.length ?? 0);
+      if (message.type !== 'deliver') return;
+      let n = received.get(message.tid) ?? 0;
+      const entries = message.messages.map(({ from, seq }) => ({ n: ++n, from, seq }));
+      received.set(message.tid, n);
+      queueMicrotask(() => listener.message({ type: 'delivered', tid: message.tid, entries }));
+    };
     const worker: FakeWorker = {
       listener,
       received: [],
@@ -20,7 +33,11 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
     };
     workers.push(worker);
     return {
-      post: (message) => worker.received.push(structuredClone(message)),
+      // A lane's channel is transferred, not copied: the worker gets the object itself.
+      post: (message) => {
+        worker.received.push(message.type === 'lane-out' || message.type === 'lane-in' ? message : structuredClone(message));
+        report(message);
+      },
       terminate: () => {
         worker.terminated = true;
       },

@@ -182,6 +182,10 @@ export class LocalJob {
   readonly #handlers: { [T in FromWorker['type']]: (task: LocalTask, message: FromWorkerOf<T>) => void } = {
     checkpoint: () => {},
     progress: () => {},
+    // In one process there is no replay log to keep and no lane to give: what a worker says of them is ignored.
+    delivered: () => {},
+    'lane-sent': () => {},
+    'lane-closed': () => {},
     log: (task, { line }) => this.#config.onLog(task.assignment.tid, line),
     done: (task, done) => this.#end(task, done.ok ? { ok: true, value: done.value } : { ok: false, error: done.error }),
     send: (task, { message }) => {

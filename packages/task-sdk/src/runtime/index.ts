@@ -8,11 +8,13 @@ import {
   encodeValue,
   type ErrorCode,
   type FromWorker,
+  type TaskMessage,
 } from '@webpvm/vm-protocol';
 import type { TaskContext, TaskFunction } from '../ctx.ts';
 import { Rng } from './determinism.ts';
 import { toJsonValue } from './json-value.ts';
 import { formatLogLine, truncateLine } from './log-line.ts';
+import { Arrivals } from './arrivals.ts';
 import { Mailbox } from './mailbox.ts';
 import { createMessaging, type TaskMessaging } from './task-messaging.ts';
 
@@ -50,20 +52,12 @@ type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T
 export function runTaskWorker(scope: WorkerScope): void {
   const post: Post = (message, transfer) => scope.postMessage(message, transfer);
   const programs = new Map<string, Promise<ProgramModule>>();
-  // A message may come before its task's program is loaded: a mailbox exists from the first of the two.
-  const mailboxes = new Map<string, Mailbox>();
-  const running = new Map<string, TaskMessaging>();
+  /** Tasks by tid, from their start. */
+  const running = new Map<string, { messaging: TaskMessaging; arrivals: Arrivals }>();
+  /** Messages delivered before their task's start, handed to it as it starts. */
+  const early = new Map<string, TaskMessage[]>();
   /** Tasks asked to freeze by message, where no shared flag exists. */
   const freezing = new Set<string>();
-
-  const mailboxOf = (tid: string): Mailbox => {
-    let mailbox = mailboxes.get(tid);
-    if (!mailbox) {
-      mailbox = new Mailbox();
-      mailboxes.set(tid, mailbox);
-    }
-    return mailbox;
-  };
 
   const load = (url: string): Promise<ProgramModule> => {
     let program = programs.get(url);
@@ -79,28 +73,47 @@ export function runTaskWorker(scope: WorkerScope): void {
   const handlers: Handlers = {
     start: (start) => {
       const { tid, resume } = start.task;
-      const mailbox = mailboxOf(tid);
-      // The host posts nothing for a task before its start: a resumed mailbox comes first.
+      const mailbox = new Mailbox();
+      // A resumed mailbox is in the host's replay log already: it is not reported again.
       if (start.mailbox?.length) mailbox.deliver(start.mailbox);
+      const arrivals = new Arrivals(tid, mailbox, post, start.delivered);
+      arrivals.fromHost(early.get(tid) ?? []);
+      early.delete(tid);
       const counters = resume && { sent: resume.sent ?? [], requests: resume.requests ?? 0 };
       const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
-      running.set(tid, messaging);
+      running.set(tid, { messaging, arrivals });
       const end = (): void => {
+        arrivals.flush();
+        arrivals.close();
         messaging.close();
         running.delete(tid);
-        mailboxes.delete(tid);
         freezing.delete(tid);
       };
       const flags = start.freezeFlag ? new Int32Array(start.freezeFlag) : null;
-      const safePoint = { messaging, mailbox, flags, freezeAsked: () => freezing.has(tid) };
+      const safePoint = { messaging, mailbox, arrivals, flags, freezeAsked: () => freezing.has(tid) };
       runTask(start, load, safePoint, end, post).catch((error: unknown) =>
         console.error('webpvm runtime: cannot report to the host', error),
       );
     },
-    deliver: (deliver) => mailboxOf(deliver.tid).deliver(deliver.messages),
-    reply: (reply) => running.get(reply.tid)?.reply(reply),
+    deliver: (deliver) => {
+      const task = running.get(deliver.tid);
+      if (task) task.arrivals.fromHost(deliver.messages);
+      else early.set(deliver.tid, [...(early.get(deliver.tid) ?? []), ...deliver.messages]);
+    },
+    reply: (reply) => running.get(reply.tid)?.messaging.reply(reply),
     freeze: (freeze) => {
       if (running.has(freeze.tid)) freezing.add(freeze.tid);
+    },
+    'lane-out': (lane) => {
+      const task = running.get(lane.tid);
+      if (task) task.messaging.openLane(lane.to, lane.channel);
+      else lane.channel.close();
+    },
+    'lane-close': (lane) => running.get(lane.tid)?.messaging.closeLane(lane.to),
+    'lane-in': (lane) => {
+      const task = running.get(lane.tid);
+      if (task) task.arrivals.openLane(lane.from, lane.channel);
+      else lane.channel.close();
     },
   };
 
@@ -119,6 +132,7 @@ export function runTaskWorker(scope: WorkerScope): void {
 interface SafePoint {
   messaging: TaskMessaging;
   mailbox: Mailbox;
+  arrivals: Arrivals;
   flags: Int32Array | null;
   freezeAsked(): boolean;
 }
@@ -170,7 +184,7 @@ async function runTask(
   post({ type: 'done', tid: task.tid, ok: true, value: result });
 }
 
-function createContext(start: StartTask, { messaging, mailbox, flags, freezeAsked }: SafePoint, post: Post): TaskContext {
+function createContext(start: StartTask, { messaging, mailbox, arrivals, flags, freezeAsked }: SafePoint, post: Post): TaskContext {
   const { task, checkpointIntervalMs } = start;
   const { tid } = task;
   const rng = task.resume ? Rng.fromState(task.resume.rng) : Rng.fromSeed(task.seed);
@@ -180,6 +194,8 @@ function createContext(start: StartTask, { messaging, mailbox, flags, freezeAske
 
   /** The one place a state is copied: when it is persisted, or when a freeze was asked. */
   const take = (state: unknown, freeze: boolean): void => {
+    arrivals.flush();
+    messaging.flush();
     let encoded;
     try {
       encoded = encodeValue(state);

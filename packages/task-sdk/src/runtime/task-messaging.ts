@@ -1,22 +1,26 @@
 import {
+  LANE_MESSAGE_BYTES,
   LIMITS,
   Tid,
   TaskOp,
   WebpvmError,
   decodeValue,
   describeIssues,
+  encodeEncodedMessage,
   encodeValue,
+  encodedSize,
   isErrorCode,
-  messageSize,
   parseTid,
   type Counters,
   type EncodedValue,
   type FromWorker,
+  type LaneChannel,
   type ToWorker,
 } from '@webpvm/vm-protocol';
 import type { ReceivedMessage, RecvFilter, TaskContext } from '../ctx.ts';
 import type { Mailbox } from './mailbox.ts';
 import { toJsonValue } from './json-value.ts';
+import { ReportBatch } from './report-batch.ts';
 
 export type MessagingApi = Pick<
   TaskContext,
@@ -30,13 +34,28 @@ export interface TaskMessaging {
   readonly api: MessagingApi;
   /** Settles the request that `reply` answers. */
   reply(reply: Reply): void;
-  /** The task has ended: later calls fail, waiting ones stay unsettled. */
+  /** What the task sends `to` may go on this channel from now on (lane.ts in vm-protocol). */
+  openLane(to: string, channel: LaneChannel): void;
+  /** The lane to `to` is gone at the other end: what comes next goes through the host. */
+  closeLane(to: string): void;
+  /** Posts the copies of what went on lanes: before a checkpoint, which the host keeps only with them. */
+  flush(): void;
+  /** The task has ended: later calls fail, waiting ones stay unsettled, its lanes close. */
   close(): void;
   /** The seq last sent to each receiver and the number of requests made: a checkpoint keeps them. */
   counters(): Counters;
 }
 
 const MAX_TAG = 0x7fffffff;
+/** A lane this far behind is left alone: its host's channel paces what comes next. */
+const LANE_HIGH_WATER = 1024 * 1024;
+
+/** A message's data encoded once: its bytes go on a lane, its decoded copy through the host. */
+interface WireData {
+  encoded: EncodedValue;
+  /** The data as the receiver will see it, made on first use. */
+  decoded(): unknown;
+}
 
 /**
  * PVM's message passing for one task: checks every call where the program can still catch the
@@ -46,7 +65,7 @@ const MAX_TAG = 0x7fffffff;
 export function createMessaging(
   task: { tid: string; jobId: string },
   mailbox: Mailbox,
-  post: (message: FromWorker) => void,
+  post: (message: FromWorker, transfer?: ArrayBuffer[]) => void,
   resume: Counters = { sent: [], requests: 0 },
 ): TaskMessaging {
   const { tid, jobId } = task;
@@ -75,32 +94,53 @@ export function createMessaging(
     return tag as number;
   };
 
+  const lanes = new Map<string, LaneChannel>();
+  // Copies of lane messages wait a little (see ReportBatch): a terminated task replays its sends since its checkpoint anyway.
+  const copies = new ReportBatch<Uint8Array<ArrayBuffer>>((envelopes) => post({ type: 'lane-sent', tid, envelopes }, envelopes.map((e) => e.buffer)));
+
   /**
    * The data as the receiver will see it, whichever way it travels: structured clone alone would
    * keep a Map or a Date between tasks of one host that the wire turns into `{}`.
    */
-  const wireData = (data: unknown): unknown => {
-    let size: number;
+  const wireData = (data: unknown): WireData => {
     let encoded: EncodedValue;
     try {
-      size = messageSize(data);
       encoded = encodeValue(data);
     } catch (error) {
       throw new WebpvmError('E_BAD_REQUEST', `the message data cannot be sent: ${messageOf(error)}`);
     }
+    const size = encodedSize(encoded);
     if (size > LIMITS.messageBytes) {
       throw new WebpvmError('E_TOO_LARGE', `the message data is ${size} bytes, over the limit of ${LIMITS.messageBytes}`);
     }
-    return decodeValue(encoded.json, encoded.buffers);
+    let decoded: { value: unknown } | null = null;
+    return { encoded, decoded: () => (decoded ??= { value: decodeValue(encoded.json, encoded.buffers) }).value };
   };
 
-  const postSend = (to: string, tag: number, data: unknown): void => {
-    const seq = (seqs.get(to) ?? 0) + 1;
+  /** Writes the message on the lane to `to` when one is open and keeping up; false when it must go through the host. */
+  const sendOnLane = (to: string, tag: number, seq: number, data: WireData): boolean => {
+    const lane = lanes.get(to);
+    if (!lane || lane.readyState !== 'open' || lane.bufferedAmount > LANE_HIGH_WATER) return false;
+    const bytes = encodeEncodedMessage({ from: tid, to, tag, seq }, data.encoded) as Uint8Array<ArrayBuffer>;
+    if (bytes.byteLength > LANE_MESSAGE_BYTES) return false;
     try {
-      post({ type: 'send', tid, message: { from: tid, to, tag, seq, data } });
-    } catch (error) {
-      // postMessage refuses what structured clone cannot copy (a function, a symbol…).
-      throw new WebpvmError('E_BAD_REQUEST', `the message data cannot be sent: ${messageOf(error)}`);
+      lane.send(bytes);
+    } catch {
+      return false;
+    }
+    copies.add(bytes);
+    return true;
+  };
+
+  const postSend = (to: string, tag: number, data: WireData): void => {
+    const seq = (seqs.get(to) ?? 0) + 1;
+    if (!sendOnLane(to, tag, seq, data)) {
+      try {
+        post({ type: 'send', tid, message: { from: tid, to, tag, seq, data: data.decoded() } });
+      } catch (error) {
+        // postMessage refuses what structured clone cannot copy (a function, a symbol…).
+        throw new WebpvmError('E_BAD_REQUEST', `the message data cannot be sent: ${messageOf(error)}`);
+      }
     }
     seqs.set(to, seq);
   };
@@ -184,10 +224,30 @@ export function createMessaging(
       if (reply.ok) waiting.resolve(reply.value);
       else waiting.reject(new WebpvmError(isErrorCode(reply.error.code) ? reply.error.code : 'E_INTERNAL', reply.error.message));
     },
+    openLane: (to, channel) => {
+      if (closed) {
+        channel.close();
+        return;
+      }
+      lanes.get(to)?.close();
+      lanes.set(to, channel);
+      channel.addEventListener('close', () => {
+        if (lanes.get(to) !== channel) return;
+        lanes.delete(to);
+        if (closed) return;
+        copies.flush();
+        post({ type: 'lane-closed', tid, to });
+      });
+    },
+    closeLane: (to) => lanes.get(to)?.close(),
+    flush: () => copies.flush(),
     close: () => {
+      copies.flush();
       closed = true;
       pending.clear();
       mailbox.close();
+      for (const lane of lanes.values()) lane.close();
+      lanes.clear();
     },
     counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
   };

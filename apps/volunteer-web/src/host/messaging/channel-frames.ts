@@ -12,8 +12,11 @@ import { LIMITS, WebpvmError } from '@webpvm/vm-protocol';
  * different streams may interleave.
  */
 
-/** What a payload is: an envelope (vm-protocol envelope.ts), or a bounce — "`by` is not here". */
-export const FrameKind = { envelope: 0, bounce: 1 } as const;
+/**
+ * What a payload is: an envelope (vm-protocol envelope.ts), a bounce — "`by` is not here" — or
+ * a lane's negotiation (vm-protocol lane.ts).
+ */
+export const FrameKind = { envelope: 0, bounce: 1, lane: 2 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
 export const CHUNK_BYTES = 64 * 1024;
@@ -104,7 +107,7 @@ export class Reassembler {
 }
 
 function frameKind(byte: number): FrameKind {
-  if (byte === FrameKind.envelope || byte === FrameKind.bounce) return byte;
+  if (byte === FrameKind.envelope || byte === FrameKind.bounce || byte === FrameKind.lane) return byte;
   throw bad(`unknown frame kind ${byte}`);
 }
 

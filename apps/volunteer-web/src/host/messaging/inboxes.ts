@@ -18,15 +18,24 @@ export interface InboxOptions {
 interface Box {
   buffer: ReorderBuffer;
   ready: DeliveredMessage[];
-  /** Per sender, the highest seq handed to the worker: what acknowledgements report. */
+  /** Per sender, the highest seq handed to the worker or reported from a lane: what acknowledgements report. */
   posted: Map<string, number>;
-  /** Messages handed to the worker so far (the worker numbers them the same way, from 1). */
-  count: number;
+  /** Handed to the worker and not reported back yet (see `reported`), in the order handed. */
+  awaiting: DeliveredMessage[];
   /**
-   * What the worker was handed and its last checkpoint does not cover (read after it, or not read
-   * yet): a task restarted from that checkpoint gets these again, in the same order.
+   * What the worker reported it delivered and its last checkpoint does not cover (read after it,
+   * or not read yet), numbered as the worker numbered it: a task restarted from that checkpoint
+   * gets these again, in the same order.
    */
   log: { n: number; message: DeliveredMessage }[];
+}
+
+/** One delivery as the worker reports it (worker.ts `delivered`); `message` is there for one that came on a lane. */
+export interface DeliveryReport {
+  n: number;
+  from: string;
+  seq: number;
+  message?: DeliveredMessage;
 }
 
 /** What a migrating task takes along from its inbox (see TaskImage in vm-protocol). */
@@ -39,7 +48,8 @@ export interface InboxImage {
 /**
  * The receive path of every task this page holds, whatever way its messages came (same page,
  * data channel, relay): one reorder buffer per task, and one `deliver` per task per turn.
- * Messages for a task that has not started yet wait for its worker.
+ * Messages for a task that has not started yet wait for its worker. Messages on lanes go to the
+ * worker without this page; the worker reports every delivery, and the replay log follows it.
  */
 export class Inboxes {
   #options: InboxOptions;
@@ -92,8 +102,37 @@ export class Inboxes {
   }
 
   /**
+   * The worker delivered these, in this order. A message handed over by this page is found
+   * among those awaiting a report; one from a lane is new here, and may release what waited for
+   * it. Returns the lane's messages: their senders wait for an acknowledgement.
+   */
+  reported(tid: string, entries: readonly DeliveryReport[]): DeliveredMessage[] {
+    const box = this.#boxes.get(tid);
+    if (!box) return [];
+    const fromLanes: DeliveredMessage[] = [];
+    for (const { n, from, seq, message: laneMessage } of entries) {
+      let message = laneMessage;
+      if (message) {
+        fromLanes.push(message);
+        if (seq > (box.posted.get(from) ?? 0)) box.posted.set(from, seq);
+        for (const m of box.buffer.advance(from, seq)) box.ready.push(m);
+      } else {
+        const at = box.awaiting.findIndex((m) => m.from === from && m.seq === seq);
+        if (at < 0) continue;
+        message = box.awaiting.splice(at, 1)[0]!;
+      }
+      // The worker delivers a sender's messages in seq order: one of them still awaiting a report here it had already.
+      if (seq > 0) box.awaiting = box.awaiting.filter((m) => m.from !== from || m.seq === 0 || m.seq > seq);
+      if (this.#keepLog) box.log.push({ n, message });
+    }
+    if (box.ready.length) this.#markDirty(tid);
+    return fromLanes;
+  }
+
+  /**
    * The task leaves this page: what it must find again elsewhere, relative to its last
-   * checkpoint — the log, then what was ready and not handed over, then what waits for a gap.
+   * checkpoint — the log, then what was handed over and not reported, then what was ready and
+   * not handed over, then what waits for a gap.
    */
   cut(tid: string): InboxImage {
     const box = this.#boxes.get(tid);
@@ -101,9 +140,14 @@ export class Inboxes {
     if (!box) return { delivered: new Map(), mailbox: [], pending: [] };
     return {
       delivered: box.buffer.delivered(),
-      mailbox: [...box.log.map((entry) => entry.message), ...box.ready],
+      mailbox: [...box.log.map((entry) => entry.message), ...box.awaiting, ...box.ready],
       pending: box.buffer.waiting(),
     };
+  }
+
+  /** Per sender, the highest seq the task has (to start a resumed worker from). */
+  deliveredTo(tid: string): Map<string, number> {
+    return this.#boxes.get(tid)?.buffer.delivered() ?? new Map();
   }
 
   /**
@@ -118,7 +162,7 @@ export class Inboxes {
       buffer: new ReorderBuffer(image.delivered),
       ready: [],
       posted: new Map(image.delivered),
-      count: mailbox.length,
+      awaiting: [],
       log: mailbox.map((message, i) => ({ n: i + 1, message })),
     };
     this.#boxes.set(tid, box);
@@ -133,7 +177,7 @@ export class Inboxes {
   #box(tid: string): Box {
     let box = this.#boxes.get(tid);
     if (!box) {
-      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), count: 0, log: [] };
+      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), awaiting: [], log: [] };
       this.#boxes.set(tid, box);
     }
     return box;
@@ -152,14 +196,18 @@ export class Inboxes {
     this.#dirty.clear();
     for (const tid of dirty) {
       const box = this.#boxes.get(tid);
-      if (!box?.ready.length || !this.#options.post(tid, box.ready)) continue;
-      for (const m of box.ready) {
-        if (m.seq > (box.posted.get(m.from) ?? 0)) box.posted.set(m.from, m.seq);
-        box.count += 1;
-        if (this.#keepLog) box.log.push({ n: box.count, message: m });
-      }
-      this.#options.delivered(tid, box.ready.length);
+      if (!box?.ready.length) continue;
+      const handed = box.ready;
       box.ready = [];
+      // Awaiting before the post: a worker may report back before `post` returns.
+      if (this.#keepLog) box.awaiting.push(...handed);
+      if (!this.#options.post(tid, handed)) {
+        if (this.#keepLog) box.awaiting.splice(box.awaiting.length - handed.length, handed.length);
+        box.ready = [...handed, ...box.ready];
+        continue;
+      }
+      for (const m of handed) if (m.seq > (box.posted.get(m.from) ?? 0)) box.posted.set(m.from, m.seq);
+      this.#options.delivered(tid, handed.length);
     }
   }
 }

@@ -1,5 +1,7 @@
 import { Reassembler, frameAt, frameCount, type Frame, type FrameKind } from './channel-frames.ts';
 import type { DataLink } from './data-link.ts';
+import type { LaneChannel } from '@webpvm/vm-protocol';
+import type { LaneCarrier } from './lanes.ts';
 
 /** The part of an RTCDataChannel a channel writes to. */
 export interface DataChannelLike {
@@ -23,6 +25,8 @@ export interface ConnectionLike {
   /** The RTCDataChannel under the connection; there once the connection opened. */
   dataChannel(): DataChannelLike | null;
   listen(events: ConnectionEvents): void;
+  /** A negotiated data channel on stream `id` of the same peer connection, or null. */
+  createLane(id: number): LaneChannel | null;
   close(): void;
 }
 
@@ -53,7 +57,7 @@ interface Outgoing {
  * retries on a 50 ms timer that a hidden tab slows to a second. It reports a break however it
  * shows — PeerJS `close` often never fires when the other tab just goes away.
  */
-export class PeerChannel implements DataLink {
+export class PeerChannel implements LaneCarrier {
   readonly remotePeerId: string;
   /** Opened by this page (rather than accepted), to settle two connections opened at once. */
   readonly outgoing: boolean;
@@ -97,6 +101,10 @@ export class PeerChannel implements DataLink {
     if (this.#state === 'closed') return;
     this.#queue.push({ kind, payload, stream: this.#nextStream++ >>> 0, count: frameCount(payload.byteLength), next: 0 });
     this.#pump();
+  }
+
+  createLane(id: number): LaneChannel | null {
+    return this.#state === 'open' ? this.#conn.createLane(id) : null;
   }
 
   close(): void {

@@ -1,5 +1,6 @@
 import type { Frame } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
+import type { LaneCarrier } from './lanes.ts';
 import { OPEN_TIMEOUT_MS, PeerChannel, type ConnectionLike } from './peer-channel.ts';
 
 /** What the network needs of a PeerJS Peer (peerjs-peer.ts adapts the real one). */
@@ -17,8 +18,8 @@ export interface PeerEvents {
 export type CreatePeer = (peerId: string, iceServers: Record<string, unknown>[], events: PeerEvents) => PeerLike;
 
 export interface NetworkEvents {
-  frame(link: DataLink, frame: Frame): void;
-  broken(link: DataLink): void;
+  frame(link: LaneCarrier, frame: Frame): void;
+  broken(link: LaneCarrier): void;
   change(): void;
 }
 
@@ -75,6 +76,12 @@ export class PeerNetwork implements DataLinks {
     if (!channel?.isOpen) return null;
     channel.lastUsed = this.#now();
     return channel;
+  }
+
+  /** The open channel to that peer, for lanes to ride on. */
+  carrier(peerId: string): PeerChannel | null {
+    const channel = this.#channels.get(peerId);
+    return channel?.isOpen ? channel : null;
   }
 
   connect(peerId: string): void {

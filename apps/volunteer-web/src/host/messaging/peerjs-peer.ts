@@ -43,6 +43,16 @@ function adapt(conn: DataConnection): ConnectionLike {
       conn.on('data', events.data);
       conn.on('iceStateChanged', events.iceState);
     },
+    createLane: (id) => {
+      const pc = conn.peerConnection;
+      if (!pc || pc.signalingState === 'closed') return null;
+      try {
+        // Nothing else may touch the sending end before it is transferred to its worker.
+        return pc.createDataChannel(`webpvm-lane-${id}`, { negotiated: true, id, ordered: true });
+      } catch {
+        return null;
+      }
+    },
     // PeerJS still hands a just-announced connection the signals that came before it, right
     // after the `connection` event: closing at once would leave it without its negotiator.
     close: () => queueMicrotask(() => conn.close()),

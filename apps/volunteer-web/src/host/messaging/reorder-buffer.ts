@@ -57,6 +57,26 @@ export class ReorderBuffer {
     return [...ready, ...this.#releaseSystem(from)];
   }
 
+  /**
+   * The task has every message of `from` up to `seq`, some of which did not come through here
+   * (a lane brought them to its worker): what waited for them is ready now.
+   */
+  advance(from: string, seq: number): TaskMessage[] {
+    const done = this.deliveredFrom(from);
+    if (seq <= done) return [];
+    this.#delivered.set(from, seq);
+    const waiting = this.#gaps.get(from);
+    for (const s of waiting?.keys() ?? []) if (s <= seq) waiting!.delete(s);
+    const ready: TaskMessage[] = [];
+    for (let next = seq + 1, m = waiting?.get(next); m; next++, m = waiting!.get(next)) {
+      ready.push(m);
+      waiting!.delete(next);
+    }
+    if (waiting?.size === 0) this.#gaps.delete(from);
+    if (ready.length) this.#delivered.set(from, seq + ready.length);
+    return [...ready, ...this.#releaseSystem(from)];
+  }
+
   #acceptSystem(message: TaskMessage): TaskMessage[] {
     const key = JSON.stringify([message.from, message.tag, message.after ?? 0]);
     if (this.#systemSeen.has(key)) return [];

@@ -12,10 +12,14 @@ import {
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
 import type { Inboxes } from './inboxes.ts';
+import type { LanePair } from './lanes.ts';
 
 export interface MessageCounters {
   local: number;
+  /** Sent over data channels, lanes included. */
   channelOut: number;
+  /** Of those, written on a lane by the task's worker (lanes.ts). */
+  laneOut: number;
   channelIn: number;
   relayOut: number;
   relayIn: number;
@@ -35,6 +39,8 @@ export interface RouterOptions {
   locate(tids: string[]): void;
   /** Null with `?p2p=off`: everything that is not local goes through the relay. */
   links: DataLinks | null;
+  /** Offered each pair whose message went over a page channel: a lane may take the next ones. */
+  lanes?: { offer(pair: LanePair, peerId: string): void } | null;
   /** A piece of a migrating task's image, from the coordinator or from another host. */
   part(header: ImagePartHeader, bytes: Uint8Array): void;
   now?: () => number;
@@ -59,6 +65,11 @@ const LOCATE_AGAIN_MS = 1000;
 /** Acknowledgements go back this often, or sooner after this many messages on one channel. */
 const ACK_MS = 20;
 const ACK_EVERY = 64;
+/**
+ * A task's lanes close when it leaves or ends; a worker terminated mid-write may take with it
+ * what its lane still buffered. What is not acknowledged this long after goes through the relay.
+ */
+const LANE_SETTLE_MS = 1000;
 /** Tasks that ended well on this page: late messages for them are dropped, not bounced. */
 const FINISHED_REMEMBERED = 10_000;
 
@@ -76,7 +87,7 @@ const sameJob = (a: string, b: string) => parseTid(a).jobId === parseTid(b).jobI
  * and restores order when a fast channel overtakes the relay.
  */
 export class MessageRouter {
-  readonly counters: MessageCounters = { local: 0, channelOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, resentAfterBreak: 0 };
+  readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, resentAfterBreak: 0 };
   #options: RouterOptions;
   #now: () => number;
   /** Per local sender, the last seq it sent to each receiver: reported with its outcome. */
@@ -90,6 +101,15 @@ export class MessageRouter {
   #ackTimer: ReturnType<typeof setTimeout> | null = null;
   #ackSoon = false;
   #finished = new Set<string>();
+  /**
+   * Per pair of a local sender, the highest seq acknowledged, and the highest bounced: a worker's
+   * copy of what it wrote on a lane may come after either.
+   */
+  #acked = new Map<string, number>();
+  #bounced = new Map<string, number>();
+  /** Pairs a local task wrote on a lane: when it goes, what is unacknowledged goes another way. */
+  #lanePairs = new Set<string>();
+  #settling = new Set<ReturnType<typeof setTimeout>>();
 
   constructor(options: RouterOptions) {
     this.#options = options;
@@ -98,12 +118,7 @@ export class MessageRouter {
 
   /** A message from a task of this page. */
   send(message: TaskMessage): void {
-    let sent = this.#lastSent.get(message.from);
-    if (!sent) {
-      sent = new Map();
-      this.#lastSent.set(message.from, sent);
-    }
-    sent.set(message.to, Math.max(message.seq, sent.get(message.to) ?? 0));
+    this.#noteSent(message);
     if (this.#options.inbox.accept(message)) {
       this.counters.local += 1;
       return;
@@ -114,11 +129,37 @@ export class MessageRouter {
       link.send(FrameKind.envelope, bytes);
       this.#keep(link, message, bytes);
       this.counters.channelOut += 1;
+      this.#options.lanes?.offer({ from: message.from, to: message.to }, link.remotePeerId);
       return;
     }
-    this.#options.relay(bytes);
-    this.counters.relayOut += 1;
-    this.#locate(message.to);
+    this.#toRelay(message.to, bytes);
+  }
+
+  /**
+   * A local task's worker wrote this message on its lane, which rides on `carrier` (null: the
+   * lane's page channel is gone). The copy is kept like a message sent on that channel — unless
+   * the other host already acknowledged or bounced it: the copy can come after either.
+   */
+  laneSent(message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array, carrier: DataLink | null): void {
+    this.#noteSent(message);
+    this.counters.channelOut += 1;
+    this.counters.laneOut += 1;
+    const key = pairKey(message.from, message.to);
+    this.#lanePairs.add(key);
+    if ((this.#acked.get(key) ?? 0) >= message.seq) return;
+    if (carrier && (this.#bounced.get(key) ?? 0) < message.seq) this.#keep(carrier, message, bytes);
+    else this.#toRelay(message.to, bytes);
+  }
+
+  /** A lane brought this message straight to its receiver's worker, which reported it: its sender hears of it over `carrier`. */
+  laneReceived(message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, carrier: DataLink | null): void {
+    this.counters.channelIn += 1;
+    if (carrier) this.#ackLater(carrier, message.from, message.to, message.seq);
+  }
+
+  /** The lane of `pair` closed: what it carried and is not acknowledged goes through the relay. */
+  laneClosed(pair: LanePair): void {
+    this.#relayUnacked(pairKey(pair.from, pair.to));
   }
 
   /** The receivers a task sent to, each with the last seq: exit notifications come after them. */
@@ -146,6 +187,16 @@ export class MessageRouter {
   taskLeft(tid: string): void {
     this.#lastSent.delete(tid);
     this.#flushAcks();
+    const lanePairs = [...this.#lanePairs].filter((key) => key.startsWith(`${tid}>`));
+    for (const key of lanePairs) this.#lanePairs.delete(key);
+    if (lanePairs.length > 0) {
+      const timer = setTimeout(() => {
+        this.#settling.delete(timer);
+        for (const key of lanePairs) this.#relayUnacked(key);
+      }, LANE_SETTLE_MS);
+      this.#settling.add(timer);
+    }
+    for (const map of [this.#acked, this.#bounced]) for (const key of map.keys()) if (key.startsWith(`${tid}>`)) map.delete(key);
   }
 
   /** A task arrives from another host: its exit notifications must follow what it sent before it came. */
@@ -198,7 +249,9 @@ export class MessageRouter {
   bounced(link: DataLink, payload: Uint8Array): void {
     const decoded = decodeEnvelope(payload);
     if (!decoded.ok || decoded.value.header.type !== 'ack') return;
-    const { by } = decoded.value.header;
+    const { of, by, seq } = decoded.value.header;
+    const key = pairKey(of, by);
+    this.#bounced.set(key, Math.max(seq, this.#bounced.get(key) ?? 0));
     if (this.#routes.get(by) === link.remotePeerId) {
       this.#routes.delete(by);
       this.#asked.delete(by);
@@ -261,6 +314,8 @@ export class MessageRouter {
   stop(): void {
     if (this.#ackTimer) clearTimeout(this.#ackTimer);
     this.#ackTimer = null;
+    for (const timer of this.#settling) clearTimeout(timer);
+    this.#settling.clear();
   }
 
   #linkTo(to: string): DataLink | null {
@@ -270,6 +325,31 @@ export class MessageRouter {
     const link = links.open(peerId);
     if (!link) links.connect(peerId);
     return link;
+  }
+
+  #noteSent({ from, to, seq }: Pick<TaskMessage, 'from' | 'to' | 'seq'>): void {
+    let sent = this.#lastSent.get(from);
+    if (!sent) {
+      sent = new Map();
+      this.#lastSent.set(from, sent);
+    }
+    sent.set(to, Math.max(seq, sent.get(to) ?? 0));
+  }
+
+  #toRelay(to: string, bytes: Uint8Array): void {
+    this.#options.relay(bytes);
+    this.counters.relayOut += 1;
+    this.#locate(to);
+  }
+
+  #relayUnacked(key: string): void {
+    for (const pairs of this.#unacked.values()) {
+      const entries = pairs.get(key);
+      if (!entries) continue;
+      pairs.delete(key);
+      for (const entry of entries) this.#options.relay(entry.bytes);
+      this.counters.relayOut += entries.length;
+    }
   }
 
   #locate(tid: string): void {
@@ -288,7 +368,7 @@ export class MessageRouter {
     for (let i = 0; i < tids.length; i += LIMITS.itemsPerBatch) this.#options.locate(tids.slice(i, i + LIMITS.itemsPerBatch));
   }
 
-  #keep(link: DataLink, message: TaskMessage, bytes: Uint8Array): void {
+  #keep(link: DataLink, message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void {
     let pairs = this.#unacked.get(link);
     if (!pairs) {
       pairs = new Map();
@@ -305,6 +385,7 @@ export class MessageRouter {
 
   #onAck({ of, by, seq }: AckHeader): void {
     const key = pairKey(of, by);
+    if (this.#lastSent.has(of)) this.#acked.set(key, Math.max(seq, this.#acked.get(key) ?? 0));
     for (const pairs of this.#unacked.values()) {
       const entries = pairs.get(key);
       if (!entries) continue;

@@ -1,0 +1,198 @@
+import { LANE_IDS, LaneControl, type LaneChannel, parseTid } from '@webpvm/vm-protocol';
+import { FrameKind } from './channel-frames.ts';
+import type { DataLink } from './data-link.ts';
+
+
+/** The page channel to another host that lanes ride on (a PeerChannel). */
+export interface LaneCarrier extends DataLink {
+  /** Opened by this page: its lanes take the even stream ids, the other page's the odd ones. */
+  readonly outgoing: boolean;
+  readonly isOpen: boolean;
+  /** A negotiated channel on stream `id` of the same connection, or null when it cannot be made. */
+  createLane(id: number): LaneChannel | null;
+}
+
+export interface LanePair {
+  from: string;
+  to: string;
+}
+
+export interface LanesOptions {
+  /** The open page channel to that peer, or null. */
+  carrier(peerId: string): LaneCarrier | null;
+  /** Hands the sending end to the worker of `pair.from` (transferred at once, as it must be); false when that task does not run here. */
+  giveOut(pair: LanePair, end: LaneChannel): boolean;
+  /** Hands the receiving end to the worker of `pair.to`, likewise. */
+  giveIn(pair: LanePair, end: LaneChannel): boolean;
+  /** The receiving end of a lane `pair.from` of this page writes on is gone. */
+  gone(pair: LanePair): void;
+  maxLanes?: number;
+  now?: () => number;
+}
+
+interface Sending {
+  pair: LanePair;
+  id: number;
+  carrier: LaneCarrier;
+  given: boolean;
+}
+
+interface Receiving {
+  pair: LanePair;
+  id: number;
+  carrier: LaneCarrier;
+}
+
+/** Lanes one page takes part in, both ways; each is one SCTP stream, and Chromium keeps them cheap. */
+const MAX_LANES = 64;
+/** A pair whose lane was refused goes through the page channel this long before it asks again. */
+const ASK_AGAIN_MS = 10_000;
+
+const pairKey = ({ from, to }: LanePair) => `${from}>${to}`;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+const encodeControl = (control: LaneControl) => utf8.encode(JSON.stringify(control));
+
+/**
+ * The lanes of this page (vm-protocol lane.ts). As a sender's page it asks for a lane when one
+ * of its tasks sends over a page channel, and hands the sending end to that task's worker once
+ * the receiver's page has handed the receiving end to the receiver's worker. Both ends live in
+ * workers: the pages only keep track of them, for acknowledgements and for room.
+ */
+export class Lanes {
+  #options: LanesOptions;
+  #now: () => number;
+  #sending = new Map<string, Sending>();
+  #receiving = new Map<string, Receiving>();
+  #refusedAt = new Map<string, number>();
+  #nextId = new WeakMap<LaneCarrier, number>();
+
+  constructor(options: LanesOptions) {
+    this.#options = options;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  get count(): number {
+    return this.#sending.size + this.#receiving.size;
+  }
+
+  /** Task `from` of this page sent `to`, which runs at `peerId`: a lane may take the next messages. */
+  offer(pair: LanePair, peerId: string): void {
+    const key = pairKey(pair);
+    if (this.#sending.has(key) || this.count >= (this.#options.maxLanes ?? MAX_LANES)) return;
+    const refused = this.#refusedAt.get(key);
+    if (refused !== undefined && this.#now() - refused < ASK_AGAIN_MS) return;
+    const carrier = this.#options.carrier(peerId);
+    const id = carrier && this.#allocate(carrier);
+    if (!carrier || id === null) return;
+    this.#sending.set(key, { pair: { ...pair }, id, carrier, given: false });
+    carrier.send(FrameKind.lane, encodeControl({ op: 'open', id, ...pair }));
+  }
+
+  /** The page channel the lane of `pair` rides on, once its sending task has it. */
+  carrierOf(pair: LanePair): LaneCarrier | null {
+    const sending = this.#sending.get(pairKey(pair));
+    return sending?.given ? sending.carrier : null;
+  }
+
+  /** The page channel to the sender's host of a lane that brings `pair.to` of this page its messages. */
+  carrierIn(pair: LanePair): LaneCarrier | null {
+    return this.#receiving.get(pairKey(pair))?.carrier ?? null;
+  }
+
+  /** A lane frame from the host at the other end of `carrier`. */
+  control(carrier: LaneCarrier, payload: Uint8Array): void {
+    let parsed;
+    try {
+      parsed = LaneControl.safeParse(JSON.parse(fromUtf8.decode(payload)));
+    } catch {
+      parsed = null;
+    }
+    if (!parsed?.success) {
+      console.warn(`webpvm: dropped a lane frame from peer ${carrier.remotePeerId}`);
+      return;
+    }
+    const control = parsed.data;
+    if (control.op === 'open') {
+      this.#accept(carrier, control.id, { from: control.from, to: control.to });
+      return;
+    }
+    const [key, sending] = [...this.#sending].find(([, s]) => s.carrier === carrier && s.id === control.id && (control.op === 'gone' || !s.given)) ?? [];
+    if (!key || !sending) return;
+    if (control.op === 'gone') {
+      this.#sending.delete(key);
+      if (sending.given) this.#options.gone(sending.pair);
+      return;
+    }
+    if (control.op === 'refused') {
+      this.#sending.delete(key);
+      this.#refusedAt.set(key, this.#now());
+      return;
+    }
+    const end = carrier.isOpen ? carrier.createLane(sending.id) : null;
+    if (!end || !this.#options.giveOut(sending.pair, end)) {
+      end?.close();
+      this.#sending.delete(key);
+      return;
+    }
+    sending.given = true;
+  }
+
+  /** The worker of `pair.from` saw its lane close. */
+  closed(pair: LanePair): void {
+    this.#sending.delete(pairKey(pair));
+  }
+
+  /** Task `tid` ended here or left: its lanes, both ways, closed with its worker (or as it ended). */
+  taskGone(tid: string): void {
+    for (const [key, sending] of this.#sending) if (sending.pair.from === tid) this.#sending.delete(key);
+    for (const [key, receiving] of this.#receiving) {
+      if (receiving.pair.to !== tid) continue;
+      this.#receiving.delete(key);
+      if (receiving.carrier.isOpen) receiving.carrier.send(FrameKind.lane, encodeControl({ op: 'gone', id: receiving.id }));
+    }
+  }
+
+  /** The page channel closed: every lane on its connection is gone. */
+  carrierBroken(carrier: LaneCarrier): void {
+    for (const [key, sending] of this.#sending) if (sending.carrier === carrier) this.#sending.delete(key);
+    for (const [key, receiving] of this.#receiving) if (receiving.carrier === carrier) this.#receiving.delete(key);
+  }
+
+  #accept(carrier: LaneCarrier, id: number, pair: LanePair): void {
+    const key = pairKey(pair);
+    // The other page opened lanes of the parity opposite to this page's.
+    const theirParity = carrier.outgoing ? 1 : 0;
+    const acceptable =
+      id % 2 === theirParity &&
+      !this.#receiving.has(key) &&
+      this.count < (this.#options.maxLanes ?? MAX_LANES) &&
+      parseTid(pair.from).jobId === parseTid(pair.to).jobId;
+    const end = acceptable ? carrier.createLane(id) : null;
+    if (!end || !this.#options.giveIn(pair, end)) {
+      end?.close();
+      carrier.send(FrameKind.lane, encodeControl({ op: 'refused', id }));
+      return;
+    }
+    this.#receiving.set(key, { pair, id, carrier });
+    carrier.send(FrameKind.lane, encodeControl({ op: 'ready', id }));
+  }
+
+  /** The next free stream id of this page's parity on that connection, or null when all are taken. */
+  #allocate(carrier: LaneCarrier): number | null {
+    const parity = carrier.outgoing ? 0 : 1;
+    const used = new Set([...this.#sending.values()].filter((s) => s.carrier === carrier).map((s) => s.id));
+    const span = LANE_IDS.last - LANE_IDS.first + 1;
+    let id = this.#nextId.get(carrier) ?? LANE_IDS.first + parity;
+    for (let tried = 0; tried < span / 2; tried++) {
+      const candidate = id;
+      id += 2;
+      if (id > LANE_IDS.last) id = LANE_IDS.first + parity;
+      if (used.has(candidate)) continue;
+      // Ids go round rather than back to the lowest free one: a just-closed stream may still be resetting.
+      this.#nextId.set(carrier, id);
+      return candidate;
+    }
+    return null;
+  }
+}

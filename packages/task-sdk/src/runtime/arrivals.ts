@@ -1,0 +1,115 @@
+import { decodeEnvelope, messageFromEnvelope, type FromWorker, type LaneChannel, type TaskMessage } from '@webpvm/vm-protocol';
+import type { Mailbox } from './mailbox.ts';
+import { ReportBatch } from './report-batch.ts';
+
+type Report = Extract<FromWorker, { type: 'delivered' }>['entries'][number];
+type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
+
+/** Messages of one sender that came on a lane ahead of one still on its way through the host; more are dropped. */
+const MAX_HELD = 100_000;
+
+/**
+ * Everything handed to one task, whichever way it came: `deliver`s from the host, and messages
+ * on lanes straight from their senders' workers (vm-protocol lane.ts). Per sender, messages go
+ * into the mailbox in seq order and once: one that comes on a lane ahead of one still on its way
+ * through the host waits for it, one the task already has is dropped. The host learns from the
+ * reports what was delivered and in which order, and keeps its replay log in that order.
+ *
+ * Reports wait up to a couple of milliseconds (ReportBatch), and all go before a checkpoint. A
+ * task terminated without a safe point may have been handed lane messages its host never heard
+ * of: their senders still hold them unacknowledged and send them again, and the task, restarted
+ * from its checkpoint, gets them after what the host knew — in order per sender still.
+ */
+export class Arrivals {
+  readonly #tid: string;
+  readonly #mailbox: Mailbox;
+  #delivered: Map<string, number>;
+  #held = new Map<string, Map<number, { message: TaskMessage; bytes: Uint8Array }>>();
+  #lanes = new Set<LaneChannel>();
+  #reports: ReportBatch<Report>;
+
+  constructor(tid: string, mailbox: Mailbox, post: Post, delivered: readonly (readonly [string, number])[] = []) {
+    this.#tid = tid;
+    this.#mailbox = mailbox;
+    this.#delivered = new Map(delivered);
+    this.#reports = new ReportBatch((entries) =>
+      post({ type: 'delivered', tid, entries }, entries.flatMap((e) => (e.bytes ? [e.bytes.buffer as ArrayBuffer] : []))),
+    );
+  }
+
+  /** A `deliver` from the host: a sender's messages come in seq order, exit notifications (seq 0) after them. */
+  fromHost(messages: readonly TaskMessage[]): void {
+    for (const message of messages) {
+      if (message.seq !== 0) {
+        if (message.seq <= (this.#delivered.get(message.from) ?? 0)) continue;
+        this.#delivered.set(message.from, message.seq);
+      }
+      this.#hand(message);
+      if (message.seq !== 0) this.#release(message.from);
+    }
+  }
+
+  /** The receiving end of a lane from `from`: what comes on it must be `from`'s messages to this task. */
+  openLane(from: string, channel: LaneChannel): void {
+    channel.binaryType = 'arraybuffer';
+    this.#lanes.add(channel);
+    channel.addEventListener('message', ({ data }) => {
+      if (data instanceof ArrayBuffer) this.#fromLane(from, new Uint8Array(data));
+    });
+    channel.addEventListener('close', () => this.#lanes.delete(channel));
+  }
+
+  /** Reports everything delivered so far: before a checkpoint, whose `received` counts it. */
+  flush(): void {
+    this.#reports.flush();
+  }
+
+  close(): void {
+    for (const lane of this.#lanes) lane.close();
+    this.#lanes.clear();
+    this.#held.clear();
+  }
+
+  #fromLane(from: string, bytes: Uint8Array): void {
+    const decoded = decodeEnvelope(bytes);
+    if (!decoded.ok || decoded.value.header.type !== 'msg') return;
+    const { header, buffers } = decoded.value;
+    if (header.from !== from || header.to !== this.#tid || header.seq < 1) return;
+    const done = this.#delivered.get(from) ?? 0;
+    if (header.seq <= done) return;
+    let message: TaskMessage;
+    try {
+      message = messageFromEnvelope(header, buffers);
+    } catch {
+      return;
+    }
+    if (header.seq > done + 1) {
+      let held = this.#held.get(from);
+      if (!held) {
+        held = new Map();
+        this.#held.set(from, held);
+      }
+      if (held.size < MAX_HELD) held.set(header.seq, { message, bytes });
+      return;
+    }
+    this.#delivered.set(from, header.seq);
+    this.#hand(message, bytes);
+    this.#release(from);
+  }
+
+  #release(from: string): void {
+    const held = this.#held.get(from);
+    if (!held) return;
+    for (let next = (this.#delivered.get(from) ?? 0) + 1, h = held.get(next); h; next++, h = held.get(next)) {
+      held.delete(next);
+      this.#delivered.set(from, next);
+      this.#hand(h.message, h.bytes);
+    }
+    if (held.size === 0) this.#held.delete(from);
+  }
+
+  #hand(message: TaskMessage, bytes?: Uint8Array): void {
+    this.#mailbox.deliver([message]);
+    this.#reports.add({ n: this.#mailbox.received, from: message.from, seq: message.seq, ...(bytes ? { bytes } : {}) });
+  }
+}

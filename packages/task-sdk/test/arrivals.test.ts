@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest';
+import { encodeMessage, type LaneChannel } from '@webpvm/vm-protocol';
+import type { ReceivedMessage } from '../src/index.ts';
+import { HOOKED_PROGRAM, fakeWorker, hookTasks, settle } from './fake-worker.ts';
+
+/** The receiving end of a lane as the worker sees it: the test plays the sender. */
+class FakeLaneIn implements LaneChannel {
+  readyState = 'open';
+  bufferedAmount = 0;
+  binaryType = 'blob';
+  #listeners = new Map<string, ((event: { data?: unknown }) => void)[]>();
+  send(): void {
+    throw new Error('a receiving end is not written to');
+  }
+  close(): void {
+    this.readyState = 'closed';
+    for (const listener of this.#listeners.get('close') ?? []) listener({});
+  }
+  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void {
+    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
+  }
+  write(from: string, seq: number, data: unknown, to = 'job1.0'): void {
+    const bytes = encodeMessage({ from, to, tag: 1, seq, data });
+    for (const listener of this.#listeners.get('message') ?? []) listener({ data: bytes.slice().buffer });
+  }
+}
+
+/** A task that reads `count` messages, checkpoints, and returns what it read. */
+function reader(count: number) {
+  hookTasks({
+    main: async (ctx) => {
+      const read: ReceivedMessage[] = [];
+      for (let i = 0; i < count; i++) read.push((await ctx.recv())!);
+      await ctx.checkpoint(null);
+      return read.map((m) => m.data);
+    },
+  });
+}
+
+const reports = (worker: ReturnType<typeof fakeWorker>) =>
+  worker.of('delivered').flatMap((m) => m.entries.map(({ n, from, seq, bytes }) => `${n}:${from}:${seq}${bytes ? ' lane' : ''}`));
+
+describe('a task’s arrivals', () => {
+  it('reports what the host delivered, numbered as the task received it, once per message', async () => {
+    const worker = fakeWorker();
+    reader(3);
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 1, seq: 1, data: 'a' }, { from: 'job1.2', tag: 1, seq: 1, data: 'b' });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 1, seq: 1, data: 'a again' }, { from: 'job1.1', tag: 1, seq: 2, data: 'c' });
+    expect(await done).toMatchObject({ ok: true, value: ['a', 'b', 'c'] });
+    expect(reports(worker)).toEqual(['1:job1.1:1', '2:job1.2:1', '3:job1.1:2']);
+  });
+
+  it('delivers a lane’s messages in seq order with the host’s, holding one that comes ahead of a gap', async () => {
+    const worker = fakeWorker();
+    reader(5);
+    const lane = new FakeLaneIn();
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
+    expect(lane.binaryType).toBe('arraybuffer');
+    lane.write('job1.1', 1, 'one');
+    lane.write('job1.1', 3, 'three');
+    lane.write('job1.1', 4, 'four');
+    worker.deliver('job1.0', { from: 'job1.1', tag: 1, seq: 2, data: 'two (through the host)' });
+    lane.write('job1.1', 4, 'four again');
+    lane.write('job1.1', 5, 'five');
+    expect(await done).toMatchObject({ ok: true, value: ['one', 'two (through the host)', 'three', 'four', 'five'] });
+    expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2', '3:job1.1:3 lane', '4:job1.1:4 lane', '5:job1.1:5 lane']);
+  });
+
+  it('drops what a lane carries that is not its sender’s message to this task', async () => {
+    const worker = fakeWorker();
+    reader(1);
+    const lane = new FakeLaneIn();
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
+    lane.write('job1.2', 1, 'another sender');
+    lane.write('job1.1', 1, 'another receiver', 'job1.3');
+    lane.write('job1.1', 1, 'yes');
+    expect(await done).toMatchObject({ ok: true, value: ['yes'] });
+    expect(reports(worker)).toEqual(['1:job1.1:1 lane']);
+  });
+
+  it('goes on from the seqs a resumed task had, and reports everything before its checkpoint', async () => {
+    const worker = fakeWorker();
+    reader(1);
+    const lane = new FakeLaneIn();
+    const start = { type: 'start', checkpointIntervalMs: 0, delivered: [['job1.1', 7]], mailbox: [] };
+    worker.send({ ...start, task: { tid: 'job1.0', attempt: 2, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: HOOKED_PROGRAM } });
+    await settle();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
+    lane.write('job1.1', 7, 'had it');
+    lane.write('job1.1', 8, 'new');
+    await settle();
+    const kinds = worker.posted.filter((m) => m.type === 'delivered' || m.type === 'checkpoint').map((m) => m.type);
+    expect(kinds).toEqual(['delivered', 'checkpoint']);
+    expect(reports(worker)).toEqual(['1:job1.1:8 lane']);
+  });
+});

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { Tid } from './ids.ts';
+
+/**
+ * A lane: one RTCDataChannel per (sender task, receiver task) pair that takes the sender's page
+ * out of the message path. The two pages negotiate it over the data channel they already share
+ * (LaneControl frames) and create it on both sides with the same SCTP stream id; the sending end
+ * is handed to the sender's worker, which writes each message on it as one envelope
+ * (envelope.ts, never chunked); the receiving page reads it like any other channel.
+ */
+
+/** Stream ids lanes use; the page that opened the shared channel takes the even ones, the other page the odd ones. */
+export const LANE_IDS = { first: 2, last: 1023 } as const;
+
+/** The largest envelope a lane carries (Chromium takes data-channel messages up to 256 KiB); larger ones go through the page. */
+export const LANE_MESSAGE_BYTES = 128 * 1024;
+
+const LaneId = z.number().int().min(LANE_IDS.first).max(LANE_IDS.last);
+
+export const LaneControl = z.discriminatedUnion('op', [
+  /** The sender's page asks for a lane from `from` to `to` on stream `id`. */
+  z.object({ op: z.literal('open'), id: LaneId, from: Tid, to: Tid }),
+  /** The receiver's page created its end: the sender's page creates its own and hands it to the task. */
+  z.object({ op: z.literal('ready'), id: LaneId }),
+  /** No lane: `to` does not run there, or that page holds as many lanes as it takes. */
+  z.object({ op: z.literal('refused'), id: LaneId }),
+  /**
+   * The receiving task left that page or ended: its end is gone. The sender stops writing on the
+   * lane, and what it wrote there unacknowledged goes another way (a closing end need not tell
+   * the other one).
+   */
+  z.object({ op: z.literal('gone'), id: LaneId }),
+]);
+export type LaneControl = z.infer<typeof LaneControl>;
+
+/** What pages and workers use of the RTCDataChannel of a lane (the type is not in every worker's lib). */
+export interface LaneChannel {
+  readonly readyState: string;
+  readonly bufferedAmount: number;
+  binaryType: string;
+  send(data: Uint8Array<ArrayBuffer>): void;
+  close(): void;
+  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void;
+}
+
+export const LaneChannelSchema = z.custom<LaneChannel>(
+  (v) => typeof v === 'object' && v !== null && typeof (v as { send?: unknown }).send === 'function' && typeof (v as { close?: unknown }).close === 'function',
+  'a data channel',
+);
