@@ -15,7 +15,6 @@ import {
   type ToWorker,
 } from '@webpvm/vm-protocol';
 import type { DeliveryReport } from './messaging/inboxes.ts';
-import type { LanePair } from './messaging/lanes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
 
 /** A checkpoint as the worker reports it (worker.ts). */
@@ -149,7 +148,6 @@ export class SlotPool {
     return task ? { tid: task.tid, attempt: task.attempt } : null;
   }
 
-  /** Hands a message to the worker running `tid`; false when that task is not running. */
   /** Transfers one end of a lane to the worker of `lane.tid`; false when that task does not run here. */
   giveLane(lane: Extract<ToWorker, { type: 'lane-out' | 'lane-in' }>): boolean {
     const worker = this.#slotRunning(lane.tid)?.worker;
@@ -158,6 +156,7 @@ export class SlotPool {
     return true;
   }
 
+  /** Hands a message to the worker running `tid`; false when that task is not running. */
   post(tid: string, message: ToWorker): boolean {
     const worker = this.#slotRunning(tid)?.worker;
     if (!worker) return false;
@@ -393,12 +392,12 @@ export class SlotPool {
       case 'delivered': {
         const entries: DeliveryReport[] = [];
         for (const { n, from, seq, bytes } of message.entries) {
-          const message = bytes ? this.#laneMessage(bytes, tid) : null;
-          if (bytes && (!message || message.from !== from || message.seq !== seq)) {
+          const fromLane = bytes ? this.#laneMessage(bytes, tid) : null;
+          if (bytes && (!fromLane || fromLane.from !== from || fromLane.seq !== seq)) {
             this.#abort(slot, task, { code: 'E_BAD_FRAME', message: `${tid} reported a lane delivery that is not a message of its job to it` });
             return;
           }
-          entries.push({ n, from, seq, ...(message ? { message } : {}) });
+          entries.push({ n, from, seq, ...(fromLane ? { message: fromLane } : {}) });
         }
         events.delivered({ tid, attempt }, entries);
         return;

@@ -85,6 +85,10 @@ const sameJob = (a: string, b: string) => parseTid(a).jobId === parseTid(b).jobI
  * host acknowledges it; when the channel breaks, everything unacknowledged goes through the
  * relay, before any later message of its pair. The receiver's reorder buffer drops duplicates
  * and restores order when a fast channel overtakes the relay.
+ *
+ * A pair that has sent over a channel may get a lane (lanes.ts): its messages then go worker to
+ * worker, and this router sees them as the sender's copies (laneSent) and the receiver's reports
+ * (laneReceived), which it keeps and acknowledges like any channel's.
  */
 export class MessageRouter {
   readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, resentAfterBreak: 0 };
