@@ -1,29 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { encodeMessage, type LaneChannel } from '@webpvm/vm-protocol';
 import type { ReceivedMessage } from '../src/index.ts';
+import { FakeLane } from './fake-lane.ts';
 import { HOOKED_PROGRAM, fakeWorker, hookTasks, settle } from './fake-worker.ts';
-
-/** The receiving end of a lane as the worker sees it: the test plays the sender. */
-class FakeLaneIn implements LaneChannel {
-  readyState = 'open';
-  bufferedAmount = 0;
-  binaryType = 'blob';
-  #listeners = new Map<string, ((event: { data?: unknown }) => void)[]>();
-  send(): void {
-    throw new Error('a receiving end is not written to');
-  }
-  close(): void {
-    this.readyState = 'closed';
-    for (const listener of this.#listeners.get('close') ?? []) listener({});
-  }
-  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void {
-    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
-  }
-  write(from: string, seq: number, data: unknown, to = 'job1.0'): void {
-    const bytes = encodeMessage({ from, to, tag: 1, seq, data });
-    for (const listener of this.#listeners.get('message') ?? []) listener({ data: bytes.slice().buffer });
-  }
-}
 
 /** A task that reads `count` messages, checkpoints, and returns what it read. */
 function reader(count: number) {
@@ -54,7 +32,7 @@ describe('a task’s arrivals', () => {
   it('delivers a lane’s messages in seq order with the host’s, holding one that comes ahead of a gap', async () => {
     const worker = fakeWorker();
     reader(5);
-    const lane = new FakeLaneIn();
+    const lane = new FakeLane();
     const done = worker.run({ programUrl: HOOKED_PROGRAM });
     await settle();
     worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
@@ -72,7 +50,7 @@ describe('a task’s arrivals', () => {
   it('drops what a lane carries that is not its sender’s message to this task', async () => {
     const worker = fakeWorker();
     reader(1);
-    const lane = new FakeLaneIn();
+    const lane = new FakeLane();
     const done = worker.run({ programUrl: HOOKED_PROGRAM });
     await settle();
     worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
@@ -86,7 +64,7 @@ describe('a task’s arrivals', () => {
   it('goes on from the seqs a resumed task had, and reports everything before its checkpoint', async () => {
     const worker = fakeWorker();
     reader(1);
-    const lane = new FakeLaneIn();
+    const lane = new FakeLane();
     const start = { type: 'start', checkpointIntervalMs: 0, delivered: [['job1.1', 7]], mailbox: [] };
     worker.send({ ...start, task: { tid: 'job1.0', attempt: 2, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: HOOKED_PROGRAM } });
     await settle();

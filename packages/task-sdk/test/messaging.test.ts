@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, messageFromEnvelope, type LaneChannel } from '@webpvm/vm-protocol';
+import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, messageFromEnvelope } from '@webpvm/vm-protocol';
 import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
+import { FakeLane } from './fake-lane.ts';
 import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './fake-worker.ts';
 
 const codeOf = (fn: () => unknown): string | undefined => {
@@ -306,26 +307,6 @@ describe('named exports and identity', () => {
     expect(worker.of('send')).toEqual([]);
   });
 });
-
-/** A lane's RTCDataChannel as the worker sees it. */
-class FakeLane implements LaneChannel {
-  readyState = 'open';
-  bufferedAmount = 0;
-  binaryType = 'blob';
-  sent: Uint8Array[] = [];
-  #onClose: ((event: { data?: unknown }) => void)[] = [];
-  send(data: Uint8Array<ArrayBuffer>): void {
-    this.sent.push(data);
-  }
-  close(): void {
-    if (this.readyState === 'closed') return;
-    this.readyState = 'closed';
-    for (const listener of this.#onClose) listener({});
-  }
-  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void {
-    if (type === 'close') this.#onClose.push(listener);
-  }
-}
 
 const seqOf = (bytes: Uint8Array): string => {
   const decoded = decodeEnvelope(bytes);

@@ -2,7 +2,6 @@ import { LANE_IDS, LaneControl, type LaneChannel, parseTid } from '@webpvm/vm-pr
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink } from './data-link.ts';
 
-
 /** The page channel to another host that lanes ride on (a PeerChannel). */
 export interface LaneCarrier extends DataLink {
   /** Opened by this page: its lanes take the even stream ids, the other page's the odd ones. */
