@@ -66,4 +66,19 @@ describe('ReorderBuffer', () => {
       }),
     );
   });
+
+  it('advances past what a lane brought, dropping those it held, releasing what follows and the exit notification after it', () => {
+    const buffer = new ReorderBuffer();
+    expect(buffer.accept(msg('joba.1', 3))).toEqual([]);
+    expect(buffer.accept(msg('joba.1', 5))).toEqual([]);
+    expect(buffer.accept(msg('joba.1', 0, { tag: 99, after: 5 }))).toEqual([]);
+    // 1 to 3 came on a lane: the 3 held here is a copy
+    expect(buffer.advance('joba.1', 3)).toEqual([]);
+    expect(buffer.waiting().map((m) => m.seq)).toEqual([5, 0]);
+    expect(buffer.advance('joba.1', 4)).toEqual([msg('joba.1', 5), msg('joba.1', 0, { tag: 99, after: 5 })]);
+    expect(buffer.advance('joba.1', 4)).toEqual([]);
+    expect(buffer.accept(msg('joba.1', 5))).toEqual([]);
+    expect(buffer.waiting()).toEqual([]);
+    expect(buffer.deliveredFrom('joba.1')).toBe(5);
+  });
 });

@@ -145,11 +145,6 @@ export class Inboxes {
     };
   }
 
-  /** Per sender, the highest seq the task has (to start a resumed worker from). */
-  deliveredTo(tid: string): Map<string, number> {
-    return this.#boxes.get(tid)?.buffer.delivered() ?? new Map();
-  }
-
   /**
    * A migrated task arrives: its inbox goes on from the image; the mailbox is handed over with
    * its start. What reached this page for it while its image was on the way goes through the

@@ -46,15 +46,8 @@ export class ReorderBuffer {
     }
     if (waiting.has(seq)) return [];
     waiting.set(seq, message);
-    const ready: TaskMessage[] = [];
-    for (let next = done + 1, m = waiting.get(next); m; next++, m = waiting.get(next)) {
-      ready.push(m);
-      waiting.delete(next);
-    }
-    if (waiting.size === 0) this.#gaps.delete(from);
-    if (ready.length === 0) return ready;
-    this.#delivered.set(from, done + ready.length);
-    return [...ready, ...this.#releaseSystem(from)];
+    const ready = this.#releaseNext(from);
+    return ready.length === 0 ? ready : [...ready, ...this.#releaseSystem(from)];
   }
 
   /**
@@ -62,19 +55,25 @@ export class ReorderBuffer {
    * (a lane brought them to its worker): what waited for them is ready now.
    */
   advance(from: string, seq: number): TaskMessage[] {
-    const done = this.deliveredFrom(from);
-    if (seq <= done) return [];
+    if (seq <= this.deliveredFrom(from)) return [];
     this.#delivered.set(from, seq);
     const waiting = this.#gaps.get(from);
     for (const s of waiting?.keys() ?? []) if (s <= seq) waiting!.delete(s);
+    return [...this.#releaseNext(from), ...this.#releaseSystem(from)];
+  }
+
+  /** What waits for `from` right after its delivered seq, without a gap: now delivered. */
+  #releaseNext(from: string): TaskMessage[] {
+    const waiting = this.#gaps.get(from);
     const ready: TaskMessage[] = [];
-    for (let next = seq + 1, m = waiting?.get(next); m; next++, m = waiting!.get(next)) {
+    let done = this.deliveredFrom(from);
+    for (let m = waiting?.get(done + 1); m; m = waiting!.get(done + 1)) {
       ready.push(m);
-      waiting!.delete(next);
+      waiting!.delete(++done);
     }
     if (waiting?.size === 0) this.#gaps.delete(from);
-    if (ready.length) this.#delivered.set(from, seq + ready.length);
-    return [...ready, ...this.#releaseSystem(from)];
+    if (ready.length > 0) this.#delivered.set(from, done);
+    return ready;
   }
 
   #acceptSystem(message: TaskMessage): TaskMessage[] {
