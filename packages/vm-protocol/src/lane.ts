@@ -2,11 +2,11 @@ import { z } from 'zod';
 import { Tid } from './ids.ts';
 
 /**
- * A lane: one RTCDataChannel per (sender task, receiver task) pair that takes the sender's page
- * out of the message path. The two pages negotiate it over the data channel they already share
- * (LaneControl frames) and create it on both sides with the same SCTP stream id; the sending end
- * is handed to the sender's worker, which writes each message on it as one envelope
- * (envelope.ts, never chunked); the receiving page reads it like any other channel.
+ * A lane: one RTCDataChannel per (sender task, receiver task) pair that takes both pages out of
+ * the message path. The two pages negotiate it over the data channel they already share
+ * (LaneControl frames) and create it on both sides with the same SCTP stream id; each hands its
+ * end to its task's worker. The sender's worker writes each message on it as one envelope
+ * (envelope.ts, never chunked); the receiver's worker reads it and reports what it delivered.
  */
 
 /** Stream ids lanes use; the page that opened the shared channel takes the even ones, the other page the odd ones. */
