@@ -47,6 +47,23 @@ describe('a task’s arrivals', () => {
     expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2', '3:job1.1:3 lane', '4:job1.1:4 lane', '5:job1.1:5 lane']);
   });
 
+  it('reports lane deliveries at once while its host waits for them (report-now), in batches otherwise', async () => {
+    const worker = fakeWorker();
+    reader(3);
+    const lane = new FakeLane();
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
+    lane.write('job1.1', 1, 'one');
+    expect(reports(worker)).toEqual([]);
+    worker.send({ type: 'report-now', tid: 'job1.0' });
+    expect(reports(worker)).toEqual(['1:job1.1:1 lane']);
+    lane.write('job1.1', 2, 'two');
+    expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2 lane']);
+    worker.deliver('job1.0', { from: 'job1.1', tag: 1, seq: 3, data: 'three' });
+    expect(await done).toMatchObject({ ok: true, value: ['one', 'two', 'three'] });
+  });
+
   it('drops what a lane carries that is not its sender’s message to this task', async () => {
     const worker = fakeWorker();
     reader(1);

@@ -74,7 +74,13 @@ export const LaneIn = z.object({ type: z.literal('lane-in'), tid: z.string(), fr
 /** The receiving end of the lane from `tid` to `to` is gone: stop writing on it. */
 export const LaneClose = z.object({ type: z.literal('lane-close'), tid: z.string(), to: Tid });
 
-export const ToWorker = z.discriminatedUnion('type', [StartTask, Deliver, Reply, FreezeTask, LaneOut, LaneIn, LaneClose]);
+/**
+ * The host holds a message for `tid` behind a gap that a lane may have filled: report what was
+ * delivered now, and each lane delivery at once for a while, instead of in the next batch.
+ */
+export const ReportNow = z.object({ type: z.literal('report-now'), tid: z.string() });
+
+export const ToWorker = z.discriminatedUnion('type', [StartTask, Deliver, Reply, FreezeTask, LaneOut, LaneIn, LaneClose, ReportNow]);
 export type ToWorker = z.infer<typeof ToWorker>;
 
 /**

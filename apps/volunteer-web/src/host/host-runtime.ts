@@ -147,6 +147,7 @@ export class HostRuntime {
         const ref = this.#pool.refOf(tid);
         if (ref) this.#progress.countIn(ref, count);
       },
+      held: (tid) => this.#pool.post(tid, { type: 'report-now', tid }),
     });
     this.#network =
       runtime.options.p2p && runtime.createPeer

@@ -23,6 +23,8 @@ const settle = async () => {
  */
 function page({ started = true, keepLog = true, reporting = true } = {}) {
   let running = started;
+  /** The tids whose workers were asked to report now, once per ask. */
+  const held: string[] = [];
   /** A restored worker starts with the image's mailbox, numbered before anything handed to it here. */
   let base = 0;
   const deliveries: { n: number; message: DeliveredMessage }[] = [];
@@ -38,10 +40,12 @@ function page({ started = true, keepLog = true, reporting = true } = {}) {
       return true;
     },
     delivered: (_tid, count) => counted.push(count),
+    held: (tid) => held.push(tid),
     keepLog,
   });
   return {
     inbox,
+    held,
     deliveries,
     counted,
     delivered: () => keys(deliveries.map((d) => d.message)),
@@ -159,6 +163,26 @@ describe('Inboxes.reported', () => {
     p.inbox.reported(TID, [byPage(3, 3)]);
     p.inbox.checkpointed(TID, 3, [2]);
     expect(keys(p.inbox.cut(TID).mailbox)).toEqual(['joba.1:2']);
+  });
+
+  it('asks the worker to report now when a message waits behind a gap, once until it reports', async () => {
+    const p = page({ reporting: false });
+    p.accept(msg('joba.1', 1));
+    await settle();
+    expect(p.held).toEqual([]);
+    // 2 went on a lane: 3 and 4 wait for it, and the worker is asked once
+    p.accept(msg('joba.1', 3), msg('joba.1', 4), msg('joba.1', 4));
+    expect(p.held).toEqual([TID]);
+    p.inbox.reported(TID, [byPage(1, 1), fromLane(2, 2)]);
+    await settle();
+    expect(p.delivered()).toEqual(['joba.1:1', 'joba.1:3', 'joba.1:4']);
+    // a duplicate does not wait: no ask; a later gap asks again
+    p.accept(msg('joba.1', 2), msg('joba.1', 6));
+    expect(p.held).toEqual([TID, TID]);
+    // an exit notification waiting for a lane's messages asks too, after a report
+    p.inbox.reported(TID, [byPage(3, 3)]);
+    p.accept(exit('joba.2', 1));
+    expect(p.held).toEqual([TID, TID, TID]);
   });
 });
 

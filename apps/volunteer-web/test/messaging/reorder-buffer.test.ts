@@ -22,6 +22,24 @@ describe('ReorderBuffer', () => {
     expect(seqs(buffer.accept(msg('joba.1', 1)))).toEqual(['joba.1:1', 'joba.1:2', 'joba.1:3']);
   });
 
+  it('tells a message that waits from one delivered or dropped', () => {
+    const buffer = new ReorderBuffer();
+    const first = msg('joba.1', 1);
+    buffer.accept(first);
+    expect(buffer.isWaiting(first)).toBe(false);
+    const third = msg('joba.1', 3);
+    buffer.accept(third);
+    expect(buffer.isWaiting(third)).toBe(true);
+    const again = msg('joba.1', 3);
+    buffer.accept(again);
+    expect(buffer.isWaiting(again)).toBe(false);
+    const exit = msg('joba.1', 0, { after: 2 });
+    buffer.accept(exit);
+    expect(buffer.isWaiting(exit)).toBe(true);
+    buffer.accept(msg('joba.1', 2));
+    expect([buffer.isWaiting(third), buffer.isWaiting(exit)]).toEqual([false, false]);
+  });
+
   it('drops a message delivered already or waiting already', () => {
     const buffer = new ReorderBuffer();
     buffer.accept(msg('joba.1', 1));

@@ -15,7 +15,8 @@ const MAX_HELD = 100_000;
  * through the host waits for it, one the task already has is dropped. The host learns from the
  * reports what was delivered and in which order, and keeps its replay log in that order.
  *
- * Reports wait up to a couple of milliseconds (ReportBatch), and all go before a checkpoint. A
+ * Reports wait up to 20 ms (ReportBatch), or go at once while the host waits for them (a message
+ * it holds behind a gap, see `reportNow`), and all go before a checkpoint. A
  * task terminated without a safe point may have been handed lane messages its host never heard
  * of: their senders still hold them unacknowledged and send them again, and the task, restarted
  * from its checkpoint, gets them after what the host knew — in order per sender still.
@@ -62,6 +63,11 @@ export class Arrivals {
   /** Reports everything delivered so far: before a checkpoint, whose `received` counts it. */
   flush(): void {
     this.#reports.flush();
+  }
+
+  /** The host holds a message behind a gap: what filled it may have come on a lane (ReportBatch.hurry). */
+  reportNow(): void {
+    this.#reports.hurry();
   }
 
   close(): void {

@@ -110,6 +110,7 @@ export function runTaskWorker(scope: WorkerScope): void {
       else lane.channel.close();
     },
     'lane-close': (lane) => running.get(lane.tid)?.messaging.closeLane(lane.to),
+    'report-now': (report) => running.get(report.tid)?.arrivals.reportNow(),
     'lane-in': (lane) => {
       const task = running.get(lane.tid);
       if (task) task.arrivals.openLane(lane.from, lane.channel);

@@ -47,6 +47,8 @@ export interface TaskMessaging {
 }
 
 const MAX_TAG = 0x7fffffff;
+/** Tids remembered as checked; past this many the memory starts over. */
+const MAX_CHECKED_TIDS = 10_000;
 /** A lane this far behind is left alone: its host's channel paces what comes next. */
 const LANE_HIGH_WATER = 1024 * 1024;
 
@@ -79,11 +81,16 @@ export function createMessaging(
     if (closed) throw new WebpvmError('E_CONFLICT', `task ${tid} has ended`);
   };
 
+  // A task sends to the same few tids over and over: each is checked once.
+  const addressable = new Set<string>();
   const checkTid = (to: unknown): string => {
+    if (typeof to === 'string' && addressable.has(to)) return to;
     if (typeof to !== 'string' || !Tid.safeParse(to).success) throw new WebpvmError('E_BAD_REQUEST', `not a tid: ${String(to)}`);
     if (parseTid(to).jobId !== jobId) {
       throw new WebpvmError('E_FORBIDDEN', `${to} is a task of another job: a task may address only tids of its own job`);
     }
+    if (addressable.size >= MAX_CHECKED_TIDS) addressable.clear();
+    addressable.add(to);
     return to;
   };
 

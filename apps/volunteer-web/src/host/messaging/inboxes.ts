@@ -11,6 +11,11 @@ export interface InboxOptions {
   post(tid: string, messages: DeliveredMessage[]): boolean;
   /** `count` messages reached the task's worker. */
   delivered(tid: string, count: number): void;
+  /**
+   * A message for the task waits behind a gap, which a lane may have filled already: its worker
+   * is asked to report now rather than in its next batch. Asked again only after a report.
+   */
+  held?(tid: string): void;
   /** Keep what each worker was handed for a replay (see Box.log); true unless measuring without it. */
   keepLog?: boolean;
 }
@@ -22,6 +27,8 @@ interface Box {
   posted: Map<string, number>;
   /** Handed to the worker and not reported back yet (see `reported`), in the order handed. */
   awaiting: DeliveredMessage[];
+  /** The worker was asked for its reports (InboxOptions.held) and has not reported since. */
+  reportAsked: boolean;
   /**
    * What the worker reported it delivered and its last checkpoint does not cover (read after it,
    * or not read yet), numbered as the worker numbered it: a task restarted from that checkpoint
@@ -73,7 +80,13 @@ export class Inboxes {
     if (!this.#options.holds(message.to)) return false;
     const box = this.#box(message.to);
     const ready = box.buffer.accept(message);
-    if (ready.length === 0) return true;
+    if (ready.length === 0) {
+      if (!box.reportAsked && box.buffer.isWaiting(message)) {
+        box.reportAsked = true;
+        this.#options.held?.(message.to);
+      }
+      return true;
+    }
     for (const m of ready) box.ready.push(m);
     this.#markDirty(message.to);
     return true;
@@ -109,6 +122,7 @@ export class Inboxes {
   reported(tid: string, entries: readonly DeliveryReport[]): DeliveredMessage[] {
     const box = this.#boxes.get(tid);
     if (!box) return [];
+    box.reportAsked = false;
     const fromLanes: DeliveredMessage[] = [];
     for (const { n, from, seq, message: laneMessage } of entries) {
       let message = laneMessage;
@@ -158,6 +172,7 @@ export class Inboxes {
       ready: [],
       posted: new Map(image.delivered),
       awaiting: [],
+      reportAsked: false,
       log: mailbox.map((message, i) => ({ n: i + 1, message })),
     };
     this.#boxes.set(tid, box);
@@ -172,7 +187,7 @@ export class Inboxes {
   #box(tid: string): Box {
     let box = this.#boxes.get(tid);
     if (!box) {
-      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), awaiting: [], log: [] };
+      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), awaiting: [], reportAsked: false, log: [] };
       this.#boxes.set(tid, box);
     }
     return box;

@@ -33,6 +33,12 @@ export class ReorderBuffer {
     return this.#delivered.get(from) ?? 0;
   }
 
+  /** Whether `message` waits here for an earlier message of its sender. */
+  isWaiting(message: TaskMessage): boolean {
+    if (message.seq !== 0) return this.#gaps.get(message.from)?.get(message.seq) === message;
+    return this.#system.includes(message);
+  }
+
   /** The messages that can be delivered now, in order; empty when `message` waits or repeats. */
   accept(message: TaskMessage): TaskMessage[] {
     if (message.seq === 0) return this.#acceptSystem(message);
