@@ -2,12 +2,14 @@ import { z } from 'zod';
 import { Tid } from './ids.ts';
 import { LIMITS } from './limits.ts';
 import { encodeFrame, readFrameHeader, readSegments } from './framing.ts';
+import { type MessageFields, decodeMessageFrame, encodeMessageFrame, isMessageFrame } from './message-frame.ts';
 import { type EncodedValue, decodeValue, encodeValue } from './value-codec.ts';
 
 /**
  * The binary envelope of everything one task sends another, identical on every path (relay
- * through the coordinator's WebSocket, WebRTC data channel): a little-endian u32 header length,
- * the header as UTF-8 JSON, then the byte segments of the data back to back.
+ * through the coordinator's WebSocket, WebRTC data channel, lane). A message has a binary header
+ * (message-frame.ts); acknowledgements and image pieces, a little-endian u32 header length, the
+ * header as UTF-8 JSON, then the byte segments of the data back to back.
  */
 
 const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -15,19 +17,11 @@ const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /**
  * One message. `seq` numbers the messages of one (from, to) pair from 1; seq 0 marks a system
  * message (an exit notification), delivered once the receiver has every message of `from`
- * numbered up to `after`.
+ * numbered up to `after`. `data` is the value codec's JSON, `sizes` its byte segments' lengths.
  */
-export const MessageHeader = z.object({
-  type: z.literal('msg'),
-  from: Tid,
-  to: Tid,
-  tag: z.number().int().min(0).max(0x7fffffff),
-  seq: Seq,
-  after: Seq.optional(),
-  data: z.unknown(),
-  sizes: z.array(z.number().int().nonnegative()).max(100_000),
-});
-export type MessageHeader = z.infer<typeof MessageHeader>;
+export interface MessageHeader extends MessageFields {
+  type: 'msg';
+}
 
 /** The receiver `by` has delivered every message of `of` up to `seq`: its sender may forget them. */
 export const AckHeader = z.object({ type: z.literal('ack'), of: Tid, by: Tid, seq: Seq });
@@ -47,8 +41,8 @@ export const ImagePartHeader = z.object({
 });
 export type ImagePartHeader = z.infer<typeof ImagePartHeader>;
 
-export const EnvelopeHeader = z.discriminatedUnion('type', [MessageHeader, AckHeader, ImagePartHeader]);
-export type EnvelopeHeader = z.infer<typeof EnvelopeHeader>;
+const JsonEnvelopeHeader = z.discriminatedUnion('type', [AckHeader, ImagePartHeader]);
+export type EnvelopeHeader = MessageHeader | z.infer<typeof JsonEnvelopeHeader>;
 
 /** A message as the program sees it, before encoding and after decoding. */
 export interface TaskMessage {
@@ -80,7 +74,7 @@ export function imageParts(tid: string, attempt: number, image: Uint8Array): Uin
 }
 
 export function encodeEnvelope(header: EnvelopeHeader, buffers: readonly Uint8Array[] = []): Uint8Array {
-  return encodeFrame(header, buffers);
+  return header.type === 'msg' ? encodeMessageFrame(header, buffers) : encodeFrame(header, buffers);
 }
 
 export type DecodedEnvelope = { ok: true; value: Envelope } | { ok: false; error: { code: 'E_BAD_FRAME' | 'E_TOO_LARGE'; message: string } };
@@ -91,9 +85,14 @@ export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
   if (bytes.byteLength > MAX_ENVELOPE_BYTES) {
     return { ok: false, error: { code: 'E_TOO_LARGE', message: `envelope over ${LIMITS.messageBytes} bytes` } };
   }
+  if (isMessageFrame(bytes)) {
+    const decoded = decodeMessageFrame(bytes);
+    if (!decoded.ok) return bad(decoded.message);
+    return { ok: true, value: { header: { type: 'msg', ...decoded.fields }, buffers: decoded.segments } };
+  }
   const head = readFrameHeader(bytes);
   if (!head.ok) return bad(`envelope ${head.message}`);
-  const parsed = EnvelopeHeader.safeParse(head.raw);
+  const parsed = JsonEnvelopeHeader.safeParse(head.raw);
   if (!parsed.success) return bad(`envelope header: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
   const header = parsed.data;
   const read = readSegments(bytes, head.offset, header.type === 'ack' ? [] : header.sizes);

@@ -1,18 +1,14 @@
 /**
- * The binary framing that envelopes (envelope.ts) and task images (task-image.ts) share: a
+ * The binary framing that envelopes other than messages (envelope.ts) and task images (task-image.ts) share: a
  * little-endian u32 header length, the header as UTF-8 JSON, then byte segments back to back,
  * their sizes listed in the header.
  */
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
-let scratch = new Uint8Array(4096);
 
 export function encodeFrame(header: unknown, segments: readonly Uint8Array[]): Uint8Array {
-  const json = JSON.stringify(header);
-  // encodeInto a reused buffer: `encode` costs three times as much in Chromium, on every message sent.
-  if (scratch.length < json.length * 3) scratch = new Uint8Array(json.length * 3);
-  const head = scratch.subarray(0, utf8.encodeInto(json, scratch).written);
+  const head = utf8.encode(JSON.stringify(header));
   const out = new Uint8Array(4 + head.length + segments.reduce((n, b) => n + b.byteLength, 0));
   new DataView(out.buffer).setUint32(0, head.length, true);
   out.set(head, 4);

@@ -6,7 +6,8 @@ import { LIMITS } from './limits.ts';
  * prefix lets any layer check that a task only addresses tids of its own job.
  */
 export const JobId = z.string().regex(/^[a-z0-9]{4,32}$/, 'job id: 4-32 lowercase letters or digits');
-export const Tid = z.string().max(LIMITS.idChars).regex(/^[a-z0-9]{4,32}\.\d{1,9}$/, 'tid: <jobId>.<n>');
+export const TID_PATTERN = /^[a-z0-9]{4,32}\.\d{1,9}$/;
+export const Tid = z.string().max(LIMITS.idChars).regex(TID_PATTERN, 'tid: <jobId>.<n>');
 export type JobId = z.infer<typeof JobId>;
 export type Tid = z.infer<typeof Tid>;
 
