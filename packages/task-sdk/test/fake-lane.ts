@@ -4,6 +4,7 @@ import { encodeMessage, type LaneChannel } from '@webpvm/vm-protocol';
 export class FakeLane implements LaneChannel {
   readyState = 'open';
   bufferedAmount = 0;
+  bufferedAmountLowThreshold = 0;
   binaryType = 'blob';
   sent: Uint8Array[] = [];
   #listeners = new Map<string, ((event: { data?: unknown }) => void)[]>();
@@ -18,8 +19,14 @@ export class FakeLane implements LaneChannel {
     for (const listener of this.#listeners.get('close') ?? []) listener({});
   }
 
-  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void {
+  addEventListener(type: 'message' | 'close' | 'bufferedamountlow', listener: (event: { data?: unknown }) => void): void {
     this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
+  }
+
+  /** What this end buffered went out: it has room again. */
+  drained(): void {
+    this.bufferedAmount = 0;
+    for (const listener of this.#listeners.get('bufferedamountlow') ?? []) listener({});
   }
 
   /** A message of `from` to `to` arrives on this end. */

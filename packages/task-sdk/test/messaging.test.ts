@@ -316,7 +316,7 @@ const seqOf = (bytes: Uint8Array): string => {
 };
 
 describe('lanes', () => {
-  it('writes a message on an open lane that keeps up and copies it to the host; anything else goes through the host', async () => {
+  it('writes a message on an open lane and copies it to the host; one too large or a lane closed goes through the host', async () => {
     const worker = fakeWorker();
     const lane = new FakeLane();
     hookTasks({
@@ -325,12 +325,9 @@ describe('lanes', () => {
         ctx.send('job1.1', 1, 'on the lane');
         ctx.send('job1.2', 1, 'no lane to it');
         ctx.send('job1.1', 2, new Uint8Array(LANE_MESSAGE_BYTES));
-        lane.bufferedAmount = 2 * 1024 * 1024;
-        ctx.send('job1.1', 3, 'the lane is behind');
-        lane.bufferedAmount = 0;
-        ctx.send('job1.1', 4, { back: 'on the lane' });
+        ctx.send('job1.1', 3, { back: 'on the lane' });
         lane.close();
-        ctx.send('job1.1', 5, 'the lane closed');
+        ctx.send('job1.1', 4, 'the lane closed');
       },
     });
     const done = worker.run({ programUrl: HOOKED_PROGRAM });
@@ -338,12 +335,68 @@ describe('lanes', () => {
     worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lane });
     worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
     expect(await done).toMatchObject({ ok: true });
-    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:4']);
+    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:3']);
     const copies = worker.of('lane-sent').flatMap((m) => m.envelopes);
     expect(copies).toEqual(lane.sent);
     const decoded = decodeEnvelope(copies[1]!);
     expect(decoded.ok && decoded.value.header.type === 'msg' && messageFromEnvelope(decoded.value.header, decoded.value.buffers).data).toEqual({ back: 'on the lane' });
-    expect(worker.of('send').map((m) => `${m.message.to}:${m.message.seq}`)).toEqual(['job1.2:1', 'job1.1:2', 'job1.1:3', 'job1.1:5']);
+    expect(worker.of('send').map((m) => `${m.message.to}:${m.message.seq}`)).toEqual(['job1.2:1', 'job1.1:2', 'job1.1:4']);
+    expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
+  });
+
+  it('queues in order what a lane that is behind cannot take, and writes it as the lane drains', async () => {
+    const worker = fakeWorker();
+    const lane = new FakeLane();
+    hookTasks({
+      main: async (ctx) => {
+        await ctx.recv({ tag: 99 });
+        ctx.send('job1.1', 1, 'first');
+        lane.bufferedAmount = 2 * 1024 * 1024;
+        ctx.send('job1.1', 2, 'queued');
+        ctx.send('job1.1', 3, 'queued too');
+        await ctx.recv({ tag: 98 });
+        ctx.send('job1.1', 4, 'after the drain');
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lane });
+    expect(lane.bufferedAmountLowThreshold).toBeGreaterThan(0);
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
+    await settle();
+    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1']);
+    lane.drained();
+    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:2', 'job1.0>job1.1:3']);
+    worker.deliver('job1.0', { from: 'job1.1', tag: 98, seq: 2, data: null });
+    expect(await done).toMatchObject({ ok: true });
+    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:2', 'job1.0>job1.1:3', 'job1.0>job1.1:4']);
+    const copies = worker.of('lane-sent').flatMap((m) => m.envelopes);
+    expect(copies.map(seqOf)).toEqual(lane.sent.map(seqOf));
+    // the copies of queued messages are moved to the host before the lane takes them: they are copies indeed
+    expect(copies.map((copy, i) => copy.buffer === lane.sent[i]!.buffer)).toEqual([true, false, false, true]);
+    expect(worker.of('send')).toEqual([]);
+  });
+
+  it('copies a queued message to the host when it is queued: a lane that closes before writing it leaves it to the host', async () => {
+    const worker = fakeWorker();
+    const lane = new FakeLane();
+    hookTasks({
+      main: async (ctx) => {
+        await ctx.recv({ tag: 99 });
+        lane.bufferedAmount = 2 * 1024 * 1024;
+        ctx.send('job1.1', 1, 'queued');
+        lane.close();
+        ctx.send('job1.1', 2, 'the lane closed');
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lane });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
+    expect(await done).toMatchObject({ ok: true });
+    expect(lane.sent).toEqual([]);
+    expect(worker.of('lane-sent').flatMap((m) => m.envelopes).map(seqOf)).toEqual(['job1.0>job1.1:1']);
+    expect(worker.of('send').map((m) => `${m.message.to}:${m.message.seq}`)).toEqual(['job1.1:2']);
     expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
   });
 

@@ -37,10 +37,11 @@ export type LaneControl = z.infer<typeof LaneControl>;
 export interface LaneChannel {
   readonly readyState: string;
   readonly bufferedAmount: number;
+  bufferedAmountLowThreshold: number;
   binaryType: string;
   send(data: Uint8Array<ArrayBuffer>): void;
   close(): void;
-  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void;
+  addEventListener(type: 'message' | 'close' | 'bufferedamountlow', listener: (event: { data?: unknown }) => void): void;
 }
 
 export const LaneChannelSchema = z.custom<LaneChannel>(

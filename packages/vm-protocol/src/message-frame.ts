@@ -10,7 +10,7 @@ import { LIMITS } from './limits.ts';
  *
  * Every message is encoded once and decoded up to four times (its receiver's worker, both pages'
  * bookkeeping of lanes, a relay), so its header is read with a few DataView loads, where a JSON
- * header parsed against a schema cost a ping-pong a fifth of its round trip (bench/README.md).
+ * header parsed against a schema cost a ping-pong a quarter of its round trip (bench/README.md).
  * The decoder checks what the schema checked: tids, integer ranges, the segments' extent.
  */
 

@@ -6,6 +6,7 @@ import type { LaneChannel } from '@webpvm/vm-protocol';
 export class FakeLaneEnd implements LaneChannel {
   readyState = 'open';
   bufferedAmount = 0;
+  bufferedAmountLowThreshold = 0;
   binaryType = 'blob';
   sent: Uint8Array[] = [];
   #listeners = new Map<string, ((event: { data?: unknown }) => void)[]>();
@@ -22,7 +23,7 @@ export class FakeLaneEnd implements LaneChannel {
     this.fire('close');
   }
 
-  addEventListener(type: 'message' | 'close', listener: (event: { data?: unknown }) => void): void {
+  addEventListener(type: 'message' | 'close' | 'bufferedamountlow', listener: (event: { data?: unknown }) => void): void {
     this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
   }
 

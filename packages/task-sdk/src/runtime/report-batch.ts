@@ -3,7 +3,7 @@ import { REPORT_BATCH } from '@webpvm/vm-protocol';
 /**
  * How long a report may wait for others to go with it. Each batch wakes the page and sends an
  * acknowledgement to the sender's page: at 2 ms those wake-ups cost a pinging pair of tasks a
- * third of its round trip on a 2-core machine, at 20 ms nothing measurable (bench/README.md).
+ * sixth of its round trip on a 2-core machine, at 20 ms nothing measurable (bench/README.md).
  */
 const REPORT_DELAY_MS = 20;
 

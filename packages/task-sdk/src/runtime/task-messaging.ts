@@ -49,8 +49,27 @@ export interface TaskMessaging {
 const MAX_TAG = 0x7fffffff;
 /** Tids remembered as checked; past this many the memory starts over. */
 const MAX_CHECKED_TIDS = 10_000;
-/** A lane this far behind is left alone: its host's channel paces what comes next. */
+/** A lane this far behind takes no more: what comes next waits in the lane's queue. */
 const LANE_HIGH_WATER = 1024 * 1024;
+/** Where a lane's queue is refilled from. */
+const LANE_LOW_WATER = 256 * 1024;
+/** A queue this long takes no more: what comes next goes through the host, whose channel paces it. */
+const LANE_QUEUE_BYTES = 64 * 1024 * 1024;
+const LANE_POLL_MS = 5;
+
+/**
+ * The sending end of a lane, and what waits for room on it. A stream keeps to its lane while the
+ * lane is behind (a message that went through the host instead would wait at the receiver for
+ * the lane's, see Inboxes.held). The host holds a copy of each queued message from the start: when
+ * the lane closes or the task goes, it sends on what the lane did not carry.
+ */
+interface LaneOut {
+  channel: LaneChannel;
+  queue: Uint8Array<ArrayBuffer>[];
+  queuedBytes: number;
+  /** Chromium fires `bufferedamountlow` in a worker once, not every time: the queue is also looked at every LANE_POLL_MS. */
+  poll: ReturnType<typeof setTimeout> | null;
+}
 
 /** A message's data encoded once: its bytes go on a lane, its decoded copy through the host. */
 interface WireData {
@@ -101,7 +120,7 @@ export function createMessaging(
     return tag as number;
   };
 
-  const lanes = new Map<string, LaneChannel>();
+  const lanes = new Map<string, LaneOut>();
   // Copies of lane messages wait a little (see ReportBatch): a terminated task replays its sends since its checkpoint anyway.
   const copies = new ReportBatch<Uint8Array<ArrayBuffer>>((envelopes) => post({ type: 'lane-sent', tid, envelopes }, envelopes.map((e) => e.buffer)));
 
@@ -124,19 +143,52 @@ export function createMessaging(
     return { encoded, decoded: () => (decoded ??= { value: decodeValue(encoded.json, encoded.buffers) }).value };
   };
 
-  /** Writes the message on the lane to `to` when one is open and keeping up; false when it must go through the host. */
+  /** Writes the message on the lane to `to`, or queues it there; false when it must go through the host. */
   const sendOnLane = (to: string, tag: number, seq: number, data: WireData): boolean => {
     const lane = lanes.get(to);
-    if (!lane || lane.readyState !== 'open' || lane.bufferedAmount > LANE_HIGH_WATER) return false;
+    if (!lane || lane.channel.readyState !== 'open') return false;
     const bytes = encodeEncodedMessage({ from: tid, to, tag, seq }, data.encoded) as Uint8Array<ArrayBuffer>;
     if (bytes.byteLength > LANE_MESSAGE_BYTES) return false;
+    if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) {
+      if (lane.queuedBytes + bytes.byteLength > LANE_QUEUE_BYTES) return false;
+      lane.queue.push(bytes);
+      lane.queuedBytes += bytes.byteLength;
+      drainLater(lane);
+      // The host's copy moves out of this worker with its batch, before the lane takes the message.
+      copies.add(bytes.slice());
+      return true;
+    }
     try {
-      lane.send(bytes);
+      lane.channel.send(bytes);
     } catch {
       return false;
     }
     copies.add(bytes);
     return true;
+  };
+
+  /** Writes what waits on the lane while it has room; a failed write closes the lane and leaves the rest to the host. */
+  const drain = (lane: LaneOut): void => {
+    while (lane.queue.length > 0 && lane.channel.bufferedAmount <= LANE_HIGH_WATER) {
+      const bytes = lane.queue.shift()!;
+      lane.queuedBytes -= bytes.byteLength;
+      try {
+        lane.channel.send(bytes);
+      } catch {
+        // The host sends on what the lane did not carry once it hears the lane closed.
+        lane.queue.length = 0;
+        lane.queuedBytes = 0;
+        lane.channel.close();
+      }
+    }
+    if (lane.queue.length > 0) drainLater(lane);
+  };
+
+  const drainLater = (lane: LaneOut): void => {
+    lane.poll ??= setTimeout(() => {
+      lane.poll = null;
+      drain(lane);
+    }, LANE_POLL_MS);
   };
 
   const postSend = (to: string, tag: number, data: WireData): void => {
@@ -230,24 +282,31 @@ export function createMessaging(
         channel.close();
         return;
       }
-      lanes.get(to)?.close();
-      lanes.set(to, channel);
+      lanes.get(to)?.channel.close();
+      const lane: LaneOut = { channel, queue: [], queuedBytes: 0, poll: null };
+      lanes.set(to, lane);
+      channel.bufferedAmountLowThreshold = LANE_LOW_WATER;
+      channel.addEventListener('bufferedamountlow', () => drain(lane));
       channel.addEventListener('close', () => {
-        if (lanes.get(to) !== channel) return;
+        if (lane.poll) clearTimeout(lane.poll);
+        if (lanes.get(to) !== lane) return;
         lanes.delete(to);
         if (closed) return;
         copies.flush();
         post({ type: 'lane-closed', tid, to });
       });
     },
-    closeLane: (to) => lanes.get(to)?.close(),
+    closeLane: (to) => lanes.get(to)?.channel.close(),
     flush: () => copies.flush(),
     close: () => {
       copies.flush();
       closed = true;
       pending.clear();
       mailbox.close();
-      for (const lane of lanes.values()) lane.close();
+      for (const lane of lanes.values()) {
+        if (lane.poll) clearTimeout(lane.poll);
+        lane.channel.close();
+      }
       lanes.clear();
     },
     counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
