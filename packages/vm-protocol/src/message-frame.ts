@@ -1,3 +1,4 @@
+import type { TaskMessage } from './envelope.ts';
 import { TID_PATTERN } from './ids.ts';
 import { LIMITS } from './limits.ts';
 
@@ -25,12 +26,7 @@ const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 let scratch = new Uint8Array(4096);
 
-export interface MessageFields {
-  from: string;
-  to: string;
-  tag: number;
-  seq: number;
-  after?: number;
+export interface MessageFields extends Omit<TaskMessage, 'data'> {
   /** The data's value-codec JSON (value-codec.ts), undefined for none. */
   data: unknown;
   sizes: number[];
