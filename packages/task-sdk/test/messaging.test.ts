@@ -377,6 +377,33 @@ describe('lanes', () => {
     expect(worker.of('send')).toEqual([]);
   });
 
+  it('queues at most 64 MiB over all of a task’s lanes: past that, messages go through the host', async () => {
+    const worker = fakeWorker();
+    const lanes = [new FakeLane(), new FakeLane()];
+    const piece = new Uint8Array(120 * 1024);
+    const perLane = 300; // 2 × 300 × 120 KiB is 70 MiB
+    hookTasks({
+      main: async (ctx) => {
+        await ctx.recv({ tag: 99 });
+        for (const lane of lanes) lane.bufferedAmount = 2 * 1024 * 1024;
+        for (let i = 0; i < perLane; i++) ctx.send('job1.1', 1, piece);
+        for (let i = 0; i < perLane; i++) ctx.send('job1.2', 1, piece);
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lanes[0]! });
+    worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.2', channel: lanes[1]! });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
+    expect(await done).toMatchObject({ ok: true });
+    const viaHost = worker.of('send').map((m) => m.message);
+    const queued = worker.of('lane-sent').reduce((n, m) => n + m.envelopes.length, 0);
+    expect(queued + viaHost.length).toBe(2 * perLane);
+    expect(queued * (120 * 1024)).toBeLessThanOrEqual(64 * 1024 * 1024);
+    expect(queued).toBeGreaterThan(perLane);
+    expect(viaHost.every((m) => m.to === 'job1.2')).toBe(true);
+  });
+
   it('copies a queued message to the host when it is queued: a lane that closes before writing it leaves it to the host', async () => {
     const worker = fakeWorker();
     const lane = new FakeLane();

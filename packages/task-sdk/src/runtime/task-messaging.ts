@@ -53,7 +53,7 @@ const MAX_CHECKED_TIDS = 10_000;
 const LANE_HIGH_WATER = 1024 * 1024;
 /** Where a lane's queue is refilled from. */
 const LANE_LOW_WATER = 256 * 1024;
-/** A queue this long takes no more: what comes next goes through the host, whose channel paces it. */
+/** A task's lanes queue this much at most: what comes next goes through the host, whose channel paces it. */
 const LANE_QUEUE_BYTES = 64 * 1024 * 1024;
 const LANE_POLL_MS = 5;
 
@@ -150,7 +150,7 @@ export function createMessaging(
     const bytes = encodeEncodedMessage({ from: tid, to, tag, seq }, data.encoded) as Uint8Array<ArrayBuffer>;
     if (bytes.byteLength > LANE_MESSAGE_BYTES) return false;
     if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) {
-      if (lane.queuedBytes + bytes.byteLength > LANE_QUEUE_BYTES) return false;
+      if (queuedBytes() + bytes.byteLength > LANE_QUEUE_BYTES) return false;
       lane.queue.push(bytes);
       lane.queuedBytes += bytes.byteLength;
       drainLater(lane);
@@ -165,6 +165,12 @@ export function createMessaging(
     }
     copies.add(bytes);
     return true;
+  };
+
+  const queuedBytes = (): number => {
+    let bytes = 0;
+    for (const lane of lanes.values()) bytes += lane.queuedBytes;
+    return bytes;
   };
 
   /** Writes what waits on the lane while it has room; a failed write closes the lane and leaves the rest to the host. */
