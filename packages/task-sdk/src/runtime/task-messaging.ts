@@ -55,7 +55,6 @@ const LANE_HIGH_WATER = 1024 * 1024;
 const LANE_LOW_WATER = 256 * 1024;
 /** A task's lanes queue this much at most: what comes next goes through the host, whose channel paces it. */
 const LANE_QUEUE_BYTES = 64 * 1024 * 1024;
-const LANE_POLL_MS = 5;
 
 /**
  * The sending end of a lane, and what waits for room on it. A stream keeps to its lane while the
@@ -67,8 +66,6 @@ interface LaneOut {
   channel: LaneChannel;
   queue: Uint8Array<ArrayBuffer>[];
   queuedBytes: number;
-  /** Chromium fires `bufferedamountlow` in a worker once, not every time: the queue is also looked at every LANE_POLL_MS. */
-  poll: ReturnType<typeof setTimeout> | null;
 }
 
 /** A message's data encoded once: its bytes go on a lane, its decoded copy through the host. */
@@ -153,7 +150,6 @@ export function createMessaging(
       if (queuedBytes() + bytes.byteLength > LANE_QUEUE_BYTES) return false;
       lane.queue.push(bytes);
       lane.queuedBytes += bytes.byteLength;
-      drainLater(lane);
       // The host's copy moves out of this worker with its batch, before the lane takes the message.
       copies.add(bytes.slice());
       return true;
@@ -187,14 +183,6 @@ export function createMessaging(
         lane.channel.close();
       }
     }
-    if (lane.queue.length > 0) drainLater(lane);
-  };
-
-  const drainLater = (lane: LaneOut): void => {
-    lane.poll ??= setTimeout(() => {
-      lane.poll = null;
-      drain(lane);
-    }, LANE_POLL_MS);
   };
 
   const postSend = (to: string, tag: number, data: WireData): void => {
@@ -289,12 +277,11 @@ export function createMessaging(
         return;
       }
       lanes.get(to)?.channel.close();
-      const lane: LaneOut = { channel, queue: [], queuedBytes: 0, poll: null };
+      const lane: LaneOut = { channel, queue: [], queuedBytes: 0 };
       lanes.set(to, lane);
       channel.bufferedAmountLowThreshold = LANE_LOW_WATER;
       channel.addEventListener('bufferedamountlow', () => drain(lane));
       channel.addEventListener('close', () => {
-        if (lane.poll) clearTimeout(lane.poll);
         if (lanes.get(to) !== lane) return;
         lanes.delete(to);
         if (closed) return;
@@ -309,10 +296,7 @@ export function createMessaging(
       closed = true;
       pending.clear();
       mailbox.close();
-      for (const lane of lanes.values()) {
-        if (lane.poll) clearTimeout(lane.poll);
-        lane.channel.close();
-      }
+      for (const lane of lanes.values()) lane.channel.close();
       lanes.clear();
     },
     counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
