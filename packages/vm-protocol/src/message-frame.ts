@@ -16,7 +16,7 @@ import { LIMITS } from './limits.ts';
  */
 
 /** Where a JSON-headed frame has its header length, which never comes near this. */
-export const MESSAGE_MARK = 0xffffffff;
+const MESSAGE_MARK = 0xffffffff;
 
 const MAX_TAG = 0x7fffffff;
 const MAX_SEGMENTS = 100_000;
@@ -94,7 +94,8 @@ export function decodeMessageFrame(
     return value !== null && TID_PATTERN.test(value) ? value : null;
   };
 
-  if (end < FIXED_BYTES || view.getUint32(0, true) !== MESSAGE_MARK) return bad('too short');
+  if (end < FIXED_BYTES) return bad('too short');
+  if (view.getUint32(0, true) !== MESSAGE_MARK) return bad('not a message frame');
   const from = tid();
   if (from === null) return bad('from is not a tid');
   const to = tid();

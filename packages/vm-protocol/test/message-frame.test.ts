@@ -38,6 +38,7 @@ describe('message frame', () => {
       truncated: [good.subarray(0, good.length - 1), 'segments run past the end'],
       padded: [new Uint8Array([...good, 0]), 'trailing bytes'],
       'only the mark': [new Uint8Array([255, 255, 255, 255]), 'too short'],
+      'another mark': [patched(good, 0, (v) => v.setUint32(0, 7, true)), 'not a message frame'],
     };
     for (const [name, [bytes, reason]] of Object.entries(bad)) {
       expect(decodeMessageFrame(bytes), name).toEqual({ ok: false, message: `message frame: ${reason}` });
