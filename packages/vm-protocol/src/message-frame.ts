@@ -24,7 +24,9 @@ const FIXED_BYTES = 4 + 1 + 1 + 4 + 8 + 8 + 4 + 4;
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
-let scratch = new Uint8Array(4096);
+/** Where tids and a small message's JSON are encoded; larger JSON gets a buffer of its own, so this one stays small. */
+const SCRATCH_BYTES = 64 * 1024;
+const scratch = new Uint8Array(SCRATCH_BYTES);
 
 export interface MessageFields extends Omit<TaskMessage, 'data'> {
   /** The data's value-codec JSON (value-codec.ts), undefined for none. */
@@ -40,10 +42,10 @@ export function encodeMessageFrame(fields: MessageFields, segments: readonly Uin
   const json = fields.data === undefined ? '' : JSON.stringify(fields.data);
   const room = 3 * (fields.from.length + fields.to.length + json.length);
   // encodeInto a reused buffer: `encode` costs three times as much in Chromium, on every message sent.
-  if (scratch.length < room) scratch = new Uint8Array(room);
-  const fromEnd = utf8.encodeInto(fields.from, scratch).written;
-  const toEnd = fromEnd + utf8.encodeInto(fields.to, scratch.subarray(fromEnd)).written;
-  const jsonEnd = toEnd + utf8.encodeInto(json, scratch.subarray(toEnd)).written;
+  const text = room <= SCRATCH_BYTES ? scratch : new Uint8Array(room);
+  const fromEnd = utf8.encodeInto(fields.from, text).written;
+  const toEnd = fromEnd + utf8.encodeInto(fields.to, text.subarray(fromEnd)).written;
+  const jsonEnd = toEnd + utf8.encodeInto(json, text.subarray(toEnd)).written;
   if (fromEnd > 255 || toEnd - fromEnd > 255) throw new RangeError('a message frame holds tids of at most 255 bytes');
 
   const segmentBytes = segments.reduce((n, s) => n + s.byteLength, 0);
@@ -52,14 +54,14 @@ export function encodeMessageFrame(fields: MessageFields, segments: readonly Uin
   let at = 0;
   view.setUint32(at, MESSAGE_MARK, true);
   out[(at += 4)] = fromEnd;
-  out.set(scratch.subarray(0, fromEnd), (at += 1));
+  out.set(text.subarray(0, fromEnd), (at += 1));
   out[(at += fromEnd)] = toEnd - fromEnd;
-  out.set(scratch.subarray(fromEnd, toEnd), (at += 1));
+  out.set(text.subarray(fromEnd, toEnd), (at += 1));
   view.setUint32((at += toEnd - fromEnd), fields.tag, true);
   view.setFloat64((at += 4), fields.seq, true);
   view.setFloat64((at += 8), fields.after ?? -1, true);
   view.setUint32((at += 8), jsonEnd - toEnd, true);
-  out.set(scratch.subarray(toEnd, jsonEnd), (at += 4));
+  out.set(text.subarray(toEnd, jsonEnd), (at += 4));
   view.setUint32((at += jsonEnd - toEnd), segments.length, true);
   at += 4;
   for (const segment of segments) {
