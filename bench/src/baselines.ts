@@ -1,4 +1,4 @@
-import type { Page } from 'playwright-core';
+import type { Tab } from './browser.ts';
 
 /**
  * The baselines of the messaging benchmark, measured between the same two tabs in the same run:
@@ -27,7 +27,7 @@ const CHANNEL_PIECE = 64 * 1024;
 
 type BenchGlobals = { __bench: { pc: RTCPeerConnection; dc: RTCDataChannel } };
 
-export async function openRawChannel(a: Page, b: Page): Promise<void> {
+export async function openRawChannel(a: Tab, b: Tab): Promise<void> {
   // Each side gathers all its ICE candidates before its description is handed over: no trickle needed.
   const offer = await a.evaluate(async () => {
     const pc = new RTCPeerConnection({ iceServers: [] });
@@ -77,7 +77,7 @@ export async function openRawChannel(a: Page, b: Page): Promise<void> {
  * WebSocket to the echo server (see startEchoServer). Channel messages above 64 KiB go as pieces,
  * with the same backpressure webpvm uses; a WebSocket takes whole messages.
  */
-export function measureRaw(a: Page, transport: { kind: 'channel' } | { kind: 'websocket'; url: string }, plan: StreamPlan): Promise<PathFigures> {
+export function measureRaw(a: Tab, transport: { kind: 'channel' } | { kind: 'websocket'; url: string }, plan: StreamPlan): Promise<PathFigures> {
   return a.evaluate(
     async ({ transport, plan, piece }) => {
       let send: (data: ArrayBuffer | Uint8Array | string) => void;

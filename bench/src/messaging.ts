@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Page } from 'playwright-core';
+import type { Tab } from './browser.ts';
 import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
 import { type PathFigures, type StreamPlan, measureRaw, openRawChannel } from './baselines.ts';
 import { adminApi } from './admin-api.ts';
@@ -33,7 +33,7 @@ const quantile = (xs: number[], q: number) => {
 const mbps = (f: PathFigures, size: number) => quantile(f.streams.filter((s) => s.size === size).map((s) => (s.size * s.count) / s.seconds / 1e6), 0.5);
 
 
-async function runWebpvm(coordinator: CoordinatorProcess, tabs: Page[]): Promise<PathFigures & { counters: unknown[] }> {
+async function runWebpvm(coordinator: CoordinatorProcess, tabs: Tab[]): Promise<PathFigures & { counters: unknown[] }> {
   const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
   const { id } = await adminApi(coordinator.url, 'POST', '/api/jobs', { name: 'messaging bench', program, main: plan });
   for (;;) {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MigrationEvent } from '@webpvm/vm-protocol';
-import type { Page } from 'playwright-core';
+import type { Tab } from './browser.ts';
 import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
 import { measureRaw, openRawChannel } from './baselines.ts';
 import { adminApi } from './admin-api.ts';
@@ -72,7 +72,7 @@ async function migrations(baseUrl: string, program: string, bytes: number, repea
 }
 
 /** The loop of bench/programs/migration.js in a bare Worker of the page: no webpvm at all. */
-function bareLoop(page: Page, source: string, steps: number): Promise<number> {
+function bareLoop(page: Tab, source: string, steps: number): Promise<number> {
   return page.evaluate(
     async ({ source, steps }) => {
       const code = `${source}
@@ -156,9 +156,9 @@ async function measureSizes(expected: 'channel' | 'coordinator', share: number):
 }
 
 /** Two host tabs, and a way to close them. */
-async function openPair(query: string): Promise<{ tabs: Page[]; close(): Promise<void> }> {
+async function openPair(query: string): Promise<{ tabs: Tab[]; close(): Promise<void> }> {
   const tabs = [await openHostTab(browser, coordinator.url, query), await openHostTab(browser, coordinator.url, query)];
-  return { tabs, close: async () => Promise.all(tabs.map((tab) => tab.context().close())).then(() => undefined) };
+  return { tabs, close: async () => Promise.all(tabs.map((tab) => tab.close())).then(() => undefined) };
 }
 
 try {
