@@ -28,14 +28,16 @@ export async function launchBrowser(): Promise<Browser> {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-bench-chromium-'));
   const child = spawn(CHROMIUM_PATH, ['--headless=new', ...CHROMIUM_ARGS, '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank'], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    // A process group of its own: closing kills Chromium's helper processes with it.
+    detached: true,
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const clients: CDP.Client[] = [];
   const close = async () => {
     await Promise.all(clients.map((client) => client.close().catch(() => {})));
-    child.kill('SIGKILL');
+    if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
     await exited;
-    // Chromium's other processes may still be writing to the profile for a moment.
+    // Helper processes may still be writing to the profile for a moment.
     fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10 });
   };
   try {
@@ -69,7 +71,9 @@ export async function launchBrowser(): Promise<Browser> {
 export async function openHostTab(browser: Browser, baseUrl: string, query: string): Promise<Tab> {
   const tab = await browser.open(`${baseUrl}/?${query}`);
   const deadline = Date.now() + 30_000;
-  while (!(await tab.evaluate(() => (globalThis as any).__webpvmHost?.snapshot().connection === 'connected'))) {
+  // Until the page has loaded there is no context to evaluate in: that counts as not connected yet.
+  const connected = () => tab.evaluate(() => (globalThis as any).__webpvmHost?.snapshot().connection === 'connected').catch(() => false);
+  while (!(await connected())) {
     if (Date.now() > deadline) throw new Error(`the host tab at ${baseUrl} did not connect within 30 s`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
