@@ -7,6 +7,7 @@ import {
   encodeImage,
   encodeMessage,
   imageParts,
+  sealMessage,
 } from '@webpvm/vm-protocol';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -73,7 +74,7 @@ const image = (tid: string) =>
     tid,
     checkpoint: { state: { json: { step: 7 }, buffers: [] }, rng: [1, 2, 3, 4], sent: [{ to: 'job1.1', seq: 3 }], requests: 2 },
     delivered: new Map([['job1.1', 5]]),
-    mailbox: [{ from: 'job1.1', to: tid, tag: 1, seq: 5, data: 'unread' }],
+    mailbox: [sealMessage({ from: 'job1.1', to: tid, tag: 1, seq: 5, data: 'unread' })],
     pending: [],
   });
 

@@ -1,4 +1,4 @@
-import { decodeEnvelope, encodeEnvelope, encodeMessage, type EnvelopeHeader } from '@webpvm/vm-protocol';
+import { decodeEnvelope, encodeEnvelope, encodeMessage, unsealMessage, type EnvelopeHeader, type ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FrameKind, Reassembler, toFrames } from '../src/host/messaging/channel-frames.ts';
 import { assignment } from './support/assignments.ts';
@@ -13,7 +13,10 @@ const seqOf = (bytes: Uint8Array): string => {
 };
 const laneControl = (payload: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(payload));
 const laneFrame = (control: unknown) => toFrames(FrameKind.lane, new TextEncoder().encode(JSON.stringify(control)), 0)[0]!;
-const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, message: { from, to, tag: 1, seq, data } });
+const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, envelope: encodeMessage({ from, to, tag: 1, seq, data }) });
+/** The `deliver`s a worker was posted, their envelopes decoded as its runtime decodes them. */
+const deliveries = (received: ToWorker[]) =>
+  received.flatMap((m) => (m.type === 'deliver' ? [{ tid: m.tid, messages: m.envelopes.map(unsealMessage) }] : []));
 
 let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
@@ -49,9 +52,8 @@ describe('HostRuntime messaging', () => {
     host.workers[0]!.emit(send('joba.0', 'joba.2', 1, { x: new Float64Array([0.5]) }));
     host.workers[0]!.emit(send('joba.0', 'joba.2', 2));
     await settle();
-    expect(host.workers[2]!.received.filter((m) => m.type === 'deliver')).toEqual([
+    expect(deliveries(host.workers[2]!.received)).toEqual([
       {
-        type: 'deliver',
         tid: 'joba.2',
         messages: [
           { from: 'joba.0', to: 'joba.2', tag: 1, seq: 1, data: { x: new Float64Array([0.5]) } },
@@ -98,7 +100,7 @@ describe('HostRuntime messaging', () => {
     host.socket().receiveBinary(encodeMessage({ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }));
     host.socket().receiveBinary(encodeMessage({ from: 'joba.7', to: 'joba.3', tag: 4, seq: 1, data: 'later' }));
     await settle();
-    expect(host.workers[0]!.received.at(-1)).toEqual({ type: 'deliver', tid: 'joba.0', messages: [{ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }] });
+    expect(deliveries(host.workers[0]!.received).at(-1)).toEqual({ tid: 'joba.0', messages: [{ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }] });
     // joba.3 waits for a slot, and its message waits with it
     host.workers[1]!.emit({ type: 'done', tid: 'joba.1', ok: true, value: 1 });
     await settle();

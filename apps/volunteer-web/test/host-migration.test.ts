@@ -1,4 +1,4 @@
-import { decodeEnvelope, decodeImage, encodeImage, encodeMessage, encodeValue, imageParts } from '@webpvm/vm-protocol';
+import { decodeEnvelope, decodeImage, encodeImage, encodeMessage, encodeValue, imageParts, sealMessage, unsealMessage } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FREEZE_GRACE_MS } from '../src/host/host-runtime.ts';
 import { Reassembler } from '../src/host/messaging/channel-frames.ts';
@@ -74,7 +74,7 @@ describe('HostRuntime migration', () => {
     const { bytes, image } = sentImage(host.socket().binary, 'joba.0');
     expect(migrated!.imageBytes).toBe(bytes);
     expect(image.checkpoint).toMatchObject({ rng: [1, 2, 3, 4], sent: [{ to: 'joba.5', seq: 7 }], requests: 3 });
-    expect(image.mailbox.map((m) => m.data)).toEqual(['two', 'three']);
+    expect(image.mailbox.map((m) => unsealMessage(m.envelope)!.data)).toEqual(['two', 'three']);
     expect(image.delivered).toEqual(new Map([['joba.5', 3]]));
     expect(host.runtime.snapshot()).toMatchObject({ running: [], workersAlive: 0, migrations: { out: 1, in: 0 }, lastReclaim: { reason: 'input' } });
 
@@ -92,23 +92,24 @@ describe('HostRuntime migration', () => {
       tid: 'joba.0',
       checkpoint: { state, rng: [1, 2, 3, 4], sent: [], requests: 1 },
       delivered: new Map([['joba.5', 2]]),
-      mailbox: [message('joba.5', 'joba.0', 2, 'unread')],
-      pending: [message('joba.5', 'joba.0', 4, 'after a gap')],
+      mailbox: [sealMessage(message('joba.5', 'joba.0', 2, 'unread'))],
+      pending: [sealMessage(message('joba.5', 'joba.0', 4, 'after a gap'))],
     });
     for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: image.byteLength })] });
     await settle();
-    expect(host.workers[0]!.received[0]).toMatchObject({
+    const start = host.workers[0]!.received[0]!;
+    expect(start).toMatchObject({
       type: 'start',
       task: { tid: 'joba.0', attempt: 2, resume: { state: { step: 4 }, rng: [1, 2, 3, 4], sent: [], requests: 1 } },
-      mailbox: [{ from: 'joba.5', seq: 2, data: 'unread' }],
     });
+    expect(start.type === 'start' && start.mailbox?.map(unsealMessage)).toEqual([{ from: 'joba.5', to: 'joba.0', tag: 1, seq: 2, data: 'unread' }]);
     expect(host.socket().sentOfType('resumed')).toEqual([{ type: 'resumed', tid: 'joba.0', attempt: 2 }]);
     // seq 2 again is a repeat; seq 3 fills the gap and lets seq 4 through
     host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 2, 'unread')));
     host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 3, 'three')));
     await settle();
-    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.messages.map((d) => d.data) : []));
+    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.envelopes.map((e) => unsealMessage(e)!.data) : []));
     expect(delivered).toEqual(['three', 'after a gap']);
     expect(host.runtime.snapshot().migrations).toEqual({ out: 0, in: 1 });
   });
@@ -138,7 +139,7 @@ describe('HostRuntime migration', () => {
       tid: 'joba.0',
       checkpoint: null,
       delivered: new Map([['joba.5', 1]]),
-      mailbox: [message('joba.5', 'joba.0', 1, 'in the image')],
+      mailbox: [sealMessage(message('joba.5', 'joba.0', 1, 'in the image'))],
       pending: [],
     });
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: image.byteLength })] });
@@ -149,8 +150,9 @@ describe('HostRuntime migration', () => {
     expect(host.workers).toHaveLength(0);
     for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
     await settle();
-    expect(host.workers[0]!.received[0]).toMatchObject({ type: 'start', mailbox: [{ data: 'in the image' }] });
-    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.messages.map((d) => d.data) : []));
+    const start = host.workers[0]!.received[0]!;
+    expect(start.type === 'start' && start.mailbox?.map((e) => unsealMessage(e)!.data)).toEqual(['in the image']);
+    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.envelopes.map((e) => unsealMessage(e)!.data) : []));
     expect(delivered).toEqual(['meanwhile']);
     await vi.advanceTimersByTimeAsync(20_000);
     expect(host.socket().sentOfType('image-missing')).toEqual([]);

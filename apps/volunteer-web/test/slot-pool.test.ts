@@ -1,4 +1,4 @@
-import { SAFE_POINT_FLAGS, type TaskMessage, type TaskOutcome, type TaskRef, type ToWorker } from '@webpvm/vm-protocol';
+import { SAFE_POINT_FLAGS, encodeEnvelope, encodeMessage, type SealedMessage, type TaskOutcome, type TaskRef, type ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SlotPool, type LeftTask } from '../src/host/slot-pool.ts';
 import { assignment } from './support/assignments.ts';
@@ -8,8 +8,8 @@ function setup(slots: number, sharedFlags = false) {
   const { spawn, workers } = fakeWorkers();
   const outcomes: TaskOutcome[] = [];
   const logs: string[] = [];
-  const sends: [TaskRef, TaskMessage][] = [];
-  const laneSends: [TaskRef, Pick<TaskMessage, 'from' | 'to' | 'seq'>][] = [];
+  const sends: [TaskRef, SealedMessage][] = [];
+  const laneSends: [TaskRef, Pick<SealedMessage, 'from' | 'to' | 'seq'>][] = [];
   const started: string[] = [];
   const left: LeftTask[] = [];
   const pool = new SlotPool({
@@ -155,7 +155,7 @@ describe('SlotPool', () => {
   it('posts to the worker of a running task only', () => {
     const { pool, workers } = setup(1);
     pool.assign([assignment('joba', 0), assignment('joba', 1)]);
-    const deliver: ToWorker = { type: 'deliver', tid: 'joba.0', messages: [] };
+    const deliver: ToWorker = { type: 'deliver', tid: 'joba.0', envelopes: [] };
     expect(pool.post('joba.0', deliver)).toBe(true);
     expect(pool.post('joba.1', { ...deliver, tid: 'joba.1' })).toBe(false);
     expect(workers[0]!.received.at(-1)).toEqual(deliver);
@@ -163,17 +163,38 @@ describe('SlotPool', () => {
     expect(pool.refOf('joba.7')).toBeNull();
   });
 
-  it('passes on what a task sends, and fails a task that sends as another or to another job', () => {
+  it('passes on what a task sends as the envelope it sent, and fails a task that sends as another or to another job', () => {
     const { pool, workers, sends, outcomes } = setup(2);
     pool.assign([assignment('joba', 0), assignment('joba', 1)]);
-    const message = { from: 'joba.0', to: 'joba.5', tag: 2, seq: 1, data: [1] };
-    workers[0]!.emit({ type: 'send', tid: 'joba.0', message });
-    expect(sends).toEqual([[{ tid: 'joba.0', attempt: 1 }, message]]);
-    workers[0]!.emit({ type: 'send', tid: 'joba.0', message: { ...message, from: 'joba.1' } });
-    workers[1]!.emit({ type: 'send', tid: 'joba.1', message: { ...message, from: 'joba.1', to: 'jobb.1' } });
+    const message = { from: 'joba.0', to: 'joba.5', tag: 2, seq: 1 };
+    const envelope = encodeMessage({ ...message, data: [1] });
+    workers[0]!.emit({ type: 'send', tid: 'joba.0', envelope });
+    expect(sends).toEqual([[{ tid: 'joba.0', attempt: 1 }, { ...message, envelope }]]);
+    workers[0]!.emit({ type: 'send', tid: 'joba.0', envelope: encodeMessage({ ...message, from: 'joba.1', data: [1] }) });
+    workers[1]!.emit({ type: 'send', tid: 'joba.1', envelope: encodeMessage({ ...message, from: 'joba.1', to: 'jobb.1', data: [1] }) });
     expect(outcomes.map((o) => [o.tid, !o.ok && o.error.code])).toEqual([
       ['joba.0', 'E_FORBIDDEN'],
       ['joba.1', 'E_FORBIDDEN'],
+    ]);
+  });
+
+  it('fails a task that sends what is not a message: an acknowledgement, data that does not decode, seq 0', () => {
+    const { pool, workers, sends, outcomes } = setup(3);
+    pool.assign([assignment('joba', 0), assignment('joba', 1), assignment('joba', 2)]);
+    workers[0]!.emit({ type: 'send', tid: 'joba.0', envelope: encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.5', seq: 1 }) });
+    const missingSegment = encodeEnvelope({ type: 'msg', from: 'joba.1', to: 'joba.5', tag: 2, seq: 1, data: { $wpvm: 'Uint8Array', b: 0 }, sizes: [] });
+    workers[1]!.emit({ type: 'send', tid: 'joba.1', envelope: missingSegment });
+    workers[2]!.emit({ type: 'send', tid: 'joba.2', envelope: encodeMessage({ from: 'joba.2', to: 'joba.5', tag: 2, seq: 0, data: 1 }) });
+    expect(sends).toEqual([]);
+    expect(outcomes.map((o) => [o.tid, !o.ok && o.error.code])).toEqual([
+      ['joba.0', 'E_BAD_FRAME'],
+      ['joba.1', 'E_BAD_FRAME'],
+      ['joba.2', 'E_BAD_FRAME'],
+    ]);
+    expect(outcomes.map((o) => !o.ok && o.error.message)).toEqual([
+      expect.stringContaining('not a task message'),
+      expect.stringContaining('missing byte segment'),
+      expect.stringContaining('seq 0'),
     ]);
   });
 });
@@ -254,7 +275,7 @@ describe('SlotPool evacuation', () => {
 
   it('hands a resuming task its state bytes and mailbox with its start', () => {
     const { pool, workers } = setup(1);
-    const mailbox = [{ from: 'joba.3', to: 'joba.0', tag: 1, seq: 4, data: 'x' }];
+    const mailbox = [encodeMessage({ from: 'joba.3', to: 'joba.0', tag: 1, seq: 4, data: 'x' })];
     pool.assign([assignment('joba', 0)], new Map([['joba.0', { stateBuffers: [new Uint8Array([1, 2])], mailbox }]]));
     expect(workers[0]!.received[0]).toMatchObject({ type: 'start', stateBuffers: [new Uint8Array([1, 2])], mailbox });
   });

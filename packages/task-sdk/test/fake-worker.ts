@@ -1,10 +1,9 @@
 import { expect } from 'vitest';
-import { FromWorker, type ErrorBody, type TaskAssignment, type TaskOp, type ToWorker } from '@webpvm/vm-protocol';
+import { FromWorker, encodeMessage, unsealMessage, type ErrorBody, type TaskAssignment, type TaskMessage, type TaskOp } from '@webpvm/vm-protocol';
 import type { TaskContext } from '../src/ctx.ts';
 import { runTaskWorker } from '../src/runtime/index.ts';
 
 type Done = Extract<FromWorker, { type: 'done' }>;
-type Delivered = Extract<ToWorker, { type: 'deliver' }>['messages'][number];
 export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
 
 /**
@@ -13,13 +12,15 @@ export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBod
  */
 export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
   const posted: FromWorker[] = [];
+  const transfers = new WeakMap<FromWorker, readonly ArrayBuffer[]>();
   const waiting = new Map<string, (done: Done) => void>();
   let listener: ((event: { data: unknown }) => void) | undefined;
   const send = (data: unknown): void => listener!({ data });
   runTaskWorker({
-    postMessage: (message) => {
+    postMessage: (message, transfer = []) => {
       const parsed = FromWorker.parse(message);
       posted.push(parsed);
+      transfers.set(parsed, transfer);
       if (parsed.type === 'done') waiting.get(parsed.tid)?.(parsed);
       if (parsed.type === 'request' && answer) {
         const { tid, requestId, op } = parsed;
@@ -30,6 +31,8 @@ export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
       listener = l;
     },
   });
+  const of = <T extends FromWorker['type']>(type: T, tid = 'job1.0'): Extract<FromWorker, { type: T }>[] =>
+    posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && m.tid === tid);
   return {
     posted,
     send,
@@ -50,11 +53,21 @@ export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
       send({ type: 'start', task: full, checkpointIntervalMs });
       return done;
     },
-    deliver(tid: string, ...messages: Omit<Delivered, 'to'>[]): void {
-      send({ type: 'deliver', tid, messages: messages.map((m) => ({ ...m, to: tid })) });
+    deliver(tid: string, ...messages: Omit<TaskMessage, 'to'>[]): void {
+      send({ type: 'deliver', tid, envelopes: messages.map((m) => encodeMessage({ ...m, to: tid })) });
     },
-    of<T extends FromWorker['type']>(type: T, tid = 'job1.0'): Extract<FromWorker, { type: T }>[] {
-      return posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && m.tid === tid);
+    of,
+    /** What a task handed the host to send, as its receivers will read it. */
+    sent(tid = 'job1.0'): TaskMessage[] {
+      return of('send', tid).map(({ envelope }) => {
+        const message = unsealMessage(envelope);
+        expect(message, 'a send carries a message envelope').not.toBeNull();
+        return message!;
+      });
+    },
+    /** The buffers `message` moved out of the worker as it was posted. */
+    transferOf(message: FromWorker): readonly ArrayBuffer[] | undefined {
+      return transfers.get(message);
     },
   };
 }

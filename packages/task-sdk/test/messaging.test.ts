@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, messageFromEnvelope } from '@webpvm/vm-protocol';
+import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, encodeEnvelope, encodeMessage, messageFromEnvelope } from '@webpvm/vm-protocol';
 import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
 import { FakeLane } from './fake-lane.ts';
 import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './fake-worker.ts';
@@ -31,7 +31,7 @@ describe('ctx.send and ctx.mcast', () => {
       },
     });
     expect(await worker.run({ programUrl: HOOKED_PROGRAM })).toMatchObject({ ok: true });
-    expect(worker.of('send').map((m) => m.message)).toEqual([
+    expect(worker.sent()).toEqual([
       { from: 'job1.0', to: 'job1.1', tag: 5, seq: 1, data: 'a' },
       { from: 'job1.0', to: 'job1.2', tag: 5, seq: 1, data: 'b' },
       { from: 'job1.0', to: 'job1.1', tag: 6, seq: 2, data: { n: 1 } },
@@ -39,6 +39,23 @@ describe('ctx.send and ctx.mcast', () => {
       { from: 'job1.0', to: 'job1.2', tag: 7, seq: 2, data: [1, 2] },
       { from: 'job1.0', to: 'job1.0', tag: 7, seq: 1, data: [1, 2] },
     ]);
+  });
+
+  it('hands the host each message as an envelope of its own, moving its buffer rather than copying it', async () => {
+    const worker = fakeWorker();
+    hookTasks({ main: (ctx) => ctx.mcast(['job1.1', 'job1.2'], 3, new Float64Array(1000)) });
+    await worker.run({ programUrl: HOOKED_PROGRAM });
+    const sends = worker.of('send');
+    expect(sends).toHaveLength(2);
+    for (const send of sends) {
+      const { envelope } = send;
+      expect(worker.transferOf(send)).toHaveLength(1);
+      expect(worker.transferOf(send)![0]).toBe(envelope.buffer);
+      // a buffer holding more than the envelope would move bytes the worker still uses
+      expect([envelope.byteOffset, envelope.byteLength]).toEqual([0, envelope.buffer.byteLength]);
+    }
+    expect(sends[0]!.envelope.buffer).not.toBe(sends[1]!.envelope.buffer);
+    expect(worker.sent().map((m) => (m.data as Float64Array).length)).toEqual([1000, 1000]);
   });
 
   it('refuses another job, a bad tid or tag, oversized or cyclic data, and then sends nothing', async () => {
@@ -65,7 +82,7 @@ describe('ctx.send and ctx.mcast', () => {
     });
     await worker.run({ programUrl: HOOKED_PROGRAM });
     expect(codes).toEqual(['E_FORBIDDEN', 'E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_BAD_REQUEST', 'E_TOO_LARGE', 'E_FORBIDDEN', 'E_BAD_REQUEST']);
-    expect(worker.of('send').map((m) => m.message)).toEqual([{ from: 'job1.0', to: 'job1.1', tag: 1, seq: 1, data: 'after' }]);
+    expect(worker.sent()).toEqual([{ from: 'job1.0', to: 'job1.1', tag: 1, seq: 1, data: 'after' }]);
   });
 
   it('sends data as the wire carries it: binary bit for bit, only the bytes of a view; a Map or Date is refused', async () => {
@@ -87,7 +104,7 @@ describe('ctx.send and ctx.mcast', () => {
     });
     await worker.run({ programUrl: HOOKED_PROGRAM });
     expect(worker.of('send')).toHaveLength(1);
-    const data = worker.of('send')[0]!.message.data as { floats: Float64Array; row: Float64Array; big: bigint };
+    const data = worker.sent()[0]!.data as { floats: Float64Array; row: Float64Array; big: bigint };
     expect(data.floats).toEqual(new Float64Array([1.5, -0, NaN, Infinity]));
     expect(data.row.buffer.byteLength).toBe(16);
     expect(Object.is(data.row[0], -0)).toBe(true);
@@ -155,6 +172,24 @@ describe('ctx.recv and ctx.probe', () => {
     expect(result).toMatchObject({ ok: true, value: { none: null } });
     expect(result.ok && (result.value as { waited: number }).waited).toBeGreaterThanOrEqual(25);
     expect(late).toEqual({ from: 'job1.1', tag: 1, data: 'late' });
+  });
+
+  it('drops a delivered envelope that is not a message for the task, and takes the ones that are', async () => {
+    const worker = fakeWorker();
+    hookTasks({ main: async (ctx) => [await ctx.recv(), await ctx.recv({ timeoutMs: 0 })] });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    const twelveByteFloats = { $wpvm: 'Float64Array', b: 0 };
+    // the first two, taken for job1.1's message 1, would have the real one dropped as a duplicate
+    const envelopes = [
+      encodeMessage({ from: 'job1.1', to: 'job1.3', tag: 1, seq: 1, data: 'for another task' }),
+      encodeEnvelope({ type: 'msg', from: 'job1.1', to: 'job1.0', tag: 1, seq: 1, data: twelveByteFloats, sizes: [12] }, [new Uint8Array(12)]),
+      encodeEnvelope({ type: 'ack', of: 'job1.0', by: 'job1.1', seq: 1 }),
+      new Uint8Array([1, 2, 3]),
+      encodeMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq: 1, data: 'mine' }),
+    ];
+    worker.send({ type: 'deliver', tid: 'job1.0', envelopes });
+    expect(await done).toMatchObject({ ok: true, value: [{ from: 'job1.1', tag: 1, data: 'mine' }, null] });
   });
 
   it('refuses a bad filter', async () => {
@@ -234,7 +269,7 @@ describe('requests', () => {
     const worker = fakeWorker(host);
     hookTasks({ main: (ctx) => ctx.bcast('g', 4, 'hello') });
     await worker.run({ programUrl: HOOKED_PROGRAM });
-    expect(worker.of('send').map((m) => [m.message.to, m.message.seq])).toEqual([
+    expect(worker.sent().map((m) => [m.to, m.seq])).toEqual([
       ['job1.5', 1],
       ['job1.6', 1],
     ]);
@@ -340,7 +375,7 @@ describe('lanes', () => {
     expect(copies).toEqual(lane.sent);
     const decoded = decodeEnvelope(copies[1]!);
     expect(decoded.ok && decoded.value.header.type === 'msg' && messageFromEnvelope(decoded.value.header, decoded.value.buffers).data).toEqual({ back: 'on the lane' });
-    expect(worker.of('send').map((m) => `${m.message.to}:${m.message.seq}`)).toEqual(['job1.2:1', 'job1.1:2', 'job1.1:4']);
+    expect(worker.sent().map((m) => `${m.to}:${m.seq}`)).toEqual(['job1.2:1', 'job1.1:2', 'job1.1:4']);
     expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
   });
 
@@ -396,7 +431,7 @@ describe('lanes', () => {
     worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.2', channel: lanes[1]! });
     worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
     expect(await done).toMatchObject({ ok: true });
-    const viaHost = worker.of('send').map((m) => m.message);
+    const viaHost = worker.sent();
     const queued = worker.of('lane-sent').reduce((n, m) => n + m.envelopes.length, 0);
     expect(queued + viaHost.length).toBe(2 * perLane);
     expect(queued * (120 * 1024)).toBeLessThanOrEqual(64 * 1024 * 1024);
@@ -423,7 +458,7 @@ describe('lanes', () => {
     expect(await done).toMatchObject({ ok: true });
     expect(lane.sent).toEqual([]);
     expect(worker.of('lane-sent').flatMap((m) => m.envelopes).map(seqOf)).toEqual(['job1.0>job1.1:1']);
-    expect(worker.of('send').map((m) => `${m.message.to}:${m.message.seq}`)).toEqual(['job1.1:2']);
+    expect(worker.sent().map((m) => `${m.to}:${m.seq}`)).toEqual(['job1.1:2']);
     expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
   });
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LIMITS, SAFE_POINT_FLAGS, decodeValue, encodeValue } from '@webpvm/vm-protocol';
+import { LIMITS, SAFE_POINT_FLAGS, decodeValue, encodeMessage, encodeValue } from '@webpvm/vm-protocol';
 import { Rng } from '../src/runtime/index.ts';
 import { bundleProgram } from '../src/node/bundle-program.ts';
 import { fakeWorker, program, settle } from './fake-worker.ts';
@@ -198,6 +198,20 @@ describe('freeze and resume', () => {
     await expect.poll(() => worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
   });
 
+  it('ends a resumed task whose mailbox holds an envelope that does not decode with E_BAD_FRAME, without running it', async () => {
+    const worker = fakeWorker();
+    const full = {
+      tid: 'job1.0', attempt: 2, jobId: 'job1', parent: null, name: null, input: null, seed: 1, timeoutMs: null, resume: null,
+      programUrl: program('export default (ctx) => { ctx.send("job1.1", 1, "ran"); }'),
+    };
+    const good = encodeMessage({ from: 'job1.2', to: 'job1.0', tag: 1, seq: 1, data: 'first' });
+    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, mailbox: [good, good.subarray(0, good.byteLength - 1)] });
+    await expect.poll(() => worker.of('done')).toHaveLength(1);
+    expect(worker.of('done')[0]).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
+    await settle();
+    expect(worker.of('send')).toEqual([]);
+  });
+
   it('resumes with its state bytes, its mailbox first, and seqs and request ids going on from the checkpoint', async () => {
     const state = encodeValue({ v: new Uint8Array([7, 8]) });
     const worker = fakeWorker((op) => ({ ok: true, value: op.kind === 'size' ? 3 : null }));
@@ -208,10 +222,10 @@ describe('freeze and resume', () => {
         'export default async (ctx) => { const m = await ctx.recv(); ctx.send("job1.1", 1, 0); await ctx.groupSize("g"); return { v: [...ctx.resume.v], m: m.data }; }',
       ),
     };
-    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, stateBuffers: state.buffers, mailbox: [{ from: 'job1.2', to: 'job1.0', tag: 1, seq: 9, data: 'first' }] });
+    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, stateBuffers: state.buffers, mailbox: [encodeMessage({ from: 'job1.2', to: 'job1.0', tag: 1, seq: 9, data: 'first' })] });
     await expect.poll(() => worker.of('done')).toHaveLength(1);
     expect(worker.of('done')[0]).toMatchObject({ ok: true, value: { v: [7, 8], m: 'first' } });
-    expect(worker.of('send')[0]?.message.seq).toBe(5);
+    expect(worker.sent()[0]?.seq).toBe(5);
     expect(worker.of('request')[0]?.requestId).toBe(7);
   });
 });

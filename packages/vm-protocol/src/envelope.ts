@@ -3,7 +3,7 @@ import { Tid } from './ids.ts';
 import { LIMITS } from './limits.ts';
 import { encodeFrame, readFrameHeader, readSegments } from './framing.ts';
 import { type MessageFields, decodeMessageFrame, encodeMessageFrame, isMessageFrame } from './message-frame.ts';
-import { type EncodedValue, decodeValue, encodeValue } from './value-codec.ts';
+import { type EncodedValue, checkValue, decodeValue, encodeValue } from './value-codec.ts';
 
 /**
  * The binary envelope of everything one task sends another, identical on every path (relay
@@ -54,6 +54,15 @@ export interface TaskMessage {
   data: unknown;
 }
 
+/**
+ * A message as hosts hold it and pass it on: the fields they route and order it by, and its
+ * envelope. Its data stays in the envelope from the sending task's worker to the receiving one's:
+ * hosts never copy it out, so a large message crosses a page as one buffer.
+ */
+export interface SealedMessage extends Omit<TaskMessage, 'data'> {
+  envelope: Uint8Array;
+}
+
 export interface Envelope {
   header: EnvelopeHeader;
   buffers: Uint8Array[];
@@ -62,7 +71,7 @@ export interface Envelope {
 /** Room for the header's own fields (tids, tag, the sizes list) beside the data it carries. */
 const FIELDS_BYTES = 4 * 1024 * 1024;
 /** The header holds the data's JSON, which LIMITS.messageBytes bounds together with the byte segments. */
-const MAX_ENVELOPE_BYTES = LIMITS.messageBytes + FIELDS_BYTES;
+export const MAX_ENVELOPE_BYTES = LIMITS.messageBytes + FIELDS_BYTES;
 
 /** Cuts a task image into the frames that carry it. */
 export function imageParts(tid: string, attempt: number, image: Uint8Array): Uint8Array[] {
@@ -83,7 +92,7 @@ export type DecodedEnvelope = { ok: true; value: Envelope } | { ok: false; error
 export function decodeEnvelope(bytes: Uint8Array): DecodedEnvelope {
   const bad = (message: string): DecodedEnvelope => ({ ok: false, error: { code: 'E_BAD_FRAME', message } });
   if (bytes.byteLength > MAX_ENVELOPE_BYTES) {
-    return { ok: false, error: { code: 'E_TOO_LARGE', message: `envelope over ${LIMITS.messageBytes} bytes` } };
+    return { ok: false, error: { code: 'E_TOO_LARGE', message: `envelope over ${MAX_ENVELOPE_BYTES} bytes` } };
   }
   if (isMessageFrame(bytes)) {
     const decoded = decodeMessageFrame(bytes);
@@ -134,4 +143,46 @@ export function messageFromEnvelope(header: MessageHeader, buffers: readonly Uin
 /** The bytes a message's data takes on the wire, to enforce LIMITS.messageBytes before sending. */
 export function encodedSize({ json, buffers }: EncodedValue): number {
   return JSON.stringify(json ?? null).length + buffers.reduce((n, b) => n + b.byteLength, 0);
+}
+
+/** A message a host makes itself (an exit notification), sealed like one a task sent. */
+export function sealMessage(message: TaskMessage): SealedMessage {
+  return { ...fieldsOf(message), envelope: encodeMessage(message) };
+}
+
+export type SealedResult = { ok: true; message: SealedMessage } | { ok: false; message: string };
+
+/**
+ * The task message `envelope` holds, checked all through — header, data JSON, byte segments —
+ * as decoding it would, with nothing copied out.
+ */
+export function readSealed(envelope: Uint8Array): SealedResult {
+  const decoded = decodeEnvelope(envelope);
+  if (!decoded.ok) return { ok: false, message: decoded.error.message };
+  const { header, buffers } = decoded.value;
+  if (header.type !== 'msg') return { ok: false, message: `an envelope of type ${header.type}, not a task message` };
+  return sealDecoded(header, buffers, envelope);
+}
+
+/** readSealed for an envelope already decoded into `header` and `buffers`. */
+export function sealDecoded(header: MessageHeader, buffers: readonly Uint8Array[], envelope: Uint8Array): SealedResult {
+  const wrong = checkValue(header.data, buffers);
+  if (wrong !== null) return { ok: false, message: `message data: ${wrong}` };
+  return { ok: true, message: { ...fieldsOf(header), envelope } };
+}
+
+/** The message a sealed envelope holds, as its receiver reads it; null when it holds none. */
+export function unsealMessage(envelope: Uint8Array): TaskMessage | null {
+  const decoded = decodeEnvelope(envelope);
+  if (!decoded.ok || decoded.value.header.type !== 'msg') return null;
+  try {
+    return messageFromEnvelope(decoded.value.header, decoded.value.buffers);
+  } catch {
+    return null;
+  }
+}
+
+function fieldsOf(message: Omit<TaskMessage, 'data'>): Omit<TaskMessage, 'data'> {
+  const { from, to, tag, seq, after } = message;
+  return { from, to, tag, seq, ...(after === undefined ? {} : { after }) };
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Tid } from './ids.ts';
 import { LIMITS } from './limits.ts';
-import { decodeEnvelope, encodeMessage, messageFromEnvelope, type TaskMessage } from './envelope.ts';
+import { type SealedMessage, readSealed } from './envelope.ts';
 import { encodeFrame, readFrameHeader, readSegments } from './framing.ts';
 import type { EncodedValue } from './value-codec.ts';
 
@@ -49,14 +49,14 @@ export interface TaskImage {
   /** Null when the task never reached a checkpoint: it starts over and replays its mailbox. */
   checkpoint: ImageCheckpoint | null;
   delivered: Map<string, number>;
-  mailbox: TaskMessage[];
-  pending: TaskMessage[];
+  mailbox: SealedMessage[];
+  pending: SealedMessage[];
 }
 
 export function encodeImage(image: TaskImage): Uint8Array {
   const state = image.checkpoint?.state ?? { json: null, buffers: [] };
-  const mailbox = image.mailbox.map(encodeMessage);
-  const pending = image.pending.map(encodeMessage);
+  const mailbox = image.mailbox.map((m) => m.envelope);
+  const pending = image.pending.map((m) => m.envelope);
   const header: z.input<typeof ImageHeader> = {
     tid: image.tid,
     checkpoint: image.checkpoint && {
@@ -89,18 +89,14 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
   const stateBuffers = read.segments.slice(0, stateSizes.length);
   const mailboxBytes = read.segments.slice(stateSizes.length, stateSizes.length + header.mailbox.length);
   const pendingBytes = read.segments.slice(stateSizes.length + header.mailbox.length);
-  const messages = (list: Uint8Array[]): TaskMessage[] | string => {
-    const out: TaskMessage[] = [];
+  const messages = (list: Uint8Array[]): SealedMessage[] | string => {
+    const out: SealedMessage[] = [];
     for (const envelope of list) {
-      const decoded = decodeEnvelope(envelope);
-      if (!decoded.ok) return decoded.error.message;
-      const { header: h, buffers } = decoded.value;
-      if (h.type !== 'msg' || h.to !== header.tid) return 'a message in it is not for its task';
-      try {
-        out.push(messageFromEnvelope(h, buffers));
-      } catch (error) {
-        return `a message in it does not decode: ${error instanceof Error ? error.message : String(error)}`;
-      }
+      const read = readSealed(envelope);
+      if (!read.ok) return read.message;
+      if (read.message.to !== header.tid) return 'a message in it is not for its task';
+      // A host keeps these in its replay log long after the image: a view would hold all of it, state included.
+      out.push({ ...read.message, envelope: envelope.slice() });
     }
     return out;
   };

@@ -66,12 +66,30 @@ export function encodeValue(value: unknown): EncodedValue {
 }
 
 export function decodeValue(json: unknown, buffers: readonly Uint8Array[]): unknown {
-  const bytes = (index: unknown): Uint8Array => {
+  return walkEncoded(json, buffers, true);
+}
+
+/**
+ * Why `decodeValue(json, buffers)` would throw, or null. Hosts check a message's data this way
+ * and pass its envelope on: only the receiving task's worker copies the bytes out.
+ */
+export function checkValue(json: unknown, buffers: readonly Uint8Array[]): string | null {
+  try {
+    walkEncoded(json, buffers, false);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
+}
+
+/** decodeValue, or with `materialize` false the same checks with no bytes copied (binary values come out null). */
+function walkEncoded(json: unknown, buffers: readonly Uint8Array[], materialize: boolean): unknown {
+  const bytes = (index: unknown, elementBytes = 1): ArrayBuffer | null => {
     const b = typeof index === 'number' ? buffers[index] : undefined;
     if (!b) throw new Error(`value refers to a missing byte segment ${String(index)}`);
-    return b;
+    if (b.byteLength % elementBytes !== 0) throw new RangeError(`a byte segment of ${b.byteLength} bytes holds no whole number of ${elementBytes}-byte elements`);
+    return materialize ? b.slice().buffer : null;
   };
-  const copy = (b: Uint8Array): ArrayBuffer => b.slice().buffer;
   const walk = (v: unknown): unknown => {
     if (v === null || typeof v !== 'object') return v;
     if (Array.isArray(v)) return v.map(walk);
@@ -94,12 +112,17 @@ export function decodeValue(json: unknown, buffers: readonly Uint8Array[]): unkn
         case 'object':
           return walkFields(o.v as Record<string, unknown>);
         case 'ArrayBuffer':
-          return copy(bytes(o.b));
-        case 'DataView':
-          return new DataView(copy(bytes(o.b)));
-        default:
-          if (Object.hasOwn(TYPED, tag)) return new TYPED[tag as TypedName](copy(bytes(o.b)));
-          throw new Error(`unknown value tag ${tag}`);
+          return bytes(o.b);
+        case 'DataView': {
+          const buffer = bytes(o.b);
+          return buffer && new DataView(buffer);
+        }
+        default: {
+          if (!Object.hasOwn(TYPED, tag)) throw new Error(`unknown value tag ${tag}`);
+          const Typed = TYPED[tag as TypedName];
+          const buffer = bytes(o.b, Typed.BYTES_PER_ELEMENT);
+          return buffer && new Typed(buffer);
+        }
       }
     }
     return walkFields(o);

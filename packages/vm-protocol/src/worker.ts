@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { Checkpoint, TaskAssignment, TaskOp, WireError } from './host.ts';
 import { Tid } from './ids.ts';
+import { MAX_ENVELOPE_BYTES } from './envelope.ts';
 import { LANE_MESSAGE_BYTES, LaneChannelSchema } from './lane.ts';
 import { LIMITS } from './limits.ts';
 
@@ -10,16 +11,10 @@ import { LIMITS } from './limits.ts';
  */
 
 /**
- * A message for the task, already in order and deduplicated by the host. `data` is whatever
- * structured clone carried; the runtime checks only the envelope fields.
+ * A message's envelope (envelope.ts), as hosts hand it to the receiving task's worker and take
+ * it from the sending one's: only workers decode message data.
  */
-const DeliveredMessage = z.object({
-  from: z.string(),
-  to: z.string(),
-  tag: z.number().int(),
-  seq: z.number().int().nonnegative(),
-  data: z.unknown(),
-});
+const MessageEnvelope = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= MAX_ENVELOPE_BYTES, 'a message envelope');
 
 const Bytes = z.array(z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'bytes')).max(1_000_000);
 
@@ -47,8 +42,8 @@ export const StartTask = z.object({
   checkpointIntervalMs: z.number().int().nonnegative(),
   /** The byte segments of `task.resume.state`, when the task resumes from an image. */
   stateBuffers: Bytes.optional(),
-  /** What the task finds in its mailbox on resume, in delivery order. */
-  mailbox: z.array(DeliveredMessage).optional(),
+  /** The envelopes of what the task finds in its mailbox on resume, in delivery order. */
+  mailbox: z.array(MessageEnvelope).max(1_000_000).optional(),
   /** Per sender, the highest seq the task had been handed before (on resume): lanes go on from there. */
   delivered: z.array(z.tuple([Tid, z.number().int().nonnegative()])).max(1_000_000).optional(),
   freezeFlag: FreezeFlag.optional(),
@@ -57,7 +52,11 @@ export const StartTask = z.object({
 /** Stop at the next safe point and answer with a frozen checkpoint. */
 export const FreezeTask = z.object({ type: z.literal('freeze'), tid: z.string() });
 
-export const Deliver = z.object({ type: z.literal('deliver'), tid: z.string(), messages: z.array(DeliveredMessage) });
+/**
+ * Messages for the task, already in order and deduplicated by the host (exit notifications
+ * after what their sender sent), as their envelopes.
+ */
+export const Deliver = z.object({ type: z.literal('deliver'), tid: z.string(), envelopes: z.array(MessageEnvelope).max(1_000_000) });
 
 /** The answer to a task's request (see TaskOp in host.ts). */
 export const Reply = z.discriminatedUnion('ok', [
@@ -105,12 +104,11 @@ export const WorkerDone = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('done'), tid: z.string(), ok: z.literal(false), error: WireError }),
 ]);
 
-/** A message the task sends; the host routes it (same host, data channel or relay). */
-export const WorkerSend = z.object({
-  type: z.literal('send'),
-  tid: z.string(),
-  message: z.object({ from: Tid, to: Tid, tag: z.number().int().min(0).max(0x7fffffff), seq: z.number().int().min(1), data: z.unknown() }),
-});
+/**
+ * A message the task sends, as its envelope (transferred, not copied); the host routes it (same
+ * host, data channel or relay) and checks that it is the task's own to a task of its job.
+ */
+export const WorkerSend = z.object({ type: z.literal('send'), tid: z.string(), envelope: MessageEnvelope });
 
 export const WorkerRequest = z.object({ type: z.literal('request'), tid: z.string(), requestId: z.number().int().min(1), op: TaskOp });
 

@@ -8,6 +8,7 @@ import {
   type CoordinatorMessageOf,
   type HostMessage,
   type MigrationReason,
+  type SealedMessage,
   type TaskAssignment,
   type TaskOutcome,
   type TaskRef,
@@ -142,7 +143,10 @@ export class HostRuntime {
       keepLog: runtime.options.replayLog,
       // A task waiting for its image is this page's already: its messages wait here too.
       holds: (tid) => this.#pool.holds(tid) || this.#waitsForImage(tid),
-      post: (tid, messages) => this.#pool.post(tid, { type: 'deliver', tid, messages }),
+      post: (tid, messages) => {
+        const envelopes = messages.map(workerCopy);
+        return this.#pool.post(tid, { type: 'deliver', tid, envelopes }, envelopes.map((e) => e.buffer));
+      },
       delivered: (tid, count) => {
         const ref = this.#pool.refOf(tid);
         if (ref) this.#progress.countIn(ref, count);
@@ -505,7 +509,7 @@ export class HostRuntime {
       if (resume) this.#latest.set(task.tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers });
       else this.#latest.delete(task.tid);
       runnable.push({ ...task, resume });
-      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox, delivered: [...image.delivered] });
+      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox.map(workerCopy), delivered: [...image.delivered] });
       this.#arriving.add(task.tid);
       this.#migrations.in += 1;
       restores.push(() => {
@@ -616,4 +620,12 @@ export class HostRuntime {
 
 function withCounters(checkpoint: Checkpoint): Required<Checkpoint> {
   return { ...checkpoint, sent: checkpoint.sent ?? [], requests: checkpoint.requests ?? 0 };
+}
+
+/**
+ * The worker's own copy of a message's envelope, to transfer: this page keeps the message for its
+ * replay log, and structured clone would copy the whole buffer a view lies in (an image's, for one).
+ */
+function workerCopy(message: SealedMessage): Uint8Array<ArrayBuffer> {
+  return message.envelope.slice();
 }

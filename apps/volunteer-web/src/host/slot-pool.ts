@@ -4,11 +4,11 @@ import {
   SAFE_POINT_FLAGS,
   decodeEnvelope,
   describeIssues,
-  messageFromEnvelope,
   parseTid,
+  readSealed,
   type ErrorBody,
+  type SealedMessage,
   type TaskAssignment,
-  type TaskMessage,
   type TaskOp,
   type TaskOutcome,
   type TaskRef,
@@ -43,10 +43,10 @@ export interface PoolEvents {
   /** The task's worker was handed the task: messages waiting for it can go. */
   started(ref: TaskRef): void;
   /** A message the task sends; `from` is the task itself and `to` a task of its job. */
-  send(ref: TaskRef, message: TaskMessage): void;
+  send(ref: TaskRef, message: SealedMessage): void;
   /** The task wrote this message (its envelope, `bytes`) on a lane (messaging/lanes.ts). */
-  laneSent(ref: TaskRef, message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void;
-  /** The worker delivered these to the task, in this order (worker.ts `delivered`); a lane's messages come decoded. */
+  laneSent(ref: TaskRef, message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void;
+  /** The worker delivered these to the task, in this order (worker.ts `delivered`); a lane's messages come sealed. */
   delivered(ref: TaskRef, entries: DeliveryReport[]): void;
   /** The task's lane to `to` closed. */
   laneClosed(ref: TaskRef, to: string): void;
@@ -156,11 +156,11 @@ export class SlotPool {
     return true;
   }
 
-  /** Hands a message to the worker running `tid`; false when that task is not running. */
-  post(tid: string, message: ToWorker): boolean {
+  /** Hands a message to the worker running `tid` (moving the `transfer` buffers); false when that task is not running. */
+  post(tid: string, message: ToWorker, transfer?: ArrayBuffer[]): boolean {
     const worker = this.#slotRunning(tid)?.worker;
     if (!worker) return false;
-    worker.post(message);
+    worker.post(message, transfer);
     return true;
   }
 
@@ -370,12 +370,17 @@ export class SlotPool {
         events.log({ tid, attempt }, message.line);
         return;
       case 'send': {
-        const { from, to } = message.message;
+        const read = readSealed(message.envelope);
+        if (!read.ok || read.message.seq < 1) {
+          this.#abort(slot, task, { code: 'E_BAD_FRAME', message: `${tid} sent what is not a message: ${read.ok ? 'seq 0' : read.message}` });
+          return;
+        }
+        const { from, to } = read.message;
         if (from !== tid || parseTid(to).jobId !== task.assignment.jobId) {
           this.#abort(slot, task, { code: 'E_FORBIDDEN', message: `${tid} may not send as ${from} to ${to}` });
           return;
         }
-        events.send({ tid, attempt }, message.message);
+        events.send({ tid, attempt }, read.message);
         return;
       }
       case 'lane-sent':
@@ -419,16 +424,11 @@ export class SlotPool {
   }
 
   /** A message `to` received on a lane, as its worker reports it: from a task of the same job, or null. */
-  #laneMessage(bytes: Uint8Array, to: string): TaskMessage | null {
-    const decoded = decodeEnvelope(bytes);
-    if (!decoded.ok || decoded.value.header.type !== 'msg') return null;
-    const { header, buffers } = decoded.value;
-    if (header.to !== to || header.seq < 1 || parseTid(header.from).jobId !== parseTid(to).jobId) return null;
-    try {
-      return messageFromEnvelope(header, buffers);
-    } catch {
-      return null;
-    }
+  #laneMessage(bytes: Uint8Array, to: string): SealedMessage | null {
+    const read = readSealed(bytes);
+    if (!read.ok) return null;
+    const { message } = read;
+    return message.to === to && message.seq >= 1 && parseTid(message.from).jobId === parseTid(to).jobId ? message : null;
   }
 
   #persistEveryMs(): number {

@@ -1,4 +1,4 @@
-import { decodeImage, encodeImage, type TaskMessage } from '@webpvm/vm-protocol';
+import { decodeImage, encodeImage, sealMessage, type SealedMessage, type TaskMessage } from '@webpvm/vm-protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Inboxes, type DeliveredMessage, type InboxImage } from '../../src/host/messaging/inboxes.ts';
@@ -7,10 +7,11 @@ import { ReorderBuffer } from '../../src/host/messaging/reorder-buffer.ts';
 const TID = 'joba.9';
 const EXIT_TAG = 99;
 
-const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): TaskMessage => ({ from, to: TID, tag: 1, seq, data: `${from}:${seq}`, ...extra });
-const exit = (from: string, after: number): TaskMessage => msg(from, 0, { tag: EXIT_TAG, after, data: { tid: from, ok: true } });
-const keyOf = (m: Pick<TaskMessage, 'from' | 'seq'>) => (m.seq === 0 ? `${m.from}:exit` : `${m.from}:${m.seq}`);
-const keys = (messages: readonly Pick<TaskMessage, 'from' | 'seq'>[]) => messages.map(keyOf);
+const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): SealedMessage =>
+  sealMessage({ from, to: TID, tag: 1, seq, data: `${from}:${seq}`, ...extra });
+const exit = (from: string, after: number): SealedMessage => msg(from, 0, { tag: EXIT_TAG, after, data: { tid: from, ok: true } });
+const keyOf = (m: Pick<SealedMessage, 'from' | 'seq'>) => (m.seq === 0 ? `${m.from}:exit` : `${m.from}:${m.seq}`);
+const keys = (messages: readonly Pick<SealedMessage, 'from' | 'seq'>[]) => messages.map(keyOf);
 
 /** Lets the inbox's queued delivery run. */
 const settle = async () => {
@@ -57,7 +58,7 @@ function page({ started = true, keepLog = true, reporting = true } = {}) {
       base = image.mailbox.length;
       inbox.restore(TID, image);
     },
-    accept: (...messages: TaskMessage[]) => {
+    accept: (...messages: SealedMessage[]) => {
       for (const m of messages) expect(inbox.accept(m)).toBe(true);
     },
   };
@@ -326,7 +327,7 @@ describe('a task migrating from page to page (property)', () => {
         if (all.length === 0) return;
         const arrivals = [...g(fc.shuffledSubarray, all, { minLength: all.length, maxLength: all.length })];
         /** Senders re-send what they had no acknowledgement for: duplicates, at any time. */
-        const withResends = (list: TaskMessage[]) => {
+        const withResends = (list: SealedMessage[]) => {
           const out = [...list];
           if (data.length === 0) return out;
           for (const [m, at] of g(fc.array, fc.tuple(fc.constantFrom(...data), fc.nat()), { maxLength: 4 })) out.splice(at % (out.length + 1), 0, m);

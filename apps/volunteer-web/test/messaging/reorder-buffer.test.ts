@@ -1,10 +1,10 @@
-import type { TaskMessage } from '@webpvm/vm-protocol';
+import { sealMessage, type SealedMessage, type TaskMessage } from '@webpvm/vm-protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ReorderBuffer } from '../../src/host/messaging/reorder-buffer.ts';
 
-const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): TaskMessage => ({ from, to: 'joba.9', tag: 1, seq, data: seq, ...extra });
-const seqs = (messages: TaskMessage[]) => messages.map((m) => `${m.from}:${m.seq}`);
+const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): SealedMessage => sealMessage({ from, to: 'joba.9', tag: 1, seq, data: seq, ...extra });
+const seqs = (messages: SealedMessage[]) => messages.map((m) => `${m.from}:${m.seq}`);
 
 describe('ReorderBuffer', () => {
   it('delivers messages that come in order at once', () => {

@@ -1,4 +1,4 @@
-import { decodeEnvelope, encodeEnvelope, encodeMessage, type EnvelopeHeader, type TaskMessage } from '@webpvm/vm-protocol';
+import { decodeEnvelope, encodeEnvelope, sealMessage, unsealMessage, type EnvelopeHeader, type SealedMessage } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FrameKind } from '../../src/host/messaging/channel-frames.ts';
 import type { DataLink, DataLinks } from '../../src/host/messaging/data-link.ts';
@@ -36,7 +36,7 @@ function headerOf(bytes: Uint8Array): EnvelopeHeader {
   return decoded.value.header;
 }
 
-const msg = (from: string, to: string, seq: number, data: unknown = seq): TaskMessage => ({ from, to, tag: 1, seq, data });
+const msg = (from: string, to: string, seq: number, data: unknown = seq): SealedMessage => sealMessage({ from, to, tag: 1, seq, data });
 const seqsOf = (headers: EnvelopeHeader[]) => headers.map((h) => (h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : h.type === 'ack' ? `ack ${h.of}>${h.by}:${h.seq}` : `part ${h.tid}`));
 
 /** Lets queued microtasks (deliveries, locate batches) run. */
@@ -64,7 +64,10 @@ function setup({ p2p = true, held = [] as string[] } = {}) {
   return { router, inbox, holds, delivered, relayed, located, links: links!, relayedSeqs, deliveredSeqs };
 }
 
-afterEach(() => vi.useRealTimers());
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
 
 describe('MessageRouter', () => {
   it('hands a message for a task on this page over in memory, batched per task per turn', async () => {
@@ -74,7 +77,8 @@ describe('MessageRouter', () => {
     t.router.send(msg('joba.1', 'joba.2', 2));
     await settle();
     expect(t.delivered).toHaveLength(1);
-    expect(t.delivered[0]!.messages[0]).toEqual({ from: 'joba.1', to: 'joba.2', tag: 1, seq: 1, data });
+    const { envelope, ...fields } = t.delivered[0]!.messages[0]!;
+    expect({ ...fields, data: unsealMessage(envelope)!.data }).toEqual({ from: 'joba.1', to: 'joba.2', tag: 1, seq: 1, data });
     expect(t.deliveredSeqs('joba.2')).toEqual(['joba.1:1', 'joba.1:2']);
     expect(t.relayed).toEqual([]);
     expect(t.router.counters).toMatchObject({ local: 2, channelOut: 0, relayOut: 0 });
@@ -157,10 +161,10 @@ describe('MessageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 2)), link);
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), null);
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), link);
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 3)), link);
+    t.router.receive(msg('joba.1', 'joba.2', 2).envelope, link);
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, null);
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
+    t.router.receive(msg('joba.1', 'joba.2', 3).envelope, link);
     await settle();
     expect(t.deliveredSeqs('joba.2')).toEqual(['joba.1:1', 'joba.1:2', 'joba.1:3']);
     expect(t.router.counters).toMatchObject({ channelIn: 3, relayIn: 1 });
@@ -175,22 +179,51 @@ describe('MessageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
-    for (let seq = 1; seq <= 64; seq++) t.router.receive(encodeMessage(msg('joba.1', 'joba.2', seq)), link);
+    for (let seq = 1; seq <= 64; seq++) t.router.receive(msg('joba.1', 'joba.2', seq).envelope, link);
     await settle();
     expect(link.sent.map((s) => s.header)).toEqual([{ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 64 }]);
+  });
+
+  it('accepts what arrives over a channel or the relay with the very envelope it came in, and drops a message whose data does not decode', async () => {
+    vi.useFakeTimers();
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const t = setup({ held: ['joba.2'] });
+    const accept = vi.spyOn(t.inbox, 'accept');
+    const link = new FakeLink('peer-a');
+    // The data refers to a byte segment the envelope does not have.
+    const undecodable = (seq: number) => encodeEnvelope({ type: 'msg', from: 'joba.1', to: 'joba.2', tag: 1, seq, data: { $wpvm: 'Uint8Array', b: 3 }, sizes: [] });
+    const overChannel = msg('joba.1', 'joba.2', 1, new Float64Array([1, 2])).envelope;
+    const overRelay = msg('joba.1', 'joba.2', 2).envelope;
+    t.router.receive(overChannel, link);
+    t.router.receive(undecodable(3), link);
+    t.router.receive(overRelay, null);
+    t.router.receive(undecodable(4), null);
+
+    expect(accept).toHaveBeenCalledTimes(2);
+    const [[first], [second]] = accept.mock.calls as [[SealedMessage], [SealedMessage]];
+    expect(first).toEqual({ from: 'joba.1', to: 'joba.2', tag: 1, seq: 1, envelope: overChannel });
+    expect(first.envelope).toBe(overChannel);
+    expect(second.envelope).toBe(overRelay);
+    expect(warn.mock.calls.map(([line]) => String(line))).toEqual([
+      expect.stringContaining('dropped a message for joba.2'),
+      expect.stringContaining('dropped a message for joba.2'),
+    ]);
+    await settle();
+    expect(t.deliveredSeqs('joba.2')).toEqual(['joba.1:1', 'joba.1:2']);
+    expect(t.router.counters).toMatchObject({ channelIn: 1, relayIn: 1 });
   });
 
   it('sends a message for a task it does not hold back where it came from', async () => {
     const t = setup({ held: [] });
     const link = new FakeLink('peer-a');
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 7)), link);
+    t.router.receive(msg('joba.1', 'joba.2', 7).envelope, link);
     expect(link.sent).toEqual([{ kind: FrameKind.bounce, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 7 } }]);
-    const bytes = encodeMessage(msg('joba.1', 'joba.2', 8));
+    const bytes = msg('joba.1', 'joba.2', 8).envelope;
     t.router.receive(bytes, null);
     expect(t.relayed).toEqual([bytes]);
     // a task that ended well here reads nothing more: no point bouncing
     t.router.taskEnded('joba.3', true);
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.3', 1)), null);
+    t.router.receive(msg('joba.1', 'joba.3', 1).envelope, null);
     expect(t.relayed).toHaveLength(1);
     await settle();
     expect(t.delivered).toEqual([]);
@@ -200,7 +233,7 @@ describe('MessageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), link);
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
     t.holds.delete('joba.2');
     t.inbox.close('joba.2');
     await vi.advanceTimersByTimeAsync(20);
@@ -211,7 +244,7 @@ describe('MessageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
-    t.router.receive(encodeMessage(msg('joba.1', 'joba.2', 1)), link);
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
     await settle();
     t.holds.delete('joba.2');
     t.router.taskEnded('joba.2', true);
@@ -222,19 +255,19 @@ describe('MessageRouter', () => {
 
   it('ignores a message between tasks of different jobs', async () => {
     const t = setup({ held: ['jobb.2'] });
-    t.router.receive(encodeMessage(msg('joba.1', 'jobb.2', 1)), new FakeLink('peer-a'));
+    t.router.receive(msg('joba.1', 'jobb.2', 1).envelope, new FakeLink('peer-a'));
     await settle();
     expect(t.delivered).toEqual([]);
   });
 });
 
 describe('MessageRouter and lanes', () => {
-  const envelope = (m: TaskMessage) => encodeMessage(m);
+  const laneSent = (router: MessageRouter, m: SealedMessage, carrier: DataLink | null) => router.laneSent(m, m.envelope, carrier);
 
   it('keeps what a worker wrote on a lane until acknowledged, and relays the rest when the lane closes', () => {
     const t = setup({ held: ['joba.1'] });
     const carrier = t.links.opened('peer-b');
-    for (const seq of [1, 2, 3]) t.router.laneSent(msg('joba.1', 'joba.2', seq), envelope(msg('joba.1', 'joba.2', seq)), carrier);
+    for (const seq of [1, 2, 3]) laneSent(t.router, msg('joba.1', 'joba.2', seq), carrier);
     t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 2 }), carrier);
     t.router.laneClosed({ from: 'joba.1', to: 'joba.2' });
     expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:3']);
@@ -246,9 +279,9 @@ describe('MessageRouter and lanes', () => {
     const carrier = t.links.opened('peer-b');
     t.router.send(msg('joba.1', 'joba.9', 1));
     t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 4 }), carrier);
-    t.router.laneSent(msg('joba.1', 'joba.2', 4), envelope(msg('joba.1', 'joba.2', 4)), carrier);
+    laneSent(t.router, msg('joba.1', 'joba.2', 4), carrier);
     t.router.bounced(carrier, encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.3', seq: 1 }));
-    t.router.laneSent(msg('joba.1', 'joba.3', 1), envelope(msg('joba.1', 'joba.3', 1)), carrier);
+    laneSent(t.router, msg('joba.1', 'joba.3', 1), carrier);
     t.router.laneClosed({ from: 'joba.1', to: 'joba.2' });
     expect(t.relayedSeqs()).toEqual(['joba.1>joba.9:1', 'joba.1>joba.3:1']);
   });
@@ -257,8 +290,8 @@ describe('MessageRouter and lanes', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.1'] });
     const carrier = t.links.opened('peer-b');
-    t.router.laneSent(msg('joba.1', 'joba.2', 1), envelope(msg('joba.1', 'joba.2', 1)), carrier);
-    t.router.laneSent(msg('joba.1', 'joba.2', 2), envelope(msg('joba.1', 'joba.2', 2)), carrier);
+    laneSent(t.router, msg('joba.1', 'joba.2', 1), carrier);
+    laneSent(t.router, msg('joba.1', 'joba.2', 2), carrier);
     t.router.taskLeft('joba.1');
     t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 }), carrier);
     vi.advanceTimersByTime(999);

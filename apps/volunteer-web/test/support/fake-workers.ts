@@ -1,4 +1,4 @@
-import type { ToWorker } from '@webpvm/vm-protocol';
+import { type ToWorker, unsealMessage } from '@webpvm/vm-protocol';
 import type { SpawnTaskWorker, TaskWorkerListener } from '../../src/host/task-worker-handle.ts';
 
 export interface FakeWorker {
@@ -21,7 +21,10 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
       if (message.type === 'start') received.set(message.task.tid, message.mailbox?.length ?? 0);
       if (message.type !== 'deliver') return;
       let n = received.get(message.tid) ?? 0;
-      const entries = message.messages.map(({ from, seq }) => ({ n: ++n, from, seq }));
+      const entries = message.envelopes.map((envelope) => {
+        const { from, seq } = unsealMessage(envelope)!;
+        return { n: ++n, from, seq };
+      });
       received.set(message.tid, n);
       queueMicrotask(() => listener.message({ type: 'delivered', tid: message.tid, entries }));
     };

@@ -4,7 +4,9 @@ import {
   LIMITS,
   WebpvmError,
   describeIssues,
+  encodeMessage,
   makeTid,
+  readSealed,
   type ErrorBody,
   type TaskAssignment,
   type TaskOp,
@@ -26,7 +28,6 @@ export interface LocalJobConfig {
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
-type Delivered = Extract<ToWorker, { type: 'deliver' }>['messages'][number];
 type FromWorkerOf<T extends FromWorker['type']> = Extract<FromWorker, { type: T }>;
 type OpOf<K extends TaskOp['kind']> = Extract<TaskOp, { kind: K }>;
 
@@ -34,8 +35,8 @@ interface LocalTask {
   readonly assignment: TaskAssignment;
   state: 'waiting' | 'running' | 'ended';
   thread: TaskThread | null;
-  /** Messages that came before the task started, delivered right after its start. */
-  inbox: Delivered[];
+  /** Envelopes of the messages that came before the task started, delivered right after its start. */
+  inbox: Uint8Array[];
   /** The tasks to tell when this one ends, each with its tag. */
   notify: { tid: string; tag: number }[];
   ok: boolean;
@@ -143,7 +144,7 @@ export class LocalJob {
     thread.task = task;
     const { tid } = task.assignment;
     thread.post({ type: 'start', task: task.assignment, checkpointIntervalMs: CHECKPOINT_INTERVAL_MS });
-    if (task.inbox.length > 0) thread.post({ type: 'deliver', tid, messages: task.inbox });
+    if (task.inbox.length > 0) thread.post({ type: 'deliver', tid, envelopes: task.inbox });
     task.inbox = [];
     return task.ended;
   }
@@ -188,11 +189,17 @@ export class LocalJob {
     'lane-closed': () => {},
     log: (task, { line }) => this.#config.onLog(task.assignment.tid, line),
     done: (task, done) => this.#end(task, done.ok ? { ok: true, value: done.value } : { ok: false, error: done.error }),
-    send: (task, { message }) => {
-      if (message.from !== task.assignment.tid) return;
-      const target = this.#tasks.get(message.to);
-      if (target) this.#deliver(target, message);
-      else this.#config.onLog(message.from, `a message to ${message.to} was dropped: there is no such task in this job`);
+    send: (task, { envelope }) => {
+      const { tid } = task.assignment;
+      const read = readSealed(envelope);
+      if (!read.ok || read.message.from !== tid || read.message.seq < 1) {
+        this.#config.onLog(tid, `the worker sent what is not a message of its own: ${read.ok ? `from ${read.message.from}, seq ${read.message.seq}` : read.message}`);
+        return;
+      }
+      const { to } = read.message;
+      const target = this.#tasks.get(to);
+      if (target) this.#deliver(target, envelope);
+      else this.#config.onLog(tid, `a message to ${to} was dropped: there is no such task in this job`);
     },
     request: (task, { requestId, op }) => {
       const { tid } = task.assignment;
@@ -248,12 +255,12 @@ export class LocalJob {
   #notice(ended: LocalTask, notifier: string, tag: number): void {
     const target = this.#tasks.get(notifier);
     const { tid } = ended.assignment;
-    if (target) this.#deliver(target, { from: tid, to: notifier, tag, seq: 0, data: { tid, ok: ended.ok } });
+    if (target) this.#deliver(target, encodeMessage({ from: tid, to: notifier, tag, seq: 0, data: { tid, ok: ended.ok } }));
   }
 
-  #deliver(target: LocalTask, message: Delivered): void {
-    if (target.state === 'waiting') target.inbox.push(message);
-    else if (target.state === 'running') target.thread!.post({ type: 'deliver', tid: target.assignment.tid, messages: [message] });
+  #deliver(target: LocalTask, envelope: Uint8Array): void {
+    if (target.state === 'waiting') target.inbox.push(envelope);
+    else if (target.state === 'running') target.thread!.post({ type: 'deliver', tid: target.assignment.tid, envelopes: [envelope] });
   }
 }
 

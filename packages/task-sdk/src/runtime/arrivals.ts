@@ -1,4 +1,4 @@
-import { decodeEnvelope, messageFromEnvelope, type FromWorker, type LaneChannel, type TaskMessage } from '@webpvm/vm-protocol';
+import { decodeEnvelope, messageFromEnvelope, unsealMessage, type FromWorker, type LaneChannel, type TaskMessage } from '@webpvm/vm-protocol';
 import type { Mailbox } from './mailbox.ts';
 import { ReportBatch } from './report-batch.ts';
 
@@ -38,9 +38,15 @@ export class Arrivals {
     );
   }
 
-  /** A `deliver` from the host: a sender's messages come in seq order, exit notifications (seq 0) after them. */
-  fromHost(messages: readonly TaskMessage[]): void {
-    for (const message of messages) {
+  /**
+   * A `deliver` from the host: a sender's messages come in seq order, exit notifications (seq 0)
+   * after them. The host checked each envelope all through; one that is not a message to this
+   * task is dropped.
+   */
+  fromHost(envelopes: readonly Uint8Array[]): void {
+    for (const envelope of envelopes) {
+      const message = unsealMessage(envelope);
+      if (message?.to !== this.#tid) continue;
       if (message.seq !== 0) {
         if (message.seq <= (this.#delivered.get(message.from) ?? 0)) continue;
         this.#delivered.set(message.from, message.seq);

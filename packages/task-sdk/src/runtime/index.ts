@@ -9,6 +9,7 @@ import {
   type ErrorCode,
   type FromWorker,
   type TaskMessage,
+  unsealMessage,
 } from '@webpvm/vm-protocol';
 import type { TaskContext, TaskFunction } from '../ctx.ts';
 import { Rng } from './determinism.ts';
@@ -54,8 +55,8 @@ export function runTaskWorker(scope: WorkerScope): void {
   const programs = new Map<string, Promise<ProgramModule>>();
   /** Tasks by tid, from their start. */
   const running = new Map<string, { messaging: TaskMessaging; arrivals: Arrivals }>();
-  /** Messages delivered before their task's start, handed to it as it starts. */
-  const early = new Map<string, TaskMessage[]>();
+  /** Envelopes delivered before their task's start, handed to it as it starts. */
+  const early = new Map<string, Uint8Array[]>();
   /** Tasks asked to freeze by message, where no shared flag exists. */
   const freezing = new Set<string>();
 
@@ -73,9 +74,16 @@ export function runTaskWorker(scope: WorkerScope): void {
   const handlers: Handlers = {
     start: (start) => {
       const { tid, resume } = start.task;
+      // The host checked each envelope all through. One that still does not decode would shift the numbering its replay log follows.
+      const resumed = (start.mailbox ?? []).map(unsealMessage);
+      if (resumed.some((message) => message?.to !== tid)) {
+        early.delete(tid);
+        post({ type: 'done', tid, ok: false, error: { code: 'E_BAD_FRAME', message: 'a message of the resumed mailbox does not decode as one to this task' } });
+        return;
+      }
       const mailbox = new Mailbox();
       // A resumed mailbox is in the host's replay log already: it is not reported again.
-      if (start.mailbox?.length) mailbox.deliver(start.mailbox);
+      mailbox.deliver(resumed as TaskMessage[]);
       const arrivals = new Arrivals(tid, mailbox, post, start.delivered);
       arrivals.fromHost(early.get(tid) ?? []);
       early.delete(tid);
@@ -97,8 +105,8 @@ export function runTaskWorker(scope: WorkerScope): void {
     },
     deliver: (deliver) => {
       const task = running.get(deliver.tid);
-      if (task) task.arrivals.fromHost(deliver.messages);
-      else early.set(deliver.tid, [...(early.get(deliver.tid) ?? []), ...deliver.messages]);
+      if (task) task.arrivals.fromHost(deliver.envelopes);
+      else early.set(deliver.tid, [...(early.get(deliver.tid) ?? []), ...deliver.envelopes]);
     },
     reply: (reply) => running.get(reply.tid)?.messaging.reply(reply),
     freeze: (freeze) => {

@@ -4,7 +4,6 @@ import {
   Tid,
   TaskOp,
   WebpvmError,
-  decodeValue,
   describeIssues,
   encodeEncodedMessage,
   encodeValue,
@@ -68,13 +67,6 @@ interface LaneOut {
   queuedBytes: number;
 }
 
-/** A message's data encoded once: its bytes go on a lane, its decoded copy through the host. */
-interface WireData {
-  encoded: EncodedValue;
-  /** The data as the receiver will see it, made on first use. */
-  decoded(): unknown;
-}
-
 /**
  * PVM's message passing for one task: checks every call where the program can still catch the
  * error, numbers the messages to each receiver from 1, and turns spawn, groups, barriers and
@@ -121,11 +113,8 @@ export function createMessaging(
   // Copies of lane messages wait a little (see ReportBatch): a terminated task replays its sends since its checkpoint anyway.
   const copies = new ReportBatch<Uint8Array<ArrayBuffer>>((envelopes) => post({ type: 'lane-sent', tid, envelopes }, envelopes.map((e) => e.buffer)));
 
-  /**
-   * The data as the receiver will see it, whichever way it travels: structured clone alone would
-   * keep a Map or a Date between tasks of one host that the wire turns into `{}`.
-   */
-  const wireData = (data: unknown): WireData => {
+  /** The data encoded once for all its receivers, as the receiver will see it, whichever way it travels. */
+  const wireData = (data: unknown): EncodedValue => {
     let encoded: EncodedValue;
     try {
       encoded = encodeValue(data);
@@ -136,15 +125,13 @@ export function createMessaging(
     if (size > LIMITS.messageBytes) {
       throw new WebpvmError('E_TOO_LARGE', `the message data is ${size} bytes, over the limit of ${LIMITS.messageBytes}`);
     }
-    let decoded: { value: unknown } | null = null;
-    return { encoded, decoded: () => (decoded ??= { value: decodeValue(encoded.json, encoded.buffers) }).value };
+    return encoded;
   };
 
   /** Writes the message on the lane to `to`, or queues it there; false when it must go through the host. */
-  const sendOnLane = (to: string, tag: number, seq: number, data: WireData): boolean => {
+  const sendOnLane = (to: string, bytes: Uint8Array<ArrayBuffer>): boolean => {
     const lane = lanes.get(to);
     if (!lane || lane.channel.readyState !== 'open') return false;
-    const bytes = encodeEncodedMessage({ from: tid, to, tag, seq }, data.encoded) as Uint8Array<ArrayBuffer>;
     if (bytes.byteLength > LANE_MESSAGE_BYTES) return false;
     if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) {
       if (queuedBytes() + bytes.byteLength > LANE_QUEUE_BYTES) return false;
@@ -185,10 +172,11 @@ export function createMessaging(
     }
   };
 
-  const postSend = (to: string, tag: number, data: WireData): void => {
+  const postSend = (to: string, tag: number, data: EncodedValue): void => {
     const seq = (seqs.get(to) ?? 0) + 1;
-    // The decoded copy holds only what the value codec makes, all of which structured clone takes.
-    if (!sendOnLane(to, tag, seq, data)) post({ type: 'send', tid, message: { from: tid, to, tag, seq, data: data.decoded() } });
+    const envelope = encodeEncodedMessage({ from: tid, to, tag, seq }, data) as Uint8Array<ArrayBuffer>;
+    // The envelope moves to the host: nothing in this worker holds it.
+    if (!sendOnLane(to, envelope)) post({ type: 'send', tid, envelope }, [envelope.buffer]);
     seqs.set(to, seq);
   };
 

@@ -1,8 +1,8 @@
-import type { TaskMessage } from '@webpvm/vm-protocol';
+import type { SealedMessage } from '@webpvm/vm-protocol';
 import { ReorderBuffer } from './reorder-buffer.ts';
 
-/** A message as the worker receives it (worker.ts `deliver`): a task message, decoded. */
-export type DeliveredMessage = TaskMessage;
+/** A message as this page holds it and hands it to the worker (worker.ts `deliver`): sealed, its data never decoded here. */
+export type DeliveredMessage = SealedMessage;
 
 export interface InboxOptions {
   /** Whether this page holds the task, running or queued. */
@@ -76,7 +76,7 @@ export class Inboxes {
   }
 
   /** False when this page does not hold `message.to`: the caller sends it on. */
-  accept(message: TaskMessage): boolean {
+  accept(message: SealedMessage): boolean {
     if (!this.#options.holds(message.to)) return false;
     const box = this.#box(message.to);
     const ready = box.buffer.accept(message);

@@ -1,4 +1,4 @@
-import type { TaskMessage } from '@webpvm/vm-protocol';
+import type { SealedMessage } from '@webpvm/vm-protocol';
 
 /**
  * The messages one task receives, put back in send order per sender. Paths race each other (a
@@ -10,8 +10,8 @@ import type { TaskMessage } from '@webpvm/vm-protocol';
 export class ReorderBuffer {
   /** Per sender, the highest seq delivered with nothing missing below it. */
   #delivered: Map<string, number>;
-  #gaps = new Map<string, Map<number, TaskMessage>>();
-  #system: TaskMessage[] = [];
+  #gaps = new Map<string, Map<number, SealedMessage>>();
+  #system: SealedMessage[] = [];
   #systemSeen = new Set<string>();
 
   /** A buffer that goes on where another left off: a migrated task's in-order seqs come with it. */
@@ -25,7 +25,7 @@ export class ReorderBuffer {
   }
 
   /** What waits for an earlier message: a migrating task takes it along too. */
-  waiting(): TaskMessage[] {
+  waiting(): SealedMessage[] {
     return [...[...this.#gaps.values()].flatMap((gap) => [...gap.values()]), ...this.#system];
   }
 
@@ -34,13 +34,13 @@ export class ReorderBuffer {
   }
 
   /** Whether `message` waits here for an earlier message of its sender. */
-  isWaiting(message: TaskMessage): boolean {
+  isWaiting(message: SealedMessage): boolean {
     if (message.seq !== 0) return this.#gaps.get(message.from)?.get(message.seq) === message;
     return this.#system.includes(message);
   }
 
   /** The messages that can be delivered now, in order; empty when `message` waits or repeats. */
-  accept(message: TaskMessage): TaskMessage[] {
+  accept(message: SealedMessage): SealedMessage[] {
     if (message.seq === 0) return this.#acceptSystem(message);
     const { from, seq } = message;
     const done = this.deliveredFrom(from);
@@ -60,7 +60,7 @@ export class ReorderBuffer {
    * The task has every message of `from` up to `seq`, some of which did not come through here
    * (a lane brought them to its worker): what waited for them is ready now.
    */
-  advance(from: string, seq: number): TaskMessage[] {
+  advance(from: string, seq: number): SealedMessage[] {
     if (seq <= this.deliveredFrom(from)) return [];
     this.#delivered.set(from, seq);
     const waiting = this.#gaps.get(from);
@@ -69,9 +69,9 @@ export class ReorderBuffer {
   }
 
   /** What waits for `from` right after its delivered seq, without a gap: now delivered. */
-  #releaseNext(from: string): TaskMessage[] {
+  #releaseNext(from: string): SealedMessage[] {
     const waiting = this.#gaps.get(from);
-    const ready: TaskMessage[] = [];
+    const ready: SealedMessage[] = [];
     let done = this.deliveredFrom(from);
     for (let m = waiting?.get(done + 1); m; m = waiting!.get(done + 1)) {
       ready.push(m);
@@ -82,7 +82,7 @@ export class ReorderBuffer {
     return ready;
   }
 
-  #acceptSystem(message: TaskMessage): TaskMessage[] {
+  #acceptSystem(message: SealedMessage): SealedMessage[] {
     const key = JSON.stringify([message.from, message.tag, message.after ?? 0]);
     if (this.#systemSeen.has(key)) return [];
     this.#systemSeen.add(key);
@@ -91,7 +91,7 @@ export class ReorderBuffer {
     return [];
   }
 
-  #releaseSystem(from: string): TaskMessage[] {
+  #releaseSystem(from: string): SealedMessage[] {
     const done = this.deliveredFrom(from);
     const ready = this.#system.filter((m) => m.from === from && (m.after ?? 0) <= done);
     if (ready.length) this.#system = this.#system.filter((m) => !ready.includes(m));

@@ -2,12 +2,11 @@ import {
   LIMITS,
   decodeEnvelope,
   encodeEnvelope,
-  encodeMessage,
-  messageFromEnvelope,
   parseTid,
+  sealDecoded,
   type AckHeader,
   type ImagePartHeader,
-  type TaskMessage,
+  type SealedMessage,
 } from '@webpvm/vm-protocol';
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
@@ -121,13 +120,13 @@ export class MessageRouter {
   }
 
   /** A message from a task of this page. */
-  send(message: TaskMessage): void {
+  send(message: SealedMessage): void {
     this.#noteSent(message);
     if (this.#options.inbox.accept(message)) {
       this.counters.local += 1;
       return;
     }
-    const bytes = encodeMessage(message);
+    const bytes = message.envelope;
     const link = this.#linkTo(message.to);
     if (link) {
       link.send(FrameKind.envelope, bytes);
@@ -144,7 +143,7 @@ export class MessageRouter {
    * lane's page channel is gone). The copy is kept like a message sent on that channel — unless
    * the other host already acknowledged or bounced it: the copy can come after either.
    */
-  laneSent(message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array, carrier: DataLink | null): void {
+  laneSent(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array, carrier: DataLink | null): void {
     this.#noteSent(message);
     this.counters.channelOut += 1;
     this.counters.laneOut += 1;
@@ -156,7 +155,7 @@ export class MessageRouter {
   }
 
   /** A lane brought this message straight to its receiver's worker, which reported it: its sender hears of it over `carrier`. */
-  laneReceived(message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, carrier: DataLink | null): void {
+  laneReceived(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, carrier: DataLink | null): void {
     this.counters.channelIn += 1;
     if (carrier) this.#ackLater(carrier, message.from, message.to, message.seq);
   }
@@ -231,14 +230,12 @@ export class MessageRouter {
       else if (!this.#finished.has(header.to)) this.#options.relay(bytes);
       return;
     }
-    let message: TaskMessage;
-    try {
-      message = messageFromEnvelope(header, buffers);
-    } catch (error) {
-      console.warn(`webpvm: dropped a message for ${header.to}: ${String(error)}`);
+    const sealed = sealDecoded(header, buffers, bytes);
+    if (!sealed.ok) {
+      console.warn(`webpvm: dropped a message for ${header.to}: ${sealed.message}`);
       return;
     }
-    inbox.accept(message);
+    inbox.accept(sealed.message);
     // An exit notification (seq 0) is the coordinator's, not a task's send: counting it would unbalance in and out.
     if (header.seq === 0) return;
     if (!link) {
@@ -331,7 +328,7 @@ export class MessageRouter {
     return link;
   }
 
-  #noteSent({ from, to, seq }: Pick<TaskMessage, 'from' | 'to' | 'seq'>): void {
+  #noteSent({ from, to, seq }: Pick<SealedMessage, 'from' | 'to' | 'seq'>): void {
     let sent = this.#lastSent.get(from);
     if (!sent) {
       sent = new Map();
@@ -372,7 +369,7 @@ export class MessageRouter {
     for (let i = 0; i < tids.length; i += LIMITS.itemsPerBatch) this.#options.locate(tids.slice(i, i + LIMITS.itemsPerBatch));
   }
 
-  #keep(link: DataLink, message: Pick<TaskMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void {
+  #keep(link: DataLink, message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void {
     let pairs = this.#unacked.get(link);
     if (!pairs) {
       pairs = new Map();
