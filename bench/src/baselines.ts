@@ -48,18 +48,6 @@ export async function openRawChannel(a: Tab, b: Tab): Promise<void> {
       void ready.then((dc) => {
         dc.binaryType = 'arraybuffer';
         (globalThis as unknown as BenchGlobals).__bench = { pc, dc };
-        let expecting = 0;
-        dc.onmessage = (e) => {
-          if (typeof e.data === 'string') {
-            expecting = Number(e.data);
-            return;
-          }
-          if (expecting > 0) {
-            if (--expecting === 0) dc.send('done');
-            return;
-          }
-          dc.send(e.data as ArrayBuffer);
-        };
       });
       return pc.localDescription!.toJSON();
     },
@@ -70,14 +58,54 @@ export async function openRawChannel(a: Tab, b: Tab): Promise<void> {
     await pc.setRemoteDescription(answer);
     if (dc.readyState !== 'open') await new Promise((resolve) => (dc.onopen = resolve));
   }, answer);
+  await answerStreams(b, { kind: 'channel' });
+}
+
+/** The far side of a raw WebSocket relay, in tab `b`: the echo server hands it what tab `a` sends (see startEchoServer). */
+export function openRawRelay(b: Tab, url: string): Promise<void> {
+  return answerStreams(b, { kind: 'websocket', url: `${url}/relay?side=b` });
 }
 
 /**
- * Runs the plan from page `a` over a raw transport: the channel opened by openRawChannel, or a
- * WebSocket to the echo server (see startEchoServer). Channel messages above 64 KiB go as pieces,
+ * The far side of a raw transport, in tab `b`: pings come back; a stream, announced by its
+ * number of pieces, is answered with one "done".
+ */
+function answerStreams(b: Tab, transport: { kind: 'channel' } | { kind: 'websocket'; url: string }): Promise<void> {
+  return b.evaluate(async (transport) => {
+    let port: RTCDataChannel | WebSocket;
+    if (transport.kind === 'channel') {
+      // The answering tab gets its end of the channel a moment after the offering tab sees it open.
+      while (!(globalThis as unknown as Partial<BenchGlobals>).__bench) await new Promise((resolve) => setTimeout(resolve, 10));
+      port = (globalThis as unknown as BenchGlobals).__bench.dc;
+    } else {
+      const ws = new WebSocket(transport.url);
+      ws.binaryType = 'arraybuffer';
+      await new Promise((resolve) => (ws.onopen = resolve));
+      port = ws;
+    }
+    let expecting = 0;
+    port.onmessage = (e: MessageEvent) => {
+      if (typeof e.data === 'string') {
+        expecting = Number(e.data);
+        return;
+      }
+      if (expecting > 0) {
+        if (--expecting === 0) port.send('done');
+        return;
+      }
+      port.send(e.data as ArrayBuffer);
+    };
+  }, transport);
+}
+
+/** A raw transport from page `a`: the channel opened by openRawChannel, a WebSocket to the echo server, or through it to tab `b` (openRawRelay). */
+export type RawTransport = { kind: 'channel' } | { kind: 'websocket'; url: string } | { kind: 'websocket-relay'; url: string };
+
+/**
+ * Runs the plan from page `a` over a raw transport. Channel messages above 64 KiB go as pieces,
  * with the same backpressure webpvm uses; a WebSocket takes whole messages.
  */
-export function measureRaw(a: Tab, transport: { kind: 'channel' } | { kind: 'websocket'; url: string }, plan: StreamPlan): Promise<PathFigures> {
+export function measureRaw(a: Tab, transport: RawTransport, plan: StreamPlan): Promise<PathFigures> {
   return a.evaluate(
     async ({ transport, plan, piece }) => {
       let send: (data: ArrayBuffer | Uint8Array | string) => void;
@@ -88,6 +116,11 @@ export function measureRaw(a: Tab, transport: { kind: 'channel' } | { kind: 'web
       let finish = () => {};
       let maxMessage: number;
       const next = () => new Promise<MessageEvent>((resolve) => setOnMessage(resolve));
+      /** A far side that answers a stream with "done" (answerStreams) is told its length first. */
+      const announced = (pieces: number) => {
+        send(String(pieces));
+        return next();
+      };
       if (transport.kind === 'channel') {
         const { dc } = (globalThis as unknown as BenchGlobals).__bench;
         dc.bufferedAmountLowThreshold = 1024 * 1024;
@@ -96,25 +129,25 @@ export function measureRaw(a: Tab, transport: { kind: 'channel' } | { kind: 'web
         drained = async () => {
           if (dc.bufferedAmount > 4 * 1024 * 1024) await new Promise((resolve) => (dc.onbufferedamountlow = resolve));
         };
-        streamed = (pieces) => {
-          send(String(pieces));
-          return next();
-        };
+        streamed = announced;
         maxMessage = piece;
       } else {
-        const ws = new WebSocket(transport.url);
+        const ws = new WebSocket(transport.kind === 'websocket' ? transport.url : `${transport.url}/relay?side=a`);
         ws.binaryType = 'arraybuffer';
         await new Promise((resolve) => (ws.onopen = resolve));
         send = (data) => ws.send(data);
         setOnMessage = (handler) => (ws.onmessage = handler);
         drained = async () => {};
-        streamed = (pieces) =>
-          new Promise((resolve) => {
-            let echoed = 0;
-            setOnMessage(() => {
-              if (++echoed === pieces) resolve(null);
-            });
-          });
+        streamed =
+          transport.kind === 'websocket'
+            ? (pieces) =>
+                new Promise((resolve) => {
+                  let echoed = 0;
+                  setOnMessage(() => {
+                    if (++echoed === pieces) resolve(null);
+                  });
+                })
+            : announced;
         finish = () => ws.close();
         maxMessage = Infinity;
       }

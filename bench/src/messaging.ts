@@ -3,15 +3,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Tab } from './browser.ts';
 import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
-import { type PathFigures, type StreamPlan, measureRaw, openRawChannel } from './baselines.ts';
+import { type PathFigures, type StreamPlan, measureRaw, openRawChannel, openRawRelay } from './baselines.ts';
 import { adminApi } from './admin-api.ts';
 import { launchBrowser, openHostTab } from './browser.ts';
 import { startEchoServer } from './echo-server.ts';
 
 /**
  * Task-to-task messaging across two tabs: webpvm's data-channel path and its relay path, against
- * a raw RTCDataChannel between the same two tabs and a raw WebSocket echo through Node, all in
- * one run. The four paths take turns, `rounds` times, so that a neighbour's load on this shared
+ * a raw RTCDataChannel between the same two tabs and a raw WebSocket echo through Node (and, for
+ * reference, a raw WebSocket relay through Node from one tab to the other), all in one run. The paths take turns, `rounds` times, so that a neighbour's load on this shared
  * machine falls on all of them alike. Targets (issue): channel path median RTT ≤ 1.5× raw channel
  * and throughput ≥ 80% of it; relay path throughput ≥ 70% of the raw WebSocket.
  */
@@ -52,7 +52,7 @@ const channelCoordinator = await CoordinatorProcess.start();
 const relayCoordinator = await CoordinatorProcess.start();
 const echo = await startEchoServer();
 const browser = await launchBrowser();
-const paths = ['webpvm data channel', 'raw RTCDataChannel', 'raw WebSocket echo (Node)', 'webpvm relay'] as const;
+const paths = ['webpvm data channel', 'raw RTCDataChannel', 'raw WebSocket echo (Node)', 'raw WebSocket relay (Node, tab to tab)', 'webpvm relay'] as const;
 const figures: Record<string, PathFigures & { counters?: unknown[] }> = Object.fromEntries(paths.map((p) => [p, { rtts: [], streams: [] }]));
 const add = (path: (typeof paths)[number], f: PathFigures & { counters?: unknown[] }) => {
   const into = figures[path]!;
@@ -70,10 +70,12 @@ try {
     await openHostTab(browser, relayCoordinator.url, 'slots=1&policy=always&p2p=off'),
   ];
   await openRawChannel(channelTabs[0]!, channelTabs[1]!);
+  await openRawRelay(channelTabs[1]!, echo.url);
   for (let round = 0; round < rounds; round++) {
     add('webpvm data channel', await runWebpvm(channelCoordinator, channelTabs));
     add('raw RTCDataChannel', await measureRaw(channelTabs[0]!, { kind: 'channel' }, plan));
     add('raw WebSocket echo (Node)', await measureRaw(channelTabs[0]!, { kind: 'websocket', url: echo.url }, plan));
+    add('raw WebSocket relay (Node, tab to tab)', await measureRaw(channelTabs[0]!, { kind: 'websocket-relay', url: echo.url }, plan));
     add('webpvm relay', await runWebpvm(relayCoordinator, relayTabs));
   }
 } finally {
@@ -95,12 +97,15 @@ const channel = by('webpvm data channel');
 const raw = by('raw RTCDataChannel');
 const relay = by('webpvm relay');
 const ws = by('raw WebSocket echo (Node)');
+const wsRelay = by('raw WebSocket relay (Node, tab to tab)');
 const ratios = {
   channelRttToRaw: +(channel.medianRttMs / raw.medianRttMs).toFixed(2),
   channelThroughput64KiBToRaw: +(channel.mbPerSecond64KiB / raw.mbPerSecond64KiB).toFixed(2),
   channelThroughput1MiBToRaw: +(channel.mbPerSecond1MiB / raw.mbPerSecond1MiB).toFixed(2),
   relayThroughput64KiBToWebSocket: +(relay.mbPerSecond64KiB / ws.mbPerSecond64KiB).toFixed(2),
   relayThroughput1MiBToWebSocket: +(relay.mbPerSecond1MiB / ws.mbPerSecond1MiB).toFixed(2),
+  relayThroughput64KiBToRawRelay: +(relay.mbPerSecond64KiB / wsRelay.mbPerSecond64KiB).toFixed(2),
+  relayThroughput1MiBToRawRelay: +(relay.mbPerSecond1MiB / wsRelay.mbPerSecond1MiB).toFixed(2),
 };
 console.log(`\nmessaging: task to task across two tabs; ${rounds} rounds, the paths taking turns; each round ${plan.pings} pings and, per size, a stream of ${plan.streamBytes / 2 ** 20} MiB after a warm-up\n`);
 console.table(rows);
@@ -110,6 +115,8 @@ console.table([
   { ratio: 'channel MB/s ÷ raw channel (1 MiB)', value: ratios.channelThroughput1MiBToRaw, target: '≥ 0.8' },
   { ratio: 'relay MB/s ÷ raw WebSocket (64 KiB)', value: ratios.relayThroughput64KiBToWebSocket, target: '≥ 0.7' },
   { ratio: 'relay MB/s ÷ raw WebSocket (1 MiB)', value: ratios.relayThroughput1MiBToWebSocket, target: '≥ 0.7' },
+  { ratio: 'relay MB/s ÷ raw tab-to-tab relay (64 KiB)', value: ratios.relayThroughput64KiBToRawRelay, target: '(reported)' },
+  { ratio: 'relay MB/s ÷ raw tab-to-tab relay (1 MiB)', value: ratios.relayThroughput1MiBToRawRelay, target: '(reported)' },
 ]);
 console.log('host message counters, data-channel run:', JSON.stringify(figures['webpvm data channel']!.counters));
 const out = path.join(benchDir, 'results/messaging.json');
