@@ -166,6 +166,15 @@ describe('Inboxes.reported', () => {
     expect(keys(p.inbox.cut(TID).mailbox)).toEqual(['joba.1:2']);
   });
 
+  it('drops what it handed over that the worker skipped, when it reports a later message of that sender, and keeps the others', async () => {
+    const p = page({ reporting: false });
+    p.accept(msg('joba.1', 1), msg('joba.2', 1), msg('joba.1', 2), msg('joba.1', 3));
+    await settle();
+    // the worker reports joba.1's 2 and never its 1: it had that one already
+    p.inbox.reported(TID, [byPage(1, 2)]);
+    expect(keys(p.inbox.cut(TID).mailbox)).toEqual(['joba.1:2', 'joba.2:1', 'joba.1:3']);
+  });
+
   it('asks the worker to report now when a message waits behind a gap, once until it reports', async () => {
     const p = page({ reporting: false });
     p.accept(msg('joba.1', 1));
