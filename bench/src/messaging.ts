@@ -7,6 +7,7 @@ import { type PathFigures, type StreamPlan, measureRaw, openRawChannel, openRawR
 import { adminApi } from './admin-api.ts';
 import { launchBrowser, openHostTab } from './browser.ts';
 import { startEchoServer } from './echo-server.ts';
+import { cpuByPlace, msPerMessage } from './thread-cpu.ts';
 
 /**
  * Task-to-task messaging across two tabs: webpvm's data-channel path and its relay path, against
@@ -33,9 +34,9 @@ const quantile = (xs: number[], q: number) => {
 const mbps = (f: PathFigures, size: number) => quantile(f.streams.filter((s) => s.size === size).map((s) => (s.size * s.count) / s.seconds / 1e6), 0.5);
 
 
-async function runWebpvm(coordinator: CoordinatorProcess, tabs: Tab[]): Promise<PathFigures & { counters: unknown[] }> {
+async function runWebpvm(coordinator: CoordinatorProcess, tabs: Tab[], run: StreamPlan = plan): Promise<PathFigures & { counters: unknown[] }> {
   const program = fs.readFileSync(path.join(benchDir, 'programs/messaging.js'), 'utf8');
-  const { id } = await adminApi(coordinator.url, 'POST', '/api/jobs', { name: 'messaging bench', program, main: plan });
+  const { id } = await adminApi(coordinator.url, 'POST', '/api/jobs', { name: 'messaging bench', program, main: run });
   for (;;) {
     const job = await adminApi(coordinator.url, 'GET', `/api/jobs/${id}`);
     if (job.state === 'done') break;
@@ -53,6 +54,8 @@ const relayCoordinator = await CoordinatorProcess.start();
 const echo = await startEchoServer();
 const browser = await launchBrowser();
 const paths = ['webpvm data channel', 'raw RTCDataChannel', 'raw WebSocket echo (Node)', 'raw WebSocket relay (Node, tab to tab)', 'webpvm relay'] as const;
+/** With BENCH_CPU: CPU ms per 64 KiB message, by place, for the WebSocket paths. */
+let cpu: Record<string, Record<string, number>> | null = null;
 const figures: Record<string, PathFigures & { counters?: unknown[] }> = Object.fromEntries(paths.map((p) => [p, { rtts: [], streams: [] }]));
 const add = (path: (typeof paths)[number], f: PathFigures & { counters?: unknown[] }) => {
   const into = figures[path]!;
@@ -77,6 +80,23 @@ try {
     add('raw WebSocket echo (Node)', await measureRaw(channelTabs[0]!, { kind: 'websocket', url: echo.url }, plan));
     add('raw WebSocket relay (Node, tab to tab)', await measureRaw(channelTabs[0]!, { kind: 'websocket-relay', url: echo.url }, plan));
     add('webpvm relay', await runWebpvm(relayCoordinator, relayTabs));
+  }
+  if (process.env.BENCH_CPU) {
+    // One 64 KiB stream per path, nearly nothing else, so that what the processes used is the stream's.
+    const streamOnly: StreamPlan = { pings: 10, warmupMs: 0, warmupBytes: 0, sizes: [64 * 1024], streamBytes: 128 * 1024 * 1024 };
+    const messages = streamOnly.streamBytes / (64 * 1024);
+    const node = { coordinator: relayCoordinator.pid!, 'bench process (echo server)': process.pid };
+    const measured: Record<string, Record<string, number>> = {};
+    for (const [name, run] of [
+      ['raw WebSocket echo (Node)', () => measureRaw(channelTabs[0]!, { kind: 'websocket', url: echo.url }, streamOnly)],
+      ['raw WebSocket relay (Node, tab to tab)', () => measureRaw(channelTabs[0]!, { kind: 'websocket-relay', url: echo.url }, streamOnly)],
+      ['webpvm relay', () => runWebpvm(relayCoordinator, relayTabs, streamOnly)],
+    ] as const) {
+      const before = cpuByPlace(node);
+      await run();
+      measured[name] = msPerMessage(before, cpuByPlace(node), messages);
+    }
+    cpu = measured;
   }
 } finally {
   await browser.close();
@@ -119,6 +139,17 @@ console.table([
   { ratio: 'relay MB/s ÷ raw tab-to-tab relay (1 MiB)', value: ratios.relayThroughput1MiBToRawRelay, target: '(reported)' },
 ]);
 console.log('host message counters, data-channel run:', JSON.stringify(figures['webpvm data channel']!.counters));
+if (cpu) {
+  const byPath = cpu;
+  const places = [...new Set(Object.values(byPath).flatMap((m) => Object.keys(m)))];
+  const column = (place: string) => Object.fromEntries(Object.entries(byPath).map(([name, m]) => [name, m[place] ?? 0]));
+  const total = Object.fromEntries(Object.entries(byPath).map(([name, m]) => [name, +Object.values(m).reduce((a, b) => a + b, 0).toFixed(3)]));
+  console.log('\nCPU ms per 64 KiB message, by place (BENCH_CPU):');
+  console.table({ ...Object.fromEntries(places.map((place) => [place, column(place)])), total });
+}
 const out = path.join(benchDir, 'results/messaging.json');
-fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), plan, rounds, rows, ratios, counters: { channel: figures['webpvm data channel']!.counters, relay: figures['webpvm relay']!.counters } }, null, 2)}\n`);
+fs.writeFileSync(
+  out,
+  `${JSON.stringify({ date: new Date().toISOString(), plan, rounds, rows, ratios, counters: { channel: figures['webpvm data channel']!.counters, relay: figures['webpvm relay']!.counters }, ...(cpu ? { cpuMsPerMessage: cpu } : {}) }, null, 2)}\n`,
+);
 console.log(`written ${path.relative(process.cwd(), out)}`);
