@@ -35,7 +35,7 @@ export async function launchBrowser(): Promise<Browser> {
   const clients: CDP.Client[] = [];
   const close = async () => {
     await Promise.all(clients.map((client) => client.close().catch(() => {})));
-    if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
     await exited;
     // Helper processes may still be writing to the profile for a moment.
     fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10 });
