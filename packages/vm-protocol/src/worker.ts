@@ -43,7 +43,7 @@ export const StartTask = z.object({
   /** The byte segments of `task.resume.state`, when the task resumes from an image. */
   stateBuffers: Bytes.optional(),
   /** The envelopes of what the task finds in its mailbox on resume, in delivery order. */
-  mailbox: z.array(MessageEnvelope).max(1_000_000).optional(),
+  mailbox: z.array(MessageEnvelope).optional(),
   /** Per sender, the highest seq the task had been handed before (on resume): lanes go on from there. */
   delivered: z.array(z.tuple([Tid, z.number().int().nonnegative()])).max(1_000_000).optional(),
   freezeFlag: FreezeFlag.optional(),
@@ -56,7 +56,7 @@ export const FreezeTask = z.object({ type: z.literal('freeze'), tid: z.string() 
  * Messages for the task, already in order and deduplicated by the host (exit notifications
  * after what their sender sent), as their envelopes.
  */
-export const Deliver = z.object({ type: z.literal('deliver'), tid: z.string(), envelopes: z.array(MessageEnvelope).max(1_000_000) });
+export const Deliver = z.object({ type: z.literal('deliver'), tid: z.string(), envelopes: z.array(MessageEnvelope) });
 
 /** The answer to a task's request (see TaskOp in host.ts). */
 export const Reply = z.discriminatedUnion('ok', [
