@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { cpuSeconds, statSeconds } from './process-cpu.ts';
 
 /** CPU seconds by where they were spent: Node processes named by their pid, Chromium's by process type and thread. */
 export type CpuByPlace = Map<string, number>;
@@ -19,7 +20,7 @@ export function cpuByPlace(node: Record<string, number>): CpuByPlace {
       const commandLine = name ? '' : fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       if (!name && !commandLine.includes('chromium')) continue;
       const type = commandLine.match(/--type=([\w-]+)/)?.[1] ?? 'browser';
-      const total = ticks(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      const total = cpuSeconds(Number(pid));
       if (type !== 'renderer' || name) {
         add(name ?? (type === 'utility' ? 'network service' : type === 'browser' ? 'browser process' : "Chromium's other processes"), total);
         continue;
@@ -30,7 +31,7 @@ export function cpuByPlace(node: Record<string, number>): CpuByPlace {
       for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
         const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
         if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('DedicatedWorker')) continue;
-        const seconds = ticks(stat);
+        const seconds = statSeconds(stat);
         accounted += seconds;
         add(tid === pid ? 'page main threads' : "renderers' other threads", seconds);
       }
@@ -40,12 +41,6 @@ export function cpuByPlace(node: Record<string, number>): CpuByPlace {
     }
   }
   return places;
-}
-
-/** User + system CPU seconds in a /proc stat line (Linux clock ticks of 10 ms). */
-function ticks(stat: string): number {
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** What each place used from `before` to `after`, in milliseconds per message for `messages`. */

@@ -509,7 +509,7 @@ export class HostRuntime {
       if (resume) this.#latest.set(task.tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers });
       else this.#latest.delete(task.tid);
       runnable.push({ ...task, resume });
-      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox.map(workerCopy), delivered: [...image.delivered] });
+      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox.map((m) => m.envelope), delivered: [...image.delivered] });
       this.#arriving.add(task.tid);
       this.#migrations.in += 1;
       restores.push(() => {
@@ -624,7 +624,9 @@ function withCounters(checkpoint: Checkpoint): Required<Checkpoint> {
 
 /**
  * The worker's own copy of a message's envelope, to transfer: this page keeps the message for its
- * replay log, and structured clone would copy the whole buffer a view lies in (an image's, for one).
+ * replay log, and structured clone would copy the whole buffer a view lies in (a data channel's
+ * frame, for one). An image's envelopes are copied out of it as it is decoded: a task's start
+ * clones them as they are.
  */
 function workerCopy(message: SealedMessage): Uint8Array<ArrayBuffer> {
   return message.envelope.slice();
