@@ -46,6 +46,24 @@ export class Api {
     return ((await res.json()) as { results: unknown[] }).results;
   }
 
+  /**
+   * Orders each of the job's tasks to migrate in turn, `sweeps` times over while the job runs,
+   * `pauseMs` apart: whichever task holds a message in flight moves with it. Returns how many
+   * orders were taken (202); the others found their task not running (404, 409).
+   */
+  async migrateInTurn(id: string, tids: readonly string[], sweeps: number, pauseMs = 40): Promise<number> {
+    let ordered = 0;
+    for (let sweep = 0; sweep < sweeps && (await this.job(id)).state === 'running'; sweep++) {
+      for (const tid of tids) {
+        const res = await this.request('POST', `/api/tasks/${tid}/migrate`);
+        if (res.status === 202) ordered++;
+        else expect([404, 409]).toContain(res.status);
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      }
+    }
+    return ordered;
+  }
+
   async waitForState(id: string, state: JobStatus['state'], timeoutMs = 90_000): Promise<JobStatus> {
     let last: JobStatus | null = null;
     await expect

@@ -7,6 +7,8 @@ export interface MessageCounters {
   laneOut: number;
   channelIn: number;
   relayOut: number;
+  /** Of relayOut, written by a task's worker on a relay lane of its own. */
+  relayLaneOut: number;
   relayIn: number;
   channelsOpen: number;
   resentAfterBreak: number;
@@ -17,7 +19,7 @@ export async function totalCounters(tabs: HostTab[]): Promise<MessageCounters> {
   const all = await Promise.all(
     tabs.map((t) => t.page.evaluate(() => (globalThis as unknown as { __webpvmHost: { snapshot(): { messages: MessageCounters } } }).__webpvmHost.snapshot().messages)),
   );
-  const sum = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, channelsOpen: 0, resentAfterBreak: 0 };
+  const sum = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, channelsOpen: 0, resentAfterBreak: 0 };
   for (const c of all) for (const key of Object.keys(sum) as (keyof MessageCounters)[]) sum[key] += c[key];
   return sum;
 }

@@ -46,6 +46,9 @@ test('jacobi over 3 tabs equals the single-task run bit for bit, on data channel
   expect(counters.channelOut).toBe(0);
   expect(counters.channelsOpen).toBe(0);
   expect(counters.relayOut).toBeGreaterThan(0);
+  // after a pair's first messages, its workers write to each other on a relay lane
+  expect(counters.relayLaneOut).toBeGreaterThan(0);
+  expect(counters.relayLaneOut).toBeLessThan(counters.relayOut);
   expect(counters.relayIn).toBe(counters.relayOut);
 
   const tasks = (await (await api.request('GET', `/api/jobs/${relayed}/tasks`)).json()) as {
@@ -112,4 +115,22 @@ test('a 64 MiB message crosses a data channel whole', async ({ browser, api }) =
   expect(counters.channelOut + counters.relayOut).toBe(42);
   expect(counters.channelOut).toBeGreaterThanOrEqual(2);
   expect(counters.resentAfterBreak).toBe(0);
+});
+
+test('with data channels off, a token ring moved task by task with the token in flight keeps its one token over relay lanes', async ({ browser, api }) => {
+  const tabs = await openHosts(browser, api.baseUrl, 3, 1, '&p2p=off');
+  const tasks = 6;
+  const rounds = 2000;
+  const id = await api.submit({ name: 'ring-relay', program: readProgram('examples/token-ring.ts'), main: { tasks, rounds } });
+  await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(tasks);
+  const ordered = await api.migrateInTurn(id, Array.from({ length: tasks }, (_, i) => `${id}.${i}`), 4);
+  const job = await api.waitForState(id, 'done');
+  expect(await api.results(id)).toEqual([expect.objectContaining({ tasks, rounds, token: tasks * rounds })]);
+  expect(ordered).toBeGreaterThanOrEqual(6);
+  expect(job.migrations).toBeGreaterThanOrEqual(6);
+  // workers wrote to each other through the coordinator, and lanes closed and opened again as tasks moved
+  const counters = await totalCounters(tabs);
+  expect(counters.channelOut).toBe(0);
+  expect(counters.relayLaneOut).toBeGreaterThan(0);
+  expect(counters.relayLaneOut).toBeLessThan(counters.relayOut);
 });

@@ -77,17 +77,8 @@ test('a token ring keeps its one token while its tasks, the holder among them, a
   const rounds = 3000;
   const id = await api.submit({ name: 'ring', program: readProgram('examples/token-ring.ts'), main: { tasks, rounds } });
   await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(tasks);
-  const tids = Array.from({ length: tasks }, (_, i) => `${id}.${i}`);
-  let ordered = 0;
   // Every task in turn, again and again: whichever holds the token, or is about to, moves with it in flight.
-  for (let sweep = 0; sweep < 8 && (await api.job(id)).state === 'running'; sweep++) {
-    for (const tid of tids) {
-      const res = await api.request('POST', `/api/tasks/${tid}/migrate`);
-      if (res.status === 202) ordered++;
-      else expect([404, 409]).toContain(res.status);
-      await sleep(40);
-    }
-  }
+  const ordered = await api.migrateInTurn(id, Array.from({ length: tasks }, (_, i) => `${id}.${i}`), 8);
   const job = await api.waitForState(id, 'done');
   expect(await api.results(id)).toEqual([expect.objectContaining({ tasks, rounds, token: tasks * rounds })]);
   expect(ordered).toBeGreaterThanOrEqual(12);

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 import pino from 'pino';
+import { RELAY_LANE_PATH } from '@webpvm/vm-protocol';
 import { TokenAuth } from './auth.ts';
 import { type CoordinatorConfig, loadConfig } from './config.ts';
 import { EventLog } from './event-log.ts';
@@ -68,6 +69,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   app.server.on('upgrade', (request, socket, head) => {
     const path = new URL(request.url ?? '/', 'http://x').pathname;
     if (path === '/ws') gateway.handleUpgrade(request, socket, head);
+    else if (path === RELAY_LANE_PATH) gateway.lanes.handleUpgrade(request, socket, head);
     else if (path === PEERJS_SOCKET_PATH) peers.handleUpgrade(request, socket, head);
     else socket.destroy();
   });

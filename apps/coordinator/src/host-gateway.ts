@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { hashSecret, newSecret } from './auth.ts';
 import type { Metrics } from './metrics.ts';
+import { RelayLanes } from './relay-lanes.ts';
 import type { HostLink, Scheduler } from './scheduler.ts';
 import type { Store } from './store/store.ts';
 
@@ -72,8 +73,11 @@ export class HostGateway {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.messageBytes + 4 * 1024 * 1024 });
   private readonly connections = new Set<HostConnection>();
   private readonly sweeper: NodeJS.Timeout;
+  /** Workers' sockets at RELAY_LANE_PATH, which hosts ask for over this gateway. */
+  readonly lanes: RelayLanes;
 
   constructor(private readonly opts: GatewayOptions) {
+    this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relayLaneEnd(hostId, from, to), log: opts.log });
     this.wss.on('connection', (socket) => this.accept(socket));
     this.sweeper = setInterval(() => this.sweep(), opts.heartbeatMs);
     this.sweeper.unref();
@@ -94,6 +98,7 @@ export class HostGateway {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    this.lanes.close();
     for (const conn of this.connections) conn.socket.terminate();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
@@ -105,6 +110,7 @@ export class HostGateway {
     socket.on('close', () => {
       this.connections.delete(conn);
       if (conn.hostId) {
+        this.lanes.hostGone(conn.hostId);
         this.opts.scheduler.detachHost(conn.hostId, conn);
         this.opts.log.info({ host: conn.hostId }, 'host disconnected');
       }
@@ -246,6 +252,8 @@ export class HostGateway {
     },
     resumed: (conn, m) => this.opts.scheduler.resumed(conn.hostId!, m.tid, m.attempt),
     'image-missing': (conn, m) => this.opts.scheduler.imageMissing(conn.hostId!, m.tid, m.attempt),
+    'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to),
+    'lane-declined': (conn, m) => this.lanes.declined(conn.hostId!, m.token),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

@@ -5,6 +5,7 @@ import {
   CreateTokenRequest,
   type JobStatus,
   LIMITS,
+  RELAY_LANE_PATH,
   SubmitJobRequest,
   WebpvmError,
   describeIssues,
@@ -32,8 +33,19 @@ export interface ApiOptions {
   connectedHosts: () => number;
 }
 
-/** Task code runs with no network at all: it talks to its host only through postMessage. */
-const WORKER_CSP = "default-src 'none'; script-src 'self'";
+/** A Host header that is a host name or address with an optional port, and nothing else. */
+const PLAIN_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * Task code runs with no network: it talks to its host through postMessage, and to tasks of
+ * other hosts on relay lanes (vm-protocol lane.ts) — WebSockets to this coordinator's
+ * RELAY_LANE_PATH alone, which carry only the task's own messages to the one task of its job
+ * each lane was issued for. Without a plain Host header, not even those.
+ */
+export function workerCsp(host: string | undefined): string {
+  const base = "default-src 'none'; script-src 'self'";
+  return host && PLAIN_HOST.test(host) ? `${base}; connect-src ws://${host}${RELAY_LANE_PATH} wss://${host}${RELAY_LANE_PATH}` : base;
+}
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
 
@@ -184,8 +196,11 @@ export function buildApi(opts: ApiOptions) {
         for (const [name, value] of Object.entries(filePath.endsWith('.html') ? ISOLATED_PAGE_HEADERS : ISOLATED_RESOURCE_HEADERS)) {
           res.setHeader(name, value);
         }
-        if (/[\\/]task-worker-[^\\/]*\.js$/.test(filePath)) res.setHeader('content-security-policy', WORKER_CSP);
       },
+    });
+    // The worker's policy names this coordinator's host, which only the request tells.
+    app.addHook('onSend', async (request, reply) => {
+      if (/\/task-worker-[^/]*\.js$/.test(request.url.split('?')[0]!)) reply.header('content-security-policy', workerCsp(request.headers.host));
     });
   } else {
     app.get('/', async (_request, reply) =>

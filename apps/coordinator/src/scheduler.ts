@@ -746,12 +746,31 @@ export class Scheduler {
   }
 
   /**
+   * Where a relay lane from `from`, which host `hostId` runs, to `to` ends: the other connected
+   * host running `to`. Neither end may be migrating: its messages wait here (MPVM's flush).
+   */
+  relayLaneEnd(hostId: string, from: string, to: string): { hostId: string; link: HostLink } | ErrorBody {
+    const sender = this.tasks.get(from);
+    if (sender?.state !== 'running' || sender.hostId !== hostId || this.leaving(sender)) {
+      return { code: 'E_FORBIDDEN', message: `${from} does not run on this host` };
+    }
+    if (sender.job !== this.tasks.get(to)?.job) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
+    const [route] = this.locate([to]);
+    const link = route?.hostId ? this.hosts.get(route.hostId)?.link : null;
+    if (!route?.hostId || !link) return { code: 'E_CONFLICT', message: `${to} is not running on a connected host now` };
+    if (route.hostId === hostId) return { code: 'E_CONFLICT', message: `${to} runs on the same host` };
+    return { hostId: route.hostId, link };
+  }
+
+  /**
    * A message envelope a host relays. The host must hold a task of the same job as both ends
    * (the sender, or the receiver when it bounces a message that reached it by a stale route).
    */
   relay(hostId: string, from: string, to: string, destination: string, bytes: Uint8Array): ErrorBody | null {
     const jobOf = (tid: string) => tid.slice(0, tid.lastIndexOf('.'));
     if (jobOf(from) !== jobOf(to)) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
+    // Both ends forgotten: their job ended (a late acknowledgement), and nobody waits for this.
+    if (!this.tasks.has(from) && !this.tasks.has(to)) return null;
     const host = this.hosts.get(hostId);
     // The sender may have ended or moved since (a re-send after a broken channel), or the receiver
     // may have moved away from this host (a late message handed on): a host that ran either counts.

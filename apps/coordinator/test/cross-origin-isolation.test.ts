@@ -48,8 +48,18 @@ describe('cross-origin isolation', () => {
       expect(res.headers, url).toMatchObject(embeddable);
     }
     const worker = await h.app.inject({ url: '/assets/task-worker-abc.js' });
-    expect(worker.headers['content-security-policy']).toBe("default-src 'none'; script-src 'self'");
+    expect(worker.headers["content-security-policy"]).toBe("default-src 'none'; script-src 'self'; connect-src ws://localhost:80/lane wss://localhost:80/lane");
     expect((await h.app.inject({ url: '/assets/host-abc.js' })).headers['content-security-policy']).toBeUndefined();
+  });
+
+  it('lets task workers connect to nothing but this coordinator’s relay lanes', async () => {
+    const worker = await h.app.inject({ url: '/assets/task-worker-abc.js', headers: { host: 'volunteer.example:8443' } });
+    expect(worker.headers['content-security-policy']).toBe(
+      "default-src 'none'; script-src 'self'; connect-src ws://volunteer.example:8443/lane wss://volunteer.example:8443/lane",
+    );
+    // a Host header that is more than a host cannot write into the policy: no connection at all then
+    const odd = await h.app.inject({ url: '/assets/task-worker-abc.js', headers: { host: "x; connect-src *" } });
+    expect(odd.headers['content-security-policy']).toBe("default-src 'none'; script-src 'self'");
   });
 
   it('lets task workers import programs', async () => {

@@ -314,6 +314,25 @@ describe('scheduler services for message passing', () => {
     }
   });
 
+  it('ends a relay lane at the other host running its receiver, and at no host for a task here, gone or of another job', async () => {
+    const { scheduler } = setup();
+    scheduler.submit(spec([1, 2]), 'p', 'o', 'job1');
+    const links = { ha: connect(scheduler, 'ha', 1), hb: connect(scheduler, 'hb', 1) };
+    await settle();
+    const [first, second] = scheduler.locate(['job1.0', 'job1.1']).map((r) => r.hostId as 'ha' | 'hb');
+    expect(new Set([first, second])).toEqual(new Set(['ha', 'hb']));
+    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.1')).toEqual({ hostId: second, link: links[second!] });
+    // the asking host must run the sender
+    expect(scheduler.relayLaneEnd(second!, 'job1.0', 'job1.1')).toMatchObject({ code: 'E_FORBIDDEN' });
+    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.9')).toMatchObject({ code: 'E_FORBIDDEN' });
+    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.0')).toMatchObject({ code: 'E_CONFLICT' });
+    scheduler.submit(spec([1]), 'p', 'o', 'job2');
+    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job2.0')).toMatchObject({ code: 'E_FORBIDDEN' });
+    // a receiver whose host left runs nowhere now
+    scheduler.detachHost(second!, links[second!]);
+    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.1')).toMatchObject({ code: 'E_CONFLICT' });
+  });
+
   it('relays only between tasks of one job, from a host that runs a task of it', async () => {
     const { scheduler } = setup();
     scheduler.submit(mainSpec(), 'p', 'o', 'job1');

@@ -68,6 +68,7 @@ describe('HostRuntime messaging', () => {
       laneOut: 0,
       channelIn: 0,
       relayOut: 0,
+      relayLaneOut: 0,
       relayIn: 0,
       channelsOpen: 0,
       resentAfterBreak: 0,
@@ -170,9 +171,54 @@ describe('HostRuntime messaging', () => {
     const ack = encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.5', seq: 3 });
     conn.events!.data(toFrames(FrameKind.envelope, ack, 1)[0]!.buffer);
     host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
-    await settle();
+    await vi.advanceTimersByTimeAsync(60);
     expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:4', 'joba.0>joba.5:5']);
     expect(dc.sent.length).toBeGreaterThan(0);
+  });
+
+  it('without data channels, asks for a relay lane, hands its ends to the workers, and keeps the copies until acknowledged through the relay', async () => {
+    const host = await startHost();
+    stop = () => host.runtime.stop();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 1));
+    host.workers[0]!.emit(send('joba.0', 'joba.5', 2));
+    await settle();
+    expect(host.socket().sentOfType('lane-open')).toEqual([{ type: 'lane-open', from: 'joba.0', to: 'joba.5' }]);
+
+    const token = 'f'.repeat(32);
+    host.socket().receive({ type: 'lane', end: 'out', from: 'joba.0', to: 'joba.5', token });
+    expect(host.workers[0]!.received.find((m) => m.type === 'relay-lane-out')).toEqual({
+      type: 'relay-lane-out',
+      tid: 'joba.0',
+      to: 'joba.5',
+      url: `ws://coordinator/lane?token=${token}`,
+    });
+    const written = (seq: number) => encodeMessage({ from: 'joba.0', to: 'joba.5', tag: 1, seq, data: seq });
+    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(3), written(4)] });
+    expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 0, relayOut: 4, relayLaneOut: 2 });
+    host.socket().receiveBinary(encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.5', seq: 3 }));
+    host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
+    await vi.advanceTimersByTimeAsync(60);
+    // the two first went through the relay, and the copy not acknowledged goes again once the lane closed
+    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:4']);
+
+    // receiving ends: one for a task of this page goes to its worker, one for a task elsewhere is declined
+    host.socket().receive({ type: 'lane', end: 'in', from: 'joba.7', to: 'joba.1', token: 'a'.repeat(32) });
+    host.socket().receive({ type: 'lane', end: 'in', from: 'joba.7', to: 'joba.9', token: 'b'.repeat(32) });
+    expect(host.workers[1]!.received.find((m) => m.type === 'relay-lane-in')).toEqual({
+      type: 'relay-lane-in',
+      tid: 'joba.1',
+      from: 'joba.7',
+      url: `ws://coordinator/lane?token=${'a'.repeat(32)}`,
+    });
+    expect(host.socket().sentOfType('lane-declined')).toEqual([{ type: 'lane-declined', token: 'b'.repeat(32) }]);
+
+    // what the lane brought is acknowledged through the relay once reported
+    host.workers[1]!.emit({ type: 'delivered', tid: 'joba.1', entries: [{ n: 1, from: 'joba.7', seq: 1, bytes: encodeMessage({ from: 'joba.7', to: 'joba.1', tag: 1, seq: 1, data: 0 }) }] });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(host.socket().binary.map(seqOf).at(-1)).toBe('ack joba.7>joba.1:1');
+    expect(host.runtime.snapshot().messages).toMatchObject({ relayIn: 1, channelIn: 0 });
   });
 
   it('fails a task that writes on a lane as another task', async () => {

@@ -462,6 +462,29 @@ describe('lanes', () => {
     expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
   });
 
+  it('reports a relay lane whose socket does not open as closed, and sends through the host meanwhile', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: async (ctx) => {
+        await ctx.recv({ tag: 99 });
+        ctx.send('job1.1', 1, 'through the host');
+        await ctx.recv({ tag: 99 });
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    // Node has no WebSocket or nothing listens there: either way the lane closes, at once or soon
+    worker.send({ type: 'relay-lane-out', tid: 'job1.0', to: 'job1.1', url: 'ws://127.0.0.1:1/lane?token=0' });
+    worker.send({ type: 'relay-lane-in', tid: 'job1.0', from: 'job1.1', url: 'ws://127.0.0.1:1/lane?token=1' });
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
+    for (let i = 0; i < 100 && worker.of('lane-closed').length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
+    worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 2, data: null });
+    expect(await done).toMatchObject({ ok: true });
+    expect(worker.sent().map((m) => `${m.to}:${m.seq}`)).toEqual(['job1.1:1']);
+    expect(worker.of('lane-sent')).toEqual([]);
+  });
+
   it('closes a lane handed to a task that does not run here, and the lanes of a task that ends', async () => {
     const worker = fakeWorker();
     const stray = new FakeLane();

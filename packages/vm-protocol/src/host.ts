@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ERRORS, type ErrorCode } from './errors.ts';
 import { JobId, Tid } from './ids.ts';
+import { LANE_TOKEN_CHARS } from './lane.ts';
 import { LIMITS } from './limits.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
@@ -157,6 +158,14 @@ export const ImageMissingMsg = z.object({ type: z.literal('image-missing'), tid:
 /** A migrated task runs again on this host: the end of its migration. */
 export const ResumedMsg = z.object({ type: z.literal('resumed'), tid: Tid, attempt: Attempt });
 
+/** Task `from` of this host sends `to` through the relay: it asks for a relay lane (lane.ts). */
+export const LaneOpenMsg = z.object({ type: z.literal('lane-open'), from: Tid, to: Tid });
+
+const LaneToken = z.string().regex(new RegExp(`^[0-9a-f]{${LANE_TOKEN_CHARS}}$`));
+
+/** The receiving end given to this host has no task to take it: the lane closes. */
+export const LaneDeclinedMsg = z.object({ type: z.literal('lane-declined'), token: LaneToken });
+
 export const HostMessage = z.discriminatedUnion('type', [
   HelloMsg,
   HeartbeatMsg,
@@ -171,6 +180,8 @@ export const HostMessage = z.discriminatedUnion('type', [
   MigratedMsg,
   ResumedMsg,
   ImageMissingMsg,
+  LaneOpenMsg,
+  LaneDeclinedMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -263,6 +274,15 @@ export const MigrateMsg = z.object({ type: z.literal('migrate'), tasks: batch(Ta
  */
 export const PeerGoneMsg = z.object({ type: z.literal('peer-gone'), peerId: z.string().max(LIMITS.idChars) });
 
+/**
+ * One end of a relay lane from `from` to `to`, for this host's task on that side (`out`: the
+ * sender's, `in`: the receiver's): its worker opens RELAY_LANE_PATH with `token`.
+ */
+export const LaneMsg = z.object({ type: z.literal('lane'), end: z.enum(['out', 'in']), from: Tid, to: Tid, token: LaneToken });
+
+/** No relay lane from `from` to `to` now: `to` runs on no other host, or either host holds as many lanes as it takes. */
+export const LaneRefusedMsg = z.object({ type: z.literal('lane-refused'), from: Tid, to: Tid });
+
 export const CoordinatorMessage = z.union([
   WelcomeMsg,
   AssignMsg,
@@ -275,6 +295,8 @@ export const CoordinatorMessage = z.union([
   PeerGoneMsg,
   DestinationMsg,
   SendImageMsg,
+  LaneMsg,
+  LaneRefusedMsg,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 

@@ -9,6 +9,18 @@ import { Tid } from './ids.ts';
  * (envelope.ts, never chunked); the receiver's worker reads it and reports what it delivered.
  */
 
+/**
+ * A relay lane: the lane of a pair whose hosts share no data channel, through the coordinator.
+ * The sender's host asks for it (`lane-open`); the coordinator gives each host one end (`lane`),
+ * a one-time token with which that task's worker opens a WebSocket at RELAY_LANE_PATH, and pipes
+ * what the sender's worker writes, each frame one envelope of that pair, to the receiver's.
+ * Either socket closing closes the other: the lane is gone, as when a data channel closes.
+ */
+export const RELAY_LANE_PATH = '/lane';
+
+/** Lane tokens are this long (hex): unguessable, and the only thing a lane socket presents. */
+export const LANE_TOKEN_CHARS = 32;
+
 /** Stream ids lanes use; the page that opened the shared channel takes the even ones, the other page the odd ones. */
 export const LANE_IDS = { first: 2, last: 1023 } as const;
 

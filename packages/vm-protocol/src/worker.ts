@@ -64,11 +64,22 @@ export const Reply = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('reply'), tid: z.string(), requestId: z.number().int(), ok: z.literal(false), error: WireError }),
 ]);
 
+const LaneUrl = z.string().max(2048).regex(/^wss?:\/\//, 'a ws: or wss: URL');
+
 /** The sending end of a lane (lane.ts) from task `tid` to task `to`: what `tid` sends `to` may go on it. */
 export const LaneOut = z.object({ type: z.literal('lane-out'), tid: z.string(), to: Tid, channel: LaneChannelSchema });
 
 /** The receiving end of a lane from task `from` to task `tid`: the worker reads it itself and reports what it delivers. */
 export const LaneIn = z.object({ type: z.literal('lane-in'), tid: z.string(), from: Tid, channel: LaneChannelSchema });
+
+/**
+ * The sending end of a relay lane (lane.ts) from `tid` to `to`: the worker opens the WebSocket at
+ * `url` itself and writes on it as on a lane.
+ */
+export const RelayLaneOut = z.object({ type: z.literal('relay-lane-out'), tid: z.string(), to: Tid, url: LaneUrl });
+
+/** The receiving end of a relay lane from `from` to `tid`: the worker opens it and reads it as a lane. */
+export const RelayLaneIn = z.object({ type: z.literal('relay-lane-in'), tid: z.string(), from: Tid, url: LaneUrl });
 
 /** The receiving end of the lane from `tid` to `to` is gone: stop writing on it. */
 export const LaneClose = z.object({ type: z.literal('lane-close'), tid: z.string(), to: Tid });
@@ -79,7 +90,18 @@ export const LaneClose = z.object({ type: z.literal('lane-close'), tid: z.string
  */
 export const ReportNow = z.object({ type: z.literal('report-now'), tid: z.string() });
 
-export const ToWorker = z.discriminatedUnion('type', [StartTask, Deliver, Reply, FreezeTask, LaneOut, LaneIn, LaneClose, ReportNow]);
+export const ToWorker = z.discriminatedUnion('type', [
+  StartTask,
+  Deliver,
+  Reply,
+  FreezeTask,
+  LaneOut,
+  LaneIn,
+  RelayLaneOut,
+  RelayLaneIn,
+  LaneClose,
+  ReportNow,
+]);
 export type ToWorker = z.infer<typeof ToWorker>;
 
 /**

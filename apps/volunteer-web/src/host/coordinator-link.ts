@@ -36,6 +36,8 @@ export interface LinkEvents {
   peerGone(message: CoordinatorMessageOf<'peer-gone'>): void;
   destination(message: CoordinatorMessageOf<'destination'>): void;
   sendImage(message: CoordinatorMessageOf<'send-image'>): void;
+  lane(message: CoordinatorMessageOf<'lane'>): void;
+  laneRefused(message: CoordinatorMessageOf<'lane-refused'>): void;
   /** Envelope bytes the coordinator relays from another host (a binary frame). */
   relay(bytes: Uint8Array): void;
   stateChange(): void;
@@ -90,6 +92,8 @@ export class CoordinatorLink {
     'peer-gone': (m) => this.#options.events.peerGone(m),
     destination: (m) => this.#options.events.destination(m),
     'send-image': (m) => this.#options.events.sendImage(m),
+    lane: (m) => this.#options.events.lane(m),
+    'lane-refused': (m) => this.#options.events.laneRefused(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 

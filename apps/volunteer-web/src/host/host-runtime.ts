@@ -1,6 +1,7 @@
 import {
   ImageAssembly,
   LIMITS,
+  RELAY_LANE_PATH,
   decodeImage,
   encodeImage,
   imageParts,
@@ -22,6 +23,7 @@ import { LogLimiter } from './log-limiter.ts';
 import { FrameKind } from './messaging/channel-frames.ts';
 import { Inboxes } from './messaging/inboxes.ts';
 import { Lanes } from './messaging/lanes.ts';
+import { RelayLanes } from './messaging/relay-lanes.ts';
 import { PeerNetwork, type CreatePeer } from './messaging/peer-network.ts';
 import { MessageRouter, type MessageCounters } from './messaging/router.ts';
 import { PendingResults } from './pending-results.ts';
@@ -66,6 +68,20 @@ const DESTINATION_WAIT_MS = 250;
 /** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
 const IMAGE_WAIT_MS = 5_000;
 
+/**
+ * With data channels, a pair goes through the relay this long before it asks for a relay lane:
+ * time for a channel to open, whose own lane then takes the pair.
+ */
+const RELAY_LANE_PATIENCE_MS = 3_000;
+
+/** Where a task's worker opens the relay lane end issued with `token`: the coordinator socket's origin. */
+function relayLaneUrl(socketUrl: string, token: string): string {
+  const url = new URL(socketUrl);
+  url.pathname = RELAY_LANE_PATH;
+  url.search = `?token=${token}`;
+  return url.href;
+}
+
 /** The checkpoint a local task would restart from, and the byte segments of its state. */
 interface LatestCheckpoint {
   checkpoint: Required<Checkpoint>;
@@ -103,6 +119,7 @@ export class HostRuntime {
   #inboxes: Inboxes;
   #network: PeerNetwork | null;
   #lanes: Lanes | null;
+  #relayLanes: RelayLanes;
   #router: MessageRouter;
   #logs = new LogLimiter();
   /** Checkpoints stored while offline, sent after the next welcome. */
@@ -183,12 +200,20 @@ export class HostRuntime {
           },
         })
       : null;
+    this.#relayLanes = new RelayLanes({
+      ask: (pair) => send({ type: 'lane-open', ...pair }),
+      decline: (token) => send({ type: 'lane-declined', token }),
+      giveOut: (pair, token) => this.#pool.post(pair.from, { type: 'relay-lane-out', tid: pair.from, to: pair.to, url: relayLaneUrl(runtime.url, token) }),
+      giveIn: (pair, token) => this.#pool.post(pair.to, { type: 'relay-lane-in', tid: pair.to, from: pair.from, url: relayLaneUrl(runtime.url, token) }),
+      patienceMs: network ? RELAY_LANE_PATIENCE_MS : 0,
+    });
     this.#router = new MessageRouter({
       inbox: this.#inboxes,
       relay: (bytes) => this.#outbox.send(bytes),
       locate: (tids) => send({ type: 'locate', tids }),
       links: this.#network,
       lanes: this.#lanes,
+      relayLanes: this.#relayLanes,
       part: (header, bytes) => {
         const problem = this.#images.add(header, bytes);
         if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
@@ -220,16 +245,22 @@ export class HostRuntime {
         },
         laneSent: (ref, message, bytes) => {
           this.#progress.countOut(ref);
-          this.#router.laneSent(message, bytes, this.#lanes?.carrierOf(message) ?? null);
+          const carrier = this.#relayLanes.sends(message) ? this.#router.relayLink : (this.#lanes?.carrierOf(message) ?? null);
+          this.#router.laneSent(message, bytes, carrier);
           this.#scheduleNotify();
         },
         delivered: (ref, entries) => {
           const fromLanes = this.#inboxes.reported(ref.tid, entries);
-          for (const message of fromLanes) this.#router.laneReceived(message, this.#lanes?.carrierIn({ from: message.from, to: ref.tid }) ?? null);
+          for (const message of fromLanes) {
+            const pair = { from: message.from, to: ref.tid };
+            const carrier = this.#relayLanes.receives(pair) ? this.#router.relayLink : (this.#lanes?.carrierIn(pair) ?? null);
+            this.#router.laneReceived(message, carrier);
+          }
           if (fromLanes.length) this.#progress.countIn(ref, fromLanes.length);
         },
         laneClosed: (ref, to) => {
           this.#lanes?.closed({ from: ref.tid, to });
+          this.#relayLanes.closed({ from: ref.tid, to });
           this.#router.laneClosed({ from: ref.tid, to });
         },
         request: (ref, requestId, op) => this.#outbox.send({ type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op }),
@@ -270,6 +301,8 @@ export class HostRuntime {
           this.#router.receive(bytes, null);
           this.#scheduleNotify();
         },
+        lane: (m) => this.#relayLanes.granted(m),
+        laneRefused: (m) => this.#relayLanes.refused(m),
         stateChange: () => this.#scheduleNotify(),
       },
     });
@@ -368,6 +401,7 @@ export class HostRuntime {
 
   #onWelcome(welcome: CoordinatorMessageOf<'welcome'>): void {
     this.#network?.setIdentity(welcome.peerId, welcome.iceServers);
+    this.#relayLanes.linkLost();
     this.#outbox.flush();
     void this.#pending.resendAll().catch((error: unknown) => console.warn('webpvm: could not resend results', error));
     const held = this.#pool.held();
@@ -400,6 +434,7 @@ export class HostRuntime {
     if (frozen) this.#acceptCheckpoint(tid, frozen);
     this.#router.taskLeft(tid);
     this.#lanes?.taskGone(tid);
+    this.#relayLanes.taskGone(tid);
     const inbox = this.#inboxes.cut(tid);
     const latest = this.#latest.get(tid) ?? null;
     const image = encodeImage({
@@ -599,6 +634,7 @@ export class HostRuntime {
 
   #forgetLive(tid: string): void {
     this.#lanes?.taskGone(tid);
+    this.#relayLanes.taskGone(tid);
     this.#inboxes.close(tid);
     this.#outbox.dropRequestsOf(tid);
     this.#progress.forget(tid);

@@ -8,6 +8,7 @@ import {
   encodeValue,
   type ErrorCode,
   type FromWorker,
+  type LaneChannel,
   type TaskMessage,
   unsealMessage,
 } from '@webpvm/vm-protocol';
@@ -18,6 +19,7 @@ import { formatLogLine, truncateLine } from './log-line.ts';
 import { Arrivals } from './arrivals.ts';
 import { Mailbox } from './mailbox.ts';
 import { createMessaging, type TaskMessaging } from './task-messaging.ts';
+import { socketLane } from './socket-lane.ts';
 
 export { Rng, taskSeed, type RngState } from './determinism.ts';
 
@@ -124,6 +126,19 @@ export function runTaskWorker(scope: WorkerScope): void {
       if (task) task.arrivals.openLane(lane.from, lane.channel);
       else lane.channel.close();
     },
+    // A relay lane's socket is opened only for a task that runs here; one the browser will not
+    // open (a policy without the lane path) counts as a lane that closed at once.
+    'relay-lane-out': (lane) => {
+      const task = running.get(lane.tid);
+      if (!task) return;
+      const channel = openSocketLane(lane.url);
+      if (channel) task.messaging.openLane(lane.to, channel);
+      else post({ type: 'lane-closed', tid: lane.tid, to: lane.to });
+    },
+    'relay-lane-in': (lane) => {
+      const channel = running.has(lane.tid) ? openSocketLane(lane.url) : null;
+      if (channel) running.get(lane.tid)!.arrivals.openLane(lane.from, channel);
+    },
   };
 
   scope.addEventListener('message', (event) => {
@@ -135,6 +150,14 @@ export function runTaskWorker(scope: WorkerScope): void {
     const message = parsed.data;
     (handlers[message.type] as (message: ToWorker) => void)(message);
   });
+}
+
+function openSocketLane(url: string): LaneChannel | null {
+  try {
+    return socketLane(url);
+  } catch {
+    return null;
+  }
 }
 
 /** What a checkpoint reads: the task's counters and mailbox, and what the host asks of it (SAFE_POINT_FLAGS, or by message). */

@@ -120,7 +120,8 @@ export class Inboxes {
    * it. Returns the lane's messages: their senders wait for an acknowledgement.
    */
   reported(tid: string, entries: readonly DeliveryReport[]): DeliveredMessage[] {
-    const box = this.#boxes.get(tid);
+    // A lane may bring a task its first messages, before this page handed it any.
+    const box = this.#options.holds(tid) ? this.#box(tid) : this.#boxes.get(tid);
     if (!box) return [];
     box.reportAsked = false;
     const fromLanes: DeliveredMessage[] = [];

@@ -21,6 +21,8 @@ export interface MessageCounters {
   laneOut: number;
   channelIn: number;
   relayOut: number;
+  /** Of those, written on a relay lane by the task's worker (relay-lanes.ts). */
+  relayLaneOut: number;
   relayIn: number;
   resentAfterBreak: number;
 }
@@ -40,6 +42,8 @@ export interface RouterOptions {
   links: DataLinks | null;
   /** Offered each pair whose message went over a page channel: a lane may take the next ones. */
   lanes?: { offer(pair: LanePair, peerId: string): void } | null;
+  /** Offered each pair whose message went through the relay: a relay lane may take the next ones. */
+  relayLanes?: { offer(pair: LanePair): void } | null;
   /** A piece of a migrating task's image, from the coordinator or from another host. */
   part(header: ImagePartHeader, bytes: Uint8Array): void;
   now?: () => number;
@@ -69,6 +73,8 @@ const ACK_EVERY = 64;
  * what its lane still buffered. What is not acknowledged this long after goes through the relay.
  */
 const LANE_SETTLE_MS = 1000;
+/** Acknowledgements go back every ACK_MS: what a closed lane carried waits this long for them. */
+const LANE_CLOSED_ACK_MS = 3 * ACK_MS;
 /** Tasks that ended well on this page: late messages for them are dropped, not bounced. */
 const FINISHED_REMEMBERED = 10_000;
 
@@ -90,7 +96,18 @@ const sameJob = (a: string, b: string) => parseTid(a).jobId === parseTid(b).jobI
  * (laneReceived), which it keeps and acknowledges like any channel's.
  */
 export class MessageRouter {
-  readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayIn: 0, resentAfterBreak: 0 };
+  readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, resentAfterBreak: 0 };
+  /**
+   * The carrier of relay lanes: their copies are kept under it, and their acknowledgements go
+   * through the relay. Bounces are not sent on it: a relay lane's sender learns that its receiver
+   * is gone when the coordinator closes the lane.
+   */
+  readonly relayLink: DataLink = {
+    remotePeerId: 'coordinator',
+    send: (kind, payload) => {
+      if (kind === FrameKind.envelope) this.#options.relay(payload);
+    },
+  };
   #options: RouterOptions;
   #now: () => number;
   /** Per local sender, the last seq it sent to each receiver: reported with its outcome. */
@@ -136,17 +153,24 @@ export class MessageRouter {
       return;
     }
     this.#toRelay(message.to, bytes);
+    this.#options.relayLanes?.offer({ from: message.from, to: message.to });
   }
 
   /**
-   * A local task's worker wrote this message on its lane, which rides on `carrier` (null: the
-   * lane's page channel is gone). The copy is kept like a message sent on that channel — unless
-   * the other host already acknowledged or bounced it: the copy can come after either.
+   * A local task's worker wrote this message on its lane, which rides on `carrier` (`relayLink`
+   * for a relay lane; null: the lane's page channel is gone). The copy is kept like a message
+   * sent on that channel — unless the other host already acknowledged or bounced it: the copy can
+   * come after either.
    */
   laneSent(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array, carrier: DataLink | null): void {
     this.#noteSent(message);
-    this.counters.channelOut += 1;
-    this.counters.laneOut += 1;
+    if (carrier === this.relayLink) {
+      this.counters.relayOut += 1;
+      this.counters.relayLaneOut += 1;
+    } else {
+      this.counters.channelOut += 1;
+      this.counters.laneOut += 1;
+    }
     const key = pairKey(message.from, message.to);
     this.#lanePairs.add(key);
     if ((this.#acked.get(key) ?? 0) >= message.seq) return;
@@ -156,13 +180,18 @@ export class MessageRouter {
 
   /** A lane brought this message straight to its receiver's worker, which reported it: its sender hears of it over `carrier`. */
   laneReceived(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, carrier: DataLink | null): void {
-    this.counters.channelIn += 1;
+    if (carrier === this.relayLink) this.counters.relayIn += 1;
+    else this.counters.channelIn += 1;
     if (carrier) this.#ackLater(carrier, message.from, message.to, message.seq);
   }
 
-  /** The lane of `pair` closed: what it carried and is not acknowledged goes through the relay. */
+  /**
+   * The lane of `pair` closed: what it carried and is not acknowledged goes through the relay,
+   * after the acknowledgements its receiver sent as it closed have had time to come (a lane
+   * closes with its receiver, which acknowledges what it read as it goes).
+   */
   laneClosed(pair: LanePair): void {
-    this.#relayUnacked(pairKey(pair.from, pair.to));
+    this.#later(LANE_CLOSED_ACK_MS, () => this.#relayUnacked(pairKey(pair.from, pair.to)));
   }
 
   /** The receivers a task sent to, each with the last seq: exit notifications come after them. */
@@ -192,13 +221,7 @@ export class MessageRouter {
     this.#flushAcks();
     const lanePairs = [...this.#lanePairs].filter((key) => key.startsWith(`${tid}>`));
     for (const key of lanePairs) this.#lanePairs.delete(key);
-    if (lanePairs.length > 0) {
-      const timer = setTimeout(() => {
-        this.#settling.delete(timer);
-        for (const key of lanePairs) this.#relayUnacked(key);
-      }, LANE_SETTLE_MS);
-      this.#settling.add(timer);
-    }
+    if (lanePairs.length > 0) this.#later(LANE_SETTLE_MS, () => lanePairs.forEach((key) => this.#relayUnacked(key)));
     for (const map of [this.#acked, this.#bounced]) for (const key of map.keys()) if (key.startsWith(`${tid}>`)) map.delete(key);
   }
 
@@ -341,6 +364,14 @@ export class MessageRouter {
     this.#options.relay(bytes);
     this.counters.relayOut += 1;
     this.#locate(to);
+  }
+
+  #later(ms: number, run: () => void): void {
+    const timer = setTimeout(() => {
+      this.#settling.delete(timer);
+      run();
+    }, ms);
+    this.#settling.add(timer);
   }
 
   #relayUnacked(key: string): void {
