@@ -77,7 +77,7 @@ export class HostGateway {
   readonly lanes: RelayLanes;
 
   constructor(private readonly opts: GatewayOptions) {
-    this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relayLaneEnd(hostId, from, to), log: opts.log });
+    this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relayLaneEnd(hostId, from, to), log: opts.log, metrics: opts.metrics });
     this.wss.on('connection', (socket) => this.accept(socket));
     this.sweeper = setInterval(() => this.sweep(), opts.heartbeatMs);
     this.sweeper.unref();
@@ -109,8 +109,8 @@ export class HostGateway {
     socket.on('message', (data, isBinary) => void this.receive(conn, data, isBinary));
     socket.on('close', () => {
       this.connections.delete(conn);
+      this.lanes.hostGone(conn);
       if (conn.hostId) {
-        this.lanes.hostGone(conn.hostId);
         this.opts.scheduler.detachHost(conn.hostId, conn);
         this.opts.log.info({ host: conn.hostId }, 'host disconnected');
       }
@@ -253,7 +253,7 @@ export class HostGateway {
     resumed: (conn, m) => this.opts.scheduler.resumed(conn.hostId!, m.tid, m.attempt),
     'image-missing': (conn, m) => this.opts.scheduler.imageMissing(conn.hostId!, m.tid, m.attempt),
     'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to),
-    'lane-declined': (conn, m) => this.lanes.declined(conn.hostId!, m.token),
+    'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

@@ -1,4 +1,4 @@
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics served at `/metrics`; process CPU comes from the default collectors. */
 export function createMetrics() {
@@ -10,6 +10,8 @@ export function createMetrics() {
     framesOut: new Counter({ name: 'webpvm_host_frames_out_total', help: 'Frames sent to hosts', labelNames: ['type'], registers: [registry] }),
     badFrames: new Counter({ name: 'webpvm_host_bad_frames_total', help: 'Malformed frames received from hosts', registers: [registry] }),
     jobsSubmitted: new Counter({ name: 'webpvm_jobs_submitted_total', help: 'Jobs accepted', registers: [registry] }),
+    laneFrames: new Counter({ name: 'webpvm_relay_lane_frames_total', help: 'Task messages piped on relay lanes', registers: [registry] }),
+    lanesOpen: new Gauge({ name: 'webpvm_relay_lanes_open', help: 'Relay lanes issued and not closed', registers: [registry] }),
   };
 }
 

@@ -4,12 +4,14 @@ import type { Duplex } from 'node:stream';
 import { type ErrorBody, LANE_MESSAGE_BYTES, LANE_TOKEN_CHARS, decodeEnvelope } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Metrics } from './metrics.ts';
 import type { HostLink } from './scheduler.ts';
 
 export interface RelayLanesOptions {
   /** The host at the receiving end of a lane from `from` (run by `hostId`) to `to`, or why there is none. */
   endOf(hostId: string, from: string, to: string): { hostId: string; link: HostLink } | ErrorBody;
   log: Logger;
+  metrics?: Pick<Metrics, 'laneFrames' | 'lanesOpen'>;
   maxLanesPerHost?: number;
   connectMs?: number;
 }
@@ -17,7 +19,8 @@ export interface RelayLanesOptions {
 interface Lane {
   from: string;
   to: string;
-  hosts: { out: string; in: string };
+  /** The connections of the hosts at either end: a host that reconnects keeps no lane of the old one. */
+  hosts: { out: HostLink; in: HostLink };
   tokens: { out: string; in: string };
   sockets: { out: WebSocket | null; in: WebSocket | null };
   /** Bytes passed to the receiving socket and not written out yet. */
@@ -44,9 +47,8 @@ const LOW_WATER = 1024 * 1024;
 export class RelayLanes {
   readonly #options: RelayLanesOptions;
   readonly #byToken = new Map<string, { lane: Lane; end: End }>();
-  readonly #byHost = new Map<string, Set<Lane>>();
+  readonly #byHost = new Map<HostLink, Set<Lane>>();
   readonly #wss = new WebSocketServer({ noServer: true, maxPayload: LANE_MESSAGE_BYTES });
-  relayed = 0;
 
   constructor(options: RelayLanesOptions) {
     this.#options = options;
@@ -60,14 +62,14 @@ export class RelayLanes {
   request(hostId: string, link: HostLink, from: string, to: string): void {
     const end = this.#options.endOf(hostId, from, to);
     const max = this.#options.maxLanesPerHost ?? MAX_LANES_PER_HOST;
-    if ('code' in end || this.#countOf(hostId) >= max || this.#countOf(end.hostId) >= max) {
+    if ('code' in end || this.#countOf(link) >= max || this.#countOf(end.link) >= max) {
       link.send({ type: 'lane-refused', from, to });
       return;
     }
     const lane: Lane = {
       from,
       to,
-      hosts: { out: hostId, in: end.hostId },
+      hosts: { out: link, in: end.link },
       tokens: { out: newToken(), in: newToken() },
       sockets: { out: null, in: null },
       inFlight: 0,
@@ -81,19 +83,20 @@ export class RelayLanes {
       lanes.add(lane);
       this.#byHost.set(lane.hosts[e], lanes);
     }
+    this.#options.metrics?.lanesOpen.inc();
     end.link.send({ type: 'lane', end: 'in', from, to, token: lane.tokens.in });
     link.send({ type: 'lane', end: 'out', from, to, token: lane.tokens.out });
   }
 
-  /** The receiving host has no task for the end it was given. */
-  declined(hostId: string, token: string): void {
+  /** The receiving host (`link`) has no task for the end it was given. */
+  declined(link: HostLink, token: string): void {
     const found = this.#byToken.get(token);
-    if (found && found.lane.hosts[found.end] === hostId) this.#close(found.lane, 'declined');
+    if (found && found.lane.hosts[found.end] === link) this.#close(found.lane, 'declined');
   }
 
-  /** The host left: its lanes, both ways, are gone. */
-  hostGone(hostId: string): void {
-    for (const lane of this.#byHost.get(hostId) ?? []) this.#close(lane, 'host disconnected');
+  /** A host's connection closed: its lanes, both ways, are gone. */
+  hostGone(link: HostLink): void {
+    for (const lane of this.#byHost.get(link) ?? []) this.#close(lane, 'host disconnected');
   }
 
   /** A worker opens its end; a token that is unknown or used is refused before the upgrade. */
@@ -143,7 +146,7 @@ export class RelayLanes {
       return;
     }
     lane.inFlight += bytes.byteLength;
-    this.relayed++;
+    this.#options.metrics?.laneFrames.inc();
     receiver.send(bytes, { binary: true }, () => {
       lane.inFlight -= bytes.byteLength;
       if (lane.inFlight <= LOW_WATER && lane.sockets.out?.isPaused && !lane.closed) lane.sockets.out.resume();
@@ -155,6 +158,7 @@ export class RelayLanes {
     if (lane.closed) return;
     lane.closed = true;
     clearTimeout(lane.expiry);
+    this.#options.metrics?.lanesOpen.dec();
     for (const end of ['out', 'in'] as const) {
       this.#byToken.delete(lane.tokens[end]);
       this.#byHost.get(lane.hosts[end])?.delete(lane);
@@ -165,8 +169,8 @@ export class RelayLanes {
     }
   }
 
-  #countOf(hostId: string): number {
-    return this.#byHost.get(hostId)?.size ?? 0;
+  #countOf(link: HostLink): number {
+    return this.#byHost.get(link)?.size ?? 0;
   }
 }
 

@@ -4,6 +4,7 @@ import { type CoordinatorMessage, type ErrorBody, RELAY_LANE_PATH, encodeEnvelop
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { createMetrics } from '../src/metrics.ts';
 import { RelayLanes } from '../src/relay-lanes.ts';
 import type { HostLink } from '../src/scheduler.ts';
 
@@ -34,8 +35,10 @@ afterEach(async () => {
 /** Relay lanes behind a real HTTP server; host `a` runs job j's sender tasks, host `b` its receivers. */
 async function setup(options: { connectMs?: number; endOf?: (hostId: string, from: string, to: string) => ErrorBody | null } = {}) {
   const links = { a: new FakeLink(), b: new FakeLink() };
+  const metrics = createMetrics();
   const lanes = new RelayLanes({
     log: pino({ level: 'silent' }),
+    metrics,
     endOf: (hostId, from, to) => options.endOf?.(hostId, from, to) ?? { hostId: 'b', link: links.b },
     ...(options.connectMs ? { connectMs: options.connectMs } : {}),
   });
@@ -59,7 +62,8 @@ async function setup(options: { connectMs?: number; endOf?: (hostId: string, fro
     });
     return { socket, received, closed };
   };
-  return { lanes, links, connect };
+  const metric = async (name: 'laneFrames' | 'lanesOpen') => (await metrics[name].get()).values[0]?.value;
+  return { lanes, links, connect, metric };
 }
 
 const message = (seq: number, from = 'jobj.0', to = 'jobj.1') => encodeMessage({ from, to, tag: 1, seq, data: new Uint8Array(1000).fill(seq) });
@@ -70,7 +74,7 @@ const until = async (check: () => boolean) => {
 
 describe('RelayLanes', () => {
   it('gives each host its end and pipes what the sender writes, in order, to the receiver', async () => {
-    const { lanes, links, connect } = await setup();
+    const { lanes, links, connect, metric } = await setup();
     lanes.request('a', links.a, 'jobj.0', 'jobj.1');
     expect(links.a.sent).toEqual([{ type: 'lane', end: 'out', from: 'jobj.0', to: 'jobj.1', token: expect.stringMatching(/^[0-9a-f]{32}$/) }]);
     expect(links.b.sent).toEqual([{ type: 'lane', end: 'in', from: 'jobj.0', to: 'jobj.1', token: expect.stringMatching(/^[0-9a-f]{32}$/) }]);
@@ -83,8 +87,12 @@ describe('RelayLanes', () => {
     for (let seq = 4; seq <= 5; seq++) out.socket.send(message(seq));
     await until(() => into.received.length === 5);
     expect(into.received.map((b) => new Uint8Array(b))).toEqual([1, 2, 3, 4, 5].map((seq) => message(seq)));
-    expect(lanes.relayed).toBe(5);
+    expect(await metric('laneFrames')).toBe(5);
+    expect(await metric('lanesOpen')).toBe(1);
     expect(lanes.open).toBe(1);
+    into.socket.close();
+    await out.closed;
+    expect(await metric('lanesOpen')).toBe(0);
   });
 
   it('closes both ends when the sender writes what is not a message of its pair', async () => {
@@ -145,9 +153,9 @@ describe('RelayLanes', () => {
     const { lanes, links, connect } = await setup({ connectMs: 100 });
     lanes.request('a', links.a, 'jobj.0', 'jobj.1');
     const out = await connect(links.a.token('out'));
-    lanes.declined('a', links.b.token('in'));
+    lanes.declined(links.a, links.b.token('in'));
     expect(lanes.open).toBe(1);
-    lanes.declined('b', links.b.token('in'));
+    lanes.declined(links.b, links.b.token('in'));
     expect(await out.closed).toBe(1000);
 
     lanes.request('a', links.a, 'jobj.0', 'jobj.2');
@@ -159,7 +167,7 @@ describe('RelayLanes', () => {
     lanes.request('a', links.a, 'jobj.0', 'jobj.3');
     const left = await connect(links.a.token('out'));
     await connect(links.b.token('in'));
-    lanes.hostGone('b');
+    lanes.hostGone(links.b);
     expect(await left.closed).toBe(1000);
     expect(lanes.open).toBe(0);
   });
