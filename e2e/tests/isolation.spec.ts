@@ -27,6 +27,34 @@ test('the host page is cross-origin isolated, shares memory with a worker, and s
   await tab.close();
 });
 
+test('task code reaches no network but its relay lanes: the worker policy blocks the API and the host socket, not /lane', async ({ browser, api }) => {
+  await openHost(browser, api.baseUrl, 1);
+  // The program tries each and reports what the worker's Content-Security-Policy refused.
+  const program = `export default async () => {
+    const blocked = [];
+    self.addEventListener('securitypolicyviolation', (e) => blocked.push(new URL(e.blockedURI).pathname));
+    const origin = self.location.origin;
+    const fetched = await fetch(origin + '/api/jobs').then(() => 'fetched', () => 'failed');
+    const tried = (path) => new Promise((resolve) => {
+      try {
+        const socket = new WebSocket(origin.replace('http', 'ws') + path);
+        socket.onopen = () => resolve('open');
+        // a socket the policy blocks gets an error and no close
+        socket.onerror = () => resolve('refused');
+      } catch {
+        resolve('refused');
+      }
+    });
+    const sockets = [await tried('/ws'), await tried('/lane?token=${'0'.repeat(32)}')];
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return { fetched, sockets, blocked: [...new Set(blocked)].sort() };
+  }`;
+  const id = await api.submit({ name: 'no-network', program, inputs: [null] });
+  await api.waitForState(id, 'done');
+  // the lane socket is allowed by the policy and refused by the coordinator (an unknown token)
+  expect(await api.results(id)).toEqual([{ fetched: 'failed', sockets: ['refused', 'refused'], blocked: ['/api/jobs', '/ws'] }]);
+});
+
 test('the dashboard is cross-origin isolated too, and reaches the API', async ({ browser, api }) => {
   const page = await browser.newPage();
   await page.goto(`${api.baseUrl}/dashboard`);

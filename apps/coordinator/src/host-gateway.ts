@@ -179,7 +179,7 @@ export class HostGateway {
     }
     this.opts.metrics.framesIn.inc({ type: 'envelope' });
     const [from, to, destination] = h.type === 'msg' ? [h.from, h.to, h.to] : [h.of, h.by, h.of];
-    const refused = this.opts.scheduler.relay(conn.hostId, from, to, destination, bytes);
+    const refused = this.opts.scheduler.relay(conn.hostId, h.type, from, to, destination, bytes);
     if (refused) conn.sendError(refused, 'envelope');
   }
 

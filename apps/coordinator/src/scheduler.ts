@@ -766,11 +766,11 @@ export class Scheduler {
    * A message envelope a host relays. The host must hold a task of the same job as both ends
    * (the sender, or the receiver when it bounces a message that reached it by a stale route).
    */
-  relay(hostId: string, from: string, to: string, destination: string, bytes: Uint8Array): ErrorBody | null {
+  relay(hostId: string, kind: 'msg' | 'ack', from: string, to: string, destination: string, bytes: Uint8Array): ErrorBody | null {
     const jobOf = (tid: string) => tid.slice(0, tid.lastIndexOf('.'));
     if (jobOf(from) !== jobOf(to)) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
-    // Both ends forgotten: their job ended (a late acknowledgement), and nobody waits for this.
-    if (!this.tasks.has(from) && !this.tasks.has(to)) return null;
+    // A receiver acknowledges what it read as it ends: when that ended the job, nobody waits for it.
+    if (kind === 'ack' && !this.tasks.has(destination)) return null;
     const host = this.hosts.get(hostId);
     // The sender may have ended or moved since (a re-send after a broken channel), or the receiver
     // may have moved away from this host (a late message handed on): a host that ran either counts.

@@ -127,7 +127,7 @@ describe('scheduler migration', () => {
     scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
     expect(scheduler.locate(['job1.0'])).toEqual([{ tid: 'job1.0', hostId: null, peerId: null }]);
     const messages = [1, 2].map((seq) => encodeMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq, data: seq }));
-    for (const m of messages) expect(scheduler.relay('hb', 'job1.1', 'job1.0', 'job1.0', m)).toBeNull();
+    for (const m of messages) expect(scheduler.relay('hb', 'msg', 'job1.1', 'job1.0', 'job1.0', m)).toBeNull();
     scheduler.setSlots('ha', 0);
     const bytes = image('job1.0');
     for (const part of imageParts('job1.0', attempt, bytes)) {

@@ -342,9 +342,12 @@ describe('scheduler services for message passing', () => {
     await settle();
     const holder = scheduler.locate(['job1.0'])[0]!.hostId!;
     const other = holder === 'ha' ? 'hb' : 'ha';
-    expect(scheduler.relay(holder, 'job1.0', 'job2.0', 'job2.0', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
-    expect(scheduler.relay(other, 'job1.0', 'job1.1', 'job1.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
-    expect(scheduler.relay(holder, 'job1.0', 'job1.0', 'job1.0', new Uint8Array(1))).toBeNull();
+    expect(scheduler.relay(holder, 'msg', 'job1.0', 'job2.0', 'job2.0', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay(other, 'msg', 'job1.0', 'job1.1', 'job1.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay(holder, 'msg', 'job1.0', 'job1.0', 'job1.0', new Uint8Array(1))).toBeNull();
+    // an acknowledgement for a task of a job the scheduler forgot is dropped; a message for one is not the host's to send
+    expect(scheduler.relay(holder, 'ack', 'job9.0', 'job9.1', 'job9.0', new Uint8Array(1))).toBeNull();
+    expect(scheduler.relay(holder, 'msg', 'job9.0', 'job9.1', 'job9.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
     expect(scheduler.locate(['job1.0', 'job1.9'])).toEqual([
       { tid: 'job1.0', hostId: holder, peerId: `${holder}-peer` },
       { tid: 'job1.9', hostId: null, peerId: null },

@@ -60,6 +60,19 @@ describe('socketLane', () => {
     expect(closed).toBe(1);
   });
 
+  it('closes once, on its close or on an error that left the socket closed (a socket the policy blocks gets no close)', () => {
+    let socket: FakeSocket | undefined;
+    const lane = socketLane('ws://c/lane?token=t', (url) => (socket = new FakeSocket(url)));
+    let closed = 0;
+    lane.addEventListener('close', () => closed++);
+    socket!.emit('error', {});
+    expect(closed).toBe(0);
+    socket!.readyState = 3;
+    socket!.emit('error', {});
+    socket!.emit('close', {});
+    expect(closed).toBe(1);
+  });
+
   it('says when what it buffered went below the low threshold, as a data channel would', async () => {
     vi.useFakeTimers();
     let socket: FakeSocket | undefined;

@@ -5,7 +5,7 @@ import { LANE_TOKEN_CHARS } from './lane.ts';
 import { LIMITS } from './limits.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 const Uint32 = z.number().int().min(0).max(0xffffffff);
 const Attempt = z.number().int().min(1).max(1_000_000);

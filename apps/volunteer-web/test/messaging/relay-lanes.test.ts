@@ -47,7 +47,7 @@ describe('RelayLanes (page)', () => {
     expect(t.asked).toEqual(['j.0>j.1']);
   });
 
-  it('after a refusal, asks again only 10 s later; after a closed lane, 1 s later', () => {
+  it('after a refusal, asks again only 10 s later; after a closed lane, 1 s later, longer each time one closes at once', () => {
     const t = setup();
     t.lanes.offer(pair);
     t.lanes.refused(pair);
@@ -58,14 +58,35 @@ describe('RelayLanes (page)', () => {
     t.lanes.offer(pair);
     expect(t.asked).toHaveLength(2);
 
-    t.lanes.granted({ type: 'lane', end: 'out', ...pair, token: 'b'.repeat(32) });
+    const token = 'b'.repeat(32);
+    // a lane that carried messages for a while closes (its receiver moved): asked again a second later
+    t.lanes.granted({ type: 'lane', end: 'out', ...pair, token });
+    t.advance(5_000);
     t.lanes.closed(pair);
     expect(t.lanes.sends(pair)).toBe(false);
     t.lanes.offer(pair);
+    t.advance(999);
+    t.lanes.offer(pair);
     expect(t.asked).toHaveLength(2);
-    t.advance(1_000);
+    t.advance(1);
     t.lanes.offer(pair);
     expect(t.asked).toHaveLength(3);
+
+    // lanes that close as soon as they are given (a socket the browser refuses): 2 s, then 4 s
+    const waits: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      t.lanes.granted({ type: 'lane', end: 'out', ...pair, token });
+      t.lanes.closed(pair);
+      const asked = t.asked.length;
+      let waited = 0;
+      while (t.asked.length === asked) {
+        t.advance(500);
+        waited += 500;
+        t.lanes.offer(pair);
+      }
+      waits.push(waited);
+    }
+    expect(waits).toEqual([2_000, 4_000]);
   });
 
   it('asks again when the coordinator never answered, and for no more pairs than its cap', () => {

@@ -27,7 +27,21 @@ export function socketLane(url: string, createSocket: (url: string) => LaneSocke
   const socket = createSocket(url);
   socket.binaryType = 'arraybuffer';
   const lowListeners: (() => void)[] = [];
+  const closeListeners: (() => void)[] = [];
   let polling: ReturnType<typeof setTimeout> | null = null;
+  let closed = false;
+  const onClosed = (): void => {
+    if (closed) return;
+    closed = true;
+    if (polling !== null) clearTimeout(polling);
+    polling = null;
+    for (const listener of closeListeners) listener();
+  };
+  socket.addEventListener('close', onClosed);
+  // A socket the worker's policy blocks reports an error and never a close.
+  socket.addEventListener('error', () => {
+    if (socket.readyState === 3) onClosed();
+  });
 
   const watchDrain = (): void => {
     if (polling !== null || lowListeners.length === 0) return;
@@ -63,12 +77,7 @@ export function socketLane(url: string, createSocket: (url: string) => LaneSocke
     addEventListener(type, listener) {
       if (type === 'bufferedamountlow') lowListeners.push(() => listener({}));
       else if (type === 'message') socket.addEventListener('message', (event) => listener({ data: event.data }));
-      else
-        socket.addEventListener('close', () => {
-          if (polling !== null) clearTimeout(polling);
-          polling = null;
-          listener({});
-        });
+      else closeListeners.push(() => listener({}));
     },
   };
   return lane;

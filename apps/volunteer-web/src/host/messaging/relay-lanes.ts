@@ -21,8 +21,15 @@ export interface RelayLanesOptions {
 
 interface Sending {
   pair: LanePair;
-  given: boolean;
   askedAt: number;
+  /** When its worker was handed the sending end; null while the coordinator has not answered. */
+  givenAt: number | null;
+}
+
+/** A pair's lanes that closed soon after they were given, in a row, and when its next one may be asked for. */
+interface Backoff {
+  strikes: number;
+  notBefore: number;
 }
 
 /** Relay lanes this page's tasks send on. */
@@ -33,9 +40,11 @@ const ANSWER_MS = 10_000;
 const ASK_AGAIN_MS = 10_000;
 /**
  * A pair whose relay lane closed (its receiver moved, or the worker could not open the socket)
- * waits this long before it asks again.
+ * waits this long before it asks again, twice as long after each lane in a row that closed within
+ * it (a socket the browser refuses, say), up to MAX_REOPEN_MS.
  */
 const REOPEN_MS = 1_000;
+const MAX_REOPEN_MS = 30_000;
 /** Pairs whose first relayed message is remembered, for patienceMs. */
 const MAX_WAITING = 10_000;
 
@@ -53,7 +62,7 @@ export class RelayLanes {
   #sending = new Map<string, Sending>();
   #receiving = new Set<string>();
   /** Per pair, when it may ask again after a refusal or a closed lane. */
-  #notBefore = new Map<string, number>();
+  #backoff = new Map<string, Backoff>();
   #firstRelayed = new Map<string, number>();
 
   constructor(options: RelayLanesOptions) {
@@ -71,9 +80,9 @@ export class RelayLanes {
     const key = pairKey(pair);
     const now = this.#now();
     const sending = this.#sending.get(key);
-    if (sending && (sending.given || now - sending.askedAt < ANSWER_MS)) return;
+    if (sending && (sending.givenAt !== null || now - sending.askedAt < ANSWER_MS)) return;
     if (!sending && this.count >= (this.#options.maxLanes ?? MAX_LANES)) return;
-    if (now < (this.#notBefore.get(key) ?? 0)) return;
+    if (now < (this.#backoff.get(key)?.notBefore ?? 0)) return;
     if (this.#options.patienceMs > 0) {
       const first = this.#firstRelayed.get(key);
       if (first === undefined) {
@@ -83,7 +92,7 @@ export class RelayLanes {
       }
       if (now - first < this.#options.patienceMs) return;
     }
-    this.#sending.set(key, { pair: { ...pair }, given: false, askedAt: now });
+    this.#sending.set(key, { pair: { ...pair }, askedAt: now, givenAt: null });
     this.#options.ask(pair);
   }
 
@@ -98,23 +107,24 @@ export class RelayLanes {
       return;
     }
     const sending = this.#sending.get(key);
-    if (!sending || sending.given || !this.#options.giveOut(pair, token)) {
+    if (!sending || sending.givenAt !== null || !this.#options.giveOut(pair, token)) {
       // The coordinator closes the lane when its receiving end sees no sender in time.
-      if (sending && !sending.given) this.#sending.delete(key);
+      if (sending?.givenAt === null) this.#sending.delete(key);
       return;
     }
-    sending.given = true;
+    sending.givenAt = this.#now();
   }
 
   refused(pair: LanePair): void {
     const key = pairKey(pair);
-    if (this.#sending.get(key)?.given === false) this.#sending.delete(key);
-    this.#notBefore.set(key, this.#now() + ASK_AGAIN_MS);
+    if (this.#sending.get(key)?.givenAt === null) this.#sending.delete(key);
+    this.#backoff.set(key, { strikes: this.#backoff.get(key)?.strikes ?? 0, notBefore: this.#now() + ASK_AGAIN_MS });
   }
 
   /** Whether `pair.from`'s worker writes to `pair.to` on a relay lane: its copies are kept as a lane's. */
   sends(pair: LanePair): boolean {
-    return this.#sending.get(pairKey(pair))?.given === true;
+    const givenAt = this.#sending.get(pairKey(pair))?.givenAt;
+    return givenAt !== undefined && givenAt !== null;
   }
 
   /** Whether a relay lane brings `pair.to` of this page the messages of `pair.from`. */
@@ -125,15 +135,18 @@ export class RelayLanes {
   /** The worker of `pair.from` saw its relay lane close. */
   closed(pair: LanePair): void {
     const key = pairKey(pair);
+    const now = this.#now();
+    const lived = now - (this.#sending.get(key)?.givenAt ?? now);
     this.#sending.delete(key);
-    this.#notBefore.set(key, this.#now() + REOPEN_MS);
+    const strikes = lived < REOPEN_MS ? (this.#backoff.get(key)?.strikes ?? 0) + 1 : 0;
+    this.#backoff.set(key, { strikes, notBefore: now + Math.min(REOPEN_MS * 2 ** strikes, MAX_REOPEN_MS) });
   }
 
   /** Task `tid` ended here or left: its lanes, both ways, closed with it. */
   taskGone(tid: string): void {
     for (const [key, { pair }] of this.#sending) if (pair.from === tid) this.#sending.delete(key);
     for (const key of this.#receiving) if (key.endsWith(`>${tid}`)) this.#receiving.delete(key);
-    for (const map of [this.#firstRelayed, this.#notBefore]) for (const key of map.keys()) if (key.startsWith(`${tid}>`)) map.delete(key);
+    for (const map of [this.#firstRelayed, this.#backoff]) for (const key of map.keys()) if (key.startsWith(`${tid}>`)) map.delete(key);
   }
 
   /**
@@ -141,7 +154,7 @@ export class RelayLanes {
    * their sending ends closed; receiving ends are forgotten here now.
    */
   linkLost(): void {
-    for (const [key, sending] of this.#sending) if (!sending.given) this.#sending.delete(key);
+    for (const [key, sending] of this.#sending) if (sending.givenAt === null) this.#sending.delete(key);
     this.#receiving.clear();
   }
 }
