@@ -15,6 +15,7 @@ import {
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { hashSecret, newSecret } from './auth.ts';
+import { frameBytes } from './frame-bytes.ts';
 import type { Metrics } from './metrics.ts';
 import { RelayLanes } from './relay-lanes.ts';
 import type { HostLink, Scheduler } from './scheduler.ts';
@@ -158,7 +159,7 @@ export class HostGateway {
 
   /** A binary frame is a task message (or an ack) for a task elsewhere: relay it. */
   private relay(conn: HostConnection, data: RawData): void {
-    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    const bytes = frameBytes(data);
     const decoded = decodeEnvelope(bytes);
     if (!decoded.ok) {
       this.opts.metrics.badFrames.inc();

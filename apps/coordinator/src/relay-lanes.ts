@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { type ErrorBody, LANE_MESSAGE_BYTES, LANE_TOKEN_CHARS, decodeEnvelope } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { frameBytes } from './frame-bytes.ts';
 import type { Metrics } from './metrics.ts';
 import type { HostLink } from './scheduler.ts';
 
@@ -137,7 +138,7 @@ export class RelayLanes {
   #pipe(lane: Lane, data: RawData, isBinary: boolean): void {
     const receiver = lane.sockets.in;
     if (!receiver || lane.closed) return;
-    const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    const bytes = frameBytes(data);
     const decoded = isBinary ? decodeEnvelope(bytes) : null;
     const header = decoded?.ok ? decoded.value.header : null;
     if (header?.type !== 'msg' || header.from !== lane.from || header.to !== lane.to || header.seq < 1) {

@@ -121,7 +121,7 @@ export class Inboxes {
    */
   reported(tid: string, entries: readonly DeliveryReport[]): DeliveredMessage[] {
     // A lane may bring a task its first messages, before this page handed it any.
-    const box = this.#options.holds(tid) ? this.#box(tid) : this.#boxes.get(tid);
+    const box = this.#boxes.get(tid) ?? (this.#options.holds(tid) ? this.#box(tid) : undefined);
     if (!box) return [];
     box.reportAsked = false;
     const fromLanes: DeliveredMessage[] = [];
