@@ -851,7 +851,7 @@ export class Scheduler {
       const link = host.link!;
       // An image goes before the assignment that names it: the host finds it whole.
       for (const task of tasks) {
-        const image = task.image === undefined ? null : this.tasks.get(task.tid)?.image;
+        const image = task.imageBytes === undefined ? null : this.tasks.get(task.tid)?.image;
         if (image) for (const part of imageParts(task.tid, task.attempt, image)) link.sendBinary(part);
       }
       for (let i = 0; i < tasks.length; i += LIMITS.itemsPerBatch) {
@@ -909,8 +909,8 @@ export class Scheduler {
       programUrl: this.opts.programUrl(job.stored.programHash),
       input: task.input,
       resume: task.image || task.imageAway ? null : task.checkpoint,
-      ...(task.image ? { image: task.image.byteLength } : {}),
-      ...(task.imageAway ? { image: task.imageAway.bytes } : {}),
+      ...(task.image ? { imageBytes: task.image.byteLength } : {}),
+      ...(task.imageAway ? { imageBytes: task.imageAway.bytes } : {}),
       seed: seedOf(task.tid),
       timeoutMs: job.stored.options.taskTimeoutMs,
     };

@@ -108,7 +108,7 @@ describe('scheduler migration', () => {
     await settle();
 
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
-    expect(moved).toMatchObject({ attempt: attempt + 1, image: bytes.byteLength, resume: null });
+    expect(moved).toMatchObject({ attempt: attempt + 1, imageBytes: bytes.byteLength, resume: null });
     // the image travels first: the host finds it whole when the assignment comes
     expect(b.order.indexOf('part')).toBeLessThan(b.order.lastIndexOf('assign'));
     expect(events).toHaveLength(0);
@@ -177,7 +177,7 @@ describe('scheduler migration', () => {
     expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 1000, frozen: true, obtrusivenessMs: 1, via: 'coordinator' })).toMatchObject({ code: 'E_BAD_FRAME' });
     await settle();
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
-    expect(moved.image).toBeUndefined();
+    expect(moved.imageBytes).toBeUndefined();
     expect(moved.resume).toEqual({ state: { step: 3 }, rng: [1, 1, 1, 1] });
   });
 
@@ -212,7 +212,7 @@ describe('scheduler migration', () => {
     scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
-    expect(moved).toMatchObject({ attempt: attempt + 1, image: 5000, resume: null });
+    expect(moved).toMatchObject({ attempt: attempt + 1, imageBytes: 5000, resume: null });
     // nothing went through here: the bytes are on the data channel
     expect(b.order.filter((kind) => kind === 'part')).toEqual([]);
     expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([]);
@@ -255,7 +255,7 @@ describe('scheduler migration', () => {
     scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
     const other = namedHost === b ? c : b;
-    expect(other.assigned().find((t) => t.tid === 'job1.0')).toMatchObject({ image: 5000 });
+    expect(other.assigned().find((t) => t.tid === 'job1.0')).toMatchObject({ imageBytes: 5000 });
     expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([{ type: 'send-image', tid: 'job1.0', attempt: attempt + 1 }]);
   });
 
@@ -270,6 +270,6 @@ describe('scheduler migration', () => {
     await settle();
     const retried = b.assigned().filter((t) => t.tid === 'job1.0').at(-1)!;
     expect(retried).toMatchObject({ attempt: attempt + 2, resume: { state: { step: 2 } } });
-    expect(retried.image).toBeUndefined();
+    expect(retried.imageBytes).toBeUndefined();
   });
 });

@@ -96,7 +96,7 @@ describe('HostRuntime migration', () => {
       pending: [sealMessage(message('joba.5', 'joba.0', 4, 'after a gap'))],
     });
     for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: image.byteLength })] });
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
     await settle();
     const start = host.workers[0]!.received[0]!;
     expect(start).toMatchObject({
@@ -118,7 +118,7 @@ describe('HostRuntime migration', () => {
     const host = await startHost();
     stop = () => host.runtime.stop();
     await host.connect();
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: 100 })] });
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: 100 })] });
     await vi.advanceTimersByTimeAsync(4_900);
     expect(host.workers).toHaveLength(0);
     expect(host.socket().sentOfType('image-missing')).toEqual([]);
@@ -142,7 +142,7 @@ describe('HostRuntime migration', () => {
       mailbox: [sealMessage(message('joba.5', 'joba.0', 1, 'in the image'))],
       pending: [],
     });
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, image: image.byteLength })] });
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
     // messages for it wait on this page, not bounced back to the coordinator
     host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 2, 'meanwhile')));
     await settle();

@@ -5,7 +5,7 @@ import { LANE_TOKEN_CHARS } from './lane.ts';
 import { LIMITS } from './limits.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 const Uint32 = z.number().int().min(0).max(0xffffffff);
 const Attempt = z.number().int().min(1).max(1_000_000);
@@ -214,7 +214,7 @@ export const TaskAssignment = z.object({
   input: z.unknown(),
   resume: Checkpoint.nullable(),
   /** The size of the task's image, sent just before in `part` frames, when it resumes from a migration. */
-  image: z.number().int().positive().max(LIMITS.imageBytes).optional(),
+  imageBytes: z.number().int().positive().max(LIMITS.imageBytes).optional(),
   seed: Uint32,
   timeoutMs: z.number().int().positive().nullable(),
 });

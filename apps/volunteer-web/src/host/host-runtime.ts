@@ -518,7 +518,7 @@ export class HostRuntime {
     const restores: (() => void)[] = [];
     const runnable: TaskAssignment[] = [];
     for (const task of tasks) {
-      if (task.image === undefined) {
+      if (task.imageBytes === undefined) {
         if (task.resume) this.#latest.set(task.tid, { checkpoint: withCounters(task.resume), stateBuffers: [] });
         runnable.push(task);
         continue;
@@ -532,9 +532,9 @@ export class HostRuntime {
       const waited = this.#awaitingImage.get(key);
       if (waited) clearTimeout(waited.timer);
       this.#awaitingImage.delete(key);
-      const decoded = bytes.byteLength === task.image ? decodeImage(bytes) : null;
+      const decoded = bytes.byteLength === task.imageBytes ? decodeImage(bytes) : null;
       if (!decoded?.ok) {
-        const message = decoded ? decoded.error.message : `its image is ${bytes.byteLength} bytes, not ${task.image}`;
+        const message = decoded ? decoded.error.message : `its image is ${bytes.byteLength} bytes, not ${task.imageBytes}`;
         this.#pending.add({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message } });
         continue;
       }
