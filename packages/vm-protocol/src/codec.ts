@@ -1,17 +1,9 @@
 import { z } from 'zod';
-import type { ErrorBody } from './errors.ts';
+import { type ErrorBody, describeIssues } from './errors.ts';
 import { CoordinatorMessage, HostMessage } from './host.ts';
 import { LIMITS } from './limits.ts';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: ErrorBody & { ref: string | null } };
-
-/** The readable one-line form of a zod failure: `path: message; path: message`. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
-    .join('; ');
-}
 
 function decodeWith<S extends z.ZodType>(schema: S, text: string): Decoded<z.output<S>> {
   if (text.length > LIMITS.frameBytes) {

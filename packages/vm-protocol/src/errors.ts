@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+
 /**
  * The one registry of webpvm error codes. A code is stable: clients match on it, so
  * rename one only with a migration note. `status` is the HTTP status the REST API answers with.
@@ -50,4 +52,12 @@ export class WebpvmError extends Error {
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERRORS, value);
+}
+
+/** The readable one-line form of a zod failure: `path: message; path: message`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
 }

@@ -1,33 +1,13 @@
 import { z } from 'zod';
-import { ERRORS, type ErrorCode } from './errors.ts';
-import { JobId, Tid } from './ids.ts';
+import { Tid } from './ids.ts';
 import { LANE_TOKEN_CHARS } from './lane.ts';
 import { LIMITS } from './limits.ts';
+import { Attempt, Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
 export const PROTOCOL_VERSION = 3;
 
-const Uint32 = z.number().int().min(0).max(0xffffffff);
-const Attempt = z.number().int().min(1).max(1_000_000);
 const Fraction = z.number().min(0).max(1);
-
-/**
- * Where a task is up to: the state handed to `ctx.checkpoint` (value-encoded, value-codec.ts,
- * with no byte segments: a state with typed arrays stays on its host and travels in images),
- * the random generator beside it, and the seqs and request count it resumes with.
- */
-export const Checkpoint = z.object({
-  state: z.unknown(),
-  rng: z.tuple([Uint32, Uint32, Uint32, Uint32]),
-  sent: z.array(z.object({ to: Tid, seq: z.number().int().nonnegative() })).max(LIMITS.tasksPerJob).optional(),
-  requests: z.number().int().nonnegative().optional(),
-});
-export type Checkpoint = z.infer<typeof Checkpoint>;
-
-export const WireError = z.object({
-  code: z.string().max(64).refine((c): c is ErrorCode => Object.hasOwn(ERRORS, c), 'unknown error code'),
-  message: z.string().max(LIMITS.logLineChars),
-});
 
 export const TaskRef = z.object({ tid: Tid, attempt: Attempt });
 export type TaskRef = z.infer<typeof TaskRef>;
@@ -73,25 +53,6 @@ export const ProgressMsg = z.object({
     z.object({ tid: Tid, attempt: Attempt, fraction: Fraction, messagesOut: Count.optional(), messagesIn: Count.optional() }),
   ),
 });
-
-const GroupName = z.string().min(1).max(LIMITS.groupChars);
-
-/** What a task asks of the virtual machine (PVM's spawn, groups, barrier, notify). */
-export const TaskOp = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('spawn'),
-    /** A named export of the program, or null for its default export. */
-    name: z.string().min(1).max(LIMITS.nameChars).nullable(),
-    inputs: z.array(z.unknown()).min(1).max(LIMITS.spawnPerCall),
-  }),
-  z.object({ kind: z.literal('join'), group: GroupName }),
-  z.object({ kind: z.literal('leave'), group: GroupName }),
-  z.object({ kind: z.literal('size'), group: GroupName }),
-  z.object({ kind: z.literal('members'), group: GroupName }),
-  z.object({ kind: z.literal('barrier'), group: GroupName, count: z.number().int().min(1).max(LIMITS.tasksPerJob) }),
-  z.object({ kind: z.literal('notify'), tids: z.array(Tid).min(1).max(LIMITS.spawnPerCall), tag: z.number().int().min(0).max(0x7fffffff) }),
-]);
-export type TaskOp = z.infer<typeof TaskOp>;
 
 /**
  * A task's request. `requestId` counts the requests of one task from 1, so that a task replaying
@@ -200,25 +161,6 @@ export const WelcomeMsg = z.object({
   /** RTCIceServer entries (STUN/TURN) for data channels; empty on a local network. */
   iceServers: z.array(z.record(z.string(), z.unknown())).max(16),
 });
-
-export const TaskAssignment = z.object({
-  tid: Tid,
-  attempt: Attempt,
-  jobId: JobId,
-  /** The task that spawned this one; null for a root task. A spawned task starts at once, even past the host's slots. */
-  parent: Tid.nullable(),
-  /** The program's named export to run, or null for its default export. */
-  name: z.string().max(LIMITS.nameChars).nullable(),
-  /** Same-origin URL of the job's program module, content-addressed. */
-  programUrl: z.string().max(512),
-  input: z.unknown(),
-  resume: Checkpoint.nullable(),
-  /** The size of the task's image, sent just before in `part` frames, when it resumes from a migration. */
-  imageBytes: z.number().int().positive().max(LIMITS.imageBytes).optional(),
-  seed: Uint32,
-  timeoutMs: z.number().int().positive().nullable(),
-});
-export type TaskAssignment = z.infer<typeof TaskAssignment>;
 
 export const AssignMsg = z.object({ type: z.literal('assign'), tasks: batch(TaskAssignment) });
 

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { Checkpoint, TaskAssignment, TaskOp, WireError } from './host.ts';
 import { Tid } from './ids.ts';
 import { MAX_ENVELOPE_BYTES } from './envelope.ts';
 import { LANE_MESSAGE_BYTES, LaneChannelSchema } from './lane.ts';
 import { LIMITS } from './limits.ts';
+import { Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
 /**
  * Messages between a host (page or Node) and the worker that runs task code. Task code is
@@ -58,7 +58,7 @@ export const FreezeTask = z.object({ type: z.literal('freeze'), tid: z.string() 
  */
 export const Deliver = z.object({ type: z.literal('deliver'), tid: z.string(), envelopes: z.array(MessageEnvelope) });
 
-/** The answer to a task's request (see TaskOp in host.ts). */
+/** The answer to a task's request (see TaskOp in task.ts). */
 export const Reply = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('reply'), tid: z.string(), requestId: z.number().int(), ok: z.literal(true), value: z.unknown() }),
   z.object({ type: z.literal('reply'), tid: z.string(), requestId: z.number().int(), ok: z.literal(false), error: WireError }),

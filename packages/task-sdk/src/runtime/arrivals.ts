@@ -1,4 +1,6 @@
-import { decodeEnvelope, messageFromEnvelope, unsealMessage, type FromWorker, type LaneChannel, type TaskMessage } from '@webpvm/vm-protocol';
+import { decodeEnvelope, messageFromEnvelope, unsealMessage, type TaskMessage } from '@webpvm/vm-protocol/envelope';
+import type { LaneChannel } from '@webpvm/vm-protocol/lane';
+import type { FromWorker } from '@webpvm/vm-protocol/worker';
 import type { Mailbox } from './mailbox.ts';
 import { ReportBatch } from './report-batch.ts';
 

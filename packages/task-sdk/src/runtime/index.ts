@@ -1,17 +1,9 @@
-import {
-  LIMITS,
-  SAFE_POINT_FLAGS,
-  ToWorker,
-  WebpvmError,
-  decodeValue,
-  describeIssues,
-  encodeValue,
-  type ErrorCode,
-  type FromWorker,
-  type LaneChannel,
-  type TaskMessage,
-  unsealMessage,
-} from '@webpvm/vm-protocol';
+import { unsealMessage, type TaskMessage } from '@webpvm/vm-protocol/envelope';
+import { WebpvmError, describeIssues, type ErrorCode } from '@webpvm/vm-protocol/errors';
+import type { LaneChannel } from '@webpvm/vm-protocol/lane';
+import { LIMITS } from '@webpvm/vm-protocol/limits';
+import { decodeValue, encodeValue } from '@webpvm/vm-protocol/value-codec';
+import { SAFE_POINT_FLAGS, ToWorker, type FromWorker } from '@webpvm/vm-protocol/worker';
 import type { TaskContext, TaskFunction } from '../ctx.ts';
 import { Rng } from './determinism.ts';
 import { toJsonValue } from './json-value.ts';

@@ -1,4 +1,5 @@
-import { LIMITS, WebpvmError } from '@webpvm/vm-protocol';
+import { WebpvmError } from '@webpvm/vm-protocol/errors';
+import { LIMITS } from '@webpvm/vm-protocol/limits';
 
 const utf8 = new TextEncoder();
 

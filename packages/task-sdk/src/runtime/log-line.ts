@@ -1,4 +1,4 @@
-import { LIMITS } from '@webpvm/vm-protocol';
+import { LIMITS } from '@webpvm/vm-protocol/limits';
 
 /** Cuts a text to the longest line the protocol carries. */
 export function truncateLine(text: string): string {

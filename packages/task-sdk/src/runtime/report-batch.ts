@@ -1,4 +1,4 @@
-import { REPORT_BATCH } from '@webpvm/vm-protocol';
+import { REPORT_BATCH } from '@webpvm/vm-protocol/worker';
 
 /**
  * How long a report may wait for others to go with it. Each batch wakes the page and sends an

@@ -1,4 +1,4 @@
-import type { LaneChannel } from '@webpvm/vm-protocol';
+import type { LaneChannel } from '@webpvm/vm-protocol/lane';
 
 /** What a relay lane uses of a WebSocket (the browser's; tests hand a fake). */
 export interface LaneSocket {

@@ -1,21 +1,12 @@
-import {
-  LANE_MESSAGE_BYTES,
-  LIMITS,
-  Tid,
-  TaskOp,
-  WebpvmError,
-  describeIssues,
-  encodeEncodedMessage,
-  encodeValue,
-  encodedSize,
-  isErrorCode,
-  parseTid,
-  type Counters,
-  type EncodedValue,
-  type FromWorker,
-  type LaneChannel,
-  type ToWorker,
-} from '@webpvm/vm-protocol';
+import { encodeEncodedMessage, encodedSize } from '@webpvm/vm-protocol/envelope';
+import { WebpvmError, describeIssues, isErrorCode } from '@webpvm/vm-protocol/errors';
+import { Tid, parseTid } from '@webpvm/vm-protocol/ids';
+import { LANE_MESSAGE_BYTES, type LaneChannel } from '@webpvm/vm-protocol/lane';
+import { LIMITS } from '@webpvm/vm-protocol/limits';
+import { TaskOp } from '@webpvm/vm-protocol/task';
+import type { Counters } from '@webpvm/vm-protocol/task-image';
+import { encodeValue, type EncodedValue } from '@webpvm/vm-protocol/value-codec';
+import type { FromWorker, ToWorker } from '@webpvm/vm-protocol/worker';
 import type { ReceivedMessage, RecvFilter, TaskContext } from '../ctx.ts';
 import type { Mailbox } from './mailbox.ts';
 import { toJsonValue } from './json-value.ts';
