@@ -50,7 +50,8 @@ const PROGRAMS = {
       await ctx.spawn('stuck', [null]);
       return {
         otherJob: code(() => ctx.send('other.1', 1, 'x')),
-        unknownTask: await ctx.notifyExit(['local.99'], 1).then(() => 'ok', (error) => error.code),
+        otherJobNotify: await ctx.notifyExit(['other.1'], 1).then(() => 'ok', (error) => error.code),
+        unknownTask: await ctx.notifyExit(['local.99'], 2).then(() => ctx.recv({ tag: 2, timeoutMs: 5000 })),
       };
     });
     export const stuck = defineTask(() => new Promise(() => {}));`,
@@ -152,9 +153,16 @@ describe('runLocal with message passing', () => {
     expect(lines).toContain('local.4: task failed: the program has no callable export named "missing" (E_BAD_PROGRAM)');
   });
 
-  it('refuses another job’s tid inside the task, and ends when the root ends though a spawned task still waits', async () => {
+  it('refuses another job’s tid, reports a task that never was as ended, and ends when the root ends though a spawned task still waits', async () => {
     expect(await runLocal(program('refusals.ts'), { main: null })).toEqual({
-      results: [{ otherJob: 'E_FORBIDDEN', unknownTask: 'E_NOT_FOUND' }],
+      results: [
+        {
+          otherJob: 'E_FORBIDDEN',
+          otherJobNotify: 'E_FORBIDDEN',
+          // As on the grid (and in PVM): watching a tid that never ran gets its notice at once, not ok.
+          unknownTask: { from: 'local.99', tag: 2, data: { tid: 'local.99', ok: false } },
+        },
+      ],
       errors: [null],
     });
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TaskGroups } from '../src/groups/task-groups.ts';
+import { TaskGroups } from '../src/vm/task-groups.ts';
 
 describe('TaskGroups', () => {
   it('gives the lowest free instance number, as pvm_joingroup does', () => {

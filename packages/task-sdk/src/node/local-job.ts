@@ -1,35 +1,28 @@
 import { Worker } from 'node:worker_threads';
 import {
   FromWorker,
-  LIMITS,
-  WebpvmError,
   describeIssues,
-  encodeMessage,
-  makeTid,
   readSealed,
   type ErrorBody,
   type TaskAssignment,
-  type TaskOp,
   type ToWorker,
 } from '@webpvm/vm-protocol';
-import { taskSeed } from '../runtime/determinism.ts';
-import { TaskGroups } from '../groups/task-groups.ts';
+import { JobVm, encodeNotice, type VmAnswer, type VmEffect, type VmTask } from '../vm/index.ts';
 import type { RunLocalResult } from './run-local.ts';
 
 export interface LocalJobConfig {
   programUrl: string;
   /** The bundled worker entry (task-worker.ts). */
   workerFile: string;
+  /** The job's seed: each task's `ctx.random` seed derives from it (JobVm). */
   seed: number;
   /** Worker threads for the root tasks; a spawned task always gets a thread of its own. */
-  lanes: number;
+  rootThreads: number;
   onLog: (tid: string, line: string) => void;
   onProgress: ((done: number, total: number) => void) | undefined;
 }
 
-type Outcome = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
 type FromWorkerOf<T extends FromWorker['type']> = Extract<FromWorker, { type: T }>;
-type OpOf<K extends TaskOp['kind']> = Extract<TaskOp, { kind: K }>;
 
 interface LocalTask {
   readonly assignment: TaskAssignment;
@@ -37,11 +30,8 @@ interface LocalTask {
   thread: TaskThread | null;
   /** Envelopes of the messages that came before the task started, delivered right after its start. */
   inbox: Uint8Array[];
-  /** The tasks to tell when this one ends, each with its tag. */
-  notify: { tid: string; tag: number }[];
-  ok: boolean;
-  readonly ended: Promise<Outcome>;
-  settle: (outcome: Outcome) => void;
+  readonly ended: Promise<VmAnswer>;
+  settle: (outcome: VmAnswer) => void;
 }
 
 const JOB_ID = 'local';
@@ -50,31 +40,33 @@ const CHECKPOINT_INTERVAL_MS = 1000;
 
 /**
  * One job run in Node worker_threads: the virtual machine a coordinator and its hosts would be,
- * in one process. Root tasks share a pool of threads; each spawned task starts at once in a
- * thread of its own (tasks of a ring wait for each other: none may wait for a slot). Messages
- * are routed in the order they are sent, so per-pair order and exit notifications coming after
- * a task's last message hold by construction.
+ * in one process. The PVM services are the coordinator's own (JobVm); this class only carries
+ * out their effects with threads. Root tasks share a pool of threads; each spawned task starts
+ * at once in a thread of its own (tasks of a ring wait for each other: none may wait for a
+ * slot). Messages are routed in the order they are sent, so per-pair order and exit
+ * notifications coming after a task's last message hold by construction.
  */
 export class LocalJob {
   readonly #config: LocalJobConfig;
+  readonly #vm: JobVm;
   readonly #tasks = new Map<string, LocalTask>();
-  readonly #groups = new TaskGroups<{ tid: string; release: () => void }>();
   readonly #threads = new Set<TaskThread>();
   #closed = false;
 
   constructor(config: LocalJobConfig) {
     this.#config = config;
+    this.#vm = new JobVm(JOB_ID, config.seed);
   }
 
   /** Runs one root task per input; resolves when all roots have ended, ending every task still running. */
   async run(inputs: readonly unknown[]): Promise<RunLocalResult> {
-    const roots = inputs.map((input) => this.#add(input, null, null));
+    const roots = inputs.map((input) => this.#add(this.#vm.add(input, null, null)));
     const results: unknown[] = roots.map(() => null);
     const errors: (ErrorBody | null)[] = roots.map(() => null);
     let next = 0;
     let finished = 0;
 
-    const lane = async (): Promise<void> => {
+    const rootThread = async (): Promise<void> => {
       let thread: TaskThread | null = null;
       for (let i = next++; i < roots.length; i = next++) {
         if (!thread?.alive) thread = this.#newThread();
@@ -86,7 +78,7 @@ export class LocalJob {
     };
 
     try {
-      await Promise.all(Array.from({ length: this.#config.lanes }, lane));
+      await Promise.all(Array.from({ length: this.#config.rootThreads }, rootThread));
     } finally {
       this.#closed = true;
       await Promise.all([...this.#threads].map((thread) => thread.terminate()));
@@ -94,34 +86,30 @@ export class LocalJob {
     return { results, errors };
   }
 
-  #add(input: unknown, parent: string | null, name: string | null): LocalTask {
-    const index = this.#tasks.size;
-    const tid = makeTid(JOB_ID, index);
-    let settle!: (outcome: Outcome) => void;
-    const ended = new Promise<Outcome>((resolve) => (settle = resolve));
-    const task: LocalTask = {
+  #add(task: VmTask): LocalTask {
+    let settle!: (outcome: VmAnswer) => void;
+    const ended = new Promise<VmAnswer>((resolve) => (settle = resolve));
+    const local: LocalTask = {
       assignment: {
-        tid,
+        tid: task.tid,
         attempt: 1,
         jobId: JOB_ID,
-        parent,
-        name,
+        parent: task.parent,
+        name: task.name,
         programUrl: this.#config.programUrl,
-        input,
+        input: task.input,
         resume: null,
-        seed: taskSeed(this.#config.seed, index),
+        seed: task.seed,
         timeoutMs: null,
       },
       state: 'waiting',
       thread: null,
       inbox: [],
-      notify: [],
-      ok: false,
       ended,
       settle,
     };
-    this.#tasks.set(tid, task);
-    return task;
+    this.#tasks.set(task.tid, local);
+    return local;
   }
 
   #newThread(): TaskThread {
@@ -138,7 +126,7 @@ export class LocalJob {
     return thread;
   }
 
-  #start(task: LocalTask, thread: TaskThread): Promise<Outcome> {
+  #start(task: LocalTask, thread: TaskThread): Promise<VmAnswer> {
     task.state = 'running';
     task.thread = thread;
     thread.task = task;
@@ -149,15 +137,13 @@ export class LocalJob {
     return task.ended;
   }
 
-  #end(task: LocalTask, outcome: Outcome): void {
+  #end(task: LocalTask, outcome: VmAnswer): void {
     const { tid, parent } = task.assignment;
     task.state = 'ended';
-    task.ok = outcome.ok;
     const thread = task.thread!;
     thread.task = null;
-    this.#groups.leaveAll(tid);
-    for (const { tid: notifier, tag } of task.notify) this.#notice(task, notifier, tag);
-    task.notify = [];
+    // Messages here are routed as they are sent: every one a task sent has arrived before its notice.
+    this.#apply(this.#vm.ended(tid, outcome.ok, new Map()));
     if (parent !== null) {
       if (!outcome.ok) this.#config.onLog(tid, `task failed: ${outcome.error.message} (${outcome.error.code})`);
       this.#threads.delete(thread);
@@ -197,76 +183,36 @@ export class LocalJob {
         return;
       }
       const { to } = read.message;
-      const target = this.#tasks.get(to);
-      if (target) this.#deliver(target, envelope);
-      else this.#config.onLog(tid, `a message to ${to} was dropped: there is no such task in this job`);
+      const standing = this.#vm.standing(to);
+      if (standing === 'live') this.#deliver(this.#tasks.get(to)!, envelope);
+      else if (standing !== 'ended') this.#config.onLog(tid, `a message to ${to} was dropped: there is no such task in this job`);
     },
     request: (task, { requestId, op }) => {
-      const { tid } = task.assignment;
-      const reply = (answer: { ok: true; value: unknown } | { ok: false; error: ErrorBody }): void => {
-        if (task.state === 'running') task.thread!.post({ type: 'reply', tid, requestId, ...answer });
-      };
-      new Promise((resolve) => resolve((this.#ops[op.kind] as (op: TaskOp, task: LocalTask) => unknown)(op, task))).then(
-        (value) => reply({ ok: true, value: value ?? null }),
-        (error: unknown) => reply({ ok: false, error: errorBody(error) }),
-      );
+      const { answer, effects } = this.#vm.request(task.assignment.tid, requestId, op);
+      this.#apply(effects);
+      if (answer !== 'later') this.#reply(task, requestId, answer);
     },
   };
 
-  readonly #ops: { [K in TaskOp['kind']]: (op: OpOf<K>, task: LocalTask) => unknown } = {
-    spawn: ({ name, inputs }, parent) => {
-      if (this.#tasks.size + inputs.length > LIMITS.tasksPerJob) {
-        throw new WebpvmError('E_TOO_LARGE', `a job holds at most ${LIMITS.tasksPerJob} tasks`);
+  #apply(effects: VmEffect[]): void {
+    for (const effect of effects) {
+      if (effect.kind === 'spawn') for (const task of effect.tasks) void this.#start(this.#add(task), this.#newThread());
+      else if (effect.kind === 'reply') this.#reply(this.#tasks.get(effect.tid)!, effect.requestId, effect.answer);
+      else {
+        const target = this.#tasks.get(effect.notice.to);
+        if (target) this.#deliver(target, encodeNotice(effect.notice));
       }
-      return inputs.map((input) => {
-        const task = this.#add(input, parent.assignment.tid, name);
-        void this.#start(task, this.#newThread());
-        return task.assignment.tid;
-      });
-    },
-    join: ({ group }, task) => this.#groups.join(group, task.assignment.tid),
-    leave: ({ group }, task) => {
-      if (!this.#groups.leave(group, task.assignment.tid)) {
-        throw new WebpvmError('E_CONFLICT', `${task.assignment.tid} is not in group ${group}`);
-      }
-    },
-    size: ({ group }) => this.#groups.size(group),
-    members: ({ group }) => this.#groups.members(group),
-    barrier: ({ group, count }, task) =>
-      new Promise<void>((release) => {
-        const released = this.#groups.barrier(group, count, { tid: task.assignment.tid, release });
-        if (released === null) throw new WebpvmError('E_CONFLICT', `barrier ${group} is already waiting for another count`);
-        for (const waiter of released) waiter.release();
-      }),
-    notify: ({ tids, tag }, notifier) => {
-      const watched = tids.map((tid) => {
-        const task = this.#tasks.get(tid);
-        if (!task) throw new WebpvmError('E_NOT_FOUND', `there is no task ${tid} in this job`);
-        return task;
-      });
-      for (const task of watched) {
-        if (task.state === 'ended') this.#notice(task, notifier.assignment.tid, tag);
-        else task.notify.push({ tid: notifier.assignment.tid, tag });
-      }
-    },
-  };
+    }
+  }
 
-  /** The message that tells `notifier` that `ended` has ended: seq 0, like every system message. */
-  #notice(ended: LocalTask, notifier: string, tag: number): void {
-    const target = this.#tasks.get(notifier);
-    const { tid } = ended.assignment;
-    if (target) this.#deliver(target, encodeMessage({ from: tid, to: notifier, tag, seq: 0, data: { tid, ok: ended.ok } }));
+  #reply(task: LocalTask, requestId: number, answer: VmAnswer): void {
+    if (task.state === 'running') task.thread!.post({ type: 'reply', tid: task.assignment.tid, requestId, ...answer });
   }
 
   #deliver(target: LocalTask, envelope: Uint8Array): void {
     if (target.state === 'waiting') target.inbox.push(envelope);
     else if (target.state === 'running') target.thread!.post({ type: 'deliver', tid: target.assignment.tid, envelopes: [envelope] });
   }
-}
-
-function errorBody(error: unknown): ErrorBody {
-  if (error instanceof WebpvmError) return error.toJSON();
-  return { code: 'E_INTERNAL', message: error instanceof Error ? error.message : String(error) };
 }
 
 /** One worker_thread, running one task at a time. */

@@ -60,7 +60,7 @@ export async function runLocal(programPath: string, options: RunLocalOptions = {
       programUrl: pathToFileURL(programFile).href,
       workerFile,
       seed,
-      lanes: Math.min(concurrency, inputs.length),
+      rootThreads: Math.min(concurrency, inputs.length),
       onLog: options.onLog ?? ((tid, line) => process.stderr.write(`[${tid}] ${line}\n`)),
       onProgress: options.onProgress,
     });

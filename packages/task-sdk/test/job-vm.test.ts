@@ -1,0 +1,125 @@
+import { decodeEnvelope, type TaskOp } from '@webpvm/vm-protocol';
+import { describe, expect, it } from 'vitest';
+import { taskSeed } from '../src/runtime/determinism.ts';
+import { JobVm, encodeNotice, type VmEffect } from '../src/vm/index.ts';
+
+const spawn = (inputs: unknown[], name: string | null = 'worker'): TaskOp => ({ kind: 'spawn', name, inputs });
+
+/** A job with one root task, `jobj.0`. */
+function rootJob(seed = 1) {
+  const vm = new JobVm('jobj', seed, 8);
+  const root = vm.add({ n: 1 }, null, null);
+  return { vm, root };
+}
+
+describe('JobVm', () => {
+  it('numbers tasks in order and seeds each from the job’s seed and its index, as runLocal and the grid both do', () => {
+    const { vm, root } = rootJob(42);
+    expect(root).toEqual({ tid: 'jobj.0', index: 0, parent: null, name: null, input: { n: 1 }, seed: taskSeed(42, 0) });
+    const { answer, effects } = vm.request('jobj.0', 1, spawn(['a', undefined]));
+    expect(answer).toEqual({ ok: true, value: ['jobj.1', 'jobj.2'] });
+    expect(effects).toEqual([
+      {
+        kind: 'spawn',
+        tasks: [
+          { tid: 'jobj.1', index: 1, parent: 'jobj.0', name: 'worker', input: 'a', seed: taskSeed(42, 1) },
+          { tid: 'jobj.2', index: 2, parent: 'jobj.0', name: 'worker', input: null, seed: taskSeed(42, 2) },
+        ],
+      },
+    ]);
+    expect(vm.size).toBe(3);
+    expect(new Set([0, 1, 2].map((i) => taskSeed(42, i))).size).toBe(3);
+  });
+
+  it('answers a request made again with its first answer, and carries it out once', () => {
+    const { vm } = rootJob();
+    const first = vm.request('jobj.0', 1, spawn([1, 2]));
+    const again = vm.request('jobj.0', 1, spawn([1, 2]));
+    expect(again).toEqual({ answer: first.answer, effects: [] });
+    expect(vm.size).toBe(3);
+  });
+
+  it('refuses a spawn past the job’s task limit, spawning none of it', () => {
+    const { vm } = rootJob();
+    expect(vm.request('jobj.0', 1, spawn([1, 2, 3, 4, 5, 6, 7, 8])).answer).toMatchObject({ ok: false, error: { code: 'E_TOO_LARGE' } });
+    expect(vm.size).toBe(1);
+    expect(vm.request('jobj.0', 2, spawn([1, 2, 3, 4, 5, 6, 7])).answer).toMatchObject({ ok: true });
+  });
+
+  it('gives group instances from 0, refuses leaving a group one is not in, and lists members in instance order', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([null, null]));
+    expect(vm.request('jobj.1', 1, { kind: 'join', group: 'g' }).answer).toEqual({ ok: true, value: 0 });
+    expect(vm.request('jobj.0', 2, { kind: 'join', group: 'g' }).answer).toEqual({ ok: true, value: 1 });
+    expect(vm.request('jobj.2', 1, { kind: 'leave', group: 'g' }).answer).toMatchObject({ ok: false, error: { code: 'E_CONFLICT' } });
+    expect(vm.request('jobj.2', 2, { kind: 'members', group: 'g' }).answer).toEqual({ ok: true, value: ['jobj.1', 'jobj.0'] });
+    expect(vm.request('jobj.2', 3, { kind: 'size', group: 'g' }).answer).toEqual({ ok: true, value: 2 });
+  });
+
+  it('holds barrier callers until the count is reached, then answers them all — a caller asking again still waits', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([null, null]));
+    expect(vm.request('jobj.1', 1, { kind: 'barrier', group: 'b', count: 3 })).toEqual({ answer: 'later', effects: [] });
+    expect(vm.request('jobj.1', 1, { kind: 'barrier', group: 'b', count: 3 })).toEqual({ answer: 'later', effects: [] });
+    expect(vm.request('jobj.2', 1, { kind: 'barrier', group: 'b', count: 2 }).answer).toMatchObject({ ok: false, error: { code: 'E_CONFLICT' } });
+    vm.request('jobj.2', 2, { kind: 'barrier', group: 'b', count: 3 });
+    const last = vm.request('jobj.0', 2, { kind: 'barrier', group: 'b', count: 3 });
+    expect(last.answer).toBe('later');
+    const done = { ok: true, value: null };
+    expect(last.effects).toEqual([
+      { kind: 'reply', tid: 'jobj.1', requestId: 1, answer: done },
+      { kind: 'reply', tid: 'jobj.2', requestId: 2, answer: done },
+      { kind: 'reply', tid: 'jobj.0', requestId: 2, answer: done },
+    ]);
+    // Released, a replayed barrier call gets its answer at once.
+    expect(vm.request('jobj.1', 1, { kind: 'barrier', group: 'b', count: 3 })).toEqual({ answer: done, effects: [] });
+  });
+
+  it('notifies watchers when a task ends, after the last message it sent each of them', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([null]));
+    expect(vm.request('jobj.0', 2, { kind: 'notify', tids: ['jobj.1'], tag: 7 })).toEqual({ answer: { ok: true, value: null }, effects: [] });
+    const effects = vm.ended('jobj.1', true, new Map([['jobj.0', 12]]));
+    expect(effects).toEqual<VmEffect[]>([{ kind: 'notice', notice: { from: 'jobj.1', to: 'jobj.0', tag: 7, ok: true, after: 12 } }]);
+    expect(vm.ended('jobj.1', true, new Map())).toEqual([]);
+    expect(vm.standing('jobj.1')).toBe('ended');
+  });
+
+  it('reports at once a task that has ended, or never was (not ok), and refuses another job’s tid', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([null]));
+    vm.ended('jobj.1', false, new Map([['jobj.0', 3]]));
+    const { answer, effects } = vm.request('jobj.0', 2, { kind: 'notify', tids: ['jobj.1', 'jobj.99'], tag: 5 });
+    expect(answer).toEqual({ ok: true, value: null });
+    expect(effects).toEqual([
+      { kind: 'notice', notice: { from: 'jobj.1', to: 'jobj.0', tag: 5, ok: false, after: 3 } },
+      { kind: 'notice', notice: { from: 'jobj.99', to: 'jobj.0', tag: 5, ok: false, after: 0 } },
+    ]);
+    expect(vm.request('jobj.0', 3, { kind: 'notify', tids: ['jobj.1', 'kjob.1'], tag: 5 })).toEqual({
+      answer: { ok: false, error: { code: 'E_FORBIDDEN', message: 'kjob.1 is not a task of job jobj' } },
+      effects: [],
+    });
+  });
+
+  it('takes an ended task out of its groups and barriers', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([null]));
+    vm.request('jobj.1', 1, { kind: 'join', group: 'g' });
+    vm.request('jobj.1', 2, { kind: 'barrier', group: 'b', count: 2 });
+    vm.ended('jobj.1', true, new Map());
+    expect(vm.request('jobj.0', 2, { kind: 'size', group: 'g' }).answer).toEqual({ ok: true, value: 0 });
+    expect(vm.request('jobj.0', 3, { kind: 'barrier', group: 'b', count: 2 }).effects).toEqual([]);
+  });
+
+  it('tells where a tid stands, and refuses requests of tasks that are not live', () => {
+    const { vm } = rootJob();
+    expect(['jobj.0', 'jobj.5', 'kjob.0'].map((tid) => vm.standing(tid))).toEqual(['live', 'no-such-task', 'another-job']);
+    vm.ended('jobj.0', true, new Map());
+    expect(vm.request('jobj.0', 9, { kind: 'size', group: 'g' }).answer).toMatchObject({ ok: false, error: { code: 'E_NOT_FOUND' } });
+  });
+
+  it('encodes a notice as the seq-0 message its watcher receives', () => {
+    const decoded = decodeEnvelope(encodeNotice({ from: 'jobj.1', to: 'jobj.0', tag: 7, ok: true, after: 4 }));
+    expect(decoded.ok && decoded.value.header).toMatchObject({ type: 'msg', from: 'jobj.1', to: 'jobj.0', tag: 7, seq: 0, after: 4 });
+  });
+});
