@@ -44,7 +44,7 @@ function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
   return parsed as Record<string, unknown>[];
 }
 
-/** Every knob has a default that works on a laptop; the environment overrides it (names in DESIGN.md). */
+/** Every knob has a default that works on a laptop; the environment overrides it (names in docs/protocol.md, "Configuration"). */
 export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
   return {
     port: intFrom(env, 'PORT', 8080),

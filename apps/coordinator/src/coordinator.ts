@@ -10,7 +10,7 @@ import { buildApi } from './http-api.ts';
 import { createMetrics } from './metrics.ts';
 import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
-import { Scheduler } from './scheduler.ts';
+import { Scheduler } from './scheduler/scheduler.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export { loadConfig, type CoordinatorConfig };
@@ -56,7 +56,6 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   });
   const app = buildApi({
     scheduler,
-    store,
     events: eventLog,
     auth,
     programs: new ProgramRegistry(store),
@@ -90,7 +89,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
       for (const socket of sockets) socket.destroy();
     }, CLOSE_GRACE_MS).unref();
     await closing;
-    await scheduler.durable();
+    await scheduler.writes.durable();
     await store.close();
   };
   try {

@@ -1,6 +1,6 @@
 import type { MigrationEvent } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
-import type { MigrationSink } from './scheduler.ts';
+import type { MigrationSink } from './scheduler/ports.ts';
 import type { EventQuery, Store } from './store/store.ts';
 import { WriteQueue } from './write-queue.ts';
 

@@ -18,7 +18,8 @@ import { hashSecret, newSecret } from './auth.ts';
 import { frameBytes } from './frame-bytes.ts';
 import type { Metrics } from './metrics.ts';
 import { RelayLanes } from './relay-lanes.ts';
-import type { HostLink, Scheduler } from './scheduler.ts';
+import type { HostLink } from './scheduler/ports.ts';
+import type { Scheduler } from './scheduler/scheduler.ts';
 import type { Store } from './store/store.ts';
 
 export interface GatewayOptions {
@@ -78,7 +79,7 @@ export class HostGateway {
   readonly lanes: RelayLanes;
 
   constructor(private readonly opts: GatewayOptions) {
-    this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relayLaneEnd(hostId, from, to), log: opts.log, metrics: opts.metrics });
+    this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relay.relayLaneEnd(hostId, from, to), log: opts.log, metrics: opts.metrics });
     this.wss.on('connection', (socket) => this.accept(socket));
     this.sweeper = setInterval(() => this.sweep(), opts.heartbeatMs);
     this.sweeper.unref();
@@ -112,7 +113,7 @@ export class HostGateway {
       this.connections.delete(conn);
       this.lanes.hostGone(conn);
       if (conn.hostId) {
-        this.opts.scheduler.detachHost(conn.hostId, conn);
+        this.opts.scheduler.hosts.detach(conn.hostId, conn);
         this.opts.log.info({ host: conn.hostId }, 'host disconnected');
       }
     });
@@ -148,7 +149,7 @@ export class HostGateway {
       conn.sendError({ code: 'E_BAD_FRAME', message: 'send hello first' }, message.type);
       return;
     }
-    if (conn.hostId) this.opts.scheduler.seen(conn.hostId);
+    if (conn.hostId) this.opts.scheduler.hosts.seen(conn.hostId);
     try {
       await (this.handlers[message.type] as (c: HostConnection, m: HostMessage) => Promise<void> | void)(conn, message);
     } catch (err) {
@@ -174,13 +175,13 @@ export class HostGateway {
     const h = decoded.value.header;
     if (h.type === 'part') {
       this.opts.metrics.framesIn.inc({ type: 'image-part' });
-      const refused = this.opts.scheduler.imagePart(conn.hostId, h, decoded.value.buffers[0]!, bytes);
+      const refused = this.opts.scheduler.migrations.imagePart(conn.hostId, h, decoded.value.buffers[0]!, bytes);
       if (refused) conn.sendError(refused, 'part');
       return;
     }
     this.opts.metrics.framesIn.inc({ type: 'envelope' });
     const [from, to, destination] = h.type === 'msg' ? [h.from, h.to, h.to] : [h.of, h.by, h.of];
-    const refused = this.opts.scheduler.relay(conn.hostId, h.type, from, to, destination, bytes);
+    const refused = this.opts.scheduler.relay.relay(conn.hostId, h.type, from, to, destination, bytes);
     if (refused) conn.sendError(refused, 'envelope');
   }
 
@@ -201,7 +202,7 @@ export class HostGateway {
       for (const other of this.connections) {
         if (other !== conn && other.hostId === identity.hostId) other.socket.close(4000, 'replaced by a newer connection');
       }
-      this.opts.scheduler.attachHost(
+      this.opts.scheduler.hosts.attach(
         {
           hostId: identity.hostId,
           secretHash: hashSecret(identity.secret),
@@ -226,33 +227,28 @@ export class HostGateway {
       this.opts.log.info({ host: identity.hostId, slots: m.slots, known: identity.known }, 'host connected');
     },
     heartbeat: () => {},
-    capacity: (conn, m) => this.opts.scheduler.setSlots(conn.hostId!, m.slots),
-    progress: (conn, m) => this.opts.scheduler.progress(conn.hostId!, m.items),
+    capacity: (conn, m) => this.opts.scheduler.hosts.setSlots(conn.hostId!, m.slots),
+    progress: (conn, m) => this.opts.scheduler.reports.progress(conn.hostId!, m.items),
     checkpoint: (conn, m) => {
-      const refused = this.opts.scheduler.checkpoint(conn.hostId!, m.tid, m.attempt, m.checkpoint);
+      const refused = this.opts.scheduler.reports.checkpoint(conn.hostId!, m.tid, m.attempt, m.checkpoint);
       if (refused) conn.sendError(refused, 'checkpoint');
     },
     results: (conn, m) => {
-      for (const refused of this.opts.scheduler.outcomes(conn.hostId!, m.items)) conn.sendError(refused, 'results');
+      for (const refused of this.opts.scheduler.reports.outcomes(conn.hostId!, m.items)) conn.sendError(refused, 'results');
     },
     log: (conn, m) => this.opts.log.info({ host: conn.hostId, tid: m.tid, attempt: m.attempt }, m.line),
     request: (conn, m) => {
-      const outcome = this.opts.scheduler.request(conn.hostId!, m.tid, m.attempt, m.requestId, m.op);
-      if (outcome === 'later') return;
-      conn.send(
-        outcome.ok
-          ? { type: 'reply', tid: m.tid, requestId: m.requestId, ok: true, value: outcome.value }
-          : { type: 'reply', tid: m.tid, requestId: m.requestId, ok: false, error: outcome.error },
-      );
+      const outcome = this.opts.scheduler.vm.request(conn.hostId!, m.tid, m.attempt, m.requestId, m.op);
+      if (outcome !== 'later') conn.send({ type: 'reply', tid: m.tid, requestId: m.requestId, ...outcome });
     },
-    locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.locate(m.tids) }),
-    migrating: (conn, m) => this.opts.scheduler.migrating(conn.hostId!, m.tasks, m.reason),
+    locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.relay.locate(m.tids) }),
+    migrating: (conn, m) => this.opts.scheduler.migrations.migrating(conn.hostId!, m.tasks, m.reason),
     migrated: (conn, m) => {
-      const refused = this.opts.scheduler.migrated(conn.hostId!, m);
+      const refused = this.opts.scheduler.migrations.migrated(conn.hostId!, m);
       if (refused) conn.sendError(refused, 'migrated');
     },
-    resumed: (conn, m) => this.opts.scheduler.resumed(conn.hostId!, m.tid, m.attempt),
-    'image-missing': (conn, m) => this.opts.scheduler.imageMissing(conn.hostId!, m.tid, m.attempt),
+    resumed: (conn, m) => this.opts.scheduler.migrations.resumed(conn.hostId!, m.tid, m.attempt),
+    'image-missing': (conn, m) => this.opts.scheduler.migrations.imageMissing(conn.hostId!, m.tid, m.attempt),
     'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to),
     'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
   };
@@ -263,7 +259,7 @@ export class HostGateway {
   ): Promise<{ hostId: string; secret: string; createdAt: number; known: boolean }> {
     if (claimed) {
       const stored = await this.opts.store.getHost(claimed.hostId);
-      const fromScheduler = this.opts.scheduler.secretHashOf(claimed.hostId);
+      const fromScheduler = this.opts.scheduler.hosts.secretHashOf(claimed.hostId);
       const expected = stored?.secretHash ?? fromScheduler;
       if (expected && safeEqual(expected, hashSecret(claimed.secret))) {
         return { ...claimed, createdAt: stored?.createdAt ?? Date.now(), known: true };

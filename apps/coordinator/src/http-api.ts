@@ -3,7 +3,6 @@ import fs from 'node:fs';
 import fastifyStatic from '@fastify/static';
 import {
   CreateTokenRequest,
-  type JobStatus,
   LIMITS,
   RELAY_LANE_PATH,
   SubmitJobRequest,
@@ -18,12 +17,11 @@ import type { EventLog } from './event-log.ts';
 import type { Metrics } from './metrics.ts';
 import { registerMigrationRoutes } from './migrations-api.ts';
 import type { ProgramRegistry } from './program-registry.ts';
-import { type Scheduler, statusFromStored } from './scheduler.ts';
-import type { Store, StoredJob } from './store/store.ts';
+import type { JobView } from './scheduler/read-views.ts';
+import type { Scheduler } from './scheduler/scheduler.ts';
 
 export interface ApiOptions {
   scheduler: Scheduler;
-  store: Store;
   events: EventLog;
   auth: TokenAuth;
   programs: ProgramRegistry;
@@ -55,9 +53,9 @@ function parseBody<T>(schema: { safeParse(v: unknown): { success: true; data: T 
   return parsed.data;
 }
 
-/** The REST API of DESIGN.md, the program files hosts import, metrics, and the built web app. */
+/** The REST API (docs/protocol.md), the program files hosts import, metrics, and the built web app. */
 export function buildApi(opts: ApiOptions) {
-  const { scheduler, store, auth, programs } = opts;
+  const { scheduler, auth, programs } = opts;
   const app = Fastify({
     loggerInstance: opts.log,
     logController: new LogController({ disableRequestLogging: true }),
@@ -80,23 +78,13 @@ export function buildApi(opts: ApiOptions) {
 
   const principal = (request: FastifyRequest): Promise<Principal> => auth.authenticate(request.headers.authorization);
 
-  /** The status of a job no longer in the scheduler's memory, from the store. */
-  async function storedStatus(job: StoredJob): Promise<JobStatus> {
-    const counts = await store.taskCounts(job.id);
-    return statusFromStored(job, counts, counts.total ? counts.done / counts.total : 1);
-  }
+  const { views } = scheduler;
 
-  /** `roots` is how many of its tasks have results (its bag inputs, or its one main task). */
-  async function visibleJob(request: FastifyRequest, p: Principal): Promise<{ status: JobStatus; roots: number }> {
+  async function visibleJob(request: FastifyRequest, p: Principal): Promise<JobView> {
     const { id } = request.params as { id: string };
-    const live = scheduler.status(id);
-    if (live) {
-      if (!canSee(p, scheduler.ownerOf(id)!)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
-      return { status: live, roots: scheduler.rootsOf(id)! };
-    }
-    const stored = await store.getJob(id);
-    if (!stored || !canSee(p, stored.owner)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
-    return { status: await storedStatus(stored), roots: stored.options.roots };
+    const job = await views.job(id);
+    if (!job || !canSee(p, job.owner)) throw new WebpvmError('E_NOT_FOUND', `no job ${id}`);
+    return job;
   }
 
   app.post('/api/jobs', async (request, reply) => {
@@ -104,24 +92,22 @@ export function buildApi(opts: ApiOptions) {
     const spec = parseBody(SubmitJobRequest, request.body);
     if (spec.replicas > 1) throw new WebpvmError('E_BAD_REQUEST', 'replicas > 1 is not supported yet');
     const programHash = await programs.register(spec.program);
-    const status = scheduler.submit(spec, programHash, p.tokenId, newJobId());
-    await scheduler.durable();
+    const job = scheduler.jobs.submit(spec, programHash, p.tokenId, newJobId());
+    await scheduler.writes.durable();
     opts.metrics.jobsSubmitted.inc();
-    return reply.status(201).send({ id: status.id, tasks: status.tasks.total });
+    return reply.status(201).send({ id: job.stored.id, tasks: job.stored.total });
   });
 
   app.get('/api/jobs', async (request) => {
     const p = await principal(request);
-    const stored = await store.listJobs({ owner: p.admin ? null : p.tokenId, limit: 100 });
-    const jobs = await Promise.all(stored.map((job) => scheduler.status(job.id) ?? storedStatus(job)));
-    return { jobs };
+    return { jobs: await views.jobs(p.admin ? null : p.tokenId, 100) };
   });
 
   app.get('/api/jobs/:id', async (request) => (await visibleJob(request, await principal(request))).status);
 
   app.get('/api/jobs/:id/results', async (request, reply) => {
     const { status: job, roots } = await visibleJob(request, await principal(request));
-    const results = scheduler.results(job.id) ?? (await store.getResults(job.id, roots));
+    const results = await views.results(job.id, roots);
     if ((request.query as { format?: string }).format === 'ndjson') {
       reply.type('application/x-ndjson');
       return results.map((r) => `${JSON.stringify(r ?? null)}\n`).join('');
@@ -131,35 +117,21 @@ export function buildApi(opts: ApiOptions) {
 
   app.get('/api/jobs/:id/tasks', async (request) => {
     const { status: job } = await visibleJob(request, await principal(request));
-    const live = scheduler.tasksOf(job.id);
-    if (live) return { tasks: live };
-    const stored = await store.getTasks(job.id);
-    return {
-      tasks: stored.map((t) => ({
-        tid: t.tid,
-        parent: t.parent,
-        state: t.state,
-        attempt: t.attempt,
-        hostId: t.hostId,
-        progress: t.state === 'done' ? 1 : 0,
-        messagesIn: t.messagesIn,
-        messagesOut: t.messagesOut,
-      })),
-    };
+    return { tasks: await views.tasks(job.id) };
   });
 
   app.delete('/api/jobs/:id', async (request) => {
     const { status: job } = await visibleJob(request, await principal(request));
-    const cancelled = scheduler.cancel(job.id);
-    if (cancelled) await scheduler.durable();
-    return cancelled ?? job;
+    if (!scheduler.jobs.cancel(job.id)) return job;
+    await scheduler.writes.durable();
+    return views.status(job.id) ?? job;
   });
 
-  registerMigrationRoutes(app, { scheduler, store, events: opts.events, principal });
+  registerMigrationRoutes(app, { scheduler, events: opts.events, principal });
 
   app.get('/api/hosts', async (request) => {
     await principal(request);
-    return { hosts: scheduler.hostList() };
+    return { hosts: views.hosts() };
   });
 
   app.post('/api/tokens', async (request, reply) => {

@@ -3,13 +3,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpr
 import type { Logger } from 'pino';
 import { type Principal, canSee } from './auth.ts';
 import type { EventLog } from './event-log.ts';
-import type { Scheduler } from './scheduler.ts';
+import type { Scheduler } from './scheduler/scheduler.ts';
 import { SseStream } from './sse-stream.ts';
-import type { Store } from './store/store.ts';
 
 export interface MigrationRoutesOptions {
   scheduler: Scheduler;
-  store: Store;
   events: EventLog;
   principal: (request: FastifyRequest) => Promise<Principal>;
 }
@@ -33,15 +31,10 @@ function eventIdFrom(raw: unknown): number | null {
 
 /** The migration timeline of a job, the live stream of events, and migrations ordered by hand. */
 export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions): void {
-  const { scheduler, store, events, principal } = opts;
-
-  /** Jobs finished before this process started are known only to the store. */
-  async function ownerOf(jobId: string): Promise<string | null> {
-    return scheduler.ownerOf(jobId) ?? (await store.getJob(jobId))?.owner ?? null;
-  }
+  const { scheduler, events, principal } = opts;
 
   async function mustSee(p: Principal, jobId: string, notFound: string): Promise<void> {
-    const owner = await ownerOf(jobId);
+    const owner = await scheduler.views.owner(jobId);
     if (owner === null || !canSee(p, owner)) throw new WebpvmError('E_NOT_FOUND', notFound);
   }
 
@@ -57,7 +50,7 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
     const { tid } = request.params as { tid: string };
     if (!Tid.safeParse(tid).success) throw new WebpvmError('E_NOT_FOUND', `no task ${tid}`);
     await mustSee(p, parseTid(tid).jobId, `no task ${tid}`);
-    const ordered = scheduler.orderMigration(tid);
+    const ordered = scheduler.migrations.order(tid);
     if ('code' in ordered) throw new WebpvmError(ordered.code, ordered.message);
     return reply.status(202).send({ tid, from: ordered.hostId });
   });
@@ -67,7 +60,7 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
     const p = await principal(request);
     if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may drain a host');
     const { id } = request.params as { id: string };
-    const ordered = scheduler.drain(id, draining);
+    const ordered = scheduler.migrations.drain(id, draining);
     if (ordered === null) throw new WebpvmError('E_NOT_FOUND', `no host ${id}`);
     return reply.status(draining ? 202 : 200).send({ hostId: id, draining, ordered });
   };
@@ -87,7 +80,7 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
       jobId,
       owner,
       // Live events belong to jobs the scheduler holds: their owner is known without the store.
-      admits: (e) => (jobId === null || e.jobId === jobId) && (owner === null || scheduler.ownerOf(e.jobId) === owner),
+      admits: (e) => (jobId === null || e.jobId === jobId) && (owner === null || scheduler.views.ownerOf(e.jobId) === owner),
     };
     reply.hijack();
     streamEvents(new SseStream(reply.raw), events, scope, afterId).catch((error: unknown) =>

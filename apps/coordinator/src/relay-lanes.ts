@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { frameBytes } from './frame-bytes.ts';
 import type { Metrics } from './metrics.ts';
-import type { HostLink } from './scheduler.ts';
+import type { HostLink } from './scheduler/ports.ts';
 
 export interface RelayLanesOptions {
   /** The host at the receiving end of a lane from `from` (run by `hostId`) to `to`, or why there is none. */

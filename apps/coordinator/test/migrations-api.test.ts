@@ -1,6 +1,6 @@
-import { type CoordinatorMessage, MigrationList } from '@webpvm/vm-protocol';
+import { MigrationList } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { HostLink } from '../src/scheduler.ts';
+import { connect, settle } from './support/scheduler-harness.ts';
 import { ADMIN_TOKEN, apiHarness, migrationOf } from './support/api-harness.ts';
 import { frameId, openSse } from './support/sse-client.ts';
 
@@ -22,8 +22,6 @@ async function listening(h: Harness): Promise<string> {
   if (address === null || typeof address === 'string') throw new Error('not listening on TCP');
   return `http://127.0.0.1:${address.port}`;
 }
-
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('GET /api/jobs/:id/migrations', () => {
   it('lists the job’s migrations oldest first, to its owner and to admins only', async () => {
@@ -59,19 +57,10 @@ describe('GET /api/jobs/:id/migrations', () => {
   });
 });
 
-class FakeHost implements HostLink {
-  readonly sent: CoordinatorMessage[] = [];
-  send(message: CoordinatorMessage): void {
-    this.sent.push(message);
-  }
-  sendBinary(): void {}
-}
-
 async function running(h: Harness, owner: string, inputs: number) {
   const id = await h.submit(owner, Array.from({ length: inputs }, (_, i) => i));
-  const host = new FakeHost();
-  h.scheduler.attachHost({ hostId: 'ha', secretHash: 's', createdAt: 0, userAgent: 'test', peerId: 'ha-peer' }, host, 1, []);
-  for (let i = 0; i < 4; i++) await turn();
+  const host = connect(h.scheduler, 'ha', 1);
+  await settle();
   return { id, host };
 }
 
@@ -94,14 +83,14 @@ describe('POST|DELETE /api/hosts/:id/drain', () => {
     // a task that ends frees a slot, but a draining host is given none of the pending ones
     const first = host.sent.find((m) => m.type === 'assign');
     if (first?.type !== 'assign') throw new Error('nothing assigned');
-    h.scheduler.outcomes('ha', [{ tid: first.tasks[0]!.tid, attempt: 1, ok: true, value: 1 }]);
-    for (let i = 0; i < 4; i++) await turn();
+    h.scheduler.reports.outcomes('ha', [{ tid: first.tasks[0]!.tid, attempt: 1, ok: true, value: 1 }]);
+    await settle();
     const assignsBefore = host.sent.filter((m) => m.type === 'assign').length;
     expect(assignsBefore).toBe(1);
 
     const undrain = await h.app.inject({ method: 'DELETE', url: '/api/hosts/ha/drain', headers: h.bearer(ADMIN_TOKEN) });
     expect(undrain.json()).toEqual({ hostId: 'ha', draining: false, ordered: 0 });
-    for (let i = 0; i < 4; i++) await turn();
+    await settle();
     expect(host.sent.filter((m) => m.type === 'assign').length).toBeGreaterThan(assignsBefore);
     void id;
   });
@@ -123,7 +112,7 @@ describe('POST /api/tasks/:tid/migrate', () => {
     const alice = await h.token('alice');
     const bob = await h.token('bob');
     const { id } = await running(h, alice, 5);
-    const pending = h.scheduler.tasksOf(id)!.find((t) => t.state === 'pending')!;
+    const pending = (await h.scheduler.views.tasks(id)).find((t) => t.state === 'pending')!;
     const conflict = await h.app.inject({ method: 'POST', url: `/api/tasks/${pending.tid}/migrate`, headers: h.bearer(alice) });
     expect(conflict.statusCode).toBe(409);
     expect(conflict.json<{ error: { code: string } }>().error.code).toBe('E_CONFLICT');

@@ -1,26 +1,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type CoordinatorMessage, type ErrorBody, RELAY_LANE_PATH, encodeEnvelope, encodeMessage } from '@webpvm/vm-protocol';
+import { type ErrorBody, RELAY_LANE_PATH, encodeEnvelope, encodeMessage } from '@webpvm/vm-protocol';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createMetrics } from '../src/metrics.ts';
 import { RelayLanes } from '../src/relay-lanes.ts';
-import type { HostLink } from '../src/scheduler.ts';
-
-class FakeLink implements HostLink {
-  sent: CoordinatorMessage[] = [];
-  send(message: CoordinatorMessage): void {
-    this.sent.push(message);
-  }
-  sendBinary(): void {}
-  /** The token of the latest end of that kind given to this host. */
-  token(end: 'out' | 'in'): string {
-    const lane = [...this.sent].reverse().find((m) => m.type === 'lane' && m.end === end);
-    if (lane?.type !== 'lane') throw new Error(`no ${end} end was given`);
-    return lane.token;
-  }
-}
+import { FakeHost } from './support/scheduler-harness.ts';
 
 const open: { lanes: RelayLanes; server: http.Server; sockets: WebSocket[] }[] = [];
 
@@ -34,7 +20,7 @@ afterEach(async () => {
 
 /** Relay lanes behind a real HTTP server; host `a` runs job j's sender tasks, host `b` its receivers. */
 async function setup(options: { connectMs?: number; endOf?: (hostId: string, from: string, to: string) => ErrorBody | null } = {}) {
-  const links = { a: new FakeLink(), b: new FakeLink() };
+  const links = { a: new FakeHost(), b: new FakeHost() };
   const metrics = createMetrics();
   const lanes = new RelayLanes({
     log: pino({ level: 'silent' }),
@@ -142,7 +128,7 @@ describe('RelayLanes', () => {
     expect(links.b.sent).toEqual([]);
 
     const capped = new RelayLanes({ log: pino({ level: 'silent' }), endOf: () => ({ hostId: 'b', link: links.b }), maxLanesPerHost: 1 });
-    const asker = new FakeLink();
+    const asker = new FakeHost();
     capped.request('a', asker, 'jobj.0', 'jobj.1');
     capped.request('a', asker, 'jobj.0', 'jobj.2');
     expect(asker.sent.map((m) => m.type)).toEqual(['lane', 'lane-refused']);
@@ -162,8 +148,8 @@ describe('RelayLanes', () => {
     const late = await connect(links.a.token('out'));
     expect(await late.closed).toBe(1000);
 
-    links.a.sent = [];
-    links.b.sent = [];
+    links.a.sent.length = 0;
+    links.b.sent.length = 0;
     lanes.request('a', links.a, 'jobj.0', 'jobj.3');
     const left = await connect(links.a.token('out'));
     await connect(links.b.token('in'));

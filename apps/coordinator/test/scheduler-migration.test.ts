@@ -1,73 +1,14 @@
 import {
-  type CoordinatorMessage,
-  type MigrationEvent,
-  SubmitJobRequest,
-  type TaskAssignment,
   decodeEnvelope,
   encodeImage,
   encodeMessage,
   imageParts,
   sealMessage,
 } from '@webpvm/vm-protocol';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type HostLink, Scheduler } from '../src/scheduler.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { clock, closeSchedulers, connect, schedulerHarness, settle, spec } from './support/scheduler-harness.ts';
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-const settle = async () => {
-  for (let i = 0; i < 4; i++) await turn();
-};
-
-class FakeHost implements HostLink {
-  readonly sent: CoordinatorMessage[] = [];
-  readonly binary: Uint8Array[] = [];
-  /** Everything in the order it was sent: images must come before the assignment naming them. */
-  readonly order: string[] = [];
-  send(message: CoordinatorMessage): void {
-    this.sent.push(message);
-    this.order.push(message.type);
-  }
-  sendBinary(bytes: Uint8Array): void {
-    this.binary.push(bytes);
-    const decoded = decodeEnvelope(bytes);
-    this.order.push(decoded.ok ? decoded.value.header.type : 'bad');
-  }
-  assigned(): TaskAssignment[] {
-    return this.sent.flatMap((m) => (m.type === 'assign' ? m.tasks : []));
-  }
-}
-
-let clock = 1_000_000;
-const stores: SqliteStore[] = [];
-afterEach(async () => {
-  for (const s of stores.splice(0)) await s.close();
-});
-
-function setup() {
-  const store = new SqliteStore(':memory:');
-  stores.push(store);
-  const events: Omit<MigrationEvent, 'id'>[] = [];
-  const scheduler = new Scheduler({
-    store,
-    log: pino({ level: 'silent' }),
-    checkpointIntervalMs: 0,
-    reconnectGraceMs: 60_000,
-    programUrl: (hash) => `/programs/${hash}.js`,
-    now: () => clock,
-    migrations: { record: (event) => events.push(event) },
-  });
-  return { scheduler, events };
-}
-
-function connect(scheduler: Scheduler, hostId: string, slots: number) {
-  const link = new FakeHost();
-  scheduler.attachHost({ hostId, secretHash: 'h', createdAt: clock, userAgent: 'test', peerId: `${hostId}-peer` }, link, slots, []);
-  return link;
-}
-
-const spec = (inputs: unknown[], extra: Record<string, unknown> = {}) =>
-  SubmitJobRequest.parse({ program: 'export default (c, x) => x', inputs, ...extra });
+afterEach(closeSchedulers);
 
 const image = (tid: string) =>
   encodeImage({
@@ -80,8 +21,8 @@ const image = (tid: string) =>
 
 /** Runs job1 (two bag tasks): job1.0 on host a, job1.1 on host b. */
 async function oneTaskOnA() {
-  const { scheduler, events } = setup();
-  scheduler.submit(spec([0, 1]), 'p', 'owner', 'job1');
+  const { scheduler, events } = schedulerHarness();
+  scheduler.jobs.submit(spec([0, 1]), 'p', 'owner', 'job1');
   const a = connect(scheduler, 'ha', 1);
   const b = connect(scheduler, 'hb', 1);
   await settle();
@@ -94,17 +35,17 @@ async function oneTaskOnA() {
 describe('scheduler migration', () => {
   it('places a migrated task on another host with its image before the assignment, and records the migration when it runs again', async () => {
     const { scheduler, events, a, b, attempt } = await oneTaskOnA();
-    clock += 10;
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
+    clock.now += 10;
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
     const bytes = image('job1.0');
     for (const part of imageParts('job1.0', attempt, bytes)) {
       const decoded = decodeEnvelope(part);
       if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
-      expect(scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
+      expect(scheduler.migrations.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
     }
-    scheduler.setSlots('ha', 0);
-    clock += 5;
-    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 4, via: 'coordinator' })).toBeNull();
+    scheduler.hosts.setSlots('ha', 0);
+    clock.now += 5;
+    expect(scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 4, via: 'coordinator' })).toBeNull();
     await settle();
 
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
@@ -113,28 +54,28 @@ describe('scheduler migration', () => {
     expect(b.order.indexOf('part')).toBeLessThan(b.order.lastIndexOf('assign'));
     expect(events).toHaveLength(0);
 
-    clock += 30;
-    scheduler.resumed('hb', 'job1.0', attempt + 1);
+    clock.now += 30;
+    scheduler.migrations.resumed('hb', 'job1.0', attempt + 1);
     expect(events).toEqual([
       expect.objectContaining({ jobId: 'job1', tid: 'job1.0', reason: 'input', from: 'ha', to: 'hb', obtrusivenessMs: 4, latencyMs: 35, bytes: bytes.byteLength, frozen: true, path: 'coordinator' }),
     ]);
-    expect(scheduler.status('job1')?.migrations).toBe(1);
+    expect(scheduler.views.status('job1')?.migrations).toBe(1);
     void a;
   });
 
   it('holds messages for a task between its event and its new host, then hands them over in order', async () => {
     const { scheduler, b, attempt } = await oneTaskOnA();
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
-    expect(scheduler.locate(['job1.0'])).toEqual([{ tid: 'job1.0', hostId: null, peerId: null }]);
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    expect(scheduler.relay.locate(['job1.0'])).toEqual([{ tid: 'job1.0', hostId: null, peerId: null }]);
     const messages = [1, 2].map((seq) => encodeMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq, data: seq }));
-    for (const m of messages) expect(scheduler.relay('hb', 'msg', 'job1.1', 'job1.0', 'job1.0', m)).toBeNull();
-    scheduler.setSlots('ha', 0);
+    for (const m of messages) expect(scheduler.relay.relay('hb', 'msg', 'job1.1', 'job1.0', 'job1.0', m)).toBeNull();
+    scheduler.hosts.setSlots('ha', 0);
     const bytes = image('job1.0');
     for (const part of imageParts('job1.0', attempt, bytes)) {
       const decoded = decodeEnvelope(part);
-      if (decoded.ok && decoded.value.header.type === 'part') scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part);
+      if (decoded.ok && decoded.value.header.type === 'part') scheduler.migrations.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part);
     }
-    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: false, obtrusivenessMs: 20, via: 'coordinator' });
+    scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: false, obtrusivenessMs: 20, via: 'coordinator' });
     await settle();
     const relayed = b.binary.filter((bytes) => {
       const decoded = decodeEnvelope(bytes);
@@ -149,32 +90,32 @@ describe('scheduler migration', () => {
     let current = attempt;
     let host = 'ha';
     for (let i = 0; i < 3; i++) {
-      scheduler.migrating(host, [{ tid: 'job1.0', attempt: current }], 'order');
-      scheduler.migrated(host, { type: 'migrated', tid: 'job1.0', attempt: current, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' });
+      scheduler.migrations.migrating(host, [{ tid: 'job1.0', attempt: current }], 'order');
+      scheduler.migrations.migrated(host, { type: 'migrated', tid: 'job1.0', attempt: current, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' });
       await settle();
-      const task = (scheduler.tasksOf('job1') ?? []).find((t) => t.tid === 'job1.0')!;
+      const task = (await scheduler.views.tasks('job1')).find((t) => t.tid === 'job1.0')!;
       expect(task.state).toBe('running');
       current = task.attempt;
       host = task.hostId!;
     }
     expect(current).toBe(attempt + 3);
-    expect(scheduler.status('job1')?.state).toBe('running');
+    expect(scheduler.views.status('job1')?.state).toBe('running');
   });
 
   it('refuses an image part or a migrated report for a task the host does not run', async () => {
     const { scheduler, attempt } = await oneTaskOnA();
-    expect(scheduler.imagePart('hb', { tid: 'job1.0', attempt, index: 0, count: 1 }, new Uint8Array(4), new Uint8Array(4))).toMatchObject({ code: 'E_NOT_ASSIGNED' });
-    expect(scheduler.migrated('hb', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' })).toMatchObject({
+    expect(scheduler.migrations.imagePart('hb', { tid: 'job1.0', attempt, index: 0, count: 1 }, new Uint8Array(4), new Uint8Array(4))).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+    expect(scheduler.migrations.migrated('hb', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' })).toMatchObject({
       code: 'E_NOT_ASSIGNED',
     });
   });
 
   it('restarts from the last checkpoint when the image did not arrive whole', async () => {
     const { scheduler, b, attempt } = await oneTaskOnA();
-    scheduler.checkpoint('ha', 'job1.0', attempt, { state: { step: 3 }, rng: [1, 1, 1, 1] });
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
-    scheduler.setSlots('ha', 0);
-    expect(scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 1000, frozen: true, obtrusivenessMs: 1, via: 'coordinator' })).toMatchObject({ code: 'E_BAD_FRAME' });
+    scheduler.reports.checkpoint('ha', 'job1.0', attempt, { state: { step: 3 }, rng: [1, 1, 1, 1] });
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
+    scheduler.hosts.setSlots('ha', 0);
+    expect(scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 1000, frozen: true, obtrusivenessMs: 1, via: 'coordinator' })).toMatchObject({ code: 'E_BAD_FRAME' });
     await settle();
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
     expect(moved.imageBytes).toBeUndefined();
@@ -183,57 +124,57 @@ describe('scheduler migration', () => {
 
   it('answers a migrating task with no destination when no other host can take it', async () => {
     const { scheduler, a, attempt } = await oneTaskOnA();
-    scheduler.setSlots('ha', 0);
-    scheduler.setSlots('hb', 0);
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
+    scheduler.hosts.setSlots('ha', 0);
+    scheduler.hosts.setSlots('hb', 0);
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'input');
     expect(a.sent.filter((m) => m.type === 'destination')).toEqual([{ type: 'destination', tid: 'job1.0', attempt: attempt + 1, peerId: null }]);
   });
 
   it('orders a migration from its host, and refuses one for a task that is not running', async () => {
     const { scheduler, a, attempt } = await oneTaskOnA();
-    expect(scheduler.orderMigration('job1.0')).toEqual({ hostId: 'ha' });
+    expect(scheduler.migrations.order('job1.0')).toEqual({ hostId: 'ha' });
     expect(a.sent.filter((m) => m.type === 'migrate')).toEqual([{ type: 'migrate', tasks: [{ tid: 'job1.0', attempt }] }]);
-    expect(scheduler.orderMigration('job1.99')).toMatchObject({ code: 'E_NOT_FOUND' });
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'order');
-    expect(scheduler.orderMigration('job1.0')).toMatchObject({ code: 'E_CONFLICT' });
+    expect(scheduler.migrations.order('job1.99')).toMatchObject({ code: 'E_NOT_FOUND' });
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'order');
+    expect(scheduler.migrations.order('job1.0')).toMatchObject({ code: 'E_CONFLICT' });
   });
 
   it('tells the other hosts when a host leaves, so they stop using data channels to it', async () => {
     const { scheduler, a, b } = await oneTaskOnA();
-    scheduler.detachHost('ha', a);
+    scheduler.hosts.detach('ha', a);
     expect(b.sent.filter((m) => m.type === 'peer-gone')).toEqual([{ type: 'peer-gone', peerId: 'ha-peer' }]);
   });
 
   it('names a destination at the event, places the task there when its image went over a data channel, and records the path', async () => {
     const { scheduler, events, a, b, attempt } = await oneTaskOnA();
-    scheduler.setSlots('ha', 0);
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    scheduler.hosts.setSlots('ha', 0);
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
     expect(a.sent.filter((m) => m.type === 'destination')).toEqual([{ type: 'destination', tid: 'job1.0', attempt: attempt + 1, peerId: 'hb-peer' }]);
-    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;
     expect(moved).toMatchObject({ attempt: attempt + 1, imageBytes: 5000, resume: null });
     // nothing went through here: the bytes are on the data channel
     expect(b.order.filter((kind) => kind === 'part')).toEqual([]);
     expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([]);
-    scheduler.resumed('hb', 'job1.0', attempt + 1);
+    scheduler.migrations.resumed('hb', 'job1.0', attempt + 1);
     expect(events).toEqual([expect.objectContaining({ path: 'channel', from: 'ha', to: 'hb', bytes: 5000 })]);
   });
 
   it('has an image that did not arrive over a data channel sent again through here, and hands its parts on', async () => {
     const { scheduler, a, b, attempt } = await oneTaskOnA();
-    scheduler.setSlots('ha', 0);
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    scheduler.hosts.setSlots('ha', 0);
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
     const bytes = image('job1.0');
-    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: bytes.byteLength, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
-    scheduler.imageMissing('hb', 'job1.0', attempt + 1);
+    scheduler.migrations.imageMissing('hb', 'job1.0', attempt + 1);
     expect(a.sent.filter((m) => m.type === 'send-image')).toEqual([{ type: 'send-image', tid: 'job1.0', attempt: attempt + 1 }]);
     const parts = imageParts('job1.0', attempt + 1, bytes);
     for (const part of parts) {
       const decoded = decodeEnvelope(part);
       if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
-      expect(scheduler.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
+      expect(scheduler.migrations.imagePart('ha', decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
     }
     expect(b.binary.slice(-parts.length)).toEqual(parts);
     // a host that never ran the task cannot push parts to it
@@ -241,18 +182,18 @@ describe('scheduler migration', () => {
     void stranger;
     const decoded = decodeEnvelope(parts[0]!);
     if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
-    expect(scheduler.imagePart('hc', decoded.value.header, decoded.value.buffers[0]!, parts[0]!)).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+    expect(scheduler.migrations.imagePart('hc', decoded.value.header, decoded.value.buffers[0]!, parts[0]!)).toMatchObject({ code: 'E_NOT_ASSIGNED' });
   });
 
   it('asks for the image through here at once when the named destination is gone', async () => {
     const { scheduler, a, b, attempt } = await oneTaskOnA();
     const c = connect(scheduler, 'hc', 1);
-    scheduler.setSlots('ha', 0);
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    scheduler.hosts.setSlots('ha', 0);
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
     const named = a.sent.find((m) => m.type === 'destination');
     const namedHost = named && named.type === 'destination' && named.peerId === 'hb-peer' ? b : c;
-    scheduler.detachHost(namedHost === b ? 'hb' : 'hc', namedHost);
-    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    scheduler.hosts.detach(namedHost === b ? 'hb' : 'hc', namedHost);
+    scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
     const other = namedHost === b ? c : b;
     expect(other.assigned().find((t) => t.tid === 'job1.0')).toMatchObject({ imageBytes: 5000 });
@@ -261,12 +202,12 @@ describe('scheduler migration', () => {
 
   it('starts the next attempt from the checkpoint when the new host could not take the image', async () => {
     const { scheduler, b, attempt } = await oneTaskOnA();
-    scheduler.checkpoint('ha', 'job1.0', attempt, { state: { step: 2 }, rng: [1, 1, 1, 1] });
-    scheduler.setSlots('ha', 0);
-    scheduler.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
-    scheduler.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
+    scheduler.reports.checkpoint('ha', 'job1.0', attempt, { state: { step: 2 }, rng: [1, 1, 1, 1] });
+    scheduler.hosts.setSlots('ha', 0);
+    scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
+    scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
-    scheduler.outcomes('hb', [{ tid: 'job1.0', attempt: attempt + 1, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } }]);
+    scheduler.reports.outcomes('hb', [{ tid: 'job1.0', attempt: attempt + 1, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } }]);
     await settle();
     const retried = b.assigned().filter((t) => t.tid === 'job1.0').at(-1)!;
     expect(retried).toMatchObject({ attempt: attempt + 2, resume: { state: { step: 2 } } });

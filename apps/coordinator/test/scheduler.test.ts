@@ -1,75 +1,24 @@
-import { type CoordinatorMessage, SubmitJobRequest, type TaskAssignment } from '@webpvm/vm-protocol';
-import pino from 'pino';
+import { SubmitJobRequest } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type HostLink, Scheduler } from '../src/scheduler.ts';
-import { SqliteStore } from '../src/store/sqlite-store.ts';
+import { FakeHost, clock, closeSchedulers, connect, schedulerHarness, settle, spec } from './support/scheduler-harness.ts';
 
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-const settle = async () => {
-  for (let i = 0; i < 4; i++) await turn();
-};
-
-class FakeHost implements HostLink {
-  readonly sent: CoordinatorMessage[] = [];
-  readonly envelopes: Uint8Array[] = [];
-  send(message: CoordinatorMessage): void {
-    this.sent.push(message);
-  }
-  sendBinary(bytes: Uint8Array): void {
-    this.envelopes.push(bytes);
-  }
-  assigned(): TaskAssignment[] {
-    return this.sent.flatMap((m) => (m.type === 'assign' ? m.tasks : []));
-  }
-  of<T extends CoordinatorMessage['type']>(type: T): Extract<CoordinatorMessage, { type: T }>[] {
-    return this.sent.filter((m): m is Extract<CoordinatorMessage, { type: T }> => m.type === type);
-  }
-}
-
-let clock = 1_000_000;
-const stores: SqliteStore[] = [];
-
-function setup(store = new SqliteStore(':memory:'), reconnectGraceMs = 60_000) {
-  stores.push(store);
-  const scheduler = new Scheduler({
-    store,
-    log: pino({ level: 'silent' }),
-    checkpointIntervalMs: 0,
-    reconnectGraceMs,
-    programUrl: (hash) => `/programs/${hash}.js`,
-    now: () => clock,
-  });
-  return { store, scheduler };
-}
-
-const spec = (inputs: unknown[], extra: Record<string, unknown> = {}) =>
-  SubmitJobRequest.parse({ program: 'export default (c, x) => x', inputs, ...extra });
-
-function connect(scheduler: Scheduler, hostId: string, slots: number, running: { tid: string; attempt: number }[] = []) {
-  const link = new FakeHost();
-  scheduler.attachHost({ hostId, secretHash: 'h', createdAt: clock, userAgent: 'test', peerId: `${hostId}-peer` }, link, slots, running);
-  return link;
-}
-
-afterEach(async () => {
-  for (const s of stores.splice(0)) await s.close();
-});
+afterEach(closeSchedulers);
 
 describe('scheduler leasing', () => {
   it('fills every host up to its slots before prefetching more', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec([1, 2, 3, 4]), 'p', 'owner', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1, 2, 3, 4]), 'p', 'owner', 'job1');
     const a = connect(scheduler, 'ha', 2);
     const b = connect(scheduler, 'hb', 2);
     await settle();
     expect(a.assigned()).toHaveLength(2);
     expect(b.assigned()).toHaveLength(2);
-    expect(scheduler.status('job1')?.tasks).toMatchObject({ pending: 0, running: 4 });
+    expect(scheduler.views.status('job1')?.tasks).toMatchObject({ pending: 0, running: 4 });
   });
 
   it('prefetches up to two tasks per slot when there is more work than slots', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec(Array.from({ length: 10 }, (_, i) => i)), 'p', 'owner', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec(Array.from({ length: 10 }, (_, i) => i)), 'p', 'owner', 'job1');
     const a = connect(scheduler, 'ha', 2);
     await settle();
     expect(a.assigned().map((t) => t.tid)).toEqual(['job1.0', 'job1.1', 'job1.2', 'job1.3']);
@@ -77,8 +26,8 @@ describe('scheduler leasing', () => {
   });
 
   it('lets a host that finishes tasks quickly hold more of them, and a slow one only two per slot', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec(Array.from({ length: 5000 }, (_, i) => i)), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec(Array.from({ length: 5000 }, (_, i) => i)), 'p', 'o', 'job1');
     const fast = connect(scheduler, 'fast', 1);
     const slow = connect(scheduler, 'slow', 1);
     await settle();
@@ -87,9 +36,9 @@ describe('scheduler leasing', () => {
       return link.assigned().filter((t) => !acked.has(t.tid));
     };
     for (let round = 0; round < 100; round++) {
-      clock += 5;
+      clock.now += 5;
       const items = held(fast).map((t) => ({ tid: t.tid, attempt: t.attempt, ok: true as const, value: 0 }));
-      scheduler.outcomes('fast', items);
+      scheduler.reports.outcomes('fast', items);
       await settle();
     }
     expect(held(fast).length).toBeGreaterThan(20);
@@ -98,9 +47,9 @@ describe('scheduler leasing', () => {
   });
 
   it('shares hosts fairly between jobs by priority', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec(Array.from({ length: 20 }, () => 0)), 'p', 'o', 'low1');
-    scheduler.submit(spec(Array.from({ length: 20 }, () => 0), { priority: 3 }), 'p', 'o', 'high');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec(Array.from({ length: 20 }, () => 0)), 'p', 'o', 'low1');
+    scheduler.jobs.submit(spec(Array.from({ length: 20 }, () => 0), { priority: 3 }), 'p', 'o', 'high');
     const a = connect(scheduler, 'ha', 4);
     await settle();
     const byJob = (id: string) => a.assigned().filter((t) => t.jobId === id).length;
@@ -109,11 +58,11 @@ describe('scheduler leasing', () => {
   });
 
   it('finishes a job when every result is in and acknowledges results after storing them', async () => {
-    const { scheduler, store } = setup();
-    scheduler.submit(spec([10, 20]), 'p', 'o', 'job1');
+    const { scheduler, store } = schedulerHarness();
+    scheduler.jobs.submit(spec([10, 20]), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 2);
     await settle();
-    const refused = scheduler.outcomes(
+    const refused = scheduler.reports.outcomes(
       'ha',
       a.assigned().map((t) => ({ tid: t.tid, attempt: t.attempt, ok: true as const, value: (t.input as number) * 2 })),
     );
@@ -123,63 +72,63 @@ describe('scheduler leasing', () => {
       { tid: 'job1.0', attempt: 1 },
       { tid: 'job1.1', attempt: 1 },
     ]);
-    expect(scheduler.status('job1')?.state).toBe('done');
+    expect(scheduler.views.status('job1')?.state).toBe('done');
     expect(await store.getResults('job1', 2)).toEqual([20, 40]);
     expect((await store.getJob('job1'))?.state).toBe('done');
   });
 
   it('refuses an outcome from a host the task was never assigned to', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec([1]), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1]), 'p', 'o', 'job1');
     connect(scheduler, 'ha', 1);
     await settle();
     const intruder = connect(scheduler, 'hx', 1);
-    const refused = scheduler.outcomes('hx', [{ tid: 'job1.0', attempt: 1, ok: true, value: 666 }]);
+    const refused = scheduler.reports.outcomes('hx', [{ tid: 'job1.0', attempt: 1, ok: true, value: 666 }]);
     expect(refused).toHaveLength(1);
     expect(refused[0]?.code).toBe('E_NOT_ASSIGNED');
-    expect(scheduler.status('job1')?.tasks.done).toBe(0);
+    expect(scheduler.views.status('job1')?.tasks.done).toBe(0);
     expect(intruder.assigned()).toHaveLength(0);
   });
 });
 
 describe('scheduler reissue', () => {
   it('reissues the tasks of a host that disconnects, resuming from the last checkpoint', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec([1]), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1]), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 1);
     await settle();
     const checkpoint = { state: { i: 5 }, rng: [1, 2, 3, 4] as [number, number, number, number] };
-    expect(scheduler.checkpoint('ha', 'job1.0', 1, checkpoint)).toBeNull();
-    scheduler.detachHost('ha', a);
+    expect(scheduler.reports.checkpoint('ha', 'job1.0', 1, checkpoint)).toBeNull();
+    scheduler.hosts.detach('ha', a);
     const b = connect(scheduler, 'hb', 1);
     await settle();
     expect(b.assigned()).toEqual([expect.objectContaining({ tid: 'job1.0', attempt: 2, resume: checkpoint })]);
   });
 
   it('retries a failing task up to maxAttempts, then fails the job', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec([1], { maxAttempts: 2 }), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1], { maxAttempts: 2 }), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 1);
     for (const attempt of [1, 2]) {
       await settle();
-      scheduler.outcomes('ha', [{ tid: 'job1.0', attempt, ok: false, error: { code: 'E_TASK_FAILED', message: 'boom' } }]);
+      scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt, ok: false, error: { code: 'E_TASK_FAILED', message: 'boom' } }]);
     }
     await settle();
     expect(a.assigned().map((t) => t.attempt)).toEqual([1, 2]);
-    const status = scheduler.status('job1');
+    const status = scheduler.views.status('job1');
     expect(status?.state).toBe('failed');
     expect(status?.error?.message).toContain('boom');
   });
 
   it('reissues an attempt past its deadline and cancels it on its host', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec([1], { taskTimeoutMs: 1000 }), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1], { taskTimeoutMs: 1000 }), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 1);
     await settle();
-    clock += 999;
+    clock.now += 999;
     scheduler.tick();
     expect(a.of('cancel')).toHaveLength(0);
-    clock += 2;
+    clock.now += 2;
     scheduler.tick();
     await settle();
     expect(a.of('cancel')[0]?.tasks).toEqual([{ tid: 'job1.0', attempt: 1 }]);
@@ -187,42 +136,41 @@ describe('scheduler reissue', () => {
   });
 
   it('counts the first result once and cancels the other attempt', async () => {
-    const { scheduler, store } = setup();
-    scheduler.submit(spec([1]), 'p', 'o', 'job1');
+    const { scheduler, store } = schedulerHarness();
+    scheduler.jobs.submit(spec([1]), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 1);
     await settle();
-    scheduler.detachHost('ha', a);
+    scheduler.hosts.detach('ha', a);
     const b = connect(scheduler, 'hb', 1);
     await settle();
     // host a comes back with the result it kept while offline: it still counts
     const a2 = connect(scheduler, 'ha', 1);
-    expect(scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'first' }])).toEqual([]);
-    expect(scheduler.outcomes('hb', [{ tid: 'job1.0', attempt: 2, ok: true, value: 'second' }])).toEqual([]);
+    expect(scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'first' }])).toEqual([]);
+    expect(scheduler.reports.outcomes('hb', [{ tid: 'job1.0', attempt: 2, ok: true, value: 'second' }])).toEqual([]);
     await settle();
     expect(await store.getResults('job1', 2)).toEqual(['first']);
     expect(b.of('cancel')[0]?.tasks).toEqual([{ tid: 'job1.0', attempt: 2 }]);
     expect(a2.of('ack')).toHaveLength(1);
-    expect(scheduler.status('job1')?.tasks.done).toBe(1);
+    expect(scheduler.views.status('job1')?.tasks.done).toBe(1);
   });
 
   it('after a restart keeps tasks running on hosts that come back and reissues the others', async () => {
-    const first = setup();
-    first.scheduler.submit(spec([1, 2]), 'p', 'o', 'job1');
+    const first = schedulerHarness();
+    first.scheduler.jobs.submit(spec([1, 2]), 'p', 'o', 'job1');
     connect(first.scheduler, 'ha', 1);
     connect(first.scheduler, 'hb', 1);
     await settle();
-    await first.scheduler.durable();
-    const { scheduler } = setup(first.store, 50);
-    stores.pop();
+    await first.scheduler.writes.durable();
+    const { scheduler } = schedulerHarness({ store: first.store, reconnectGraceMs: 50 });
     await scheduler.restore();
     const a = connect(scheduler, 'ha', 1, [{ tid: 'job1.0', attempt: 1 }]);
     await settle();
     expect(a.of('cancel')).toHaveLength(0);
-    expect(scheduler.status('job1')?.tasks.running).toBe(2);
-    scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'kept' }]);
+    expect(scheduler.views.status('job1')?.tasks.running).toBe(2);
+    scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'kept' }]);
     await new Promise((resolve) => setTimeout(resolve, 100));
     await settle();
-    expect(scheduler.status('job1')?.tasks.done).toBe(1);
+    expect(scheduler.views.status('job1')?.tasks.done).toBe(1);
     // hb never came back: its task went to the host that is there
     expect(a.assigned()).toEqual([expect.objectContaining({ tid: 'job1.1', attempt: 2 })]);
   });
@@ -232,75 +180,75 @@ describe('scheduler services for message passing', () => {
   const mainSpec = () => SubmitJobRequest.parse({ program: 'x', main: { n: 1 } });
 
   it('starts spawned tasks at once past slots, spread over hosts, and answers a replayed spawn with the same tids', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 1);
     const b = connect(scheduler, 'hb', 1);
     await settle();
     const root = [...a.assigned(), ...b.assigned()][0]!;
     const rootHost = a.assigned().length ? 'ha' : 'hb';
-    const spawned = scheduler.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] });
+    const spawned = scheduler.vm.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] });
     expect(spawned).toEqual({ ok: true, value: ['job1.1', 'job1.2', 'job1.3', 'job1.4'] });
-    expect(scheduler.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] })).toEqual(spawned);
+    expect(scheduler.vm.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] })).toEqual(spawned);
     await settle();
     const children = [...a.assigned(), ...b.assigned()].filter((t) => t.parent === root.tid);
     expect(children.map((t) => t.tid).sort()).toEqual(['job1.1', 'job1.2', 'job1.3', 'job1.4']);
     expect(children.every((t) => t.name === 'worker')).toBe(true);
     expect(a.assigned().length + b.assigned().length).toBe(5);
     expect(Math.abs(a.assigned().length - b.assigned().length)).toBeLessThanOrEqual(1);
-    expect(scheduler.status('job1')?.tasks.total).toBe(5);
+    expect(scheduler.views.status('job1')?.tasks.total).toBe(5);
   });
 
   it('answers a request sent again with the first answer, and counts a barrier call once', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 2);
     await settle();
-    scheduler.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
+    scheduler.vm.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
     await settle();
-    expect(scheduler.request('ha', 'job1.0', 1, 2, { kind: 'join', group: 'g' })).toEqual({ ok: true, value: 0 });
-    expect(scheduler.request('ha', 'job1.0', 1, 2, { kind: 'join', group: 'g' })).toEqual({ ok: true, value: 0 });
-    expect(scheduler.request('ha', 'job1.0', 1, 3, { kind: 'leave', group: 'g' })).toEqual({ ok: true, value: null });
-    expect(scheduler.request('ha', 'job1.0', 1, 3, { kind: 'leave', group: 'g' })).toEqual({ ok: true, value: null });
-    expect(scheduler.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
-    expect(scheduler.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 2, { kind: 'join', group: 'g' })).toEqual({ ok: true, value: 0 });
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 2, { kind: 'join', group: 'g' })).toEqual({ ok: true, value: 0 });
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 3, { kind: 'leave', group: 'g' })).toEqual({ ok: true, value: null });
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 3, { kind: 'leave', group: 'g' })).toEqual({ ok: true, value: null });
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
     expect(a.of('reply')).toEqual([]);
-    expect(scheduler.request('ha', 'job1.1', 1, 1, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
+    expect(scheduler.vm.request('ha', 'job1.1', 1, 1, { kind: 'barrier', group: 'b', count: 2 })).toBe('later');
     expect(a.of('reply').map((r) => [r.tid, r.requestId])).toEqual([
       ['job1.0', 4],
       ['job1.1', 1],
     ]);
-    expect(scheduler.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toEqual({ ok: true, value: null });
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 4, { kind: 'barrier', group: 'b', count: 2 })).toEqual({ ok: true, value: null });
   });
 
   it('ends a main job with its root, cancelling children still running, and keeps only the root result', async () => {
-    const { scheduler, store } = setup();
-    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
+    const { scheduler, store } = schedulerHarness();
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 2);
     await settle();
-    scheduler.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null, null] });
+    scheduler.vm.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null, null] });
     await settle();
-    scheduler.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: true, value: 'child' }]);
-    scheduler.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'root' }]);
+    scheduler.reports.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: true, value: 'child' }]);
+    scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'root' }]);
     await settle();
-    expect(scheduler.status('job1')).toMatchObject({ state: 'done', tasks: { total: 3, done: 2 } });
+    expect(scheduler.views.status('job1')).toMatchObject({ state: 'done', tasks: { total: 3, done: 2 } });
     expect(a.of('cancel').flatMap((m) => m.tasks)).toEqual([{ tid: 'job1.2', attempt: 1 }]);
     expect(await store.getResults('job1', 1)).toEqual(['root']);
   });
 
   it('notifies exit after the last message the ended task sent the notifier', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(SubmitJobRequest.parse({ program: 'x', main: 1, maxAttempts: 1 }), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(SubmitJobRequest.parse({ program: 'x', main: 1, maxAttempts: 1 }), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 2);
     await settle();
-    scheduler.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
+    scheduler.vm.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
     await settle();
-    expect(scheduler.request('ha', 'job1.0', 1, 2, { kind: 'notify', tids: ['job1.1'], tag: 7 })).toEqual({ ok: true, value: null });
-    scheduler.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: false, error: { code: 'E_TASK_FAILED', message: 'x' }, sent: [{ to: 'job1.0', seq: 5 }] }]);
+    expect(scheduler.vm.request('ha', 'job1.0', 1, 2, { kind: 'notify', tids: ['job1.1'], tag: 7 })).toEqual({ ok: true, value: null });
+    scheduler.reports.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: false, error: { code: 'E_TASK_FAILED', message: 'x' }, sent: [{ to: 'job1.0', seq: 5 }] }]);
     await settle();
     const { decodeEnvelope, messageFromEnvelope } = await import('@webpvm/vm-protocol');
-    expect(a.envelopes).toHaveLength(1);
-    const decoded = decodeEnvelope(a.envelopes[0]!);
+    expect(a.binary).toHaveLength(1);
+    const decoded = decodeEnvelope(a.binary[0]!);
     expect(decoded.ok && decoded.value.header.type).toBe('msg');
     if (decoded.ok && decoded.value.header.type === 'msg') {
       expect(messageFromEnvelope(decoded.value.header, decoded.value.buffers)).toEqual({
@@ -315,40 +263,40 @@ describe('scheduler services for message passing', () => {
   });
 
   it('ends a relay lane at the other host running its receiver, and at no host for a task here, gone or of another job', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(spec([1, 2]), 'p', 'o', 'job1');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1, 2]), 'p', 'o', 'job1');
     const links = { ha: connect(scheduler, 'ha', 1), hb: connect(scheduler, 'hb', 1) };
     await settle();
-    const [first, second] = scheduler.locate(['job1.0', 'job1.1']).map((r) => r.hostId as 'ha' | 'hb');
+    const [first, second] = scheduler.relay.locate(['job1.0', 'job1.1']).map((r) => r.hostId as 'ha' | 'hb');
     expect(new Set([first, second])).toEqual(new Set(['ha', 'hb']));
-    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.1')).toEqual({ hostId: second, link: links[second!] });
+    expect(scheduler.relay.relayLaneEnd(first!, 'job1.0', 'job1.1')).toEqual({ hostId: second, link: links[second!] });
     // the asking host must run the sender
-    expect(scheduler.relayLaneEnd(second!, 'job1.0', 'job1.1')).toMatchObject({ code: 'E_FORBIDDEN' });
-    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.9')).toMatchObject({ code: 'E_FORBIDDEN' });
-    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.0')).toMatchObject({ code: 'E_CONFLICT' });
-    scheduler.submit(spec([1]), 'p', 'o', 'job2');
-    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job2.0')).toMatchObject({ code: 'E_FORBIDDEN' });
+    expect(scheduler.relay.relayLaneEnd(second!, 'job1.0', 'job1.1')).toMatchObject({ code: 'E_FORBIDDEN' });
+    expect(scheduler.relay.relayLaneEnd(first!, 'job1.0', 'job1.9')).toMatchObject({ code: 'E_FORBIDDEN' });
+    expect(scheduler.relay.relayLaneEnd(first!, 'job1.0', 'job1.0')).toMatchObject({ code: 'E_CONFLICT' });
+    scheduler.jobs.submit(spec([1]), 'p', 'o', 'job2');
+    expect(scheduler.relay.relayLaneEnd(first!, 'job1.0', 'job2.0')).toMatchObject({ code: 'E_FORBIDDEN' });
     // a receiver whose host left runs nowhere now
-    scheduler.detachHost(second!, links[second!]);
-    expect(scheduler.relayLaneEnd(first!, 'job1.0', 'job1.1')).toMatchObject({ code: 'E_CONFLICT' });
+    scheduler.hosts.detach(second!, links[second!]);
+    expect(scheduler.relay.relayLaneEnd(first!, 'job1.0', 'job1.1')).toMatchObject({ code: 'E_CONFLICT' });
   });
 
   it('relays only between tasks of one job, from a host that runs a task of it', async () => {
-    const { scheduler } = setup();
-    scheduler.submit(mainSpec(), 'p', 'o', 'job1');
-    scheduler.submit(mainSpec(), 'p', 'o', 'job2');
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job2');
     connect(scheduler, 'ha', 1);
     connect(scheduler, 'hb', 1);
     await settle();
-    const holder = scheduler.locate(['job1.0'])[0]!.hostId!;
+    const holder = scheduler.relay.locate(['job1.0'])[0]!.hostId!;
     const other = holder === 'ha' ? 'hb' : 'ha';
-    expect(scheduler.relay(holder, 'msg', 'job1.0', 'job2.0', 'job2.0', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
-    expect(scheduler.relay(other, 'msg', 'job1.0', 'job1.1', 'job1.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
-    expect(scheduler.relay(holder, 'msg', 'job1.0', 'job1.0', 'job1.0', new Uint8Array(1))).toBeNull();
+    expect(scheduler.relay.relay(holder, 'msg', 'job1.0', 'job2.0', 'job2.0', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay.relay(other, 'msg', 'job1.0', 'job1.1', 'job1.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay.relay(holder, 'msg', 'job1.0', 'job1.0', 'job1.0', new Uint8Array(1))).toBeNull();
     // an acknowledgement for a task of a job the scheduler forgot is dropped; a message for one is not the host's to send
-    expect(scheduler.relay(holder, 'ack', 'job9.0', 'job9.1', 'job9.0', new Uint8Array(1))).toBeNull();
-    expect(scheduler.relay(holder, 'msg', 'job9.0', 'job9.1', 'job9.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
-    expect(scheduler.locate(['job1.0', 'job1.9'])).toEqual([
+    expect(scheduler.relay.relay(holder, 'ack', 'job9.0', 'job9.1', 'job9.0', new Uint8Array(1))).toBeNull();
+    expect(scheduler.relay.relay(holder, 'msg', 'job9.0', 'job9.1', 'job9.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
+    expect(scheduler.relay.locate(['job1.0', 'job1.9'])).toEqual([
       { tid: 'job1.0', hostId: holder, peerId: `${holder}-peer` },
       { tid: 'job1.9', hostId: null, peerId: null },
     ]);

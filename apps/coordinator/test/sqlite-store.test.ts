@@ -16,7 +16,7 @@ const job = (id: string, createdAt: number, owner = 'alice'): StoredJob => ({
   id,
   owner,
   name: `job ${id}`,
-  options: { kind: 'bag', roots: 2, replicas: 1, quorum: 1, maxAttempts: 3, taskTimeoutMs: null, priority: 1 },
+  options: { kind: 'bag', roots: 2, replicas: 1, quorum: 1, maxAttempts: 3, taskTimeoutMs: null, priority: 1, seed: 1 },
   programHash: 'abc',
   state: 'running',
   total: 2,
@@ -93,6 +93,15 @@ describe('SqliteStore', () => {
     await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), state: 'done', finishedAt: 5 }] });
     expect((await store.loadUnfinished()).jobs.map((j) => j.id)).toEqual(['j2']);
     expect((await store.getJob('j1'))?.finishedAt).toBe(5);
+    await store.close();
+  });
+
+  it('reads a job stored before jobs had a seed as seeded with the default, 1', async () => {
+    const store = new SqliteStore(':memory:');
+    const { seed: _, ...options } = job('j1', 1).options;
+    await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), options: options as StoredJob['options'] }, { ...job('j2', 2), options: { ...options, seed: 7 } }] });
+    expect((await store.getJob('j1'))?.options.seed).toBe(1);
+    expect((await store.getJob('j2'))?.options.seed).toBe(7);
     await store.close();
   });
 

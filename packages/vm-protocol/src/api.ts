@@ -16,6 +16,8 @@ export const SubmitJobRequest = z
     maxAttempts: z.number().int().min(1).max(100).default(3),
     taskTimeoutMs: z.number().int().min(100).max(7 * 24 * 3600 * 1000).nullable().default(null),
     priority: z.number().int().min(1).max(100).default(1),
+    /** Each task's `ctx.random` seed derives from this and the task's index: the same under `webpvm run-local --seed`. */
+    seed: z.number().int().min(0).max(0xffffffff).default(1),
   })
   .strict()
   .refine((j) => (j.inputs === undefined) !== (j.main === undefined), {
@@ -94,6 +96,7 @@ export const HostInfo = z.object({
   connectedAt: z.string().nullable(),
   lastSeenAt: z.string(),
 });
+export type HostInfo = z.infer<typeof HostInfo>;
 export const HostList = z.object({ hosts: z.array(HostInfo) });
 export type HostList = z.infer<typeof HostList>;
 

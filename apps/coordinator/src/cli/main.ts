@@ -14,6 +14,7 @@ import type { Policy, VolunteerOptions } from './volunteer.ts';
 const USAGE_ERRORS: readonly ErrorCode[] = ['E_BAD_REQUEST', 'E_BAD_PROGRAM', 'E_TOO_LARGE'];
 const USAGE_EXIT = 2;
 const POLICIES: Policy[] = ['idle', 'hidden', 'always'];
+const SEED_HELP = "the job's seed, from which every task's ctx.random derives: the same seed gives the same numbers locally and on the grid (default 1)";
 
 // Each command module is loaded when its command runs: `webpvm status` should not load the
 // server, esbuild or Playwright.
@@ -42,6 +43,7 @@ withClient(program.command('submit'))
   .option('--max-attempts <n>', 'attempts per task before it fails', integer(1, 100))
   .option('--timeout <ms>', 'deadline of one attempt of a task, in milliseconds', integer(100, 7 * 24 * 3600 * 1000))
   .option('--priority <p>', 'share of the hosts relative to other jobs', integer(1, 100))
+  .option('--seed <n>', SEED_HELP, integer(0, 0xffffffff))
   .option('--wait', 'follow the job, then print its results JSON; exit 1 unless it ends done')
   .action(async (path: string, options: SubmitOptions) => (await import('./submit.ts')).submit(path, options));
 
@@ -81,6 +83,7 @@ program
   .option('--inputs <file.json>', 'a JSON array: one root task per element')
   .option('--main <json>', 'the input of one root task that spawns the rest')
   .option('--concurrency <n>', 'worker threads (default: the number of cores)', integer(1, 1024))
+  .option('--seed <n>', SEED_HELP, integer(0, 0xffffffff))
   .action(async (path: string, options: RunLocalOptions) => (await import('./run-local.ts')).runLocal(path, options));
 
 withUrl(program.command('volunteer'))

@@ -7,6 +7,7 @@ export interface RunLocalOptions {
   inputs?: string;
   main?: string;
   concurrency?: number;
+  seed?: number;
 }
 
 /** Runs a program in Node worker threads, no coordinator and no browser: for writing and debugging programs. */
@@ -19,6 +20,7 @@ export async function runLocal(programPath: string, options: RunLocalOptions): P
     outcome = await runInWorkerThreads(path, {
       ...taskInputs,
       concurrency: options.concurrency,
+      seed: options.seed,
       onProgress: (done, total) => bar.update(done, total),
     });
   } finally {

@@ -16,6 +16,7 @@ export interface SubmitOptions extends ClientOptions {
   maxAttempts?: number;
   timeout?: number;
   priority?: number;
+  seed?: number;
   wait?: boolean;
 }
 
@@ -40,6 +41,7 @@ export async function submit(programPath: string, options: SubmitOptions): Promi
     maxAttempts: options.maxAttempts,
     taskTimeoutMs: options.timeout,
     priority: options.priority,
+    seed: options.seed,
   };
   const { id, tasks } = await client.submitJob(request);
   if (!options.wait) {

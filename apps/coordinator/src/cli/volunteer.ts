@@ -5,7 +5,7 @@ import { ApiClient, type ClientOptions } from './api-client.ts';
 import { say } from './output.ts';
 import { untilStopSignal } from './signals.ts';
 
-/** The host page's `policy` query option (DESIGN.md). */
+/** The host page's `policy` query option (docs/protocol.md, "The host page"). */
 export type Policy = 'idle' | 'hidden' | 'always';
 
 export interface VolunteerOptions extends ClientOptions {

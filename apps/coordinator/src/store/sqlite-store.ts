@@ -75,7 +75,8 @@ function jobFromRow(r: JobRow): StoredJob {
     id: r.id,
     owner: r.owner,
     name: r.name,
-    options: JSON.parse(r.options) as JobOptions,
+    // Jobs stored before jobs had a seed drew with the default one.
+    options: { seed: 1, ...(JSON.parse(r.options) as Omit<JobOptions, 'seed'>) },
     programHash: r.program_hash,
     state: r.state as JobState,
     total: r.total,

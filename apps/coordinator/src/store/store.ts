@@ -10,6 +10,8 @@ export interface JobOptions {
   maxAttempts: number;
   taskTimeoutMs: number | null;
   priority: number;
+  /** Each task's `ctx.random` seed derives from this and the task's index (task-sdk determinism.ts). */
+  seed: number;
 }
 
 export interface StoredJob {
@@ -50,6 +52,20 @@ export type TaskUpdate = Pick<
   StoredTask,
   'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error' | 'messagesIn' | 'messagesOut'
 >;
+
+/** What of a task changes as it runs: what a commit writes again, and what a restart reads back. */
+export function taskUpdate(t: TaskUpdate): TaskUpdate {
+  return {
+    tid: t.tid,
+    state: t.state,
+    attempt: t.attempt,
+    hostId: t.hostId,
+    result: t.result,
+    error: t.error,
+    messagesIn: t.messagesIn,
+    messagesOut: t.messagesOut,
+  };
+}
 
 export interface StoredToken {
   id: string;

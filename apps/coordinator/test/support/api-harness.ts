@@ -5,7 +5,7 @@ import { EventLog } from '../../src/event-log.ts';
 import { buildApi } from '../../src/http-api.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { ProgramRegistry, programUrl } from '../../src/program-registry.ts';
-import { Scheduler } from '../../src/scheduler.ts';
+import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 
 export const ADMIN_TOKEN = 'wpvm_test-admin';
@@ -19,7 +19,7 @@ export async function apiHarness(webRoot = '/nonexistent') {
   const events = await EventLog.open(store, log);
   const scheduler = new Scheduler({ store, log, migrations: events, checkpointIntervalMs: 0, reconnectGraceMs: 60_000, programUrl });
   const programs = new ProgramRegistry(store);
-  const app = buildApi({ scheduler, store, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0 });
+  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0 });
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
   return {

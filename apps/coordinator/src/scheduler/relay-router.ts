@@ -14,7 +14,7 @@ const HELD_BYTES_LIMIT = 512 * 1024 * 1024;
  * that holds the receiving task. A message for a task that has not started yet is kept, in order,
  * and handed over right after the task's assignment; one for a task that has ended is dropped.
  */
-export class MessageRouter {
+export class RelayRouter {
   private readonly held = new Map<string, Uint8Array[]>();
   private heldBytes = 0;
   relayed = 0;

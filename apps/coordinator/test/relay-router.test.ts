@@ -1,13 +1,13 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { MessageRouter, type Whereabouts } from '../src/message-router.ts';
+import { RelayRouter, type Whereabouts } from '../src/scheduler/relay-router.ts';
 
 const bytes = (n: number) => new Uint8Array([n]);
 
-describe('MessageRouter', () => {
+describe('RelayRouter', () => {
   it('forwards to the holder, keeps messages for a task not started in order, and drops those for ended tasks', () => {
     const where = new Map<string, Whereabouts>();
-    const router = new MessageRouter((tid) => where.get(tid) ?? { kind: 'gone' }, pino({ level: 'silent' }));
+    const router = new RelayRouter((tid) => where.get(tid) ?? { kind: 'gone' }, pino({ level: 'silent' }));
     const got: number[] = [];
     const send = (b: Uint8Array) => got.push(b[0]!);
 

@@ -1,0 +1,185 @@
+import type { CoordinatorMessage, TaskRef } from '@webpvm/vm-protocol';
+import type { HostRun } from './model.ts';
+import type { HostLink } from './ports.ts';
+import type { WriteBehind } from './write-behind.ts';
+
+export interface HostRegistryOptions {
+  now: () => number;
+  writes: WriteBehind;
+  /** Slots changed or hosts came or went: leasing should look again. */
+  dispatch: () => void;
+  /** An attempt this host held is lost with it (the page lost it, or the host went away). */
+  lost: (ref: TaskRef, reason: string) => void;
+}
+
+/** A host as it says hello: who it is, proven by its secret, and how it reaches its peers. */
+export interface HostHello {
+  hostId: string;
+  secretHash: string;
+  createdAt: number;
+  userAgent: string;
+  peerId: string;
+}
+
+/** Tasks per second a host completes are measured over windows of this length. */
+const RATE_WINDOW_MS = 250;
+
+/** The load of a host: how full its slots are. */
+export const loadOf = (host: HostRun): number => host.assigned.size / host.slots;
+
+/**
+ * Every host this coordinator has seen since it started — connected or not — with what it holds:
+ * its link, slots, assigned attempts, drain order and completion rate.
+ */
+export class HostRegistry {
+  readonly #hosts = new Map<string, HostRun>();
+  readonly #opts: HostRegistryOptions;
+
+  constructor(opts: HostRegistryOptions) {
+    this.#opts = opts;
+  }
+
+  get(hostId: string | null): HostRun | undefined {
+    return hostId === null ? undefined : this.#hosts.get(hostId);
+  }
+
+  all(): IterableIterator<HostRun> {
+    return this.#hosts.values();
+  }
+
+  /** Hosts that may be given tasks now: connected, with slots, not draining. */
+  takers(): HostRun[] {
+    return [...this.#hosts.values()].filter((h) => h.link !== null && h.slots > 0 && !h.draining);
+  }
+
+  /** The least loaded host that could take a task now, other than `leaving`. */
+  leastLoaded(leaving: string): HostRun | null {
+    let best: HostRun | null = null;
+    for (const h of this.takers()) if (h.hostId !== leaving && (!best || loadOf(h) < loadOf(best))) best = h;
+    return best;
+  }
+
+  /** The host of a connection, or one that held tasks before a restart and may come back. */
+  known(hostId: string): HostRun {
+    let host = this.#hosts.get(hostId);
+    if (!host) {
+      const now = this.#opts.now();
+      host = {
+        hostId,
+        peerId: null,
+        link: null,
+        slots: 0,
+        userAgent: '',
+        secretHash: '',
+        createdAt: now,
+        connectedAt: null,
+        lastSeenAt: now,
+        done: 0,
+        assigned: new Map(),
+        draining: false,
+        rate: 0,
+        rateSince: now,
+        rateCount: 0,
+      };
+      this.#hosts.set(hostId, host);
+    }
+    return host;
+  }
+
+  /**
+   * A host connected. What it still runs of what it was assigned, it keeps; what it lost (a reload,
+   * a tab closed and reopened) runs elsewhere; what it runs that is no longer its own is cancelled.
+   */
+  attach(hello: HostHello, link: HostLink, slots: number, running: TaskRef[]): void {
+    const host = this.known(hello.hostId);
+    const now = this.#opts.now();
+    Object.assign(host, { link, peerId: hello.peerId, slots, userAgent: hello.userAgent, secretHash: hello.secretHash, createdAt: hello.createdAt });
+    host.connectedAt = now;
+    host.lastSeenAt = now;
+    const stillThere = new Map(running.map((r) => [r.tid, r.attempt]));
+    const stale = running.filter((r) => host.assigned.get(r.tid) !== r.attempt);
+    for (const [tid, attempt] of [...host.assigned]) {
+      if (stillThere.get(tid) === attempt) continue;
+      host.assigned.delete(tid);
+      this.#opts.lost({ tid, attempt }, 'host lost the task');
+    }
+    if (stale.length) this.sendCancel(host.hostId, stale, 'no longer assigned to this host');
+    this.#changed(host);
+  }
+
+  /** The connection `link` of a host closed (a newer one may have replaced it: then nothing changes). */
+  detach(hostId: string, link: HostLink): void {
+    const host = this.#hosts.get(hostId);
+    if (!host || host.link !== link) return;
+    const peerId = host.peerId;
+    host.link = null;
+    host.peerId = null;
+    if (peerId) for (const other of this.#hosts.values()) other.link?.send({ type: 'peer-gone', peerId });
+    host.connectedAt = null;
+    host.lastSeenAt = this.#opts.now();
+    for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected');
+    host.assigned.clear();
+    this.#changed(host);
+  }
+
+  /** After a restart: hosts that held tasks and did not come back within the grace period lose them. */
+  forgetUnclaimed(): void {
+    for (const host of this.#hosts.values()) {
+      if (host.link) continue;
+      for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host did not come back after restart');
+      host.assigned.clear();
+    }
+    this.#opts.dispatch();
+  }
+
+  /** The secret hash of a host known to this process but maybe not yet stored. */
+  secretHashOf(hostId: string): string | null {
+    return this.#hosts.get(hostId)?.secretHash || null;
+  }
+
+  seen(hostId: string): void {
+    const host = this.#hosts.get(hostId);
+    if (host) host.lastSeenAt = this.#opts.now();
+  }
+
+  setSlots(hostId: string, slots: number): void {
+    const host = this.#hosts.get(hostId);
+    if (!host) return;
+    host.slots = slots;
+    this.#opts.dispatch();
+  }
+
+  /** Counts what a host completed: its rate decides how many tasks it holds ahead (leasing). */
+  completed(host: HostRun, done: number, reported: number): void {
+    if (done > 0) {
+      host.done += done;
+      this.#opts.writes.host(host);
+    }
+    host.rateCount += reported;
+    const now = this.#opts.now();
+    const elapsed = now - host.rateSince;
+    if (elapsed < RATE_WINDOW_MS) return;
+    host.rate = (host.rate + (host.rateCount * 1000) / elapsed) / 2;
+    host.rateSince = now;
+    host.rateCount = 0;
+  }
+
+  send(hostId: string | null, message: CoordinatorMessage): void {
+    this.get(hostId)?.link?.send(message);
+  }
+
+  sendCancel(hostId: string, tasks: TaskRef[], reason: string): void {
+    this.send(hostId, { type: 'cancel', tasks, reason });
+  }
+
+  /** The attempt no longer holds a slot of its host (it ended, moved or was withdrawn). */
+  release(hostId: string | null, tid: string): void {
+    this.get(hostId)?.assigned.delete(tid);
+  }
+
+  #changed(host: HostRun): void {
+    this.#opts.writes.host(host);
+    this.#opts.writes.schedule();
+    this.#opts.dispatch();
+  }
+}

@@ -1,0 +1,78 @@
+import type { Checkpoint, ErrorBody, HostMessageOf, TaskOutcome, TaskRef } from '@webpvm/vm-protocol';
+import type { HostRegistry } from './host-registry.ts';
+import type { JobBook } from './job-book.ts';
+import { TERMINAL } from './model.ts';
+import { notRunningHere } from './vm-services.ts';
+import type { WriteBehind } from './write-behind.ts';
+
+export interface HostReportsOptions {
+  book: JobBook;
+  hosts: HostRegistry;
+  writes: WriteBehind;
+  dispatch: () => void;
+}
+
+/** What hosts report of the tasks they run — outcomes, checkpoints, progress — checked against what they were assigned. */
+export class HostReports {
+  readonly #opts: HostReportsOptions;
+
+  constructor(opts: HostReportsOptions) {
+    this.#opts = opts;
+  }
+
+  /**
+   * Task outcomes from a host. Each is acknowledged once stored, so the host can forget it;
+   * an outcome for an attempt this host never ran is refused (and also acknowledged: it can never count).
+   */
+  outcomes(hostId: string, items: TaskOutcome[]): ErrorBody[] {
+    const { book, hosts, writes } = this.#opts;
+    const host = hosts.get(hostId);
+    const refused: ErrorBody[] = [];
+    const acks: TaskRef[] = [];
+    let done = 0;
+    for (const outcome of items) {
+      acks.push({ tid: outcome.tid, attempt: outcome.attempt });
+      if (host?.assigned.get(outcome.tid) === outcome.attempt) host.assigned.delete(outcome.tid);
+      const task = book.task(outcome.tid);
+      if (!task || TERMINAL.has(task.state)) continue;
+      if (task.runs.get(outcome.attempt) !== hostId) {
+        refused.push({ code: 'E_NOT_ASSIGNED', message: `${outcome.tid} attempt ${outcome.attempt} is not assigned to this host` });
+        continue;
+      }
+      task.runs.delete(outcome.attempt);
+      task.lastSent = new Map((outcome.sent ?? []).map((s) => [s.to, s.seq]));
+      if (outcome.ok) {
+        done++;
+        book.complete(task, outcome.value);
+      } else if (outcome.attempt === task.attempt) {
+        book.failAttempt(task, outcome.error);
+      }
+    }
+    if (host) {
+      hosts.completed(host, done, items.length);
+      writes.schedule(() => host.link?.send({ type: 'ack', tasks: acks }));
+    }
+    this.#opts.dispatch();
+    return refused;
+  }
+
+  checkpoint(hostId: string, tid: string, attempt: number, checkpoint: Checkpoint): ErrorBody | null {
+    const task = this.#opts.book.runningOn(hostId, tid, attempt);
+    if (!task) return notRunningHere(tid, attempt);
+    task.start = { checkpoint, image: null, imageAway: null };
+    this.#opts.writes.checkpoint(tid, checkpoint);
+    this.#opts.writes.schedule();
+    return null;
+  }
+
+  progress(hostId: string, items: HostMessageOf<'progress'>['items']): void {
+    for (const { tid, attempt, fraction, messagesIn, messagesOut } of items) {
+      const task = this.#opts.book.runningOn(hostId, tid, attempt);
+      if (!task) continue;
+      task.job.progressSum += fraction - task.progress;
+      task.progress = fraction;
+      if (messagesIn !== undefined) task.messagesIn = messagesIn;
+      if (messagesOut !== undefined) task.messagesOut = messagesOut;
+    }
+  }
+}

@@ -1,0 +1,155 @@
+import { LIMITS, imageParts, type TaskAssignment } from '@webpvm/vm-protocol';
+import { type HostRegistry, loadOf } from './host-registry.ts';
+import type { JobBook } from './job-book.ts';
+import type { HostRun, JobRun, TaskRun } from './model.ts';
+import type { RelayRouter } from './relay-router.ts';
+import type { WriteBehind } from './write-behind.ts';
+
+export interface LeasingOptions {
+  book: JobBook;
+  hosts: HostRegistry;
+  writes: WriteBehind;
+  router: RelayRouter;
+  programUrl: (hash: string) => string;
+}
+
+/**
+ * A host holds at least two tasks per slot, so the next task is already there when one ends; a
+ * host that finishes tasks quickly holds about PREFETCH_SECONDS of its work, so that tiny tasks
+ * travel in batches and the round trip to the coordinator does not bound its throughput.
+ */
+const PREFETCH_PER_SLOT = 2;
+const PREFETCH_SECONDS = 0.25;
+const PREFETCH_MAX = 512;
+
+function prefetchDepth(host: HostRun): number {
+  return Math.max(host.slots * PREFETCH_PER_SLOT, Math.min(PREFETCH_MAX, host.slots + Math.ceil(host.rate * PREFETCH_SECONDS)));
+}
+
+/**
+ * Leasing: pending tasks go to free host slots, fairly across jobs by priority, in batches —
+ * each batch after the images and before the held messages of the tasks it names.
+ */
+export class Leasing {
+  readonly #opts: LeasingOptions;
+  #scheduled = false;
+
+  constructor(opts: LeasingOptions) {
+    this.#opts = opts;
+  }
+
+  /** Leases once this turn of the event loop is over, however many changes asked for it. */
+  schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#dispatch();
+    });
+  }
+
+  /**
+   * Tasks to place now go first, anywhere; then every host is filled up to its slots, then topped
+   * up to its prefetch depth, so that a few long tasks spread over all hosts before any host
+   * queues a second one.
+   */
+  #dispatch(): void {
+    const hosts = this.#opts.hosts.takers();
+    if (!hosts.length) return;
+    const batches = new Map<HostRun, TaskAssignment[]>();
+    const add = (host: HostRun, task: TaskRun) => {
+      const batch = batches.get(host) ?? [];
+      batch.push(this.#lease(task, host));
+      batches.set(host, batch);
+    };
+    for (const job of this.#opts.book.active) {
+      for (const task of job.placeNow.splice(0)) {
+        // A migrating task goes where its image was sent when that host can still take it, else not back where it left.
+        const named = hosts.find((h) => h.hostId === task.migration?.to);
+        const elsewhere = hosts.filter((h) => h.hostId !== task.migration?.from);
+        const candidates = elsewhere.length ? elsewhere : hosts;
+        add(named ?? candidates.reduce((best, h) => (loadOf(h) < loadOf(best) ? h : best)), task);
+      }
+    }
+    for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
+      let progress = true;
+      while (progress) {
+        progress = false;
+        for (const host of hosts) {
+          if (host.assigned.size >= limit(host)) continue;
+          const task = this.#nextTask();
+          if (!task) break;
+          add(host, task);
+          progress = true;
+        }
+      }
+    }
+    for (const [host, tasks] of batches) {
+      const link = host.link!;
+      // An image goes before the assignment that names it: the host finds it whole.
+      for (const task of tasks) {
+        const image = task.imageBytes === undefined ? null : this.#opts.book.task(task.tid)?.start.image;
+        if (image) for (const part of imageParts(task.tid, task.attempt, image)) link.sendBinary(part);
+      }
+      for (let i = 0; i < tasks.length; i += LIMITS.itemsPerBatch) {
+        link.send({ type: 'assign', tasks: tasks.slice(i, i + LIMITS.itemsPerBatch) });
+      }
+      for (const task of tasks) this.#opts.router.release(task.tid, (bytes) => link.sendBinary(bytes));
+    }
+    if (batches.size) this.#opts.writes.schedule();
+  }
+
+  /** The next task of the job furthest below its fair share (running ÷ priority), oldest job first on ties. */
+  #nextTask(): TaskRun | null {
+    let best: JobRun | null = null;
+    let bestLoad = Infinity;
+    for (const job of this.#opts.book.active) {
+      if (job.queueHead >= job.queue.length && !job.retries.length) continue;
+      const load = job.counts.running / job.stored.options.priority;
+      if (load < bestLoad) {
+        best = job;
+        bestLoad = load;
+      }
+    }
+    if (!best) return null;
+    const task = best.retries.shift() ?? best.queue[best.queueHead++]!;
+    if (best.queueHead > 4096 && best.queueHead * 2 > best.queue.length) {
+      best.queue = best.queue.slice(best.queueHead);
+      best.queueHead = 0;
+    }
+    return task;
+  }
+
+  #lease(task: TaskRun, host: HostRun): TaskAssignment {
+    const { job, start, spec } = task;
+    const { book, hosts, writes } = this.#opts;
+    task.attempt++;
+    // The image went over a data channel to another host: its sender sends it through here instead.
+    if (start.imageAway && task.migration?.to !== host.hostId) {
+      hosts.send(start.imageAway.from, { type: 'send-image', tid: task.tid, attempt: task.attempt });
+    }
+    task.hostId = host.hostId;
+    task.ranOn.add(host.hostId);
+    task.runs.set(task.attempt, host.hostId);
+    book.transition(task, 'running');
+    book.startDeadline(task);
+    host.assigned.set(task.tid, task.attempt);
+    job.stored.attempts++;
+    if (job.stored.state === 'queued') job.stored.state = 'running';
+    writes.job(job);
+    const imageBytes = start.image?.byteLength ?? start.imageAway?.bytes;
+    return {
+      tid: task.tid,
+      attempt: task.attempt,
+      jobId: job.stored.id,
+      parent: spec.parent,
+      name: spec.name,
+      programUrl: this.#opts.programUrl(job.stored.programHash),
+      input: spec.input,
+      resume: imageBytes === undefined ? start.checkpoint : null,
+      ...(imageBytes === undefined ? {} : { imageBytes }),
+      seed: spec.seed,
+      timeoutMs: job.stored.options.taskTimeoutMs,
+    };
+  }
+}

@@ -1,0 +1,125 @@
+import type { Checkpoint, ErrorBody, MigrationReason } from '@webpvm/vm-protocol';
+import type { JobVm, VmTask } from '@webpvm/task-sdk/vm';
+import type { StoredJob } from '../store/store.ts';
+import type { HostLink } from './ports.ts';
+
+/**
+ * The scheduler's in-memory picture of jobs, tasks and hosts: plain records that the job book,
+ * the host registry, leasing, migrations and the relay policy read and change. Who the task is
+ * (tid, parent, input, seed) is the job's virtual machine's (JobVm); what follows is where and
+ * how it runs.
+ */
+
+export type RunState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
+
+export const TERMINAL: ReadonlySet<RunState> = new Set(['done', 'failed', 'cancelled']);
+
+export interface TaskRun {
+  readonly tid: string;
+  readonly spec: VmTask;
+  readonly job: JobRun;
+  state: RunState;
+  attempt: number;
+  hostId: string | null;
+  /** Hosts of the attempts that may still report an outcome. */
+  readonly runs: Map<number, string>;
+  /** Attempts that failed or were lost: what maxAttempts counts (a migration is not a failure). */
+  failures: number;
+  /** When the running attempt expires (taskTimeoutMs), else null. */
+  deadline: number | null;
+  progress: number;
+  result: unknown;
+  error: ErrorBody | null;
+  messagesIn: number;
+  messagesOut: number;
+  /** The last seq this task sent to each receiver, from its outcome: exit notifications follow them. */
+  lastSent: Map<string, number>;
+  /** Every host that ran an attempt: it may still relay messages of the task's job that reach it late. */
+  readonly ranOn: Set<string>;
+  /** What the next attempt starts from. */
+  start: StartPoint;
+  /** The migration under way, from its event until the task runs again. */
+  migration: Migration | null;
+}
+
+/**
+ * Where a task's next attempt starts: its last checkpoint kept here, unless it migrated with an
+ * image (vm-protocol task-image.ts) — held here, or sent host to host over a data channel — which
+ * serves until the task stores a checkpoint of its own.
+ */
+export interface StartPoint {
+  checkpoint: Checkpoint | null;
+  image: Uint8Array | null;
+  /**
+   * An image that went host to host over a data channel: its size, and the host that sent it and
+   * keeps it a while, to send it again through the coordinator if it does not arrive.
+   */
+  imageAway: { bytes: number; from: string } | null;
+}
+
+export interface Migration {
+  reason: MigrationReason;
+  from: string;
+  /** The host named as its destination at the event, when one could take it. */
+  to: string | null;
+  via: 'coordinator' | 'channel';
+  /** The task has left its old host (`migrated` came): messages no longer wait for it. */
+  left: boolean;
+  since: number;
+  obtrusivenessMs: number;
+  frozen: boolean;
+  bytes: number;
+}
+
+export interface JobRun {
+  stored: StoredJob;
+  /** The job's PVM services: its tasks' identities, groups, barriers, exit notifications. */
+  readonly vm: JobVm;
+  /** Null once the job is finished and stored: its results are then read from the store. */
+  tasks: TaskRun[] | null;
+  /** Root tasks not started yet, in input order, from `queueHead` on. */
+  queue: TaskRun[];
+  queueHead: number;
+  /** Tasks to run again go before fresh ones, so a retry is not starved by a long queue. */
+  retries: TaskRun[];
+  /**
+   * Tasks to place before any other, at once, beyond slots if need be: spawned tasks (PVM starts
+   * them side by side), migrating ones, and spawned ones a restart brought back.
+   */
+  placeNow: TaskRun[];
+  /** Root tasks not ended yet: the job ends when this reaches 0. */
+  rootsOpen: number;
+  counts: Record<RunState, number>;
+  progressSum: number;
+}
+
+export interface HostRun {
+  readonly hostId: string;
+  peerId: string | null;
+  link: HostLink | null;
+  slots: number;
+  userAgent: string;
+  secretHash: string;
+  createdAt: number;
+  connectedAt: number | null;
+  lastSeenAt: number;
+  done: number;
+  /** tid → attempt of the tasks this host holds (running or queued in the page). */
+  readonly assigned: Map<string, number>;
+  /** Ordered to drain (`POST /api/hosts/:id/drain`): it is given nothing and its tasks move away. */
+  draining: boolean;
+  /** Tasks per second this host has been completing lately (smoothed). */
+  rate: number;
+  rateSince: number;
+  rateCount: number;
+}
+
+/** Between the event and the image: the task is still on the host it is leaving, and its messages wait here. */
+export function isLeaving(task: TaskRun): boolean {
+  return task.migration !== null && !task.migration.left;
+}
+
+/** The host a task runs on now, when it runs and is not leaving it. */
+export function settledHost(task: TaskRun): string | null {
+  return task.state === 'running' && task.hostId && !isLeaving(task) ? task.hostId : null;
+}

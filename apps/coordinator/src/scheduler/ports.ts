@@ -1,0 +1,25 @@
+import type { CoordinatorMessage, MigrationEvent } from '@webpvm/vm-protocol';
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.ts';
+
+/** How the scheduler talks to one connected host; the host gateway owns the socket. */
+export interface HostLink {
+  send(message: CoordinatorMessage): void;
+  /** A message envelope (vm-protocol envelope.ts), relayed as a binary frame. */
+  sendBinary(bytes: Uint8Array): void;
+}
+
+/** Where finished migrations are recorded (event-log.ts): the dashboard's timeline and `GET /api/events`. */
+export interface MigrationSink {
+  record(event: Omit<MigrationEvent, 'id'>): void;
+}
+
+export interface SchedulerOptions {
+  store: Store;
+  log: Logger;
+  migrations?: MigrationSink;
+  checkpointIntervalMs: number;
+  reconnectGraceMs: number;
+  programUrl: (hash: string) => string;
+  now?: () => number;
+}

@@ -1,0 +1,58 @@
+import { HostRegistry } from './host-registry.ts';
+import { HostReports } from './host-reports.ts';
+import { JobBook } from './job-book.ts';
+import { Leasing } from './leasing.ts';
+import { Migrations } from './migrations.ts';
+import type { SchedulerOptions } from './ports.ts';
+import { ReadViews } from './read-views.ts';
+import { RelayPolicy } from './relay-policy.ts';
+import { VmServices } from './vm-services.ts';
+import { WriteBehind } from './write-behind.ts';
+
+/**
+ * The global scheduler, wired from its parts (docs/architecture.md, "The coordinator"): the job
+ * book (jobs, tasks, transitions), the host registry, leasing, the hosts' reports, the PVM
+ * services, migrations, the relay policy, the read views, and write-behind to the store. The
+ * host gateway and the HTTP API talk to the parts directly; this only builds and restores them.
+ */
+export class Scheduler {
+  readonly writes: WriteBehind;
+  readonly hosts: HostRegistry;
+  readonly jobs: JobBook;
+  readonly leasing: Leasing;
+  readonly reports: HostReports;
+  readonly vm: VmServices;
+  readonly migrations: Migrations;
+  readonly relay: RelayPolicy;
+  readonly views: ReadViews;
+  readonly #opts: SchedulerOptions;
+
+  constructor(opts: SchedulerOptions) {
+    this.#opts = opts;
+    const now = opts.now ?? Date.now;
+    const dispatch = () => this.leasing.schedule();
+    this.writes = new WriteBehind(opts.store, opts.log);
+    this.hosts = new HostRegistry({ now, writes: this.writes, dispatch, lost: (ref, reason) => this.jobs.lost(ref, reason) });
+    this.jobs = new JobBook({ now, log: opts.log, writes: this.writes, hosts: this.hosts, migrations: opts.migrations, dispatch, ended: (task) => this.vm.ended(task) });
+    this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
+    this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });
+    this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
+    this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router });
+    this.migrations = new Migrations({ now, book: this.jobs, hosts: this.hosts, dispatch });
+    this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store });
+  }
+
+  /** Resume unfinished jobs after a restart. Tasks that were running wait for their host to come back. */
+  async restore(): Promise<void> {
+    const { jobs, tasks } = await this.#opts.store.loadUnfinished();
+    this.jobs.restore(jobs, tasks);
+    const { jobs: jobCount, tasks: taskCount } = this.jobs.size;
+    if (taskCount) this.#opts.log.info({ jobs: jobCount, tasks: taskCount }, 'resumed unfinished jobs');
+    setTimeout(() => this.hosts.forgetUnclaimed(), this.#opts.reconnectGraceMs).unref();
+  }
+
+  /** Expires attempts past their deadline; called on a timer. */
+  tick(): void {
+    this.jobs.expireDeadlines();
+  }
+}

@@ -1,0 +1,59 @@
+import type { ErrorBody, TaskOp } from '@webpvm/vm-protocol';
+import { encodeNotice, type VmAnswer, type VmEffect } from '@webpvm/task-sdk/vm';
+import type { HostRegistry } from './host-registry.ts';
+import type { JobBook } from './job-book.ts';
+import type { JobRun, TaskRun } from './model.ts';
+import type { RelayRouter } from './relay-router.ts';
+
+/** What a task request answers: a value, an error, or nothing yet (a barrier answers on release). */
+export type RequestOutcome = VmAnswer | 'later';
+
+export interface VmServicesOptions {
+  book: JobBook;
+  hosts: HostRegistry;
+  router: RelayRouter;
+}
+
+/**
+ * The PVM services for tasks on hosts: each job's JobVm (task-sdk) answers, and this carries out
+ * what it sets going — spawned tasks into the job book, delayed replies to the hosts that hold
+ * their tasks now, exit notices through the relay, in order after the ended task's messages.
+ */
+export class VmServices {
+  readonly #opts: VmServicesOptions;
+
+  constructor(opts: VmServicesOptions) {
+    this.#opts = opts;
+  }
+
+  /** A task's request (spawn, groups, barrier, notify) from the host that runs it. */
+  request(hostId: string, tid: string, attempt: number, requestId: number, op: TaskOp): RequestOutcome {
+    const task = this.#opts.book.runningOn(hostId, tid, attempt);
+    if (!task) return { ok: false, error: notRunningHere(tid, attempt) };
+    const { answer, effects } = task.job.vm.request(tid, requestId, op);
+    this.#apply(task.job, effects);
+    return answer;
+  }
+
+  /** A task ended for good: it leaves its groups, its watchers hear of it, and messages waiting for it go. */
+  ended(task: TaskRun): void {
+    this.#opts.router.forget(task.tid);
+    this.#apply(task.job, task.job.vm.ended(task.tid, task.state === 'done', task.lastSent));
+  }
+
+  #apply(job: JobRun, effects: VmEffect[]): void {
+    for (const effect of effects) {
+      if (effect.kind === 'spawn') this.#opts.book.spawned(job, effect.tasks);
+      else if (effect.kind === 'notice') this.#opts.router.route(effect.notice.to, encodeNotice(effect.notice));
+      else {
+        const { tid, requestId, answer } = effect;
+        const holder = this.#opts.book.task(tid)?.hostId ?? null;
+        this.#opts.hosts.send(holder, { type: 'reply', tid, requestId, ...answer });
+      }
+    }
+  }
+}
+
+export function notRunningHere(tid: string, attempt: number): ErrorBody {
+  return { code: 'E_NOT_ASSIGNED', message: `${tid} attempt ${attempt} is not running on this host` };
+}
