@@ -17,16 +17,6 @@ export default defineConfig({
       },
     },
   },
-  worker: {
-    format: 'es',
-    rolldownOptions: {
-      // The coordinator serves /assets/task-worker-*.js with a CSP that forbids network access.
-      output: {
-        entryFileNames: 'assets/task-worker-[hash].js',
-        chunkFileNames: 'assets/task-worker-[name]-[hash].js',
-      },
-    },
-  },
   server: {
     // As the coordinator serves the built app: the host page shares SharedArrayBuffers with its workers.
     headers: {
@@ -34,9 +24,15 @@ export default defineConfig({
       'cross-origin-embedder-policy': 'require-corp',
       'cross-origin-resource-policy': 'same-origin',
     },
+    // The task worker is the coordinator's to serve, with its policy (vite.task-worker.config.ts builds it),
+    // and so are the programs it imports and the relay lanes it opens. The policy names the host in the
+    // request, which must stay this server's: the worker opens its lanes here.
     proxy: {
       '/api': coordinator,
       '/ws': { target: coordinator, ws: true },
+      '/task-worker.js': { target: coordinator, changeOrigin: false },
+      '/programs': coordinator,
+      '/lane': { target: coordinator, ws: true },
     },
   },
 });

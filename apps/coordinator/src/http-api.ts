@@ -4,7 +4,6 @@ import fastifyStatic from '@fastify/static';
 import {
   CreateTokenRequest,
   LIMITS,
-  RELAY_LANE_PATH,
   SubmitJobRequest,
   WebpvmError,
   describeIssues,
@@ -19,6 +18,7 @@ import { registerMigrationRoutes } from './migrations-api.ts';
 import type { ProgramRegistry } from './program-registry.ts';
 import type { JobView } from './scheduler/read-views.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
+import { registerTaskWorkerRoute } from './task-worker-route.ts';
 
 export interface ApiOptions {
   scheduler: Scheduler;
@@ -29,20 +29,6 @@ export interface ApiOptions {
   log: Logger;
   webRoot: string;
   connectedHosts: () => number;
-}
-
-/** A Host header that is a host name or address with an optional port, and nothing else. */
-const PLAIN_HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
-/**
- * Task code runs with no network: it talks to its host through postMessage, and to tasks of
- * other hosts on relay lanes (vm-protocol lane.ts) — WebSockets to this coordinator's
- * RELAY_LANE_PATH alone, which carry only the task's own messages to the one task of its job
- * each lane was issued for. Without a plain Host header, not even those.
- */
-export function workerCsp(host: string | undefined): string {
-  const base = "default-src 'none'; script-src 'self'";
-  return host && PLAIN_HOST.test(host) ? `${base}; connect-src ws://${host}${RELAY_LANE_PATH} wss://${host}${RELAY_LANE_PATH}` : base;
 }
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
@@ -160,6 +146,8 @@ export function buildApi(opts: ApiOptions) {
     return source;
   });
 
+  registerTaskWorkerRoute(app, opts.webRoot);
+
   if (fs.existsSync(`${opts.webRoot}/index.html`)) {
     app.register(fastifyStatic, {
       root: opts.webRoot,
@@ -169,10 +157,6 @@ export function buildApi(opts: ApiOptions) {
           res.setHeader(name, value);
         }
       },
-    });
-    // The worker's policy names this coordinator's host, which only the request tells.
-    app.addHook('onSend', async (request, reply) => {
-      if (/\/task-worker-[^/]*\.js$/.test(request.url.split('?')[0]!)) reply.header('content-security-policy', workerCsp(request.headers.host));
     });
   } else {
     app.get('/', async (_request, reply) =>

@@ -15,6 +15,7 @@ beforeAll(async () => {
     'assets/host-abc.js': 'export {}',
     'assets/styles-abc.css': 'body {}',
     'assets/task-worker-abc.js': 'export {}',
+    'task-worker.js': 'export {}',
   };
   for (const [file, text] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(webRoot, file)), { recursive: true });
@@ -42,23 +43,25 @@ describe('cross-origin isolation', () => {
   });
 
   it('lets the isolated pages load their scripts, styles and workers', async () => {
-    for (const url of ['/assets/host-abc.js', '/assets/styles-abc.css', '/assets/task-worker-abc.js']) {
+    for (const url of ['/assets/host-abc.js', '/assets/styles-abc.css', '/task-worker.js']) {
       const res = await h.app.inject({ url });
       expect(res.statusCode, url).toBe(200);
       expect(res.headers, url).toMatchObject(embeddable);
     }
-    const worker = await h.app.inject({ url: '/assets/task-worker-abc.js' });
+    const worker = await h.app.inject({ url: '/task-worker.js' });
     expect(worker.headers["content-security-policy"]).toBe("default-src 'none'; script-src 'self'; connect-src ws://localhost:80/lane wss://localhost:80/lane");
     expect((await h.app.inject({ url: '/assets/host-abc.js' })).headers['content-security-policy']).toBeUndefined();
+    // the policy goes with the route, not with a file name
+    expect((await h.app.inject({ url: '/assets/task-worker-abc.js' })).headers['content-security-policy']).toBeUndefined();
   });
 
   it('lets task workers connect to nothing but this coordinator’s relay lanes', async () => {
-    const worker = await h.app.inject({ url: '/assets/task-worker-abc.js', headers: { host: 'volunteer.example:8443' } });
+    const worker = await h.app.inject({ url: '/task-worker.js', headers: { host: 'volunteer.example:8443' } });
     expect(worker.headers['content-security-policy']).toBe(
       "default-src 'none'; script-src 'self'; connect-src ws://volunteer.example:8443/lane wss://volunteer.example:8443/lane",
     );
     // a Host header that is more than a host cannot write into the policy: no connection at all then
-    const odd = await h.app.inject({ url: '/assets/task-worker-abc.js', headers: { host: "x; connect-src *" } });
+    const odd = await h.app.inject({ url: '/task-worker.js', headers: { host: "x; connect-src *" } });
     expect(odd.headers['content-security-policy']).toBe("default-src 'none'; script-src 'self'");
   });
 

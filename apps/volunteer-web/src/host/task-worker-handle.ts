@@ -14,8 +14,14 @@ export interface TaskWorkerListener {
 
 export type SpawnTaskWorker = (listener: TaskWorkerListener) => TaskWorkerHandle;
 
+/**
+ * Built apart from the pages (vite.task-worker.config.ts) and served by the coordinator with the
+ * Content-Security-Policy task code runs under.
+ */
+const TASK_WORKER_URL = '/task-worker.js';
+
 export const spawnTaskWorker: SpawnTaskWorker = (listener) => {
-  const worker = new Worker(new URL('./task-worker.ts', import.meta.url), { type: 'module' });
+  const worker = new Worker(TASK_WORKER_URL, { type: 'module' });
   worker.onmessage = (event) => listener.message(event.data);
   worker.onmessageerror = () => listener.error('E_BAD_FRAME', 'a message from the task worker could not be deserialized');
   worker.onerror = (event) => {
