@@ -1,18 +1,14 @@
-import { decodeEnvelope, encodeEnvelope, encodeMessage, unsealMessage, type EnvelopeHeader, type ToWorker } from '@webpvm/vm-protocol';
+import { encodeEnvelope, encodeMessage, unsealMessage, type ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FrameKind, Reassembler, toFrames } from '../src/host/messaging/channel-frames.ts';
 import { assignment } from './support/assignments.ts';
+import { describeEnvelope } from './support/envelopes.ts';
 import { fakePeers } from './support/fake-peers.ts';
-import { settle, startHost } from './support/start-host.ts';
+import { laneControlBytes, readLaneControl } from './support/lane-control.ts';
+import { startHost } from './support/start-host.ts';
+import { settle } from './support/timing.ts';
 
-const seqOf = (bytes: Uint8Array): string => {
-  const decoded = decodeEnvelope(bytes);
-  if (!decoded.ok) throw new Error(decoded.error.message);
-  const h: EnvelopeHeader = decoded.value.header;
-  return h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : h.type === 'ack' ? `ack ${h.of}>${h.by}:${h.seq}` : `part ${h.tid}`;
-};
-const laneControl = (payload: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(payload));
-const laneFrame = (control: unknown) => toFrames(FrameKind.lane, new TextEncoder().encode(JSON.stringify(control)), 0)[0]!;
+const laneFrame = (control: unknown) => toFrames(FrameKind.lane, laneControlBytes(control), 0)[0]!;
 const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, envelope: encodeMessage({ from, to, tag: 1, seq, data }) });
 /** The `deliver`s a worker was posted, their envelopes decoded as its runtime decodes them. */
 const deliveries = (received: ToWorker[]) =>
@@ -95,7 +91,7 @@ describe('HostRuntime messaging', () => {
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1), assignment('joba', 3)] });
     host.workers[0]!.emit(send('joba.0', 'joba.7', 1));
     await settle();
-    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.7:1']);
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.0>joba.7:1']);
     expect(host.socket().sentOfType('locate')).toEqual([]);
 
     host.socket().receiveBinary(encodeMessage({ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }));
@@ -131,7 +127,7 @@ describe('HostRuntime messaging', () => {
     const reassembler = new Reassembler();
     const frames = dc.sent.map((f) => reassembler.accept(f)!);
     // The first message over the channel also asks for a lane for its pair, once.
-    expect(frames.map((f) => [f.kind, f.kind === FrameKind.lane ? laneControl(f.payload) : seqOf(f.payload)])).toEqual([
+    expect(frames.map((f) => [f.kind, f.kind === FrameKind.lane ? readLaneControl(f.payload) : describeEnvelope(f.payload)])).toEqual([
       [FrameKind.envelope, 'joba.0>joba.5:2'],
       [FrameKind.lane, { op: 'open', id: 2, from: 'joba.0', to: 'joba.5' }],
       [FrameKind.envelope, 'joba.0>joba.5:3'],
@@ -140,7 +136,7 @@ describe('HostRuntime messaging', () => {
     conn.events!.iceState('failed');
     host.workers[0]!.emit(send('joba.0', 'joba.5', 4));
     await settle();
-    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:3', 'joba.0>joba.5:4']);
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:3', 'joba.0>joba.5:4']);
     expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 2, relayOut: 4, resentAfterBreak: 2, channelsOpen: 0 });
   });
 
@@ -172,7 +168,7 @@ describe('HostRuntime messaging', () => {
     conn.events!.data(toFrames(FrameKind.envelope, ack, 1)[0]!.buffer);
     host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
     await vi.advanceTimersByTimeAsync(60);
-    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:4', 'joba.0>joba.5:5']);
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:4', 'joba.0>joba.5:5']);
     expect(dc.sent.length).toBeGreaterThan(0);
   });
 
@@ -201,7 +197,7 @@ describe('HostRuntime messaging', () => {
     host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
     await vi.advanceTimersByTimeAsync(60);
     // the two first went through the relay, and the copy not acknowledged goes again once the lane closed
-    expect(host.socket().binary.map(seqOf)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:4']);
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:2', 'joba.0>joba.5:4']);
 
     // receiving ends: one for a task of this page goes to its worker, one for a task elsewhere is declined
     host.socket().receive({ type: 'lane', end: 'in', from: 'joba.7', to: 'joba.1', token: 'a'.repeat(32) });
@@ -217,7 +213,7 @@ describe('HostRuntime messaging', () => {
     // what the lane brought is acknowledged through the relay once reported
     host.workers[1]!.emit({ type: 'delivered', tid: 'joba.1', entries: [{ n: 1, from: 'joba.7', seq: 1, bytes: encodeMessage({ from: 'joba.7', to: 'joba.1', tag: 1, seq: 1, data: 0 }) }] });
     await vi.advanceTimersByTimeAsync(20);
-    expect(host.socket().binary.map(seqOf).at(-1)).toBe('ack joba.7>joba.1:1');
+    expect(host.socket().binary.map(describeEnvelope).at(-1)).toBe('ack joba.7>joba.1:1');
     expect(host.runtime.snapshot().messages).toMatchObject({ relayIn: 1, channelIn: 0 });
   });
 

@@ -1,10 +1,12 @@
-import { decodeEnvelope, decodeImage, encodeImage, encodeMessage, encodeValue, imageParts, sealMessage, unsealMessage } from '@webpvm/vm-protocol';
+import { decodeImage, encodeImage, encodeMessage, encodeValue, imageParts, sealMessage, unsealMessage } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FREEZE_GRACE_MS } from '../src/host/host-runtime.ts';
 import { Reassembler } from '../src/host/messaging/channel-frames.ts';
 import { assignment } from './support/assignments.ts';
+import { partOf } from './support/envelopes.ts';
 import { fakePeers } from './support/fake-peers.ts';
-import { settle, startHost } from './support/start-host.ts';
+import { startHost } from './support/start-host.ts';
+import { settle } from './support/timing.ts';
 
 let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
@@ -15,11 +17,6 @@ afterEach(() => {
 });
 
 const message = (from: string, to: string, seq: number, data: unknown) => ({ from, to, tag: 1, seq, data });
-
-const partOf = (bytes: Uint8Array) => {
-  const decoded = decodeEnvelope(bytes);
-  return decoded.ok && decoded.value.header.type === 'part' ? { header: decoded.value.header, piece: decoded.value.buffers[0]! } : null;
-};
 
 /** The image the page sent for `tid` (as the parts of `attempt`, when given), put back together from its part frames. */
 function sentImage(binary: Uint8Array[], tid: string, attempt?: number) {

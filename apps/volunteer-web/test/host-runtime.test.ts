@@ -2,7 +2,8 @@ import { PROTOCOL_VERSION } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { assignment } from './support/assignments.ts';
 import { memoryStore } from './support/memory-store.ts';
-import { settle, startHost, welcome } from './support/start-host.ts';
+import { startHost, welcome } from './support/start-host.ts';
+import { settle } from './support/timing.ts';
 
 const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4], sent: [], requests: 0 };
 const taken = (tid: string) => ({ type: 'checkpoint', tid, frozen: false, checkpoint, stateBuffers: [], received: 0, unread: [] });

@@ -4,7 +4,7 @@ import '../styles.css';
 import { coordinatorSocketUrl } from './coordinator-link.ts';
 import { parseHostOptions } from './host-options.ts';
 import { HostRuntime, type HostSnapshot } from './host-runtime.ts';
-import { claimLane, laneDatabase } from './host-lane.ts';
+import { claimSeat, seatDatabase } from './profile-seat.ts';
 import { HostView } from './HostView.tsx';
 import { idbStore } from './kv-store.ts';
 import { watchBattery, watchMachineIdleness } from './machine-signals.ts';
@@ -20,7 +20,7 @@ declare global {
 const options = parseHostOptions(location.search, navigator.hardwareConcurrency);
 const runtime = new HostRuntime({
   options,
-  store: idbStore(laneDatabase(await claimLane())),
+  store: idbStore(seatDatabase(await claimSeat())),
   spawn: spawnTaskWorker,
   createPeer: createPeerJsPeer,
   url: coordinatorSocketUrl(location),

@@ -21,9 +21,9 @@ const INPUT_EVENTS = ['pointerdown', 'pointermove', 'keydown', 'wheel', 'touchst
 
 /**
  * Watches the signals that say whether the person at this machine wants it back, by policy
- * (DESIGN.md "Hosts and reclaim"): `hidden` computes only while the tab is hidden; `idle` also
- * while it is visible and left alone for `idleMs`; `always` only stops when the page goes.
- * `pagehide`, `freeze` and `beforeunload` reclaim under every policy, urgently.
+ * (docs/architecture.md, "Hosts and reclaim"): `hidden` computes only while the tab is hidden;
+ * `idle` also while it is visible and left alone for `idleMs`; `always` only stops when the page
+ * goes. `pagehide`, `freeze` and `beforeunload` reclaim under every policy, urgently.
  */
 export class ReclaimMonitor {
   #policy: ReclaimPolicy;

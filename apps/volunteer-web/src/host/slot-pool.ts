@@ -1,12 +1,15 @@
+/*
+ * One module past 400 lines, on purpose: a slot's worker, its freeze flag, the task it runs, the
+ * queue and the task's timers (deadline, freeze grace) change together in every transition —
+ * start, finish, abort, leave, cancel — and each must leave all of them consistent. Split, that
+ * one state machine would be spread over files that reach into each other's slots. What a worker
+ * says is checked in worker-reports.ts before any of it is touched.
+ */
 import {
-  FromWorker,
   LIMITS,
   SAFE_POINT_FLAGS,
-  decodeEnvelope,
-  describeIssues,
-  parseTid,
-  readSealed,
   type ErrorBody,
+  type FromWorker,
   type SealedMessage,
   type TaskAssignment,
   type TaskOp,
@@ -16,6 +19,7 @@ import {
 } from '@webpvm/vm-protocol';
 import type { DeliveryReport } from './messaging/inboxes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
+import { checkDelivered, checkLaneSent, checkSend, parseWorkerReport } from './worker-reports.ts';
 
 /** A checkpoint as the worker reports it (worker.ts). */
 export type WorkerCheckpoint = Extract<FromWorker, { type: 'checkpoint' }>;
@@ -341,14 +345,13 @@ export class SlotPool {
 
   #onWorkerMessage(slot: Slot, data: unknown): void {
     const task = slot.task;
-    const parsed = FromWorker.safeParse(data);
-    if (!parsed.success) {
-      const message = `bad message from the task worker: ${describeIssues(parsed.error)}`.slice(0, LIMITS.logLineChars);
-      if (task) this.#abort(slot, task, { code: 'E_BAD_FRAME', message });
+    const parsed = parseWorkerReport(data);
+    if (!parsed.ok) {
+      if (task) this.#abort(slot, task, parsed.error);
       else this.#dropWorker(slot);
       return;
     }
-    const message = parsed.data;
+    const message = parsed.value;
     // A finished task's leftover timers may still report; only the current task counts.
     if (!task || message.tid !== task.assignment.tid) return;
     const { tid, attempt } = task.assignment;
@@ -370,41 +373,21 @@ export class SlotPool {
         events.log({ tid, attempt }, message.line);
         return;
       case 'send': {
-        const read = readSealed(message.envelope);
-        if (!read.ok || read.message.seq < 1) {
-          this.#abort(slot, task, { code: 'E_BAD_FRAME', message: `${tid} sent what is not a message: ${read.ok ? 'seq 0' : read.message}` });
-          return;
-        }
-        const { from, to } = read.message;
-        if (from !== tid || parseTid(to).jobId !== task.assignment.jobId) {
-          this.#abort(slot, task, { code: 'E_FORBIDDEN', message: `${tid} may not send as ${from} to ${to}` });
-          return;
-        }
-        events.send({ tid, attempt }, read.message);
+        const checked = checkSend(message.envelope, task.assignment);
+        if (checked.ok) events.send({ tid, attempt }, checked.value);
+        else this.#abort(slot, task, checked.error);
         return;
       }
-      case 'lane-sent':
-        for (const bytes of message.envelopes) {
-          const decoded = decodeEnvelope(bytes);
-          const header = decoded.ok ? decoded.value.header : null;
-          if (header?.type !== 'msg' || header.from !== tid || header.seq < 1 || parseTid(header.to).jobId !== task.assignment.jobId) {
-            this.#abort(slot, task, { code: 'E_FORBIDDEN', message: `${tid} wrote on a lane what is not a message of its own to a task of its job` });
-            return;
-          }
-          events.laneSent({ tid, attempt }, header, bytes);
-        }
+      case 'lane-sent': {
+        const { sent, error } = checkLaneSent(message.envelopes, task.assignment);
+        for (const copy of sent) events.laneSent({ tid, attempt }, copy.message, copy.bytes);
+        if (error) this.#abort(slot, task, error);
         return;
+      }
       case 'delivered': {
-        const entries: DeliveryReport[] = [];
-        for (const { n, from, seq, bytes } of message.entries) {
-          const fromLane = bytes ? this.#laneMessage(bytes, tid) : null;
-          if (bytes && (!fromLane || fromLane.from !== from || fromLane.seq !== seq)) {
-            this.#abort(slot, task, { code: 'E_BAD_FRAME', message: `${tid} reported a lane delivery that is not a message of its job to it` });
-            return;
-          }
-          entries.push({ n, from, seq, ...(fromLane ? { message: fromLane } : {}) });
-        }
-        events.delivered({ tid, attempt }, entries);
+        const checked = checkDelivered(message.entries, tid);
+        if (checked.ok) events.delivered({ tid, attempt }, checked.value);
+        else this.#abort(slot, task, checked.error);
         return;
       }
       case 'lane-closed':
@@ -421,14 +404,6 @@ export class SlotPool {
         );
         return;
     }
-  }
-
-  /** A message `to` received on a lane, as its worker reports it: from a task of the same job, or null. */
-  #laneMessage(bytes: Uint8Array, to: string): SealedMessage | null {
-    const read = readSealed(bytes);
-    if (!read.ok) return null;
-    const { message } = read;
-    return message.to === to && message.seq >= 1 && parseTid(message.from).jobId === parseTid(to).jobId ? message : null;
   }
 
   #persistEveryMs(): number {

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Inboxes, type DeliveredMessage, type InboxImage } from '../../src/host/messaging/inboxes.ts';
 import { ReorderBuffer } from '../../src/host/messaging/reorder-buffer.ts';
+import { settle } from '../support/timing.ts';
 
 const TID = 'joba.9';
 const EXIT_TAG = 99;
@@ -12,11 +13,6 @@ const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): Seale
 const exit = (from: string, after: number): SealedMessage => msg(from, 0, { tag: EXIT_TAG, after, data: { tid: from, ok: true } });
 const keyOf = (m: Pick<SealedMessage, 'from' | 'seq'>) => (m.seq === 0 ? `${m.from}:exit` : `${m.from}:${m.seq}`);
 const keys = (messages: readonly Pick<SealedMessage, 'from' | 'seq'>[]) => messages.map(keyOf);
-
-/** Lets the inbox's queued delivery run. */
-const settle = async () => {
-  for (let i = 0; i < 5; i++) await Promise.resolve();
-};
 
 /**
  * An inbox holding TID whose worker is a model of the task's mailbox: it numbers what it is

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FrameKind } from '../../src/host/messaging/channel-frames.ts';
 import { Lanes, type LaneCarrier, type LanePair } from '../../src/host/messaging/lanes.ts';
 import { FakeLaneEnd } from '../support/fake-peers.ts';
+import { laneControlBytes, readLaneControl } from '../support/lane-control.ts';
 
 /** A page channel lanes ride on: it records the lane frames sent and the ends created. */
 class FakeCarrier implements LaneCarrier {
@@ -14,7 +15,7 @@ class FakeCarrier implements LaneCarrier {
   ) {}
   send(kind: FrameKind, payload: Uint8Array): void {
     expect(kind).toBe(FrameKind.lane);
-    this.sent.push(JSON.parse(new TextDecoder().decode(payload)));
+    this.sent.push(readLaneControl(payload));
   }
   createLane(id: number): FakeLaneEnd {
     const end = new FakeLaneEnd(id);
@@ -22,8 +23,6 @@ class FakeCarrier implements LaneCarrier {
     return end;
   }
 }
-
-const frame = (control: unknown) => new TextEncoder().encode(JSON.stringify(control));
 
 function page({ running = ['joba.1', 'joba.2'], now = 0 } = {}) {
   const given: { way: 'out' | 'in'; pair: LanePair; id: number }[] = [];
@@ -58,7 +57,7 @@ describe('Lanes, on the sender’s page', () => {
       { op: 'open', id: 4, from: 'joba.1', to: 'joba.8' },
     ]);
     expect(p.lanes.carrierOf(pair)).toBeNull();
-    p.lanes.control(toB, frame({ op: 'ready', id: 2 }));
+    p.lanes.control(toB, laneControlBytes({ op: 'ready', id: 2 }));
     expect(p.given).toEqual([{ way: 'out', pair, id: 2 }]);
     expect(p.lanes.carrierOf(pair)).toBe(toB);
 
@@ -73,15 +72,15 @@ describe('Lanes, on the sender’s page', () => {
     const toB = p.carrier('peer-b', true);
     const pair = { from: 'joba.1', to: 'joba.7' };
     p.lanes.offer(pair, 'peer-b');
-    p.lanes.control(toB, frame({ op: 'refused', id: 2 }));
+    p.lanes.control(toB, laneControlBytes({ op: 'refused', id: 2 }));
     p.tick(9_999);
     p.lanes.offer(pair, 'peer-b');
     expect(toB.sent).toHaveLength(1);
     p.tick(1);
     p.lanes.offer(pair, 'peer-b');
     expect(toB.sent.at(-1)).toEqual({ op: 'open', id: 4, from: 'joba.1', to: 'joba.7' });
-    p.lanes.control(toB, frame({ op: 'ready', id: 4 }));
-    p.lanes.control(toB, frame({ op: 'gone', id: 4 }));
+    p.lanes.control(toB, laneControlBytes({ op: 'ready', id: 4 }));
+    p.lanes.control(toB, laneControlBytes({ op: 'gone', id: 4 }));
     expect(p.gone).toEqual([pair]);
     expect(p.lanes.carrierOf(pair)).toBeNull();
   });
@@ -90,9 +89,9 @@ describe('Lanes, on the sender’s page', () => {
     const p = page({ running: [] });
     const toB = p.carrier('peer-b', true);
     p.lanes.offer({ from: 'joba.1', to: 'joba.7' }, 'peer-b');
-    p.lanes.control(toB, frame({ op: 'ready', id: 2 }));
+    p.lanes.control(toB, laneControlBytes({ op: 'ready', id: 2 }));
     expect(toB.ends.map((e) => e.readyState)).toEqual(['closed']);
-    p.lanes.control(toB, frame({ op: 'ready', id: 'two' }));
+    p.lanes.control(toB, laneControlBytes({ op: 'ready', id: 'two' }));
     p.lanes.control(toB, new Uint8Array([0xff]));
     expect(p.lanes.count).toBe(0);
   });
@@ -102,10 +101,10 @@ describe('Lanes, on the receiver’s page', () => {
   it('hands the receiving task its end and answers ready; refuses the wrong parity, another job, or a task not running here', () => {
     const p = page({ running: ['joba.7'] });
     const fromA = p.carrier('peer-a', false);
-    p.lanes.control(fromA, frame({ op: 'open', id: 2, from: 'joba.1', to: 'joba.7' }));
-    p.lanes.control(fromA, frame({ op: 'open', id: 3, from: 'joba.1', to: 'joba.7' }));
-    p.lanes.control(fromA, frame({ op: 'open', id: 4, from: 'jobz.1', to: 'joba.7' }));
-    p.lanes.control(fromA, frame({ op: 'open', id: 6, from: 'joba.1', to: 'joba.8' }));
+    p.lanes.control(fromA, laneControlBytes({ op: 'open', id: 2, from: 'joba.1', to: 'joba.7' }));
+    p.lanes.control(fromA, laneControlBytes({ op: 'open', id: 3, from: 'joba.1', to: 'joba.7' }));
+    p.lanes.control(fromA, laneControlBytes({ op: 'open', id: 4, from: 'jobz.1', to: 'joba.7' }));
+    p.lanes.control(fromA, laneControlBytes({ op: 'open', id: 6, from: 'joba.1', to: 'joba.8' }));
     expect(fromA.sent).toEqual([
       { op: 'ready', id: 2 },
       { op: 'refused', id: 3 },

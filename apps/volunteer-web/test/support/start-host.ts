@@ -4,6 +4,7 @@ import type { CreatePeer } from '../../src/host/messaging/peer-network.ts';
 import { FakeSocket } from './fake-socket.ts';
 import { fakeWorkers } from './fake-workers.ts';
 import { memoryStore } from './memory-store.ts';
+import { settle } from './timing.ts';
 
 export const welcome = {
   type: 'welcome',
@@ -14,11 +15,6 @@ export const welcome = {
   checkpointIntervalMs: 100,
   peerId: 'h1-peer',
   iceServers: [],
-};
-
-/** Lets the in-memory store's promises, queued microtasks and the code awaiting them run. */
-export const settle = async () => {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
 };
 
 export async function startHost({ store = memoryStore(), p2p = true, createPeer }: { store?: ReturnType<typeof memoryStore>; p2p?: boolean; createPeer?: CreatePeer } = {}) {

@@ -1,7 +1,7 @@
-import type { CoordinatorMessageOf } from '@webpvm/vm-protocol';
+import { RELAY_LANE_PATH, type CoordinatorMessageOf } from '@webpvm/vm-protocol';
 import type { LanePair } from './lanes.ts';
 
-export interface RelayLanesOptions {
+export interface RelayLaneRequestsOptions {
   /** Sends `lane-open` to the coordinator. */
   ask(pair: LanePair): void;
   /** Sends `lane-declined`: this page has no task for the end it was given. */
@@ -50,14 +50,23 @@ const MAX_WAITING = 10_000;
 
 const pairKey = ({ from, to }: LanePair) => `${from}>${to}`;
 
+/** Where a task's worker opens the relay lane end issued with `token`: the coordinator socket's origin. */
+export function relayLaneUrl(socketUrl: string, token: string): string {
+  const url = new URL(socketUrl);
+  url.pathname = RELAY_LANE_PATH;
+  url.search = `?token=${token}`;
+  return url.href;
+}
+
 /**
- * The relay lanes of this page (vm-protocol lane.ts): a pair whose messages go through the
- * coordinator's relay asks for one, and its worker writes the next ones on a WebSocket of its
- * own, which the coordinator pipes to the receiver's worker. The pages then see only the
- * sender's copies and the receiver's reports, as with lanes between pages.
+ * This page's side of relay lanes (vm-protocol lane.ts): a pair whose messages go through the
+ * coordinator's relay asks for a lane, and once the coordinator grants one, the sender's worker
+ * writes the next messages on a WebSocket of its own, which the coordinator pipes to the
+ * receiver's worker. The page only asks, hands the granted ends to its workers and keeps track of
+ * them; it then sees only the sender's copies and the receiver's reports, as with lanes between pages.
  */
-export class RelayLanes {
-  #options: RelayLanesOptions;
+export class RelayLaneRequests {
+  #options: RelayLaneRequestsOptions;
   #now: () => number;
   #sending = new Map<string, Sending>();
   #receiving = new Set<string>();
@@ -65,7 +74,7 @@ export class RelayLanes {
   #backoff = new Map<string, Backoff>();
   #firstRelayed = new Map<string, number>();
 
-  constructor(options: RelayLanesOptions) {
+  constructor(options: RelayLaneRequestsOptions) {
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
   }

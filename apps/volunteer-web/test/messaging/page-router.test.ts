@@ -1,48 +1,15 @@
-import { decodeEnvelope, encodeEnvelope, sealMessage, unsealMessage, type EnvelopeHeader, type SealedMessage } from '@webpvm/vm-protocol';
+import { encodeEnvelope, sealMessage, unsealMessage, type EnvelopeHeader, type SealedMessage } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FrameKind } from '../../src/host/messaging/channel-frames.ts';
-import type { DataLink, DataLinks } from '../../src/host/messaging/data-link.ts';
+import type { DataLink } from '../../src/host/messaging/data-link.ts';
 import { Inboxes, type DeliveredMessage } from '../../src/host/messaging/inboxes.ts';
-import { MessageRouter } from '../../src/host/messaging/router.ts';
-
-class FakeLink implements DataLink {
-  sent: { kind: FrameKind; header: EnvelopeHeader }[] = [];
-  constructor(readonly remotePeerId: string) {}
-  send(kind: FrameKind, payload: Uint8Array): void {
-    this.sent.push({ kind, header: headerOf(payload) });
-  }
-}
-
-class FakeLinks implements DataLinks {
-  links = new Map<string, FakeLink>();
-  connects: string[] = [];
-  open(peerId: string): DataLink | null {
-    return this.links.get(peerId) ?? null;
-  }
-  connect(peerId: string): void {
-    this.connects.push(peerId);
-  }
-  /** The channel to that peer opens. */
-  opened(peerId: string): FakeLink {
-    const link = new FakeLink(peerId);
-    this.links.set(peerId, link);
-    return link;
-  }
-}
-
-function headerOf(bytes: Uint8Array): EnvelopeHeader {
-  const decoded = decodeEnvelope(bytes);
-  if (!decoded.ok) throw new Error(decoded.error.message);
-  return decoded.value.header;
-}
+import { PageRouter } from '../../src/host/messaging/page-router.ts';
+import { describeEnvelope, describeHeader } from '../support/envelopes.ts';
+import { FakeLink, FakeLinks } from '../support/fake-links.ts';
+import { settle } from '../support/timing.ts';
 
 const msg = (from: string, to: string, seq: number, data: unknown = seq): SealedMessage => sealMessage({ from, to, tag: 1, seq, data });
-const seqsOf = (headers: EnvelopeHeader[]) => headers.map((h) => (h.type === 'msg' ? `${h.from}>${h.to}:${h.seq}` : h.type === 'ack' ? `ack ${h.of}>${h.by}:${h.seq}` : `part ${h.tid}`));
-
-/** Lets queued microtasks (deliveries, locate batches) run. */
-const settle = async () => {
-  for (let i = 0; i < 5; i++) await Promise.resolve();
-};
+const seqsOf = (headers: EnvelopeHeader[]) => headers.map(describeHeader);
 
 function setup({ p2p = true, held = [] as string[] } = {}) {
   const holds = new Set(held);
@@ -58,8 +25,8 @@ function setup({ p2p = true, held = [] as string[] } = {}) {
   const relayed: Uint8Array[] = [];
   const located: string[][] = [];
   const links = p2p ? new FakeLinks() : null;
-  const router = new MessageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now: () => 0, part: () => undefined });
-  const relayedSeqs = () => seqsOf(relayed.map(headerOf));
+  const router = new PageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now: () => 0, part: () => undefined });
+  const relayedSeqs = () => relayed.map(describeEnvelope);
   const deliveredSeqs = (tid: string) => delivered.filter((d) => d.tid === tid).flatMap((d) => d.messages.map((m) => `${m.from}:${m.seq}`));
   return { router, inbox, holds, delivered, relayed, located, links: links!, relayedSeqs, deliveredSeqs };
 }
@@ -69,7 +36,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-describe('MessageRouter', () => {
+describe('PageRouter', () => {
   it('hands a message for a task on this page over in memory, batched per task per turn', async () => {
     const t = setup({ held: ['joba.1', 'joba.2'] });
     const data = { big: new Float64Array([1, 2]) };
@@ -261,8 +228,8 @@ describe('MessageRouter', () => {
   });
 });
 
-describe('MessageRouter and lanes', () => {
-  const laneSent = (router: MessageRouter, m: SealedMessage, carrier: DataLink | null) => router.laneSent(m, m.envelope, carrier);
+describe('PageRouter and lanes', () => {
+  const laneSent = (router: PageRouter, m: SealedMessage, carrier: DataLink | null) => router.laneSent(m, m.envelope, carrier);
 
   it('keeps what a worker wrote on a lane until acknowledged, and relays the rest shortly after the lane closes', () => {
     vi.useFakeTimers();
@@ -354,7 +321,7 @@ describe('MessageRouter and lanes', () => {
   it('offers a relay lane for each message that goes through the relay', () => {
     const offered: string[] = [];
     const t = setup({ p2p: false, held: ['joba.1'] });
-    const router = new MessageRouter({
+    const router = new PageRouter({
       inbox: t.inbox,
       relay: () => undefined,
       locate: () => undefined,

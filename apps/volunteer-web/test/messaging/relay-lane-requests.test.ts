@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RelayLanes } from '../../src/host/messaging/relay-lanes.ts';
+import { RelayLaneRequests, relayLaneUrl } from '../../src/host/messaging/relay-lane-requests.ts';
 
 const pair = { from: 'j.0', to: 'j.1' };
 
@@ -9,7 +9,7 @@ function setup(patienceMs = 0) {
   const declined: string[] = [];
   const given: string[] = [];
   const running = new Set(['j.0', 'j.1']);
-  const lanes = new RelayLanes({
+  const lanes = new RelayLaneRequests({
     ask: (p) => asked.push(`${p.from}>${p.to}`),
     decline: (token) => declined.push(token),
     giveOut: (p, token) => running.has(p.from) && given.push(`out ${p.from}>${p.to} ${token}`) > 0,
@@ -21,7 +21,7 @@ function setup(patienceMs = 0) {
   return { lanes, asked, declined, given, running, advance: (ms: number) => (now += ms) };
 }
 
-describe('RelayLanes (page)', () => {
+describe('RelayLaneRequests', () => {
   it('asks once per pair and hands the sending end to the task once granted', () => {
     const t = setup();
     t.lanes.offer(pair);
@@ -123,5 +123,9 @@ describe('RelayLanes (page)', () => {
     expect(t.lanes.receives({ from: 'j.5', to: 'j.1' })).toBe(false);
     t.lanes.offer(pair);
     expect(t.asked).toEqual(['j.0>j.1', 'j.0>j.1']);
+  });
+
+  it('hands out a granted end as a URL on the coordinator socket’s origin', () => {
+    expect(relayLaneUrl('wss://volunteer.example:8443/ws?x=1', 'a'.repeat(32))).toBe(`wss://volunteer.example:8443/lane?token=${'a'.repeat(32)}`);
   });
 });

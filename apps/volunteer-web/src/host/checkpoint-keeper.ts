@@ -1,0 +1,124 @@
+import type { Checkpoint, HostMessage, ImageCheckpoint, TaskRef } from '@webpvm/vm-protocol';
+import { forgetCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint-store.ts';
+import type { KeyValueStore } from './kv-store.ts';
+import type { Inboxes } from './messaging/inboxes.ts';
+import type { WorkerCheckpoint } from './slot-pool.ts';
+import { wireValueProblem } from './wire-value.ts';
+
+export interface CheckpointKeeperOptions {
+  store: KeyValueStore;
+  inboxes: Pick<Inboxes, 'checkpointed'>;
+  /** Sends to the coordinator; false while it is away. */
+  send(message: HostMessage): boolean;
+  /** The tasks this page holds now (slot-pool.ts `held`): a checkpoint of any other attempt is not sent. */
+  held(): TaskRef[];
+}
+
+/** The checkpoint a local task would restart from, and the byte segments of its state. */
+interface LatestCheckpoint {
+  checkpoint: Required<Checkpoint>;
+  stateBuffers: Uint8Array[];
+}
+
+const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
+
+/**
+ * Each local task's latest checkpoint: the one it would restart from here, and the one its image
+ * carries when it moves. Periodic checkpoints are also stored in IndexedDB (checkpoint-store.ts)
+ * and sent to the coordinator, which restarts the task from it if this host is lost; one that
+ * cannot be sent while the coordinator is away waits for the next welcome.
+ */
+export class CheckpointKeeper {
+  #options: CheckpointKeeperOptions;
+  /** Per local task, the checkpoint its inbox log is relative to (see Inboxes.checkpointed). */
+  #latest = new Map<string, LatestCheckpoint>();
+  /** Checkpoints stored while offline, sent after the next welcome. */
+  #unsent = new Map<string, { ref: TaskRef; checkpoint: Checkpoint }>();
+
+  constructor(options: CheckpointKeeperOptions) {
+    this.#options = options;
+  }
+
+  /** On page start no task runs yet: stored checkpoints of tasks with no pending result go. */
+  prune(keepTids: Set<string>): Promise<void> {
+    return pruneCheckpoints(this.#options.store, keepTids);
+  }
+
+  /** The task's log now starts from this checkpoint: a restart from it replays what follows. */
+  accept(tid: string, taken: WorkerCheckpoint): void {
+    this.#latest.set(tid, { checkpoint: taken.checkpoint, stateBuffers: taken.stateBuffers });
+    this.#options.inboxes.checkpointed(tid, taken.received, taken.unread);
+  }
+
+  /**
+   * A periodic checkpoint: kept here for a migration, stored in IndexedDB, and sent to the
+   * coordinator for a restart after the loss of this host — unless its state holds bytes or is
+   * too large for a frame, when it stays with this host and moves only within an image.
+   */
+  periodic(ref: TaskRef, taken: WorkerCheckpoint): void {
+    this.accept(ref.tid, taken);
+    const { checkpoint, stateBuffers } = taken;
+    saveCheckpoint(this.#options.store, ref, checkpoint, stateBuffers)
+      .catch((error: unknown) => console.warn('webpvm: could not store a checkpoint', error))
+      .then(() => {
+        if (stateBuffers.length > 0 || wireValueProblem(checkpoint, 'checkpoint')) return;
+        if (this.#options.held().some((h) => sameRef(h, ref))) this.#send(ref, checkpoint);
+      });
+  }
+
+  /** A task assigned to resume from the coordinator's copy of its checkpoint. */
+  resumeFrom(tid: string, checkpoint: Checkpoint): void {
+    this.#latest.set(tid, { checkpoint: withCounters(checkpoint), stateBuffers: [] });
+  }
+
+  /** The checkpoint a leaving task's image carries: the latest, or null to start over. */
+  forImage(tid: string): ImageCheckpoint | null {
+    const latest = this.#latest.get(tid) ?? null;
+    return (
+      latest && {
+        state: { json: latest.checkpoint.state, buffers: latest.stateBuffers },
+        rng: latest.checkpoint.rng,
+        sent: latest.checkpoint.sent,
+        requests: latest.checkpoint.requests,
+      }
+    );
+  }
+
+  /** A task arrived with an image: its checkpoint is the latest here, and what the task resumes from. */
+  fromImage(tid: string, checkpoint: ImageCheckpoint | null): Required<Checkpoint> | null {
+    const resume = checkpoint && { state: checkpoint.state.json, rng: checkpoint.rng, sent: checkpoint.sent, requests: checkpoint.requests };
+    if (resume) this.#latest.set(tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers });
+    else this.#latest.delete(tid);
+    return resume;
+  }
+
+  /** After a welcome: the checkpoints the coordinator missed go now, for the attempts still held here. */
+  welcome(): void {
+    const held = this.#options.held();
+    for (const [tid, { ref, checkpoint }] of this.#unsent) {
+      this.#unsent.delete(tid);
+      if (held.some((h) => sameRef(h, ref))) this.#send(ref, checkpoint);
+    }
+  }
+
+  /** The task ended or left this page: its checkpoints are no longer this page's to keep or send. */
+  forget(tid: string): void {
+    this.#unsent.delete(tid);
+    this.#latest.delete(tid);
+  }
+
+  /** The stored checkpoint of `ref` goes (its result was acknowledged, or it was cancelled); a later attempt's stays. */
+  forgetStored(ref: TaskRef): Promise<void> {
+    return forgetCheckpoint(this.#options.store, ref);
+  }
+
+  #send(ref: TaskRef, checkpoint: Checkpoint): void {
+    const sent = this.#options.send({ type: 'checkpoint', tid: ref.tid, attempt: ref.attempt, checkpoint });
+    if (sent) this.#unsent.delete(ref.tid);
+    else this.#unsent.set(ref.tid, { ref, checkpoint });
+  }
+}
+
+function withCounters(checkpoint: Checkpoint): Required<Checkpoint> {
+  return { ...checkpoint, sent: checkpoint.sent ?? [], requests: checkpoint.requests ?? 0 };
+}

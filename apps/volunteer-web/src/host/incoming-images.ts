@@ -1,0 +1,115 @@
+import { ImageAssembly, LIMITS, decodeImage, type ImagePartHeader, type TaskAssignment, type TaskImage, type TaskOutcome, type TaskRef } from '@webpvm/vm-protocol';
+import type { OutboxFrame } from './coordinator-outbox.ts';
+
+/** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
+const IMAGE_WAIT_MS = 5_000;
+
+export interface IncomingImagesOptions {
+  /** To the coordinator, in order with the page's other frames that must reach it (coordinator-outbox.ts). */
+  send(frame: OutboxFrame): void;
+  /** The image an assignment waited for is whole: the assignment can go on. */
+  ready(task: TaskAssignment): void;
+  /** The task cannot start here and fails with this outcome. */
+  fail(outcome: TaskOutcome): void;
+}
+
+/**
+ * MPVM's transfer, on the receiving side: images of tasks that migrate here are put back together
+ * from their parts — which come ahead of the assignment through the coordinator, or on their own
+ * over a data channel, maybe after it — and handed to the assignment once whole and sound.
+ */
+export class IncomingImages {
+  #options: IncomingImagesOptions;
+  #images = new ImageAssembly(LIMITS.imageBytes * 2);
+  /** Assignments whose image is still on its way over a data channel, by `tid#attempt`. */
+  #awaiting = new Map<string, { task: TaskAssignment; timer: ReturnType<typeof setTimeout>; asked: boolean }>();
+  /** Tasks that arrived with an image and have not told the coordinator they run again. */
+  #arriving = new Set<string>();
+
+  constructor(options: IncomingImagesOptions) {
+    this.#options = options;
+  }
+
+  /** A piece of a migrating task's image, from the coordinator or from another host. */
+  part(header: ImagePartHeader, bytes: Uint8Array): void {
+    const problem = this.#images.add(header, bytes);
+    if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
+    const waiting = this.#awaiting.get(`${header.tid}#${header.attempt}`);
+    if (waiting && header.index === header.count - 1) this.#options.ready(waiting.task);
+  }
+
+  /**
+   * The image of a task assigned with one, once whole and sound; null while it is still on its
+   * way (the task waits for it) or when it is not sound (the task fails). A task given its image
+   * is arriving until its worker starts (`started`).
+   */
+  take(task: TaskAssignment): TaskImage | null {
+    const key = `${task.tid}#${task.attempt}`;
+    const bytes = this.#images.take(task.tid, task.attempt);
+    if (!bytes) {
+      if (!this.#awaiting.has(key)) this.#await(task);
+      return null;
+    }
+    const waited = this.#awaiting.get(key);
+    if (waited) clearTimeout(waited.timer);
+    this.#awaiting.delete(key);
+    const decoded = bytes.byteLength === task.imageBytes ? decodeImage(bytes) : null;
+    if (!decoded?.ok) {
+      const message = decoded ? decoded.error.message : `its image is ${bytes.byteLength} bytes, not ${task.imageBytes}`;
+      this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message } });
+      return null;
+    }
+    this.#arriving.add(task.tid);
+    return decoded.value;
+  }
+
+  /** Whether an assignment of `tid` waits for its image here: it is this page's task already, and its messages wait too. */
+  waitsFor(tid: string): boolean {
+    for (const { task } of this.#awaiting.values()) if (task.tid === tid) return true;
+    return false;
+  }
+
+  /** The task's worker was handed the task: one that arrived with an image tells the coordinator it runs again. */
+  started(ref: TaskRef): void {
+    if (this.#arriving.delete(ref.tid)) this.#options.send({ type: 'resumed', tid: ref.tid, attempt: ref.attempt });
+  }
+
+  /** The task left this page again: it no longer arrives. */
+  left(tid: string): void {
+    this.#arriving.delete(tid);
+  }
+
+  /** Cancelled assignments wait for their images no more. */
+  cancel(refs: TaskRef[]): void {
+    for (const ref of refs) {
+      const waiting = this.#awaiting.get(`${ref.tid}#${ref.attempt}`);
+      if (waiting) clearTimeout(waiting.timer);
+      this.#awaiting.delete(`${ref.tid}#${ref.attempt}`);
+    }
+  }
+
+  /** The task ended or left: parts of its images that came are dropped. */
+  forget(tid: string): void {
+    this.#images.forget(tid);
+  }
+
+  stop(): void {
+    for (const { timer } of this.#awaiting.values()) clearTimeout(timer);
+  }
+
+  /**
+   * An image over a data channel may come after its assignment: the task waits for it, then asks
+   * for it through the coordinator, then gives up (it restarts from its checkpoint elsewhere).
+   */
+  #await(task: TaskAssignment): void {
+    const key = `${task.tid}#${task.attempt}`;
+    const waiting = this.#awaiting.get(key);
+    if (waiting && waiting.asked) {
+      this.#awaiting.delete(key);
+      this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } });
+      return;
+    }
+    if (waiting) this.#options.send({ type: 'image-missing', tid: task.tid, attempt: task.attempt });
+    this.#awaiting.set(key, { task, asked: waiting !== undefined, timer: setTimeout(() => this.#await(task), IMAGE_WAIT_MS) });
+  }
+}
