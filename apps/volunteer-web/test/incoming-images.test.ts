@@ -94,7 +94,7 @@ describe('IncomingImages', () => {
     expect(t.sent).toEqual([]);
   });
 
-  it('waits no more for a cancelled assignment, and a task that left before starting says nothing', () => {
+  it('waits no more for a cancelled assignment, and a task forgotten before starting (left, cancelled) says nothing', () => {
     const t = setup();
     t.incoming.take(task);
     t.incoming.cancel([{ tid: 'joba.0', attempt: 2 }]);
@@ -105,8 +105,9 @@ describe('IncomingImages', () => {
 
     t.receive(bytes);
     t.incoming.take(task);
-    t.incoming.left('joba.0');
-    t.incoming.started({ tid: 'joba.0', attempt: 2 });
+    t.incoming.forget('joba.0');
+    // a later, fresh attempt of the tid is no migration's end
+    t.incoming.started({ tid: 'joba.0', attempt: 3 });
     expect(t.sent).toEqual([]);
   });
 

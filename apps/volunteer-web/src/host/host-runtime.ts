@@ -251,7 +251,6 @@ export class HostRuntime {
     const image = encodeImage({ tid, checkpoint: this.#checkpoints.forImage(tid), ...inbox });
     const destination = this.#outgoing.takeDestination(tid);
     this.#forgetLive(tid);
-    this.#incoming.left(tid);
     if (!this.#outgoing.ship({ tid, attempt, image, frozen: frozen !== null, obtrusivenessMs }, destination)) return;
     if (started) this.#status.migratedOut();
     this.#status.noteCleared(this.#pool.workersAlive, workerEndedAt);

@@ -74,11 +74,6 @@ export class IncomingImages {
     if (this.#arriving.delete(ref.tid)) this.#options.send({ type: 'resumed', tid: ref.tid, attempt: ref.attempt });
   }
 
-  /** The task left this page again: it no longer arrives. */
-  left(tid: string): void {
-    this.#arriving.delete(tid);
-  }
-
   /** Cancelled assignments wait for their images no more. */
   cancel(refs: TaskRef[]): void {
     for (const ref of refs) {
@@ -88,9 +83,13 @@ export class IncomingImages {
     }
   }
 
-  /** The task ended or left: parts of its images that came are dropped. */
+  /**
+   * The task ended, left, or was cancelled before its worker started: parts of its images that
+   * came are dropped, and it no longer arrives (a later attempt of the tid is not a resumption).
+   */
   forget(tid: string): void {
     this.#images.forget(tid);
+    this.#arriving.delete(tid);
   }
 
   stop(): void {
