@@ -77,7 +77,7 @@ export interface TaskContext<I = unknown, S = unknown> {
    * again gives the same number. A task that ends leaves its groups.
    */
   joinGroup(group: string): Promise<number>;
-  /** Leaves the group; its instance number becomes free. Leaving a group one is not in does nothing [pvm_lvgroup]. */
+  /** Leaves the group; its instance number becomes free. Leaving a group one is not in fails with E_CONFLICT [pvm_lvgroup]. */
   leaveGroup(group: string): Promise<void>;
   /** How many tasks are in the group now [pvm_gsize]. */
   groupSize(group: string): Promise<number>;
