@@ -5,7 +5,7 @@ import { assignment } from './support/assignments.ts';
 import { describeEnvelope } from './support/envelopes.ts';
 import { fakePeers } from './support/fake-peers.ts';
 import { laneControlBytes, readLaneControl } from './support/lane-control.ts';
-import { startHost } from './support/start-host.ts';
+import { startHost, stopHosts } from './support/start-host.ts';
 import { settle } from './support/timing.ts';
 
 const laneFrame = (control: unknown) => toFrames(FrameKind.lane, laneControlBytes(control), 0)[0]!;
@@ -14,17 +14,15 @@ const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ 
 const deliveries = (received: ToWorker[]) =>
   received.flatMap((m) => (m.type === 'deliver' ? [{ tid: m.tid, messages: m.envelopes.map(unsealMessage) }] : []));
 
-let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => {
-  stop?.();
+  stopHosts();
   vi.useRealTimers();
 });
 
 describe('HostRuntime messaging', () => {
   it('sends a task request to the coordinator, kept while offline, and hands the reply to the worker', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     host.socket().close();
@@ -40,7 +38,6 @@ describe('HostRuntime messaging', () => {
 
   it('starts a spawned task at once past the slots, and passes messages between tasks of the page in memory', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 2, { parent: 'joba.0' })] });
@@ -86,7 +83,6 @@ describe('HostRuntime messaging', () => {
 
   it('relays a message for a task elsewhere, delivers what the relay brings, and holds messages until the task starts', async () => {
     const host = await startHost({ p2p: false });
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1), assignment('joba', 3)] });
     host.workers[0]!.emit(send('joba.0', 'joba.7', 1));
@@ -108,7 +104,6 @@ describe('HostRuntime messaging', () => {
   it('uses a data channel once it knows where the receiver runs, and relays what the channel lost when it breaks', async () => {
     const { createPeer, peers } = fakePeers();
     const host = await startHost({ createPeer });
-    stop = () => host.runtime.stop();
     await host.connect();
     expect(peers.map((p) => p.peerId)).toEqual(['h1-peer']);
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
@@ -143,7 +138,6 @@ describe('HostRuntime messaging', () => {
   it('hands a task a lane to a receiver elsewhere, keeps what it writes there until acknowledged, and relays the rest when the lane closes', async () => {
     const { createPeer, peers } = fakePeers();
     const host = await startHost({ createPeer });
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     host.workers[0]!.emit(send('joba.0', 'joba.5', 1));
@@ -174,7 +168,6 @@ describe('HostRuntime messaging', () => {
 
   it('without data channels, asks for a relay lane, hands its ends to the workers, and keeps the copies until acknowledged through the relay', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
     host.workers[0]!.emit(send('joba.0', 'joba.5', 1));
@@ -219,7 +212,6 @@ describe('HostRuntime messaging', () => {
 
   it('fails a task that writes on a lane as another task', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [encodeMessage({ from: 'joba.1', to: 'joba.5', tag: 1, seq: 1, data: 0 })] });

@@ -5,14 +5,12 @@ import { Reassembler } from '../src/host/messaging/channel-frames.ts';
 import { assignment } from './support/assignments.ts';
 import { partOf } from './support/envelopes.ts';
 import { fakePeers } from './support/fake-peers.ts';
-import { startHost } from './support/start-host.ts';
+import { startHost, stopHosts } from './support/start-host.ts';
 import { settle } from './support/timing.ts';
 
-let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => {
-  stop?.();
-  stop = undefined;
+  stopHosts();
   vi.useRealTimers();
 });
 
@@ -38,7 +36,6 @@ function sentImage(binary: Uint8Array[], tid: string, attempt?: number) {
 describe('HostRuntime migration', () => {
   it('on reclaim stops offering slots, and sends each task away with its checkpoint and what it has not read since', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     await settle();
@@ -82,7 +79,6 @@ describe('HostRuntime migration', () => {
 
   it('starts a task that arrives with an image from its state, with its mailbox first, drops repeats and says it runs again', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     const state = encodeValue({ step: 4 });
     const image = encodeImage({
@@ -113,7 +109,6 @@ describe('HostRuntime migration', () => {
 
   it('waits for an image still on its way, asks for it through the coordinator, then gives up rather than run from nothing', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: 100 })] });
     await vi.advanceTimersByTimeAsync(4_900);
@@ -130,7 +125,6 @@ describe('HostRuntime migration', () => {
 
   it('starts a task whose image comes after its assignment, with the messages that came meanwhile', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     const image = encodeImage({
       tid: 'joba.0',
@@ -158,7 +152,6 @@ describe('HostRuntime migration', () => {
   it('sends an image straight to the destination the coordinator named, over an open data channel, and keeps it to send again', async () => {
     const { createPeer, peers } = fakePeers();
     const host = await startHost({ createPeer });
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     await settle();
@@ -185,7 +178,6 @@ describe('HostRuntime migration', () => {
   it('holds an image cut before its destination is named, then sends it over the channel the answer names, or through the coordinator when none comes', async () => {
     const { createPeer, peers } = fakePeers();
     const host = await startHost({ createPeer });
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
     await settle();

@@ -2,23 +2,21 @@ import { PROTOCOL_VERSION } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { assignment } from './support/assignments.ts';
 import { memoryStore } from './support/memory-store.ts';
-import { startHost, welcome } from './support/start-host.ts';
+import { startHost, stopHosts, welcome } from './support/start-host.ts';
 import { settle } from './support/timing.ts';
 
 const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4], sent: [], requests: 0 };
 const taken = (tid: string) => ({ type: 'checkpoint', tid, frozen: false, checkpoint, stateBuffers: [], received: 0, unread: [] });
 
-let stop: (() => void) | undefined;
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => {
-  stop?.();
+  stopHosts();
   vi.useRealTimers();
 });
 
 describe('HostRuntime', () => {
   it('says hello, keeps the identity it is given and beats the heart', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     expect(host.runtime.snapshot().connection).toBe('connecting');
     host.socket().open();
     expect(host.socket().sent[0]).toEqual({
@@ -39,7 +37,6 @@ describe('HostRuntime', () => {
 
   it('stores a result before sending it and forgets it with its checkpoint on ack', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     expect(host.workers[0]!.received[0]).toMatchObject({ type: 'start', checkpointIntervalMs: 100 });
@@ -73,7 +70,6 @@ describe('HostRuntime', () => {
 
   it('coalesces outcomes that end together into one results frame', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
     host.workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 0 });
@@ -91,7 +87,6 @@ describe('HostRuntime', () => {
 
   it('keeps results through an outage and sends them after the next welcome', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0), assignment('joba', 1)] });
     host.socket().close();
@@ -123,7 +118,6 @@ describe('HostRuntime', () => {
     const outcome = { tid: 'joba.4', attempt: 2, ok: true, value: 16 };
     const store = memoryStore({ identity: { hostId: 'h1', secret: 's1' }, 'result:joba.4:2': outcome, 'ckpt:joba.9': {} });
     const host = await startHost({ store });
-    stop = () => host.runtime.stop();
     expect(store.data.has('ckpt:joba.9')).toBe(false);
     expect(host.runtime.snapshot()).toMatchObject({ hostId: 'h1', pendingResults: 1 });
     await host.connect();
@@ -132,7 +126,6 @@ describe('HostRuntime', () => {
 
   it('reconnects with backoff doubling from 250 ms to 5 s', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     const delays: number[] = [];
     for (let i = 0; i < 7; i++) {
       const before = host.sockets.length;
@@ -149,7 +142,6 @@ describe('HostRuntime', () => {
 
   it('batches progress and caps log lines per task', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     host.workers[0]!.emit({ type: 'progress', tid: 'joba.0', fraction: 0.25 });
@@ -162,7 +154,6 @@ describe('HostRuntime', () => {
 
   it('cancels without reporting and forgets the task', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     host.workers[0]!.emit(taken('joba.0'));
@@ -178,7 +169,6 @@ describe('HostRuntime', () => {
 
   it('turns a result that cannot travel as JSON into a failure', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
     host.workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 10n });
@@ -189,7 +179,6 @@ describe('HostRuntime', () => {
 
   it('ignores a coordinator frame it cannot parse', async () => {
     const host = await startHost();
-    stop = () => host.runtime.stop();
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [{ tid: 'NOT A TID' }] });

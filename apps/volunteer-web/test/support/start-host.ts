@@ -17,6 +17,13 @@ export const welcome = {
   iceServers: [],
 };
 
+const started: HostRuntime[] = [];
+
+/** Stops every host started since the last call: an afterEach hook, so no timer of one test runs into the next. */
+export function stopHosts(): void {
+  for (const runtime of started.splice(0)) runtime.stop();
+}
+
 export async function startHost({ store = memoryStore(), p2p = true, createPeer }: { store?: ReturnType<typeof memoryStore>; p2p?: boolean; createPeer?: CreatePeer } = {}) {
   const sockets: FakeSocket[] = [];
   const { spawn, workers } = fakeWorkers();
@@ -33,6 +40,7 @@ export async function startHost({ store = memoryStore(), p2p = true, createPeer 
     },
     ...(createPeer ? { createPeer } : {}),
   });
+  started.push(runtime);
   await runtime.start();
   const socket = () => sockets.at(-1)!;
   const connect = async () => {
