@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ReceivedMessage } from '../src/index.ts';
-import { FakeLane } from './fake-lane.ts';
-import { HOOKED_PROGRAM, fakeWorker, hookTasks, settle } from './fake-worker.ts';
+import { FakeLane } from './support/fake-lane.ts';
+import { HOOKED_PROGRAM, fakeWorker, hookTasks, settle } from './support/fake-worker.ts';
 
 /** A task that reads `count` messages, checkpoints, and returns what it read. */
 function reader(count: number) {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, encodeEnvelope, encodeMessage, messageFromEnvelope } from '@webpvm/vm-protocol';
 import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
-import { FakeLane } from './fake-lane.ts';
-import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './fake-worker.ts';
+import { FakeLane } from './support/fake-lane.ts';
+import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './support/fake-worker.ts';
 
 const codeOf = (fn: () => unknown): string | undefined => {
   try {

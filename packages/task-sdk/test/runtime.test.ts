@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIMITS, SAFE_POINT_FLAGS, decodeValue, encodeMessage, encodeValue } from '@webpvm/vm-protocol';
 import { Rng } from '../src/runtime/index.ts';
 import { bundleProgram } from '../src/node/bundle-program.ts';
-import { fakeWorker, program, settle } from './fake-worker.ts';
+import { fakeWorker, program, settle } from './support/fake-worker.ts';
 
 describe('runTaskWorker', () => {
   it('runs the default export with (ctx, input) and posts its result', async () => {

@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import { FromWorker, encodeMessage, unsealMessage, type ErrorBody, type TaskAssignment, type TaskMessage, type TaskOp } from '@webpvm/vm-protocol';
-import type { TaskContext } from '../src/ctx.ts';
-import { runTaskWorker } from '../src/runtime/index.ts';
+import type { TaskContext } from '../../src/ctx.ts';
+import { runTaskWorker } from '../../src/runtime/index.ts';
 
 type Done = Extract<FromWorker, { type: 'done' }>;
 export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
