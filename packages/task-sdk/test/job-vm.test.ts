@@ -113,7 +113,7 @@ describe('JobVm', () => {
 
   it('tells where a tid stands, and refuses requests of tasks that are not live', () => {
     const { vm } = rootJob();
-    expect(['jobj.0', 'jobj.5', 'kjob.0'].map((tid) => vm.standing(tid))).toEqual(['live', 'no-such-task', 'another-job']);
+    expect(['jobj.0', 'jobj.5', 'kjob.0', 'jobj.00'].map((tid) => vm.standing(tid))).toEqual(['live', 'no-such-task', 'another-job', 'no-such-task']);
     vm.ended('jobj.0', true, new Map());
     expect(vm.request('jobj.0', 9, { kind: 'size', group: 'g' }).answer).toMatchObject({ ok: false, error: { code: 'E_NOT_FOUND' } });
   });

@@ -37,20 +37,10 @@ export type VmEffect =
 /** Where a tid stands for a task of this job that addresses it. */
 export type VmStanding = 'another-job' | 'no-such-task' | 'live' | 'ended';
 
-interface TaskRecord {
-  readonly task: VmTask;
-  ended: { ok: boolean; lastSent: ReadonlyMap<string, number> } | null;
-  /**
-   * requestId → the answer given, so that a request made again (after a reconnect, or by a task
-   * replaying from a checkpoint) gets the same answer — the same tids from the same spawn — and
-   * is not carried out twice.
-   */
-  readonly answers: Map<number, VmAnswer>;
-  /** The requestId of the barrier call the task waits in, if any: asked again, it still waits. */
-  inBarrier: number | null;
-  /** Who wants a message when this task ends (pvm_notify). */
-  watchers: { notifier: string; tag: number }[];
-}
+/** What the machine knows of a task beyond who it is: one byte each, so a job of millions stays small. */
+const LIVE = 0;
+const ENDED_OK = 1;
+const ENDED_FAILED = 2;
 
 const DONE: VmAnswer = { ok: true, value: null };
 
@@ -61,13 +51,29 @@ const refusal = (code: ErrorBody['code'], message: string): VmAnswer => ({ ok: f
  * notification, and where a tid stands — as pure bookkeeping: no I/O, no clock, no host. The
  * coordinator (for tabs) and runLocal (for worker_threads) each carry out the effects it returns
  * their own way, so a program behaves the same under both: same tids, same seeds, same answers.
+ *
+ * Only tasks that use the services cost more than their identity and a byte: answers, barrier
+ * calls, watchers and last seqs are kept for the tasks that have them.
  */
 export class JobVm {
   readonly jobId: string;
   readonly #seed: number;
   readonly #maxTasks: number;
-  readonly #tasks: TaskRecord[] = [];
-  readonly #byTid = new Map<string, TaskRecord>();
+  readonly #tasks: VmTask[] = [];
+  /** Per task index: LIVE, ENDED_OK or ENDED_FAILED. */
+  #states = new Uint8Array(64);
+  /**
+   * tid → requestId → the answer given, so that a request made again (after a reconnect, or by a
+   * task replaying from a checkpoint) gets the same answer — the same tids from the same spawn —
+   * and is not carried out twice. Dropped when the task ends.
+   */
+  readonly #answers = new Map<string, Map<number, VmAnswer>>();
+  /** tid → the requestId of the barrier call it waits in: asked again, it still waits. */
+  readonly #inBarrier = new Map<string, number>();
+  /** Watched tid → who wants a message when it ends (pvm_notify). */
+  readonly #watchers = new Map<string, { notifier: string; tag: number }[]>();
+  /** Ended tid → the last seq it sent each receiver, for notices asked for after its end. */
+  readonly #lastSent = new Map<string, ReadonlyMap<string, number>>();
   readonly #groups = new TaskGroups<{ tid: string; requestId: number }>();
 
   /** `seed` is the job's: each task's seed derives from it and the task's index (determinism.ts). */
@@ -86,33 +92,36 @@ export class JobVm {
   add(input: unknown, parent: string | null, name: string | null): VmTask {
     const index = this.#tasks.length;
     const task: VmTask = { tid: makeTid(this.jobId, index), index, parent, name, input, seed: taskSeed(this.#seed, index) };
-    const record: TaskRecord = { task, ended: null, answers: new Map(), inBarrier: null, watchers: [] };
-    this.#tasks.push(record);
-    this.#byTid.set(task.tid, record);
+    this.#tasks.push(task);
+    if (index === this.#states.length) {
+      const grown = new Uint8Array(this.#states.length * 2);
+      grown.set(this.#states);
+      this.#states = grown;
+    }
     return task;
   }
 
   task(tid: string): VmTask | undefined {
-    return this.#byTid.get(tid)?.task;
+    const index = this.#indexOf(tid);
+    return index === -1 ? undefined : this.#tasks[index];
   }
 
   standing(tid: string): VmStanding {
     if (parseTid(tid).jobId !== this.jobId) return 'another-job';
-    const record = this.#byTid.get(tid);
-    if (!record) return 'no-such-task';
-    return record.ended ? 'ended' : 'live';
+    const index = this.#indexOf(tid);
+    if (index === -1) return 'no-such-task';
+    return this.#states[index] === LIVE ? 'live' : 'ended';
   }
 
   /** A request of task `tid`, which the caller knows to be running; a barrier's answer comes later, as an effect. */
   request(tid: string, requestId: number, op: TaskOp): { answer: VmAnswer | 'later'; effects: VmEffect[] } {
-    const record = this.#byTid.get(tid);
-    if (!record || record.ended) return { answer: refusal('E_NOT_FOUND', `${tid} is not a running task of job ${this.jobId}`), effects: [] };
-    const earlier = record.answers.get(requestId);
+    if (this.standing(tid) !== 'live') return { answer: refusal('E_NOT_FOUND', `${tid} is not a running task of job ${this.jobId}`), effects: [] };
+    const earlier = this.#answers.get(tid)?.get(requestId);
     if (earlier) return { answer: earlier, effects: [] };
-    if (record.inBarrier === requestId) return { answer: 'later', effects: [] };
+    if (this.#inBarrier.get(tid) === requestId) return { answer: 'later', effects: [] };
     const effects: VmEffect[] = [];
-    const answer = this.#carryOut(record, requestId, op, effects);
-    if (answer !== 'later') record.answers.set(requestId, answer);
+    const answer = this.#carryOut(tid, requestId, op, effects);
+    if (answer !== 'later') this.#remember(tid, requestId, answer);
     return { answer, effects };
   }
 
@@ -121,19 +130,20 @@ export class JobVm {
    * message it sent each of them (`lastSent`: receiver → seq).
    */
   ended(tid: string, ok: boolean, lastSent: ReadonlyMap<string, number>): VmEffect[] {
-    const record = this.#byTid.get(tid);
-    if (!record || record.ended) return [];
-    record.ended = { ok, lastSent };
-    record.answers.clear();
-    record.inBarrier = null;
+    const index = this.#indexOf(tid);
+    if (index === -1 || this.#states[index] !== LIVE) return [];
+    this.#states[index] = ok ? ENDED_OK : ENDED_FAILED;
+    if (lastSent.size) this.#lastSent.set(tid, lastSent);
+    this.#answers.delete(tid);
+    this.#inBarrier.delete(tid);
     this.#groups.leaveAll(tid);
-    const effects = record.watchers.map(({ notifier, tag }) => this.#notice(record, notifier, tag));
-    record.watchers = [];
-    return effects;
+    const watchers = this.#watchers.get(tid);
+    if (!watchers) return [];
+    this.#watchers.delete(tid);
+    return watchers.map(({ notifier, tag }) => this.#notice(tid, notifier, tag));
   }
 
-  #carryOut(record: TaskRecord, requestId: number, op: TaskOp, effects: VmEffect[]): VmAnswer | 'later' {
-    const { tid } = record.task;
+  #carryOut(tid: string, requestId: number, op: TaskOp, effects: VmEffect[]): VmAnswer | 'later' {
     switch (op.kind) {
       case 'spawn': {
         if (this.#tasks.length + op.inputs.length > this.#maxTasks) {
@@ -154,11 +164,10 @@ export class JobVm {
       case 'barrier': {
         const released = this.#groups.barrier(op.group, op.count, { tid, requestId });
         if (released === null) return refusal('E_CONFLICT', `barrier ${op.group} is already waiting for another count`);
-        record.inBarrier = requestId;
+        this.#inBarrier.set(tid, requestId);
         for (const waiter of released) {
-          const waiting = this.#byTid.get(waiter.tid)!;
-          waiting.inBarrier = null;
-          waiting.answers.set(waiter.requestId, DONE);
+          this.#inBarrier.delete(waiter.tid);
+          this.#remember(waiter.tid, waiter.requestId, DONE);
           effects.push({ kind: 'reply', tid: waiter.tid, requestId: waiter.requestId, answer: DONE });
         }
         return 'later';
@@ -167,19 +176,37 @@ export class JobVm {
         const foreign = op.tids.find((watched) => parseTid(watched).jobId !== this.jobId);
         if (foreign) return refusal('E_FORBIDDEN', `${foreign} is not a task of job ${this.jobId}`);
         for (const watched of op.tids) {
-          const target = this.#byTid.get(watched);
           // As in PVM, a task that has ended — or never was — is reported at once, as not ok when it never ran.
-          if (target && !target.ended) target.watchers.push({ notifier: tid, tag: op.tag });
-          else effects.push(target ? this.#notice(target, tid, op.tag) : { kind: 'notice', notice: { from: watched, to: tid, tag: op.tag, ok: false, after: 0 } });
+          if (this.standing(watched) === 'live') {
+            const watchers = this.#watchers.get(watched) ?? [];
+            watchers.push({ notifier: tid, tag: op.tag });
+            this.#watchers.set(watched, watchers);
+          } else {
+            effects.push(this.#notice(watched, tid, op.tag));
+          }
         }
         return DONE;
       }
     }
   }
 
-  #notice(ended: TaskRecord, notifier: string, tag: number): VmEffect {
-    const { ok, lastSent } = ended.ended!;
-    return { kind: 'notice', notice: { from: ended.task.tid, to: notifier, tag, ok, after: lastSent.get(notifier) ?? 0 } };
+  /** The index of a tid of this job that exists, else -1 (`j.07` is not `j.7`). */
+  #indexOf(tid: string): number {
+    const { jobId, index } = parseTid(tid);
+    return jobId === this.jobId && this.#tasks[index]?.tid === tid ? index : -1;
+  }
+
+  #remember(tid: string, requestId: number, answer: VmAnswer): void {
+    const answers = this.#answers.get(tid) ?? new Map<number, VmAnswer>();
+    answers.set(requestId, answer);
+    this.#answers.set(tid, answers);
+  }
+
+  /** The notice that `ended` (ended now, earlier, or never here) sends `notifier`. */
+  #notice(ended: string, notifier: string, tag: number): VmEffect {
+    const index = this.#indexOf(ended);
+    const ok = index !== -1 && this.#states[index] === ENDED_OK;
+    return { kind: 'notice', notice: { from: ended, to: notifier, tag, ok, after: this.#lastSent.get(ended)?.get(notifier) ?? 0 } };
   }
 }
 
