@@ -9,6 +9,7 @@ import {
 } from '@webpvm/vm-protocol';
 import { loadIdentity, saveIdentity, type HostIdentity } from './identity.ts';
 import type { KeyValueStore } from './kv-store.ts';
+import { type Clock, type Timer, systemClock } from './clock.ts';
 
 export type ConnectionState = 'connecting' | 'connected' | 'offline';
 
@@ -53,6 +54,8 @@ export interface LinkOptions {
   heldTasks(): TaskRef[];
   events: LinkEvents;
   createSocket?: (url: string) => SocketLike;
+  /** Heartbeats and reconnects must keep time on a hidden page (clock.ts). */
+  clock?: Clock;
 }
 
 const FIRST_RETRY_MS = 250;
@@ -71,13 +74,14 @@ export function coordinatorSocketUrl(location: { protocol: string; host: string 
 export class CoordinatorLink {
   #options: LinkOptions;
   #createSocket: (url: string) => SocketLike;
+  #clock: Clock;
   #socket: SocketLike | null = null;
   #identity: HostIdentity | null = null;
   #state: ConnectionState = 'connecting';
   #welcomed = false;
   #retryMs = FIRST_RETRY_MS;
-  #retryTimer: ReturnType<typeof setTimeout> | null = null;
-  #heartbeat: ReturnType<typeof setInterval> | null = null;
+  #retryTimer: Timer | null = null;
+  #heartbeat: Timer | null = null;
   #stopped = false;
   #checkpointIntervalMs = 0;
 
@@ -100,6 +104,7 @@ export class CoordinatorLink {
   constructor(options: LinkOptions) {
     this.#options = options;
     this.#createSocket = options.createSocket ?? ((url) => new WebSocket(url));
+    this.#clock = options.clock ?? systemClock;
   }
 
   get state(): ConnectionState {
@@ -123,7 +128,7 @@ export class CoordinatorLink {
 
   stop(): void {
     this.#stopped = true;
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    if (this.#retryTimer) this.#clock.clear(this.#retryTimer);
     this.#stopHeartbeat();
     this.#socket?.close();
   }
@@ -202,7 +207,7 @@ export class CoordinatorLink {
     this.#retryMs = FIRST_RETRY_MS;
     this.#state = 'connected';
     this.#stopHeartbeat();
-    this.#heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), message.heartbeatMs);
+    this.#heartbeat = this.#clock.setInterval(() => this.send({ type: 'heartbeat' }), message.heartbeatMs);
     void saveIdentity(this.#options.store, this.#identity).catch((error: unknown) =>
       console.warn('webpvm: could not store the host identity', error),
     );
@@ -218,12 +223,12 @@ export class CoordinatorLink {
     if (this.#stopped) return;
     this.#state = 'offline';
     this.#options.events.stateChange();
-    this.#retryTimer = setTimeout(() => this.#connect(), this.#retryMs);
+    this.#retryTimer = this.#clock.setTimeout(() => this.#connect(), this.#retryMs);
     this.#retryMs = Math.min(MAX_RETRY_MS, this.#retryMs * 2);
   }
 
   #stopHeartbeat(): void {
-    if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#heartbeat) this.#clock.clear(this.#heartbeat);
     this.#heartbeat = null;
   }
 }

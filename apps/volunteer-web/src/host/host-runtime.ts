@@ -9,6 +9,7 @@ import {
   type TaskRef,
 } from '@webpvm/vm-protocol';
 import { CheckpointKeeper } from './checkpoint-keeper.ts';
+import { type Clock, systemClock } from './clock.ts';
 import { CoordinatorLink, type SocketLike } from './coordinator-link.ts';
 import { CoordinatorOutbox } from './coordinator-outbox.ts';
 import type { HostOptions } from './host-options.ts';
@@ -41,6 +42,8 @@ export interface HostRuntimeOptions {
   createPeer?: CreatePeer;
   /** Freezes are raised in shared memory (the page is cross-origin isolated). */
   sharedFlags?: boolean;
+  /** The page's is a worker's (clock.ts): a hidden page's own timers are throttled. */
+  clock?: Clock;
 }
 
 /**
@@ -66,14 +69,16 @@ export class HostRuntime {
     this.#options = runtime.options;
     const send = (message: HostMessage) => this.#link.send(message);
     const fail = (outcome: TaskOutcome) => this.#pending.add(outcome);
+    const clock = runtime.clock ?? systemClock;
     this.#pending = new PendingResults(runtime.store, send);
-    this.#progress = new ProgressBatcher(send);
+    this.#progress = new ProgressBatcher(send, clock);
     this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
     this.#pool = new SlotPool({
       slots: runtime.options.slots,
       spawn: runtime.spawn,
       checkpointIntervalMs: () => this.#link.checkpointIntervalMs,
       sharedFlags: runtime.sharedFlags ?? false,
+      clock,
       events: {
         outcome: (outcome) => this.#onOutcome(outcome),
         checkpoint: (ref, checkpoint) => this.#checkpoints.periodic(ref, checkpoint),
@@ -116,14 +121,16 @@ export class HostRuntime {
       part: (header, bytes) => this.#incoming.part(header, bytes),
       countIn: (ref, count) => this.#progress.countIn(ref, count),
       changed: () => this.#status.changed(),
+      clock,
     });
     this.#checkpoints = new CheckpointKeeper({ store: runtime.store, inboxes: this.#messaging.inboxes, send, held: () => this.#pool.held() });
-    this.#incoming = new IncomingImages({ send: (frame) => this.#outbox.send(frame), ready: (task) => this.#onAssign([task]), fail });
+    this.#incoming = new IncomingImages({ send: (frame) => this.#outbox.send(frame), ready: (task) => this.#onAssign([task]), fail, clock });
     this.#outgoing = new OutgoingImages({
       send: (frame) => this.#outbox.send(frame),
       channel: (peerId) => this.#messaging.channel(peerId),
       mayWait: () => this.#messaging.hasChannels && this.#link.state === 'connected',
       fail,
+      clock,
     });
     this.#link = new CoordinatorLink({
       url: runtime.url,
@@ -132,6 +139,7 @@ export class HostRuntime {
       store: runtime.store,
       heldTasks: () => this.#pool.held(),
       createSocket: runtime.createSocket,
+      clock,
       events: {
         welcome: (m) => this.#onWelcome(m),
         assign: (m) => this.#onAssign(m.tasks),

@@ -1,5 +1,6 @@
 import { ImageAssembly, LIMITS, decodeImage, type ImagePartHeader, type TaskAssignment, type TaskImage, type TaskOutcome, type TaskRef } from '@webpvm/vm-protocol';
 import type { OutboxFrame } from './coordinator-outbox.ts';
+import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
 const IMAGE_WAIT_MS = 5_000;
@@ -11,6 +12,8 @@ export interface IncomingImagesOptions {
   ready(task: TaskAssignment): void;
   /** The task cannot start here and fails with this outcome. */
   fail(outcome: TaskOutcome): void;
+  /** How long an image is waited for, on a hidden page too (clock.ts). */
+  clock?: Clock;
 }
 
 /**
@@ -22,12 +25,14 @@ export class IncomingImages {
   #options: IncomingImagesOptions;
   #images = new ImageAssembly(LIMITS.imageBytes * 2);
   /** Assignments whose image is still on its way over a data channel, by `tid#attempt`. */
-  #awaiting = new Map<string, { task: TaskAssignment; timer: ReturnType<typeof setTimeout>; asked: boolean }>();
+  #awaiting = new Map<string, { task: TaskAssignment; timer: Timer; asked: boolean }>();
   /** Tasks that arrived with an image and have not told the coordinator they run again. */
   #arriving = new Set<string>();
+  #clock: Clock;
 
   constructor(options: IncomingImagesOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** A piece of a migrating task's image, from the coordinator or from another host. */
@@ -51,7 +56,7 @@ export class IncomingImages {
       return null;
     }
     const waited = this.#awaiting.get(key);
-    if (waited) clearTimeout(waited.timer);
+    if (waited) this.#clock.clear(waited.timer);
     this.#awaiting.delete(key);
     const decoded = bytes.byteLength === task.imageBytes ? decodeImage(bytes) : null;
     if (!decoded?.ok) {
@@ -78,7 +83,7 @@ export class IncomingImages {
   cancel(refs: TaskRef[]): void {
     for (const ref of refs) {
       const waiting = this.#awaiting.get(`${ref.tid}#${ref.attempt}`);
-      if (waiting) clearTimeout(waiting.timer);
+      if (waiting) this.#clock.clear(waiting.timer);
       this.#awaiting.delete(`${ref.tid}#${ref.attempt}`);
     }
   }
@@ -93,7 +98,7 @@ export class IncomingImages {
   }
 
   stop(): void {
-    for (const { timer } of this.#awaiting.values()) clearTimeout(timer);
+    for (const { timer } of this.#awaiting.values()) this.#clock.clear(timer);
   }
 
   /**
@@ -109,6 +114,6 @@ export class IncomingImages {
       return;
     }
     if (waiting) this.#options.send({ type: 'image-missing', tid: task.tid, attempt: task.attempt });
-    this.#awaiting.set(key, { task, asked: waiting !== undefined, timer: setTimeout(() => this.#await(task), IMAGE_WAIT_MS) });
+    this.#awaiting.set(key, { task, asked: waiting !== undefined, timer: this.#clock.setTimeout(() => this.#await(task), IMAGE_WAIT_MS) });
   }
 }

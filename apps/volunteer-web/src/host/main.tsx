@@ -1,6 +1,7 @@
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import '../styles.css';
+import { workerClock } from './clock.ts';
 import { coordinatorSocketUrl } from './coordinator-link.ts';
 import { parseHostOptions } from './host-options.ts';
 import { HostRuntime, type HostSnapshot } from './host-runtime.ts';
@@ -26,6 +27,7 @@ const runtime = new HostRuntime({
   url: coordinatorSocketUrl(location),
   userAgent: navigator.userAgent,
   sharedFlags: globalThis.crossOriginIsolated === true,
+  clock: workerClock(),
 });
 const monitor = new ReclaimMonitor(
   options.policy,

@@ -2,6 +2,7 @@ import { LIMITS, imageParts, type CoordinatorMessageOf, type TaskOutcome } from 
 import type { OutboxFrame } from './coordinator-outbox.ts';
 import { FrameKind } from './messaging/channel-frames.ts';
 import type { DataLink } from './messaging/data-link.ts';
+import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** How long an image sent over a data channel is kept, to send it again through the coordinator. */
 const KEEP_SENT_IMAGE_MS = 20_000;
@@ -20,6 +21,8 @@ export interface OutgoingImagesOptions {
   mayWait(): boolean;
   /** The task cannot move and fails with this outcome. */
   fail(outcome: TaskOutcome): void;
+  /** How long to wait for a destination, and to keep sent images, on a hidden page too (clock.ts). */
+  clock?: Clock;
 }
 
 /** A task that left this page, cut into its image (vm-protocol task-image.ts). */
@@ -44,14 +47,16 @@ export class OutgoingImages {
   /** Where each leaving task will run next (the coordinator's `destination`), so its image can go there directly. */
   #destinations = new Map<string, Destination>();
   /** Images cut before their destination was named: they wait for it a little. */
-  #unshipped = new Map<string, { ship: (destination: Destination | null) => void; timer: ReturnType<typeof setTimeout> }>();
+  #unshipped = new Map<string, { ship: (destination: Destination | null) => void; timer: Timer }>();
   /** Images this page sent over data channels, kept a while in case they must go again through the coordinator. */
-  #sent = new Map<string, { image: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
+  #sent = new Map<string, { image: Uint8Array; timer: Timer }>();
   /** The page is going away: its data channels close with it, so images go through the coordinator. */
   #departing = false;
+  #clock: Clock;
 
   constructor(options: OutgoingImagesOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** The coordinator named where a leaving task runs next: its image goes there now if it waits, else once cut. */
@@ -61,7 +66,7 @@ export class OutgoingImages {
       this.#destinations.set(named.tid, { attempt: named.attempt, peerId: named.peerId });
       return;
     }
-    clearTimeout(waiting.timer);
+    this.#clock.clear(waiting.timer);
     this.#unshipped.delete(named.tid);
     waiting.ship(named);
   }
@@ -99,7 +104,7 @@ export class OutgoingImages {
       this.#options.send({ ...migrated, via: 'coordinator' });
     };
     if (destination || this.#departing || !this.#options.mayWait()) ship(destination);
-    else this.#unshipped.set(tid, { ship, timer: setTimeout(() => this.#shipUnanswered(tid), DESTINATION_WAIT_MS) });
+    else this.#unshipped.set(tid, { ship, timer: this.#clock.setTimeout(() => this.#shipUnanswered(tid), DESTINATION_WAIT_MS) });
     return true;
   }
 
@@ -121,7 +126,7 @@ export class OutgoingImages {
   }
 
   stop(): void {
-    for (const { timer } of [...this.#sent.values(), ...this.#unshipped.values()]) clearTimeout(timer);
+    for (const { timer } of [...this.#sent.values(), ...this.#unshipped.values()]) this.#clock.clear(timer);
   }
 
   #shipUnanswered(tid: string): void {
@@ -132,7 +137,7 @@ export class OutgoingImages {
 
   #keepSent(tid: string, image: Uint8Array): void {
     const earlier = this.#sent.get(tid);
-    if (earlier) clearTimeout(earlier.timer);
-    this.#sent.set(tid, { image, timer: setTimeout(() => this.#sent.delete(tid), KEEP_SENT_IMAGE_MS) });
+    if (earlier) this.#clock.clear(earlier.timer);
+    this.#sent.set(tid, { image, timer: this.#clock.setTimeout(() => this.#sent.delete(tid), KEEP_SENT_IMAGE_MS) });
   }
 }

@@ -1,4 +1,5 @@
 import { LIMITS, type HostMessage, type TaskRef } from '@webpvm/vm-protocol';
+import { type Clock, type Timer, systemClock } from './clock.ts';
 
 const FLUSH_MS = 500;
 
@@ -17,10 +18,12 @@ export class ProgressBatcher {
   #send: (message: HostMessage) => boolean;
   #tasks = new Map<string, TaskProgress>();
   #changed = new Set<string>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  #timer: Timer | null = null;
+  #clock: Clock;
 
-  constructor(send: (message: HostMessage) => boolean) {
+  constructor(send: (message: HostMessage) => boolean, clock: Clock = systemClock) {
     this.#send = send;
+    this.#clock = clock;
   }
 
   record(ref: TaskRef, fraction: number): void {
@@ -50,7 +53,7 @@ export class ProgressBatcher {
   }
 
   stop(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer) this.#clock.clear(this.#timer);
     this.#timer = null;
   }
 
@@ -61,7 +64,7 @@ export class ProgressBatcher {
       this.#tasks.set(ref.tid, task);
     }
     this.#changed.add(ref.tid);
-    this.#timer ??= setTimeout(() => this.#flush(), FLUSH_MS);
+    this.#timer ??= this.#clock.setTimeout(() => this.#flush(), FLUSH_MS);
     return task;
   }
 

@@ -20,6 +20,7 @@ import {
 import type { DeliveryReport } from './messaging/inboxes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
 import { checkDelivered, checkLaneSent, checkSend, parseWorkerReport } from './worker-reports.ts';
+import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** A checkpoint as the worker reports it (worker.ts). */
 export type WorkerCheckpoint = Extract<FromWorker, { type: 'checkpoint' }>;
@@ -66,6 +67,8 @@ export interface SlotPoolOptions {
   /** Raise freezes in shared memory (the page is cross-origin isolated) rather than by message. */
   sharedFlags?: boolean;
   now?: () => number;
+  /** Grace periods, deadlines and persist beats must keep time on a hidden page (clock.ts). */
+  clock?: Clock;
 }
 
 /** What a task starts with besides its assignment when it resumes from an image. */
@@ -80,9 +83,9 @@ export interface RunningTaskView {
 interface RunningTask {
   assignment: TaskAssignment;
   progress: number;
-  deadline: ReturnType<typeof setTimeout> | null;
+  deadline: Timer | null;
   /** Set once the task was asked to freeze: when, and the timer that ends its grace period. */
-  leaving: { since: number; grace: ReturnType<typeof setTimeout> } | null;
+  leaving: { since: number; grace: Timer } | null;
 }
 
 /** One worker at a time; the worker stays bound to the job whose program it loaded. */
@@ -118,12 +121,14 @@ export class SlotPool {
   #extras = new Map<string, StartExtras>();
   #workersStarted = 0;
   #now: () => number;
+  #clock: Clock;
   /** Raises the persist bit of every running task's flag once per checkpoint interval. */
-  #persistTimer: ReturnType<typeof setTimeout> | null = null;
+  #persistTimer: Timer | null = null;
 
   constructor(options: SlotPoolOptions) {
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
+    this.#clock = options.clock ?? systemClock;
     this.#slots = Array.from({ length: options.slots }, () => ({ worker: null, flag: null, jobId: null, task: null, extra: false }));
   }
 
@@ -215,12 +220,12 @@ export class SlotPool {
       const task = slot.task;
       if (!task || !chosen(task.assignment.tid)) continue;
       if (graceMs <= 0) {
-        if (task.leaving) clearTimeout(task.leaving.grace);
+        if (task.leaving) this.#clock.clear(task.leaving.grace);
         this.#leave(slot, task, null, task.leaving?.since ?? since);
         continue;
       }
       if (task.leaving) continue;
-      task.leaving = { since, grace: setTimeout(() => this.#leave(slot, task, null, since), graceMs) };
+      task.leaving = { since, grace: this.#clock.setTimeout(() => this.#leave(slot, task, null, since), graceMs) };
       if (slot.flag) Atomics.or(slot.flag, 0, SAFE_POINT_FLAGS.freeze);
       else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
     }
@@ -240,8 +245,8 @@ export class SlotPool {
     for (const slot of this.#all()) {
       const task = slot.task;
       if (!task || !refs.some((ref) => sameRef(ref, task.assignment))) continue;
-      if (task.deadline) clearTimeout(task.deadline);
-      if (task.leaving) clearTimeout(task.leaving.grace);
+      if (task.deadline) this.#clock.clear(task.deadline);
+      if (task.leaving) this.#clock.clear(task.leaving.grace);
       this.#vacate(slot);
       this.#dropWorker(slot);
     }
@@ -256,12 +261,12 @@ export class SlotPool {
   }
 
   terminateAll(): void {
-    if (this.#persistTimer) clearTimeout(this.#persistTimer);
+    if (this.#persistTimer) this.#clock.clear(this.#persistTimer);
     this.#persistTimer = null;
     this.#queue = [];
     for (const slot of this.#all()) {
-      if (slot.task?.deadline) clearTimeout(slot.task.deadline);
-      if (slot.task?.leaving) clearTimeout(slot.task.leaving.grace);
+      if (slot.task?.deadline) this.#clock.clear(slot.task.deadline);
+      if (slot.task?.leaving) this.#clock.clear(slot.task.leaving.grace);
       this.#vacate(slot);
       this.#dropWorker(slot);
     }
@@ -308,7 +313,7 @@ export class SlotPool {
     slot.task = task;
     this.#running.set(assignment.tid, slot);
     if (assignment.timeoutMs !== null) {
-      task.deadline = setTimeout(
+      task.deadline = this.#clock.setTimeout(
         () => this.#abort(slot, task, { code: 'E_TASK_TIMEOUT', message: `no result within ${assignment.timeoutMs} ms` }),
         assignment.timeoutMs,
       );
@@ -338,7 +343,7 @@ export class SlotPool {
     });
     slot.worker = worker;
     slot.flag = this.#options.sharedFlags ? new Int32Array(new SharedArrayBuffer(4)) : null;
-    if (slot.flag) this.#persistTimer ??= setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
+    if (slot.flag) this.#persistTimer ??= this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
     this.#workersStarted += 1;
     return worker;
   }
@@ -422,14 +427,14 @@ export class SlotPool {
       flagged = true;
       if (slot.task) Atomics.or(slot.flag, 0, SAFE_POINT_FLAGS.persist);
     }
-    if (flagged) this.#persistTimer = setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
+    if (flagged) this.#persistTimer = this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
   }
 
   /** The task goes with `frozen` (or none): its worker is terminated at once, giving the CPU back. */
   #leave(slot: Slot, task: RunningTask, frozen: WorkerCheckpoint | null, since: number): void {
     if (slot.task !== task) return;
-    if (task.leaving) clearTimeout(task.leaving.grace);
-    if (task.deadline) clearTimeout(task.deadline);
+    if (task.leaving) this.#clock.clear(task.leaving.grace);
+    if (task.deadline) this.#clock.clear(task.deadline);
     this.#dropWorker(slot);
     this.#vacate(slot);
     const obtrusivenessMs = Math.max(0, this.#now() - since);
@@ -446,8 +451,8 @@ export class SlotPool {
 
   #finish(slot: Slot, task: RunningTask, outcome: TaskOutcome): void {
     if (slot.task !== task) return;
-    if (task.deadline) clearTimeout(task.deadline);
-    if (task.leaving) clearTimeout(task.leaving.grace);
+    if (task.deadline) this.#clock.clear(task.deadline);
+    if (task.leaving) this.#clock.clear(task.leaving.grace);
     this.#vacate(slot);
     if (slot.extra) this.#dropWorker(slot);
     this.#options.events.outcome(outcome);

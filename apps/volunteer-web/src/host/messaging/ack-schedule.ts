@@ -2,6 +2,7 @@ import { encodeEnvelope } from '@webpvm/vm-protocol';
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink } from './data-link.ts';
 import type { Inboxes } from './inboxes.ts';
+import { type Clock, type Timer, systemClock } from '../clock.ts';
 
 /** Acknowledgements go back this often, or sooner after this many messages on one channel. */
 export const ACK_MS = 20;
@@ -35,11 +36,14 @@ export class AckSchedule {
   #inbox: Pick<Inboxes, 'holds' | 'postedFrom'>;
   #due = new Map<DataLink, Map<string, AckDue>>();
   #receivedSinceAck = 0;
-  #timer: ReturnType<typeof setTimeout> | null = null;
+  #timer: Timer | null = null;
   #soon = false;
 
-  constructor(inbox: Pick<Inboxes, 'holds' | 'postedFrom'>) {
+  #clock: Clock;
+
+  constructor(inbox: Pick<Inboxes, 'holds' | 'postedFrom'>, clock: Clock = systemClock) {
     this.#inbox = inbox;
+    this.#clock = clock;
   }
 
   /** Task `by` of this page received `of`'s message `seq` over `link`: it is acknowledged once handed over. */
@@ -59,14 +63,14 @@ export class AckSchedule {
       this.#soon = true;
       queueMicrotask(() => this.flush());
     }
-    this.#timer ??= setTimeout(() => this.flush(), ACK_MS);
+    this.#timer ??= this.#clock.setTimeout(() => this.flush(), ACK_MS);
   }
 
   /** Sends what is due now: a task about to leave or end has its reads acknowledged while its inbox still knows them. */
   flush(): void {
     this.#soon = false;
     this.#receivedSinceAck = 0;
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer) this.#clock.clear(this.#timer);
     this.#timer = null;
     const inbox = this.#inbox;
     for (const [link, pairs] of this.#due) {
@@ -83,7 +87,7 @@ export class AckSchedule {
       }
       if (pairs.size === 0) this.#due.delete(link);
     }
-    if (this.#due.size > 0) this.#timer = setTimeout(() => this.flush(), ACK_MS);
+    if (this.#due.size > 0) this.#timer = this.#clock.setTimeout(() => this.flush(), ACK_MS);
   }
 
   /** The link closed: nothing more can be acknowledged on it (its sender re-sends what it did not see acknowledged). */
@@ -92,7 +96,7 @@ export class AckSchedule {
   }
 
   stop(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer) this.#clock.clear(this.#timer);
     this.#timer = null;
   }
 }

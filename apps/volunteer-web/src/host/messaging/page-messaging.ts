@@ -7,6 +7,7 @@ import { Lanes, type LanePair } from './lanes.ts';
 import { PageRouter, type MessageCounters } from './page-router.ts';
 import { PeerNetwork, type CreatePeer } from './peer-network.ts';
 import { RelayLaneRequests, relayLaneUrl } from './relay-lane-requests.ts';
+import type { Clock } from '../clock.ts';
 
 export interface PageMessagingOptions {
   /** Data channels between hosts; null (`?p2p=off`, or none to make) sends everything between hosts through the relay. */
@@ -29,6 +30,7 @@ export interface PageMessagingOptions {
   countIn(ref: TaskRef, count: number): void;
   /** Something the page shows changed (channels open, messages counted). */
   changed(): void;
+  clock: Clock;
 }
 
 /**
@@ -70,6 +72,7 @@ export class PageMessaging {
     this.#network = options.createPeer
       ? new PeerNetwork({
           createPeer: options.createPeer,
+          clock: options.clock,
           events: {
             frame: (link, frame) => {
               if (frame.kind === FrameKind.envelope) this.router.receive(frame.payload, link);
@@ -111,6 +114,7 @@ export class PageMessaging {
       lanes: this.#lanes,
       relayLanes: this.#relayLanes,
       part: (header, bytes) => options.part(header, bytes),
+      clock: options.clock,
     });
   }
 

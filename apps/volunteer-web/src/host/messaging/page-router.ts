@@ -6,6 +6,7 @@ import type { Inboxes } from './inboxes.ts';
 import type { LanePair } from './lanes.ts';
 import { RouteTable, type Route } from './route-table.ts';
 import { UnackedCopies } from './unacked-copies.ts';
+import type { Clock } from '../clock.ts';
 
 export interface MessageCounters {
   local: number;
@@ -36,6 +37,8 @@ export interface PageRouterOptions {
   /** A piece of a migrating task's image, from the coordinator or from another host. */
   part(header: ImagePartHeader, bytes: Uint8Array): void;
   now?: () => number;
+  /** Acknowledgements and re-sends keep time on a hidden page too (clock.ts). */
+  clock?: Clock;
 }
 
 /** Tasks that ended well on this page: late messages for them are dropped, not bounced. */
@@ -85,8 +88,8 @@ export class PageRouter {
     this.#copies = new UnackedCopies((bytes) => {
       options.relay(bytes);
       this.counters.relayOut += 1;
-    });
-    this.#acks = new AckSchedule(options.inbox);
+    }, options.clock);
+    this.#acks = new AckSchedule(options.inbox, options.clock);
   }
 
   /** A message from a task of this page. */

@@ -2,6 +2,7 @@ import { Reassembler, frameAt, frameCount, type Frame, type FrameKind } from './
 import type { DataLink } from './data-link.ts';
 import type { LaneChannel } from '@webpvm/vm-protocol';
 import type { LaneCarrier } from './lanes.ts';
+import { type Clock, type Timer, systemClock } from '../clock.ts';
 
 /** The part of an RTCDataChannel a channel writes to. */
 export interface DataChannelLike {
@@ -69,15 +70,17 @@ export class PeerChannel implements LaneCarrier {
   #queue: Outgoing[] = [];
   #nextStream = 0;
   #reassembler = new Reassembler();
-  #openTimer: ReturnType<typeof setTimeout> | null;
+  #openTimer: Timer | null;
+  #clock: Clock;
 
-  constructor(conn: ConnectionLike, outgoing: boolean, events: ChannelEvents, now: number, openTimeoutMs = OPEN_TIMEOUT_MS) {
+  constructor(conn: ConnectionLike, outgoing: boolean, events: ChannelEvents, now: number, openTimeoutMs = OPEN_TIMEOUT_MS, clock: Clock = systemClock) {
+    this.#clock = clock;
     this.remotePeerId = conn.remotePeerId;
     this.outgoing = outgoing;
     this.lastUsed = now;
     this.#conn = conn;
     this.#events = events;
-    this.#openTimer = setTimeout(() => this.close(), openTimeoutMs);
+    this.#openTimer = this.#clock.setTimeout(() => this.close(), openTimeoutMs);
     conn.listen({
       open: () => this.#onOpen(),
       close: () => this.close(),
@@ -110,7 +113,7 @@ export class PeerChannel implements LaneCarrier {
   close(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
-    if (this.#openTimer) clearTimeout(this.#openTimer);
+    if (this.#openTimer) this.#clock.clear(this.#openTimer);
     this.#queue = [];
     this.#conn.close();
     this.#events.broken(this);
@@ -122,7 +125,7 @@ export class PeerChannel implements LaneCarrier {
       this.close();
       return;
     }
-    if (this.#openTimer) clearTimeout(this.#openTimer);
+    if (this.#openTimer) this.#clock.clear(this.#openTimer);
     this.#openTimer = null;
     this.#channel = channel;
     channel.bufferedAmountLowThreshold = LOW_WATER;

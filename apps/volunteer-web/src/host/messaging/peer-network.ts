@@ -2,6 +2,7 @@ import type { Frame } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
 import type { LaneCarrier } from './lanes.ts';
 import { OPEN_TIMEOUT_MS, PeerChannel, type ConnectionLike } from './peer-channel.ts';
+import type { Clock } from '../clock.ts';
 
 /** What the network needs of a PeerJS Peer (peerjs-peer.ts adapts the real one). */
 export interface PeerLike {
@@ -29,6 +30,8 @@ export interface PeerNetworkOptions {
   maxChannels?: number;
   openTimeoutMs?: number;
   now?: () => number;
+  /** A channel that does not open in time closes, on a hidden page too (clock.ts). */
+  clock?: Clock;
 }
 
 const MAX_CHANNELS = 8;
@@ -132,6 +135,7 @@ export class PeerNetwork implements DataLinks {
       },
       this.#now(),
       this.#options.openTimeoutMs ?? OPEN_TIMEOUT_MS,
+      this.#options.clock,
     );
     this.#channels.set(conn.remotePeerId, channel);
   }

@@ -2,6 +2,7 @@ import type { AckHeader, SealedMessage } from '@webpvm/vm-protocol';
 import { ACK_MS } from './ack-schedule.ts';
 import type { DataLink } from './data-link.ts';
 import type { LanePair } from './lanes.ts';
+import { type Clock, type Timer, systemClock } from '../clock.ts';
 
 type Sent = Pick<SealedMessage, 'from' | 'to' | 'seq'>;
 
@@ -38,11 +39,14 @@ export class UnackedCopies {
   #bounced = new Map<string, number>();
   /** Pairs a local task wrote on a lane: when it goes, what is unacknowledged goes another way. */
   #lanePairs = new Set<string>();
-  #settling = new Set<ReturnType<typeof setTimeout>>();
+  #settling = new Set<Timer>();
+
+  #clock: Clock;
 
   /** `relay` sends one copy's envelope bytes through the coordinator. */
-  constructor(relay: (bytes: Uint8Array) => void) {
+  constructor(relay: (bytes: Uint8Array) => void, clock: Clock = systemClock) {
     this.#relay = relay;
+    this.#clock = clock;
   }
 
   /** A message sent over `link`: kept until acknowledged. */
@@ -147,12 +151,12 @@ export class UnackedCopies {
   }
 
   stop(): void {
-    for (const timer of this.#settling) clearTimeout(timer);
+    for (const timer of this.#settling) this.#clock.clear(timer);
     this.#settling.clear();
   }
 
   #later(ms: number, run: () => void): void {
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       this.#settling.delete(timer);
       run();
     }, ms);
