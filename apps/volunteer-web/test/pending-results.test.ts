@@ -1,6 +1,8 @@
-import type { TaskOutcome } from '@webpvm/vm-protocol';
+import type { HostMessage, TaskOutcome } from '@webpvm/vm-protocol';
 import { describe, expect, it } from 'vitest';
-import { batchOutcomes } from '../src/host/pending-results.ts';
+import { PendingResults, batchOutcomes } from '../src/host/pending-results.ts';
+import { memoryStore } from './support/memory-store.ts';
+import { settle } from './support/timing.ts';
 
 const outcome = (n: number, value: unknown = n): TaskOutcome => ({ tid: `joba.${n}`, attempt: 1, ok: true, value });
 
@@ -14,5 +16,81 @@ describe('batchOutcomes', () => {
     const big = 'x'.repeat(100);
     const batches = batchOutcomes([outcome(0, big), outcome(1, big), outcome(2, 'x'.repeat(500)), outcome(3)], 100, 300);
     expect(batches.map((b) => b.map((o) => o.tid))).toEqual([['joba.0', 'joba.1'], ['joba.2'], ['joba.3']]);
+  });
+});
+
+describe('PendingResults', () => {
+  function setup(initial: Record<string, unknown> = {}) {
+    const store = memoryStore(initial);
+    const sent: HostMessage[] = [];
+    const pending = new PendingResults(store, (message) => {
+      sent.push(message);
+      return true;
+    });
+    const records = () => [...store.data].filter(([key]) => key.startsWith('result')).map(([, value]) => value);
+    const sentTids = () => sent.flatMap((m) => (m.type === 'results' ? m.items.map((o) => o.tid) : []));
+    return { store, sent, pending, records, sentTids };
+  }
+
+  it('writes the outcomes of one turn as one record, with no timer, and those that end during the write as the next', async () => {
+    const t = setup();
+    let finish = () => {};
+    const set = t.store.set;
+    t.store.set = (key, value) => new Promise<void>((resolve) => (finish = () => void set(key, value).then(resolve)));
+    t.pending.add(outcome(0));
+    t.pending.add(outcome(1));
+    await settle();
+    expect(t.sent).toEqual([]);
+    t.pending.add(outcome(2));
+    t.pending.add(outcome(3));
+    finish();
+    await settle();
+    expect(t.records()).toEqual([[outcome(0), outcome(1)]]);
+    expect(t.sentTids()).toEqual(['joba.0', 'joba.1']);
+    finish();
+    await settle();
+    expect(t.records()).toEqual([[outcome(0), outcome(1)], [outcome(2), outcome(3)]]);
+    expect(t.sentTids()).toEqual(['joba.0', 'joba.1', 'joba.2', 'joba.3']);
+    expect(t.pending.count).toBe(4);
+  });
+
+  it('deletes a record once all its outcomes are acknowledged, not before', async () => {
+    const t = setup();
+    t.pending.add(outcome(0));
+    t.pending.add(outcome(1));
+    await settle();
+    await t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
+    expect(t.records()).toEqual([[outcome(0), outcome(1)]]);
+    expect(t.pending.count).toBe(1);
+    await t.pending.ack([{ tid: 'joba.1', attempt: 1 }]);
+    expect(t.records()).toEqual([]);
+    expect(t.pending.count).toBe(0);
+  });
+
+  it('keeps no record of what was acknowledged while it was written (sent at once as the page left)', async () => {
+    const t = setup();
+    let finish = () => {};
+    const set = t.store.set;
+    t.store.set = (key, value) => new Promise<void>((resolve) => (finish = () => void set(key, value).then(resolve)));
+    t.pending.add(outcome(0));
+    await settle();
+    t.pending.sendNow();
+    expect(t.sentTids()).toEqual(['joba.0']);
+    await t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
+    finish();
+    await settle();
+    expect(t.records()).toEqual([]);
+    expect(t.pending.count).toBe(0);
+  });
+
+  it('loads what an earlier visit left, in batch records and in the one-outcome records written before them, and sends it again', async () => {
+    const t = setup({ 'results:old:0': [outcome(0), outcome(1)], 'result:joba.5:1': outcome(5), 'ckpt:joba.9': {} });
+    await t.pending.load();
+    expect(t.pending.count).toBe(3);
+    expect(t.pending.tids()).toEqual(new Set(['joba.0', 'joba.1', 'joba.5']));
+    t.pending.resendAll();
+    expect(t.sentTids().sort()).toEqual(['joba.0', 'joba.1', 'joba.5']);
+    await t.pending.ack([{ tid: 'joba.5', attempt: 1 }, { tid: 'joba.0', attempt: 1 }]);
+    expect([...t.store.data.keys()].sort()).toEqual(['ckpt:joba.9', 'results:old:0']);
   });
 });

@@ -34,14 +34,20 @@ export class CheckpointKeeper {
   #latest = new Map<string, LatestCheckpoint>();
   /** Checkpoints stored while offline, sent after the next welcome. */
   #unsent = new Map<string, { ref: TaskRef; checkpoint: Checkpoint }>();
+  /**
+   * Tids with a checkpoint in IndexedDB, with the latest attempt that stored one (0: stored before
+   * this page started): most tasks never store one, and forgetting theirs must not cost a read of
+   * the store each.
+   */
+  #stored = new Map<string, number>();
 
   constructor(options: CheckpointKeeperOptions) {
     this.#options = options;
   }
 
   /** On page start no task runs yet: stored checkpoints of tasks with no pending result go. */
-  prune(keepTids: Set<string>): Promise<void> {
-    return pruneCheckpoints(this.#options.store, keepTids);
+  async prune(keepTids: Set<string>): Promise<void> {
+    for (const tid of await pruneCheckpoints(this.#options.store, keepTids)) this.#stored.set(tid, 0);
   }
 
   /** The task's log now starts from this checkpoint: a restart from it replays what follows. */
@@ -58,6 +64,7 @@ export class CheckpointKeeper {
   periodic(ref: TaskRef, taken: WorkerCheckpoint): void {
     this.accept(ref.tid, taken);
     const { checkpoint, stateBuffers } = taken;
+    this.#stored.set(ref.tid, ref.attempt);
     saveCheckpoint(this.#options.store, ref, checkpoint, stateBuffers)
       .catch((error: unknown) => console.warn('webpvm: could not store a checkpoint', error))
       .then(() => {
@@ -108,8 +115,11 @@ export class CheckpointKeeper {
   }
 
   /** The stored checkpoint of `ref` goes (its result was acknowledged, or it was cancelled); a later attempt's stays. */
-  forgetStored(ref: TaskRef): Promise<void> {
-    return forgetCheckpoint(this.#options.store, ref);
+  async forgetStored(ref: TaskRef): Promise<void> {
+    if (!this.#stored.has(ref.tid)) return;
+    await forgetCheckpoint(this.#options.store, ref);
+    // A later attempt's checkpoint stays stored, and marked.
+    if ((this.#stored.get(ref.tid) ?? Infinity) <= ref.attempt) this.#stored.delete(ref.tid);
   }
 
   #send(ref: TaskRef, checkpoint: Checkpoint): void {

@@ -24,8 +24,12 @@ export async function forgetCheckpoint(store: KeyValueStore, ref: TaskRef): Prom
   if (stored && stored.attempt <= ref.attempt) await store.del(checkpointKey(ref.tid));
 }
 
-/** On page start no task runs yet: checkpoints of tasks with no pending result are orphans. */
-export async function pruneCheckpoints(store: KeyValueStore, keepTids: Set<string>): Promise<void> {
-  const orphans = (await store.keys()).filter((key) => key.startsWith(PREFIX) && !keepTids.has(key.slice(PREFIX.length)));
-  await Promise.all(orphans.map((key) => store.del(key)));
+/**
+ * On page start no task runs yet: checkpoints of tasks with no pending result are orphans.
+ * Returns the tids whose checkpoints stay.
+ */
+export async function pruneCheckpoints(store: KeyValueStore, keepTids: Set<string>): Promise<string[]> {
+  const tids = (await store.keys()).filter((key) => key.startsWith(PREFIX)).map((key) => key.slice(PREFIX.length));
+  await store.delMany(tids.filter((tid) => !keepTids.has(tid)).map(checkpointKey));
+  return tids.filter((tid) => keepTids.has(tid));
 }

@@ -227,7 +227,7 @@ export class HostRuntime {
   #onWelcome(welcome: CoordinatorMessageOf<'welcome'>): void {
     this.#messaging.welcome(welcome);
     this.#outbox.flush();
-    void this.#pending.resendAll().catch((error: unknown) => console.warn('webpvm: could not resend results', error));
+    this.#pending.resendAll();
     this.#checkpoints.welcome();
     this.#status.changed();
   }

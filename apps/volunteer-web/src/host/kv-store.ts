@@ -1,4 +1,4 @@
-import { createStore, del, get, keys, set, setMany, type UseStore } from 'idb-keyval';
+import { createStore, del, delMany, get, keys, set, setMany, type UseStore } from 'idb-keyval';
 
 /** The few IndexedDB operations the host needs; tests pass an in-memory Map instead. */
 export interface KeyValueStore {
@@ -7,6 +7,8 @@ export interface KeyValueStore {
   /** Several writes in one IndexedDB transaction. */
   setMany(entries: [string, unknown][]): Promise<void>;
   del(key: string): Promise<void>;
+  /** Several deletes in one IndexedDB transaction. */
+  delMany(keys: string[]): Promise<void>;
   keys(): Promise<string[]>;
 }
 
@@ -17,6 +19,7 @@ export function idbStore(dbName = 'webpvm-host', storeName = 'state'): KeyValueS
     set: (key, value) => set(key, value, store),
     setMany: (entries) => setMany(entries, store),
     del: (key) => del(key, store),
+    delMany: (keys) => delMany(keys, store),
     keys: async () => (await keys(store)).filter((k): k is string => typeof k === 'string'),
   };
 }

@@ -11,6 +11,9 @@ export function memoryStore(initial: Record<string, unknown> = {}): KeyValueStor
       for (const [key, value] of entries) data.set(key, structuredClone(value));
     },
     del: async (key) => void data.delete(key),
+    delMany: async (keys) => {
+      for (const key of keys) data.delete(key);
+    },
     keys: async () => [...data.keys()],
   };
 }
