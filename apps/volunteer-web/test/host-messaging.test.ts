@@ -97,7 +97,7 @@ describe('HostRuntime messaging', () => {
     // joba.3 waits for a slot, and its message waits with it
     host.workers[1]!.emit({ type: 'done', tid: 'joba.1', ok: true, value: 1 });
     await settle();
-    expect(host.workers[1]!.received.slice(-2).map((m) => m.type)).toEqual(['start', 'deliver']);
+    expect(host.workers[1]!.received.slice(-2).map((m) => m.type)).toEqual(['starts', 'deliver']);
     expect(host.runtime.snapshot().messages).toMatchObject({ relayOut: 1, relayIn: 2 });
   });
 

@@ -7,6 +7,7 @@ import { partOf } from './support/envelopes.ts';
 import { fakePeers } from './support/fake-peers.ts';
 import { startHost, stopHosts } from './support/start-host.ts';
 import { settle } from './support/timing.ts';
+import { startsOf } from './support/fake-workers.ts';
 
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => {
@@ -91,12 +92,12 @@ describe('HostRuntime migration', () => {
     for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
     await settle();
-    const start = host.workers[0]!.received[0]!;
+    const start = startsOf(host.workers[0]!.received[0]!)[0]!;
     expect(start).toMatchObject({
       type: 'start',
       task: { tid: 'joba.0', attempt: 2, resume: { state: { step: 4 }, rng: [1, 2, 3, 4], sent: [], requests: 1 } },
     });
-    expect(start.type === 'start' && start.mailbox?.map(unsealMessage)).toEqual([{ from: 'joba.5', to: 'joba.0', tag: 1, seq: 2, data: 'unread' }]);
+    expect(start.mailbox?.map(unsealMessage)).toEqual([{ from: 'joba.5', to: 'joba.0', tag: 1, seq: 2, data: 'unread' }]);
     expect(host.socket().sentOfType('resumed')).toEqual([{ type: 'resumed', tid: 'joba.0', attempt: 2 }]);
     // seq 2 again is a repeat; seq 3 fills the gap and lets seq 4 through
     host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 2, 'unread')));
@@ -141,8 +142,8 @@ describe('HostRuntime migration', () => {
     expect(host.workers).toHaveLength(0);
     for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
     await settle();
-    const start = host.workers[0]!.received[0]!;
-    expect(start.type === 'start' && start.mailbox?.map((e) => unsealMessage(e)!.data)).toEqual(['in the image']);
+    const start = startsOf(host.workers[0]!.received[0]!)[0]!;
+    expect(start.mailbox?.map((e) => unsealMessage(e)!.data)).toEqual(['in the image']);
     const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.envelopes.map((e) => unsealMessage(e)!.data) : []));
     expect(delivered).toEqual(['meanwhile']);
     await vi.advanceTimersByTimeAsync(20_000);

@@ -4,6 +4,7 @@ import { assignment } from './support/assignments.ts';
 import { memoryStore } from './support/memory-store.ts';
 import { startHost, stopHosts, welcome } from './support/start-host.ts';
 import { settle } from './support/timing.ts';
+import { startsOf } from './support/fake-workers.ts';
 
 const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4], sent: [], requests: 0 };
 const taken = (tid: string) => ({ type: 'checkpoint', tid, frozen: false, checkpoint, stateBuffers: [], received: 0, unread: [] });
@@ -39,7 +40,7 @@ describe('HostRuntime', () => {
     const host = await startHost();
     await host.connect();
     host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
-    expect(host.workers[0]!.received[0]).toMatchObject({ type: 'start', checkpointIntervalMs: 100 });
+    expect(startsOf(host.workers[0]!.received[0]!)[0]).toMatchObject({ type: 'start', checkpointIntervalMs: 100 });
 
     host.workers[0]!.emit(taken('joba.0'));
     await settle();

@@ -2,9 +2,9 @@ import { SAFE_POINT_FLAGS, encodeEnvelope, encodeMessage, type SealedMessage, ty
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SlotPool, type LeftTask } from '../src/host/slot-pool.ts';
 import { assignment } from './support/assignments.ts';
-import { currentTid, fakeWorkers } from './support/fake-workers.ts';
+import { type FakeWorker, currentTid, fakeWorkers, startsOf } from './support/fake-workers.ts';
 
-function setup(slots: number, sharedFlags = false) {
+function setup(slots: number, sharedFlags = false, now?: () => number) {
   const { spawn, workers } = fakeWorkers();
   const outcomes: TaskOutcome[] = [];
   const logs: string[] = [];
@@ -17,6 +17,7 @@ function setup(slots: number, sharedFlags = false) {
     spawn,
     checkpointIntervalMs: () => 250,
     sharedFlags,
+    ...(now ? { now } : {}),
     events: {
       outcome: (o) => outcomes.push(o),
       checkpoint: () => undefined,
@@ -44,7 +45,7 @@ describe('SlotPool', () => {
     expect(workers).toHaveLength(2);
     expect(pool.running().map((t) => t.tid)).toEqual(['joba.0', 'joba.1']);
     expect(pool.queued).toBe(1);
-    expect(workers[0]!.received[0]).toMatchObject({ type: 'start', checkpointIntervalMs: 250, task: { tid: 'joba.0' } });
+    expect(workers[0]!.received[0]).toMatchObject({ type: 'starts', tasks: [{ type: 'start', checkpointIntervalMs: 250, task: { tid: 'joba.0' } }] });
 
     workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 42 });
     expect(outcomes).toEqual([{ tid: 'joba.0', attempt: 1, ok: true, value: 42 }]);
@@ -259,17 +260,18 @@ describe('SlotPool evacuation', () => {
     vi.useFakeTimers();
     const { pool, workers } = setup(1, true);
     pool.assign([assignment('joba', 0)]);
-    const start = workers[0]!.received[0] as Extract<ToWorker, { type: 'start' }>;
-    const flag = new Int32Array(start.freezeFlag!);
+    // the worker gets its cells once, then each task its own cell
+    const cells = new Int32Array((workers[0]!.received[0] as Extract<ToWorker, { type: 'flags' }>).buffer);
+    const cell = startsOf(workers[0]!.received[1]!)[0]!.flag!;
     // a fresh task keeps its first checkpoint at once
-    expect(Atomics.load(flag, 0)).toBe(SAFE_POINT_FLAGS.persist);
-    Atomics.store(flag, 0, 0);
+    expect(Atomics.load(cells, cell)).toBe(SAFE_POINT_FLAGS.persist);
+    Atomics.store(cells, cell, 0);
     vi.advanceTimersByTime(249);
-    expect(Atomics.load(flag, 0)).toBe(0);
+    expect(Atomics.load(cells, cell)).toBe(0);
     vi.advanceTimersByTime(1);
-    expect(Atomics.load(flag, 0)).toBe(SAFE_POINT_FLAGS.persist);
+    expect(Atomics.load(cells, cell)).toBe(SAFE_POINT_FLAGS.persist);
     pool.evacuate('all', 20);
-    expect(Atomics.load(flag, 0) & SAFE_POINT_FLAGS.freeze).toBe(SAFE_POINT_FLAGS.freeze);
+    expect(Atomics.load(cells, cell) & SAFE_POINT_FLAGS.freeze).toBe(SAFE_POINT_FLAGS.freeze);
     expect(workers[0]!.received.some((m) => m.type === 'freeze')).toBe(false);
   });
 
@@ -277,6 +279,119 @@ describe('SlotPool evacuation', () => {
     const { pool, workers } = setup(1);
     const mailbox = [encodeMessage({ from: 'joba.3', to: 'joba.0', tag: 1, seq: 4, data: 'x' })];
     pool.assign([assignment('joba', 0)], new Map([['joba.0', { stateBuffers: [new Uint8Array([1, 2])], mailbox }]]));
-    expect(workers[0]!.received[0]).toMatchObject({ type: 'start', stateBuffers: [new Uint8Array([1, 2])], mailbox });
+    expect(startsOf(workers[0]!.received[0]!)[0]).toMatchObject({ type: 'start', stateBuffers: [new Uint8Array([1, 2])], mailbox });
+  });
+});
+
+describe('SlotPool batches', () => {
+  /** A pool whose clock the test moves: tasks that take `ms` each. */
+  function timed(slots: number, sharedFlags = false) {
+    let clock = 0;
+    const t = setup(slots, sharedFlags, () => clock);
+    return { ...t, tick: (ms: number) => (clock += ms) };
+  }
+  const handed = (worker: FakeWorker) => worker.received.filter((m) => m.type === 'starts').map((m) => startsOf(m).map((s) => s.task.tid));
+  const dones = (...tids: string[]) => ({ type: 'dones', items: tids.map((tid) => ({ type: 'done', tid, ok: true, value: tid })) });
+  const many = (n: number, from = 0) => Array.from({ length: n }, (_, i) => assignment('joba', from + i));
+
+  it('hands a worker one task of a job until it knows how long they take, then about 4 ms of them at once', () => {
+    const { pool, workers, outcomes, started, tick } = timed(1);
+    pool.assign(many(100));
+    expect(handed(workers[0]!)).toEqual([['joba.0']]);
+    tick(0.5);
+    workers[0]!.emit(dones('joba.0'));
+    // 0.5 ms a task: 8 of them
+    expect(handed(workers[0]!)[1]).toEqual(['joba.1', 'joba.2', 'joba.3', 'joba.4', 'joba.5', 'joba.6', 'joba.7', 'joba.8']);
+    // only the first of them runs; the others wait in the worker, and say nothing yet
+    expect(pool.running().map((t) => t.tid)).toEqual(['joba.1']);
+    expect(started).toEqual(['joba.0', 'joba.1']);
+    expect(pool.holds('joba.8') && pool.refOf('joba.8') !== null).toBe(true);
+    expect(pool.post('joba.8', { type: 'deliver', tid: 'joba.8', envelopes: [] })).toBe(false);
+    tick(0.5);
+    workers[0]!.emit(dones('joba.1', 'joba.2', 'joba.3'));
+    expect(outcomes.map((o) => o.tid)).toEqual(['joba.0', 'joba.1', 'joba.2', 'joba.3']);
+    expect(pool.running().map((t) => t.tid)).toEqual(['joba.4']);
+    expect(started.slice(-3)).toEqual(['joba.2', 'joba.3', 'joba.4']);
+    expect(pool.held()).toHaveLength(96);
+  });
+
+  it('keeps one task a worker for a job whose tasks take longer than the batch', () => {
+    const { pool, workers, tick } = timed(2);
+    pool.assign(many(10));
+    tick(50);
+    workers[0]!.emit(dones('joba.0'));
+    expect(handed(workers[0]!)).toEqual([['joba.0'], ['joba.2']]);
+    expect(pool.queued).toBe(7);
+  });
+
+  it('withdraws the tasks waiting behind a leaving one: those given back leave unstarted, one already started freezes in turn', () => {
+    vi.useFakeTimers();
+    const { pool, workers, left, tick } = timed(1, true);
+    pool.assign(many(10));
+    tick(1);
+    workers[0]!.emit(dones('joba.0'));
+    expect(handed(workers[0]!)[1]).toEqual(['joba.1', 'joba.2', 'joba.3', 'joba.4']);
+    pool.evacuate('all', 20);
+    expect(workers[0]!.received.at(-1)).toEqual({ type: 'withdraw', tids: ['joba.2', 'joba.3', 'joba.4'] });
+    // the queue leaves at once
+    expect(left.map((t) => t.assignment.tid)).toEqual(['joba.5', 'joba.6', 'joba.7', 'joba.8', 'joba.9']);
+    // joba.1 ended before it saw the freeze, and the worker had started joba.2 already
+    workers[0]!.emit(dones('joba.1'));
+    workers[0]!.emit({ type: 'withdrawn', tids: ['joba.3', 'joba.4'] });
+    expect(left.slice(5).map((t) => [t.assignment.tid, t.started])).toEqual([
+      ['joba.3', false],
+      ['joba.4', false],
+    ]);
+    expect(pool.running().map((t) => t.tid)).toEqual(['joba.2']);
+    const cells = new Int32Array((workers[0]!.received[0] as Extract<ToWorker, { type: 'flags' }>).buffer);
+    const cell = startsOf(workers[0]!.received[2]!).find((s) => s.task.tid === 'joba.2')!.flag!;
+    expect(Atomics.load(cells, cell) & SAFE_POINT_FLAGS.freeze).toBe(SAFE_POINT_FLAGS.freeze);
+    vi.advanceTimersByTime(20);
+    expect(left.at(-1)).toMatchObject({ assignment: { tid: 'joba.2' }, started: true, frozen: null });
+    expect(workers[0]!.terminated).toBe(true);
+    expect(pool.held()).toEqual([]);
+  });
+
+  it('puts the tasks waiting in a worker back at the front of the queue when its running task fails it', () => {
+    const { pool, workers, outcomes, tick } = timed(1);
+    pool.assign(many(6));
+    tick(1);
+    workers[0]!.emit(dones('joba.0'));
+    workers[0]!.emit({ type: 'progress', tid: 'joba.1', fraction: 7 });
+    expect(outcomes.map((o) => [o.tid, o.ok])).toEqual([
+      ['joba.0', true],
+      ['joba.1', false],
+    ]);
+    expect(workers[0]!.terminated).toBe(true);
+    expect(handed(workers[1]!)).toEqual([['joba.2', 'joba.3', 'joba.4', 'joba.5']]);
+  });
+
+  it('withdraws a cancelled task waiting in a worker and ignores what the worker says of it after', () => {
+    const { pool, workers, outcomes, tick } = timed(1);
+    pool.assign(many(4));
+    tick(1);
+    workers[0]!.emit(dones('joba.0'));
+    pool.cancel([{ tid: 'joba.2', attempt: 1 }]);
+    expect(workers[0]!.received.at(-1)).toEqual({ type: 'withdraw', tids: ['joba.2'] });
+    expect(pool.holds('joba.2')).toBe(false);
+    workers[0]!.emit(dones('joba.1', 'joba.2', 'joba.3'));
+    expect(outcomes.map((o) => o.tid)).toEqual(['joba.0', 'joba.1', 'joba.3']);
+  });
+
+  it('counts a deadline from when the task runs, not from when it was handed', () => {
+    vi.useFakeTimers();
+    const { pool, workers, outcomes, tick } = timed(1);
+    pool.assign(Array.from({ length: 3 }, (_, i) => assignment('joba', i, { timeoutMs: 1000 })));
+    tick(1);
+    workers[0]!.emit(dones('joba.0'));
+    vi.advanceTimersByTime(900);
+    workers[0]!.emit(dones('joba.1'));
+    vi.advanceTimersByTime(900);
+    expect(outcomes.map((o) => [o.tid, o.ok])).toEqual([
+      ['joba.0', true],
+      ['joba.1', true],
+    ]);
+    vi.advanceTimersByTime(100);
+    expect(outcomes.at(-1)).toMatchObject({ tid: 'joba.2', ok: false, error: { code: 'E_TASK_TIMEOUT' } });
   });
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LIMITS, SAFE_POINT_FLAGS, decodeValue, encodeMessage, encodeValue } from '@webpvm/vm-protocol';
+import { LIMITS, MAX_HANDED, SAFE_POINT_FLAGS, decodeValue, encodeMessage, encodeValue } from '@webpvm/vm-protocol';
 import { Rng } from '../src/runtime/index.ts';
 import { bundleProgram } from '../src/node/bundle-program.ts';
 import { fakeWorker, program, settle } from './support/fake-worker.ts';
@@ -125,9 +125,55 @@ describe('runTaskWorker', () => {
       { input: 10, tid: 'job1.1' },
       { input: 20, tid: 'job1.2' },
     ]);
-    expect(worker.posted.map((m) => `${m.type} ${m.tid}`)).toEqual([
+    expect(worker.posted.map((m) => `${m.type} ${'tid' in m ? m.tid : ''}`)).toEqual([
       'checkpoint job1.0', 'checkpoint job1.1', 'checkpoint job1.2', 'done job1.0', 'done job1.1', 'done job1.2',
     ]);
+  });
+});
+
+describe('tasks handed in a batch (starts)', () => {
+  const assignment = (i: number, programUrl: string) => ({
+    tid: `job1.${i}`, attempt: 1, jobId: 'job1', parent: null, name: null, input: i, resume: null, seed: 1, timeoutMs: null, programUrl,
+  });
+  const starts = (programUrl: string, ...indexes: number[]) => ({
+    type: 'starts',
+    tasks: indexes.map((i) => ({ type: 'start', task: assignment(i, programUrl), checkpointIntervalMs: 1_000_000 })),
+  });
+  const reports = (posted: readonly { type: string }[]) =>
+    posted.map((m) => (m.type === 'dones' ? `dones ${(m as unknown as { items: { tid: string }[] }).items.map((d) => d.tid).join(',')}` : `${m.type} ${(m as { tid?: string }).tid}`));
+
+  it('runs them one after another and reports their outcomes together', async () => {
+    const worker = fakeWorker();
+    const url = program('export default (ctx, x) => { globalThis.order = [...(globalThis.order ?? []), ctx.tid]; return x * x; }');
+    worker.send(starts(url, 0, 1, 2));
+    await expect.poll(() => worker.posted.length).toBe(1);
+    expect(worker.posted[0]).toEqual({
+      type: 'dones',
+      items: [0, 1, 2].map((i) => ({ type: 'done', tid: `job1.${i}`, ok: true, value: i * i })),
+    });
+    expect((globalThis as { order?: string[] }).order).toEqual(['job1.0', 'job1.1', 'job1.2']);
+  });
+
+  it('reports outcomes before anything the next task says, and does not hold them behind a long task', async () => {
+    const worker = fakeWorker();
+    const url = program(
+      'export default async (ctx, x) => { if (x === 1) { ctx.log("second"); await new Promise((r) => setTimeout(r, 200)); } return x; }',
+    );
+    worker.send(starts(url, 0, 1));
+    await expect.poll(() => reports(worker.posted)).toEqual(['dones job1.0', 'log job1.1']);
+    await expect.poll(() => reports(worker.posted)).toEqual(['dones job1.0', 'log job1.1', 'dones job1.1']);
+  });
+
+  it('withdraws the tasks not started yet, and says which', async () => {
+    const worker = fakeWorker();
+    const url = program('export default async (ctx, x) => { await new Promise((r) => setTimeout(r, 20)); return x; }');
+    worker.send(starts(url, 0, 1, 2));
+    await settle();
+    worker.send({ type: 'withdraw', tids: ['job1.0', 'job1.2'] });
+    expect(reports(worker.posted)).toEqual(['withdrawn undefined']);
+    expect(worker.posted[0]).toEqual({ type: 'withdrawn', tids: ['job1.2'] });
+    // each outcome waits a few ms at most for company: job1.1 takes 20 ms
+    await expect.poll(() => reports(worker.posted)).toEqual(['withdrawn undefined', 'dones job1.0', 'dones job1.1']);
   });
 });
 
@@ -180,21 +226,24 @@ describe('freeze and resume', () => {
     expect(before).toBeGreaterThan(0);
   });
 
-  it('reads persist and freeze from a shared flag, with no message and no clock', async () => {
+  it('reads persist and freeze from its cell of the shared flags, with no message and no clock', async () => {
     const worker = fakeWorker();
-    const flag = new SharedArrayBuffer(4);
-    const bits = new Int32Array(flag);
+    const flags = new SharedArrayBuffer(4 * MAX_HANDED);
+    const bits = new Int32Array(flags);
     const full = { tid: 'job1.0', attempt: 1, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: LOOP };
+    worker.send({ type: 'flags', buffer: flags });
     // an interval of 0 would keep every state if the clock were read: only raised bits count
-    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, freezeFlag: flag });
+    worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, flag: 3 });
     await settle();
     await new Promise((r) => setTimeout(r, 20));
     expect(worker.of('checkpoint')).toHaveLength(0);
-    Atomics.or(bits, 0, SAFE_POINT_FLAGS.persist);
+    // another task's cell is not this task's
+    Atomics.or(bits, 2, SAFE_POINT_FLAGS.freeze);
+    Atomics.or(bits, 3, SAFE_POINT_FLAGS.persist);
     await expect.poll(() => worker.of('checkpoint')).toHaveLength(1);
     expect(worker.of('checkpoint')[0]!.frozen).toBe(false);
-    expect(Atomics.load(bits, 0)).toBe(0);
-    Atomics.or(bits, 0, SAFE_POINT_FLAGS.freeze);
+    expect(Atomics.load(bits, 3)).toBe(0);
+    Atomics.or(bits, 3, SAFE_POINT_FLAGS.freeze);
     await expect.poll(() => worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
   });
 

@@ -19,10 +19,10 @@ const MessageEnvelope = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v
 const Bytes = z.array(z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'bytes')).max(1_000_000);
 
 /**
- * Bits the host raises in index 0 of an Int32Array over a SharedArrayBuffer, read by
- * `ctx.checkpoint` with one Atomics.load: no message, no clock, no yield. Absent where the page
- * is not cross-origin isolated (and in Node): `checkpoint` then looks at a freeze message and
- * at the clock instead.
+ * Bits the host raises in a task's cell of an Int32Array over a SharedArrayBuffer (see Flags),
+ * read by `ctx.checkpoint` with one Atomics.load: no message, no clock, no yield. Absent where
+ * the page is not cross-origin isolated (and in Node): `checkpoint` then looks at a freeze
+ * message and at the clock instead.
  */
 export const SAFE_POINT_FLAGS = {
   /** Stop at this safe point and hand the state over. */
@@ -31,10 +31,21 @@ export const SAFE_POINT_FLAGS = {
   persist: 2,
 } as const;
 
-const FreezeFlag = z.custom<SharedArrayBuffer>(
-  (v) => typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer && v.byteLength >= 4,
-  'a SharedArrayBuffer of at least 4 bytes',
-);
+/** The most tasks a host hands one worker at once (`starts` and those still waiting in it). */
+export const MAX_HANDED = 64;
+
+/**
+ * The worker's safe-point cells, once, when it starts: one Int32 per task it may hold
+ * (MAX_HANDED), each task told its cell (`flag`) in its start. Sent once rather than with each
+ * start: cloning a SharedArrayBuffer into a message costs more than the rest of a start.
+ */
+export const Flags = z.object({
+  type: z.literal('flags'),
+  buffer: z.custom<SharedArrayBuffer>(
+    (v) => typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer && v.byteLength >= 4 * MAX_HANDED,
+    'a SharedArrayBuffer of MAX_HANDED Int32 cells',
+  ),
+});
 
 export const StartTask = z.object({
   type: z.literal('start'),
@@ -46,8 +57,19 @@ export const StartTask = z.object({
   mailbox: z.array(MessageEnvelope).optional(),
   /** Per sender, the highest seq the task had been handed before (on resume): lanes go on from there. */
   delivered: z.array(z.tuple([Tid, z.number().int().nonnegative()])).max(1_000_000).optional(),
-  freezeFlag: FreezeFlag.optional(),
+  /** The task's cell in the worker's Flags, when the host shares them. */
+  flag: z.number().int().min(0).max(MAX_HANDED - 1).optional(),
 });
+
+/**
+ * Tasks to run one after another, each once the one before has ended, their outcomes reported
+ * together (`dones`): small tasks travel in bulk, and the worker never waits for its host
+ * between two of them. Unlike `start`, which runs a task at once beside the others.
+ */
+export const StartTasks = z.object({ type: z.literal('starts'), tasks: z.array(StartTask).min(1).max(MAX_HANDED) });
+
+/** Of these tasks handed by `starts`, drop those not started yet; answered by `withdrawn`. */
+export const Withdraw = z.object({ type: z.literal('withdraw'), tids: z.array(z.string()).min(1).max(MAX_HANDED) });
 
 /** Stop at the next safe point and answer with a frozen checkpoint. */
 export const FreezeTask = z.object({ type: z.literal('freeze'), tid: z.string() });
@@ -92,6 +114,9 @@ export const ReportNow = z.object({ type: z.literal('report-now'), tid: z.string
 
 export const ToWorker = z.discriminatedUnion('type', [
   StartTask,
+  StartTasks,
+  Flags,
+  Withdraw,
   Deliver,
   Reply,
   FreezeTask,
@@ -125,6 +150,12 @@ export const WorkerDone = z.discriminatedUnion('ok', [
   z.object({ type: z.literal('done'), tid: z.string(), ok: z.literal(true), value: z.unknown() }),
   z.object({ type: z.literal('done'), tid: z.string(), ok: z.literal(false), error: WireError }),
 ]);
+
+/** Outcomes of tasks handed by `starts`, in the order they ended; never after a later message of the next task. */
+export const WorkerDones = z.object({ type: z.literal('dones'), items: z.array(WorkerDone).min(1).max(MAX_HANDED) });
+
+/** The tasks of a `withdraw` that had not started: they never will here. */
+export const WorkerWithdrawn = z.object({ type: z.literal('withdrawn'), tids: z.array(z.string()).max(MAX_HANDED) });
 
 /**
  * A message the task sends, as its envelope (transferred, not copied); the host routes it (same
@@ -176,6 +207,8 @@ export const FromWorker = z.discriminatedUnion('type', [
   WorkerProgress,
   WorkerLog,
   WorkerDone,
+  WorkerDones,
+  WorkerWithdrawn,
   WorkerSend,
   WorkerRequest,
   WorkerLaneSent,

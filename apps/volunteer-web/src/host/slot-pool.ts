@@ -1,12 +1,13 @@
 /*
- * One module past 400 lines, on purpose: a slot's worker, its freeze flag, the task it runs, the
- * queue and the task's timers (deadline, freeze grace) change together in every transition —
- * start, finish, abort, leave, cancel — and each must leave all of them consistent. Split, that
- * one state machine would be spread over files that reach into each other's slots. What a worker
- * says is checked in worker-reports.ts before any of it is touched.
+ * One module past 400 lines, on purpose: a slot's worker, its freeze flags, the tasks handed to
+ * it, the queue and the tasks' timers (deadline, freeze grace) change together in every
+ * transition — hand out, finish, abort, leave, cancel, withdraw — and each must leave all of
+ * them consistent. Split, that one state machine would be spread over files that reach into
+ * each other's slots. What a worker says is checked in worker-reports.ts before any of it is touched.
  */
 import {
   LIMITS,
+  MAX_HANDED,
   SAFE_POINT_FLAGS,
   type ErrorBody,
   type FromWorker,
@@ -80,43 +81,66 @@ export interface RunningTaskView {
   progress: number;
 }
 
-interface RunningTask {
+interface HandedTask {
   assignment: TaskAssignment;
+  /** Its cell of the slot's flags. */
+  cell: number;
   progress: number;
   deadline: Timer | null;
-  /** Set once the task was asked to freeze: when, and the timer that ends its grace period. */
-  leaving: { since: number; grace: Timer } | null;
+  /**
+   * Set once the task was asked to leave: when, how long it may take to reach a safe point, and
+   * the timer that ends that grace (set once it runs).
+   */
+  leaving: { since: number; graceMs: number; grace: Timer | null } | null;
 }
 
-/** One worker at a time; the worker stays bound to the job whose program it loaded. */
+/**
+ * One worker, bound to the job whose program it loaded, and the tasks handed to it: the first
+ * runs, the others wait in the worker to run after it (worker.ts `starts`), so that small tasks
+ * go one after another with no round trip to the page between them.
+ */
 interface Slot {
   worker: TaskWorkerHandle | null;
-  /** The freeze flag shared with the worker (index 0), when the page is cross-origin isolated. */
-  flag: Int32Array | null;
+  /** The safe-point cells shared with the worker (worker.ts Flags), when the page is cross-origin isolated. */
+  flags: Int32Array | null;
   jobId: string | null;
-  task: RunningTask | null;
+  tasks: HandedTask[];
+  /** When the first task started running: how long the job's tasks take. */
+  headSince: number;
   /** A slot beyond `slots` for one spawned task, gone when the task ends. */
   extra: boolean;
 }
 
 /** The checkpoint interval may be 0 (every call): the page still raises the bit at most this often. */
 const PERSIST_TICK_MIN_MS = 20;
+/**
+ * A worker is handed about this much of a job's work at once: one task when its tasks take
+ * longer, up to MAX_HANDED when they take a fraction of a millisecond. A long task is never held
+ * up behind another, and tiny ones travel in bulk.
+ */
+const HANDED_MS = 4;
+/** How much each finished task moves a job's mean duration. */
+const DURATION_WEIGHT = 0.2;
 
 const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
 
 /**
  * Runs assigned root and bag tasks in at most `slots` Web Workers, one task per worker at a
- * time. A spawned task gets a worker of its own at once, past `slots`: PVM programs spawn tasks
- * that mostly wait for each other's messages, and all of them must run for any to finish. Task
- * code is untrusted: everything a worker says is parsed, and a worker that says something
- * malformed or crashes fails its task and is thrown away.
+ * time, each worker handed as many of a job's tasks as take it a few milliseconds (one, for
+ * tasks that take longer). A spawned task gets a worker of its own at once, past `slots`: PVM
+ * programs spawn tasks that mostly wait for each other's messages, and all of them must run for
+ * any to finish. Task code is untrusted: everything a worker says is parsed, and a worker that
+ * says something malformed or crashes fails its task and is thrown away (the tasks waiting
+ * behind it go back to the queue).
  */
 export class SlotPool {
   #options: SlotPoolOptions;
   #slots: Slot[];
   #extra: Slot[] = [];
-  /** Slots by the tid they run: every message a task sends or receives looks its task up. */
+  /** Slots by the tids handed to them: every message a task sends or receives looks its task up. */
   #running = new Map<string, Slot>();
+  /** Per job, how long its tasks take (ms, a moving mean): how many of them a worker is handed. */
+  #durations = new Map<string, number>();
   #queue: TaskAssignment[] = [];
   #extras = new Map<string, StartExtras>();
   #workersStarted = 0;
@@ -129,7 +153,7 @@ export class SlotPool {
     this.#options = options;
     this.#now = options.now ?? (() => performance.now());
     this.#clock = options.clock ?? systemClock;
-    this.#slots = Array.from({ length: options.slots }, () => ({ worker: null, flag: null, jobId: null, task: null, extra: false }));
+    this.#slots = Array.from({ length: options.slots }, () => this.#newSlot(false));
   }
 
   /** Workers alive now, busy or idle: the page's share of the machine's CPU. */
@@ -145,21 +169,23 @@ export class SlotPool {
     return this.#workersStarted;
   }
 
+  /** The tasks running now: the first handed to each worker. */
   running(): RunningTaskView[] {
-    return this.#all().flatMap((s) =>
-      s.task ? [{ tid: s.task.assignment.tid, attempt: s.task.assignment.attempt, progress: s.task.progress }] : [],
-    );
+    return this.#all().flatMap((s) => {
+      const head = s.tasks[0];
+      return head ? [{ tid: head.assignment.tid, attempt: head.assignment.attempt, progress: head.progress }] : [];
+    });
   }
 
-  /** The attempt of `tid` this pool holds, running or queued, or null. */
+  /** The attempt of `tid` this pool holds, handed to a worker or queued, or null. */
   refOf(tid: string): TaskRef | null {
-    const task = this.#slotRunning(tid)?.task?.assignment ?? this.#queue.find((t) => t.tid === tid);
+    const task = this.#handed(tid)?.assignment ?? this.#queue.find((t) => t.tid === tid);
     return task ? { tid: task.tid, attempt: task.attempt } : null;
   }
 
   /** Transfers one end of a lane to the worker of `lane.tid`; false when that task does not run here. */
   giveLane(lane: Extract<ToWorker, { type: 'lane-out' | 'lane-in' }>): boolean {
-    const worker = this.#slotRunning(lane.tid)?.worker;
+    const worker = this.#runningSlot(lane.tid)?.worker;
     if (!worker) return false;
     worker.post(lane, [lane.channel as unknown as Transferable]);
     return true;
@@ -167,19 +193,19 @@ export class SlotPool {
 
   /** Hands a message to the worker running `tid` (moving the `transfer` buffers); false when that task is not running. */
   post(tid: string, message: ToWorker, transfer?: ArrayBuffer[]): boolean {
-    const worker = this.#slotRunning(tid)?.worker;
+    const worker = this.#runningSlot(tid)?.worker;
     if (!worker) return false;
     worker.post(message, transfer);
     return true;
   }
 
-  /** Running and queued tasks: all of them are this host's until they end or are cancelled. */
+  /** Running, handed and queued tasks: all of them are this host's until they end or are cancelled. */
   held(): TaskRef[] {
     return this.#heldRefs().slice(0, LIMITS.slotsPerHost * 4);
   }
 
   holds(tid: string): boolean {
-    return this.#slotRunning(tid) !== undefined || this.#queue.some((t) => t.tid === tid);
+    return this.#running.has(tid) || this.#queue.some((t) => t.tid === tid);
   }
 
   /** `extras` gives, by tid, what a task resuming from an image starts with. */
@@ -194,9 +220,9 @@ export class SlotPool {
         this.#queue.push(task);
         continue;
       }
-      const slot: Slot = { worker: null, flag: null, jobId: null, task: null, extra: true };
+      const slot = this.#newSlot(true);
       this.#extra.push(slot);
-      this.#start(slot, task);
+      this.#hand(slot, [task]);
     }
     this.#pump();
     this.#options.events.change();
@@ -211,23 +237,27 @@ export class SlotPool {
     const chosen = (tid: string) => tids === 'all' || tids.has(tid);
     const queued = this.#queue.filter((task) => chosen(task.tid));
     this.#queue = this.#queue.filter((task) => !chosen(task.tid));
-    for (const assignment of queued) {
-      this.#extras.delete(assignment.tid);
-      this.#options.events.left({ assignment, started: false, frozen: null, obtrusivenessMs: 0 });
-    }
+    for (const assignment of queued) this.#leftUnstarted(assignment);
     const since = this.#now();
     for (const slot of this.#all()) {
-      const task = slot.task;
-      if (!task || !chosen(task.assignment.tid)) continue;
+      const [head, ...waiting] = slot.tasks;
+      const withdraw: string[] = [];
+      for (const task of waiting) {
+        if (!chosen(task.assignment.tid) || task.leaving) continue;
+        // Not started: it comes back (`withdrawn`); started meanwhile, it freezes at its first safe point.
+        task.leaving = { since, graceMs, grace: null };
+        if (slot.flags) Atomics.or(slot.flags, task.cell, SAFE_POINT_FLAGS.freeze);
+        withdraw.push(task.assignment.tid);
+      }
+      if (withdraw.length) slot.worker?.post({ type: 'withdraw', tids: withdraw });
+      if (!head || !chosen(head.assignment.tid)) continue;
       if (graceMs <= 0) {
-        if (task.leaving) this.#clock.clear(task.leaving.grace);
-        this.#leave(slot, task, null, task.leaving?.since ?? since);
+        this.#leave(slot, head, null, head.leaving?.since ?? since);
         continue;
       }
-      if (task.leaving) continue;
-      task.leaving = { since, grace: this.#clock.setTimeout(() => this.#leave(slot, task, null, since), graceMs) };
-      if (slot.flag) Atomics.or(slot.flag, 0, SAFE_POINT_FLAGS.freeze);
-      else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
+      if (head.leaving) continue;
+      head.leaving = { since, graceMs, grace: null };
+      this.#freeze(slot, head);
     }
     this.#pump();
     this.#options.events.change();
@@ -235,19 +265,22 @@ export class SlotPool {
 
   /** Terminates the workers that run nothing now: a paused host keeps no thread alive. */
   dropIdleWorkers(): void {
-    for (const slot of this.#slots) if (!slot.task && slot.worker) this.#dropWorker(slot);
+    for (const slot of this.#slots) if (!slot.tasks.length && slot.worker) this.#dropWorker(slot);
     this.#options.events.change();
   }
 
-  /** Queued tasks are dropped, running ones lose their worker; neither reports an outcome. */
+  /** Queued tasks are dropped, running ones lose their worker, waiting ones are withdrawn; none reports an outcome. */
   cancel(refs: TaskRef[]): void {
-    this.#queue = this.#queue.filter((task) => !refs.some((ref) => sameRef(ref, task)));
+    const cancelled = (ref: TaskRef) => refs.some((r) => sameRef(r, ref));
+    this.#queue = this.#queue.filter((task) => !cancelled(task));
     for (const slot of this.#all()) {
-      const task = slot.task;
-      if (!task || !refs.some((ref) => sameRef(ref, task.assignment))) continue;
-      if (task.deadline) this.#clock.clear(task.deadline);
-      if (task.leaving) this.#clock.clear(task.leaving.grace);
-      this.#vacate(slot);
+      const [head, ...waiting] = slot.tasks;
+      const withdrawn = waiting.filter((task) => cancelled(task.assignment));
+      for (const task of withdrawn) this.#remove(slot, task);
+      // If the worker started one meanwhile, what it says of it is ignored: it is no longer handed.
+      if (withdrawn.length) slot.worker?.post({ type: 'withdraw', tids: withdrawn.map((t) => t.assignment.tid) });
+      if (!head || !cancelled(head.assignment)) continue;
+      this.#remove(slot, head);
       this.#dropWorker(slot);
     }
     this.#pump();
@@ -256,8 +289,8 @@ export class SlotPool {
 
   /** Ends a running task from the host's side, e.g. when its checkpoint cannot be sent. */
   fail(ref: TaskRef, error: ErrorBody): void {
-    const slot = this.#all().find((s) => s.task && sameRef(s.task.assignment, ref));
-    if (slot?.task) this.#abort(slot, slot.task, error);
+    const slot = this.#all().find((s) => s.tasks[0] && sameRef(s.tasks[0].assignment, ref));
+    if (slot?.tasks[0]) this.#abort(slot, slot.tasks[0], error);
   }
 
   terminateAll(): void {
@@ -265,69 +298,119 @@ export class SlotPool {
     this.#persistTimer = null;
     this.#queue = [];
     for (const slot of this.#all()) {
-      if (slot.task?.deadline) this.#clock.clear(slot.task.deadline);
-      if (slot.task?.leaving) this.#clock.clear(slot.task.leaving.grace);
-      this.#vacate(slot);
+      for (const task of [...slot.tasks]) this.#remove(slot, task);
       this.#dropWorker(slot);
     }
   }
 
   #heldRefs(): TaskRef[] {
-    return [...this.running(), ...this.#queue].map(({ tid, attempt }) => ({ tid, attempt }));
+    return [...this.#all().flatMap((s) => s.tasks.map((t) => t.assignment)), ...this.#queue].map(({ tid, attempt }) => ({ tid, attempt }));
   }
 
   #all(): Slot[] {
     return this.#extra.length ? [...this.#slots, ...this.#extra] : this.#slots;
   }
 
-  #slotRunning(tid: string): Slot | undefined {
-    return this.#running.get(tid);
+  #newSlot(extra: boolean): Slot {
+    return { worker: null, flags: null, jobId: null, tasks: [], headSince: 0, extra };
   }
 
-  #vacate(slot: Slot): void {
-    if (slot.task && this.#running.get(slot.task.assignment.tid) === slot) this.#running.delete(slot.task.assignment.tid);
-    slot.task = null;
+  #handed(tid: string): HandedTask | undefined {
+    return this.#running.get(tid)?.tasks.find((t) => t.assignment.tid === tid);
+  }
+
+  /** The slot whose running task is `tid` (not one waiting behind it). */
+  #runningSlot(tid: string): Slot | undefined {
+    const slot = this.#running.get(tid);
+    return slot?.tasks[0]?.assignment.tid === tid ? slot : undefined;
+  }
+
+  /** The task is no longer this slot's: its timers stop. */
+  #remove(slot: Slot, task: HandedTask): void {
+    const at = slot.tasks.indexOf(task);
+    if (at === -1) return;
+    slot.tasks.splice(at, 1);
+    if (this.#running.get(task.assignment.tid) === slot) this.#running.delete(task.assignment.tid);
+    if (task.deadline) this.#clock.clear(task.deadline);
+    if (task.leaving?.grace) this.#clock.clear(task.leaving.grace);
+  }
+
+  /** How many tasks of the job one worker may be handed: about HANDED_MS of their work. */
+  #depth(jobId: string): number {
+    const ms = this.#durations.get(jobId);
+    if (ms === undefined) return 1;
+    return Math.max(1, Math.min(MAX_HANDED, Math.floor(HANDED_MS / Math.max(ms, 0.01))));
   }
 
   #pump(): void {
     for (let next = this.#queue[0]; next; next = this.#queue[0]) {
-      const slot = this.#freeSlotFor(next.jobId);
+      const depth = this.#depth(next.jobId);
+      const slot = this.#slotFor(next.jobId, depth);
       if (!slot) return;
-      this.#queue.shift();
-      this.#start(slot, next);
+      let take = 0;
+      const room = depth - slot.tasks.length;
+      while (take < room && this.#queue[take]?.jobId === next.jobId) take++;
+      this.#hand(slot, this.#queue.splice(0, take));
     }
   }
 
-  #freeSlotFor(jobId: string): Slot | null {
-    const free = this.#slots.filter((s) => !s.task);
-    return free.find((s) => s.worker && s.jobId === jobId) ?? free.find((s) => !s.worker) ?? free[0] ?? null;
+  /** An idle slot (rather one whose worker has the job's program), else one of the job with room behind its running task. */
+  #slotFor(jobId: string, depth: number): Slot | null {
+    const free = this.#slots.filter((s) => !s.tasks.length);
+    const idle = free.find((s) => s.worker && s.jobId === jobId) ?? free.find((s) => !s.worker) ?? free[0];
+    return idle ?? this.#slots.find((s) => s.jobId === jobId && s.tasks.length < depth) ?? null;
   }
 
-  #start(slot: Slot, assignment: TaskAssignment): void {
-    if (slot.worker && slot.jobId !== assignment.jobId) this.#dropWorker(slot);
+  /** Hands tasks of one job to the slot's worker, to run after what it holds. */
+  #hand(slot: Slot, assignments: TaskAssignment[]): void {
+    const jobId = assignments[0]!.jobId;
+    if (slot.worker && slot.jobId !== jobId) this.#dropWorker(slot);
     const worker = slot.worker ?? this.#spawn(slot);
-    slot.jobId = assignment.jobId;
-    // A fresh task keeps its first checkpoint at once: its replay log starts from there.
-    if (slot.flag) Atomics.store(slot.flag, 0, SAFE_POINT_FLAGS.persist);
-    const task: RunningTask = { assignment, progress: 0, deadline: null, leaving: null };
-    slot.task = task;
-    this.#running.set(assignment.tid, slot);
+    slot.jobId = jobId;
+    const used = new Set(slot.tasks.map((t) => t.cell));
+    const checkpointIntervalMs = this.#options.checkpointIntervalMs();
+    const starts = assignments.map((assignment) => {
+      let cell = 0;
+      while (used.has(cell)) cell++;
+      used.add(cell);
+      // A fresh task keeps its first checkpoint at once: its replay log starts from there.
+      if (slot.flags) Atomics.store(slot.flags, cell, SAFE_POINT_FLAGS.persist);
+      slot.tasks.push({ assignment, cell, progress: 0, deadline: null, leaving: null });
+      this.#running.set(assignment.tid, slot);
+      const extras = this.#extras.get(assignment.tid);
+      this.#extras.delete(assignment.tid);
+      return { type: 'start', task: assignment, checkpointIntervalMs, ...extras, ...(slot.flags ? { flag: cell } : {}) } as const;
+    });
+    worker.post({ type: 'starts', tasks: starts });
+    if (slot.tasks.length === starts.length) this.#headStarted(slot);
+  }
+
+  /** The slot's first task runs now: its deadline and grace count from here, and messages waiting for it can go. */
+  #headStarted(slot: Slot): void {
+    const task = slot.tasks[0]!;
+    slot.headSince = this.#now();
+    const { assignment } = task;
     if (assignment.timeoutMs !== null) {
       task.deadline = this.#clock.setTimeout(
         () => this.#abort(slot, task, { code: 'E_TASK_TIMEOUT', message: `no result within ${assignment.timeoutMs} ms` }),
         assignment.timeoutMs,
       );
     }
-    const extras = this.#extras.get(assignment.tid);
-    this.#extras.delete(assignment.tid);
-    worker.post({
-      type: 'start',
-      task: assignment,
-      checkpointIntervalMs: this.#options.checkpointIntervalMs(),
-      ...extras,
-      ...(slot.flag ? { freezeFlag: slot.flag.buffer as SharedArrayBuffer } : {}),
-    });
     this.#options.events.started({ tid: assignment.tid, attempt: assignment.attempt });
+    if (task.leaving) this.#freeze(slot, task);
+  }
+
+  /** MPVM's freeze for the running task: stop at the next safe point, or be terminated once the grace is over. */
+  #freeze(slot: Slot, task: HandedTask): void {
+    const leaving = task.leaving!;
+    leaving.grace = this.#clock.setTimeout(() => this.#leave(slot, task, null, leaving.since), leaving.graceMs);
+    if (slot.flags) Atomics.or(slot.flags, task.cell, SAFE_POINT_FLAGS.freeze);
+    else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
+  }
+
+  #leftUnstarted(assignment: TaskAssignment): void {
+    this.#extras.delete(assignment.tid);
+    this.#options.events.left({ assignment, started: false, frozen: null, obtrusivenessMs: 0 });
   }
 
   #spawn(slot: Slot): TaskWorkerHandle {
@@ -337,27 +420,42 @@ export class SlotPool {
       },
       error: (code, message) => {
         if (slot.worker !== worker) return;
-        if (slot.task) this.#abort(slot, slot.task, { code, message: message.slice(0, LIMITS.logLineChars) });
+        const head = slot.tasks[0];
+        if (head) this.#abort(slot, head, { code, message: message.slice(0, LIMITS.logLineChars) });
         else this.#dropWorker(slot);
       },
     });
     slot.worker = worker;
-    slot.flag = this.#options.sharedFlags ? new Int32Array(new SharedArrayBuffer(4)) : null;
-    if (slot.flag) this.#persistTimer ??= this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
+    slot.flags = null;
+    if (this.#options.sharedFlags) {
+      const buffer = new SharedArrayBuffer(4 * MAX_HANDED);
+      slot.flags = new Int32Array(buffer);
+      worker.post({ type: 'flags', buffer });
+      this.#persistTimer ??= this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
+    }
     this.#workersStarted += 1;
     return worker;
   }
 
   #onWorkerMessage(slot: Slot, data: unknown): void {
-    const task = slot.task;
     const parsed = parseWorkerReport(data);
     if (!parsed.ok) {
-      if (task) this.#abort(slot, task, parsed.error);
+      const head = slot.tasks[0];
+      if (head) this.#abort(slot, head, parsed.error);
       else this.#dropWorker(slot);
       return;
     }
     const message = parsed.value;
-    // A finished task's leftover timers may still report; only the current task counts.
+    if (message.type === 'dones') {
+      for (const done of message.items) this.#done(slot, done);
+      return;
+    }
+    if (message.type === 'withdrawn') {
+      this.#withdrawn(slot, message.tids);
+      return;
+    }
+    const task = slot.tasks[0];
+    // A finished task's leftover timers may still report; only the running task counts.
     if (!task || message.tid !== task.assignment.tid) return;
     const { tid, attempt } = task.assignment;
     const events = this.#options.events;
@@ -402,13 +500,32 @@ export class SlotPool {
         events.request({ tid, attempt }, message.requestId, message.op);
         return;
       case 'done':
-        this.#finish(
-          slot,
-          task,
-          message.ok ? { tid, attempt, ok: true, value: message.value } : { tid, attempt, ok: false, error: message.error },
-        );
+        this.#done(slot, message);
         return;
     }
+  }
+
+  /** The running task's outcome; one for a task no longer handed here (cancelled meanwhile) is ignored. */
+  #done(slot: Slot, done: Extract<FromWorker, { type: 'done' }>): void {
+    const task = slot.tasks[0];
+    if (!task || done.tid !== task.assignment.tid) return;
+    const { tid, attempt } = task.assignment;
+    this.#finish(slot, task, done.ok ? { tid, attempt, ok: true, value: done.value } : { tid, attempt, ok: false, error: done.error });
+  }
+
+  /** Tasks the worker gave back before starting them: those asked to leave leave, the others queue again. */
+  #withdrawn(slot: Slot, tids: string[]): void {
+    const back: TaskAssignment[] = [];
+    for (const tid of tids) {
+      const task = slot.tasks.find((t, i) => i > 0 && t.assignment.tid === tid);
+      if (!task) continue;
+      this.#remove(slot, task);
+      if (task.leaving) this.#leftUnstarted(task.assignment);
+      else back.push(task.assignment);
+    }
+    this.#queue.unshift(...back);
+    this.#pump();
+    this.#options.events.change();
   }
 
   #persistEveryMs(): number {
@@ -423,48 +540,69 @@ export class SlotPool {
     this.#persistTimer = null;
     let flagged = false;
     for (const slot of this.#all()) {
-      if (!slot.flag) continue;
+      if (!slot.flags) continue;
       flagged = true;
-      if (slot.task) Atomics.or(slot.flag, 0, SAFE_POINT_FLAGS.persist);
+      const head = slot.tasks[0];
+      if (head) Atomics.or(slot.flags, head.cell, SAFE_POINT_FLAGS.persist);
     }
     if (flagged) this.#persistTimer = this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
   }
 
-  /** The task goes with `frozen` (or none): its worker is terminated at once, giving the CPU back. */
-  #leave(slot: Slot, task: RunningTask, frozen: WorkerCheckpoint | null, since: number): void {
-    if (slot.task !== task) return;
-    if (task.leaving) this.#clock.clear(task.leaving.grace);
-    if (task.deadline) this.#clock.clear(task.deadline);
+  /** The running task goes with `frozen` (or none): its worker is terminated at once, giving the CPU back. */
+  #leave(slot: Slot, task: HandedTask, frozen: WorkerCheckpoint | null, since: number): void {
+    if (slot.tasks[0] !== task) return;
+    this.#remove(slot, task);
     this.#dropWorker(slot);
-    this.#vacate(slot);
     const obtrusivenessMs = Math.max(0, this.#now() - since);
     this.#options.events.left({ assignment: task.assignment, started: true, frozen, obtrusivenessMs });
     this.#pump();
     this.#options.events.change();
   }
 
-  #abort(slot: Slot, task: RunningTask, error: ErrorBody): void {
+  #abort(slot: Slot, task: HandedTask, error: ErrorBody): void {
+    if (slot.tasks[0] !== task) return;
+    this.#remove(slot, task);
     this.#dropWorker(slot);
     const { tid, attempt } = task.assignment;
-    this.#finish(slot, task, { tid, attempt, ok: false, error });
-  }
-
-  #finish(slot: Slot, task: RunningTask, outcome: TaskOutcome): void {
-    if (slot.task !== task) return;
-    if (task.deadline) this.#clock.clear(task.deadline);
-    if (task.leaving) this.#clock.clear(task.leaving.grace);
-    this.#vacate(slot);
-    if (slot.extra) this.#dropWorker(slot);
-    this.#options.events.outcome(outcome);
+    this.#options.events.outcome({ tid, attempt, ok: false, error });
     this.#pump();
     this.#options.events.change();
   }
 
+  #finish(slot: Slot, task: HandedTask, outcome: TaskOutcome): void {
+    // Spawned tasks, in slots of their own, say nothing of how long the queue's tasks take.
+    if (!slot.extra) {
+      const { jobId } = task.assignment;
+      const took = this.#now() - slot.headSince;
+      const mean = this.#durations.get(jobId);
+      this.#durations.set(jobId, mean === undefined ? took : mean + DURATION_WEIGHT * (took - mean));
+    }
+    this.#remove(slot, task);
+    if (slot.extra) this.#dropWorker(slot);
+    this.#options.events.outcome(outcome);
+    // The worker started the next one as this one ended.
+    if (slot.tasks.length) this.#headStarted(slot);
+    this.#pump();
+    this.#options.events.change();
+  }
+
+  /**
+   * The worker is terminated, its running task already accounted for by the caller. The tasks
+   * still handed to it were waiting behind that one and never started: those asked to leave
+   * leave, the others go back to the front of the queue.
+   */
   #dropWorker(slot: Slot): void {
     slot.worker?.terminate();
     slot.worker = null;
-    slot.flag = null;
+    slot.flags = null;
     slot.jobId = null;
+    const back: TaskAssignment[] = [];
+    for (const task of [...slot.tasks]) {
+      this.#remove(slot, task);
+      if (task.leaving) this.#leftUnstarted(task.assignment);
+      else back.push(task.assignment);
+    }
+    this.#queue.unshift(...back);
     if (slot.extra) this.#extra = this.#extra.filter((s) => s !== slot);
   }
 }

@@ -18,7 +18,7 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
   const spawn: SpawnTaskWorker = (listener) => {
     const received = new Map<string, number>();
     const report = (message: ToWorker): void => {
-      if (message.type === 'start') received.set(message.task.tid, message.mailbox?.length ?? 0);
+      for (const start of startsOf(message)) received.set(start.task.tid, start.mailbox?.length ?? 0);
       if (message.type !== 'deliver') return;
       let n = received.get(message.tid) ?? 0;
       const entries = message.envelopes.map((envelope) => {
@@ -49,9 +49,14 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
   return { spawn, workers };
 }
 
+type Start = Extract<ToWorker, { type: 'start' }>;
+
+/** The tasks a message hands a worker: one `start`, or those of `starts`. */
+export const startsOf = (message: ToWorker): Start[] => (message.type === 'start' ? [message] : message.type === 'starts' ? message.tasks : []);
+
 /** The tid the worker was last asked to run. */
 export const currentTid = (worker: FakeWorker): string => {
-  const last = worker.received.findLast((m) => m.type === 'start');
+  const last = worker.received.flatMap(startsOf).at(-1);
   if (!last) throw new Error('the worker was never started');
   return last.task.tid;
 };

@@ -23,6 +23,8 @@ export interface LocalJobConfig {
 }
 
 type FromWorkerOf<T extends FromWorker['type']> = Extract<FromWorker, { type: T }>;
+/** What a worker says of the one task it runs. */
+type TaskReport = Exclude<FromWorker, { type: 'dones' | 'withdrawn' }>;
 
 interface LocalTask {
   readonly assignment: TaskAssignment;
@@ -161,12 +163,15 @@ export class LocalJob {
       this.#config.onLog(task.assignment.tid, `the worker sent a message that does not match the protocol: ${describeIssues(parsed.error)}`);
       return;
     }
+    const message = parsed.data;
+    // Tasks go one at a time with `start`, never in `starts`: nothing comes in batches here.
+    if (message.type === 'dones' || message.type === 'withdrawn') return;
     // A worker speaks only for the task it runs.
-    if (parsed.data.tid !== task.assignment.tid) return;
-    (this.#handlers[parsed.data.type] as (task: LocalTask, message: FromWorker) => void)(task, parsed.data);
+    if (message.tid !== task.assignment.tid) return;
+    (this.#handlers[message.type] as (task: LocalTask, message: FromWorker) => void)(task, message);
   }
 
-  readonly #handlers: { [T in FromWorker['type']]: (task: LocalTask, message: FromWorkerOf<T>) => void } = {
+  readonly #handlers: { [T in TaskReport['type']]: (task: LocalTask, message: FromWorkerOf<T>) => void } = {
     checkpoint: () => {},
     progress: () => {},
     // In one process there is no replay log to keep and no lane to give: what a worker says of them is ignored.

@@ -33,19 +33,60 @@ const RESOLVED = Promise.resolve();
 const FROZEN = new Promise<void>(() => {});
 
 type StartTask = Extract<ToWorker, { type: 'start' }>;
+type Done = Extract<FromWorker, { type: 'done' }>;
 type ProgramModule = Record<string, unknown>;
 type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
+
+/**
+ * Outcomes of a `starts` run wait at most this long for others to go with them: a long task
+ * after short ones does not hold their outcomes back (a worker's timers are not throttled).
+ */
+const DONES_WAIT_MS = 4;
 type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T }>) => void };
 
 /**
  * Runs tasks in this worker as `start` messages arrive. Tasks interleave at their awaits (a task
  * waiting in `recv` leaves the worker to the others), and messages and replies for a task are
  * handled at once, never behind a running task. The host decides how many tasks share a worker.
+ * Tasks handed in `starts` run one after another instead, their outcomes reported in batches.
  * Everything about one task lives in that task's context; only the imported programs are kept,
  * by URL, and the mailboxes, by tid.
  */
 export function runTaskWorker(scope: WorkerScope): void {
-  const post: Post = (message, transfer) => scope.postMessage(message, transfer);
+  /** Outcomes of `starts` tasks not reported yet: whatever else the worker posts goes after them. */
+  let dones: Done[] = [];
+  let donesTimer: ReturnType<typeof setTimeout> | null = null;
+  const flushDones = (): void => {
+    if (donesTimer !== null) clearTimeout(donesTimer);
+    donesTimer = null;
+    if (!dones.length) return;
+    const items = dones;
+    dones = [];
+    scope.postMessage({ type: 'dones', items } satisfies FromWorker);
+  };
+  const post: Post = (message, transfer) => {
+    flushDones();
+    scope.postMessage(message, transfer);
+  };
+  /** The host's safe-point cells (Flags), when it shares them. */
+  let flagCells: Int32Array | null = null;
+  /** Tasks of `starts` not started yet, and whether one of them runs now. */
+  const queued: StartTask[] = [];
+  let queueBusy = false;
+  const runQueued = (): void => {
+    const next = queueBusy ? undefined : queued.shift();
+    if (!next) {
+      if (!queueBusy) flushDones();
+      return;
+    }
+    queueBusy = true;
+    launch(next, (done) => {
+      dones.push(done);
+      donesTimer ??= setTimeout(flushDones, DONES_WAIT_MS);
+      queueBusy = false;
+      runQueued();
+    });
+  };
   const programs = new Map<string, Promise<ProgramModule>>();
   /** Tasks by tid, from their start. */
   const running = new Map<string, { messaging: TaskMessaging; arrivals: Arrivals }>();
@@ -65,37 +106,53 @@ export function runTaskWorker(scope: WorkerScope): void {
     return program;
   };
 
-  const handlers: Handlers = {
-    start: (start) => {
-      const { tid, resume } = start.task;
-      // The host checked each envelope all through. One that still does not decode would shift the numbering its replay log follows.
-      const resumed = (start.mailbox ?? []).map(unsealMessage);
-      if (resumed.some((message) => message?.to !== tid)) {
-        early.delete(tid);
-        post({ type: 'done', tid, ok: false, error: { code: 'E_BAD_FRAME', message: 'a message of the resumed mailbox does not decode as one to this task' } });
-        return;
-      }
-      const mailbox = new Mailbox();
-      // A resumed mailbox is in the host's replay log already: it is not reported again.
-      mailbox.deliver(resumed as TaskMessage[]);
-      const arrivals = new Arrivals(tid, mailbox, post, start.delivered);
-      arrivals.fromHost(early.get(tid) ?? []);
+  /** Starts one task; `finish` reports its outcome once it has ended (a frozen task never ends). */
+  const launch = (start: StartTask, finish: (done: Done) => void): void => {
+    const { tid, resume } = start.task;
+    // The host checked each envelope all through. One that still does not decode would shift the numbering its replay log follows.
+    const resumed = (start.mailbox ?? []).map(unsealMessage);
+    if (resumed.some((message) => message?.to !== tid)) {
       early.delete(tid);
-      const counters = resume && { sent: resume.sent ?? [], requests: resume.requests ?? 0 };
-      const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
-      running.set(tid, { messaging, arrivals });
-      const end = (): void => {
-        arrivals.flush();
-        arrivals.close();
-        messaging.close();
-        running.delete(tid);
-        freezing.delete(tid);
-      };
-      const flags = start.freezeFlag ? new Int32Array(start.freezeFlag) : null;
-      const safePoint = { messaging, mailbox, arrivals, flags, freezeAsked: () => freezing.has(tid) };
-      runTask(start, load, safePoint, end, post).catch((error: unknown) =>
-        console.error('webpvm runtime: cannot report to the host', error),
-      );
+      finish({ type: 'done', tid, ok: false, error: { code: 'E_BAD_FRAME', message: 'a message of the resumed mailbox does not decode as one to this task' } });
+      return;
+    }
+    const mailbox = new Mailbox();
+    // A resumed mailbox is in the host's replay log already: it is not reported again.
+    mailbox.deliver(resumed as TaskMessage[]);
+    const arrivals = new Arrivals(tid, mailbox, post, start.delivered);
+    arrivals.fromHost(early.get(tid) ?? []);
+    early.delete(tid);
+    const counters = resume && { sent: resume.sent ?? [], requests: resume.requests ?? 0 };
+    const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
+    running.set(tid, { messaging, arrivals });
+    const end = (): void => {
+      arrivals.flush();
+      arrivals.close();
+      messaging.close();
+      running.delete(tid);
+      freezing.delete(tid);
+    };
+    const flag = flagCells && start.flag !== undefined ? { cells: flagCells, index: start.flag } : null;
+    const safePoint = { messaging, mailbox, arrivals, flag, freezeAsked: () => freezing.has(tid) };
+    runTask(start, load, safePoint, end, post, finish).catch((error: unknown) =>
+      console.error('webpvm runtime: cannot report to the host', error),
+    );
+  };
+
+  const handlers: Handlers = {
+    start: (start) => launch(start, post),
+    starts: ({ tasks }) => {
+      queued.push(...tasks);
+      runQueued();
+    },
+    flags: ({ buffer }) => {
+      flagCells = new Int32Array(buffer);
+    },
+    withdraw: ({ tids }) => {
+      const asked = new Set(tids);
+      const withdrawn = queued.filter((start) => asked.has(start.task.tid)).map((start) => start.task.tid);
+      for (let i = queued.length - 1; i >= 0; i--) if (asked.has(queued[i]!.task.tid)) queued.splice(i, 1);
+      post({ type: 'withdrawn', tids: withdrawn });
     },
     deliver: (deliver) => {
       const task = running.get(deliver.tid);
@@ -157,22 +214,24 @@ interface SafePoint {
   messaging: TaskMessaging;
   mailbox: Mailbox;
   arrivals: Arrivals;
-  flags: Int32Array | null;
+  /** The task's cell of the host's Flags. */
+  flag: { cells: Int32Array; index: number } | null;
   freezeAsked(): boolean;
 }
 
-/** Runs one task to its end, calls `end` before the `done` message, so nothing the task does afterwards is sent. */
+/** Runs one task to its end, calls `end` before its outcome goes to `finish`, so nothing the task does afterwards is sent. */
 async function runTask(
   start: StartTask,
   load: (url: string) => Promise<ProgramModule>,
   safePoint: SafePoint,
   end: () => void,
   post: Post,
+  finish: (done: Done) => void,
 ): Promise<void> {
   const { task } = start;
   const fail = (code: ErrorCode, message: string): void => {
     end();
-    post({ type: 'done', tid: task.tid, ok: false, error: { code, message: truncateLine(message) } });
+    finish({ type: 'done', tid: task.tid, ok: false, error: { code, message: truncateLine(message) } });
   };
 
   let program: ProgramModule;
@@ -205,10 +264,10 @@ async function runTask(
     return;
   }
   end();
-  post({ type: 'done', tid: task.tid, ok: true, value: result });
+  finish({ type: 'done', tid: task.tid, ok: true, value: result });
 }
 
-function createContext(start: StartTask, { messaging, mailbox, arrivals, flags, freezeAsked }: SafePoint, post: Post): TaskContext {
+function createContext(start: StartTask, { messaging, mailbox, arrivals, flag, freezeAsked }: SafePoint, post: Post): TaskContext {
   const { task, checkpointIntervalMs } = start;
   const { tid } = task;
   const rng = task.resume ? Rng.fromState(task.resume.rng) : Rng.fromSeed(task.seed);
@@ -262,12 +321,12 @@ function createContext(start: StartTask, { messaging, mailbox, arrivals, flags, 
     resume: task.resume ? decodeValue(task.resume.state, start.stateBuffers ?? []) : null,
     checkpoint: (state) => {
       if (frozen) return FROZEN;
-      if (flags) {
+      if (flag) {
         // The common case costs one shared-memory load: the host raises a bit when something is due.
-        const raised = Atomics.load(flags, 0);
+        const raised = Atomics.load(flag.cells, flag.index);
         if (raised === 0) return RESOLVED;
         if (raised & SAFE_POINT_FLAGS.freeze) return freezeAt(state);
-        Atomics.and(flags, 0, ~SAFE_POINT_FLAGS.persist);
+        Atomics.and(flag.cells, flag.index, ~SAFE_POINT_FLAGS.persist);
         take(state, false);
         return RESOLVED;
       }

@@ -32,7 +32,7 @@ export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
     },
   });
   const of = <T extends FromWorker['type']>(type: T, tid = 'job1.0'): Extract<FromWorker, { type: T }>[] =>
-    posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && m.tid === tid);
+    posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && 'tid' in m && m.tid === tid);
   return {
     posted,
     send,
