@@ -40,11 +40,11 @@ const STOP_TIMEOUT_MS = 5_000;
  *   minimised: Playwright turns focus emulation on for every context it creates, and another
  *   CDP session cannot turn it off. So all tabs live in the default context.
  */
-export async function launchVisibleBrowser(): Promise<VisibleBrowser> {
+export async function launchVisibleBrowser(extraArgs: readonly string[] = []): Promise<VisibleBrowser> {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-visible-'));
   const child = spawn(
     CHROMIUM_PATH,
-    [...CHROMIUM_ARGS, '--headless', '--remote-debugging-port=0', `--user-data-dir=${userDataDir}`, 'about:blank'],
+    [...CHROMIUM_ARGS, ...extraArgs, '--headless', '--remote-debugging-port=0', `--user-data-dir=${userDataDir}`, 'about:blank'],
     // a process group of its own: helpers outlive the browser process by a moment and would
     // still be writing into the profile directory when it is removed
     { stdio: ['ignore', 'ignore', 'pipe'], detached: true },

@@ -11,6 +11,8 @@ export interface MigrationSnapshot {
   workersAlive: number;
   migrations: { out: number; in: number };
   lastReclaim: { reason: string; clearedMs: number | null } | null;
+  /** Outcomes kept in IndexedDB until the coordinator acknowledges them. */
+  pendingResults: number;
 }
 
 /** A volunteer tab that can really be hidden and shown, so its reclaim policy acts as it would for a person. */
