@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import { Readable } from 'node:stream';
 import fastifyStatic from '@fastify/static';
 import {
+  type AppendInputsResponse,
   CreateTokenRequest,
   LIMITS,
   SubmitJobRequest,
@@ -15,6 +17,7 @@ import { ISOLATED_PAGE_HEADERS, ISOLATED_RESOURCE_HEADERS } from './cross-origin
 import type { EventLog } from './event-log.ts';
 import type { Metrics } from './metrics.ts';
 import { registerMigrationRoutes } from './migrations-api.ts';
+import { NDJSON, parseInputLines } from './ndjson-inputs.ts';
 import type { ProgramRegistry } from './program-registry.ts';
 import type { JobView } from './scheduler/read-views.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
@@ -33,6 +36,23 @@ export interface ApiOptions {
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
 
+/** A page of `GET /api/jobs/:id/tasks` holds at most this many tasks. */
+const TASKS_PAGE = 10_000;
+
+/** An integer query parameter from `min` to `max`, or `fallback` when it is absent. */
+function integerParam(raw: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const value = typeof raw === 'string' && /^-?\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+  if (!(value >= min && value <= max)) throw new WebpvmError('E_BAD_REQUEST', `\`${name}\` takes an integer from ${min} to ${max}`);
+  return value;
+}
+
+function booleanParam(raw: unknown, name: string): boolean {
+  if (raw === undefined || raw === 'false') return false;
+  if (raw === 'true' || raw === '') return true;
+  throw new WebpvmError('E_BAD_REQUEST', `\`${name}\` takes true or false`);
+}
+
 function parseBody<T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import('zod').ZodError } }, body: unknown): T {
   const parsed = schema.safeParse(body ?? {});
   if (!parsed.success) throw new WebpvmError('E_BAD_REQUEST', describeIssues(parsed.error));
@@ -47,6 +67,8 @@ export function buildApi(opts: ApiOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.requestBytes,
   });
+  // A part of a job's inputs arrives as text and is parsed line by line by its route.
+  app.addContentTypeParser(NDJSON, { parseAs: 'string', bodyLimit: LIMITS.requestBytes }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((thrown, request, reply) => {
     if (thrown instanceof WebpvmError) return reply.status(thrown.status).send({ error: thrown.toJSON() });
@@ -91,26 +113,53 @@ export function buildApi(opts: ApiOptions) {
 
   app.get('/api/jobs/:id', async (request) => (await visibleJob(request, await principal(request))).status);
 
-  app.get('/api/jobs/:id/results', async (request, reply) => {
-    const { status: job, roots } = await visibleJob(request, await principal(request));
-    const results = await views.results(job.id, roots);
-    if ((request.query as { format?: string }).format === 'ndjson') {
-      reply.type('application/x-ndjson');
-      return results.map((r) => `${JSON.stringify(r ?? null)}\n`).join('');
+  app.post('/api/jobs/:id/inputs', async (request): Promise<AppendInputsResponse> => {
+    const { status } = await visibleJob(request, await principal(request));
+    const close = booleanParam((request.query as { close?: unknown }).close, 'close');
+    if (request.body !== undefined && typeof request.body !== 'string') {
+      throw new WebpvmError('E_BAD_REQUEST', `send the inputs as ${NDJSON}: one JSON value a line`);
     }
-    return { results };
+    const inputs = parseInputLines(request.body ?? '');
+    const job = scheduler.jobs.job(status.id);
+    if (!job?.stored.open) throw new WebpvmError('E_CONFLICT', `job ${status.id} takes no more inputs (it is ${status.state}${job ? ', not open' : ''})`);
+    if (job.stored.options.roots + inputs.length > LIMITS.tasksPerBag) {
+      throw new WebpvmError('E_TOO_LARGE', `a job holds at most ${LIMITS.tasksPerBag} inputs; it has ${job.stored.options.roots}`);
+    }
+    if (inputs.length) scheduler.jobs.append(job, inputs);
+    if (close) scheduler.jobs.close(job);
+    await scheduler.writes.durable();
+    return { added: inputs.length, total: job.stored.options.roots };
+  });
+
+  app.get('/api/jobs/:id/results', async (request, reply) => {
+    const { status: job } = await visibleJob(request, await principal(request));
+    const query = request.query as { format?: unknown; after?: unknown; follow?: unknown };
+    const ndjson = query.format === 'ndjson';
+    const follow = booleanParam(query.follow, 'follow');
+    if ((query.after !== undefined || follow) && !ndjson) throw new WebpvmError('E_BAD_REQUEST', '`after` and `follow` read results as format=ndjson');
+    if (query.after !== undefined || follow) {
+      const after = integerParam(query.after, 'after', 0, Number.MAX_SAFE_INTEGER, 0);
+      const stop = new AbortController();
+      reply.raw.once('close', () => stop.abort());
+      reply.type(NDJSON);
+      return reply.send(Readable.from(ndjsonLines(views.outcomes(job.id, after, follow, stop.signal))));
+    }
+    reply.type(ndjson ? NDJSON : 'application/json; charset=utf-8');
+    return reply.send(Readable.from(ndjson ? ndjsonLines(views.results(job.id)) : jsonResults(views.results(job.id))));
   });
 
   app.get('/api/jobs/:id/tasks', async (request) => {
     const { status: job } = await visibleJob(request, await principal(request));
-    return { tasks: await views.tasks(job.id) };
+    const query = request.query as { after?: unknown; limit?: unknown };
+    const after = integerParam(query.after, 'after', 0, Number.MAX_SAFE_INTEGER, -1);
+    return views.tasks(job.id, after, integerParam(query.limit, 'limit', 1, TASKS_PAGE, TASKS_PAGE));
   });
 
   app.delete('/api/jobs/:id', async (request) => {
     const { status: job } = await visibleJob(request, await principal(request));
     if (!scheduler.jobs.cancel(job.id)) return job;
     await scheduler.writes.durable();
-    return views.status(job.id) ?? job;
+    return (await views.job(job.id))?.status ?? job;
   });
 
   registerMigrationRoutes(app, { scheduler, events: opts.events, principal });
@@ -165,4 +214,20 @@ export function buildApi(opts: ApiOptions) {
   }
 
   return app;
+}
+
+/** Pages of values as NDJSON text, a page a chunk. */
+async function* ndjsonLines(pages: AsyncIterable<unknown[]>): AsyncGenerator<string> {
+  for await (const page of pages) yield page.map((value) => `${JSON.stringify(value ?? null)}\n`).join('');
+}
+
+/** Pages of results as one `{"results": [...]}` document, written as it is read. */
+async function* jsonResults(pages: AsyncIterable<unknown[]>): AsyncGenerator<string> {
+  yield '{"results":[';
+  let first = true;
+  for await (const page of pages) {
+    yield (first ? '' : ',') + page.map((value) => JSON.stringify(value ?? null)).join(',');
+    first = false;
+  }
+  yield ']}';
 }

@@ -119,6 +119,30 @@ describe('ApiClient requests', () => {
   });
 });
 
+describe('ApiClient streams', () => {
+  it('sends a part of a job’s inputs as NDJSON, closing the job with the last one', async () => {
+    handler = answer(200, JSON.stringify({ added: 2, total: 5 }));
+    const client = new ApiClient({ url, token: 't' });
+    expect(await client.appendInputs('abcd1234', '1\n2\n', false)).toEqual({ added: 2, total: 5 });
+    await client.appendInputs('abcd1234', '3\n', true);
+    expect(seen.map((s) => [s.method, s.url, s.body])).toEqual([
+      ['POST', '/api/jobs/abcd1234/inputs', '1\n2\n'],
+      ['POST', '/api/jobs/abcd1234/inputs?close=true', '3\n'],
+    ]);
+  });
+
+  it('asks for outcomes after a cursor, following or not', async () => {
+    handler = answer(200, '{"cursor":3,"index":0,"ok":true,"result":1}\n', 'application/x-ndjson');
+    const client = new ApiClient({ url });
+    for await (const _ of await client.streamOutcomes('abcd1234', 2, true));
+    for await (const _ of await client.streamOutcomes('abcd1234', 0, false));
+    expect(seen.map((s) => s.url)).toEqual([
+      '/api/jobs/abcd1234/results?format=ndjson&after=2&follow=true',
+      '/api/jobs/abcd1234/results?format=ndjson&after=0',
+    ]);
+  });
+});
+
 describe('ApiClient errors', () => {
   it('turns an {error: {code, message}} body into a WebpvmError with that code', async () => {
     handler = answer(404, JSON.stringify({ error: { code: 'E_NOT_FOUND', message: 'no job abcd1234' } }));

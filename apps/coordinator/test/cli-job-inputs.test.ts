@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebpvmError } from '@webpvm/vm-protocol';
 import { checkProgramFile, parseMainArgument, readInputsFile, resolveTaskInputs } from '../src/cli/job-inputs.ts';
+import { inputParts } from '../src/cli/ndjson-file.ts';
 
 let dir: string;
 
@@ -81,6 +82,41 @@ describe('resolveTaskInputs', () => {
   it('wants exactly one of --inputs and --main', async () => {
     expect(await badRequest(resolveTaskInputs({}))).toMatch(/give --inputs <file.json> .* or --main <json>/);
     expect(await badRequest(resolveTaskInputs({ inputs: 'x.json', main: '1' }))).toMatch(/not both/);
+  });
+});
+
+describe('NDJSON inputs files', () => {
+  const parts = async (path: string, inputs?: number, bytes?: number) => {
+    const out = [];
+    for await (const part of inputParts(path, inputs, bytes)) out.push(part);
+    return out;
+  };
+
+  it('are left to be streamed to a coordinator, and read whole for run-local', async () => {
+    const path = await file('bag.ndjson', '1\n\n{"n": 2}\r\n"x"\n');
+    expect(await resolveTaskInputs({ inputs: path }, true)).toEqual({ ndjson: path });
+    expect(await resolveTaskInputs({ inputs: path })).toEqual({ inputs: [1, { n: 2 }, 'x'] });
+  });
+
+  it('go in parts of at most so many inputs or so many bytes, blank lines left out', async () => {
+    const path = await file('many.ndjson', `${Array.from({ length: 7 }, (_, i) => `{"i":${i}}`).join('\n\n')}\n`);
+    expect((await parts(path, 3)).map((p) => [p.inputs, p.text])).toEqual([
+      [3, '{"i":0}\n{"i":1}\n{"i":2}\n'],
+      [3, '{"i":3}\n{"i":4}\n{"i":5}\n'],
+      [1, '{"i":6}\n'],
+    ]);
+    // eight bytes a line: two lines fit in 16, a third does not
+    expect((await parts(path, 100, 16)).map((p) => p.inputs)).toEqual([2, 2, 2, 1]);
+    expect((await parts(path, 3)).at(-1)?.fileBytes).toBe((await parts(path, 100)).at(-1)?.fileBytes);
+  });
+
+  it('name the line that is not JSON, and a file that is missing or holds no input', async () => {
+    const broken = await file('broken.ndjson', '1\n2\n{oops\n');
+    expect(await badRequest(parts(broken))).toMatch(new RegExp(`^${broken}:3 is not JSON: `));
+    const missing = join(dir, 'missing.ndjson');
+    expect(await badRequest(resolveTaskInputs({ inputs: missing }, true))).toBe(`inputs file not found: ${missing}`);
+    const empty = await file('empty.ndjson', '\n  \n');
+    expect(await badRequest(resolveTaskInputs({ inputs: empty }))).toBe(`inputs file ${empty} holds no inputs`);
   });
 });
 

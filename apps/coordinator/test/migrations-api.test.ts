@@ -112,7 +112,7 @@ describe('POST /api/tasks/:tid/migrate', () => {
     const alice = await h.token('alice');
     const bob = await h.token('bob');
     const { id } = await running(h, alice, 5);
-    const pending = (await h.scheduler.views.tasks(id)).find((t) => t.state === 'pending')!;
+    const pending = (await h.scheduler.views.tasks(id, -1, 100)).tasks.find((t) => t.state === 'pending')!;
     const conflict = await h.app.inject({ method: 'POST', url: `/api/tasks/${pending.tid}/migrate`, headers: h.bearer(alice) });
     expect(conflict.statusCode).toBe(409);
     expect(conflict.json<{ error: { code: string } }>().error.code).toBe('E_CONFLICT');

@@ -93,7 +93,7 @@ describe('scheduler migration', () => {
       scheduler.migrations.migrating(host, [{ tid: 'job1.0', attempt: current }], 'order');
       scheduler.migrations.migrated(host, { type: 'migrated', tid: 'job1.0', attempt: current, imageBytes: null, frozen: false, obtrusivenessMs: 0, via: 'coordinator' });
       await settle();
-      const task = (await scheduler.views.tasks('job1')).find((t) => t.tid === 'job1.0')!;
+      const task = (await scheduler.views.tasks('job1', -1, 100)).tasks.find((t) => t.tid === 'job1.0')!;
       expect(task.state).toBe('running');
       current = task.attempt;
       host = task.hostId!;

@@ -1,6 +1,6 @@
 import { SubmitJobRequest } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeHost, clock, closeSchedulers, connect, schedulerHarness, settle, spec } from './support/scheduler-harness.ts';
+import { FakeHost, clock, closeSchedulers, connect, resultsOf, schedulerHarness, settle, spec, statusOf } from './support/scheduler-harness.ts';
 
 afterEach(closeSchedulers);
 
@@ -72,8 +72,8 @@ describe('scheduler leasing', () => {
       { tid: 'job1.0', attempt: 1 },
       { tid: 'job1.1', attempt: 1 },
     ]);
-    expect(scheduler.views.status('job1')?.state).toBe('done');
-    expect(await store.getResults('job1', 2)).toEqual([20, 40]);
+    expect((await statusOf(scheduler, 'job1'))?.state).toBe('done');
+    expect(await resultsOf(store, 'job1')).toEqual([20, 40]);
     expect((await store.getJob('job1'))?.state).toBe('done');
   });
 
@@ -115,7 +115,7 @@ describe('scheduler reissue', () => {
     }
     await settle();
     expect(a.assigned().map((t) => t.attempt)).toEqual([1, 2]);
-    const status = scheduler.views.status('job1');
+    const status = await statusOf(scheduler, 'job1');
     expect(status?.state).toBe('failed');
     expect(status?.error?.message).toContain('boom');
   });
@@ -148,10 +148,10 @@ describe('scheduler reissue', () => {
     expect(scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'first' }])).toEqual([]);
     expect(scheduler.reports.outcomes('hb', [{ tid: 'job1.0', attempt: 2, ok: true, value: 'second' }])).toEqual([]);
     await settle();
-    expect(await store.getResults('job1', 2)).toEqual(['first']);
+    expect(await resultsOf(store, 'job1')).toEqual(['first']);
     expect(b.of('cancel')[0]?.tasks).toEqual([{ tid: 'job1.0', attempt: 2 }]);
     expect(a2.of('ack')).toHaveLength(1);
-    expect(scheduler.views.status('job1')?.tasks.done).toBe(1);
+    expect((await statusOf(scheduler, 'job1'))?.tasks.done).toBe(1);
   });
 
   it('after a restart keeps tasks running on hosts that come back and reissues the others', async () => {
@@ -173,6 +173,66 @@ describe('scheduler reissue', () => {
     expect(scheduler.views.status('job1')?.tasks.done).toBe(1);
     // hb never came back: its task went to the host that is there
     expect(a.assigned()).toEqual([expect.objectContaining({ tid: 'job1.1', attempt: 2 })]);
+  });
+});
+
+describe('scheduler restarts and cancels of big jobs', () => {
+  it('shows after a restart the total a job grew to, by spawned tasks and appended inputs', async () => {
+    const first = schedulerHarness();
+    const job = first.scheduler.jobs.submit(spec([1], { open: true }), 'p', 'o', 'job1');
+    connect(first.scheduler, 'ha', 1);
+    await settle();
+    first.scheduler.vm.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null, null] });
+    first.scheduler.jobs.append(job, [2, 3, 4]);
+    await settle();
+    await first.scheduler.writes.durable();
+    expect(first.scheduler.views.status('job1')?.tasks.total).toBe(6);
+    const { scheduler } = schedulerHarness({ store: first.store });
+    await scheduler.restore();
+    expect(scheduler.views.status('job1')?.tasks).toEqual({ total: 6, pending: 3, running: 3, done: 0, failed: 0 });
+    expect(scheduler.jobs.job('job1')?.stored.options.roots).toBe(4);
+    // the appended roots come after the spawned tasks, and keep their places among the inputs
+    const host = connect(scheduler, 'ha', 8, [1, 2, 3].map((n) => ({ tid: `job1.${n - 1}`, attempt: 1 })));
+    await settle();
+    expect(host.assigned().map((t) => [t.tid, t.input])).toEqual([
+      ['job1.3', 2],
+      ['job1.4', 3],
+      ['job1.5', 4],
+    ]);
+  });
+
+  it('after a restart, goes on with a retried root task from its last attempt and checkpoint', async () => {
+    const first = schedulerHarness();
+    first.scheduler.jobs.submit(spec([1, 2]), 'p', 'o', 'job1');
+    const a = connect(first.scheduler, 'ha', 1);
+    await settle();
+    const checkpoint = { state: { i: 7 }, rng: [1, 2, 3, 4] as [number, number, number, number] };
+    first.scheduler.reports.checkpoint('ha', 'job1.0', 1, checkpoint);
+    first.scheduler.hosts.detach('ha', a);
+    await settle();
+    await first.scheduler.writes.durable();
+    const { scheduler } = schedulerHarness({ store: first.store });
+    await scheduler.restore();
+    const b = connect(scheduler, 'hb', 2);
+    await settle();
+    expect(b.assigned().map((t) => [t.tid, t.attempt, t.resume])).toEqual([
+      ['job1.0', 2, checkpoint],
+      ['job1.1', 2, null],
+    ]);
+  });
+
+  it('cancels a job whose tasks are mostly still in the store, and marks them cancelled there', async () => {
+    const { scheduler, store } = schedulerHarness({ windowTasks: 4 });
+    scheduler.jobs.submit(spec(Array.from({ length: 50 }, (_, i) => i)), 'p', 'o', 'job1');
+    const host = connect(scheduler, 'ha', 1);
+    await settle();
+    scheduler.jobs.cancel('job1');
+    expect(scheduler.views.status('job1')?.tasks).toEqual({ total: 50, pending: 0, running: 0, done: 0, failed: 0 });
+    expect(host.of('cancel').flatMap((m) => m.tasks.map((t) => t.tid))).toEqual(['job1.0', 'job1.1']);
+    for (let i = 0; i < 4; i++) await settle();
+    expect(await store.taskCounts('job1')).toEqual({ total: 50, pending: 0, running: 0, done: 0, failed: 0 });
+    expect(await store.cancelledWithPending()).toEqual([]);
+    expect(scheduler.jobs.size).toEqual({ jobs: 0, tasks: 0 });
   });
 });
 
@@ -231,9 +291,9 @@ describe('scheduler services for message passing', () => {
     scheduler.reports.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: true, value: 'child' }]);
     scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: true, value: 'root' }]);
     await settle();
-    expect(scheduler.views.status('job1')).toMatchObject({ state: 'done', tasks: { total: 3, done: 2 } });
+    expect(await statusOf(scheduler, 'job1')).toMatchObject({ state: 'done', tasks: { total: 3, done: 2 } });
     expect(a.of('cancel').flatMap((m) => m.tasks)).toEqual([{ tid: 'job1.2', attempt: 1 }]);
-    expect(await store.getResults('job1', 1)).toEqual(['root']);
+    expect(await resultsOf(store, 'job1')).toEqual(['root']);
   });
 
   it('notifies exit after the last message the ended task sent the notifier', async () => {

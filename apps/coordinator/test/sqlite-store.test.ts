@@ -5,7 +5,7 @@ import type { MigrationEvent } from '@webpvm/vm-protocol';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
-import { type StoredJob, emptyBatch } from '../src/store/store.ts';
+import { type StoredJob, emptyBatch, emptyTally } from '../src/store/store.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -20,6 +20,8 @@ const job = (id: string, createdAt: number, owner = 'alice'): StoredJob => ({
   programHash: 'abc',
   state: 'running',
   total: 2,
+  open: false,
+  tally: emptyTally(),
   createdAt,
   finishedAt: null,
   error: null,
@@ -27,11 +29,12 @@ const job = (id: string, createdAt: number, owner = 'alice'): StoredJob => ({
   migrations: 0,
 });
 
-const task = (jobId: string, index: number, input: unknown) => ({
+const task = (jobId: string, index: number, input: unknown, root: number | null = index) => ({
   tid: `${jobId}.${index}`,
   jobId,
   index,
-  parent: null,
+  parent: root === null ? `${jobId}.0` : null,
+  root,
   name: null,
   input,
   state: 'pending' as const,
@@ -42,6 +45,7 @@ const task = (jobId: string, index: number, input: unknown) => ({
   checkpoint: null,
   messagesIn: 0,
   messagesOut: 0,
+  seq: null,
 });
 
 const migration = (id: number, jobId: string): MigrationEvent => ({
@@ -70,28 +74,156 @@ describe('SqliteStore', () => {
     await store.commit({
       ...emptyBatch(),
       taskUpdates: [
-        { tid: 'j1.0', state: 'done', attempt: 1, hostId: 'h1', result: { pi: 3.14 }, error: null, messagesIn: 3, messagesOut: 4 },
+        { tid: 'j1.0', state: 'done', attempt: 1, hostId: 'h1', result: { pi: 3.14 }, error: null, messagesIn: 3, messagesOut: 4, seq: 1 },
       ],
       checkpoints: [{ tid: 'j1.1', checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4] } }],
     });
     await store.close();
 
     const reopened = new SqliteStore(file);
-    expect(await reopened.getResults('j1', 2)).toEqual([{ pi: 3.14 }, null]);
-    expect(await reopened.getResults('j1', 1)).toEqual([{ pi: 3.14 }]);
-    expect((await reopened.getTasks('j1'))[0]).toMatchObject({ tid: 'j1.0', state: 'done', messagesIn: 3, messagesOut: 4 });
+    expect(await reopened.resultsInOrder('j1', -1, 10)).toEqual([
+      { index: 0, result: { pi: 3.14 } },
+      { index: 1, result: null },
+    ]);
+    expect(await reopened.resultsInOrder('j1', -1, 1)).toEqual([{ index: 0, result: { pi: 3.14 } }]);
+    expect(await reopened.outcomesAfter('j1', 0, 10)).toEqual([{ seq: 1, root: 0, ok: true, result: { pi: 3.14 }, error: null }]);
+    expect((await reopened.tasksPage('j1', -1, 10))[0]).toMatchObject({ tid: 'j1.0', index: 0, state: 'done', messagesIn: 3, messagesOut: 4 });
     expect(await reopened.taskCounts('j1')).toEqual({ total: 2, pending: 1, running: 0, done: 1, failed: 0 });
-    const { jobs, tasks } = await reopened.loadUnfinished();
-    expect(jobs.map((j) => j.id)).toEqual(['j1']);
-    expect(tasks[1]).toMatchObject({ tid: 'j1.1', input: [2], checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4] } });
+    const [unfinished, ...more] = await reopened.loadUnfinished();
+    expect(more).toEqual([]);
+    expect(unfinished).toMatchObject({ job: { id: 'j1' }, tasks: [], spawned: 0 });
+    expect([...unfinished!.pendingRoots]).toEqual([1]);
+    expect(await reopened.pendingRoots('j1', 0, 2, 10)).toEqual([
+      expect.objectContaining({ tid: 'j1.1', root: 1, input: [2], checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4] } }),
+    ]);
     await reopened.close();
+  });
+
+  it('updates what changes of a job as it runs: its total, roots, openness and tally', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-store-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'db.sqlite');
+    const store = new SqliteStore(file);
+    await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), open: true }] });
+    const grown: StoredJob = {
+      ...job('j1', 1),
+      options: { ...job('j1', 1).options, roots: 5 },
+      total: 7,
+      open: false,
+      tally: { ...emptyTally(), done: 3, rootsEnded: 3, resultSeq: 3 },
+    };
+    await store.commit({ ...emptyBatch(), jobs: [grown] });
+    await store.close();
+    const reopened = new SqliteStore(file);
+    expect(await reopened.getJob('j1')).toEqual(grown);
+    expect((await reopened.loadUnfinished())[0]?.job).toEqual(grown);
+    await reopened.close();
+  });
+
+  it('tells a restart only what it needs of a big job: the tasks it holds, pending roots and bad ends as indexes', async () => {
+    const store = new SqliteStore(':memory:');
+    const rows = Array.from({ length: 8 }, (_, i) => task('j1', i, i));
+    rows.push(task('j1', 8, 'spawned', null), task('j1', 9, 'spawned too', null), task('j1', 10, 8, 8));
+    await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), total: 11 }], newTasks: rows });
+    const update = (tid: string, state: 'running' | 'done' | 'failed' | 'cancelled', seq: number | null = null) => ({
+      tid, state, attempt: 1, hostId: 'h1', result: state === 'done' ? tid : null, error: state === 'failed' ? { code: 'E_TASK_FAILED' as const, message: 'x' } : null, messagesIn: 0, messagesOut: 0, seq,
+    });
+    await store.commit({
+      ...emptyBatch(),
+      taskUpdates: [update('j1.0', 'done', 1), update('j1.1', 'failed', 2), update('j1.2', 'running'), update('j1.9', 'cancelled'), update('j1.5', 'running')],
+      checkpoints: [{ tid: 'j1.2', checkpoint: { state: 2, rng: [1, 2, 3, 4] } }],
+    });
+    const [restart] = await store.loadUnfinished();
+    expect(restart!.tasks.map((t) => [t.tid, t.state])).toEqual([
+      ['j1.2', 'running'],
+      ['j1.5', 'running'],
+      ['j1.8', 'pending'],
+    ]);
+    expect(restart!.tasks[0]).toMatchObject({ input: 2, root: 2, checkpoint: { state: 2 } });
+    expect([...restart!.pendingRoots]).toEqual([3, 4, 6, 7, 10]);
+    expect([...restart!.endedBadly]).toEqual([1, 9]);
+    expect(restart!.spawned).toBe(2);
+    // pages of pending roots: from an index, below a bound, at most a limit
+    expect((await store.pendingRoots('j1', 0, 11, 2)).map((t) => t.index)).toEqual([3, 4]);
+    expect((await store.pendingRoots('j1', 5, 11, 10)).map((t) => [t.index, t.root, t.input])).toEqual([
+      [6, 6, 6],
+      [7, 7, 7],
+      [10, 8, 8],
+    ]);
+    expect((await store.pendingRoots('j1', 5, 10, 10)).map((t) => t.index)).toEqual([6, 7]);
+    // outcomes by cursor, results and tasks by index
+    expect(await store.outcomesAfter('j1', 0, 10)).toEqual([
+      { seq: 1, root: 0, ok: true, result: 'j1.0', error: null },
+      { seq: 2, root: 1, ok: false, result: null, error: { code: 'E_TASK_FAILED', message: 'x' } },
+    ]);
+    expect(await store.outcomesAfter('j1', 1, 10)).toHaveLength(1);
+    expect((await store.resultsInOrder('j1', 6, 10)).map((r) => r.index)).toEqual([7, 10]);
+    expect((await store.tasksPage('j1', 7, 2)).map((t) => [t.tid, t.parent])).toEqual([
+      ['j1.8', 'j1.0'],
+      ['j1.9', 'j1.0'],
+    ]);
+    await store.close();
+  });
+
+  it('marks a cancelled job’s pending roots cancelled in parts, and finds those a stop left', async () => {
+    const store = new SqliteStore(':memory:');
+    await store.commit({
+      ...emptyBatch(),
+      jobs: [{ ...job('j1', 1), state: 'cancelled', finishedAt: 2 }, job('j2', 2)],
+      newTasks: [...Array.from({ length: 5 }, (_, i) => task('j1', i, i)), task('j1', 5, 's', null), task('j2', 0, 0)],
+    });
+    expect(await store.cancelledWithPending()).toEqual(['j1']);
+    expect(await store.cancelPendingRoots('j1', 3)).toBe(3);
+    expect(await store.cancelledWithPending()).toEqual(['j1']);
+    expect(await store.cancelPendingRoots('j1', 3)).toBe(2);
+    expect(await store.cancelPendingRoots('j1', 3)).toBe(0);
+    expect(await store.cancelledWithPending()).toEqual([]);
+    expect(await store.taskCounts('j1')).toMatchObject({ total: 6, pending: 1 });
+    expect(await store.taskCounts('j2')).toMatchObject({ total: 1, pending: 1 });
+    await store.close();
+  });
+
+  it('fills in tallies, input places and cursors in a file made before they existed', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-store-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'db.sqlite');
+    const old = new Database(file);
+    old.exec(`CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, options TEXT NOT NULL,
+      program_hash TEXT NOT NULL, state TEXT NOT NULL, total INTEGER NOT NULL, created_at INTEGER NOT NULL, finished_at INTEGER,
+      error TEXT, attempts INTEGER NOT NULL, migrations INTEGER NOT NULL);
+      CREATE TABLE tasks (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, parent TEXT, name TEXT, input TEXT NOT NULL,
+      state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT,
+      messages_in INTEGER NOT NULL DEFAULT 0, messages_out INTEGER NOT NULL DEFAULT 0);
+      CREATE INDEX tasks_job ON tasks(job_id, idx);`);
+    const { open: _open, tally: _tally, ...before } = job('j1', 1);
+    old.prepare(`INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      before.id, before.owner, before.name, JSON.stringify({ ...before.options, roots: 3 }), 'abc', 'running', 4, 1, null, null, 3, 0,
+    );
+    const insert = old.prepare(`INSERT INTO tasks (tid, job_id, idx, parent, input, state, attempt, result, error) VALUES (?, 'j1', ?, ?, '0', ?, 1, ?, ?)`);
+    insert.run('j1.0', 0, null, 'done', '"r0"', null);
+    insert.run('j1.1', 1, null, 'failed', null, JSON.stringify({ code: 'E_TASK_FAILED', message: 'boom' }));
+    insert.run('j1.2', 2, null, 'pending', null, null);
+    insert.run('j1.3', 3, 'j1.0', 'done', '"child"', null);
+    old.close();
+
+    const store = new SqliteStore(file);
+    expect((await store.getJob('j1'))?.tally).toEqual({ done: 2, failed: 1, cancelled: 0, rootsEnded: 2, rootsFailed: 1, firstFailure: 'boom', resultSeq: 2 });
+    expect((await store.outcomesAfter('j1', 0, 10)).map((o) => [o.seq, o.root, o.ok])).toEqual([
+      [1, 0, true],
+      [2, 1, false],
+    ]);
+    expect((await store.resultsInOrder('j1', -1, 10)).map((r) => r.result)).toEqual(['r0', null, null]);
+    const [restart] = await store.loadUnfinished();
+    expect([...restart!.pendingRoots]).toEqual([2]);
+    expect(restart!.spawned).toBe(1);
+    await store.close();
   });
 
   it('leaves finished jobs out of what a restart resumes', async () => {
     const store = new SqliteStore(':memory:');
     await store.commit({ ...emptyBatch(), jobs: [job('j1', 1), job('j2', 2)] });
     await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), state: 'done', finishedAt: 5 }] });
-    expect((await store.loadUnfinished()).jobs.map((j) => j.id)).toEqual(['j2']);
+    expect((await store.loadUnfinished()).map((u) => u.job.id)).toEqual(['j2']);
     expect((await store.getJob('j1'))?.finishedAt).toBe(5);
     await store.close();
   });

@@ -39,11 +39,38 @@ describe('JobVm', () => {
     expect(vm.size).toBe(3);
   });
 
-  it('refuses a spawn past the job’s task limit, spawning none of it', () => {
+  it('refuses a spawn past the limit of spawned tasks, spawning none of it; root tasks do not count', () => {
     const { vm } = rootJob();
-    expect(vm.request('jobj.0', 1, spawn([1, 2, 3, 4, 5, 6, 7, 8])).answer).toMatchObject({ ok: false, error: { code: 'E_TOO_LARGE' } });
-    expect(vm.size).toBe(1);
+    vm.add('another root', null, null);
+    expect(vm.request('jobj.0', 1, spawn([1, 2, 3, 4, 5, 6, 7, 8, 9])).answer).toMatchObject({ ok: false, error: { code: 'E_TOO_LARGE' } });
+    expect(vm.size).toBe(2);
     expect(vm.request('jobj.0', 2, spawn([1, 2, 3, 4, 5, 6, 7])).answer).toMatchObject({ ok: true });
+    expect(vm.request('jobj.0', 3, spawn([1, 2])).answer).toMatchObject({ ok: false, error: { code: 'E_TOO_LARGE' } });
+    expect(vm.request('jobj.0', 4, spawn([1])).answer).toMatchObject({ ok: true });
+    expect(vm.size).toBe(10);
+  });
+
+  it('keeps no task object: a task is described again from its index, the same as when it was added', () => {
+    const { vm } = rootJob(9);
+    const added = vm.add('x', null, null);
+    expect(vm.describe(1, 'x', null, null)).toEqual(added);
+    expect(vm.describe(1, 'x', null, null)).not.toBe(added);
+    for (let i = 0; i < 1000; i++) vm.add(i, null, null);
+    expect(vm.size).toBe(1002);
+    expect(vm.standing('jobj.1001')).toBe('live');
+    expect(vm.standing('jobj.1002')).toBe('no-such-task');
+  });
+
+  it('after a restart knows every task as ended well, but those said to be live or failed', () => {
+    const vm = new JobVm('jobj', 1, 8);
+    vm.restore(6, 2, [0, 4], [3]);
+    expect(vm.size).toBe(6);
+    expect(['jobj.0', 'jobj.1', 'jobj.3', 'jobj.4', 'jobj.6'].map((tid) => vm.standing(tid))).toEqual(['live', 'ended', 'ended', 'live', 'no-such-task']);
+    const { effects } = vm.request('jobj.0', 1, { kind: 'notify', tids: ['jobj.1', 'jobj.3'], tag: 2 });
+    expect(effects.map((e) => e.kind === 'notice' && e.notice.ok)).toEqual([true, false]);
+    // two spawned before the restart: six more fit under the limit of eight
+    expect(vm.request('jobj.0', 2, spawn([1, 2, 3, 4, 5, 6, 7])).answer).toMatchObject({ ok: false });
+    expect(vm.request('jobj.0', 3, spawn([1, 2, 3, 4, 5, 6])).answer).toEqual({ ok: true, value: ['jobj.6', 'jobj.7', 'jobj.8', 'jobj.9', 'jobj.10', 'jobj.11'] });
   });
 
   it('gives group instances from 0, refuses leaving a group one is not in, and lists members in instance order', () => {

@@ -4,13 +4,17 @@ import { MigrationReason } from './host.ts';
 import { JobId } from './ids.ts';
 import { LIMITS } from './limits.ts';
 
-/** `POST /api/jobs`: a bag of tasks (`inputs`) or one root task (`main`). */
+/**
+ * `POST /api/jobs`: a bag of tasks (`inputs`) or one root task (`main`). An `open` bag takes more
+ * inputs later (`POST /api/jobs/:id/inputs`), so it may start with none.
+ */
 export const SubmitJobRequest = z
   .object({
     name: z.string().max(LIMITS.nameChars).default('job'),
     program: z.string().min(1).max(LIMITS.programBytes),
-    inputs: z.array(z.unknown()).min(1).max(LIMITS.inputsPerJob).optional(),
+    inputs: z.array(z.unknown()).max(LIMITS.inputsPerRequest).optional(),
     main: z.unknown().optional(),
+    open: z.boolean().default(false),
     replicas: z.number().int().min(1).max(16).default(1),
     quorum: z.number().int().min(1).max(16).default(1),
     maxAttempts: z.number().int().min(1).max(100).default(3),
@@ -24,9 +28,33 @@ export const SubmitJobRequest = z
     message: 'give exactly one of `inputs` (a bag of tasks) or `main` (one root task)',
     path: ['inputs'],
   })
+  .refine((j) => !j.open || j.inputs !== undefined, { message: 'only a bag of `inputs` can be `open`', path: ['open'] })
+  .refine((j) => j.open || j.inputs === undefined || j.inputs.length > 0, {
+    message: 'a bag needs at least one input, unless it is `open` (inputs streamed in later)',
+    path: ['inputs'],
+  })
   .refine((j) => j.quorum <= j.replicas, { message: '`quorum` cannot exceed `replicas`', path: ['quorum'] });
 export type SubmitJobRequest = z.input<typeof SubmitJobRequest>;
 export type JobSpec = z.output<typeof SubmitJobRequest>;
+
+/** `POST /api/jobs/:id/inputs`: how many inputs this part added, and how many the job has now. */
+export const AppendInputsResponse = z.object({ added: z.number(), total: z.number() });
+export type AppendInputsResponse = z.infer<typeof AppendInputsResponse>;
+
+/**
+ * One line of `GET /api/jobs/:id/results?format=ndjson&after=<cursor>`: a root task's final
+ * outcome, `cursor` its place in the order outcomes were stored (from 1), `index` its input's.
+ */
+export const ResultLine = z.discriminatedUnion('ok', [
+  z.object({ cursor: z.number().int().positive(), index: z.number().int().nonnegative(), ok: z.literal(true), result: z.unknown() }),
+  z.object({
+    cursor: z.number().int().positive(),
+    index: z.number().int().nonnegative(),
+    ok: z.literal(false),
+    error: z.object({ code: z.string(), message: z.string() }),
+  }),
+]);
+export type ResultLine = z.infer<typeof ResultLine>;
 
 export const JobState = z.enum(['queued', 'running', 'done', 'failed', 'cancelled']);
 export type JobState = z.infer<typeof JobState>;
@@ -78,7 +106,8 @@ export const TaskInfo = z.object({
 });
 export type TaskInfo = z.infer<typeof TaskInfo>;
 
-export const TaskList = z.object({ tasks: z.array(TaskInfo) });
+/** A page of a job's tasks in index order; `next` is the `after` of the next page, null after the last. */
+export const TaskList = z.object({ tasks: z.array(TaskInfo), next: z.number().int().nullable() });
 export type TaskList = z.infer<typeof TaskList>;
 
 export const SubmitJobResponse = z.object({ id: JobId, tasks: z.number() });

@@ -2,13 +2,16 @@
 export const LIMITS = {
   /** One WebSocket frame between a host and the coordinator. */
   frameBytes: 16 * 1024 * 1024,
-  /** One REST request body (a job: program + inputs). */
+  /** One REST request body (a job: program + inputs, or a part of a job's inputs). */
   requestBytes: 64 * 1024 * 1024,
   programBytes: 4 * 1024 * 1024,
-  inputsPerJob: 100_000,
+  /** Inputs one request may carry: `POST /api/jobs`, or one part `POST /api/jobs/:id/inputs` appends. */
+  inputsPerRequest: 100_000,
+  /** Root tasks a bag job may hold in all, its inputs streamed in over many requests. */
+  tasksPerBag: 100_000_000,
   /** One message between tasks (its data on the wire); a 64 MiB array fits. */
   messageBytes: 96 * 1024 * 1024,
-  /** Tasks one `spawn` may start, and tasks one job may hold in all. */
+  /** Tasks one `spawn` may start, and tasks a job's tasks may spawn in all. */
   spawnPerCall: 4096,
   tasksPerJob: 200_000,
   groupChars: 128,

@@ -1,4 +1,5 @@
 import {
+  AppendInputsResponse,
   ApiError,
   CreateTokenResponse,
   HostList,
@@ -28,6 +29,9 @@ interface Schema<T> {
 
 type Method = 'GET' | 'POST' | 'DELETE';
 
+/** A request body: JSON, or text of its own media type (a part of a job's inputs, NDJSON). */
+type Body = { json: unknown } | { text: string; type: string };
+
 /** Used when an error body carries no code we know. */
 const CODE_BY_STATUS: Record<number, ErrorCode> = {
   400: 'E_BAD_REQUEST',
@@ -55,7 +59,13 @@ export class ApiClient {
   }
 
   async submitJob(request: SubmitJobRequest): Promise<SubmitJobResponse> {
-    return this.#json('POST', '/api/jobs', SubmitJobResponse, request);
+    return this.#json('POST', '/api/jobs', SubmitJobResponse, { json: request });
+  }
+
+  /** Appends a part of an open job's inputs (`ndjson`: one JSON value a line); `close` ends its inputs. */
+  async appendInputs(id: string, ndjson: string, close: boolean): Promise<AppendInputsResponse> {
+    const path = `${jobPath(id)}/inputs${close ? '?close=true' : ''}`;
+    return this.#json('POST', path, AppendInputsResponse, { text: ndjson, type: 'application/x-ndjson' });
   }
 
   async listJobs(): Promise<JobList> {
@@ -77,13 +87,24 @@ export class ApiClient {
     return response.body;
   }
 
+  /**
+   * Root outcomes as NDJSON lines `{cursor, index, ok, result | error}`, stored after `after`;
+   * with `follow`, more as they are stored, until the job ends.
+   */
+  async streamOutcomes(id: string, after: number, follow: boolean): Promise<AsyncIterable<Uint8Array>> {
+    const path = `${jobPath(id)}/results?format=ndjson&after=${after}${follow ? '&follow=true' : ''}`;
+    const response = await this.#request('GET', path);
+    if (response.body === null) throw unexpected('GET', `${jobPath(id)}/results`, 'the answer has no body');
+    return response.body;
+  }
+
   /** Answers the job's status after the cancel. */
   async cancelJob(id: string): Promise<JobStatus> {
     return this.#json('DELETE', jobPath(id), JobStatus);
   }
 
   async createToken(request: { name?: string; admin?: boolean }): Promise<CreateTokenResponse> {
-    return this.#json('POST', '/api/tokens', CreateTokenResponse, request);
+    return this.#json('POST', '/api/tokens', CreateTokenResponse, { json: request });
   }
 
   async listHosts(): Promise<HostList> {
@@ -95,7 +116,7 @@ export class ApiClient {
     await response.body?.cancel();
   }
 
-  async #json<T>(method: Method, path: string, schema: Schema<T>, body?: unknown): Promise<T> {
+  async #json<T>(method: Method, path: string, schema: Schema<T>, body?: Body): Promise<T> {
     const response = await this.#request(method, path, body);
     const text = await response.text();
     let value: unknown;
@@ -111,16 +132,16 @@ export class ApiClient {
     return value as T;
   }
 
-  async #request(method: Method, path: string, body?: unknown): Promise<Response> {
+  async #request(method: Method, path: string, body?: Body): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (body !== undefined) headers['content-type'] = 'json' in body ? 'application/json' : body.type;
     let response: Response;
     try {
       response = await fetch(this.url + path, {
         method,
         headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
+        body: body === undefined ? undefined : 'json' in body ? JSON.stringify(body.json) : body.text,
       });
     } catch (error) {
       throw new WebpvmError('E_INTERNAL', `cannot reach the coordinator at ${this.url}: ${describeCause(error)}`);

@@ -1,16 +1,32 @@
 import { readFile, stat } from 'node:fs/promises';
 import { extname, resolve } from 'node:path';
 import { WebpvmError } from '@webpvm/vm-protocol';
+import { cannotRead, readInputLines } from './ndjson-file.ts';
 
 /** What a job's root tasks start from: a bag of inputs, or one `main` task that spawns the rest. */
 export type TaskInputs = { inputs: unknown[] } | { main: unknown };
 
+/** Or, for a job submitted to a coordinator, an NDJSON file whose inputs are streamed in parts. */
+export type JobInputs = TaskInputs | { ndjson: string };
+
 const PROGRAM_EXTENSIONS = ['.ts', '.mts', '.js', '.mjs'];
 
-/** `--inputs <file>` and `--main <json>`: exactly one of them. */
-export async function resolveTaskInputs(options: { inputs?: string | undefined; main?: string | undefined }): Promise<TaskInputs> {
+/** An inputs file of this extension holds one JSON value a line (NDJSON); any other, one JSON array. */
+const NDJSON_EXTENSION = '.ndjson';
+
+/**
+ * `--inputs <file>` and `--main <json>`: exactly one of them. An `.ndjson` file is left to be
+ * streamed when `stream` says the caller can (a coordinator takes it in parts); else it is read whole.
+ */
+export async function resolveTaskInputs(options: { inputs?: string | undefined; main?: string | undefined }): Promise<TaskInputs>;
+export async function resolveTaskInputs(options: { inputs?: string | undefined; main?: string | undefined }, stream: true): Promise<JobInputs>;
+export async function resolveTaskInputs(options: { inputs?: string | undefined; main?: string | undefined }, stream = false): Promise<JobInputs> {
   if (options.inputs !== undefined && options.main !== undefined) {
     throw new WebpvmError('E_BAD_REQUEST', 'give either --inputs <file.json> or --main <json>, not both');
+  }
+  if (options.inputs !== undefined && extname(options.inputs) === NDJSON_EXTENSION) {
+    await readable(options.inputs);
+    return stream ? { ndjson: options.inputs } : { inputs: await readInputLines(options.inputs) };
   }
   if (options.inputs !== undefined) return { inputs: await readInputsFile(options.inputs) };
   if (options.main !== undefined) return { main: parseMainArgument(options.main) };
@@ -23,9 +39,7 @@ export async function readInputsFile(path: string): Promise<unknown[]> {
   try {
     text = await readFile(path, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new WebpvmError('E_BAD_REQUEST', `inputs file not found: ${path}`);
-    throw new WebpvmError('E_BAD_REQUEST', `cannot read inputs file ${path}: ${(error as Error).message}`);
+    throw cannotRead(path, error);
   }
   let value: unknown;
   try {
@@ -49,6 +63,14 @@ export function parseMainArgument(text: string): unknown {
   } catch (error) {
     throw new WebpvmError('E_BAD_REQUEST', `--main must be JSON (quote strings: '"text"'): ${(error as Error).message}`);
   }
+}
+
+/** Checks that an inputs file can be read, before a job is made for it. */
+async function readable(path: string): Promise<void> {
+  const found = await stat(path).catch((error: unknown) => {
+    throw cannotRead(path, error);
+  });
+  if (!found.isFile()) throw new WebpvmError('E_BAD_REQUEST', `cannot read inputs file ${path}: not a file`);
 }
 
 /** Checks the program file before bundling, so the person sees which path is wrong; returns it absolute. */

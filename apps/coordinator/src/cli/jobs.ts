@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { ApiClient, type ClientOptions } from './api-client.ts';
 import { jobLines, jobTable, printJson } from './output.ts';
+import { followOutcomes } from './result-follow.ts';
 
 export interface StatusOptions extends ClientOptions {
   json?: boolean;
@@ -22,10 +23,16 @@ export async function status(jobId: string | undefined, options: StatusOptions):
 
 export interface ResultsOptions extends ClientOptions {
   ndjson?: boolean;
+  follow?: boolean;
+  after?: number;
 }
 
 export async function results(jobId: string, options: ResultsOptions): Promise<void> {
   const client = new ApiClient(options);
+  if (options.follow || options.after !== undefined) {
+    await followOutcomes(client, jobId, { after: options.after ?? 0, follow: options.follow === true, out: process.stdout });
+    return;
+  }
   if (!options.ndjson) {
     printJson(await client.getResults(jobId));
     return;

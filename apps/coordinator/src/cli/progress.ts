@@ -6,12 +6,12 @@ export interface ProgressBar {
 }
 
 /**
- * A task counter on stderr, so stdout stays clean for JSON. cli-progress draws nothing when
- * stderr is not a terminal, which is what logs and pipes want.
+ * A counter of tasks (or of `unit`) on stderr, so stdout stays clean for JSON. cli-progress draws
+ * nothing when stderr is not a terminal, which is what logs and pipes want.
  */
-export function progressBar(): ProgressBar {
+export function progressBar(unit = 'tasks'): ProgressBar {
   const bar = new SingleBar(
-    { stream: process.stderr, format: '{bar} {value}/{total} tasks {status}', barsize: 30 },
+    { stream: process.stderr, format: `{bar} {value}/{total} ${unit} {status}`, barsize: 30 },
     Presets.shades_classic,
   );
   let started = false;

@@ -1,10 +1,11 @@
 import { type ErrorBody, type JobSpec, type TaskRef } from '@webpvm/vm-protocol';
 import { JobVm, type VmTask } from '@webpvm/task-sdk/vm';
 import type { Logger } from 'pino';
-import { type StoredJob, type StoredTask, taskUpdate } from '../store/store.ts';
+import { type StoredJob, type StoredTask, type UnfinishedJob, emptyTally, taskUpdate } from '../store/store.ts';
 import type { HostRegistry } from './host-registry.ts';
-import { type JobRun, type RunState, TERMINAL, type TaskRun } from './model.ts';
+import { type JobRun, type RunState, TERMINAL, type TaskRun, countsOf, rootsOpen } from './model.ts';
 import type { MigrationSink } from './ports.ts';
+import { TaskWindow } from './task-window.ts';
 import type { WriteBehind } from './write-behind.ts';
 
 export interface JobBookOptions {
@@ -17,12 +18,26 @@ export interface JobBookOptions {
   dispatch: () => void;
   /** A task ended for good (done, failed or cancelled): its job's virtual machine and the relay hear of it. */
   ended: (task: TaskRun) => void;
+  /** Root tasks still pending in the store, for a job's task window (Store.pendingRoots). */
+  pendingRoots: (jobId: string, from: number, until: number, limit: number) => Promise<StoredTask[]>;
+  /** Root tasks waiting for their first attempt that a job holds in memory at most. */
+  windowTasks: number;
+}
+
+/** The tasks a restart finds not ended: its pending roots and the tasks it holds in memory. */
+function* liveIndexes(pendingRoots: Uint32Array, tasks: readonly StoredTask[]): Iterable<number> {
+  yield* pendingRoots;
+  for (const t of tasks) yield t.index;
 }
 
 /**
  * The job book: every job and task this coordinator holds, their states and the transitions
  * between them — queued, leased, retried, finished, cancelled — with the counts and progress the
  * views read. What a state change must write is marked for the store (write-behind.ts).
+ *
+ * A job's tasks are not all in memory (model.ts, JobRun): root tasks wait in the store until
+ * the job's task window reads them in, and a task that ended leaves memory once its end is
+ * stored, as a finished job does.
  */
 export class JobBook {
   readonly #jobs = new Map<string, JobRun>();
@@ -37,11 +52,12 @@ export class JobBook {
     this.#opts = opts;
   }
 
-  /** A job still in memory: unfinished, or finished since this process started. */
+  /** A job in memory: unfinished, or finished and not stored yet. */
   job(jobId: string): JobRun | undefined {
     return this.#jobs.get(jobId);
   }
 
+  /** A task in memory: see JobRun for which ones are. */
   task(tid: string): TaskRun | undefined {
     return this.#tasks.get(tid);
   }
@@ -57,14 +73,13 @@ export class JobBook {
   }
 
   submit(spec: JobSpec, programHash: string, owner: string, id: string): JobRun {
-    const inputs = spec.inputs ?? [spec.main];
     const job = this.#newJob({
       id,
       owner,
       name: spec.name,
       options: {
         kind: spec.inputs ? 'bag' : 'main',
-        roots: inputs.length,
+        roots: 0,
         replicas: spec.replicas,
         quorum: spec.quorum,
         maxAttempts: spec.maxAttempts,
@@ -74,50 +89,78 @@ export class JobBook {
       },
       programHash,
       state: 'queued',
-      total: inputs.length,
+      total: 0,
+      open: spec.open,
+      tally: emptyTally(),
       createdAt: this.#opts.now(),
       finishedAt: null,
       error: null,
       attempts: 0,
       migrations: 0,
     });
-    for (const input of inputs) {
-      const task = this.#newTask(job, job.vm.add(input ?? null, null, null));
-      job.queue.push(task);
-      this.#opts.writes.newTask(task);
-    }
-    job.counts.pending = inputs.length;
-    job.rootsOpen = inputs.length;
-    this.#opts.writes.job(job);
-    this.#opts.writes.schedule();
-    this.#opts.dispatch();
+    this.append(job, spec.inputs ?? [spec.main]);
     return job;
   }
 
   /**
-   * Unfinished jobs after a restart, with their tasks in index order. Tasks that were running
-   * stay assigned to their host, which may come back and claim them.
+   * New root tasks, one per input, numbered after the job's tasks. They are written, not held:
+   * the job's window reads them in once they are stored.
    */
-  restore(jobs: StoredJob[], tasks: StoredTask[]): void {
-    for (const stored of jobs) this.#newJob(stored);
-    for (const t of tasks) {
-      const job = this.#jobs.get(t.jobId);
-      if (!job?.tasks) continue;
-      const task = this.#newTask(job, job.vm.add(t.input, t.parent, t.name));
-      Object.assign(task, taskUpdate(t));
-      task.start.checkpoint = t.checkpoint;
-      job.counts[task.state]++;
-      if (TERMINAL.has(task.state)) job.vm.ended(task.tid, task.state === 'done', task.lastSent);
-      else if (task.spec.parent === null) job.rootsOpen++;
-      if (task.state === 'done') job.progressSum += 1;
-      if (task.state === 'pending') (task.spec.parent === null ? job.queue : job.placeNow).push(task);
-      if (task.state === 'running' && task.hostId) {
-        task.runs.set(task.attempt, task.hostId);
-        this.#opts.hosts.known(task.hostId).assigned.set(task.tid, task.attempt);
-        this.startDeadline(task);
+  append(job: JobRun, inputs: readonly unknown[]): void {
+    const { stored, vm } = job;
+    for (const input of inputs) {
+      const task = vm.add(input ?? null, null, null);
+      const root = stored.options.roots++;
+      this.#opts.writes.newRow({ tid: task.tid, jobId: stored.id, index: task.index, parent: null, root, name: null, input: task.input, state: 'pending', attempt: 0, hostId: null });
+    }
+    stored.total += inputs.length;
+    this.#opts.writes.job(job);
+    const upTo = vm.size;
+    this.#opts.writes.schedule(() => job.window.durable(upTo));
+  }
+
+  /** The job takes no more inputs: it ends once its root tasks have. */
+  close(job: JobRun): void {
+    if (!job.stored.open) return;
+    job.stored.open = false;
+    this.#opts.writes.job(job);
+    this.#opts.writes.schedule();
+    this.#finishIfComplete(job);
+  }
+
+  /**
+   * Unfinished jobs after a restart. Tasks that were running stay assigned to their host, which
+   * may come back and claim them; spawned tasks not ended are placed again; pending root tasks
+   * stay in the store, for the window to read in.
+   */
+  restore(unfinished: UnfinishedJob[]): void {
+    for (const { job: stored, tasks, pendingRoots, endedBadly, spawned } of unfinished) {
+      const job = this.#newJob(stored);
+      job.vm.restore(stored.total, spawned, liveIndexes(pendingRoots, tasks), endedBadly);
+      job.progressSum = stored.tally.done;
+      const running: number[] = [];
+      for (const t of tasks) {
+        const task = this.#newTask(job, job.vm.describe(t.index, t.input, t.parent, t.name));
+        Object.assign(task, taskUpdate(t));
+        task.start.checkpoint = t.checkpoint;
+        if (task.state === 'pending') {
+          job.placeNow.push(task);
+          continue;
+        }
+        job.running++;
+        if (t.parent === null) running.push(t.index);
+        if (task.hostId) {
+          task.runs.set(task.attempt, task.hostId);
+          task.ranOn.add(task.hostId);
+          job.ranOn.add(task.hostId);
+          this.#opts.hosts.known(task.hostId).assigned.set(task.tid, task.attempt);
+          this.startDeadline(task);
+        }
       }
+      job.window.restored(stored.total, running);
     }
     for (const job of this.#jobs.values()) this.#finishIfComplete(job);
+    this.#opts.dispatch();
   }
 
   /** Tasks a task of the job spawned: they start at once, before any other. */
@@ -125,7 +168,6 @@ export class JobBook {
     for (const spec of specs) {
       const task = this.#newTask(job, spec);
       job.placeNow.push(task);
-      job.counts.pending++;
       this.#opts.writes.newTask(task);
     }
     job.stored.total += specs.length;
@@ -137,9 +179,9 @@ export class JobBook {
   cancel(jobId: string): JobRun | null {
     const job = this.#jobs.get(jobId);
     if (!job) return null;
-    if (job.stored.state !== 'queued' && job.stored.state !== 'running') return job;
+    if (job.stored.finishedAt !== null) return job;
     const byHost = new Map<string, TaskRef[]>();
-    for (const task of job.tasks ?? []) {
+    for (const task of [...job.resident]) {
       if (TERMINAL.has(task.state)) continue;
       for (const [attempt, hostId] of task.runs) {
         this.#opts.hosts.release(hostId, task.tid);
@@ -150,22 +192,23 @@ export class JobBook {
       this.transition(task, 'cancelled');
     }
     for (const [hostId, refs] of byHost) this.#opts.hosts.sendCancel(hostId, refs, 'job cancelled');
-    job.queue = [];
-    job.queueHead = 0;
-    job.retries = [];
-    job.placeNow = [];
+    // What is still pending now are root tasks only the store holds: they end here, and their rows after.
+    const { pending } = countsOf(job);
+    job.stored.tally.cancelled += pending;
+    job.stored.tally.rootsEnded += pending;
     this.#finish(job, 'cancelled', null);
+    if (pending) this.#opts.writes.schedule(() => this.#opts.writes.sweep(jobId));
     this.#opts.dispatch();
     return job;
   }
 
   transition(task: TaskRun, state: RunState): void {
     const job = task.job;
-    job.counts[task.state]--;
-    job.counts[state]++;
-    const before = task.state === 'done' ? 1 : task.state === 'running' ? task.progress : 0;
+    const before = task.state === 'running' ? task.progress : 0;
     const after = state === 'done' ? 1 : 0;
     job.progressSum += after - before;
+    if (task.state === 'running') job.running--;
+    if (state === 'running') job.running++;
     task.progress = 0;
     task.state = state;
     if (state !== 'running') {
@@ -173,13 +216,7 @@ export class JobBook {
       this.#timed.delete(task);
     }
     this.#opts.writes.task(task);
-    if (TERMINAL.has(state)) {
-      // A task that ends before running again elsewhere still had its migration.
-      this.recordMigration(task, null);
-      task.start.image = null;
-      if (task.spec.parent === null) job.rootsOpen--;
-      this.#opts.ended(task);
-    }
+    if (TERMINAL.has(state)) this.#ended(task, state as 'done' | 'failed' | 'cancelled');
   }
 
   startDeadline(task: TaskRun): void {
@@ -270,59 +307,102 @@ export class JobBook {
   }
 
   /**
-   * A job ends when its root tasks have ended; spawned tasks still running then (a worker still
-   * waiting in recv) are cancelled. Its state is `failed` when a root task failed.
+   * The task ended for good: the job's tally counts it (a root's outcome gets the next completion
+   * cursor), and once that is stored it leaves memory.
+   */
+  #ended(task: TaskRun, state: 'done' | 'failed' | 'cancelled'): void {
+    const { job } = task;
+    const { tally } = job.stored;
+    tally[state]++;
+    if (task.spec.parent === null) {
+      tally.rootsEnded++;
+      if (state === 'failed') {
+        tally.rootsFailed++;
+        tally.firstFailure ??= task.error?.message ?? 'unknown error';
+      }
+      if (state !== 'cancelled') task.seq = ++tally.resultSeq;
+    }
+    this.#opts.writes.job(job);
+    // A task that ends before running again elsewhere still had its migration.
+    this.recordMigration(task, null);
+    task.start.image = null;
+    this.#opts.ended(task);
+    this.#opts.writes.schedule(() => {
+      this.#tasks.delete(task.tid);
+      job.resident.delete(task);
+    });
+  }
+
+  /**
+   * A job ends when its root tasks have ended and it takes no more inputs; spawned tasks still
+   * running then (a worker still waiting in recv) are cancelled. Its state is `failed` when a
+   * root task failed.
    */
   #finishIfComplete(job: JobRun): void {
-    if (job.stored.finishedAt !== null || !job.tasks || job.rootsOpen > 0) return;
-    const roots = job.tasks.slice(0, job.stored.options.roots);
-    const leftovers = job.tasks.slice(job.stored.options.roots).filter((t) => !TERMINAL.has(t.state));
-    for (const task of leftovers) {
+    if (job.stored.finishedAt !== null || job.stored.open || rootsOpen(job) > 0) return;
+    for (const task of [...job.resident]) {
+      if (TERMINAL.has(task.state)) continue;
       for (const [attempt, hostId] of task.runs) {
         this.#opts.hosts.release(hostId, task.tid);
         this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], 'its job ended');
       }
       this.transition(task, 'cancelled');
     }
-    job.placeNow = [];
-    const failed = roots.filter((t) => t.state === 'failed');
-    if (!failed.length) return this.#finish(job, 'done', null);
+    const { rootsFailed, firstFailure } = job.stored.tally;
+    if (!rootsFailed) return this.#finish(job, 'done', null);
     this.#finish(job, 'failed', {
       code: 'E_TASK_FAILED',
-      message: `${failed.length} of ${roots.length} tasks failed; first: ${failed[0]!.error?.message ?? 'unknown error'}`,
+      message: `${rootsFailed} of ${job.stored.options.roots} tasks failed; first: ${firstFailure ?? 'unknown error'}`,
     });
   }
 
   #finish(job: JobRun, state: 'done' | 'failed' | 'cancelled', error: ErrorBody | null): void {
     job.stored.state = state;
     job.stored.finishedAt = this.#opts.now();
-    this.active.delete(job);
+    job.stored.open = false;
     job.stored.error = error;
+    this.active.delete(job);
+    job.window.close();
+    job.retries = [];
+    job.placeNow = [];
     this.#opts.writes.job(job);
     this.#opts.log.info({ job: job.stored.id, state }, 'job finished');
-    // Once stored, the finished job's tasks leave memory; its results are read from the store.
-    this.#opts.writes.schedule(() => {
-      for (const task of job.tasks ?? []) this.#tasks.delete(task.tid);
-      job.tasks = null;
-    });
+    // Once stored, the finished job leaves memory: it is read from the store.
+    this.#opts.writes.schedule(() => this.#jobs.delete(job.stored.id));
   }
 
   #newJob(stored: StoredJob): JobRun {
     const job: JobRun = {
       stored,
       vm: new JobVm(stored.id, stored.options.seed),
-      tasks: new Array<TaskRun>(stored.total),
-      queue: [],
-      queueHead: 0,
+      resident: new Set(),
+      window: new TaskWindow(this.#opts.windowTasks, {
+        read: (from, until, limit) => this.#opts.pendingRoots(stored.id, from, until, limit),
+        admit: (row) => this.#admit(job, row),
+        more: this.#opts.dispatch,
+        failed: (error) => this.#opts.log.error({ err: error, job: stored.id }, 'reading pending tasks failed; retrying'),
+      }),
       retries: [],
       placeNow: [],
-      rootsOpen: 0,
-      counts: { pending: 0, running: 0, done: 0, failed: 0, cancelled: 0 },
+      running: 0,
       progressSum: 0,
+      ranOn: new Set(),
     };
     this.#jobs.set(stored.id, job);
     this.active.add(job);
     return job;
+  }
+
+  /**
+   * A pending root task read in from its row. One that ran before (a retry a restart left
+   * pending) goes on from its last attempt and checkpoint.
+   */
+  #admit(job: JobRun, row: StoredTask): TaskRun {
+    const task = this.#newTask(job, job.vm.describe(row.index, row.input, null, row.name));
+    task.attempt = row.attempt;
+    task.error = row.error;
+    task.start.checkpoint = row.checkpoint;
+    return task;
   }
 
   #newTask(job: JobRun, spec: VmTask): TaskRun {
@@ -341,12 +421,13 @@ export class JobBook {
       error: null,
       messagesIn: 0,
       messagesOut: 0,
+      seq: null,
       lastSent: new Map(),
       ranOn: new Set(),
       start: { checkpoint: null, image: null, imageAway: null },
       migration: null,
     };
-    job.tasks![spec.index] = task;
+    job.resident.add(task);
     this.#tasks.set(task.tid, task);
     return task;
   }

@@ -99,25 +99,23 @@ export class Leasing {
     if (batches.size) this.#opts.writes.schedule();
   }
 
-  /** The next task of the job furthest below its fair share (running ÷ priority), oldest job first on ties. */
+  /**
+   * The next task of the job furthest below its fair share (running ÷ priority), oldest job first
+   * on ties: a retry, else the next root task of its window.
+   */
   #nextTask(): TaskRun | null {
     let best: JobRun | null = null;
     let bestLoad = Infinity;
     for (const job of this.#opts.book.active) {
-      if (job.queueHead >= job.queue.length && !job.retries.length) continue;
-      const load = job.counts.running / job.stored.options.priority;
+      if (!job.window.waiting && !job.retries.length) continue;
+      const load = job.running / job.stored.options.priority;
       if (load < bestLoad) {
         best = job;
         bestLoad = load;
       }
     }
     if (!best) return null;
-    const task = best.retries.shift() ?? best.queue[best.queueHead++]!;
-    if (best.queueHead > 4096 && best.queueHead * 2 > best.queue.length) {
-      best.queue = best.queue.slice(best.queueHead);
-      best.queueHead = 0;
-    }
-    return task;
+    return best.retries.shift() ?? best.window.take();
   }
 
   #lease(task: TaskRun, host: HostRun): TaskAssignment {
@@ -130,6 +128,7 @@ export class Leasing {
     }
     task.hostId = host.hostId;
     task.ranOn.add(host.hostId);
+    job.ranOn.add(host.hostId);
     task.runs.set(task.attempt, host.hostId);
     book.transition(task, 'running');
     book.startDeadline(task);

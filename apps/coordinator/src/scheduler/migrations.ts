@@ -1,4 +1,4 @@
-import { type ErrorBody, type HostMessageOf, ImageAssembly, LIMITS, type MigrationReason, type TaskRef } from '@webpvm/vm-protocol';
+import { type ErrorBody, type HostMessageOf, ImageAssembly, LIMITS, type MigrationReason, type TaskRef, parseTid } from '@webpvm/vm-protocol';
 import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
 import { type Migration, isLeaving } from './model.ts';
@@ -100,9 +100,10 @@ export class Migrations {
   /** Orders the task to move (`POST /api/tasks/:tid/migrate`): its host freezes it and sends its image. */
   order(tid: string): { hostId: string } | ErrorBody {
     const task = this.#opts.book.task(tid);
-    if (!task) return { code: 'E_NOT_FOUND', message: `no task ${tid} in an unfinished job` };
-    const host = task.state === 'running' ? this.#opts.hosts.get(task.hostId) : undefined;
-    if (!host?.link || isLeaving(task)) return { code: 'E_CONFLICT', message: `${tid} is not running on a connected host now` };
+    const live = this.#opts.book.job(parseTid(tid).jobId)?.vm.standing(tid) === 'live';
+    if (!task && !live) return { code: 'E_NOT_FOUND', message: `no task ${tid} in an unfinished job` };
+    const host = task?.state === 'running' ? this.#opts.hosts.get(task.hostId) : undefined;
+    if (!task || !host?.link || isLeaving(task)) return { code: 'E_CONFLICT', message: `${tid} is not running on a connected host now` };
     host.link.send({ type: 'migrate', tasks: [{ tid, attempt: task.attempt }] });
     return { hostId: host.hostId };
   }

@@ -1,7 +1,8 @@
-import type { Checkpoint, ErrorBody, MigrationReason } from '@webpvm/vm-protocol';
+import type { Checkpoint, ErrorBody, MigrationReason, TaskCounts } from '@webpvm/vm-protocol';
 import type { JobVm, VmTask } from '@webpvm/task-sdk/vm';
 import type { StoredJob } from '../store/store.ts';
 import type { HostLink } from './ports.ts';
+import type { TaskWindow } from './task-window.ts';
 
 /**
  * The scheduler's in-memory picture of jobs, tasks and hosts: plain records that the job book,
@@ -32,6 +33,8 @@ export interface TaskRun {
   error: ErrorBody | null;
   messagesIn: number;
   messagesOut: number;
+  /** A root task's completion cursor, given when it ends done or failed. */
+  seq: number | null;
   /** The last seq this task sent to each receiver, from its outcome: exit notifications follow them. */
   lastSent: Map<string, number>;
   /** Every host that ran an attempt: it may still relay messages of the task's job that reach it late. */
@@ -71,15 +74,21 @@ export interface Migration {
   bytes: number;
 }
 
+/**
+ * A job in memory. Its tasks are not all here: a bag may have millions. What is here is every
+ * task not ended — but root tasks still waiting for their first attempt, of which only a window
+ * is read in from the store — and ended ones until their end is stored. The counts that views
+ * and the end of the job need are kept as numbers (`stored.tally`, `running`).
+ */
 export interface JobRun {
+  /** Its row, as it is written: `stored.tally` counts what ended. */
   stored: StoredJob;
   /** The job's PVM services: its tasks' identities, groups, barriers, exit notifications. */
   readonly vm: JobVm;
-  /** Null once the job is finished and stored: its results are then read from the store. */
-  tasks: TaskRun[] | null;
-  /** Root tasks not started yet, in input order, from `queueHead` on. */
-  queue: TaskRun[];
-  queueHead: number;
+  /** Its tasks in memory. */
+  readonly resident: Set<TaskRun>;
+  /** Root tasks waiting for their first attempt, read from the store in index order, a window at a time. */
+  readonly window: TaskWindow;
   /** Tasks to run again go before fresh ones, so a retry is not starved by a long queue. */
   retries: TaskRun[];
   /**
@@ -87,10 +96,20 @@ export interface JobRun {
    * them side by side), migrating ones, and spawned ones a restart brought back.
    */
   placeNow: TaskRun[];
-  /** Root tasks not ended yet: the job ends when this reaches 0. */
-  rootsOpen: number;
-  counts: Record<RunState, number>;
+  running: number;
   progressSum: number;
+  /** Hosts that ran any of its tasks: they may relay its messages, late ones included. */
+  readonly ranOn: Set<string>;
+}
+
+/** Root tasks not ended yet: the job ends when none is left and it takes no more inputs. */
+export const rootsOpen = (job: JobRun): number => job.stored.options.roots - job.stored.tally.rootsEnded;
+
+/** The job's task counts, exact, from its numbers: a pending task need not be in memory. */
+export function countsOf(job: JobRun): TaskCounts {
+  const { total, tally } = job.stored;
+  const { running } = job;
+  return { total, pending: total - tally.done - tally.failed - tally.cancelled - running, running, done: tally.done, failed: tally.failed };
 }
 
 export interface HostRun {

@@ -22,4 +22,6 @@ export interface SchedulerOptions {
   reconnectGraceMs: number;
   programUrl: (hash: string) => string;
   now?: () => number;
+  /** Root tasks waiting for their first attempt that a job holds in memory at most (task-window.ts). */
+  windowTasks?: number;
 }

@@ -45,7 +45,9 @@ export class RelayPolicy {
     const { book, hosts } = this.#opts;
     const sender = book.task(from);
     if (!sender || settledHost(sender) !== hostId) return { code: 'E_FORBIDDEN', message: `${from} does not run on this host` };
-    if (sender.job !== book.task(to)?.job) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
+    const standing = sender.job.vm.standing(to);
+    if (standing === 'another-job') return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
+    if (standing === 'no-such-task') return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: no such task` };
     const [route] = this.locate([to]);
     const link = hosts.get(route?.hostId ?? null)?.link;
     if (!route?.hostId || !link) return { code: 'E_CONFLICT', message: `${to} is not running on a connected host now` };
@@ -63,10 +65,9 @@ export class RelayPolicy {
     // A receiver acknowledges what it read as it ends: when that ended the job, nobody waits for it.
     if (kind === 'ack' && !book.task(destination)) return null;
     // The sender may have ended or moved since (a re-send after a broken channel), or the receiver
-    // may have moved away from this host (a late message handed on): a host that ran either counts.
+    // may have moved away from this host (a late message handed on): a host that ran a task of the job counts.
     const holds =
-      book.task(from)?.ranOn.has(hostId) ||
-      book.task(to)?.ranOn.has(hostId) ||
+      book.job(jobOf(from))?.ranOn.has(hostId) ||
       [...(hosts.get(hostId)?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
     if (!holds) return { code: 'E_FORBIDDEN', message: `this host runs no task of job ${jobOf(from)}` };
     if (!this.router.route(destination, bytes)) {
@@ -77,7 +78,9 @@ export class RelayPolicy {
 
   #whereabouts(tid: string): Whereabouts {
     const task = this.#opts.book.task(tid);
-    if (!task || TERMINAL.has(task.state)) return { kind: 'gone' };
+    // A root task the job's window has not read in yet is pending: its messages wait for it.
+    if (!task) return this.#opts.book.job(jobOf(tid))?.vm.standing(tid) === 'live' ? { kind: 'not-started' } : { kind: 'gone' };
+    if (TERMINAL.has(task.state)) return { kind: 'gone' };
     // MPVM's flush: messages for a migrating task wait here until it runs again.
     const link = this.#opts.hosts.get(settledHost(task))?.link;
     return link ? { kind: 'held-by', send: (bytes) => link.sendBinary(bytes) } : { kind: 'not-started' };

@@ -6,6 +6,7 @@ import { Migrations } from './migrations.ts';
 import type { SchedulerOptions } from './ports.ts';
 import { ReadViews } from './read-views.ts';
 import { RelayPolicy } from './relay-policy.ts';
+import { WINDOW_TASKS } from './task-window.ts';
 import { VmServices } from './vm-services.ts';
 import { WriteBehind } from './write-behind.ts';
 
@@ -33,19 +34,32 @@ export class Scheduler {
     const dispatch = () => this.leasing.schedule();
     this.writes = new WriteBehind(opts.store, opts.log);
     this.hosts = new HostRegistry({ now, writes: this.writes, dispatch, lost: (ref, reason) => this.jobs.lost(ref, reason) });
-    this.jobs = new JobBook({ now, log: opts.log, writes: this.writes, hosts: this.hosts, migrations: opts.migrations, dispatch, ended: (task) => this.vm.ended(task) });
+    this.jobs = new JobBook({
+      now,
+      log: opts.log,
+      writes: this.writes,
+      hosts: this.hosts,
+      migrations: opts.migrations,
+      dispatch,
+      ended: (task) => this.vm.ended(task),
+      pendingRoots: (jobId, from, until, limit) => opts.store.pendingRoots(jobId, from, until, limit),
+      windowTasks: opts.windowTasks ?? WINDOW_TASKS,
+    });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });
     this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router });
     this.migrations = new Migrations({ now, book: this.jobs, hosts: this.hosts, dispatch });
-    this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store });
+    this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
 
-  /** Resume unfinished jobs after a restart. Tasks that were running wait for their host to come back. */
+  /**
+   * Resume unfinished jobs after a restart. Tasks that were running wait for their host to come
+   * back; the rows of cancelled jobs a stop left pending are marked cancelled.
+   */
   async restore(): Promise<void> {
-    const { jobs, tasks } = await this.#opts.store.loadUnfinished();
-    this.jobs.restore(jobs, tasks);
+    this.jobs.restore(await this.#opts.store.loadUnfinished());
+    for (const jobId of await this.#opts.store.cancelledWithPending()) this.writes.sweep(jobId);
     const { jobs: jobCount, tasks: taskCount } = this.jobs.size;
     if (taskCount) this.#opts.log.info({ jobs: jobCount, tasks: taskCount }, 'resumed unfinished jobs');
     setTimeout(() => this.hosts.forgetUnclaimed(), this.#opts.reconnectGraceMs).unref();

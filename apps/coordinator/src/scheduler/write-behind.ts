@@ -1,25 +1,31 @@
 import type { Checkpoint } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
-import { type Store, type StoredHost, type StoredTask, type WriteBatch, taskUpdate } from '../store/store.ts';
+import { type NewTask, type Store, type StoredHost, type WriteBatch, taskUpdate } from '../store/store.ts';
 import type { HostRun, JobRun, TaskRun } from './model.ts';
 import { WriteQueue } from '../write-queue.ts';
+
+/** Rows of a cancelled job marked cancelled per transaction: a job of millions is not one long write. */
+const SWEEP_ROWS = 20_000;
 
 /**
  * The scheduler's one way to the store: the parts mark what they changed, and everything marked
  * in a turn of the event loop is committed in one transaction. A batch that fails to commit is
- * marked again, whole, and retried.
+ * marked again, whole, and retried. After each commit, those listening hear which jobs it wrote.
  */
 export class WriteBehind {
   readonly #store: Store;
+  readonly #log: Logger;
   readonly #queue: WriteQueue;
+  readonly #listeners = new Set<(jobIds: ReadonlySet<string>) => void>();
   #jobs = new Set<JobRun>();
   #tasks = new Set<TaskRun>();
-  #newTasks: TaskRun[] = [];
+  #newTasks: (TaskRun | NewTask)[] = [];
   #checkpoints = new Map<string, Checkpoint>();
   #hosts = new Set<HostRun>();
 
   constructor(store: Store, log: Logger) {
     this.#store = store;
+    this.#log = log;
     this.#queue = new WriteQueue(
       () => this.#commit(),
       (error) => log.error({ err: error }, 'store commit failed; retrying'),
@@ -34,8 +40,14 @@ export class WriteBehind {
     this.#tasks.add(task);
   }
 
+  /** A task in memory (a spawned one): its first row is written as it is at commit. */
   newTask(task: TaskRun): void {
     this.#newTasks.push(task);
+  }
+
+  /** A task not in memory (an input): its row as it starts. */
+  newRow(row: NewTask): void {
+    this.#newTasks.push(row);
   }
 
   checkpoint(tid: string, checkpoint: Checkpoint): void {
@@ -56,6 +68,25 @@ export class WriteBehind {
     return this.#queue.flushed();
   }
 
+  /** `listener` hears, after each commit, the ids of the jobs it wrote; returns how to stop listening. */
+  onCommit(listener: (jobIds: ReadonlySet<string>) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Marks the root tasks of a cancelled job that only the store held cancelled, a part per turn
+   * of the event loop; a restart finishes what a stop left (Store.cancelledWithPending).
+   */
+  sweep(jobId: string): void {
+    this.#store.cancelPendingRoots(jobId, SWEEP_ROWS).then(
+      (marked) => {
+        if (marked === SWEEP_ROWS) setImmediate(() => this.sweep(jobId));
+      },
+      (error: unknown) => this.#log.error({ err: error, job: jobId }, 'marking a cancelled job’s tasks failed; a restart retries'),
+    );
+  }
+
   async #commit(): Promise<void> {
     const jobs = this.#jobs;
     const tasks = this.#tasks;
@@ -68,18 +99,9 @@ export class WriteBehind {
     this.#checkpoints = new Map();
     this.#hosts = new Set();
     const batch: WriteBatch = {
-      jobs: [...jobs].map((j) => ({ ...j.stored })),
-      newTasks: fresh.map(
-        (t): StoredTask => ({
-          ...taskUpdate(t),
-          jobId: t.job.stored.id,
-          index: t.spec.index,
-          parent: t.spec.parent,
-          name: t.spec.name,
-          input: t.spec.input,
-          checkpoint: null,
-        }),
-      ),
+      // Options (roots) and the tally change as the job runs: the row gets them as they are now.
+      jobs: [...jobs].map((j) => ({ ...j.stored, options: { ...j.stored.options }, tally: { ...j.stored.tally } })),
+      newTasks: fresh.map((t): NewTask => ('spec' in t ? newRowOf(t) : t)),
       taskUpdates: [...tasks].map(taskUpdate),
       checkpoints: [...checkpoints].map(([tid, checkpoint]) => ({ tid, checkpoint })),
       hosts: [...hosts].map(
@@ -98,10 +120,28 @@ export class WriteBehind {
     } catch (error) {
       for (const j of jobs) this.#jobs.add(j);
       for (const t of tasks) this.#tasks.add(t);
-      this.#newTasks.unshift(...fresh);
+      this.#newTasks = fresh.concat(this.#newTasks);
       for (const [tid, c] of checkpoints) if (!this.#checkpoints.has(tid)) this.#checkpoints.set(tid, c);
       for (const h of hosts) this.#hosts.add(h);
       throw error;
     }
+    if (!this.#listeners.size || !jobs.size) return;
+    const jobIds = new Set([...jobs].map((j) => j.stored.id));
+    for (const listener of this.#listeners) listener(jobIds);
   }
+}
+
+function newRowOf(t: TaskRun): NewTask {
+  return {
+    tid: t.tid,
+    jobId: t.job.stored.id,
+    index: t.spec.index,
+    parent: t.spec.parent,
+    root: null,
+    name: t.spec.name,
+    input: t.spec.input,
+    state: t.state,
+    attempt: t.attempt,
+    hostId: t.hostId,
+  };
 }

@@ -2,22 +2,36 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState } from '@webpvm/vm-protocol';
-import type { EventQuery, JobOptions, Store, StoredHost, StoredJob, StoredTask, StoredToken, WriteBatch } from './store.ts';
+import type {
+  EventQuery,
+  JobOptions,
+  JobTally,
+  Store,
+  StoredHost,
+  StoredJob,
+  StoredOutcome,
+  StoredTask,
+  StoredToken,
+  TaskSummary,
+  UnfinishedJob,
+  WriteBatch,
+} from './store.ts';
 
-const SCHEMA = `
+const TABLES = `
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, options TEXT NOT NULL,
   program_hash TEXT NOT NULL, state TEXT NOT NULL, total INTEGER NOT NULL,
   created_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
-  attempts INTEGER NOT NULL, migrations INTEGER NOT NULL
+  attempts INTEGER NOT NULL, migrations INTEGER NOT NULL,
+  open INTEGER NOT NULL DEFAULT 0, tally TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS tasks (
   tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, parent TEXT, name TEXT, input TEXT NOT NULL,
   state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT,
-  messages_in INTEGER NOT NULL DEFAULT 0, messages_out INTEGER NOT NULL DEFAULT 0
+  messages_in INTEGER NOT NULL DEFAULT 0, messages_out INTEGER NOT NULL DEFAULT 0,
+  root INTEGER, seq INTEGER
 );
-CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
 CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL
@@ -28,6 +42,40 @@ CREATE TABLE IF NOT EXISTS hosts (
 );
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
+`;
+
+/**
+ * A job's tasks are read by index (pages, results in input order); the partial indexes hold only
+ * the few rows a question is about, so a job of millions is never scanned: its pending roots
+ * (the task window pages them in), what a restart holds in memory or must know ended badly
+ * (spawned tasks, running ones, failed ones), and root outcomes by completion cursor.
+ */
+const INDEXES = `
+CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
+CREATE INDEX IF NOT EXISTS tasks_pending_roots ON tasks(job_id, idx) WHERE state = 'pending' AND root IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_restart ON tasks(job_id, idx) WHERE root IS NULL OR state IN ('running', 'failed');
+CREATE INDEX IF NOT EXISTS tasks_outcomes ON tasks(job_id, seq) WHERE seq IS NOT NULL;
+`;
+
+/** The same condition as the `tasks_restart` index's, so that SQLite uses it. */
+const RESTART_ROWS = `(root IS NULL OR state IN ('running', 'failed'))`;
+
+/**
+ * A file made before jobs had tallies and tasks had input places and completion cursors: roots
+ * were the first tasks, in input order, and their outcomes get cursors in that order.
+ */
+const BACKFILL = `
+UPDATE tasks SET root = idx WHERE parent IS NULL;
+UPDATE tasks SET seq = idx + 1 WHERE parent IS NULL AND state IN ('done', 'failed');
+UPDATE jobs SET tally = json_object(
+  'done', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'done'),
+  'failed', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'failed'),
+  'cancelled', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'cancelled'),
+  'rootsEnded', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.parent IS NULL AND t.state IN ('done', 'failed', 'cancelled')),
+  'rootsFailed', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.parent IS NULL AND t.state = 'failed'),
+  'firstFailure', (SELECT json_extract(t.error, '$.message') FROM tasks t WHERE t.job_id = jobs.id AND t.parent IS NULL AND t.state = 'failed' ORDER BY t.idx LIMIT 1),
+  'resultSeq', COALESCE((SELECT MAX(t.seq) FROM tasks t WHERE t.job_id = jobs.id), 0)
+) WHERE tally IS NULL;
 `;
 
 interface JobRow {
@@ -43,6 +91,8 @@ interface JobRow {
   error: string | null;
   attempts: number;
   migrations: number;
+  open: number;
+  tally: string;
 }
 
 interface TaskRow {
@@ -60,6 +110,8 @@ interface TaskRow {
   checkpoint: string | null;
   messages_in: number;
   messages_out: number;
+  root: number | null;
+  seq: number | null;
 }
 
 interface EventRow {
@@ -85,6 +137,8 @@ function jobFromRow(r: JobRow): StoredJob {
     error: parse<ErrorBody>(r.error),
     attempts: r.attempts,
     migrations: r.migrations,
+    open: r.open === 1,
+    tally: JSON.parse(r.tally) as JobTally,
   };
 }
 
@@ -94,6 +148,7 @@ function taskFromRow(r: TaskRow): StoredTask {
     jobId: r.job_id,
     index: r.idx,
     parent: r.parent,
+    root: r.root,
     name: r.name,
     input: JSON.parse(r.input),
     state: r.state as TaskState,
@@ -104,7 +159,23 @@ function taskFromRow(r: TaskRow): StoredTask {
     checkpoint: parse<Checkpoint>(r.checkpoint),
     messagesIn: r.messages_in,
     messagesOut: r.messages_out,
+    seq: r.seq,
   };
+}
+
+/** Indexes read from a one-column query, kept compact: a big job's pending roots may be millions. */
+function indexes(statement: Database.Statement, ...params: unknown[]): Uint32Array {
+  let out = new Uint32Array(1024);
+  let n = 0;
+  for (const index of statement.pluck().iterate(...params) as IterableIterator<number>) {
+    if (n === out.length) {
+      const grown = new Uint32Array(out.length * 2);
+      grown.set(out);
+      out = grown;
+    }
+    out[n++] = index;
+  }
+  return out.slice(0, n);
 }
 
 /** The id lives in its own column; the body is the rest of the event, whatever its type. */
@@ -124,30 +195,44 @@ export class SqliteStore implements Store {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
+    this.db.exec(TABLES);
+    this.migrate();
+    this.db.exec(INDEXES);
     const db = this.db;
     this.stmts = {
       upsertJob: db.prepare(`INSERT INTO jobs VALUES (@id, @owner, @name, @options, @program_hash, @state, @total,
-        @created_at, @finished_at, @error, @attempts, @migrations)
-        ON CONFLICT(id) DO UPDATE SET state = excluded.state, finished_at = excluded.finished_at,
-        error = excluded.error, attempts = excluded.attempts, migrations = excluded.migrations`),
-      insertTask: db.prepare(`INSERT INTO tasks (tid, job_id, idx, parent, name, input, state, attempt, host_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+        @created_at, @finished_at, @error, @attempts, @migrations, @open, @tally)
+        ON CONFLICT(id) DO UPDATE SET options = excluded.options, state = excluded.state, total = excluded.total,
+        finished_at = excluded.finished_at, error = excluded.error, attempts = excluded.attempts,
+        migrations = excluded.migrations, open = excluded.open, tally = excluded.tally`),
+      insertTask: db.prepare(`INSERT INTO tasks (tid, job_id, idx, parent, root, name, input, state, attempt, host_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       updateTask: db.prepare(`UPDATE tasks SET state = ?, attempt = ?, host_id = ?, result = ?, error = ?,
-        messages_in = ?, messages_out = ? WHERE tid = ?`),
+        messages_in = ?, messages_out = ?, seq = ? WHERE tid = ?`),
       setCheckpoint: db.prepare(`UPDATE tasks SET checkpoint = ? WHERE tid = ?`),
       upsertHost: db.prepare(`INSERT INTO hosts VALUES (@host_id, @secret_hash, @user_agent, @created_at, @last_seen_at, @done)
         ON CONFLICT(host_id) DO UPDATE SET user_agent = excluded.user_agent, last_seen_at = excluded.last_seen_at,
         done = excluded.done`),
       unfinishedJobs: db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at`),
-      tasksOfJob: db.prepare(`SELECT * FROM tasks WHERE job_id = ? ORDER BY idx`),
+      residentTasks: db.prepare(`SELECT * FROM tasks WHERE job_id = ? AND ${RESTART_ROWS}
+        AND (state = 'running' OR (root IS NULL AND state = 'pending')) ORDER BY idx`),
+      endedBadly: db.prepare(`SELECT idx FROM tasks WHERE job_id = ? AND ${RESTART_ROWS} AND state IN ('failed', 'cancelled') ORDER BY idx`),
+      spawnedCount: db.prepare(`SELECT COUNT(*) FROM tasks WHERE job_id = ? AND ${RESTART_ROWS} AND root IS NULL`),
+      pendingRootIndexes: db.prepare(`SELECT idx FROM tasks WHERE job_id = ? AND state = 'pending' AND root IS NOT NULL ORDER BY idx`),
+      pendingRoots: db.prepare(`SELECT * FROM tasks WHERE job_id = ? AND state = 'pending' AND root IS NOT NULL
+        AND idx >= ? AND idx < ? ORDER BY idx LIMIT ?`),
+      cancelPendingRoots: db.prepare(`UPDATE tasks SET state = 'cancelled' WHERE rowid IN (SELECT rowid FROM tasks
+        WHERE job_id = ? AND state = 'pending' AND root IS NOT NULL ORDER BY idx LIMIT ?)`),
+      cancelledWithPending: db.prepare(`SELECT id FROM jobs j WHERE state = 'cancelled'
+        AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = j.id AND t.state = 'pending' AND t.root IS NOT NULL)`),
       getJob: db.prepare(`SELECT * FROM jobs WHERE id = ?`),
       listJobs: db.prepare(`SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?`),
       listJobsOf: db.prepare(`SELECT * FROM jobs WHERE owner = ? ORDER BY created_at DESC, id DESC LIMIT ?`),
       counts: db.prepare(`SELECT state, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY state`),
-      results: db.prepare(`SELECT result FROM tasks WHERE job_id = ? AND idx < ? ORDER BY idx`),
-      tasksSummary: db.prepare(`SELECT tid, job_id, idx, parent, name, state, attempt, host_id, error, messages_in, messages_out
-        FROM tasks WHERE job_id = ? ORDER BY idx`),
+      resultsInOrder: db.prepare(`SELECT idx, result FROM tasks WHERE job_id = ? AND idx > ? AND root IS NOT NULL ORDER BY idx LIMIT ?`),
+      outcomesAfter: db.prepare(`SELECT seq, root, state, result, error FROM tasks WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
+      tasksPage: db.prepare(`SELECT tid, idx, parent, state, attempt, host_id, messages_in, messages_out
+        FROM tasks WHERE job_id = ? AND idx > ? ORDER BY idx LIMIT ?`),
       putProgram: db.prepare(`INSERT OR IGNORE INTO programs VALUES (?, ?)`),
       getProgram: db.prepare(`SELECT source FROM programs WHERE hash = ?`),
       insertToken: db.prepare(`INSERT INTO tokens VALUES (?, ?, ?, ?, ?)`),
@@ -175,14 +260,16 @@ export class SqliteStore implements Store {
           error: j.error ? json(j.error) : null,
           attempts: j.attempts,
           migrations: j.migrations,
+          open: j.open ? 1 : 0,
+          tally: json(j.tally),
         });
       }
       for (const t of batch.newTasks) {
-        this.stmts.insertTask.run(t.tid, t.jobId, t.index, t.parent, t.name, json(t.input), t.state, t.attempt, t.hostId);
+        this.stmts.insertTask.run(t.tid, t.jobId, t.index, t.parent, t.root, t.name, json(t.input), t.state, t.attempt, t.hostId);
       }
       for (const u of batch.taskUpdates) {
         const result = u.state === 'done' ? json(u.result) : null;
-        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.messagesIn, u.messagesOut, u.tid);
+        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.messagesIn, u.messagesOut, u.seq, u.tid);
       }
       for (const c of batch.checkpoints) this.stmts.setCheckpoint.run(json(c.checkpoint), c.tid);
       for (const h of batch.hosts) {
@@ -202,10 +289,26 @@ export class SqliteStore implements Store {
     this.commitTx(batch);
   }
 
-  async loadUnfinished(): Promise<{ jobs: StoredJob[]; tasks: StoredTask[] }> {
-    const jobs = (this.stmts.unfinishedJobs.all() as JobRow[]).map(jobFromRow);
-    const tasks = jobs.flatMap((j) => (this.stmts.tasksOfJob.all(j.id) as TaskRow[]).map(taskFromRow));
-    return { jobs, tasks };
+  async loadUnfinished(): Promise<UnfinishedJob[]> {
+    return (this.stmts.unfinishedJobs.all() as JobRow[]).map((row) => ({
+      job: jobFromRow(row),
+      tasks: (this.stmts.residentTasks.all(row.id) as TaskRow[]).map(taskFromRow),
+      pendingRoots: indexes(this.stmts.pendingRootIndexes, row.id),
+      endedBadly: indexes(this.stmts.endedBadly, row.id),
+      spawned: this.stmts.spawnedCount.pluck().get(row.id) as number,
+    }));
+  }
+
+  async pendingRoots(jobId: string, from: number, until: number, limit: number): Promise<StoredTask[]> {
+    return (this.stmts.pendingRoots.all(jobId, from, until, limit) as TaskRow[]).map(taskFromRow);
+  }
+
+  async cancelPendingRoots(jobId: string, limit: number): Promise<number> {
+    return this.stmts.cancelPendingRoots.run(jobId, limit).changes;
+  }
+
+  async cancelledWithPending(): Promise<string[]> {
+    return this.stmts.cancelledWithPending.pluck().all() as string[];
   }
 
   async getJob(id: string): Promise<StoredJob | null> {
@@ -227,21 +330,27 @@ export class SqliteStore implements Store {
     return counts;
   }
 
-  async getResults(jobId: string, count: number): Promise<unknown[]> {
-    return (this.stmts.results.all(jobId, count) as { result: string | null }[]).map((r) => parse(r.result));
+  async resultsInOrder(jobId: string, afterIndex: number, limit: number): Promise<{ index: number; result: unknown }[]> {
+    return (this.stmts.resultsInOrder.all(jobId, afterIndex, limit) as { idx: number; result: string | null }[]).map((r) => ({
+      index: r.idx,
+      result: parse(r.result),
+    }));
   }
 
-  async getTasks(jobId: string): Promise<Omit<StoredTask, 'input' | 'result' | 'checkpoint'>[]> {
-    return (this.stmts.tasksSummary.all(jobId) as Omit<TaskRow, 'input' | 'result' | 'checkpoint'>[]).map((r) => ({
+  async outcomesAfter(jobId: string, afterSeq: number, limit: number): Promise<StoredOutcome[]> {
+    const rows = this.stmts.outcomesAfter.all(jobId, afterSeq, limit) as { seq: number; root: number; state: string; result: string | null; error: string | null }[];
+    return rows.map((r) => ({ seq: r.seq, root: r.root, ok: r.state === 'done', result: parse(r.result), error: parse<ErrorBody>(r.error) }));
+  }
+
+  async tasksPage(jobId: string, afterIndex: number, limit: number): Promise<TaskSummary[]> {
+    const rows = this.stmts.tasksPage.all(jobId, afterIndex, limit) as Pick<TaskRow, 'tid' | 'idx' | 'parent' | 'state' | 'attempt' | 'host_id' | 'messages_in' | 'messages_out'>[];
+    return rows.map((r) => ({
       tid: r.tid,
-      jobId: r.job_id,
       index: r.idx,
       parent: r.parent,
-      name: r.name,
       state: r.state as TaskState,
       attempt: r.attempt,
       hostId: r.host_id,
-      error: parse<ErrorBody>(r.error),
       messagesIn: r.messages_in,
       messagesOut: r.messages_out,
     }));
@@ -305,6 +414,21 @@ export class SqliteStore implements Store {
 
   async lastEventId(): Promise<number> {
     return (this.stmts.lastEventId.get() as { id: number }).id;
+  }
+
+  /** Adds what a file made by an older coordinator lacks, and fills it in from what it has. */
+  private migrate(): void {
+    const columns = (table: string) => new Set((this.db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name));
+    const jobs = columns('jobs');
+    const tasks = columns('tasks');
+    if (jobs.has('tally') && tasks.has('seq')) return;
+    this.db.transaction(() => {
+      if (!jobs.has('open')) this.db.exec('ALTER TABLE jobs ADD COLUMN open INTEGER NOT NULL DEFAULT 0');
+      if (!jobs.has('tally')) this.db.exec('ALTER TABLE jobs ADD COLUMN tally TEXT');
+      if (!tasks.has('root')) this.db.exec('ALTER TABLE tasks ADD COLUMN root INTEGER');
+      if (!tasks.has('seq')) this.db.exec('ALTER TABLE tasks ADD COLUMN seq INTEGER');
+      this.db.exec(BACKFILL);
+    })();
   }
 
   /** A filter left out of the SQL, rather than matched against NULL, lets SQLite use the index it needs. */

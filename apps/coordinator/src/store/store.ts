@@ -14,6 +14,25 @@ export interface JobOptions {
   seed: number;
 }
 
+/**
+ * What of a job has ended, kept with the job so that its status and a restart need not count
+ * its tasks (a job may have millions).
+ */
+export interface JobTally {
+  /** Tasks, roots and spawned, by how they ended. */
+  done: number;
+  failed: number;
+  cancelled: number;
+  rootsEnded: number;
+  rootsFailed: number;
+  /** Why the first root task to fail failed: the job's error names it. */
+  firstFailure: string | null;
+  /** The completion cursor given to the latest root outcome (`GET /api/jobs/:id/results?after=`). */
+  resultSeq: number;
+}
+
+export const emptyTally = (): JobTally => ({ done: 0, failed: 0, cancelled: 0, rootsEnded: 0, rootsFailed: 0, firstFailure: null, resultSeq: 0 });
+
 export interface StoredJob {
   id: string;
   owner: string;
@@ -21,7 +40,11 @@ export interface StoredJob {
   options: JobOptions;
   programHash: string;
   state: JobState;
+  /** Its tasks so far: roots (inputs appended to an open bag included) and spawned ones. */
   total: number;
+  /** An open bag takes more inputs (`POST /api/jobs/:id/inputs`) and is not done before it is closed. */
+  open: boolean;
+  tally: JobTally;
   createdAt: number;
   finishedAt: number | null;
   error: ErrorBody | null;
@@ -35,6 +58,8 @@ export interface StoredTask {
   index: number;
   /** The task that spawned this one; null for a root task. */
   parent: string | null;
+  /** A root task's input's place among the job's inputs; null for a spawned task. */
+  root: number | null;
   /** The program export it runs; null for the default export. */
   name: string | null;
   input: unknown;
@@ -46,11 +71,13 @@ export interface StoredTask {
   checkpoint: Checkpoint | null;
   messagesIn: number;
   messagesOut: number;
+  /** A root task's completion cursor, given when it ended done or failed; else null. */
+  seq: number | null;
 }
 
 export type TaskUpdate = Pick<
   StoredTask,
-  'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error' | 'messagesIn' | 'messagesOut'
+  'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error' | 'messagesIn' | 'messagesOut' | 'seq'
 >;
 
 /** What of a task changes as it runs: what a commit writes again, and what a restart reads back. */
@@ -64,6 +91,7 @@ export function taskUpdate(t: TaskUpdate): TaskUpdate {
     error: t.error,
     messagesIn: t.messagesIn,
     messagesOut: t.messagesOut,
+    seq: t.seq,
   };
 }
 
@@ -84,10 +112,13 @@ export interface StoredHost {
   done: number;
 }
 
+/** A task's row as it is first written (what changes later comes in task updates). */
+export type NewTask = Pick<StoredTask, 'tid' | 'jobId' | 'index' | 'parent' | 'root' | 'name' | 'input' | 'state' | 'attempt' | 'hostId'>;
+
 /** Everything the scheduler changed since the last commit; applied in one transaction. */
 export interface WriteBatch {
   jobs: StoredJob[];
-  newTasks: StoredTask[];
+  newTasks: NewTask[];
   taskUpdates: TaskUpdate[];
   checkpoints: { tid: string; checkpoint: Checkpoint }[];
   hosts: StoredHost[];
@@ -104,25 +135,67 @@ export interface EventQuery {
   limit: number;
 }
 
+/**
+ * An unfinished job as a restart resumes it: the tasks it holds in memory, and what it needs to
+ * know of the others — not the millions of rows a big job may have.
+ */
+export interface UnfinishedJob {
+  job: StoredJob;
+  /** Its running tasks and its spawned tasks not ended, in index order. */
+  tasks: StoredTask[];
+  /** The indexes of its root tasks still pending: paged in later (`pendingRoots`). */
+  pendingRoots: Uint32Array;
+  /** The indexes of its tasks that ended failed or cancelled; every other task not named here has ended done. */
+  endedBadly: Uint32Array;
+  /** How many of its tasks were spawned (ended or not). */
+  spawned: number;
+}
+
+/** A root task's final outcome, as the results cursor reads it. */
+export interface StoredOutcome {
+  seq: number;
+  /** Its input's place among the job's inputs. */
+  root: number;
+  ok: boolean;
+  result: unknown;
+  error: ErrorBody | null;
+}
+
+/** One task as `GET /api/jobs/:id/tasks` lists it, from its row. */
+export type TaskSummary = Pick<StoredTask, 'tid' | 'index' | 'parent' | 'state' | 'attempt' | 'hostId' | 'messagesIn' | 'messagesOut'>;
+
 export function emptyBatch(): WriteBatch {
   return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], hosts: [] };
 }
 
 /**
  * The coordinator's durable state. Two adapters share this interface: SQLite (embedded
- * default) and PostgreSQL; hence every method is async even where SQLite is not.
+ * default) and PostgreSQL; hence every method is async even where SQLite is not. Nothing here
+ * reads all of a job's tasks at once: a job may have millions, read page by page.
  */
 export interface Store {
   commit(batch: WriteBatch): Promise<void>;
-  /** Jobs not yet finished, with all their tasks: what a restarted coordinator resumes. */
-  loadUnfinished(): Promise<{ jobs: StoredJob[]; tasks: StoredTask[] }>;
+  /** Jobs not yet finished, as a restarted coordinator resumes them. */
+  loadUnfinished(): Promise<UnfinishedJob[]>;
+  /** Root tasks still pending with `from ≤ index < until`, in index order, at most `limit`. */
+  pendingRoots(jobId: string, from: number, until: number, limit: number): Promise<StoredTask[]>;
+  /**
+   * Marks up to `limit` pending root tasks of a cancelled job cancelled (a big job's rows are
+   * changed in parts, not in one long transaction); answers how many it marked.
+   */
+  cancelPendingRoots(jobId: string, limit: number): Promise<number>;
+  /** Cancelled jobs with root tasks still marked pending: a restart finishes marking them. */
+  cancelledWithPending(): Promise<string[]>;
   getJob(id: string): Promise<StoredJob | null>;
   listJobs(query: { owner: string | null; limit: number }): Promise<StoredJob[]>;
+  /** A job's tasks counted from their rows (the job's tally says the same, without counting). */
   taskCounts(jobId: string): Promise<TaskCounts>;
-  /** Results of the first `count` tasks (the roots) in input order; null where a task has none. */
-  getResults(jobId: string, count: number): Promise<unknown[]>;
-  /** Every task of a job in index order (without inputs, results and checkpoints). */
-  getTasks(jobId: string): Promise<Omit<StoredTask, 'input' | 'result' | 'checkpoint'>[]>;
+  /** The results of root tasks with index > `afterIndex`, in input order (null where a task is not done), at most `limit`. */
+  resultsInOrder(jobId: string, afterIndex: number, limit: number): Promise<{ index: number; result: unknown }[]>;
+  /** Root outcomes with a completion cursor > `afterSeq`, in cursor order, at most `limit`. */
+  outcomesAfter(jobId: string, afterSeq: number, limit: number): Promise<StoredOutcome[]>;
+  /** Tasks with index > `afterIndex`, in index order, at most `limit`. */
+  tasksPage(jobId: string, afterIndex: number, limit: number): Promise<TaskSummary[]>;
   putProgram(hash: string, source: string): Promise<void>;
   getProgram(hash: string): Promise<string | null>;
   insertToken(token: StoredToken): Promise<void>;

@@ -56,7 +56,7 @@ export async function closeSchedulers(): Promise<void> {
 }
 
 /** A scheduler over an in-memory store (or `store`, to restart on one), with the test clock. */
-export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceMs?: number } = {}) {
+export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceMs?: number; windowTasks?: number } = {}) {
   const store = options.store ?? new SqliteStore(':memory:');
   // A store passed in is its caller's: a restart test hands the first scheduler's to a second.
   if (!options.store) stores.push(store);
@@ -69,6 +69,7 @@ export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceM
     programUrl: (hash) => `/programs/${hash}.js`,
     now: () => clock.now,
     migrations: { record: (event) => events.push(event) },
+    ...(options.windowTasks === undefined ? {} : { windowTasks: options.windowTasks }),
   });
   return { store, scheduler, events };
 }
@@ -78,6 +79,16 @@ export function connect(scheduler: Scheduler, hostId: string, slots: number, run
   const link = new FakeHost();
   scheduler.hosts.attach({ hostId, secretHash: 'h', createdAt: clock.now, userAgent: 'test', peerId: `${hostId}-peer` }, link, slots, running);
   return link;
+}
+
+/** A job's status, in memory or (finished and stored) in the store. */
+export async function statusOf(scheduler: Scheduler, jobId: string) {
+  return (await scheduler.views.job(jobId))?.status;
+}
+
+/** Every result of a job in input order (null where its task is not done), as stored. */
+export async function resultsOf(store: SqliteStore, jobId: string): Promise<unknown[]> {
+  return (await store.resultsInOrder(jobId, -1, Number.MAX_SAFE_INTEGER)).map((r) => r.result);
 }
 
 /** A job request as the API would parse it: a bag of `inputs` for a program that returns its input. */

@@ -52,14 +52,18 @@ const refusal = (code: ErrorBody['code'], message: string): VmAnswer => ({ ok: f
  * coordinator (for tabs) and runLocal (for worker_threads) each carry out the effects it returns
  * their own way, so a program behaves the same under both: same tids, same seeds, same answers.
  *
- * Only tasks that use the services cost more than their identity and a byte: answers, barrier
- * calls, watchers and last seqs are kept for the tasks that have them.
+ * It keeps no object per task: a task's identity is its index (`add` and `describe` make the
+ * VmTask, which the caller keeps as long as it needs it), and what it knows beyond is one byte
+ * each — a job of ten million tasks costs ten megabytes here. Answers, barrier calls, watchers
+ * and last seqs are kept only for the tasks that have them.
  */
 export class JobVm {
   readonly jobId: string;
   readonly #seed: number;
-  readonly #maxTasks: number;
-  readonly #tasks: VmTask[] = [];
+  readonly #maxSpawned: number;
+  /** How many tasks the job has had; task `i` of them is `<jobId>.<i>`. */
+  #size = 0;
+  #spawned = 0;
   /** Per task index: LIVE, ENDED_OK or ENDED_FAILED. */
   #states = new Uint8Array(64);
   /**
@@ -76,34 +80,46 @@ export class JobVm {
   readonly #lastSent = new Map<string, ReadonlyMap<string, number>>();
   readonly #groups = new TaskGroups<{ tid: string; requestId: number }>();
 
-  /** `seed` is the job's: each task's seed derives from it and the task's index (determinism.ts). */
-  constructor(jobId: string, seed: number, maxTasks: number = LIMITS.tasksPerJob) {
+  /**
+   * `seed` is the job's: each task's seed derives from it and the task's index (determinism.ts).
+   * `maxSpawned` bounds the tasks its tasks may spawn in all; root tasks are the caller's to bound.
+   */
+  constructor(jobId: string, seed: number, maxSpawned: number = LIMITS.tasksPerJob) {
     this.jobId = jobId;
     this.#seed = seed;
-    this.#maxTasks = maxTasks;
+    this.#maxSpawned = maxSpawned;
   }
 
   /** How many tasks the job has had: roots and spawned, ended or not. */
   get size(): number {
-    return this.#tasks.length;
+    return this.#size;
   }
 
-  /** A new task of this job, numbered after the others (a root task, or one a restart brings back). */
+  /** A new task of this job, numbered after the others: a root task, or (with a parent) a spawned one. */
   add(input: unknown, parent: string | null, name: string | null): VmTask {
-    const index = this.#tasks.length;
-    const task: VmTask = { tid: makeTid(this.jobId, index), index, parent, name, input, seed: taskSeed(this.#seed, index) };
-    this.#tasks.push(task);
-    if (index === this.#states.length) {
-      const grown = new Uint8Array(this.#states.length * 2);
-      grown.set(this.#states);
-      this.#states = grown;
-    }
-    return task;
+    const index = this.#size++;
+    if (parent !== null) this.#spawned++;
+    if (index === this.#states.length) this.#grow(index + 1);
+    return this.describe(index, input, parent, name);
   }
 
-  task(tid: string): VmTask | undefined {
-    const index = this.#indexOf(tid);
-    return index === -1 ? undefined : this.#tasks[index];
+  /** Who task `index` is, for a task this machine already counts (one read back from a store). */
+  describe(index: number, input: unknown, parent: string | null, name: string | null): VmTask {
+    return { tid: makeTid(this.jobId, index), index, parent, name, input, seed: taskSeed(this.#seed, index) };
+  }
+
+  /**
+   * After a restart: the job has had `size` tasks, `spawned` of them spawned. Each has ended
+   * well, but those in `live` (not ended yet) and in `failed` — what a store can list cheaply,
+   * when most of a big job is done.
+   */
+  restore(size: number, spawned: number, live: Iterable<number>, failed: Iterable<number>): void {
+    this.#size = size;
+    this.#spawned = spawned;
+    this.#grow(size);
+    this.#states.fill(ENDED_OK, 0, size);
+    for (const index of live) this.#states[index] = LIVE;
+    for (const index of failed) this.#states[index] = ENDED_FAILED;
   }
 
   standing(tid: string): VmStanding {
@@ -146,8 +162,8 @@ export class JobVm {
   #carryOut(tid: string, requestId: number, op: TaskOp, effects: VmEffect[]): VmAnswer | 'later' {
     switch (op.kind) {
       case 'spawn': {
-        if (this.#tasks.length + op.inputs.length > this.#maxTasks) {
-          return refusal('E_TOO_LARGE', `a job holds at most ${this.#maxTasks} tasks`);
+        if (this.#spawned + op.inputs.length > this.#maxSpawned) {
+          return refusal('E_TOO_LARGE', `a job's tasks spawn at most ${this.#maxSpawned} tasks`);
         }
         const tasks = op.inputs.map((input) => this.add(input ?? null, tid, op.name));
         effects.push({ kind: 'spawn', tasks });
@@ -193,7 +209,17 @@ export class JobVm {
   /** The index of a tid of this job that exists, else -1 (`j.07` is not `j.7`). */
   #indexOf(tid: string): number {
     const { jobId, index } = parseTid(tid);
-    return jobId === this.jobId && this.#tasks[index]?.tid === tid ? index : -1;
+    return jobId === this.jobId && index < this.#size && makeTid(jobId, index) === tid ? index : -1;
+  }
+
+  /** Room for `size` tasks' bytes, doubling so that adding tasks one by one stays cheap. */
+  #grow(size: number): void {
+    if (size <= this.#states.length) return;
+    let length = this.#states.length;
+    while (length < size) length *= 2;
+    const grown = new Uint8Array(length);
+    grown.set(this.#states);
+    this.#states = grown;
   }
 
   #remember(tid: string, requestId: number, answer: VmAnswer): void {
