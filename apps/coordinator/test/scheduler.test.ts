@@ -154,6 +154,26 @@ describe('scheduler reissue', () => {
     expect((await statusOf(scheduler, 'job1'))?.tasks.done).toBe(1);
   });
 
+  it('does not run again a task whose lost attempt reported while its retry waited, and ends the job with exact counts', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1, 2, 3]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    await settle();
+    await settle();
+    expect(a.assigned().map((t) => t.tid)).toEqual(['job1.0', 'job1.1']);
+    // the host goes away with two: they wait for another host as retries
+    scheduler.hosts.detach('ha', a);
+    // it comes back with the results it kept while offline
+    connect(scheduler, 'ha', 0);
+    scheduler.reports.outcomes('ha', [0, 1].map((i) => ({ tid: `job1.${i}`, attempt: 1, ok: true as const, value: i })));
+    const b = connect(scheduler, 'hb', 3);
+    await settle();
+    expect(b.assigned().map((t) => t.tid)).toEqual(['job1.2']);
+    scheduler.reports.outcomes('hb', [{ tid: 'job1.2', attempt: 1, ok: true, value: 2 }]);
+    await settle();
+    expect(await statusOf(scheduler, 'job1')).toMatchObject({ state: 'done', tasks: { total: 3, pending: 0, running: 0, done: 3, failed: 0 } });
+  });
+
   it('after a restart keeps tasks running on hosts that come back and reissues the others', async () => {
     const first = schedulerHarness();
     first.scheduler.jobs.submit(spec([1, 2]), 'p', 'o', 'job1');

@@ -64,6 +64,7 @@ export class Leasing {
     };
     for (const job of this.#opts.book.active) {
       for (const task of job.placeNow.splice(0)) {
+        if (task.state !== 'pending') continue;
         // A migrating task goes where its image was sent when that host can still take it, else not back where it left.
         const named = hosts.find((h) => h.hostId === task.migration?.to);
         const elsewhere = hosts.filter((h) => h.hostId !== task.migration?.from);
@@ -107,6 +108,9 @@ export class Leasing {
     let best: JobRun | null = null;
     let bestLoad = Infinity;
     for (const job of this.#opts.book.active) {
+      // A lost attempt's result can come after its retry was queued (a host back with what it
+      // kept offline): the task ended, and must not run, nor end, again.
+      while (job.retries.length && job.retries[0]!.state !== 'pending') job.retries.shift();
       if (!job.window.waiting && !job.retries.length) continue;
       const load = job.running / job.stored.options.priority;
       if (load < bestLoad) {
