@@ -32,7 +32,7 @@ export const HelloMsg = z.object({
   identity: z.object({ hostId: z.string().max(LIMITS.idChars), secret: z.string().max(128) }).nullable(),
   slots: z.number().int().min(0).max(LIMITS.slotsPerHost),
   /** Tasks this host still runs from before a reconnect: they keep running if still assigned to it. */
-  running: z.array(TaskRef).max(LIMITS.slotsPerHost * 4),
+  running: z.array(TaskRef).max(LIMITS.heldPerHost),
   userAgent: z.string().max(512),
 });
 

@@ -24,6 +24,12 @@ export const LIMITS = {
   imageBytes: 192 * 1024 * 1024,
   imagePartBytes: 1024 * 1024,
   slotsPerHost: 64,
+  /**
+   * Tasks a host may report it holds when it says hello again: what it runs and what it was
+   * handed ahead of time (the coordinator sends a fast host up to 512 beyond its slots).
+   * A task it holds beyond these is run again elsewhere.
+   */
+  heldPerHost: 1024,
   nameChars: 200,
   logLineChars: 4096,
   idChars: 64,

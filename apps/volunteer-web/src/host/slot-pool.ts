@@ -201,7 +201,7 @@ export class SlotPool {
 
   /** Running, handed and queued tasks: all of them are this host's until they end or are cancelled. */
   held(): TaskRef[] {
-    return this.#heldRefs().slice(0, LIMITS.slotsPerHost * 4);
+    return this.#heldRefs().slice(0, LIMITS.heldPerHost);
   }
 
   holds(tid: string): boolean {
