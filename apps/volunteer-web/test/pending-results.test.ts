@@ -1,5 +1,5 @@
 import type { HostMessage, TaskOutcome } from '@webpvm/vm-protocol';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PendingResults, batchOutcomes } from '../src/host/pending-results.ts';
 import { memoryStore } from './support/memory-store.ts';
 import { settle } from './support/timing.ts';
@@ -35,8 +35,8 @@ describe('PendingResults', () => {
   it('writes the outcomes of one turn as one record, with no timer, and those that end during the write as the next', async () => {
     const t = setup();
     let finish = () => {};
-    const set = t.store.set;
-    t.store.set = (key, value) => new Promise<void>((resolve) => (finish = () => void set(key, value).then(resolve)));
+    const write = t.store.write;
+    t.store.write = (puts, dels) => new Promise<void>((resolve) => (finish = () => void write(puts, dels).then(resolve)));
     t.pending.add(outcome(0));
     t.pending.add(outcome(1));
     await settle();
@@ -54,33 +54,67 @@ describe('PendingResults', () => {
     expect(t.pending.count).toBe(4);
   });
 
-  it('deletes a record once all its outcomes are acknowledged, not before', async () => {
+  it('deletes a record once all its outcomes are acknowledged, in the transaction of the next write', async () => {
     const t = setup();
+    const writes: [number, string[]][] = [];
+    const write = t.store.write;
+    t.store.write = (puts, dels) => {
+      writes.push([puts.length, dels]);
+      return write(puts, dels);
+    };
     t.pending.add(outcome(0));
     t.pending.add(outcome(1));
     await settle();
-    await t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
-    expect(t.records()).toEqual([[outcome(0), outcome(1)]]);
+    t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
     expect(t.pending.count).toBe(1);
-    await t.pending.ack([{ tid: 'joba.1', attempt: 1 }]);
-    expect(t.records()).toEqual([]);
+    t.pending.ack([{ tid: 'joba.1', attempt: 1 }]);
     expect(t.pending.count).toBe(0);
+    const [first] = t.records();
+    expect(first).toEqual([outcome(0), outcome(1)]);
+    t.pending.add(outcome(2));
+    await settle();
+    expect(t.records()).toEqual([[outcome(2)]]);
+    expect(writes).toEqual([
+      [1, []],
+      [1, [expect.stringMatching(/^results:/)]],
+    ]);
+  });
+
+  it('deletes acknowledged records within a second when no write comes', async () => {
+    vi.useFakeTimers();
+    try {
+      const t = setup();
+      t.pending.add(outcome(0));
+      await vi.advanceTimersByTimeAsync(0);
+      t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
+      await vi.advanceTimersByTimeAsync(999);
+      expect(t.records()).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(t.records()).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('keeps no record of what was acknowledged while it was written (sent at once as the page left)', async () => {
     const t = setup();
     let finish = () => {};
-    const set = t.store.set;
-    t.store.set = (key, value) => new Promise<void>((resolve) => (finish = () => void set(key, value).then(resolve)));
+    const write = t.store.write;
+    t.store.write = (puts, dels) => new Promise<void>((resolve) => (finish = () => void write(puts, dels).then(resolve)));
     t.pending.add(outcome(0));
     await settle();
     t.pending.sendNow();
     expect(t.sentTids()).toEqual(['joba.0']);
-    await t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
+    t.pending.ack([{ tid: 'joba.0', attempt: 1 }]);
     finish();
     await settle();
-    expect(t.records()).toEqual([]);
     expect(t.pending.count).toBe(0);
+    // its record is deleted with the next write
+    t.pending.add(outcome(1));
+    await settle();
+    finish();
+    await settle();
+    expect(t.records()).toEqual([[outcome(1)]]);
   });
 
   it('loads what an earlier visit left, in batch records and in the one-outcome records written before them, and sends it again', async () => {
@@ -90,7 +124,9 @@ describe('PendingResults', () => {
     expect(t.pending.tids()).toEqual(new Set(['joba.0', 'joba.1', 'joba.5']));
     t.pending.resendAll();
     expect(t.sentTids().sort()).toEqual(['joba.0', 'joba.1', 'joba.5']);
-    await t.pending.ack([{ tid: 'joba.5', attempt: 1 }, { tid: 'joba.0', attempt: 1 }]);
-    expect([...t.store.data.keys()].sort()).toEqual(['ckpt:joba.9', 'results:old:0']);
+    t.pending.ack([{ tid: 'joba.5', attempt: 1 }, { tid: 'joba.0', attempt: 1 }]);
+    t.pending.add(outcome(7));
+    await settle();
+    expect([...t.store.data.keys()].filter((key) => !key.startsWith('results:') || key === 'results:old:0').sort()).toEqual(['ckpt:joba.9', 'results:old:0']);
   });
 });

@@ -70,7 +70,7 @@ export class HostRuntime {
     const send = (message: HostMessage) => this.#link.send(message);
     const fail = (outcome: TaskOutcome) => this.#pending.add(outcome);
     const clock = runtime.clock ?? systemClock;
-    this.#pending = new PendingResults(runtime.store, send);
+    this.#pending = new PendingResults(runtime.store, send, clock);
     this.#progress = new ProgressBatcher(send, clock);
     this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
     this.#pool = new SlotPool({
@@ -187,6 +187,7 @@ export class HostRuntime {
     this.#messaging.stop();
     this.#pool.terminateAll();
     this.#progress.stop();
+    this.#pending.stop();
     this.#status.stop();
   }
 
@@ -320,13 +321,13 @@ export class HostRuntime {
   }
 
   async #onAck(refs: TaskRef[]): Promise<void> {
+    this.#pending.ack(refs);
+    this.#status.changed();
     try {
-      await this.#pending.ack(refs);
       await Promise.all(refs.map((ref) => this.#checkpoints.forgetStored(ref)));
     } catch (error) {
-      console.warn('webpvm: could not forget acknowledged results', error);
+      console.warn('webpvm: could not forget acknowledged checkpoints', error);
     }
-    this.#status.changed();
   }
 
   #forgetLive(tid: string): void {

@@ -1,4 +1,5 @@
 import { LIMITS, type HostMessage, type TaskOutcome, type TaskRef } from '@webpvm/vm-protocol';
+import { type Clock, type Timer, systemClock } from './clock.ts';
 import type { KeyValueStore } from './kv-store.ts';
 
 /** One record holds one batch of outcomes, as it was written. */
@@ -7,6 +8,8 @@ const BATCH_PREFIX = 'results:';
 const SINGLE_PREFIX = 'result:';
 /** Room left in a frame for the envelope around the items. */
 const ENVELOPE_CHARS = 1024;
+/** Acknowledged records go with the next write; with none coming, at most this much later. */
+const DELETE_WAIT_MS = 1000;
 
 const refKey = (ref: TaskRef): string => `${ref.tid}:${ref.attempt}`;
 
@@ -40,8 +43,8 @@ export function batchOutcomes(
  * Writes are group commits with no timer (a hidden page's timers run once a second): the
  * outcomes of one turn of the event loop start a write, and those that end while it is under
  * way go together in the next — the busier the page, the larger the batches. A batch is one
- * record, deleted once all its outcomes are acknowledged: IndexedDB's cost is per record (in the
- * browser process, ~0.1 ms each), not per byte, for outcomes this small.
+ * record, deleted once all its outcomes are acknowledged, in the transaction of the next write:
+ * IndexedDB's cost is per transaction (kv-store.ts), not per byte, for outcomes this small.
  */
 export class PendingResults {
   #store: KeyValueStore;
@@ -56,13 +59,18 @@ export class PendingResults {
   #storing: TaskOutcome[] = [];
   #writing = false;
   #flushQueued = false;
+  /** Records whose outcomes are all acknowledged, to delete with the next write. */
+  #acked: string[] = [];
+  #deleteTimer: Timer | null = null;
+  #clock: Clock;
   /** Record keys of this page's visit: a fresh prefix, then a counter. */
   #visit = Date.now().toString(36);
   #written = 0;
 
-  constructor(store: KeyValueStore, send: (message: HostMessage) => boolean) {
+  constructor(store: KeyValueStore, send: (message: HostMessage) => boolean, clock: Clock = systemClock) {
     this.#store = store;
     this.#send = send;
+    this.#clock = clock;
   }
 
   get count(): number {
@@ -109,8 +117,8 @@ export class PendingResults {
     this.#sendAll([...this.#unacked.values()].filter((outcome) => !unsent.has(outcome)));
   }
 
-  async ack(refs: TaskRef[]): Promise<void> {
-    const done: string[] = [];
+  /** These outcomes are stored on the coordinator: their records go (with the next write, or soon). */
+  ack(refs: TaskRef[]): void {
     for (const ref of refs) {
       const key = refKey(ref);
       this.#unacked.delete(key);
@@ -121,10 +129,28 @@ export class PendingResults {
       rest.delete(key);
       if (rest.size === 0) {
         this.#records.delete(record);
-        done.push(record);
+        this.#acked.push(record);
       }
     }
-    if (done.length) await this.#store.delMany(done);
+    if (this.#acked.length) this.#deleteTimer ??= this.#clock.setTimeout(() => void this.#deleteAcked(), DELETE_WAIT_MS);
+  }
+
+  stop(): void {
+    this.#clock.clear(this.#deleteTimer);
+    this.#deleteTimer = null;
+  }
+
+  async #deleteAcked(): Promise<void> {
+    this.#deleteTimer = null;
+    if (this.#writing || this.#flushQueued || !this.#acked.length) return;
+    const records = this.#acked.splice(0);
+    try {
+      await this.#store.write([], records);
+    } catch (error) {
+      // They go again with the next write: a record left behind would be sent again on the next visit.
+      this.#acked.push(...records);
+      console.warn('webpvm: could not forget acknowledged results', error);
+    }
   }
 
   async #flush(): Promise<void> {
@@ -134,19 +160,22 @@ export class PendingResults {
     const outcomes = this.#outbox.splice(0);
     this.#storing = outcomes;
     const record = `${BATCH_PREFIX}${this.#visit}:${this.#written++}`;
+    const acked = this.#acked.splice(0);
     try {
-      await this.#store.set(record, outcomes);
+      await this.#store.write([[record, outcomes]], acked);
       // What was acknowledged while it was written (sent by sendNow) needs no keeping.
       this.#hold(record, outcomes.filter((outcome) => this.#unacked.has(refKey(outcome))));
-      if (!this.#records.has(record)) await this.#store.del(record);
+      if (!this.#records.has(record)) this.#acked.push(record);
     } catch (error) {
       console.warn('webpvm: could not store results; sending them unstored', error);
+      this.#acked.push(...acked);
     }
     this.#storing = [];
     this.#writing = false;
     // Unsent outcomes stay in the store and go out again after the next welcome.
     this.#sendAll(outcomes);
     if (this.#outbox.length) void this.#flush();
+    else if (this.#acked.length) this.#deleteTimer ??= this.#clock.setTimeout(() => void this.#deleteAcked(), DELETE_WAIT_MS);
   }
 
   /** Outcomes stored in `record`, to be deleted with it once all are acknowledged. */

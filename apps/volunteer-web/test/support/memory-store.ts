@@ -7,8 +7,9 @@ export function memoryStore(initial: Record<string, unknown> = {}): KeyValueStor
     data,
     get: async <T>(key: string) => structuredClone(data.get(key)) as T | undefined,
     set: async (key, value) => void data.set(key, structuredClone(value)),
-    setMany: async (entries) => {
-      for (const [key, value] of entries) data.set(key, structuredClone(value));
+    write: async (puts, dels) => {
+      for (const [key, value] of puts) data.set(key, structuredClone(value));
+      for (const key of dels) data.delete(key);
     },
     del: async (key) => void data.delete(key),
     delMany: async (keys) => {
