@@ -27,7 +27,7 @@ describe('scheduler leasing', () => {
 
   it('lets a host that finishes tasks quickly hold more of them, and a slow one only two per slot', async () => {
     const { scheduler } = schedulerHarness();
-    scheduler.jobs.submit(spec(Array.from({ length: 5000 }, (_, i) => i)), 'p', 'o', 'job1');
+    scheduler.jobs.submit(spec(Array.from({ length: 50_000 }, (_, i) => i)), 'p', 'o', 'job1');
     const fast = connect(scheduler, 'fast', 1);
     const slow = connect(scheduler, 'slow', 1);
     await settle();

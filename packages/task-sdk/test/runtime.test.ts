@@ -142,16 +142,16 @@ describe('tasks handed in a batch (starts)', () => {
   const reports = (posted: readonly { type: string }[]) =>
     posted.map((m) => (m.type === 'dones' ? `dones ${(m as unknown as { items: { tid: string }[] }).items.map((d) => d.tid).join(',')}` : `${m.type} ${(m as { tid?: string }).tid}`));
 
-  it('runs them one after another and reports their outcomes together', async () => {
+  it('runs them one after another and reports their outcomes together once the run is over', async () => {
     const worker = fakeWorker();
     const url = program('export default (ctx, x) => { globalThis.order = [...(globalThis.order ?? []), ctx.tid]; return x * x; }');
-    worker.send(starts(url, 0, 1, 2));
-    await expect.poll(() => worker.posted.length).toBe(1);
+    worker.send(starts(url, 0, 1, 2, 3, 4, 5));
+    await expect.poll(() => reports(worker.posted).join(' | ')).toBe('dones job1.0,job1.1,job1.2,job1.3,job1.4,job1.5');
     expect(worker.posted[0]).toEqual({
       type: 'dones',
-      items: [0, 1, 2].map((i) => ({ type: 'done', tid: `job1.${i}`, ok: true, value: i * i })),
+      items: [0, 1, 2, 3, 4, 5].map((i) => ({ type: 'done', tid: `job1.${i}`, ok: true, value: i * i })),
     });
-    expect((globalThis as { order?: string[] }).order).toEqual(['job1.0', 'job1.1', 'job1.2']);
+    expect((globalThis as { order?: string[] }).order).toEqual(['job1.0', 'job1.1', 'job1.2', 'job1.3', 'job1.4', 'job1.5']);
   });
 
   it('reports outcomes before anything the next task says, and does not hold them behind a long task', async () => {
@@ -164,6 +164,14 @@ describe('tasks handed in a batch (starts)', () => {
     await expect.poll(() => reports(worker.posted)).toEqual(['dones job1.0', 'log job1.1', 'dones job1.1']);
   });
 
+  it('reports the outcomes of a run still going after a short wait, not at its end', async () => {
+    const worker = fakeWorker();
+    const url = program('export default async (ctx, x) => { if (x === 1) await new Promise((r) => setTimeout(r, 1500)); return x; }');
+    worker.send(starts(url, 0, 1));
+    await expect.poll(() => reports(worker.posted), { timeout: 1000 }).toEqual(['dones job1.0']);
+    await expect.poll(() => reports(worker.posted), { timeout: 3000 }).toEqual(['dones job1.0', 'dones job1.1']);
+  });
+
   it('withdraws the tasks not started yet, and says which', async () => {
     const worker = fakeWorker();
     const url = program('export default async (ctx, x) => { await new Promise((r) => setTimeout(r, 20)); return x; }');
@@ -172,8 +180,8 @@ describe('tasks handed in a batch (starts)', () => {
     worker.send({ type: 'withdraw', tids: ['job1.0', 'job1.2'] });
     expect(reports(worker.posted)).toEqual(['withdrawn undefined']);
     expect(worker.posted[0]).toEqual({ type: 'withdrawn', tids: ['job1.2'] });
-    // each outcome waits a few ms at most for company: job1.1 takes 20 ms
-    await expect.poll(() => reports(worker.posted)).toEqual(['withdrawn undefined', 'dones job1.0', 'dones job1.1']);
+    // the run is over once job1.1 is: both outcomes go together
+    await expect.poll(() => reports(worker.posted)).toEqual(['withdrawn undefined', 'dones job1.0,job1.1']);
   });
 });
 

@@ -157,7 +157,7 @@ export class HostRuntime {
         },
         lane: (m) => this.#messaging.laneGranted(m),
         laneRefused: (m) => this.#messaging.laneRefused(m),
-        stateChange: () => this.#status.changed(),
+        stateChange: () => this.#status.changed(true),
       },
     });
     this.#status = new HostStatus(() => ({
@@ -210,14 +210,14 @@ export class HostRuntime {
       this.#messaging.departing();
     }
     this.#status.noteCleared(this.#pool.workersAlive);
-    this.#status.changed();
+    this.#status.changed(true);
   }
 
   /** The machine is left alone again: the slots are offered again. */
   available(): void {
     if (!this.#status.resume()) return;
     this.#link.send({ type: 'capacity', slots: this.#options.slots });
-    this.#status.changed();
+    this.#status.changed(true);
   }
 
   /** For React's useSyncExternalStore: the same object until something changed. */

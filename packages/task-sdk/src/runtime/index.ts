@@ -38,10 +38,13 @@ type ProgramModule = Record<string, unknown>;
 type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
 
 /**
- * Outcomes of a `starts` run wait at most this long for others to go with them: a long task
- * after short ones does not hold their outcomes back (a worker's timers are not throttled).
+ * Outcomes of a `starts` run go together, once the run is over or the oldest has waited this
+ * long: each report costs the host and the coordinator ~2 ms of CPU in all, so short tasks
+ * share one; a long task after short ones holds their outcomes back no longer than this (a
+ * worker's timers are not throttled). The host hands about a quarter second of work at once
+ * (slot-pool.ts): it has more before this run is over.
  */
-const DONES_WAIT_MS = 4;
+const DONES_WAIT_MS = 150;
 type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T }>) => void };
 
 /**
@@ -55,6 +58,7 @@ type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T
 export function runTaskWorker(scope: WorkerScope): void {
   /** Outcomes of `starts` tasks not reported yet: whatever else the worker posts goes after them. */
   let dones: Done[] = [];
+  let donesSince = 0;
   let donesTimer: ReturnType<typeof setTimeout> | null = null;
   const flushDones = (): void => {
     if (donesTimer !== null) clearTimeout(donesTimer);
@@ -81,8 +85,10 @@ export function runTaskWorker(scope: WorkerScope): void {
     }
     queueBusy = true;
     launch(next, (done) => {
+      if (!dones.length) donesSince = performance.now();
       dones.push(done);
-      donesTimer ??= setTimeout(flushDones, DONES_WAIT_MS);
+      if (!queued.length || performance.now() - donesSince >= DONES_WAIT_MS) flushDones();
+      else donesTimer ??= setTimeout(flushDones, DONES_WAIT_MS);
       queueBusy = false;
       runQueued();
     });
