@@ -14,11 +14,17 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../../e2e/support/chromium.ts';
 export interface Tab {
   /** Runs `fn(arg)` in the page and returns its JSON result; `fn` must not close over anything. */
   evaluate<R, A = undefined>(fn: (arg: A) => R | Promise<R>, arg?: A): Promise<R>;
+  /** Minimises the tab's window: the page becomes hidden, its timers throttled, as a volunteer leaves it. */
+  hide(): Promise<void>;
+  /** Restores the tab's window: the page is visible again. */
+  show(): Promise<void>;
   /** Closes the tab with its browser context: its host goes away as when a volunteer closes it. */
   close(): Promise<void>;
 }
 
 export interface Browser {
+  /** Chromium's browser process, which leads a process group of its own with all its helpers. */
+  readonly pid: number;
   /** A tab in a browser context of its own (its own storage, so its own webpvm host). */
   open(url: string): Promise<Tab>;
   close(): Promise<void>;
@@ -45,13 +51,25 @@ export async function launchBrowser(): Promise<Browser> {
     const browser = await CDP({ target: endpoint });
     clients.push(browser);
     return {
+      pid: child.pid!,
       open: async (url) => {
         const { browserContextId } = await browser.Target.createBrowserContext({});
         const { targetId } = await browser.Target.createTarget({ url, browserContextId });
         const page = await CDP({ target: `ws://${new URL(endpoint).host}/devtools/page/${targetId}` });
         clients.push(page);
+        const { windowId } = await browser.Browser.getWindowForTarget({ targetId });
+        const visibility = async (windowState: 'minimized' | 'normal', wanted: 'hidden' | 'visible') => {
+          await browser.Browser.setWindowBounds({ windowId, bounds: { windowState } });
+          const deadline = Date.now() + 5_000;
+          while ((await evaluate(page, () => document.visibilityState, undefined)) !== wanted) {
+            if (Date.now() > deadline) throw new Error(`the tab did not become ${wanted}`);
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        };
         return {
           evaluate: (fn, arg) => evaluate(page, fn, arg),
+          hide: () => visibility('minimized', 'hidden'),
+          show: () => visibility('normal', 'visible'),
           close: async () => {
             clients.splice(clients.indexOf(page), 1);
             await page.close();

@@ -10,3 +10,13 @@ export function statSeconds(stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+
+/**
+ * CPU seconds the whole machine has spent busy so far, from /proc/stat: user, nice, system and
+ * steal (time the hypervisor gave this machine's cores to another), not interrupts, which no
+ * process is charged for. Less what the bench's own processes used, it is what neighbours took.
+ */
+export function machineBusySeconds(): number {
+  const [user, nice, system, , , , , steal] = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (user! + nice! + system! + steal!) / 100;
+}

@@ -8,9 +8,10 @@ export type CpuByPlace = Map<string, number>;
  * CPU seconds (user + system) the named Node processes and every Chromium process have used so
  * far, from /proc, summed by place: each Node process by its name; `page main threads`, `task
  * workers`, `renderers' other threads`, `network service`, `browser process` and `Chromium's
- * other processes`.
+ * other processes`. With `browserGroup` (Browser.pid: the bench's Chromium leads a process group
+ * of its own), only that browser's processes count, not another Chromium on a shared machine.
  */
-export function cpuByPlace(node: Record<string, number>): CpuByPlace {
+export function cpuByPlace(node: Record<string, number>, browserGroup?: number): CpuByPlace {
   const places: CpuByPlace = new Map();
   const add = (place: string, seconds: number) => places.set(place, (places.get(place) ?? 0) + seconds);
   const named = new Map(Object.entries(node).map(([name, pid]) => [String(pid), name]));
@@ -19,6 +20,7 @@ export function cpuByPlace(node: Record<string, number>): CpuByPlace {
       const name = named.get(pid);
       const commandLine = name ? '' : fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       if (!name && !commandLine.includes('chromium')) continue;
+      if (!name && browserGroup !== undefined && processGroup(pid) !== browserGroup) continue;
       const type = commandLine.match(/--type=([\w-]+)/)?.[1] ?? 'browser';
       const total = cpuSeconds(Number(pid));
       if (type !== 'renderer' || name) {
@@ -51,4 +53,10 @@ export function msPerMessage(before: CpuByPlace, after: CpuByPlace, messages: nu
     if (used > 0) out[place] = +((1000 * used) / messages).toFixed(3);
   }
   return out;
+}
+
+/** The process group of a process, from /proc. */
+function processGroup(pid: string): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
 }

@@ -1,0 +1,100 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
+import { adminApi } from './admin-api.ts';
+import { cpuSeconds } from './process-cpu.ts';
+import { SimulatedHost } from './simulated-host.ts';
+import { type Row, rate, round } from './throughput-row.ts';
+
+export interface CoordinatorAloneOptions {
+  tasks: number;
+  /** Simulated hosts, and slots each. */
+  hosts: number;
+  slots: number;
+  /** The trivial program (x → x²) the job runs; the simulated hosts answer it themselves. */
+  program: string;
+  log: (what: string) => void;
+}
+
+const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The coordinator's share of the cost without any browser: simulated hosts in Node (plain
+ * WebSocket clients speaking the real host protocol) against the coordinator, then against a null
+ * server that speaks the same protocol but keeps nothing. Two rows, the first as a ratio to the second.
+ */
+export async function coordinatorAlone(options: CoordinatorAloneOptions): Promise<[Row, Row]> {
+  const simulated = await againstCoordinator(options);
+  const nulled = await againstNullServer(options);
+  simulated.ratio = round(rate(simulated) / rate(nulled), 3);
+  nulled.ratio = 1;
+  return [simulated, nulled];
+}
+
+const row = (options: CoordinatorAloneOptions, system: string, seconds: number, cpu: number): Row => ({
+  workload: 'coordinator alone',
+  system,
+  visibility: null,
+  tabs: null,
+  tasks: options.tasks,
+  done: options.tasks,
+  complete: true,
+  seconds: round(seconds, 3),
+  tasksPerSecond: round(options.tasks / seconds),
+  ratio: null,
+  serverCpuMicrosPerTask: round((cpu / options.tasks) * 1e6),
+});
+
+async function againstCoordinator(options: CoordinatorAloneOptions): Promise<Row> {
+  const { tasks, program, log } = options;
+  const label = `coordinator, ${options.hosts} simulated hosts × ${options.slots} slots`;
+  log(`the coordinator alone: ${options.hosts} simulated hosts`);
+  const server = await CoordinatorProcess.start();
+  const hosts = Array.from({ length: options.hosts }, () => new SimulatedHost(`${server.url.replace('http', 'ws')}/ws`, options.slots));
+  try {
+    await Promise.all(hosts.map((h) => h.connect()));
+    const cpuBefore = cpuSeconds(server.pid!);
+    const started = Date.now();
+    const { id } = await adminApi(server.url, 'POST', '/api/jobs', { name: label, program, inputs: Array.from({ length: tasks }, (_, i) => i) });
+    let ended: number;
+    for (;;) {
+      const job = await adminApi(server.url, 'GET', `/api/jobs/${id}`);
+      if (job.state === 'done') {
+        ended = Date.parse(job.finishedAt);
+        break;
+      }
+      if (job.state !== 'running' && job.state !== 'queued') throw new Error(`job ended ${job.state}`);
+      await sleep(20);
+    }
+    const cpu = cpuSeconds(server.pid!) - cpuBefore;
+    const { results } = await adminApi(server.url, 'GET', `/api/jobs/${id}/results`);
+    if (results.length !== tasks || results.some((r: number, i: number) => r !== i * i)) throw new Error(`${label}: wrong results`);
+    return row(options, label, (ended - started) / 1000, cpu);
+  } finally {
+    for (const h of hosts) h.close();
+    await server.stop();
+  }
+}
+
+async function againstNullServer(options: CoordinatorAloneOptions): Promise<Row> {
+  const { tasks, log } = options;
+  log(`the null server: ${options.hosts} simulated hosts`);
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(benchDir, 'src/null-coordinator.ts'), String(tasks)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve) => child.stdout!.once('data', (d) => resolve(Number(String(d).trim()))));
+  const hosts = Array.from({ length: options.hosts }, () => new SimulatedHost(`ws://127.0.0.1:${port}`, options.slots));
+  try {
+    const cpuBefore = cpuSeconds(child.pid!);
+    const started = performance.now();
+    await Promise.all(hosts.map((h) => h.connect()));
+    while (hosts.reduce((n, h) => n + h.completed, 0) < tasks) await sleep(5);
+    const seconds = (performance.now() - started) / 1000;
+    return row(options, `null server, same ${options.hosts} simulated hosts`, seconds, cpuSeconds(child.pid!) - cpuBefore);
+  } finally {
+    for (const h of hosts) h.close();
+    child.kill('SIGTERM');
+  }
+}
