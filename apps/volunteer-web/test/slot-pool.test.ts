@@ -294,33 +294,33 @@ describe('SlotPool batches', () => {
   const dones = (...tids: string[]) => ({ type: 'dones', items: tids.map((tid) => ({ type: 'done', tid, ok: true, value: tid })) });
   const many = (n: number, from = 0) => Array.from({ length: n }, (_, i) => assignment('joba', from + i));
 
-  it('hands a worker one task of a job until it knows how long they take, then about a quarter second of them at once', () => {
+  it('hands a worker one task of a job until it knows how long they take, then about half a second of them at once', () => {
     const { pool, workers, outcomes, started, tick } = timed(1);
     pool.assign(many(100));
     expect(handed(workers[0]!)).toEqual([['joba.0']]);
-    tick(31.25);
+    tick(62.5);
     workers[0]!.emit(dones('joba.0'));
-    // 31.25 ms a task: 8 of them
+    // 62.5 ms a task: 8 of them
     expect(handed(workers[0]!)[1]).toEqual(['joba.1', 'joba.2', 'joba.3', 'joba.4', 'joba.5', 'joba.6', 'joba.7', 'joba.8']);
     // only the first of them runs; the others wait in the worker, and say nothing yet
     expect(pool.running().map((t) => t.tid)).toEqual(['joba.1']);
     expect(started).toEqual(['joba.0', 'joba.1']);
     expect(pool.holds('joba.8') && pool.refOf('joba.8') !== null).toBe(true);
     expect(pool.post('joba.8', { type: 'deliver', tid: 'joba.8', envelopes: [] })).toBe(false);
-    tick(93.75);
+    tick(187.5);
     workers[0]!.emit(dones('joba.1', 'joba.2', 'joba.3'));
     expect(outcomes.map((o) => o.tid)).toEqual(['joba.0', 'joba.1', 'joba.2', 'joba.3']);
     expect(pool.running().map((t) => t.tid)).toEqual(['joba.4']);
     expect(started.slice(-3)).toEqual(['joba.2', 'joba.3', 'joba.4']);
     expect(pool.held()).toHaveLength(96);
-    // three outcomes in 93.75 ms are 31.25 ms each: the worker is topped up to 8 again
+    // three outcomes in 187.5 ms are 62.5 ms each: the worker is topped up to 8 again
     expect(handed(workers[0]!)[2]).toEqual(['joba.9', 'joba.10', 'joba.11']);
   });
 
   it('keeps one task a worker for a job whose tasks take longer than the batch', () => {
     const { pool, workers, tick } = timed(2);
     pool.assign(many(10));
-    tick(300);
+    tick(600);
     workers[0]!.emit(dones('joba.0'));
     expect(handed(workers[0]!)).toEqual([['joba.0'], ['joba.2']]);
     expect(pool.queued).toBe(7);
@@ -330,7 +330,7 @@ describe('SlotPool batches', () => {
     vi.useFakeTimers();
     const { pool, workers, left, tick } = timed(1, true);
     pool.assign(many(10));
-    tick(62.5);
+    tick(125);
     workers[0]!.emit(dones('joba.0'));
     expect(handed(workers[0]!)[1]).toEqual(['joba.1', 'joba.2', 'joba.3', 'joba.4']);
     pool.evacuate('all', 20);

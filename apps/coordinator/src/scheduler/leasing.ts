@@ -17,11 +17,11 @@ export interface LeasingOptions {
  * A host holds at least two tasks per slot, so the next task is already there when one ends; a
  * host that finishes tasks quickly holds about PREFETCH_SECONDS of its work, so that tiny tasks
  * travel in batches and the round trip to the coordinator does not bound its throughput. Its
- * page hands each worker up to a quarter second of work at once (slot-pool.ts): twice that lets
+ * page hands each worker up to half a second of work at once (slot-pool.ts): twice that lets
  * it hand the next batch before a worker's runs out.
  */
 const PREFETCH_PER_SLOT = 2;
-const PREFETCH_SECONDS = 0.5;
+const PREFETCH_SECONDS = 1;
 const PREFETCH_MAX = 512;
 
 function prefetchDepth(host: HostRun): number {

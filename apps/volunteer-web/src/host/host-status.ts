@@ -34,10 +34,11 @@ export type HostReadings = Omit<HostSnapshot, 'done' | 'failed' | 'paused' | 'pa
 
 /**
  * The counters re-render at most this often, however chatty the tasks are: each render of this
- * page costs ~10 ms of CPU across the renderer, its compositor and the GPU process, taken from the
- * tasks (at 10 Hz, 5% of a 2-core machine: bench:throughput's CPU-bound rows, visible).
+ * page costs ~7 ms of CPU across the renderer, its raster threads, its compositor and the GPU
+ * process, taken from the tasks (at 10 Hz, two tabs took 5% of a 2-core machine: bench:throughput's
+ * CPU-bound rows, visible).
  */
-const NOTIFY_MS = 500;
+const NOTIFY_MS = 1000;
 
 /**
  * What this host has done and whether the person at the machine has it back, counted here since

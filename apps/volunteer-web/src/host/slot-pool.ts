@@ -120,7 +120,7 @@ const PERSIST_TICK_MIN_MS = 20;
  * acknowledgement — costs the page, the browser and the coordinator ~2 ms of CPU in all: at
  * this size, a few per cent of the work at most (bench:throughput's CPU-bound rows).
  */
-const HANDED_MS = 250;
+const HANDED_MS = 500;
 /** How much each finished task moves a job's mean duration. */
 const DURATION_WEIGHT = 0.2;
 

@@ -41,10 +41,10 @@ type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
  * Outcomes of a `starts` run go together, once the run is over or the oldest has waited this
  * long: each report costs the host and the coordinator ~2 ms of CPU in all, so short tasks
  * share one; a long task after short ones holds their outcomes back no longer than this (a
- * worker's timers are not throttled). The host hands about a quarter second of work at once
+ * worker's timers are not throttled). The host hands about half a second of work at once
  * (slot-pool.ts): it has more before this run is over.
  */
-const DONES_WAIT_MS = 150;
+const DONES_WAIT_MS = 300;
 type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T }>) => void };
 
 /**
