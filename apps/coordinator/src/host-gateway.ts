@@ -251,6 +251,7 @@ export class HostGateway {
     'image-missing': (conn, m) => this.opts.scheduler.migrations.imageMissing(conn.hostId!, m.tid, m.attempt),
     'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to),
     'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
+    withdrawn: (conn, m) => this.opts.scheduler.reports.withdrawn(conn.hostId!, m.tasks),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

@@ -46,6 +46,49 @@ describe('scheduler leasing', () => {
     expect(held(slow)).toHaveLength(2);
   });
 
+  describe('at a job\'s end', () => {
+    /** job1.0–1 on ha (one running, one queued behind it), job1.2–3 on hb, which then finishes both. */
+    async function tail() {
+      const { scheduler } = schedulerHarness();
+      scheduler.jobs.submit(spec([0, 1, 2, 3]), 'p', 'o', 'job1');
+      const a = connect(scheduler, 'ha', 1);
+      await settle();
+      const b = connect(scheduler, 'hb', 1);
+      await settle();
+      expect([a.assigned().map((t) => t.tid), b.assigned().map((t) => t.tid)]).toEqual([
+        ['job1.0', 'job1.1'],
+        ['job1.2', 'job1.3'],
+      ]);
+      scheduler.reports.outcomes('hb', b.assigned().map((t) => ({ tid: t.tid, attempt: t.attempt, ok: true as const, value: 0 })));
+      await settle();
+      return { scheduler, a, b };
+    }
+
+    it('asks a host with tasks queued behind its slots to give them back when another has nothing to run', async () => {
+      const { scheduler, a, b } = await tail();
+      expect(a.of('withdraw')).toEqual([{ type: 'withdraw', tasks: [{ tid: 'job1.1', attempt: 1 }] }]);
+      scheduler.reports.withdrawn('ha', [{ tid: 'job1.1', attempt: 1 }]);
+      await settle();
+      expect(b.assigned().at(-1)).toMatchObject({ tid: 'job1.1', attempt: 2 });
+      // the lease that never ran is not an attempt
+      expect(scheduler.views.status('job1')).toMatchObject({ attempts: 4, tasks: { running: 2, done: 2 } });
+      // what ha says of the attempt it gave back counts for nothing
+      expect(scheduler.reports.outcomes('ha', [{ tid: 'job1.1', attempt: 1, ok: true, value: 'late' }])).toMatchObject([{ code: 'E_NOT_ASSIGNED' }]);
+    });
+
+    it('asks for an attempt once, and ignores one given back that it did not ask for', async () => {
+      const { scheduler, a, b } = await tail();
+      // ha had started job1.1 already and gives nothing back: hb is still idle, but ha is not asked again
+      scheduler.tick();
+      await settle();
+      expect(a.of('withdraw')).toHaveLength(1);
+      scheduler.reports.withdrawn('hb', [{ tid: 'job1.1', attempt: 1 }]);
+      await settle();
+      expect(b.assigned().map((t) => t.tid)).toEqual(['job1.2', 'job1.3']);
+      expect(scheduler.views.status('job1')?.tasks).toMatchObject({ running: 2, done: 2 });
+    });
+  });
+
   it('shares hosts fairly between jobs by priority', async () => {
     const { scheduler } = schedulerHarness();
     scheduler.jobs.submit(spec(Array.from({ length: 20 }, () => 0)), 'p', 'o', 'low1');

@@ -172,6 +172,17 @@ describe('HostRuntime', () => {
     expect(host.runtime.snapshot()).toMatchObject({ running: [], done: 0, failed: 0 });
   });
 
+  it('gives back the tasks asked for that have not started, and says which', async () => {
+    const host = await startHost();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [0, 1, 2].map((i) => assignment('joba', i)) });
+    await settle();
+    host.socket().receive({ type: 'withdraw', tasks: [0, 2].map((i) => ({ tid: `joba.${i}`, attempt: 1 })) });
+    await settle();
+    expect(host.socket().sentOfType('withdrawn')).toEqual([{ type: 'withdrawn', tasks: [{ tid: 'joba.2', attempt: 1 }] }]);
+    expect(host.runtime.snapshot()).toMatchObject({ running: [{ tid: 'joba.0' }, { tid: 'joba.1' }], queued: 0 });
+  });
+
   it('turns a result that cannot travel as JSON into a failure', async () => {
     const host = await startHost();
     await host.connect();

@@ -80,6 +80,7 @@ type Op =
   | { op: 'crash'; worker: number }
   | { op: 'evacuate'; tids: number[] | 'all'; graceMs: number }
   | { op: 'cancel'; task: number }
+  | { op: 'giveBack'; tasks: number[] }
   | { op: 'assign'; from: number; count: number }
   | { op: 'tick'; ms: number };
 
@@ -99,12 +100,13 @@ const ops: fc.Arbitrary<Op> = fc.oneof(
     }),
   },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('cancel' as const), task: fc.nat(199) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('giveBack' as const), tasks: fc.array(fc.nat(199), { maxLength: 12 }) }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constant('assign' as const), from: fc.nat(150), count: fc.integer({ min: 1, max: 50 }) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('tick' as const), ms: fc.oneof(fc.constant(0.05), fc.constant(1), fc.constant(30)) }) },
 );
 
 describe('SlotPool batches, under any interleaving', () => {
-  it('ends every task it was given exactly once — done, failed, left or cancelled — and never runs one in two workers at once', () => {
+  it('ends every task it was given exactly once — done, failed, left, cancelled or given back — and never runs one in two workers at once', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.array(ops, { maxLength: 120 }), (slots, sharedFlags, script) => {
         let now = 0;
@@ -113,6 +115,7 @@ describe('SlotPool batches, under any interleaving', () => {
         const end = (tid: string, how: string) => ended.set(tid, [...(ended.get(tid) ?? []), how]);
         const given = new Set<string>();
         const cancelled = new Set<string>();
+        const startedTids = new Set<string>();
         const pool = new SlotPool({
           slots,
           sharedFlags,
@@ -126,10 +129,17 @@ describe('SlotPool batches, under any interleaving', () => {
           events: {
             outcome: (o) => end(o.tid, o.ok ? 'done' : 'failed'),
             left: (t) => end(t.assignment.tid, 'left'),
+            givenBack: (refs) => {
+              for (const ref of refs) {
+                // Only a task that never started goes back.
+                expect(startedTids.has(ref.tid), ref.tid).toBe(false);
+                end(ref.tid, 'given back');
+              }
+            },
             checkpoint: () => undefined,
             progress: () => undefined,
             log: () => undefined,
-            started: () => undefined,
+            started: (ref) => void startedTids.add(ref.tid),
             send: () => undefined,
             laneSent: () => undefined,
             delivered: () => undefined,
@@ -159,6 +169,7 @@ describe('SlotPool batches, under any interleaving', () => {
             end(`joba.${step.task}`, 'cancelled');
             pool.cancel([{ tid: `joba.${step.task}`, attempt: 1 }]);
           }
+          if (step.op === 'giveBack') pool.giveBack(step.tasks.map((n) => ({ tid: `joba.${n}`, attempt: 1 })), (tid) => tid.endsWith('7'));
           if (step.op === 'assign') assign(Array.from({ length: step.count }, (_, i) => assignment('joba', step.from + i)));
           if (step.op === 'tick') now += step.ms;
 

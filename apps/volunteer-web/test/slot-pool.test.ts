@@ -12,6 +12,7 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
   const laneSends: [TaskRef, Pick<SealedMessage, 'from' | 'to' | 'seq'>][] = [];
   const started: string[] = [];
   const left: LeftTask[] = [];
+  const givenBack: string[] = [];
   const pool = new SlotPool({
     slots,
     spawn,
@@ -22,6 +23,7 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
       outcome: (o) => outcomes.push(o),
       checkpoint: () => undefined,
       left: (task) => left.push(task),
+      givenBack: (refs) => givenBack.push(...refs.map((r) => r.tid)),
       progress: () => undefined,
       log: (_ref, line) => logs.push(line),
       started: (ref) => started.push(ref.tid),
@@ -33,7 +35,7 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
       change: () => undefined,
     },
   });
-  return { pool, workers, outcomes, logs, sends, laneSends, started, left };
+  return { pool, workers, outcomes, logs, sends, laneSends, started, left, givenBack };
 }
 
 afterEach(() => vi.useRealTimers());
@@ -352,6 +354,49 @@ describe('SlotPool batches', () => {
     expect(left.at(-1)).toMatchObject({ assignment: { tid: 'joba.2' }, started: true, frozen: null });
     expect(workers[0]!.terminated).toBe(true);
     expect(pool.held()).toEqual([]);
+  });
+
+  describe('giving tasks back to the coordinator', () => {
+    /** One worker running joba.1 with joba.2–4 waiting behind it, and joba.5–9 queued on the page. */
+    function busy() {
+      const t = timed(1);
+      t.pool.assign(many(10));
+      t.tick(125);
+      t.workers[0]!.emit(dones('joba.0'));
+      expect(handed(t.workers[0]!)[1]).toEqual(['joba.1', 'joba.2', 'joba.3', 'joba.4']);
+      return t;
+    }
+    const refs = (...ns: number[]) => ns.map((n) => ({ tid: `joba.${n}`, attempt: 1 }));
+    const keepMail = (tid: string) => tid === 'joba.7';
+
+    it('gives queued tasks back at once and asks the worker for those waiting in it; a running one and one with mail stay', () => {
+      const { pool, workers, givenBack } = busy();
+      pool.giveBack(refs(1, 3, 6, 7, 8), keepMail);
+      expect(givenBack).toEqual(['joba.6', 'joba.8']);
+      expect(workers[0]!.received.at(-1)).toEqual({ type: 'withdraw', tids: ['joba.3'] });
+      workers[0]!.emit({ type: 'withdrawn', tids: ['joba.3'] });
+      expect(givenBack).toEqual(['joba.6', 'joba.8', 'joba.3']);
+      expect(pool.held().map((r) => r.tid).sort()).toEqual(['joba.1', 'joba.2', 'joba.4', 'joba.5', 'joba.7', 'joba.9']);
+    });
+
+    it('lets a task the worker started before it was asked run to its end, and gives nothing back for it', () => {
+      const { pool, workers, outcomes, givenBack } = busy();
+      pool.giveBack(refs(2), keepMail);
+      workers[0]!.emit(dones('joba.1'));
+      workers[0]!.emit({ type: 'withdrawn', tids: [] });
+      workers[0]!.emit(dones('joba.2'));
+      expect(givenBack).toEqual([]);
+      expect(outcomes.map((o) => o.tid)).toEqual(['joba.0', 'joba.1', 'joba.2']);
+    });
+
+    it('gives back a task asked for when its worker is dropped before answering; the others waiting queue again', () => {
+      const { pool, workers, outcomes, givenBack } = busy();
+      pool.giveBack(refs(3), keepMail);
+      workers[0]!.emit({ type: 'progress', tid: 'joba.1', fraction: 7 });
+      expect(outcomes.at(-1)).toMatchObject({ tid: 'joba.1', ok: false });
+      expect(givenBack).toEqual(['joba.3']);
+      expect(pool.held().map((r) => r.tid).sort()).toEqual(['joba.2', 'joba.4', 'joba.5', 'joba.6', 'joba.7', 'joba.8', 'joba.9']);
+    });
   });
 
   it('puts the tasks waiting in a worker back at the front of the queue when its running task fails it', () => {

@@ -5,7 +5,7 @@ import { LIMITS } from './limits.ts';
 import { Attempt, Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 const Fraction = z.number().min(0).max(1);
 
@@ -127,6 +127,9 @@ const LaneToken = z.string().regex(new RegExp(`^[0-9a-f]{${LANE_TOKEN_CHARS}}$`)
 /** The receiving end given to this host has no task to take it: the lane closes. */
 export const LaneDeclinedMsg = z.object({ type: z.literal('lane-declined'), token: LaneToken });
 
+/** Asked back by `withdraw`: these never started here, and never will. */
+export const WithdrawnMsg = z.object({ type: z.literal('withdrawn'), tasks: batch(TaskRef) });
+
 export const HostMessage = z.discriminatedUnion('type', [
   HelloMsg,
   HeartbeatMsg,
@@ -143,6 +146,7 @@ export const HostMessage = z.discriminatedUnion('type', [
   ImageMissingMsg,
   LaneOpenMsg,
   LaneDeclinedMsg,
+  WithdrawnMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -169,6 +173,12 @@ export const CancelMsg = z.object({
   tasks: batch(TaskRef),
   reason: z.string().max(LIMITS.logLineChars),
 });
+
+/**
+ * Another host has free slots and nothing else to run: give back those of these tasks that have
+ * not started (`withdrawn`); the others run here as before.
+ */
+export const WithdrawMsg = z.object({ type: z.literal('withdraw'), tasks: batch(TaskRef) });
 
 /** The coordinator has stored these outcomes durably: the host may forget them. */
 export const AckMsg = z.object({ type: z.literal('ack'), tasks: batch(TaskRef) });
@@ -239,6 +249,7 @@ export const CoordinatorMessage = z.union([
   SendImageMsg,
   LaneMsg,
   LaneRefusedMsg,
+  WithdrawMsg,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 

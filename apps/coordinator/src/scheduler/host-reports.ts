@@ -56,6 +56,29 @@ export class HostReports {
     return refused;
   }
 
+  /**
+   * Attempts a host gave back unstarted, asked by leasing.ts `#balance`: each task is placed
+   * again at once, on the least loaded host, and the lease that never ran does not count as an
+   * attempt. One this host was not asked for, or that ended or moved meanwhile, is only released.
+   */
+  withdrawn(hostId: string, refs: TaskRef[]): void {
+    const { book, hosts, writes } = this.#opts;
+    for (const { tid, attempt } of refs) {
+      const task = book.task(tid);
+      if (!task || task.runs.get(attempt) !== hostId || task.askedBack !== attempt) continue;
+      hosts.release(hostId, tid);
+      task.runs.delete(attempt);
+      if (task.state !== 'running' || task.attempt !== attempt) continue;
+      book.transition(task, 'pending');
+      task.hostId = null;
+      task.job.stored.attempts--;
+      writes.job(task.job);
+      task.job.placeNow.push(task);
+    }
+    writes.schedule();
+    this.#opts.dispatch();
+  }
+
   checkpoint(hostId: string, tid: string, attempt: number, checkpoint: Checkpoint): ErrorBody | null {
     const task = this.#opts.book.runningOn(hostId, tid, attempt);
     if (!task) return notRunningHere(tid, attempt);

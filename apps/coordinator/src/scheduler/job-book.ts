@@ -415,6 +415,7 @@ export class JobBook {
       hostId: null,
       runs: new Map(),
       failures: 0,
+      askedBack: null,
       deadline: null,
       progress: 0,
       result: null,

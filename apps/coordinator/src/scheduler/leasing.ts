@@ -28,6 +28,20 @@ function prefetchDepth(host: HostRun): number {
   return Math.max(host.slots * PREFETCH_PER_SLOT, Math.min(PREFETCH_MAX, host.slots + Math.ceil(host.rate * PREFETCH_SECONDS)));
 }
 
+/** A bag task whose attempt can be leased again elsewhere as it is: nothing of it lives on its host but the assignment. */
+function canMove(task: TaskRun, attempt: number): boolean {
+  const { start } = task;
+  return (
+    task.job.stored.options.kind === 'bag' &&
+    task.spec.parent === null &&
+    task.state === 'running' &&
+    task.attempt === attempt &&
+    task.migration === null &&
+    start.image === null &&
+    start.imageAway === null
+  );
+}
+
 /**
  * Leasing: pending tasks go to free host slots, fairly across jobs by priority, in batches —
  * each batch after the images and before the held messages of the tasks it names.
@@ -100,6 +114,31 @@ export class Leasing {
       for (const task of tasks) this.#opts.router.release(task.tid, (bytes) => link.sendBinary(bytes));
     }
     if (batches.size) this.#opts.writes.schedule();
+    if (hosts.some((h) => h.assigned.size < h.slots)) this.#balance(hosts);
+  }
+
+  /**
+   * A host has free slots and nothing is left to lease: at a job's end, the other hosts still
+   * hold up to PREFETCH_SECONDS of its tasks each, and the job would wait on the slowest queue.
+   * Each host with tasks queued behind its slots is asked to give back the later half of them
+   * (`withdraw`); those it has not started come back (HostReports `withdrawn`) and are leased
+   * to the idle hosts. An attempt is asked back once; only bag tasks that start afresh or from a
+   * checkpoint kept here move so (not spawned tasks, which message, nor migrating ones).
+   */
+  #balance(hosts: HostRun[]): void {
+    for (const host of hosts) {
+      if (host.assigned.size <= host.slots) continue;
+      // The latest leased are the likeliest to wait in the page's queue; the first `slots` run.
+      const queued = [...host.assigned].slice(host.slots).reverse();
+      const movable = queued.filter(([tid, attempt]) => {
+        const task = this.#opts.book.task(tid);
+        return task !== undefined && task.askedBack !== attempt && canMove(task, attempt);
+      });
+      const asked = movable.slice(0, Math.min(LIMITS.itemsPerBatch, Math.ceil(movable.length / 2)));
+      if (!asked.length) continue;
+      for (const [tid, attempt] of asked) this.#opts.book.task(tid)!.askedBack = attempt;
+      host.link?.send({ type: 'withdraw', tasks: asked.map(([tid, attempt]) => ({ tid, attempt })) });
+    }
   }
 
   /**

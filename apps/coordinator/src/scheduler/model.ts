@@ -43,6 +43,8 @@ export interface TaskRun {
   start: StartPoint;
   /** The migration under way, from its event until the task runs again. */
   migration: Migration | null;
+  /** The attempt its host was asked to give back (leasing.ts `#balance`): it is asked once. */
+  askedBack: number | null;
 }
 
 /**
@@ -92,8 +94,9 @@ export interface JobRun {
   /** Tasks to run again go before fresh ones, so a retry is not starved by a long queue. */
   retries: TaskRun[];
   /**
-   * Tasks to place before any other, at once, beyond slots if need be: spawned tasks (PVM starts
-   * them side by side), migrating ones, and spawned ones a restart brought back.
+   * Tasks to place before any other, at once, on the least loaded host, beyond slots if need be:
+   * spawned tasks (PVM starts them side by side), migrating ones, spawned ones a restart brought
+   * back, and bag tasks a host gave back unstarted to balance a job's end.
    */
   placeNow: TaskRun[];
   running: number;

@@ -30,6 +30,7 @@ export interface LinkEvents {
   welcome(message: CoordinatorMessageOf<'welcome'>): void;
   assign(message: CoordinatorMessageOf<'assign'>): void;
   cancel(message: CoordinatorMessageOf<'cancel'>): void;
+  withdraw(message: CoordinatorMessageOf<'withdraw'>): void;
   ack(message: CoordinatorMessageOf<'ack'>): void;
   reply(message: CoordinatorMessageOf<'reply'>): void;
   routes(message: CoordinatorMessageOf<'routes'>): void;
@@ -89,6 +90,7 @@ export class CoordinatorLink {
     welcome: (m) => this.#onWelcome(m),
     assign: (m) => this.#options.events.assign(m),
     cancel: (m) => this.#options.events.cancel(m),
+    withdraw: (m) => this.#options.events.withdraw(m),
     ack: (m) => this.#options.events.ack(m),
     reply: (m) => this.#options.events.reply(m),
     routes: (m) => this.#options.events.routes(m),

@@ -83,6 +83,10 @@ export class HostRuntime {
         outcome: (outcome) => this.#onOutcome(outcome),
         checkpoint: (ref, checkpoint) => this.#checkpoints.periodic(ref, checkpoint),
         left: (task) => this.#onLeft(task),
+        givenBack: (refs) => {
+          for (const ref of refs) this.#forgetLive(ref.tid);
+          this.#outbox.send({ type: 'withdrawn', tasks: refs });
+        },
         progress: (ref, fraction) => this.#progress.record(ref, fraction),
         log: (ref, line) => {
           if (this.#logs.allow(ref.tid, performance.now())) send({ type: 'log', tid: ref.tid, attempt: ref.attempt, line });
@@ -144,6 +148,7 @@ export class HostRuntime {
         welcome: (m) => this.#onWelcome(m),
         assign: (m) => this.#onAssign(m.tasks),
         cancel: (m) => this.#onCancel(m.tasks),
+        withdraw: (m) => this.#pool.giveBack(m.tasks, (tid) => this.#messaging.inboxes.hasMail(tid)),
         ack: (m) => this.#onAck(m.tasks),
         reply: (m) => this.#pool.post(m.tid, m),
         routes: (m) => this.#messaging.router.onRoutes(m.routes),

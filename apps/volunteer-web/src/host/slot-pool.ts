@@ -44,6 +44,8 @@ export interface PoolEvents {
   checkpoint(ref: TaskRef, checkpoint: WorkerCheckpoint): void;
   /** A task left the pool by `evacuate`; it reports no outcome here. */
   left(task: LeftTask): void;
+  /** Tasks asked back by `giveBack` that never started here: they report nothing more. */
+  givenBack(refs: TaskRef[]): void;
   progress(ref: TaskRef, fraction: number): void;
   log(ref: TaskRef, line: string): void;
   /** The task's worker was handed the task: messages waiting for it can go. */
@@ -92,6 +94,8 @@ interface HandedTask {
    * the timer that ends that grace (set once it runs).
    */
   leaving: { since: number; graceMs: number; grace: Timer | null } | null;
+  /** Asked back by `giveBack` while it waited in the worker: given back if the worker says it never started. */
+  givingBack: boolean;
 }
 
 /**
@@ -265,6 +269,25 @@ export class SlotPool {
     this.#options.events.change();
   }
 
+  /**
+   * The coordinator wants these tasks back for another host, if they have not started: those
+   * queued here go at once, those waiting in a worker once it gives them back (`withdrawn`), each
+   * through `givenBack`; a task that started, or resumes from an image, stays. `keep` names those
+   * the host must keep whatever their state (messages wait here for them).
+   */
+  giveBack(refs: TaskRef[], keep: (tid: string) => boolean): void {
+    const asked = (ref: TaskRef) => refs.some((r) => sameRef(r, ref)) && !keep(ref.tid) && !this.#extras.has(ref.tid);
+    const queued = this.#queue.filter(asked);
+    this.#queue = this.#queue.filter((task) => !queued.includes(task));
+    for (const slot of this.#all()) {
+      const waiting = slot.tasks.slice(1).filter((task) => asked(task.assignment) && !task.leaving && !task.givingBack);
+      for (const task of waiting) task.givingBack = true;
+      if (waiting.length) slot.worker?.post({ type: 'withdraw', tids: waiting.map((t) => t.assignment.tid) });
+    }
+    if (queued.length) this.#options.events.givenBack(queued.map(({ tid, attempt }) => ({ tid, attempt })));
+    this.#options.events.change();
+  }
+
   /** Terminates the workers that run nothing now: a paused host keeps no thread alive. */
   dropIdleWorkers(): void {
     for (const slot of this.#slots) if (!slot.tasks.length && slot.worker) this.#dropWorker(slot);
@@ -377,7 +400,7 @@ export class SlotPool {
       used.add(cell);
       // A fresh task keeps its first checkpoint at once: its replay log starts from there.
       if (slot.flags) Atomics.store(slot.flags, cell, SAFE_POINT_FLAGS.persist);
-      slot.tasks.push({ assignment, cell, progress: 0, deadline: null, leaving: null });
+      slot.tasks.push({ assignment, cell, progress: 0, deadline: null, leaving: null, givingBack: false });
       this.#running.set(assignment.tid, slot);
       const extras = this.#extras.get(assignment.tid);
       this.#extras.delete(assignment.tid);
@@ -538,19 +561,34 @@ export class SlotPool {
     if (slot.tasks.length) this.#headStarted(slot);
   }
 
-  /** Tasks the worker gave back before starting them: those asked to leave leave, the others queue again. */
+  /**
+   * Tasks the worker gave back before starting them: those asked to leave leave, those asked
+   * back by the coordinator go back to it, the others queue again.
+   */
   #withdrawn(slot: Slot, tids: string[]): void {
-    const back: TaskAssignment[] = [];
+    const unstarted: HandedTask[] = [];
     for (const tid of tids) {
       const task = slot.tasks.find((t, i) => i > 0 && t.assignment.tid === tid);
       if (!task) continue;
       this.#remove(slot, task);
+      unstarted.push(task);
+    }
+    this.#unstarted(unstarted);
+    this.#pump();
+    this.#options.events.change();
+  }
+
+  /** Handed tasks that never started, out of their slot: each leaves, goes back to the coordinator or queues again, at the front. */
+  #unstarted(tasks: HandedTask[]): void {
+    const back: TaskAssignment[] = [];
+    const given: TaskRef[] = [];
+    for (const task of tasks) {
       if (task.leaving) this.#leftUnstarted(task.assignment);
+      else if (task.givingBack) given.push({ tid: task.assignment.tid, attempt: task.assignment.attempt });
       else back.push(task.assignment);
     }
     this.#queue.unshift(...back);
-    this.#pump();
-    this.#options.events.change();
+    if (given.length) this.#options.events.givenBack(given);
   }
 
   #persistEveryMs(): number {
@@ -596,21 +634,16 @@ export class SlotPool {
 
   /**
    * The worker is terminated, its running task already accounted for by the caller. The tasks
-   * still handed to it were waiting behind that one and never started: those asked to leave
-   * leave, the others go back to the front of the queue.
+   * still handed to it were waiting behind that one and never started (`#unstarted`).
    */
   #dropWorker(slot: Slot): void {
     slot.worker?.terminate();
     slot.worker = null;
     slot.flags = null;
     slot.jobId = null;
-    const back: TaskAssignment[] = [];
-    for (const task of [...slot.tasks]) {
-      this.#remove(slot, task);
-      if (task.leaving) this.#leftUnstarted(task.assignment);
-      else back.push(task.assignment);
-    }
-    this.#queue.unshift(...back);
+    const unstarted = [...slot.tasks];
+    for (const task of unstarted) this.#remove(slot, task);
+    this.#unstarted(unstarted);
     if (slot.extra) this.#extra = this.#extra.filter((s) => s !== slot);
   }
 }

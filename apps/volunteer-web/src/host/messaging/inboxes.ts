@@ -92,6 +92,11 @@ export class Inboxes {
     return true;
   }
 
+  /** Messages came for the task here: it cannot leave unstarted without them. */
+  hasMail(tid: string): boolean {
+    return this.#boxes.has(tid);
+  }
+
   /** The task's worker started: what waited for it goes now. */
   started(tid: string): void {
     if (this.#boxes.get(tid)?.ready.length) this.#markDirty(tid);
