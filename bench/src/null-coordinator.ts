@@ -50,6 +50,7 @@ wss.on('connection', (socket) => {
           protocol: PROTOCOL_VERSION,
           hostId: 'h',
           secret: 's',
+          volunteerId: 'v',
           heartbeatMs: 5000,
           checkpointIntervalMs: 1000,
           peerId: 'h-peer',

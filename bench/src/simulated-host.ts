@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { PROTOCOL_VERSION, type TaskOutcome, decodeCoordinatorMessage, encode } from '@webpvm/vm-protocol';
 import WebSocket from 'ws';
 
@@ -38,7 +39,7 @@ export class SimulatedHost {
       });
       socket.once('open', () =>
         socket.send(
-          encode({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: this.slots, running: [], userAgent: 'bench' }),
+          encode({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: this.slots, running: [], userAgent: 'bench', volunteer: randomBytes(32).toString('base64url') }),
         ),
       );
     });

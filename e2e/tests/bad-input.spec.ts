@@ -61,7 +61,7 @@ test('a malformed host message gets an error reply and does not disturb other ho
   ]);
 
   // a host that says hello properly may still not report a task it was never given
-  socket.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: 0, running: [], userAgent: 'x' }));
+  socket.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: 0, running: [], userAgent: 'x', volunteer: 'e2e-raw-socket-volunteer-0123456789' }));
   await expect.poll(() => replies.some((r) => r.type === 'welcome')).toBe(true);
   socket.send(JSON.stringify({ type: 'results', items: [{ tid: `${id}.7`, attempt: 1, ok: true, value: 'forged' }] }));
   await expect.poll(() => replies.some((r) => r.code === 'E_NOT_ASSIGNED')).toBe(true);

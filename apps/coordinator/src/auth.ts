@@ -13,6 +13,9 @@ export const canSee = (p: Principal, owner: string): boolean => p.admin || owner
 
 export const hashSecret = (secret: string): string => createHash('sha256').update(secret).digest('hex');
 
+/** A volunteer is named by a hash of its key: the key itself proves it and stays with its browser. */
+export const volunteerIdOf = (key: string): string => `v${hashSecret(key).slice(0, 16)}`;
+
 export const newSecret = (prefix: string): string => `${prefix}${randomBytes(24).toString('base64url')}`;
 
 /** Bearer tokens, stored only as hashes: a stolen database gives no usable token. */

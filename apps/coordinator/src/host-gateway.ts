@@ -14,8 +14,9 @@ import {
 } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
-import { hashSecret, newSecret } from './auth.ts';
+import { hashSecret, newSecret, volunteerIdOf } from './auth.ts';
 import { frameBytes } from './frame-bytes.ts';
+import { limitFrames } from './frame-limit.ts';
 import type { Metrics } from './metrics.ts';
 import { RelayLanes } from './relay-lanes.ts';
 import type { HostLink } from './scheduler/ports.ts';
@@ -33,6 +34,10 @@ export interface GatewayOptions {
   iceServers: Record<string, unknown>[];
 }
 
+/** Binary frames carry task messages (LIMITS.messageBytes) with their envelope. */
+const HOST_FRAME_BYTES = LIMITS.messageBytes + 4 * 1024 * 1024;
+/** The largest frame before `hello` is through: a hello naming LIMITS.heldPerHost tasks fits. */
+const FRAME_BYTES_BEFORE_HELLO = 128 * 1024;
 /** Frames a host may send per second before it is disconnected (it reconnects and resends). */
 const FRAMES_PER_SECOND = 2_000;
 /** Malformed frames tolerated on one connection before it is closed. */
@@ -42,6 +47,8 @@ type Handlers = { [T in HostMessage['type']]: (conn: HostConnection, message: Ho
 
 class HostConnection implements HostLink {
   hostId: string | null = null;
+  /** Set as `hello` arrives, before its identity is looked up: a second `hello` meanwhile is refused, not a second host. */
+  greeted = false;
   /** Issued with the welcome; the PeerServer accepts only ids of connected hosts. */
   peerId: string | null = null;
   lastSeen = Date.now();
@@ -72,7 +79,7 @@ class HostConnection implements HostLink {
 export class HostGateway {
   // Binary frames carry task messages, up to LIMITS.messageBytes; JSON frames are capped at
   // LIMITS.frameBytes by decodeHostMessage.
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.messageBytes + 4 * 1024 * 1024 });
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HOST_FRAME_BYTES });
   private readonly connections = new Set<HostConnection>();
   private readonly sweeper: NodeJS.Timeout;
   /** Workers' sockets at RELAY_LANE_PATH, which hosts ask for over this gateway. */
@@ -107,6 +114,7 @@ export class HostGateway {
 
   private accept(socket: WebSocket): void {
     const conn = new HostConnection(socket, this.opts.metrics);
+    if (!limitFrames(socket, FRAME_BYTES_BEFORE_HELLO)) this.opts.log.warn('ws changed: frames before hello are not limited');
     this.connections.add(conn);
     socket.on('message', (data, isBinary) => void this.receive(conn, data, isBinary));
     socket.on('close', () => {
@@ -192,12 +200,16 @@ export class HostGateway {
         conn.socket.close(1008, 'protocol version');
         return;
       }
-      if (conn.hostId !== null) {
+      if (conn.greeted) {
         conn.sendError({ code: 'E_BAD_FRAME', message: 'hello was already received' }, 'hello');
         return;
       }
+      conn.greeted = true;
       const identity = await this.identify(m.identity);
+      if (conn.socket.readyState !== conn.socket.OPEN) return;
+      const volunteerId = volunteerIdOf(m.volunteer);
       conn.hostId = identity.hostId;
+      limitFrames(conn.socket, HOST_FRAME_BYTES);
       conn.peerId = `${identity.hostId}-${randomBytes(6).toString('hex')}`;
       for (const other of this.connections) {
         if (other !== conn && other.hostId === identity.hostId) other.socket.close(4000, 'replaced by a newer connection');
@@ -209,6 +221,7 @@ export class HostGateway {
           createdAt: identity.createdAt,
           userAgent: m.userAgent,
           peerId: conn.peerId,
+          volunteerId,
         },
         conn,
         m.slots,
@@ -219,12 +232,13 @@ export class HostGateway {
         protocol: PROTOCOL_VERSION,
         hostId: identity.hostId,
         secret: identity.secret,
+        volunteerId,
         heartbeatMs: this.opts.heartbeatMs,
         checkpointIntervalMs: this.opts.checkpointIntervalMs,
         peerId: conn.peerId,
         iceServers: this.opts.iceServers,
       });
-      this.opts.log.info({ host: identity.hostId, slots: m.slots, known: identity.known }, 'host connected');
+      this.opts.log.info({ host: identity.hostId, volunteer: volunteerId, slots: m.slots, known: identity.known }, 'host connected');
     },
     heartbeat: () => {},
     capacity: (conn, m) => this.opts.scheduler.hosts.setSlots(conn.hostId!, m.slots),

@@ -163,6 +163,41 @@ describe('scheduler reissue', () => {
     expect(status?.error?.message).toContain('boom');
   });
 
+  it('does not count attempts lost with their host toward maxAttempts, and fails a task lost ten times', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1], { maxAttempts: 1 }), 'p', 'o', 'job1');
+    for (let lost = 1; lost <= 10; lost++) {
+      const link = connect(scheduler, 'ha', 1);
+      await settle();
+      expect(link.assigned().map((t) => t.attempt)).toEqual([lost]);
+      scheduler.hosts.detach('ha', link);
+      await settle();
+      expect((await statusOf(scheduler, 'job1'))?.state).toBe(lost < 10 ? 'running' : 'failed');
+    }
+    expect((await statusOf(scheduler, 'job1'))?.error?.message).toContain('lost with its host 10 times');
+  });
+
+  it('retries a failed task on another volunteer while one is connected, and on the same one when none is', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1, 2], { maxAttempts: 3 }), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    const b = connect(scheduler, 'hb', 1);
+    const a2 = connect(scheduler, 'ha2', 1, [], 'v-ha');
+    await settle();
+    const onA = a.assigned()[0]!;
+    const error = { code: 'E_TASK_FAILED' as const, message: 'a lie' };
+    scheduler.reports.outcomes('ha', [{ tid: onA.tid, attempt: onA.attempt, ok: false, error }]);
+    await settle();
+    // ha and ha2 are tabs of one browser profile: neither takes it again while hb is there
+    expect([...a.assigned(), ...a2.assigned()].filter((t) => t.tid === onA.tid)).toHaveLength(1);
+    expect(b.assigned().filter((t) => t.tid === onA.tid).map((t) => t.attempt)).toEqual([onA.attempt + 1]);
+    scheduler.hosts.detach('hb', b);
+    await settle();
+    const retried = [...a.assigned(), ...a2.assigned()].filter((t) => t.tid === onA.tid);
+    expect(retried.map((t) => t.attempt)).toEqual([onA.attempt, onA.attempt + 2]);
+    expect((await statusOf(scheduler, 'job1'))?.state).toBe('running');
+  });
+
   it('reissues an attempt past its deadline and cancels it on its host', async () => {
     const { scheduler } = schedulerHarness();
     scheduler.jobs.submit(spec([1], { taskTimeoutMs: 1000 }), 'p', 'o', 'job1');

@@ -27,6 +27,7 @@ describe('HostRuntime', () => {
       slots: 2,
       running: [],
       userAgent: 'vitest',
+      volunteer: 'vitest-volunteer-key-0123456789abcdef',
     });
     host.socket().receive(welcome);
     await settle();

@@ -115,6 +115,8 @@ export type SubmitJobResponse = z.infer<typeof SubmitJobResponse>;
 
 export const HostInfo = z.object({
   hostId: z.string(),
+  /** The browser profile the host (a tab) is part of: tabs of one profile share it. */
+  volunteerId: z.string().nullable(),
   connected: z.boolean(),
   /** Ordered to drain: given no task, its tasks moved away. */
   draining: z.boolean(),

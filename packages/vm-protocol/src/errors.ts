@@ -19,6 +19,7 @@ export const ERRORS = {
   E_RATE_LIMITED: { status: 429, message: 'too many requests' },
   E_TASK_FAILED: { status: 500, message: 'the task threw an error' },
   E_TASK_TIMEOUT: { status: 500, message: 'the task exceeded its deadline' },
+  E_TASK_LOST: { status: 500, message: 'the task was lost with its host too many times' },
   E_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -5,9 +5,11 @@ import { LIMITS } from './limits.ts';
 import { Attempt, Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 const Fraction = z.number().min(0).max(1);
+
+export const VolunteerKey = z.string().regex(/^[A-Za-z0-9_-]{32,128}$/, 'volunteer: 32 to 128 base64url characters');
 
 export const TaskRef = z.object({ tid: Tid, attempt: Attempt });
 export type TaskRef = z.infer<typeof TaskRef>;
@@ -30,6 +32,12 @@ export const HelloMsg = z.object({
   protocol: z.number().int(),
   /** Absent on a host's first visit; the coordinator then issues an identity. */
   identity: z.object({ hostId: z.string().max(LIMITS.idChars), secret: z.string().max(128) }).nullable(),
+  /**
+   * The volunteer: a random key that every tab of one browser profile shares (a tab is a host, a
+   * profile is a volunteer). Replicas of a task go to distinct volunteers, and trust is earned
+   * by a volunteer; the coordinator knows it by a hash of this key, which stays secret.
+   */
+  volunteer: VolunteerKey,
   slots: z.number().int().min(0).max(LIMITS.slotsPerHost),
   /** Tasks this host still runs from before a reconnect: they keep running if still assigned to it. */
   running: z.array(TaskRef).max(LIMITS.heldPerHost),
@@ -157,6 +165,8 @@ export const WelcomeMsg = z.object({
   protocol: z.number().int(),
   hostId: z.string(),
   secret: z.string(),
+  /** The volunteer this host is part of, as the coordinator names it (from the key in `hello`). */
+  volunteerId: z.string().max(LIMITS.idChars),
   heartbeatMs: z.number().int().positive(),
   /** The least time between two checkpoints a host persists and forwards for one task. */
   checkpointIntervalMs: z.number().int().nonnegative(),

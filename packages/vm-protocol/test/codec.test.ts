@@ -20,9 +20,16 @@ const hello = {
   slots: 2,
   running: [],
   userAgent: 'test',
+  volunteer: 'test-volunteer-key-0123456789abcdefgh',
 };
 
 describe('host message decoding', () => {
+  it('refuses a volunteer key too short to be a secret', () => {
+    const decoded = decodeHostMessage(JSON.stringify({ ...hello, volunteer: 'short' }));
+    expect(decoded.ok).toBe(false);
+    if (!decoded.ok) expect(decoded.error.message).toContain('volunteer');
+  });
+
   it('accepts a well-formed hello and round-trips through encode', () => {
     const decoded = decodeHostMessage(JSON.stringify(hello));
     expect(decoded).toEqual({ ok: true, value: hello });

@@ -19,6 +19,8 @@ export interface HostHello {
   createdAt: number;
   userAgent: string;
   peerId: string;
+  /** Its browser profile's volunteer (auth.ts `volunteerIdOf`). */
+  volunteerId: string;
 }
 
 /** Tasks per second a host completes are measured over windows of this length. */
@@ -66,6 +68,7 @@ export class HostRegistry {
       const now = this.#opts.now();
       host = {
         hostId,
+        volunteerId: null,
         peerId: null,
         link: null,
         slots: 0,
@@ -93,7 +96,7 @@ export class HostRegistry {
   attach(hello: HostHello, link: HostLink, slots: number, running: TaskRef[]): void {
     const host = this.known(hello.hostId);
     const now = this.#opts.now();
-    Object.assign(host, { link, peerId: hello.peerId, slots, userAgent: hello.userAgent, secretHash: hello.secretHash, createdAt: hello.createdAt });
+    Object.assign(host, { link, volunteerId: hello.volunteerId, peerId: hello.peerId, slots, userAgent: hello.userAgent, secretHash: hello.secretHash, createdAt: hello.createdAt });
     host.connectedAt = now;
     host.lastSeenAt = now;
     const stillThere = new Map(running.map((r) => [r.tid, r.attempt]));

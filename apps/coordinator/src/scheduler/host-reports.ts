@@ -45,7 +45,7 @@ export class HostReports {
         done++;
         book.complete(task, outcome.value);
       } else if (outcome.attempt === task.attempt) {
-        book.failAttempt(task, outcome.error);
+        book.failAttempt(task, outcome.error, host?.volunteerId ?? null);
       }
     }
     if (host) {

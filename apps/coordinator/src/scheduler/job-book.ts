@@ -24,6 +24,9 @@ export interface JobBookOptions {
   windowTasks: number;
 }
 
+/** Attempts a task may lose with their hosts before it fails: see `lost`. */
+const MAX_LOSSES = 10;
+
 /** The tasks a restart finds not ended: its pending roots and the tasks it holds in memory. */
 function* liveIndexes(pendingRoots: Uint32Array, tasks: readonly StoredTask[]): Iterable<number> {
   yield* pendingRoots;
@@ -234,7 +237,7 @@ export class JobBook {
       if (task.hostId) this.#opts.hosts.sendCancel(task.hostId, [{ tid: task.tid, attempt: task.attempt }], 'deadline passed');
       this.#opts.hosts.release(task.hostId, task.tid);
       task.runs.delete(task.attempt);
-      this.failAttempt(task, { code: 'E_TASK_TIMEOUT', message: `attempt ${task.attempt} exceeded ${task.job.stored.options.taskTimeoutMs} ms` });
+      this.failAttempt(task, { code: 'E_TASK_TIMEOUT', message: `attempt ${task.attempt} exceeded ${task.job.stored.options.taskTimeoutMs} ms` }, this.#opts.hosts.get(task.hostId)?.volunteerId ?? null);
     }
     this.#opts.dispatch();
   }
@@ -251,7 +254,9 @@ export class JobBook {
     this.#finishIfComplete(task.job);
   }
 
-  failAttempt(task: TaskRun, error: ErrorBody): void {
+  /** An attempt ended in an error, on a host of volunteer `by`: its retry goes to another while one is connected (leasing.ts). */
+  failAttempt(task: TaskRun, error: ErrorBody, by: string | null): void {
+    task.failedBy.add(by);
     this.recordMigration(task, null);
     // An image its host could not take (it never came whole, or does not decode): the next attempt starts from the checkpoint.
     if (error.code === 'E_BAD_FRAME') {
@@ -261,9 +266,7 @@ export class JobBook {
     task.error = error;
     task.failures++;
     if (task.failures < task.job.stored.options.maxAttempts) {
-      this.transition(task, 'pending');
-      task.hostId = null;
-      task.job.retries.push(task);
+      this.#retry(task);
     } else {
       this.transition(task, 'failed');
       this.#finishIfComplete(task.job);
@@ -271,15 +274,27 @@ export class JobBook {
   }
 
   /**
-   * The attempt was lost with its host. A lost attempt counts toward maxAttempts: a task that
-   * kills its tab every time must not loop forever. Its run stays known, so a result the host
-   * kept while offline still counts.
+   * The attempt was lost with its host: the tab closed, crashed or went silent. That is the
+   * host's doing, not the task's, and does not count toward maxAttempts — a volunteer who drops
+   * connections cannot fail a researcher's job. A task lost MAX_LOSSES times fails all the same:
+   * one that kills every tab it runs on must not go round the grid forever. Its run stays known,
+   * so a result the host kept while offline still counts.
    */
   lost(ref: TaskRef, reason: string): void {
     const task = this.#tasks.get(ref.tid);
     if (!task || task.state !== 'running' || task.attempt !== ref.attempt) return;
     this.#opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
-    this.failAttempt(task, { code: 'E_INTERNAL', message: reason });
+    this.recordMigration(task, null);
+    if (++task.losses < MAX_LOSSES) return this.#retry(task);
+    task.error = { code: 'E_TASK_LOST', message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it` };
+    this.transition(task, 'failed');
+    this.#finishIfComplete(task.job);
+  }
+
+  #retry(task: TaskRun): void {
+    this.transition(task, 'pending');
+    task.hostId = null;
+    task.job.retries.push(task);
   }
 
   /** The task's migration is over: it runs again on `to`, or (null) it ended or failed first. */
@@ -415,6 +430,8 @@ export class JobBook {
       hostId: null,
       runs: new Map(),
       failures: 0,
+      losses: 0,
+      failedBy: new Set(),
       askedBack: null,
       deadline: null,
       progress: 0,

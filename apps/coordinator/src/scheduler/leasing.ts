@@ -24,6 +24,9 @@ const PREFETCH_PER_SLOT = 2;
 const PREFETCH_SECONDS = 1;
 const PREFETCH_MAX = 512;
 
+/** Retries looked through for one a host may take: past these, it takes a fresh task or waits. */
+const RETRIES_SCANNED = 64;
+
 function prefetchDepth(host: HostRun): number {
   return Math.max(host.slots * PREFETCH_PER_SLOT, Math.min(PREFETCH_MAX, host.slots + Math.ceil(host.rate * PREFETCH_SECONDS)));
 }
@@ -88,14 +91,15 @@ export class Leasing {
         add(named ?? candidates.reduce((best, h) => (loadOf(h) < loadOf(best) ? h : best)), task);
       }
     }
+    const volunteers = new Set(hosts.map((h) => h.volunteerId));
     for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
       let progress = true;
       while (progress) {
         progress = false;
         for (const host of hosts) {
           if (host.assigned.size >= limit(host)) continue;
-          const task = this.#nextTask();
-          if (!task) break;
+          const task = this.#nextTask(host, volunteers);
+          if (!task) continue;
           add(host, task);
           progress = true;
         }
@@ -142,10 +146,12 @@ export class Leasing {
   }
 
   /**
-   * The next task of the job furthest below its fair share (running ÷ priority), oldest job first
-   * on ties: a retry, else the next root task of its window.
+   * The next task for `host` of the job furthest below its fair share (running ÷ priority), oldest
+   * job first on ties: a retry, else the next root task of its window. A task goes back to a
+   * volunteer whose attempt at it failed only when no other volunteer is connected (`volunteers`):
+   * one lying host cannot fail a task by answering every attempt of it with an error.
    */
-  #nextTask(): TaskRun | null {
+  #nextTask(host: HostRun, volunteers: ReadonlySet<string | null>): TaskRun | null {
     let best: JobRun | null = null;
     let bestLoad = Infinity;
     for (const job of this.#opts.book.active) {
@@ -160,7 +166,11 @@ export class Leasing {
       }
     }
     if (!best) return null;
-    return best.retries.shift() ?? best.window.take();
+    const { retries } = best;
+    const fits = (task: TaskRun) => !task.failedBy.has(host.volunteerId) || [...volunteers].every((v) => task.failedBy.has(v));
+    const i = retries.slice(0, RETRIES_SCANNED).findIndex(fits);
+    if (i >= 0) return retries.splice(i, 1)[0]!;
+    return best.window.take() ?? null;
   }
 
   #lease(task: TaskRun, host: HostRun): TaskAssignment {

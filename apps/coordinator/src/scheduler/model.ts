@@ -24,8 +24,12 @@ export interface TaskRun {
   hostId: string | null;
   /** Hosts of the attempts that may still report an outcome. */
   readonly runs: Map<number, string>;
-  /** Attempts that failed or were lost: what maxAttempts counts (a migration is not a failure). */
+  /** Attempts that ended in an error of the task's own: what maxAttempts counts. */
   failures: number;
+  /** Attempts lost with their host (closed, crashed, silent): not the task's doing, counted apart. */
+  losses: number;
+  /** Volunteers whose attempt at it failed: its retries go to others while others are connected (leasing.ts). */
+  readonly failedBy: Set<string | null>;
   /** When the running attempt expires (taskTimeoutMs), else null. */
   deadline: number | null;
   progress: number;
@@ -117,6 +121,8 @@ export function countsOf(job: JobRun): TaskCounts {
 
 export interface HostRun {
   readonly hostId: string;
+  /** The browser profile it is part of; null until it says hello (a host a restart brought back). */
+  volunteerId: string | null;
   peerId: string | null;
   link: HostLink | null;
   slots: number;

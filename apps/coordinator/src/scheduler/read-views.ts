@@ -195,6 +195,7 @@ function resultLine(o: StoredOutcome): ResultLine {
 function hostInfo(h: HostRun): HostInfo {
   return {
     hostId: h.hostId,
+    volunteerId: h.volunteerId,
     connected: h.link !== null,
     draining: h.draining,
     slots: h.slots,

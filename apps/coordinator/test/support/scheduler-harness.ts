@@ -74,10 +74,10 @@ export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceM
   return { store, scheduler, events };
 }
 
-/** A host says hello with `slots` free and these attempts still running. */
-export function connect(scheduler: Scheduler, hostId: string, slots: number, running: TaskRef[] = []): FakeHost {
+/** A host says hello with `slots` free and these attempts still running; each host is a volunteer of its own unless told. */
+export function connect(scheduler: Scheduler, hostId: string, slots: number, running: TaskRef[] = [], volunteerId = `v-${hostId}`): FakeHost {
   const link = new FakeHost();
-  scheduler.hosts.attach({ hostId, secretHash: 'h', createdAt: clock.now, userAgent: 'test', peerId: `${hostId}-peer` }, link, slots, running);
+  scheduler.hosts.attach({ hostId, secretHash: 'h', createdAt: clock.now, userAgent: 'test', peerId: `${hostId}-peer`, volunteerId }, link, slots, running);
   return link;
 }
 

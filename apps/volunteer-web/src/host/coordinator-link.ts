@@ -50,6 +50,8 @@ export interface LinkOptions {
   /** The slots offered now: 0 while the person at the machine uses it. */
   slots(): number;
   userAgent: string;
+  /** The browser profile's volunteer key (volunteer-key.ts), the same in all its tabs. */
+  volunteerKey: string;
   store: KeyValueStore;
   /** Tasks this page holds, reported in every `hello` so a reconnect does not lose them. */
   heldTasks(): TaskRef[];
@@ -185,6 +187,7 @@ export class CoordinatorLink {
       slots: this.#options.slots(),
       running: this.#options.heldTasks(),
       userAgent: this.#options.userAgent.slice(0, 512),
+      volunteer: this.#options.volunteerKey,
     };
     socket.send(encode(hello));
   }

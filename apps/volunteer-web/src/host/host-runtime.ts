@@ -37,6 +37,8 @@ export interface HostRuntimeOptions {
   spawn: SpawnTaskWorker;
   url: string;
   userAgent: string;
+  /** The browser profile's volunteer key (volunteer-key.ts). */
+  volunteerKey: string;
   createSocket?: (url: string) => SocketLike;
   /** Data channels between hosts; without it (or with `?p2p=off`) messages between hosts go through the relay. */
   createPeer?: CreatePeer;
@@ -140,6 +142,7 @@ export class HostRuntime {
       url: runtime.url,
       slots: () => (this.#status.paused ? 0 : runtime.options.slots),
       userAgent: runtime.userAgent,
+      volunteerKey: runtime.volunteerKey,
       store: runtime.store,
       heldTasks: () => this.#pool.held(),
       createSocket: runtime.createSocket,

@@ -12,6 +12,7 @@ import { watchBattery, watchMachineIdleness } from './machine-signals.ts';
 import { ReclaimMonitor } from './reclaim-monitor.ts';
 import { createPeerJsPeer } from './messaging/peerjs-peer.ts';
 import { spawnTaskWorker } from './task-worker-handle.ts';
+import { profileVolunteerKey } from './volunteer-key.ts';
 
 declare global {
   /** Read by e2e tests and benchmarks to see what this host is doing. */
@@ -26,6 +27,7 @@ const runtime = new HostRuntime({
   createPeer: createPeerJsPeer,
   url: coordinatorSocketUrl(location),
   userAgent: navigator.userAgent,
+  volunteerKey: await profileVolunteerKey(),
   sharedFlags: globalThis.crossOriginIsolated === true,
   clock: workerClock(),
 });

@@ -11,6 +11,7 @@ export const welcome = {
   protocol: PROTOCOL_VERSION,
   hostId: 'h1',
   secret: 's1',
+  volunteerId: 'v1',
   heartbeatMs: 1000,
   checkpointIntervalMs: 100,
   peerId: 'h1-peer',
@@ -33,6 +34,7 @@ export async function startHost({ store = memoryStore(), p2p = true, createPeer 
     spawn,
     url: 'ws://coordinator/ws',
     userAgent: 'vitest',
+    volunteerKey: 'vitest-volunteer-key-0123456789abcdef',
     createSocket: () => {
       const socket = new FakeSocket();
       sockets.push(socket);

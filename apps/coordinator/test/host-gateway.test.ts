@@ -1,0 +1,91 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PROTOCOL_VERSION, encode } from '@webpvm/vm-protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { loadConfig, startCoordinator } from '../src/coordinator.ts';
+
+const token = 'wpvm_gateway-test';
+const stops: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const stop of stops.splice(0)) await stop();
+});
+
+async function coordinator() {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-gateway-'));
+  const started = await startCoordinator(loadConfig({ PORT: '0', WEBPVM_DATA: dataDir, WEBPVM_ADMIN_TOKEN: token, WEBPVM_LOG_LEVEL: 'silent' }));
+  stops.push(async () => {
+    await started.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+  return started;
+}
+
+/** A raw host socket that keeps every text frame the coordinator sends it, and how it closed. */
+async function rawHost(url: string) {
+  const socket = new WebSocket(`${url.replace('http', 'ws')}/ws`);
+  const frames: { type: string; code?: string; message?: string }[] = [];
+  const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+  socket.on('message', (data, binary) => binary || frames.push(JSON.parse(data.toString())));
+  await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+  return { socket, frames, closed };
+}
+
+const hello = (volunteer: string) =>
+  encode({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: 1, running: [], userAgent: 'raw', volunteer });
+
+async function hosts(url: string): Promise<{ hostId: string; connected: boolean; volunteerId: string | null }[]> {
+  const response = await fetch(`${url}/api/hosts`, { headers: { authorization: `Bearer ${token}` } });
+  return ((await response.json()) as { hosts: { hostId: string; connected: boolean; volunteerId: string | null }[] }).hosts;
+}
+
+describe('the host gateway', () => {
+  it('takes one hello per connection: a second in the same read is refused and leaves no host behind', async () => {
+    const { url } = await coordinator();
+    const host = await rawHost(url);
+    host.socket.send(hello('k'.repeat(43)));
+    host.socket.send(hello('k'.repeat(43)));
+    await expect.poll(() => host.frames.length).toBe(2);
+    expect(host.frames.map((f) => f.type).sort()).toEqual(['error', 'welcome']);
+    expect(host.frames.find((f) => f.type === 'error')?.message).toBe('hello was already received');
+    expect(await hosts(url)).toEqual([expect.objectContaining({ connected: true })]);
+    host.socket.close();
+    await host.closed;
+    await expect.poll(async () => (await hosts(url)).map((h) => h.connected)).toEqual([false]);
+  });
+
+  it('names the volunteer by its key: two tabs of one profile are one volunteer, another profile another', async () => {
+    const { url } = await coordinator();
+    const keys = ['a'.repeat(43), 'a'.repeat(43), 'b'.repeat(43)];
+    for (const key of keys) {
+      const host = await rawHost(url);
+      host.socket.send(hello(key));
+      await expect.poll(() => host.frames.some((f) => f.type === 'welcome')).toBe(true);
+    }
+    const volunteers = (await hosts(url)).map((h) => h.volunteerId);
+    expect(volunteers).toHaveLength(3);
+    expect(new Set(volunteers).size).toBe(2);
+    for (const v of volunteers) expect(v).toMatch(/^v[0-9a-f]{16}$/);
+    expect(volunteers.join()).not.toContain('aaaa');
+  });
+
+  it('closes a connection whose first frame is larger than a hello can be, before it is read whole', async () => {
+    const { url } = await coordinator();
+    const host = await rawHost(url);
+    host.socket.send(Buffer.alloc(1024 * 1024));
+    expect(await host.closed).toBe(1009);
+  });
+
+  it('lets a host that said hello send frames as large as a task message may be', async () => {
+    const { url } = await coordinator();
+    const host = await rawHost(url);
+    host.socket.send(hello('c'.repeat(43)));
+    await expect.poll(() => host.frames.some((f) => f.type === 'welcome')).toBe(true);
+    // not a valid envelope: answered with an error, the connection stays open
+    host.socket.send(Buffer.alloc(1024 * 1024));
+    await expect.poll(() => host.frames.some((f) => f.type === 'error')).toBe(true);
+    expect(host.socket.readyState).toBe(WebSocket.OPEN);
+    host.socket.close();
+  });
+});
