@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebpvmError } from '@webpvm/vm-protocol';
+import { LEASE_FLOOR_MS } from './scheduler/job-book.ts';
 
 export interface CoordinatorConfig {
   port: number;
@@ -14,6 +15,8 @@ export interface CoordinatorConfig {
   hostTimeoutMs: number;
   /** After a restart, how long hosts get to reconnect and reclaim the tasks they were running. */
   reconnectGraceMs: number;
+  /** The shortest lease of a bag task whose job sets no taskTimeoutMs (job-book.ts). */
+  leaseFloorMs: number;
   checkpointIntervalMs: number;
   /** STUN/TURN servers handed to hosts for their data channels (RTCIceServer objects). */
   iceServers: Record<string, unknown>[];
@@ -55,6 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     heartbeatMs: intFrom(env, 'WEBPVM_HEARTBEAT_MS', 5_000),
     hostTimeoutMs: intFrom(env, 'WEBPVM_HOST_TIMEOUT_MS', 15_000),
     reconnectGraceMs: intFrom(env, 'WEBPVM_RECONNECT_GRACE_MS', 10_000),
+    leaseFloorMs: intFrom(env, 'WEBPVM_LEASE_FLOOR_MS', LEASE_FLOOR_MS),
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
     iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),
     logLevel: env.WEBPVM_LOG_LEVEL || 'info',

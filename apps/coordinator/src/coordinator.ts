@@ -40,6 +40,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     migrations: eventLog,
     checkpointIntervalMs: config.checkpointIntervalMs,
     reconnectGraceMs: config.reconnectGraceMs,
+    leaseFloorMs: config.leaseFloorMs,
     programUrl,
   });
   await scheduler.restore();

@@ -87,6 +87,28 @@ describe('scheduler leasing', () => {
       expect(b.assigned().map((t) => t.tid)).toEqual(['job1.2', 'job1.3']);
       expect(scheduler.views.status('job1')?.tasks).toMatchObject({ running: 2, done: 2 });
     });
+
+    it('places a task given back on a volunteer that has not failed it, however idle the one that has', async () => {
+      const { scheduler } = schedulerHarness();
+      scheduler.jobs.submit(spec([0, 1, 2, 3]), 'p', 'o', 'job1');
+      const a = connect(scheduler, 'ha', 1);
+      const b = connect(scheduler, 'hb', 1);
+      await settle();
+      const ok = (t: { tid: string; attempt: number }) => ({ tid: t.tid, attempt: t.attempt, ok: true as const, value: 0 });
+      // ha holds job1.0 and job1.2, hb job1.1 and job1.3; ha's job1.0 fails, and hb takes it once it has room
+      scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: false, error: { code: 'E_TASK_FAILED', message: 'no' } }]);
+      scheduler.reports.outcomes('hb', [ok({ tid: 'job1.1', attempt: 1 })]);
+      await settle();
+      expect(b.assigned().at(-1)).toMatchObject({ tid: 'job1.0', attempt: 2 });
+      // ha runs out of work: hb gives job1.0 back from its queue, and gets it again
+      scheduler.reports.outcomes('ha', [ok({ tid: 'job1.2', attempt: 1 })]);
+      await settle();
+      expect(b.of('withdraw')).toEqual([{ type: 'withdraw', tasks: [{ tid: 'job1.0', attempt: 2 }] }]);
+      scheduler.reports.withdrawn('hb', [{ tid: 'job1.0', attempt: 2 }]);
+      await settle();
+      expect(a.assigned().map((t) => t.tid)).toEqual(['job1.0', 'job1.2']);
+      expect(b.assigned().at(-1)).toMatchObject({ tid: 'job1.0', attempt: 3 });
+    });
   });
 
   it('shares hosts fairly between jobs by priority', async () => {
@@ -131,6 +153,65 @@ describe('scheduler leasing', () => {
     expect(refused[0]?.code).toBe('E_NOT_ASSIGNED');
     expect(scheduler.views.status('job1')?.tasks.done).toBe(0);
     expect(intruder.assigned()).toHaveLength(0);
+  });
+});
+
+describe('leases held by strangers', () => {
+  it('gives a new volunteer a few leases at once over all its tabs, and one more per result', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec(Array.from({ length: 100 }, (_, i) => i)), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 64, [], 'v1');
+    const a2 = connect(scheduler, 'ha2', 64, [], 'v1');
+    await settle();
+    expect(a.assigned().length + a2.assigned().length).toBe(8);
+    const [first, second] = a.assigned();
+    scheduler.reports.outcomes('ha', [first!, second!].map(({ tid, attempt }) => ({ tid, attempt, ok: true as const, value: 0 })));
+    await settle();
+    // two results returned: two freed, two more earned
+    expect(a.assigned().length + a2.assigned().length).toBe(12);
+  });
+
+  it('takes back a bag task kept past its lease, runs it elsewhere without counting a failure, and halves its volunteer\'s leases', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([0, 1, 2, 3], { maxAttempts: 1 }), 'p', 'o', 'job1');
+    const hoarder = connect(scheduler, 'ha', 2);
+    await settle();
+    expect(hoarder.assigned()).toHaveLength(4);
+    const honest = connect(scheduler, 'hb', 2);
+    clock.now += 29 * 60_000;
+    scheduler.tick();
+    await settle();
+    expect(honest.assigned()).toHaveLength(0);
+    // no outcome of the job yet: a lease lasts 30 minutes
+    clock.now += 2 * 60_000;
+    scheduler.tick();
+    await settle();
+    expect(hoarder.of('cancel').flatMap((m) => m.tasks)).toHaveLength(4);
+    expect(hoarder.of('cancel')[0]!.reason).toBe('lease expired');
+    expect(honest.assigned().map((t) => t.attempt)).toEqual([2, 2, 2, 2]);
+    expect(scheduler.hosts.volunteers.get('v-ha').allowance).toBe(1);
+    expect((await statusOf(scheduler, 'job1'))?.state).toBe('running');
+  });
+
+  it('lasts a lease ten times what the job\'s tasks took, a floor at least, and from the last sign of the task alive', async () => {
+    const { scheduler } = schedulerHarness({ leaseFloorMs: 1000 });
+    scheduler.jobs.submit(spec([0, 1, 2]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 3);
+    await settle();
+    const [t0, t1, t2] = a.assigned();
+    clock.now += 200;
+    scheduler.reports.outcomes('ha', [{ tid: t0!.tid, attempt: t0!.attempt, ok: true, value: 0 }]);
+    // lease → outcome took 200 ms: leases last 2 s now
+    clock.now += 1500;
+    scheduler.reports.progress('ha', [{ tid: t1!.tid, attempt: t1!.attempt, fraction: 0.5 }]);
+    clock.now += 1000;
+    scheduler.tick();
+    await settle();
+    expect(a.of('cancel').flatMap((m) => m.tasks.map((t) => t.tid))).toEqual([t2!.tid]);
+    clock.now += 1500;
+    scheduler.tick();
+    await settle();
+    expect(a.of('cancel').flatMap((m) => m.tasks.map((t) => t.tid))).toEqual([t2!.tid, t1!.tid]);
   });
 });
 

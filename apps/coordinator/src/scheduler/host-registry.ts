@@ -1,6 +1,7 @@
 import type { CoordinatorMessage, TaskRef } from '@webpvm/vm-protocol';
 import type { HostRun } from './model.ts';
 import type { HostLink } from './ports.ts';
+import { Volunteers } from './volunteers.ts';
 import type { WriteBehind } from './write-behind.ts';
 
 export interface HostRegistryOptions {
@@ -8,8 +9,8 @@ export interface HostRegistryOptions {
   writes: WriteBehind;
   /** Slots changed or hosts came or went: leasing should look again. */
   dispatch: () => void;
-  /** An attempt this host held is lost with it (the page lost it, or the host went away). */
-  lost: (ref: TaskRef, reason: string) => void;
+  /** An attempt this host, of volunteer `by`, held is lost with it (the page lost it, or the host went away). */
+  lost: (ref: TaskRef, reason: string, by: string | null) => void;
 }
 
 /** A host as it says hello: who it is, proven by its secret, and how it reaches its peers. */
@@ -35,6 +36,8 @@ export const loadOf = (host: HostRun): number => host.assigned.size / host.slots
  */
 export class HostRegistry {
   readonly #hosts = new Map<string, HostRun>();
+  /** The browser profiles behind the hosts: how many leases each may hold. */
+  readonly volunteers = new Volunteers();
   readonly #opts: HostRegistryOptions;
 
   constructor(opts: HostRegistryOptions) {
@@ -104,7 +107,7 @@ export class HostRegistry {
     for (const [tid, attempt] of [...host.assigned]) {
       if (stillThere.get(tid) === attempt) continue;
       host.assigned.delete(tid);
-      this.#opts.lost({ tid, attempt }, 'host lost the task');
+      this.#opts.lost({ tid, attempt }, 'host lost the task', host.volunteerId);
     }
     if (stale.length) this.sendCancel(host.hostId, stale, 'no longer assigned to this host');
     this.#changed(host);
@@ -120,7 +123,8 @@ export class HostRegistry {
     if (peerId) for (const other of this.#hosts.values()) other.link?.send({ type: 'peer-gone', peerId });
     host.connectedAt = null;
     host.lastSeenAt = this.#opts.now();
-    for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected');
+    if (host.assigned.size && host.volunteerId) this.volunteers.dropped(host.volunteerId);
+    for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected', host.volunteerId);
     host.assigned.clear();
     this.#changed(host);
   }
@@ -129,7 +133,7 @@ export class HostRegistry {
   forgetUnclaimed(): void {
     for (const host of this.#hosts.values()) {
       if (host.link) continue;
-      for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host did not come back after restart');
+      for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host did not come back after restart', host.volunteerId);
       host.assigned.clear();
     }
     this.#opts.dispatch();

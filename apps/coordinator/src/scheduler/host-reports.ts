@@ -40,6 +40,7 @@ export class HostReports {
         continue;
       }
       task.runs.delete(outcome.attempt);
+      if (outcome.attempt === task.attempt) book.observe(task);
       task.lastSent = new Map((outcome.sent ?? []).map((s) => [s.to, s.seq]));
       if (outcome.ok) {
         done++;
@@ -50,6 +51,7 @@ export class HostReports {
     }
     if (host) {
       hosts.completed(host, done, items.length);
+      if (host.volunteerId) hosts.volunteers.returned(host.volunteerId, items.length);
       writes.schedule(() => host.link?.send({ type: 'ack', tasks: acks }));
     }
     this.#opts.dispatch();
@@ -82,6 +84,7 @@ export class HostReports {
   checkpoint(hostId: string, tid: string, attempt: number, checkpoint: Checkpoint): ErrorBody | null {
     const task = this.#opts.book.runningOn(hostId, tid, attempt);
     if (!task) return notRunningHere(tid, attempt);
+    this.#opts.book.alive(task);
     task.start = { checkpoint, image: null, imageAway: null };
     this.#opts.writes.checkpoint(tid, checkpoint);
     this.#opts.writes.schedule();
@@ -92,6 +95,7 @@ export class HostReports {
     for (const { tid, attempt, fraction, messagesIn, messagesOut } of items) {
       const task = this.#opts.book.runningOn(hostId, tid, attempt);
       if (!task) continue;
+      this.#opts.book.alive(task);
       task.job.progressSum += fraction - task.progress;
       task.progress = fraction;
       if (messagesIn !== undefined) task.messagesIn = messagesIn;

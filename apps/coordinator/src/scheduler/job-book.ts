@@ -22,7 +22,18 @@ export interface JobBookOptions {
   pendingRoots: (jobId: string, from: number, until: number, limit: number) => Promise<StoredTask[]>;
   /** Root tasks waiting for their first attempt that a job holds in memory at most. */
   windowTasks: number;
+  /** The shortest lease of a bag task whose job sets no taskTimeoutMs: see `leaseLimit`. */
+  leaseFloorMs: number;
 }
+
+/**
+ * A bag task's lease, when its job sets no taskTimeoutMs, lasts LEASE_FACTOR times what its job's
+ * tasks take from lease to outcome lately, and LEASE_FLOOR_MS at least; before any outcome,
+ * UNOBSERVED_LEASE_MS. Past it the attempt is lost (not failed) and runs elsewhere.
+ */
+export const LEASE_FLOOR_MS = 60_000;
+const LEASE_FACTOR = 10;
+const UNOBSERVED_LEASE_MS = 30 * 60_000;
 
 /** Attempts a task may lose with their hosts before it fails: see `lost`. */
 const MAX_LOSSES = 10;
@@ -47,7 +58,7 @@ export class JobBook {
   /** Jobs not finished: the only ones leasing looks at. */
   readonly active = new Set<JobRun>();
   readonly #tasks = new Map<string, TaskRun>();
-  /** Running attempts with a deadline (taskTimeoutMs). */
+  /** Running attempts with a deadline: the job's taskTimeoutMs, or a bag task's lease. */
   readonly #timed = new Set<TaskRun>();
   readonly #opts: JobBookOptions;
 
@@ -222,22 +233,61 @@ export class JobBook {
     if (TERMINAL.has(state)) this.#ended(task, state as 'done' | 'failed' | 'cancelled');
   }
 
+  /**
+   * The attempt just leased runs against a deadline: the job's taskTimeoutMs, else — for a bag
+   * task — its lease (`leaseLimit`). Tasks of a `main` job and spawned ones have none of their
+   * own: they wait on each other's messages for as long as a program needs.
+   */
   startDeadline(task: TaskRun): void {
-    const timeout = task.job.stored.options.taskTimeoutMs;
-    if (timeout === null) return;
-    task.deadline = this.#opts.now() + timeout;
+    const now = this.#opts.now();
+    task.leasedAt = now;
+    task.aliveAt = now;
+    const { taskTimeoutMs, kind } = task.job.stored.options;
+    if (taskTimeoutMs === null && (kind !== 'bag' || task.spec.parent !== null)) return;
+    task.deadline = taskTimeoutMs === null ? null : now + taskTimeoutMs;
     this.#timed.add(task);
   }
 
-  /** Attempts past their deadline are withdrawn from their hosts and count as failed. */
+  /** How long a bag task's lease lasts, from its lease or the last sign of it alive. */
+  leaseLimit(job: JobRun): number {
+    const observed = job.leaseToOutcomeMs;
+    return observed === null ? Math.max(UNOBSERVED_LEASE_MS, this.#opts.leaseFloorMs) : Math.max(this.#opts.leaseFloorMs, LEASE_FACTOR * observed);
+  }
+
+  /** Its host showed the attempt alive (a checkpoint, progress): its lease runs on from now. */
+  alive(task: TaskRun): void {
+    task.aliveAt = this.#opts.now();
+  }
+
+  /** An outcome came `ms` after its lease: the job's leases follow its tasks' times. */
+  observe(task: TaskRun): void {
+    const { job } = task;
+    if (job.stored.options.kind !== 'bag' || task.spec.parent !== null) return;
+    const ms = this.#opts.now() - task.leasedAt;
+    job.leaseToOutcomeMs = job.leaseToOutcomeMs === null ? ms : 0.9 * job.leaseToOutcomeMs + 0.1 * ms;
+  }
+
+  /**
+   * Attempts past their deadline are withdrawn from their hosts: past taskTimeoutMs the task
+   * failed; past its lease the host kept it too long — hoarded, or went quiet — and the attempt
+   * is lost, its volunteer given fewer leases.
+   */
   expireDeadlines(): void {
     const now = this.#opts.now();
     for (const task of this.#timed) {
-      if (task.deadline === null || task.deadline > now) continue;
-      if (task.hostId) this.#opts.hosts.sendCancel(task.hostId, [{ tid: task.tid, attempt: task.attempt }], 'deadline passed');
-      this.#opts.hosts.release(task.hostId, task.tid);
-      task.runs.delete(task.attempt);
-      this.failAttempt(task, { code: 'E_TASK_TIMEOUT', message: `attempt ${task.attempt} exceeded ${task.job.stored.options.taskTimeoutMs} ms` }, this.#opts.hosts.get(task.hostId)?.volunteerId ?? null);
+      const leaseOver = task.deadline === null && now - task.aliveAt > this.leaseLimit(task.job);
+      if (!leaseOver && (task.deadline === null || task.deadline > now)) continue;
+      const { hostId, attempt } = task;
+      const volunteerId = this.#opts.hosts.get(hostId)?.volunteerId ?? null;
+      if (hostId) this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], leaseOver ? 'lease expired' : 'deadline passed');
+      this.#opts.hosts.release(hostId, task.tid);
+      task.runs.delete(attempt);
+      if (!leaseOver) {
+        this.failAttempt(task, { code: 'E_TASK_TIMEOUT', message: `attempt ${attempt} exceeded ${task.job.stored.options.taskTimeoutMs} ms` }, volunteerId);
+        continue;
+      }
+      if (volunteerId) this.#opts.hosts.volunteers.dropped(volunteerId);
+      this.lost({ tid: task.tid, attempt }, `lease expired after ${Math.round((now - task.leasedAt) / 1000)} s`, volunteerId);
     }
     this.#opts.dispatch();
   }
@@ -256,7 +306,7 @@ export class JobBook {
 
   /** An attempt ended in an error, on a host of volunteer `by`: its retry goes to another while one is connected (leasing.ts). */
   failAttempt(task: TaskRun, error: ErrorBody, by: string | null): void {
-    task.failedBy.add(by);
+    task.avoid.add(by);
     this.recordMigration(task, null);
     // An image its host could not take (it never came whole, or does not decode): the next attempt starts from the checkpoint.
     if (error.code === 'E_BAD_FRAME') {
@@ -278,12 +328,14 @@ export class JobBook {
    * host's doing, not the task's, and does not count toward maxAttempts — a volunteer who drops
    * connections cannot fail a researcher's job. A task lost MAX_LOSSES times fails all the same:
    * one that kills every tab it runs on must not go round the grid forever. Its run stays known,
-   * so a result the host kept while offline still counts.
+   * so a result the host kept while offline still counts. Its retry goes to another volunteer
+   * than `by` while one is connected (leasing.ts).
    */
-  lost(ref: TaskRef, reason: string): void {
+  lost(ref: TaskRef, reason: string, by: string | null): void {
     const task = this.#tasks.get(ref.tid);
     if (!task || task.state !== 'running' || task.attempt !== ref.attempt) return;
     this.#opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
+    task.avoid.add(by);
     this.recordMigration(task, null);
     if (++task.losses < MAX_LOSSES) return this.#retry(task);
     task.error = { code: 'E_TASK_LOST', message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it` };
@@ -401,6 +453,7 @@ export class JobBook {
       placeNow: [],
       running: 0,
       progressSum: 0,
+      leaseToOutcomeMs: null,
       ranOn: new Set(),
     };
     this.#jobs.set(stored.id, job);
@@ -431,9 +484,11 @@ export class JobBook {
       runs: new Map(),
       failures: 0,
       losses: 0,
-      failedBy: new Set(),
+      avoid: new Set(),
       askedBack: null,
       deadline: null,
+      leasedAt: 0,
+      aliveAt: 0,
       progress: 0,
       result: null,
       error: null,

@@ -70,24 +70,33 @@ export class Leasing {
   /**
    * Tasks to place now go first, anywhere; then every host is filled up to its slots, then topped
    * up to its prefetch depth, so that a few long tasks spread over all hosts before any host
-   * queues a second one.
+   * queues a second one — as far as its volunteer's allowance goes (volunteers.ts). Tasks placed
+   * now (spawned, migrating) are not held back by it: all of a PVM program's tasks must run.
    */
   #dispatch(): void {
     const hosts = this.#opts.hosts.takers();
     if (!hosts.length) return;
     const batches = new Map<HostRun, TaskAssignment[]>();
+    // Leases each volunteer holds over all its tabs, against what its record allows (volunteers.ts).
+    const held = new Map<string | null, number>();
+    for (const host of hosts) held.set(host.volunteerId, (held.get(host.volunteerId) ?? 0) + host.assigned.size);
     const add = (host: HostRun, task: TaskRun) => {
       const batch = batches.get(host) ?? [];
       batch.push(this.#lease(task, host));
       batches.set(host, batch);
+      held.set(host.volunteerId, held.get(host.volunteerId)! + 1);
     };
+    const allowed = (host: HostRun) => host.volunteerId === null || held.get(host.volunteerId)! < this.#opts.hosts.volunteers.get(host.volunteerId).allowance;
     for (const job of this.#opts.book.active) {
       for (const task of job.placeNow.splice(0)) {
         if (task.state !== 'pending') continue;
-        // A migrating task goes where its image was sent when that host can still take it, else not back where it left.
+        // A migrating task goes where its image was sent when that host can still take it, else not
+        // back where it left, nor to a volunteer it is to avoid (a task given back at a job's end may
+        // have failed there before) while another can take it.
         const named = hosts.find((h) => h.hostId === task.migration?.to);
         const elsewhere = hosts.filter((h) => h.hostId !== task.migration?.from);
-        const candidates = elsewhere.length ? elsewhere : hosts;
+        const unspoiled = elsewhere.filter((h) => !task.avoid.has(h.volunteerId));
+        const candidates = unspoiled.length ? unspoiled : elsewhere.length ? elsewhere : hosts;
         add(named ?? candidates.reduce((best, h) => (loadOf(h) < loadOf(best) ? h : best)), task);
       }
     }
@@ -97,7 +106,7 @@ export class Leasing {
       while (progress) {
         progress = false;
         for (const host of hosts) {
-          if (host.assigned.size >= limit(host)) continue;
+          if (host.assigned.size >= limit(host) || !allowed(host)) continue;
           const task = this.#nextTask(host, volunteers);
           if (!task) continue;
           add(host, task);
@@ -167,7 +176,7 @@ export class Leasing {
     }
     if (!best) return null;
     const { retries } = best;
-    const fits = (task: TaskRun) => !task.failedBy.has(host.volunteerId) || [...volunteers].every((v) => task.failedBy.has(v));
+    const fits = (task: TaskRun) => !task.avoid.has(host.volunteerId) || [...volunteers].every((v) => task.avoid.has(v));
     const i = retries.slice(0, RETRIES_SCANNED).findIndex(fits);
     if (i >= 0) return retries.splice(i, 1)[0]!;
     return best.window.take() ?? null;

@@ -28,10 +28,13 @@ export interface TaskRun {
   failures: number;
   /** Attempts lost with their host (closed, crashed, silent): not the task's doing, counted apart. */
   losses: number;
-  /** Volunteers whose attempt at it failed: its retries go to others while others are connected (leasing.ts). */
-  readonly failedBy: Set<string | null>;
+  /** Volunteers whose attempt at it failed, outlived its lease or was lost: its retries go to others while others are connected (leasing.ts). */
+  readonly avoid: Set<string | null>;
   /** When the running attempt expires (taskTimeoutMs), else null. */
   deadline: number | null;
+  /** When the running attempt was leased, and when its host last showed it alive (a checkpoint, progress): its lease runs from then. */
+  leasedAt: number;
+  aliveAt: number;
   progress: number;
   result: unknown;
   error: ErrorBody | null;
@@ -105,6 +108,8 @@ export interface JobRun {
   placeNow: TaskRun[];
   running: number;
   progressSum: number;
+  /** How long its bag tasks take from lease to outcome, lately (a moving mean, ms); null before the first. */
+  leaseToOutcomeMs: number | null;
   /** Hosts that ran any of its tasks: they may relay its messages, late ones included. */
   readonly ranOn: Set<string>;
 }

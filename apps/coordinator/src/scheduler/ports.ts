@@ -24,4 +24,6 @@ export interface SchedulerOptions {
   now?: () => number;
   /** Root tasks waiting for their first attempt that a job holds in memory at most (task-window.ts). */
   windowTasks?: number;
+  /** The shortest lease of a bag task whose job sets no taskTimeoutMs (job-book.ts `leaseLimit`). */
+  leaseFloorMs?: number;
 }

@@ -1,6 +1,6 @@
 import { HostRegistry } from './host-registry.ts';
 import { HostReports } from './host-reports.ts';
-import { JobBook } from './job-book.ts';
+import { JobBook, LEASE_FLOOR_MS } from './job-book.ts';
 import { Leasing } from './leasing.ts';
 import { Migrations } from './migrations.ts';
 import type { SchedulerOptions } from './ports.ts';
@@ -33,7 +33,7 @@ export class Scheduler {
     const now = opts.now ?? Date.now;
     const dispatch = () => this.leasing.schedule();
     this.writes = new WriteBehind(opts.store, opts.log);
-    this.hosts = new HostRegistry({ now, writes: this.writes, dispatch, lost: (ref, reason) => this.jobs.lost(ref, reason) });
+    this.hosts = new HostRegistry({ now, writes: this.writes, dispatch, lost: (ref, reason, by) => this.jobs.lost(ref, reason, by) });
     this.jobs = new JobBook({
       now,
       log: opts.log,
@@ -44,6 +44,7 @@ export class Scheduler {
       ended: (task) => this.vm.ended(task),
       pendingRoots: (jobId, from, until, limit) => opts.store.pendingRoots(jobId, from, until, limit),
       windowTasks: opts.windowTasks ?? WINDOW_TASKS,
+      leaseFloorMs: opts.leaseFloorMs ?? LEASE_FLOOR_MS,
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });

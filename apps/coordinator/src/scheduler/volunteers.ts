@@ -1,0 +1,52 @@
+/**
+ * A new volunteer holds this many leases at once (running and queued, over all its tabs); each
+ * result it returns earns one more, so an honest fast one reaches its prefetch depth within a
+ * second or two (leasing.ts) — as TCP's slow start does.
+ */
+export const FIRST_LEASES = 8;
+/** However good its record, a volunteer holds at most this many leases: a few expiries bring a turncoat down. */
+const MOST_LEASES = 4096;
+
+export interface VolunteerRecord {
+  readonly volunteerId: string;
+  /** Leases it may hold at once. */
+  allowance: number;
+  /** Results it returned, and times it let leases expire or dropped them (disconnected holding tasks). */
+  returned: number;
+  dropped: number;
+}
+
+/**
+ * What the coordinator knows of each volunteer (a browser profile: hosts.ts `volunteerId`): how
+ * many leases it may hold. BOINC limits the work in progress per host and raises the limit with
+ * the host's record; here the record is the volunteer's, so opening more tabs earns nothing, and
+ * a volunteer that lets leases expire (hoarding, or only gone quiet) or drops its connection
+ * while it holds tasks is given half as many.
+ * Kept in memory: a restart starts every volunteer again from FIRST_LEASES.
+ */
+export class Volunteers {
+  readonly #records = new Map<string, VolunteerRecord>();
+
+  get(volunteerId: string): VolunteerRecord {
+    let record = this.#records.get(volunteerId);
+    if (!record) {
+      record = { volunteerId, allowance: FIRST_LEASES, returned: 0, dropped: 0 };
+      this.#records.set(volunteerId, record);
+    }
+    return record;
+  }
+
+  /** It returned `count` results (done or failed): as many more leases. */
+  returned(volunteerId: string, count: number): void {
+    const record = this.get(volunteerId);
+    record.returned += count;
+    record.allowance = Math.min(MOST_LEASES, record.allowance + count);
+  }
+
+  /** It let a lease expire, or went away holding leases: half the leases, one at least. */
+  dropped(volunteerId: string): void {
+    const record = this.get(volunteerId);
+    record.dropped++;
+    record.allowance = Math.max(1, Math.floor(record.allowance / 2));
+  }
+}
