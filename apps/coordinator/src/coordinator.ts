@@ -7,7 +7,7 @@ import { type CoordinatorConfig, loadConfig } from './config.ts';
 import { EventLog } from './event-log.ts';
 import { HostGateway } from './host-gateway.ts';
 import { buildApi } from './http-api.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, volunteerMetrics } from './metrics.ts';
 import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
@@ -34,6 +34,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const firstAdminToken = await auth.bootstrap(config.adminToken);
   const metrics = createMetrics();
   const eventLog = await EventLog.open(store, log);
+  const programs = new ProgramRegistry(store);
   const scheduler = new Scheduler({
     store,
     log,
@@ -41,8 +42,10 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     checkpointIntervalMs: config.checkpointIntervalMs,
     reconnectGraceMs: config.reconnectGraceMs,
     leaseFloorMs: config.leaseFloorMs,
+    programSource: (hash) => programs.get(hash),
     programUrl,
   });
+  volunteerMetrics(metrics.registry, scheduler.hosts.volunteers);
   await scheduler.restore();
   const ticker = setInterval(() => scheduler.tick(), 250);
   const gateway = new HostGateway({
@@ -59,7 +62,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     scheduler,
     events: eventLog,
     auth,
-    programs: new ProgramRegistry(store),
+    programs,
     metrics,
     log,
     webRoot: config.webRoot,

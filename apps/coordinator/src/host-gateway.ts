@@ -255,7 +255,7 @@ export class HostGateway {
       const outcome = this.opts.scheduler.vm.request(conn.hostId!, m.tid, m.attempt, m.requestId, m.op);
       if (outcome !== 'later') conn.send({ type: 'reply', tid: m.tid, requestId: m.requestId, ...outcome });
     },
-    locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.relay.locate(m.tids) }),
+    locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.relay.locate(m.tids, conn.hostId!) }),
     migrating: (conn, m) => this.opts.scheduler.migrations.migrating(conn.hostId!, m.tasks, m.reason),
     migrated: (conn, m) => {
       const refused = this.opts.scheduler.migrations.migrated(conn.hostId!, m);

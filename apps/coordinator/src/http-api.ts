@@ -98,8 +98,8 @@ export function buildApi(opts: ApiOptions) {
   app.post('/api/jobs', async (request, reply) => {
     const p = await principal(request);
     const spec = parseBody(SubmitJobRequest, request.body);
-    if (spec.replicas > 1) throw new WebpvmError('E_BAD_REQUEST', 'replicas > 1 is not supported yet');
     const programHash = await programs.register(spec.program);
+    if (spec.replicas > 1) await scheduler.validators.prepare(programHash, (await programs.get(programHash))!);
     const job = scheduler.jobs.submit(spec, programHash, p.tokenId, newJobId());
     await scheduler.writes.durable();
     opts.metrics.jobsSubmitted.inc();

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Volunteers } from './scheduler/volunteers.ts';
 
 /** Prometheus metrics served at `/metrics`; process CPU comes from the default collectors. */
 export function createMetrics() {
@@ -16,3 +17,20 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Each volunteer's replicated results that agreed with a quorum and that did not, read when scraped. */
+export function volunteerMetrics(registry: Registry, volunteers: Volunteers): void {
+  new Gauge({
+    name: 'webpvm_volunteer_results',
+    help: "A volunteer's replicated results, by verdict: validated (agreed with a quorum) or invalid",
+    labelNames: ['volunteer', 'verdict'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of volunteers.all()) {
+        this.set({ volunteer: v.volunteerId, verdict: 'validated' }, v.validated);
+        this.set({ volunteer: v.volunteerId, verdict: 'invalid' }, v.invalid);
+      }
+    },
+  });
+}

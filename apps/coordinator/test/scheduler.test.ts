@@ -540,4 +540,16 @@ describe('scheduler services for message passing', () => {
       { tid: 'job1.9', hostId: null, peerId: null },
     ]);
   });
+
+  it('tells a host where tasks run only for jobs it runs a task of', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    const stranger = connect(scheduler, 'hs', 0);
+    await settle();
+    expect(a.assigned().map((t) => t.tid)).toEqual(['job1.0']);
+    expect(stranger.assigned()).toEqual([]);
+    expect(scheduler.relay.locate(['job1.0'], 'ha')).toEqual([{ tid: 'job1.0', hostId: 'ha', peerId: 'ha-peer' }]);
+    expect(scheduler.relay.locate(['job1.0'], 'hs')).toEqual([{ tid: 'job1.0', hostId: null, peerId: null }]);
+  });
 });

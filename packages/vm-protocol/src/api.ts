@@ -15,8 +15,11 @@ export const SubmitJobRequest = z
     inputs: z.array(z.unknown()).max(LIMITS.inputsPerRequest).optional(),
     main: z.unknown().optional(),
     open: z.boolean().default(false),
+    /** Each bag task runs on `replicas` distinct volunteers; its result is what `quorum` of them agree on. */
     replicas: z.number().int().min(1).max(16).default(1),
     quorum: z.number().int().min(1).max(16).default(1),
+    /** Replicas' numbers agree within this, relative above 1 and absolute below; null: the same canonical JSON. */
+    tolerance: z.number().min(0).max(1).nullable().default(null),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     taskTimeoutMs: z.number().int().min(100).max(7 * 24 * 3600 * 1000).nullable().default(null),
     priority: z.number().int().min(1).max(100).default(1),
@@ -33,7 +36,11 @@ export const SubmitJobRequest = z
     message: 'a bag needs at least one input, unless it is `open` (inputs streamed in later)',
     path: ['inputs'],
   })
-  .refine((j) => j.quorum <= j.replicas, { message: '`quorum` cannot exceed `replicas`', path: ['quorum'] });
+  .refine((j) => j.quorum <= j.replicas, { message: '`quorum` cannot exceed `replicas`', path: ['quorum'] })
+  .refine((j) => j.replicas === 1 || j.inputs !== undefined, {
+    message: 'replicas apply to a bag of `inputs`: a `main` task and the tasks it spawns run once',
+    path: ['replicas'],
+  });
 export type SubmitJobRequest = z.input<typeof SubmitJobRequest>;
 export type JobSpec = z.output<typeof SubmitJobRequest>;
 
@@ -117,6 +124,9 @@ export const HostInfo = z.object({
   hostId: z.string(),
   /** The browser profile the host (a tab) is part of: tabs of one profile share it. */
   volunteerId: z.string().nullable(),
+  /** Its volunteer's replicated results that agreed with a quorum, and that did not. */
+  validated: z.number(),
+  invalid: z.number(),
   connected: z.boolean(),
   /** Ordered to drain: given no task, its tasks moved away. */
   draining: z.boolean(),

@@ -20,6 +20,8 @@ export const ERRORS = {
   E_TASK_FAILED: { status: 500, message: 'the task threw an error' },
   E_TASK_TIMEOUT: { status: 500, message: 'the task exceeded its deadline' },
   E_TASK_LOST: { status: 500, message: 'the task was lost with its host too many times' },
+  E_NO_QUORUM: { status: 500, message: "the task's replicas never agreed" },
+  E_VALIDATE: { status: 400, message: "the program's validate could not judge two results" },
   E_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -38,8 +38,9 @@ withClient(program.command('submit'))
   .option('--inputs <file>', 'a JSON array (.json): one root task per element; or one JSON value a line (.ndjson), sent in parts')
   .option('--main <json>', 'the input of one root task that spawns the rest')
   .option('--name <name>', 'job name (default: the file name without extension)')
-  .option('--replicas <k>', 'run each task k times', integer(1, 16))
+  .option('--replicas <k>', 'run each task on k distinct volunteers (browser profiles)', integer(1, 16))
   .option('--quorum <q>', 'accept a result that q replicas agree on', integer(1, 16))
+  .option('--tolerance <t>', "replicas' numbers agree within t (relative above 1, absolute below) instead of exactly", fraction)
   .option('--max-attempts <n>', 'attempts per task before it fails', integer(1, 100))
   .option('--timeout <ms>', 'deadline of one attempt of a task, in milliseconds', integer(100, 7 * 24 * 3600 * 1000))
   .option('--priority <p>', 'share of the hosts relative to other jobs', integer(1, 100))
@@ -105,6 +106,12 @@ function withUrl(command: Command): Command {
 
 function withClient(command: Command): Command {
   return withUrl(command).addOption(new Option('--token <token>', 'bearer token').env('WEBPVM_TOKEN'));
+}
+
+function fraction(value: string): number {
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isFinite(number) || number < 0 || number > 1) throw new InvalidArgumentError('expected a number from 0 to 1');
+  return number;
 }
 
 function integer(min: number, max: number): (value: string) => number {

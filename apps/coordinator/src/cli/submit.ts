@@ -15,6 +15,7 @@ export interface SubmitOptions extends ClientOptions {
   name?: string;
   replicas?: number;
   quorum?: number;
+  tolerance?: number;
   maxAttempts?: number;
   timeout?: number;
   priority?: number;
@@ -40,6 +41,7 @@ export async function submit(programPath: string, options: SubmitOptions): Promi
     program,
     replicas: options.replicas,
     quorum: options.quorum,
+    tolerance: options.tolerance,
     maxAttempts: options.maxAttempts,
     taskTimeoutMs: options.timeout,
     priority: options.priority,

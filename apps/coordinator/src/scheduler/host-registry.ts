@@ -175,7 +175,7 @@ export class HostRegistry {
     this.get(hostId)?.link?.send(message);
   }
 
-  sendCancel(hostId: string, tasks: TaskRef[], reason: string): void {
+  sendCancel(hostId: string | null, tasks: TaskRef[], reason: string): void {
     this.send(hostId, { type: 'cancel', tasks, reason });
   }
 

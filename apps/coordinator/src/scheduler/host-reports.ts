@@ -39,8 +39,17 @@ export class HostReports {
         refused.push({ code: 'E_NOT_ASSIGNED', message: `${outcome.tid} attempt ${outcome.attempt} is not assigned to this host` });
         continue;
       }
+      if (task.quorum) {
+        const leasedAt = task.quorum.out.get(outcome.attempt);
+        if (leasedAt === undefined) continue;
+        book.observe(task, leasedAt);
+        const { attempt, ok } = outcome;
+        book.ballot(task, { volunteerId: host?.volunteerId ?? null, attempt, ok, value: ok ? outcome.value : null, error: ok ? null : outcome.error });
+        if (ok) done++;
+        continue;
+      }
       task.runs.delete(outcome.attempt);
-      if (outcome.attempt === task.attempt) book.observe(task);
+      if (outcome.attempt === task.attempt) book.observe(task, task.leasedAt);
       task.lastSent = new Map((outcome.sent ?? []).map((s) => [s.to, s.seq]));
       if (outcome.ok) {
         done++;
@@ -85,6 +94,8 @@ export class HostReports {
     const task = this.#opts.book.runningOn(hostId, tid, attempt);
     if (!task) return notRunningHere(tid, attempt);
     this.#opts.book.alive(task);
+    // A replica's state is its volunteer's word: another replica must not start from it.
+    if (task.quorum) return null;
     task.start = { checkpoint, image: null, imageAway: null };
     this.#opts.writes.checkpoint(tid, checkpoint);
     this.#opts.writes.schedule();

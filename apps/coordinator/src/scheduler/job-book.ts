@@ -5,6 +5,8 @@ import { type StoredJob, type StoredTask, type UnfinishedJob, emptyTally, taskUp
 import type { HostRegistry } from './host-registry.ts';
 import { type JobRun, type RunState, TERMINAL, type TaskRun, countsOf, rootsOpen } from './model.ts';
 import type { MigrationSink } from './ports.ts';
+import { type Ballot, Quorum } from './quorum.ts';
+import type { Agree } from './result-agreement.ts';
 import { TaskWindow } from './task-window.ts';
 import type { WriteBehind } from './write-behind.ts';
 
@@ -24,6 +26,8 @@ export interface JobBookOptions {
   windowTasks: number;
   /** The shortest lease of a bag task whose job sets no taskTimeoutMs: see `leaseLimit`. */
   leaseFloorMs: number;
+  /** How two results of a replicated job's tasks agree (validators.ts). */
+  agreement: (job: StoredJob) => Agree;
 }
 
 /**
@@ -76,10 +80,12 @@ export class JobBook {
     return this.#tasks.get(tid);
   }
 
-  /** The task, when `attempt` is the one running on `hostId` now. */
+  /** The task, when `attempt` is the one running on `hostId` now (for a replicated task: one of its replicas out). */
   runningOn(hostId: string, tid: string, attempt: number): TaskRun | null {
     const task = this.#tasks.get(tid);
-    return task && task.state === 'running' && task.attempt === attempt && task.hostId === hostId ? task : null;
+    if (!task || task.state !== 'running') return null;
+    if (task.quorum) return task.quorum.out.has(attempt) && task.runs.get(attempt) === hostId ? task : null;
+    return task.attempt === attempt && task.hostId === hostId ? task : null;
   }
 
   get size(): { jobs: number; tasks: number } {
@@ -96,6 +102,7 @@ export class JobBook {
         roots: 0,
         replicas: spec.replicas,
         quorum: spec.quorum,
+        tolerance: spec.tolerance,
         maxAttempts: spec.maxAttempts,
         taskTimeoutMs: spec.taskTimeoutMs,
         priority: spec.priority,
@@ -169,7 +176,10 @@ export class JobBook {
           job.ranOn.add(task.hostId);
           this.#opts.hosts.known(task.hostId).assigned.set(task.tid, task.attempt);
           this.startDeadline(task);
+          // Ballots are not stored: a replicated task gathers its quorum again, its run on this host one replica of it.
+          task.quorum?.issued(null, task.attempt, this.#opts.now());
         }
+        this.#queueReplicas(task);
       }
       job.window.restored(stored.total, running);
     }
@@ -254,16 +264,39 @@ export class JobBook {
     return observed === null ? Math.max(UNOBSERVED_LEASE_MS, this.#opts.leaseFloorMs) : Math.max(this.#opts.leaseFloorMs, LEASE_FACTOR * observed);
   }
 
+  /**
+   * A replicated task's replicas each have a lease of their own. Past taskTimeoutMs, a replica is
+   * a ballot for failure; past its lease, it is replaced and its volunteer given fewer leases.
+   */
+  #expireReplicas(task: TaskRun, now: number): void {
+    const { taskTimeoutMs } = task.job.stored.options;
+    for (const [attempt, leasedAt] of [...task.quorum!.out]) {
+      if (task.state !== 'running') return;
+      const timedOut = taskTimeoutMs !== null && now - leasedAt > taskTimeoutMs;
+      if (!timedOut && (taskTimeoutMs !== null || now - Math.max(leasedAt, task.aliveAt) <= this.leaseLimit(task.job))) continue;
+      const hostId = task.runs.get(attempt) ?? null;
+      const volunteerId = this.#opts.hosts.get(hostId)?.volunteerId ?? null;
+      this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], timedOut ? 'deadline passed' : 'lease expired');
+      this.#opts.hosts.release(hostId, task.tid);
+      if (timedOut) {
+        this.ballot(task, { volunteerId, attempt, ok: false, value: null, error: { code: 'E_TASK_TIMEOUT', message: `attempt ${attempt} exceeded ${taskTimeoutMs} ms` } });
+        continue;
+      }
+      if (volunteerId) this.#opts.hosts.volunteers.dropped(volunteerId);
+      this.lost({ tid: task.tid, attempt }, `lease expired after ${Math.round((now - leasedAt) / 1000)} s`, volunteerId);
+    }
+  }
+
   /** Its host showed the attempt alive (a checkpoint, progress): its lease runs on from now. */
   alive(task: TaskRun): void {
     task.aliveAt = this.#opts.now();
   }
 
-  /** An outcome came `ms` after its lease: the job's leases follow its tasks' times. */
-  observe(task: TaskRun): void {
+  /** An outcome of the attempt leased at `leasedAt` came: the job's leases follow its tasks' times. */
+  observe(task: TaskRun, leasedAt: number): void {
     const { job } = task;
     if (job.stored.options.kind !== 'bag' || task.spec.parent !== null) return;
-    const ms = this.#opts.now() - task.leasedAt;
+    const ms = this.#opts.now() - leasedAt;
     job.leaseToOutcomeMs = job.leaseToOutcomeMs === null ? ms : 0.9 * job.leaseToOutcomeMs + 0.1 * ms;
   }
 
@@ -275,6 +308,10 @@ export class JobBook {
   expireDeadlines(): void {
     const now = this.#opts.now();
     for (const task of this.#timed) {
+      if (task.quorum) {
+        this.#expireReplicas(task, now);
+        continue;
+      }
       const leaseOver = task.deadline === null && now - task.aliveAt > this.leaseLimit(task.job);
       if (!leaseOver && (task.deadline === null || task.deadline > now)) continue;
       const { hostId, attempt } = task;
@@ -305,6 +342,70 @@ export class JobBook {
   }
 
   /** An attempt ended in an error, on a host of volunteer `by`: its retry goes to another while one is connected (leasing.ts). */
+  /**
+   * A replica's outcome (quorum.ts): once `quorum` agree, the task ends with their outcome and
+   * each replica's volunteer is credited — validated when it agreed, invalid when it did not.
+   */
+  ballot(task: TaskRun, ballot: Ballot): void {
+    const quorum = task.quorum!;
+    task.runs.delete(ballot.attempt);
+    const verdict = quorum.cast(ballot);
+    if (verdict.kind === 'waiting') return;
+    if (verdict.kind === 'more') return this.#queueReplicas(task);
+    if (verdict.kind === 'disagreed') {
+      this.#cancelReplicas(task, 'its task ended');
+      task.error = { code: 'E_NO_QUORUM', message: `no ${task.job.stored.options.quorum} of its ${verdict.ballots.length} results agreed` };
+      this.transition(task, 'failed');
+      return this.#finishIfComplete(task.job);
+    }
+    const { volunteers } = this.#opts.hosts;
+    for (const b of verdict.agreeing) if (b.volunteerId) volunteers.judged(b.volunteerId, true);
+    for (const b of verdict.dissenting) if (b.volunteerId) volunteers.judged(b.volunteerId, false);
+    if (verdict.outcome.ok) return this.complete(task, verdict.outcome.value);
+    this.#cancelReplicas(task, 'its task ended');
+    task.error = verdict.outcome.error;
+    this.transition(task, 'failed');
+    this.#finishIfComplete(task.job);
+  }
+
+  /** A replica out is gone unanswered (`why`): another volunteer runs one in its place. */
+  #replicaGone(task: TaskRun, attempt: number, why: string): void {
+    const hostId = task.runs.get(attempt) ?? null;
+    if (!task.quorum!.gone(attempt)) return;
+    this.#opts.hosts.release(hostId, task.tid);
+    task.runs.delete(attempt);
+    this.#opts.log.info({ tid: task.tid, attempt, why }, 'replacing a replica');
+    this.#queueReplicas(task);
+  }
+
+  /** The job's queue gets the task once for each replica it still has to give out. */
+  #queueReplicas(task: TaskRun): void {
+    const quorum = task.quorum;
+    if (!quorum || task.state !== 'running') return;
+    for (; quorum.queued < quorum.unissued; quorum.queued++) task.job.replicas.push(task);
+    this.#opts.dispatch();
+  }
+
+  #cancelReplicas(task: TaskRun, reason: string): void {
+    for (const [attempt, hostId] of task.runs) {
+      this.#opts.hosts.release(hostId, task.tid);
+      this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], reason);
+    }
+    task.runs.clear();
+  }
+
+  /** A replica's host was reclaimed by its owner: a replica does not migrate, another volunteer runs one afresh. */
+  replicaReclaimed(task: TaskRun, attempt: number): void {
+    this.#opts.hosts.sendCancel(task.runs.get(attempt) ?? null, [{ tid: task.tid, attempt }], 'a replica does not migrate: it runs again elsewhere');
+    this.#replicaGone(task, attempt, 'its host was reclaimed');
+  }
+
+  /** A replica is leased to `volunteerId`: the first one makes the task run. */
+  replicaLeased(task: TaskRun, volunteerId: string | null): void {
+    task.quorum!.issued(volunteerId, task.attempt, this.#opts.now());
+    this.#queueReplicas(task);
+  }
+
   failAttempt(task: TaskRun, error: ErrorBody, by: string | null): void {
     task.avoid.add(by);
     this.recordMigration(task, null);
@@ -333,6 +434,14 @@ export class JobBook {
    */
   lost(ref: TaskRef, reason: string, by: string | null): void {
     const task = this.#tasks.get(ref.tid);
+    if (task?.quorum) {
+      if (task.state !== 'running' || !task.quorum.out.has(ref.attempt)) return;
+      if (++task.losses < MAX_LOSSES) return this.#replicaGone(task, ref.attempt, reason);
+      this.#cancelReplicas(task, 'its task ended');
+      task.error = { code: 'E_TASK_LOST', message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it` };
+      this.transition(task, 'failed');
+      return this.#finishIfComplete(task.job);
+    }
     if (!task || task.state !== 'running' || task.attempt !== ref.attempt) return;
     this.#opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
     task.avoid.add(by);
@@ -432,6 +541,7 @@ export class JobBook {
     job.window.close();
     job.retries = [];
     job.placeNow = [];
+    job.replicas = [];
     this.#opts.writes.job(job);
     this.#opts.log.info({ job: job.stored.id, state }, 'job finished');
     // Once stored, the finished job leaves memory: it is read from the store.
@@ -451,6 +561,8 @@ export class JobBook {
       }),
       retries: [],
       placeNow: [],
+      replicas: [],
+      agree: this.#opts.agreement(stored),
       running: 0,
       progressSum: 0,
       leaseToOutcomeMs: null,
@@ -473,6 +585,13 @@ export class JobBook {
     return task;
   }
 
+  /** A root task of a job with `replicas > 1` runs as replicas that must agree; at most twice as many and one more are given out. */
+  #quorumFor(job: JobRun, spec: VmTask): Quorum | null {
+    const { kind, replicas, quorum } = job.stored.options;
+    if (kind !== 'bag' || spec.parent !== null || replicas < 2) return null;
+    return new Quorum(quorum, replicas, 2 * replicas + 1, job.agree);
+  }
+
   #newTask(job: JobRun, spec: VmTask): TaskRun {
     const task: TaskRun = {
       tid: spec.tid,
@@ -486,6 +605,7 @@ export class JobBook {
       losses: 0,
       avoid: new Set(),
       askedBack: null,
+      quorum: this.#quorumFor(job, spec),
       deadline: null,
       leasedAt: 0,
       aliveAt: 0,

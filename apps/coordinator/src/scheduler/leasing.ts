@@ -37,6 +37,7 @@ function canMove(task: TaskRun, attempt: number): boolean {
   return (
     task.job.stored.options.kind === 'bag' &&
     task.spec.parent === null &&
+    task.quorum === null &&
     task.state === 'running' &&
     task.attempt === attempt &&
     task.migration === null &&
@@ -167,7 +168,8 @@ export class Leasing {
       // A lost attempt's result can come after its retry was queued (a host back with what it
       // kept offline): the task ended, and must not run, nor end, again.
       while (job.retries.length && job.retries[0]!.state !== 'pending') job.retries.shift();
-      if (!job.window.waiting && !job.retries.length) continue;
+      while (job.replicas.length && job.replicas[0]!.state !== 'running') job.replicas.shift();
+      if (!job.window.waiting && !job.retries.length && !job.replicas.length) continue;
       const load = job.running / job.stored.options.priority;
       if (load < bestLoad) {
         best = job;
@@ -175,7 +177,16 @@ export class Leasing {
       }
     }
     if (!best) return null;
-    const { retries } = best;
+    // Replicas first — they finish tasks already begun — to a volunteer that has not run one of that task.
+    const { replicas, retries } = best;
+    const r = replicas
+      .slice(0, RETRIES_SCANNED)
+      .findIndex((task) => task.state === 'running' && !task.quorum!.volunteers.has(host.volunteerId) && !host.assigned.has(task.tid));
+    if (r >= 0) {
+      const task = replicas.splice(r, 1)[0]!;
+      task.quorum!.queued--;
+      return task;
+    }
     const fits = (task: TaskRun) => !task.avoid.has(host.volunteerId) || [...volunteers].every((v) => task.avoid.has(v));
     const i = retries.slice(0, RETRIES_SCANNED).findIndex(fits);
     if (i >= 0) return retries.splice(i, 1)[0]!;
@@ -194,8 +205,10 @@ export class Leasing {
     task.ranOn.add(host.hostId);
     job.ranOn.add(host.hostId);
     task.runs.set(task.attempt, host.hostId);
+    const replica = task.state === 'running';
     book.transition(task, 'running');
-    book.startDeadline(task);
+    if (!replica) book.startDeadline(task);
+    if (task.quorum) book.replicaLeased(task, host.volunteerId);
     host.assigned.set(task.tid, task.attempt);
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';

@@ -31,6 +31,10 @@ export class Migrations {
     for (const ref of refs) {
       const task = this.#opts.book.runningOn(hostId, ref.tid, ref.attempt);
       if (!task || task.migration) continue;
+      if (task.quorum) {
+        this.#opts.book.replicaReclaimed(task, ref.attempt);
+        continue;
+      }
       const to = this.#opts.hosts.leastLoaded(hostId);
       task.migration = this.#newMigration(reason, hostId, to?.hostId ?? null);
       // The image may go straight there, host to host, as the parts of the attempt it will run as.
@@ -66,6 +70,12 @@ export class Migrations {
     const { book, hosts } = this.#opts;
     const task = book.runningOn(hostId, m.tid, m.attempt);
     if (!task) return notRunningHere(m.tid, m.attempt);
+    if (task.quorum) {
+      // its `migrating` went astray: a replica does not migrate all the same
+      this.#images.forget(m.tid);
+      book.replicaReclaimed(task, m.attempt);
+      return null;
+    }
     let refused: ErrorBody | null = null;
     if (m.imageBytes !== null && m.via === 'channel') {
       task.start.image = null;

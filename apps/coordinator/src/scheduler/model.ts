@@ -2,6 +2,8 @@ import type { Checkpoint, ErrorBody, MigrationReason, TaskCounts } from '@webpvm
 import type { JobVm, VmTask } from '@webpvm/task-sdk/vm';
 import type { StoredJob } from '../store/store.ts';
 import type { HostLink } from './ports.ts';
+import type { Quorum } from './quorum.ts';
+import type { Agree } from './result-agreement.ts';
 import type { TaskWindow } from './task-window.ts';
 
 /**
@@ -52,6 +54,12 @@ export interface TaskRun {
   migration: Migration | null;
   /** The attempt its host was asked to give back (leasing.ts `#balance`): it is asked once. */
   askedBack: number | null;
+  /**
+   * A root task of a job with `replicas > 1`: its replicas out, their ballots and the volunteers
+   * that ran them (quorum.ts). Its attempts run side by side, each a replica; `attempt` and
+   * `hostId` name the latest. Null for every other task, which runs one attempt at a time.
+   */
+  readonly quorum: Quorum | null;
 }
 
 /**
@@ -106,6 +114,10 @@ export interface JobRun {
    * back, and bag tasks a host gave back unstarted to balance a job's end.
    */
   placeNow: TaskRun[];
+  /** Replicated tasks with a replica to give out, once per replica (quorum.ts `unissued`). */
+  replicas: TaskRun[];
+  /** How two results of its replicated tasks agree (validators.ts). */
+  readonly agree: Agree;
   running: number;
   progressSum: number;
   /** How long its bag tasks take from lease to outcome, lately (a moving mean, ms); null before the first. */

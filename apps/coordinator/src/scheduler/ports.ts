@@ -26,4 +26,6 @@ export interface SchedulerOptions {
   windowTasks?: number;
   /** The shortest lease of a bag task whose job sets no taskTimeoutMs (job-book.ts `leaseLimit`). */
   leaseFloorMs?: number;
+  /** A stored program's module, by hash: a restart loads the `validate` of replicated jobs from it. */
+  programSource?: (hash: string) => Promise<string | null>;
 }

@@ -4,6 +4,7 @@ import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
 import { type HostRun, type JobRun, countsOf } from './model.ts';
 import type { WriteBehind } from './write-behind.ts';
+import type { VolunteerRecord } from './volunteers.ts';
 
 export interface ReadViewsOptions {
   book: JobBook;
@@ -153,9 +154,9 @@ export class ReadViews {
   }
 
   hosts(): HostInfo[] {
-    return [...this.#opts.hosts.all()].map(hostInfo);
+    const { hosts } = this.#opts;
+    return [...hosts.all()].map((h) => hostInfo(h, h.volunteerId === null ? null : hosts.volunteers.get(h.volunteerId)));
   }
-
 }
 
 function liveStatus(job: JobRun): JobStatus {
@@ -192,10 +193,12 @@ function resultLine(o: StoredOutcome): ResultLine {
     : { cursor: o.seq, index: o.root, ok: false, error: o.error ?? { code: 'E_INTERNAL', message: 'unknown error' } };
 }
 
-function hostInfo(h: HostRun): HostInfo {
+function hostInfo(h: HostRun, volunteer: VolunteerRecord | null): HostInfo {
   return {
     hostId: h.hostId,
     volunteerId: h.volunteerId,
+    validated: volunteer?.validated ?? 0,
+    invalid: volunteer?.invalid ?? 0,
     connected: h.link !== null,
     draining: h.draining,
     slots: h.slots,

@@ -28,13 +28,25 @@ export class RelayPolicy {
     this.router = new RelayRouter((tid) => this.#whereabouts(tid), opts.log);
   }
 
-  /** Where tasks run now: the host and its PeerJS id, or nulls while a task runs nowhere (or is leaving). */
-  locate(tids: string[]): { tid: string; hostId: string | null; peerId: string | null }[] {
+  /**
+   * Where tasks run now: the host and its PeerJS id, or nulls while a task runs nowhere (or is
+   * leaving). Asked by a host (`askedBy`), only for tasks of the jobs it runs a task of now: a
+   * stranger learns no peer id to forge frames to (the answer is the same as for a task that runs
+   * nowhere).
+   */
+  locate(tids: string[], askedBy?: string): { tid: string; hostId: string | null; peerId: string | null }[] {
+    const jobs = askedBy === undefined ? null : this.#jobsRunningOn(askedBy);
     return tids.map((tid) => {
       const task = this.#opts.book.task(tid);
-      const host = task ? this.#opts.hosts.get(settledHost(task)) : undefined;
+      const host = task && (!jobs || jobs.has(task.job.stored.id)) ? this.#opts.hosts.get(settledHost(task)) : undefined;
       return host?.link ? { tid, hostId: host.hostId, peerId: host.peerId } : { tid, hostId: null, peerId: null };
     });
+  }
+
+  #jobsRunningOn(hostId: string): Set<string> {
+    const jobs = new Set<string>();
+    for (const tid of this.#opts.hosts.get(hostId)?.assigned.keys() ?? []) jobs.add(this.#opts.book.task(tid)?.job.stored.id ?? '');
+    return jobs;
   }
 
   /**

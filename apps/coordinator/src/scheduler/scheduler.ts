@@ -8,6 +8,7 @@ import { ReadViews } from './read-views.ts';
 import { RelayPolicy } from './relay-policy.ts';
 import { WINDOW_TASKS } from './task-window.ts';
 import { VmServices } from './vm-services.ts';
+import { Validators } from './validators.ts';
 import { WriteBehind } from './write-behind.ts';
 
 /**
@@ -26,6 +27,8 @@ export class Scheduler {
   readonly migrations: Migrations;
   readonly relay: RelayPolicy;
   readonly views: ReadViews;
+  /** The programs' `validate` exports, for replicated jobs: loaded before such a job is submitted or restored. */
+  readonly validators = new Validators();
   readonly #opts: SchedulerOptions;
 
   constructor(opts: SchedulerOptions) {
@@ -45,6 +48,7 @@ export class Scheduler {
       pendingRoots: (jobId, from, until, limit) => opts.store.pendingRoots(jobId, from, until, limit),
       windowTasks: opts.windowTasks ?? WINDOW_TASKS,
       leaseFloorMs: opts.leaseFloorMs ?? LEASE_FLOOR_MS,
+      agreement: (job) => this.validators.agreement(job.programHash, job.options.tolerance ?? null),
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });
@@ -59,7 +63,14 @@ export class Scheduler {
    * back; the rows of cancelled jobs a stop left pending are marked cancelled.
    */
   async restore(): Promise<void> {
-    this.jobs.restore(await this.#opts.store.loadUnfinished());
+    const unfinished = await this.#opts.store.loadUnfinished();
+    for (const { job } of unfinished) {
+      if (job.options.replicas < 2) continue;
+      const source = await this.#opts.programSource?.(job.programHash);
+      // A job accepted before goes on: without its validate, its replicas compare as canonical JSON.
+      if (source) await this.validators.prepare(job.programHash, source).catch((err: unknown) => this.#opts.log.error({ err, job: job.id }, 'validate not loaded'));
+    }
+    this.jobs.restore(unfinished);
     for (const jobId of await this.#opts.store.cancelledWithPending()) this.writes.sweep(jobId);
     const { jobs: jobCount, tasks: taskCount } = this.jobs.size;
     if (taskCount) this.#opts.log.info({ jobs: jobCount, tasks: taskCount }, 'resumed unfinished jobs');

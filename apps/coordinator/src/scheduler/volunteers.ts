@@ -14,6 +14,9 @@ export interface VolunteerRecord {
   /** Results it returned, and times it let leases expire or dropped them (disconnected holding tasks). */
   returned: number;
   dropped: number;
+  /** Replicated results it returned that agreed with a quorum (`validated`) and that did not (`invalid`). */
+  validated: number;
+  invalid: number;
 }
 
 /**
@@ -27,10 +30,14 @@ export interface VolunteerRecord {
 export class Volunteers {
   readonly #records = new Map<string, VolunteerRecord>();
 
+  all(): IterableIterator<VolunteerRecord> {
+    return this.#records.values();
+  }
+
   get(volunteerId: string): VolunteerRecord {
     let record = this.#records.get(volunteerId);
     if (!record) {
-      record = { volunteerId, allowance: FIRST_LEASES, returned: 0, dropped: 0 };
+      record = { volunteerId, allowance: FIRST_LEASES, returned: 0, dropped: 0, validated: 0, invalid: 0 };
       this.#records.set(volunteerId, record);
     }
     return record;
@@ -41,6 +48,13 @@ export class Volunteers {
     const record = this.get(volunteerId);
     record.returned += count;
     record.allowance = Math.min(MOST_LEASES, record.allowance + count);
+  }
+
+  /** A result of its for a replicated task agreed with the quorum, or did not. */
+  judged(volunteerId: string, agreed: boolean): void {
+    const record = this.get(volunteerId);
+    if (agreed) record.validated++;
+    else record.invalid++;
   }
 
   /** It let a lease expire, or went away holding leases: half the leases, one at least. */

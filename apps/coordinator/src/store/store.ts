@@ -7,6 +7,8 @@ export interface JobOptions {
   roots: number;
   replicas: number;
   quorum: number;
+  /** How replicas' numbers may differ (api.ts); absent in jobs stored before it existed. */
+  tolerance?: number | null;
   maxAttempts: number;
   taskTimeoutMs: number | null;
   priority: number;

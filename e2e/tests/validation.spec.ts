@@ -1,0 +1,64 @@
+import type { Browser } from '@playwright/test';
+import { expect, test } from '../support/fixtures.ts';
+import { openHosts } from '../support/hosts.ts';
+
+/**
+ * A volunteer that lies: its browser profile (two tabs of it) runs a modified page that adds one
+ * to every number it reports as a result, on the wire, after the task computed it honestly.
+ */
+async function openLiar(browser: Browser, baseUrl: string, tabs: number): Promise<void> {
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if (typeof data === 'string' && data.startsWith('{"type":"results"')) {
+        const frame = JSON.parse(data) as { items: { ok: boolean; value?: unknown }[] };
+        for (const item of frame.items) if (item.ok && typeof item.value === 'number') item.value += 1;
+        return send.call(this, JSON.stringify(frame));
+      }
+      return send.call(this, data);
+    };
+  });
+  for (let i = 0; i < tabs; i++) {
+    const page = await context.newPage();
+    await page.goto(`${baseUrl}/?slots=2&policy=always`);
+    await expect
+      .poll(() => page.evaluate(() => (globalThis as unknown as { __webpvmHost?: { snapshot(): { connection: string } } }).__webpvmHost?.snapshot().connection))
+      .toBe('connected');
+  }
+}
+
+interface HostRow {
+  volunteerId: string;
+  userAgent: string;
+  validated: number;
+  invalid: number;
+  connected: boolean;
+}
+
+test('with replicas 2 and quorum 2, a lying volunteer with two tabs beside two honest ones gets no wrong result accepted, and is counted invalid', async ({ browser, api }) => {
+  test.setTimeout(120_000);
+  await openLiar(browser, api.baseUrl, 2);
+  const liarVolunteer = ((await (await api.request('GET', '/api/hosts')).json()) as { hosts: HostRow[] }).hosts[0]!.volunteerId;
+  await openHosts(browser, api.baseUrl, 2, 2);
+  const total = 60;
+  const id = await api.submit({ name: 'validated', program: 'export default (ctx, x) => x * x;', inputs: Array.from({ length: total }, (_, i) => i), replicas: 2, quorum: 2 });
+  const job = await api.waitForState(id, 'done', 90_000);
+  expect(job.tasks).toMatchObject({ total, done: total, failed: 0 });
+  expect(await api.results(id)).toEqual(Array.from({ length: total }, (_, i) => i * i));
+
+  const hosts = ((await (await api.request('GET', '/api/hosts')).json()) as { hosts: HostRow[] }).hosts.filter((h) => h.connected);
+  const liar = hosts.filter((h) => h.volunteerId === liarVolunteer);
+  const honest = hosts.filter((h) => h.volunteerId !== liarVolunteer);
+  expect(liar).toHaveLength(2);
+  expect(new Set(honest.map((h) => h.volunteerId)).size).toBe(2);
+  expect(liar[0]!.invalid).toBeGreaterThan(0);
+  expect(liar[0]!.validated).toBe(0);
+  for (const h of honest) expect(h.invalid).toBe(0);
+  expect(honest.reduce((sum, h) => sum + h.validated, 0)).toBeGreaterThanOrEqual(total);
+  // at least two results per task, and a third where the liar was one of the first two
+  expect(job.attempts).toBeGreaterThanOrEqual(2 * total + liar[0]!.invalid);
+
+  const metrics = await (await api.request('GET', '/metrics')).text();
+  expect(metrics).toContain(`webpvm_volunteer_results{volunteer="${liarVolunteer}",verdict="invalid"} ${liar[0]!.invalid}`);
+});
