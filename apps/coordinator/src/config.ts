@@ -17,6 +17,8 @@ export interface CoordinatorConfig {
   reconnectGraceMs: number;
   /** The shortest lease of a bag task whose job sets no taskTimeoutMs (job-book.ts). */
   leaseFloorMs: number;
+  /** Host connections (`/ws`) one network address may hold at once. */
+  hostsPerAddress: number;
   checkpointIntervalMs: number;
   /** STUN/TURN servers handed to hosts for their data channels (RTCIceServer objects). */
   iceServers: Record<string, unknown>[];
@@ -59,6 +61,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     hostTimeoutMs: intFrom(env, 'WEBPVM_HOST_TIMEOUT_MS', 15_000),
     reconnectGraceMs: intFrom(env, 'WEBPVM_RECONNECT_GRACE_MS', 10_000),
     leaseFloorMs: intFrom(env, 'WEBPVM_LEASE_FLOOR_MS', LEASE_FLOOR_MS),
+    hostsPerAddress: intFrom(env, 'WEBPVM_HOSTS_PER_ADDRESS', 64),
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
     iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),
     logLevel: env.WEBPVM_LOG_LEVEL || 'info',

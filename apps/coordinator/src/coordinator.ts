@@ -57,6 +57,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     hostTimeoutMs: config.hostTimeoutMs,
     checkpointIntervalMs: config.checkpointIntervalMs,
     iceServers: config.iceServers,
+    hostsPerAddress: config.hostsPerAddress,
   });
   const app = buildApi({
     scheduler,

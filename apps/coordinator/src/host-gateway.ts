@@ -32,12 +32,16 @@ export interface GatewayOptions {
   hostTimeoutMs: number;
   checkpointIntervalMs: number;
   iceServers: Record<string, unknown>[];
+  /** Host connections one network address may hold at once. */
+  hostsPerAddress: number;
 }
 
 /** Binary frames carry task messages (LIMITS.messageBytes) with their envelope. */
 const HOST_FRAME_BYTES = LIMITS.messageBytes + 4 * 1024 * 1024;
 /** The largest frame before `hello` is through: a hello naming LIMITS.heldPerHost tasks fits. */
 const FRAME_BYTES_BEFORE_HELLO = 128 * 1024;
+/** Log lines (`ctx.log`) a host may send per second; the rest are dropped and counted. */
+const LOG_LINES_PER_SECOND = 100;
 /** Frames a host may send per second before it is disconnected (it reconnects and resends). */
 const FRAMES_PER_SECOND = 2_000;
 /** Malformed frames tolerated on one connection before it is closed. */
@@ -55,8 +59,13 @@ class HostConnection implements HostLink {
   badFrames = 0;
   windowStart = Date.now();
   framesInWindow = 0;
+  logLinesInWindow = 0;
 
-  constructor(readonly socket: WebSocket, private readonly metrics: Metrics) {}
+  constructor(
+    readonly socket: WebSocket,
+    private readonly metrics: Metrics,
+    readonly address: string,
+  ) {}
 
   send(message: CoordinatorMessage): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
@@ -87,13 +96,18 @@ export class HostGateway {
 
   constructor(private readonly opts: GatewayOptions) {
     this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relay.relayLaneEnd(hostId, from, to), log: opts.log, metrics: opts.metrics });
-    this.wss.on('connection', (socket) => this.accept(socket));
     this.sweeper = setInterval(() => this.sweep(), opts.heartbeatMs);
     this.sweeper.unref();
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.wss.handleUpgrade(request, socket, head, (ws) => this.wss.emit('connection', ws, request));
+    const address = request.socket.remoteAddress ?? '';
+    if ([...this.connections].filter((c) => c.address === address).length >= this.opts.hostsPerAddress) {
+      this.opts.metrics.refused.inc({ why: 'connections per address' });
+      socket.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\r\nmore than ${this.opts.hostsPerAddress} host connections from this address\n`);
+      return;
+    }
+    this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, address));
   }
 
   /** Whether a PeerJS client may take this id: only a host connected here holds one. */
@@ -112,8 +126,8 @@ export class HostGateway {
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
 
-  private accept(socket: WebSocket): void {
-    const conn = new HostConnection(socket, this.opts.metrics);
+  private accept(socket: WebSocket, address: string): void {
+    const conn = new HostConnection(socket, this.opts.metrics, address);
     if (!limitFrames(socket, FRAME_BYTES_BEFORE_HELLO)) this.opts.log.warn('ws changed: frames before hello are not limited');
     this.connections.add(conn);
     socket.on('message', (data, isBinary) => void this.receive(conn, data, isBinary));
@@ -134,6 +148,7 @@ export class HostGateway {
     if (now - conn.windowStart >= 1_000) {
       conn.windowStart = now;
       conn.framesInWindow = 0;
+      conn.logLinesInWindow = 0;
     }
     if (++conn.framesInWindow > FRAMES_PER_SECOND) {
       conn.sendError({ code: 'E_RATE_LIMITED', message: `more than ${FRAMES_PER_SECOND} frames per second` }, null);
@@ -250,7 +265,11 @@ export class HostGateway {
     results: (conn, m) => {
       for (const refused of this.opts.scheduler.reports.outcomes(conn.hostId!, m.items)) conn.sendError(refused, 'results');
     },
-    log: (conn, m) => this.opts.log.info({ host: conn.hostId, tid: m.tid, attempt: m.attempt }, m.line),
+    log: (conn, m) => {
+      if (!this.opts.scheduler.jobs.runningOn(conn.hostId!, m.tid, m.attempt)) return this.opts.metrics.refused.inc({ why: 'log line for a task not the host\'s' });
+      if (++conn.logLinesInWindow > LOG_LINES_PER_SECOND) return this.opts.metrics.refused.inc({ why: 'log lines per second' });
+      this.opts.log.info({ host: conn.hostId, tid: m.tid, attempt: m.attempt }, m.line);
+    },
     request: (conn, m) => {
       const outcome = this.opts.scheduler.vm.request(conn.hostId!, m.tid, m.attempt, m.requestId, m.op);
       if (outcome !== 'later') conn.send({ type: 'reply', tid: m.tid, requestId: m.requestId, ...outcome });

@@ -10,6 +10,12 @@ export function createMetrics() {
     framesIn: new Counter({ name: 'webpvm_host_frames_in_total', help: 'Frames received from hosts', labelNames: ['type'], registers: [registry] }),
     framesOut: new Counter({ name: 'webpvm_host_frames_out_total', help: 'Frames sent to hosts', labelNames: ['type'], registers: [registry] }),
     badFrames: new Counter({ name: 'webpvm_host_bad_frames_total', help: 'Malformed frames received from hosts', registers: [registry] }),
+    refused: new Counter({
+      name: 'webpvm_host_refused_total',
+      help: 'Host frames dropped and connections refused, by why: log lines past the rate or for tasks not the host\'s, connections past the per-address limit',
+      labelNames: ['why'],
+      registers: [registry],
+    }),
     jobsSubmitted: new Counter({ name: 'webpvm_jobs_submitted_total', help: 'Jobs accepted', registers: [registry] }),
     laneFrames: new Counter({ name: 'webpvm_relay_lane_frames_total', help: 'Task messages piped on relay lanes', registers: [registry] }),
     lanesOpen: new Gauge({ name: 'webpvm_relay_lanes_open', help: 'Relay lanes issued and not closed', registers: [registry] }),

@@ -12,9 +12,9 @@ afterEach(async () => {
   for (const stop of stops.splice(0)) await stop();
 });
 
-async function coordinator() {
+async function coordinator(env: Record<string, string> = {}) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-gateway-'));
-  const started = await startCoordinator(loadConfig({ PORT: '0', WEBPVM_DATA: dataDir, WEBPVM_ADMIN_TOKEN: token, WEBPVM_LOG_LEVEL: 'silent' }));
+  const started = await startCoordinator(loadConfig({ PORT: '0', WEBPVM_DATA: dataDir, WEBPVM_ADMIN_TOKEN: token, WEBPVM_LOG_LEVEL: 'silent', ...env }));
   stops.push(async () => {
     await started.close();
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -31,6 +31,12 @@ async function rawHost(url: string) {
   await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
   return { socket, frames, closed };
 }
+
+const refused = async (url: string, why: string): Promise<number> => {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`webpvm_host_refused_total{why="${why}"}`));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+};
 
 const hello = (volunteer: string) =>
   encode({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: 1, running: [], userAgent: 'raw', volunteer });
@@ -86,6 +92,34 @@ describe('the host gateway', () => {
     host.socket.send(Buffer.alloc(1024 * 1024));
     await expect.poll(() => host.frames.some((f) => f.type === 'error')).toBe(true);
     expect(host.socket.readyState).toBe(WebSocket.OPEN);
+    host.socket.close();
+  });
+
+  it('refuses a host connection past the limit per network address, before the upgrade', async () => {
+    const { url } = await coordinator({ WEBPVM_HOSTS_PER_ADDRESS: '2' });
+    const open = [await rawHost(url), await rawHost(url)];
+    const third = new WebSocket(`${url.replace('http', 'ws')}/ws`);
+    const status = await new Promise<number>((resolve) => third.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
+    expect(status).toBe(429);
+    expect(await refused(url, 'connections per address')).toBe(1);
+    for (const host of open) host.socket.close();
+  });
+
+  it('drops log lines for tasks the host does not run, and those past its rate, and counts them', async () => {
+    const { url } = await coordinator();
+    const submitted = await fetch(`${url}/api/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ program: 'export default (ctx, x) => x', inputs: [1] }),
+    });
+    const { id } = (await submitted.json()) as { id: string };
+    const host = await rawHost(url);
+    host.socket.send(hello('d'.repeat(43)));
+    await expect.poll(() => host.frames.some((f) => f.type === 'assign')).toBe(true);
+    host.socket.send(encode({ type: 'log', tid: `${id}.0`, attempt: 7, line: 'not my attempt' }));
+    for (let i = 0; i < 250; i++) host.socket.send(encode({ type: 'log', tid: `${id}.0`, attempt: 1, line: `line ${i}` }));
+    await expect.poll(() => refused(url, "log line for a task not the host's")).toBe(1);
+    await expect.poll(() => refused(url, 'log lines per second')).toBeGreaterThanOrEqual(50);
     host.socket.close();
   });
 });

@@ -24,6 +24,9 @@ export interface HostHello {
   volunteerId: string;
 }
 
+/** Hosts gone that are remembered (for `GET /api/hosts`, and their tasks) before the oldest are forgotten. */
+const MAX_OFFLINE = 1000;
+
 /** Tasks per second a host completes are measured over windows of this length. */
 const RATE_WINDOW_MS = 250;
 
@@ -127,6 +130,21 @@ export class HostRegistry {
     for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected', host.volunteerId);
     host.assigned.clear();
     this.#changed(host);
+    this.#forgetOffline();
+  }
+
+  /**
+   * Past MAX_OFFLINE hosts gone, the longest gone that hold nothing are forgotten (and volunteers
+   * left with no host and no record): a loop of connections under fresh identities costs bounded
+   * memory. A forgotten host that comes back is known again by its stored row, if it has one.
+   */
+  #forgetOffline(): void {
+    const offline = [...this.#hosts.values()].filter((h) => h.link === null);
+    if (offline.length <= MAX_OFFLINE) return;
+    const forgettable = offline.filter((h) => h.assigned.size === 0).sort((a, b) => a.lastSeenAt - b.lastSeenAt);
+    for (const host of forgettable.slice(0, offline.length - Math.floor(MAX_OFFLINE * 0.9))) this.#hosts.delete(host.hostId);
+    const kept = new Set([...this.#hosts.values()].map((h) => h.volunteerId));
+    this.volunteers.forgetIdle((volunteerId) => kept.has(volunteerId));
   }
 
   /** After a restart: hosts that held tasks and did not come back within the grace period lose them. */
@@ -185,7 +203,8 @@ export class HostRegistry {
   }
 
   #changed(host: HostRun): void {
-    this.#opts.writes.host(host);
+    // A host is stored once it has done something: a loop of hellos that never compute adds no row.
+    if (host.done > 0) this.#opts.writes.host(host);
     this.#opts.writes.schedule();
     this.#opts.dispatch();
   }

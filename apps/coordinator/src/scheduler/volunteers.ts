@@ -43,6 +43,14 @@ export class Volunteers {
     return record;
   }
 
+  /** Forgets the volunteers with nothing on record that have no host `remembered`. */
+  forgetIdle(remembered: (volunteerId: string) => boolean): void {
+    for (const [id, record] of this.#records) {
+      const onRecord = record.returned + record.dropped + record.validated + record.invalid > 0;
+      if (!onRecord && !remembered(id)) this.#records.delete(id);
+    }
+  }
+
   /** It returned `count` results (done or failed): as many more leases. */
   returned(volunteerId: string, count: number): void {
     const record = this.get(volunteerId);
