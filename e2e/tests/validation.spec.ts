@@ -62,3 +62,58 @@ test('with replicas 2 and quorum 2, a lying volunteer with two tabs beside two h
   const metrics = await (await api.request('GET', '/metrics')).text();
   expect(metrics).toContain(`webpvm_volunteer_results{volunteer="${liarVolunteer}",verdict="invalid"} ${liar[0]!.invalid}`);
 });
+
+test('with adaptive replication, trusted volunteers need fewer than 1.3 runs a task, and a trusted one that starts lying is caught', async ({ browser, api }) => {
+  test.setTimeout(180_000);
+  // the turncoat: honest until its page is told to lie
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if ((globalThis as { lie?: boolean }).lie && typeof data === 'string' && data.startsWith('{"type":"results"')) {
+        const frame = JSON.parse(data) as { items: { ok: boolean; value?: unknown }[] };
+        for (const item of frame.items) if (item.ok && typeof item.value === 'number') item.value += 1;
+        return send.call(this, JSON.stringify(frame));
+      }
+      return send.call(this, data);
+    };
+  });
+  const turncoat = await context.newPage();
+  await turncoat.goto(`${api.baseUrl}/?slots=2&policy=always`);
+  await expect
+    .poll(() => turncoat.evaluate(() => (globalThis as unknown as { __webpvmHost?: { snapshot(): { connection: string } } }).__webpvmHost?.snapshot().connection))
+    .toBe('connected');
+  const turncoatVolunteer = ((await (await api.request('GET', '/api/hosts')).json()) as { hosts: HostRow[] }).hosts[0]!.volunteerId;
+  await openHosts(browser, api.baseUrl, 3, 2);
+  const squares = (name: string, total: number) => ({
+    name,
+    program: 'export default (ctx, x) => x * x;',
+    inputs: Array.from({ length: total }, (_, i) => i),
+    replicas: 2,
+    quorum: 2,
+    adaptive: true,
+  });
+  const run = async (name: string, total: number) => {
+    const id = await api.submit(squares(name, total));
+    const job = await api.waitForState(id, 'done', 90_000);
+    expect(await api.results(id)).toEqual(Array.from({ length: total }, (_, i) => i * i));
+    return job;
+  };
+  const volunteers = async () => ((await (await api.request('GET', '/api/hosts')).json()) as { hosts: (HostRow & { trusted: boolean })[] }).hosts.filter((h) => h.connected);
+
+  await run('earn trust', 120);
+  expect((await volunteers()).every((h) => h.trusted)).toBe(true);
+
+  const trusted = await run('trusted', 600);
+  const runsPerTask = trusted.attempts / 600;
+  console.log(`adaptive, every volunteer trusted: ${runsPerTask.toFixed(3)} runs a task`);
+  expect(runsPerTask).toBeLessThan(1.3);
+
+  await turncoat.evaluate(() => ((globalThis as { lie?: boolean }).lie = true));
+  await run('caught', 300);
+  const after = await volunteers();
+  const caught = after.find((h) => h.volunteerId === turncoatVolunteer)!;
+  expect(caught.trusted).toBe(false);
+  expect(caught.invalid).toBeGreaterThan(0);
+  for (const h of after.filter((h) => h.volunteerId !== turncoatVolunteer)) expect(h).toMatchObject({ trusted: true, invalid: 0 });
+});

@@ -39,4 +39,14 @@ export function volunteerMetrics(registry: Registry, volunteers: Volunteers): vo
       }
     },
   });
+  new Gauge({
+    name: 'webpvm_volunteer_trusted',
+    help: 'Whether a volunteer is trusted by adaptive replication (1) or not (0)',
+    labelNames: ['volunteer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const v of volunteers.all()) this.set({ volunteer: v.volunteerId }, v.trusted ? 1 : 0);
+    },
+  });
 }

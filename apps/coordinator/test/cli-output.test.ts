@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { hostTable } from '../src/cli/output.ts';
 
-const host = { hostId: 'h1', volunteerId: 'v1', validated: 0, invalid: 0, connected: true, draining: false, slots: 3, running: 1, done: 7, userAgent: 'Chromium', connectedAt: null, lastSeenAt: '2026-01-01T00:00:00.000Z' };
+const host = { hostId: 'h1', volunteerId: 'v1', validated: 0, invalid: 0, trusted: false, connected: true, draining: false, slots: 3, running: 1, done: 7, userAgent: 'Chromium', connectedAt: null, lastSeenAt: '2026-01-01T00:00:00.000Z' };
 
 describe('hostTable', () => {
   it('says whether each host is connected, draining or offline', () => {

@@ -148,3 +148,74 @@ describe('replicated bag tasks', () => {
     expect(await resultsOf(h.store, 'job2')).toEqual([3]);
   });
 });
+
+describe('adaptive replication', () => {
+  /** Answers every attempt given to the host and not answered yet, with `value(input)`. */
+  function answerer(h: Harness) {
+    const answered = new Set<string>();
+    return (hostId: string, link: FakeHost, value: (input: number, tid: string) => unknown = (x) => x * x) => {
+      const items = link
+        .assigned()
+        .filter((t) => !answered.has(`${t.tid}/${t.attempt}`) && !link.of('cancel').some((m) => m.tasks.some((c) => c.tid === t.tid && c.attempt === t.attempt)))
+        .map((t) => (answered.add(`${t.tid}/${t.attempt}`), { tid: t.tid, attempt: t.attempt, ok: true as const, value: value(t.input as number, t.tid) }));
+      if (items.length) h.scheduler.reports.outcomes(hostId, items);
+    };
+  }
+
+  it('trusts a volunteer after ten agreeing results, lets its results stand alone until a spot check, and checks them all when one of its results is caught wrong', async () => {
+    let draw = 0.5;
+    const h = schedulerHarness({ random: () => draw });
+    const answer = answerer(h);
+    const adaptive = (inputs: number[]) => spec(inputs, { replicas: 2, quorum: 2, adaptive: true });
+    const a = connect(h.scheduler, 'ha', 2, [], 'va');
+    const b = connect(h.scheduler, 'hb', 2, [], 'vb');
+    h.scheduler.jobs.submit(adaptive(Array.from({ length: 10 }, (_, i) => i)), 'p', 'o', 'trust');
+    for (let i = 0; i < 30 && (await statusOf(h.scheduler, 'trust'))?.state !== 'done'; i++) {
+      await settle();
+      answer('ha', a);
+      answer('hb', b);
+    }
+    expect([volunteer(h, 'va'), volunteer(h, 'vb')].map((v) => [v.validated, v.trusted])).toEqual([
+      [10, true],
+      [10, true],
+    ]);
+
+    // trusted: each task of the next job goes to one volunteer only
+    h.scheduler.jobs.submit(adaptive([0, 1, 2, 3, 4, 5]), 'p', 'o', 'job2');
+    await settle();
+    const job2 = (link: FakeHost) => link.assigned().filter((t) => t.tid.startsWith('job2.'));
+    expect([...job2(a), ...job2(b)].map((t) => t.tid).sort()).toEqual(['job2.0', 'job2.1', 'job2.2', 'job2.3', 'job2.4', 'job2.5']);
+    const reply = (hostId: string, link: FakeHost, task: { tid: string; attempt: number; input: unknown }, value = (task.input as number) ** 2) =>
+      h.scheduler.reports.outcomes(hostId, [{ tid: task.tid, attempt: task.attempt, ok: true, value }]);
+    reply('ha', a, job2(a)[0]!);
+    reply('hb', b, job2(b)[0]!);
+    await settle();
+    // what each gave alone stands provisionally: not done until its volunteer's next spot check
+    expect((await statusOf(h.scheduler, 'job2'))?.tasks).toMatchObject({ done: 0 });
+    expect(volunteer(h, 'va').provisional.size + volunteer(h, 'vb').provisional.size).toBe(2);
+
+    // a spot check both pass confirms what each gave alone
+    draw = 0;
+    h.scheduler.jobs.submit(adaptive([5]), 'p', 'o', 'spot');
+    await settle();
+    for (const [id, link] of [['ha', a], ['hb', b]] as const) reply(id, link, link.assigned().find((t) => t.tid === 'spot.0')!);
+    await settle();
+    expect((await statusOf(h.scheduler, 'spot'))?.state).toBe('done');
+    expect((await statusOf(h.scheduler, 'job2'))?.tasks).toMatchObject({ done: 2 });
+    draw = 0.5;
+
+    // hb now lies on what it runs alone: once only lone results are left, they are checked, and it is caught
+    const c = connect(h.scheduler, 'hc', 2, [], 'vc');
+    for (let i = 0; i < 10 && (await statusOf(h.scheduler, 'job2'))?.state !== 'done'; i++) {
+      await settle();
+      answer('ha', a);
+      answer('hb', b, (x) => x * x + 1);
+      answer('hc', c);
+    }
+    await h.scheduler.writes.durable();
+    expect(await resultsOf(h.store, 'job2')).toEqual([0, 1, 4, 9, 16, 25]);
+    expect(volunteer(h, 'vb')).toMatchObject({ trusted: false });
+    expect(volunteer(h, 'vb').invalid).toBeGreaterThan(0);
+    expect(volunteer(h, 'va')).toMatchObject({ trusted: true, invalid: 0 });
+  });
+});

@@ -20,6 +20,9 @@ export const SubmitJobRequest = z
     quorum: z.number().int().min(1).max(16).default(1),
     /** Replicas' numbers agree within this, relative above 1 and absolute below; null: the same canonical JSON. */
     tolerance: z.number().min(0).max(1).nullable().default(null),
+    /** Adaptive replication: a trusted volunteer's result stands alone, but for `spotCheck` of them checked by a quorum. */
+    adaptive: z.boolean().default(false),
+    spotCheck: z.number().min(0).max(1).default(0.1),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     taskTimeoutMs: z.number().int().min(100).max(7 * 24 * 3600 * 1000).nullable().default(null),
     priority: z.number().int().min(1).max(100).default(1),
@@ -37,6 +40,10 @@ export const SubmitJobRequest = z
     path: ['inputs'],
   })
   .refine((j) => j.quorum <= j.replicas, { message: '`quorum` cannot exceed `replicas`', path: ['quorum'] })
+  .refine((j) => !j.adaptive || j.replicas > 1, {
+    message: '`adaptive` needs `replicas` > 1: what volunteers not trusted yet run',
+    path: ['adaptive'],
+  })
   .refine((j) => j.replicas === 1 || j.inputs !== undefined, {
     message: 'replicas apply to a bag of `inputs`: a `main` task and the tasks it spawns run once',
     path: ['replicas'],
@@ -127,6 +134,8 @@ export const HostInfo = z.object({
   /** Its volunteer's replicated results that agreed with a quorum, and that did not. */
   validated: z.number(),
   invalid: z.number(),
+  /** Its volunteer is trusted (adaptive replication): its results stand alone, but for spot checks. */
+  trusted: z.boolean(),
   connected: z.boolean(),
   /** Ordered to drain: given no task, its tasks moved away. */
   draining: z.boolean(),

@@ -47,11 +47,12 @@ export function jobLines(job: JobStatus): string {
 
 export function hostTable(hosts: HostList['hosts'], now = Date.now()): string {
   return table(
-    ['HOST', 'STATE', 'VOLUNTEER', 'VALID', 'INVALID', 'SLOTS', 'RUNNING', 'DONE', 'LAST SEEN', 'BROWSER'],
+    ['HOST', 'STATE', 'VOLUNTEER', 'TRUSTED', 'VALID', 'INVALID', 'SLOTS', 'RUNNING', 'DONE', 'LAST SEEN', 'BROWSER'],
     hosts.map((host) => [
       host.hostId,
       host.connected ? (host.draining ? 'draining' : 'connected') : 'offline',
       host.volunteerId ?? '-',
+      host.trusted ? 'yes' : 'no',
       String(host.validated),
       String(host.invalid),
       String(host.slots),

@@ -16,6 +16,8 @@ export interface SubmitOptions extends ClientOptions {
   replicas?: number;
   quorum?: number;
   tolerance?: number;
+  adaptive?: boolean;
+  spotCheck?: number;
   maxAttempts?: number;
   timeout?: number;
   priority?: number;
@@ -42,6 +44,8 @@ export async function submit(programPath: string, options: SubmitOptions): Promi
     replicas: options.replicas,
     quorum: options.quorum,
     tolerance: options.tolerance,
+    adaptive: options.adaptive,
+    spotCheck: options.spotCheck,
     maxAttempts: options.maxAttempts,
     taskTimeoutMs: options.timeout,
     priority: options.priority,

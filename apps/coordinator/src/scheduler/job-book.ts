@@ -28,6 +28,8 @@ export interface JobBookOptions {
   leaseFloorMs: number;
   /** How two results of a replicated job's tasks agree (validators.ts). */
   agreement: (job: StoredJob) => Agree;
+  /** Whether a trusted volunteer's replica is a spot check: drawn against the job's `spotCheck` (Math.random). */
+  random?: () => number;
 }
 
 /**
@@ -103,6 +105,8 @@ export class JobBook {
         replicas: spec.replicas,
         quorum: spec.quorum,
         tolerance: spec.tolerance,
+        adaptive: spec.adaptive,
+        spotCheck: spec.spotCheck,
         maxAttempts: spec.maxAttempts,
         taskTimeoutMs: spec.taskTimeoutMs,
         priority: spec.priority,
@@ -351,6 +355,11 @@ export class JobBook {
     task.runs.delete(ballot.attempt);
     const verdict = quorum.cast(ballot);
     if (verdict.kind === 'waiting') return;
+    if (verdict.kind === 'provisional') {
+      this.#opts.hosts.volunteers.get(verdict.outcome.volunteerId!).provisional.add(task);
+      task.job.provisional++;
+      return this.#verifyLeftovers(task.job);
+    }
     if (verdict.kind === 'more') return this.#queueReplicas(task);
     if (verdict.kind === 'disagreed') {
       this.#cancelReplicas(task, 'its task ended');
@@ -359,13 +368,42 @@ export class JobBook {
       return this.#finishIfComplete(task.job);
     }
     const { volunteers } = this.#opts.hosts;
-    for (const b of verdict.agreeing) if (b.volunteerId) volunteers.judged(b.volunteerId, true);
-    for (const b of verdict.dissenting) if (b.volunteerId) volunteers.judged(b.volunteerId, false);
-    if (verdict.outcome.ok) return this.complete(task, verdict.outcome.value);
-    this.#cancelReplicas(task, 'its task ended');
-    task.error = verdict.outcome.error;
-    this.transition(task, 'failed');
-    this.#finishIfComplete(task.job);
+    const confirmed: TaskRun[] = [];
+    const doubted: TaskRun[] = [];
+    for (const b of verdict.agreeing) if (b.volunteerId) confirmed.push(...volunteers.judged(b.volunteerId, true));
+    for (const b of verdict.dissenting) if (b.volunteerId) doubted.push(...volunteers.judged(b.volunteerId, false));
+    if (verdict.outcome.ok) this.complete(task, verdict.outcome.value);
+    else {
+      this.#cancelReplicas(task, 'its task ended');
+      task.error = verdict.outcome.error;
+      this.transition(task, 'failed');
+      this.#finishIfComplete(task.job);
+    }
+    // A volunteer that agreed passed a spot check: what it gave alone since stands. One that did not
+    // is trusted no more: what it gave alone is checked by a quorum, its lone ballot one vote.
+    for (const t of confirmed) {
+      if (t.state !== 'running' || !t.quorum?.provisional) continue;
+      t.job.provisional--;
+      this.complete(t, t.quorum.provisional.value);
+    }
+    for (const t of doubted) this.#widen(t);
+  }
+
+  #widen(task: TaskRun): void {
+    if (task.state !== 'running' || !task.quorum?.alone) return;
+    if (task.quorum.provisional) task.job.provisional--;
+    task.quorum.widen();
+    this.#queueReplicas(task);
+  }
+
+  /**
+   * A job whose only tasks left stand on a trusted volunteer's word alone would wait for that
+   * volunteer's next spot check, which may never come: they are checked by a quorum now.
+   */
+  #verifyLeftovers(job: JobRun): void {
+    if (job.stored.open || job.provisional === 0 || job.provisional < rootsOpen(job)) return;
+    const left = [...job.resident].filter((t) => t.state === 'running' && t.quorum?.provisional);
+    if (left.length && left.length === rootsOpen(job)) for (const t of left) this.#widen(t);
   }
 
   /** A replica out is gone unanswered (`why`): another volunteer runs one in its place. */
@@ -400,9 +438,17 @@ export class JobBook {
     this.#replicaGone(task, attempt, 'its host was reclaimed');
   }
 
-  /** A replica is leased to `volunteerId`: the first one makes the task run. */
+  /**
+   * A replica is leased to `volunteerId`: the first one makes the task run. With adaptive
+   * replication, the first going to a trusted volunteer runs alone, unless drawn for a spot check.
+   */
   replicaLeased(task: TaskRun, volunteerId: string | null): void {
-    task.quorum!.issued(volunteerId, task.attempt, this.#opts.now());
+    const quorum = task.quorum!;
+    const first = quorum.volunteers.size === 0;
+    quorum.issued(volunteerId, task.attempt, this.#opts.now());
+    const { adaptive, spotCheck } = task.job.stored.options;
+    const random = this.#opts.random ?? Math.random;
+    if (first && adaptive && volunteerId && this.#opts.hosts.volunteers.get(volunteerId).trusted && random() >= (spotCheck ?? 0.1)) quorum.trustAlone(volunteerId);
     this.#queueReplicas(task);
   }
 
@@ -499,6 +545,7 @@ export class JobBook {
       if (state !== 'cancelled') task.seq = ++tally.resultSeq;
     }
     this.#opts.writes.job(job);
+    if (task.quorum) this.#verifyLeftovers(job);
     // A task that ends before running again elsewhere still had its migration.
     this.recordMigration(task, null);
     task.start.image = null;
@@ -562,6 +609,7 @@ export class JobBook {
       retries: [],
       placeNow: [],
       replicas: [],
+      provisional: 0,
       agree: this.#opts.agreement(stored),
       running: 0,
       progressSum: 0,

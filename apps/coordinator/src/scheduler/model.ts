@@ -116,6 +116,8 @@ export interface JobRun {
   placeNow: TaskRun[];
   /** Replicated tasks with a replica to give out, once per replica (quorum.ts `unissued`). */
   replicas: TaskRun[];
+  /** Its tasks whose outcome stands on a trusted volunteer's word alone, about (a guard for job-book.ts `#verifyLeftovers`). */
+  provisional: number;
   /** How two results of its replicated tasks agree (validators.ts). */
   readonly agree: Agree;
   running: number;

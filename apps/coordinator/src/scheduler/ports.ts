@@ -26,6 +26,8 @@ export interface SchedulerOptions {
   windowTasks?: number;
   /** The shortest lease of a bag task whose job sets no taskTimeoutMs (job-book.ts `leaseLimit`). */
   leaseFloorMs?: number;
+  /** Draws spot checks of adaptive replication (Math.random); tests fix it. */
+  random?: () => number;
   /** A stored program's module, by hash: a restart loads the `validate` of replicated jobs from it. */
   programSource?: (hash: string) => Promise<string | null>;
 }

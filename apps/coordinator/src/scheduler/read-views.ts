@@ -199,6 +199,7 @@ function hostInfo(h: HostRun, volunteer: VolunteerRecord | null): HostInfo {
     volunteerId: h.volunteerId,
     validated: volunteer?.validated ?? 0,
     invalid: volunteer?.invalid ?? 0,
+    trusted: volunteer?.trusted ?? false,
     connected: h.link !== null,
     draining: h.draining,
     slots: h.slots,

@@ -1,9 +1,14 @@
+import type { TaskRun } from './model.ts';
+
 /**
  * A new volunteer holds this many leases at once (running and queued, over all its tabs); each
  * result it returns earns one more, so an honest fast one reaches its prefetch depth within a
  * second or two (leasing.ts) — as TCP's slow start does.
  */
 export const FIRST_LEASES = 8;
+/** Results in a row that agreed with a quorum, after which a volunteer is trusted (adaptive replication). */
+export const TRUST_AFTER = 10;
+
 /** However good its record, a volunteer holds at most this many leases: a few expiries bring a turncoat down. */
 const MOST_LEASES = 4096;
 
@@ -17,6 +22,11 @@ export interface VolunteerRecord {
   /** Replicated results it returned that agreed with a quorum (`validated`) and that did not (`invalid`). */
   validated: number;
   invalid: number;
+  /** Results in a row that agreed; trusted from TRUST_AFTER of them until one does not. */
+  streak: number;
+  trusted: boolean;
+  /** Tasks whose outcome it gave alone, standing until it passes its next spot check. */
+  readonly provisional: Set<TaskRun>;
 }
 
 /**
@@ -37,7 +47,7 @@ export class Volunteers {
   get(volunteerId: string): VolunteerRecord {
     let record = this.#records.get(volunteerId);
     if (!record) {
-      record = { volunteerId, allowance: FIRST_LEASES, returned: 0, dropped: 0, validated: 0, invalid: 0 };
+      record = { volunteerId, allowance: FIRST_LEASES, returned: 0, dropped: 0, validated: 0, invalid: 0, streak: 0, trusted: false, provisional: new Set() };
       this.#records.set(volunteerId, record);
     }
     return record;
@@ -46,7 +56,7 @@ export class Volunteers {
   /** Forgets the volunteers with nothing on record that have no host `remembered`. */
   forgetIdle(remembered: (volunteerId: string) => boolean): void {
     for (const [id, record] of this.#records) {
-      const onRecord = record.returned + record.dropped + record.validated + record.invalid > 0;
+      const onRecord = record.returned + record.dropped + record.validated + record.invalid + record.provisional.size > 0;
       if (!onRecord && !remembered(id)) this.#records.delete(id);
     }
   }
@@ -58,11 +68,25 @@ export class Volunteers {
     record.allowance = Math.min(MOST_LEASES, record.allowance + count);
   }
 
-  /** A result of its for a replicated task agreed with the quorum, or did not. */
-  judged(volunteerId: string, agreed: boolean): void {
+  /**
+   * A result of its for a replicated task agreed with a quorum, or did not. Returns the tasks it
+   * gave alone meanwhile: when it agreed they are confirmed (it passed a spot check), when it did
+   * not its trust is over and they must be checked (job-book.ts).
+   */
+  judged(volunteerId: string, agreed: boolean): TaskRun[] {
     const record = this.get(volunteerId);
-    if (agreed) record.validated++;
-    else record.invalid++;
+    if (agreed) {
+      record.validated++;
+      record.streak++;
+      record.trusted ||= record.streak >= TRUST_AFTER;
+    } else {
+      record.invalid++;
+      record.streak = 0;
+      record.trusted = false;
+    }
+    const settled = [...record.provisional];
+    record.provisional.clear();
+    return settled;
   }
 
   /** It let a lease expire, or went away holding leases: half the leases, one at least. */

@@ -9,6 +9,9 @@ export interface JobOptions {
   quorum: number;
   /** How replicas' numbers may differ (api.ts); absent in jobs stored before it existed. */
   tolerance?: number | null;
+  /** Adaptive replication and its spot-check rate (api.ts); absent in older jobs. */
+  adaptive?: boolean;
+  spotCheck?: number;
   maxAttempts: number;
   taskTimeoutMs: number | null;
   priority: number;

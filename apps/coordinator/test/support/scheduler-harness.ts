@@ -56,7 +56,7 @@ export async function closeSchedulers(): Promise<void> {
 }
 
 /** A scheduler over an in-memory store (or `store`, to restart on one), with the test clock. */
-export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceMs?: number; windowTasks?: number; leaseFloorMs?: number } = {}) {
+export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceMs?: number; windowTasks?: number; leaseFloorMs?: number; random?: () => number } = {}) {
   const store = options.store ?? new SqliteStore(':memory:');
   // A store passed in is its caller's: a restart test hands the first scheduler's to a second.
   if (!options.store) stores.push(store);
@@ -71,6 +71,7 @@ export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceM
     migrations: { record: (event) => events.push(event) },
     ...(options.windowTasks === undefined ? {} : { windowTasks: options.windowTasks }),
     ...(options.leaseFloorMs === undefined ? {} : { leaseFloorMs: options.leaseFloorMs }),
+    ...(options.random === undefined ? {} : { random: options.random }),
   });
   return { store, scheduler, events };
 }
