@@ -134,6 +134,7 @@ describe('replicated bag tasks', () => {
     const h = schedulerHarness();
     h.scheduler.jobs.submit(spec([0], { replicas: 2, quorum: 2, tolerance: 1e-9 }), 'p', 'o', 'job1');
     await h.scheduler.validators.prepare('parity', 'export default (ctx, x) => x; export function validate(a, b) { return a % 2 === b % 2; }');
+    expect(h.scheduler.validators.size).toBe(1);
     h.scheduler.jobs.submit(spec([0], { replicas: 2, quorum: 2 }), 'parity', 'o', 'job2');
     const a = connect(h.scheduler, 'ha', 2);
     const b = connect(h.scheduler, 'hb', 2);
@@ -146,6 +147,8 @@ describe('replicated bag tasks', () => {
     await h.scheduler.writes.durable();
     expect(await resultsOf(h.store, 'job1')).toEqual([0.1 + 0.2]);
     expect(await resultsOf(h.store, 'job2')).toEqual([3]);
+    // no job of the program is left: its validate engine is let go
+    expect(h.scheduler.validators.size).toBe(0);
   });
 });
 

@@ -28,6 +28,8 @@ export interface JobBookOptions {
   leaseFloorMs: number;
   /** How two results of a replicated job's tasks agree (validators.ts). */
   agreement: (job: StoredJob) => Agree;
+  /** A job finished: what it alone held (its program's validate) may go. */
+  finished?: (job: JobRun) => void;
   /** Whether a trusted volunteer's replica is a spot check: drawn against the job's `spotCheck` (Math.random). */
   random?: () => number;
 }
@@ -591,6 +593,7 @@ export class JobBook {
     job.replicas = [];
     this.#opts.writes.job(job);
     this.#opts.log.info({ job: job.stored.id, state }, 'job finished');
+    this.#opts.finished?.(job);
     // Once stored, the finished job leaves memory: it is read from the store.
     this.#opts.writes.schedule(() => this.#jobs.delete(job.stored.id));
   }

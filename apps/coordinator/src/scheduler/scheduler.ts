@@ -49,6 +49,7 @@ export class Scheduler {
       windowTasks: opts.windowTasks ?? WINDOW_TASKS,
       leaseFloorMs: opts.leaseFloorMs ?? LEASE_FLOOR_MS,
       agreement: (job) => this.validators.agreement(job.programHash, job.options.tolerance ?? null),
+      finished: (job) => this.validators.release(job.stored.programHash),
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });

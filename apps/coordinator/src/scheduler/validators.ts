@@ -12,6 +12,8 @@ const EXPORTS_VALIDATE = /export\s+(async\s+)?function\s*\*?\s*validate\b|export
  */
 export class Validators {
   readonly #loaded = new Map<string, ResultValidator | null>();
+  /** Unfinished jobs per program: a validate no job needs is disposed (each holds up to 32 MiB). */
+  readonly #users = new Map<string, number>();
 
   /**
    * Loads the program's validate, if it exports one, before a replicated job of it is submitted
@@ -30,8 +32,23 @@ export class Validators {
     this.#loaded.set(hash, validator);
   }
 
-  /** How replicas of a job of this program agree: `prepare` came first. */
+  /** How replicas of a job of this program agree: `prepare` came first. The job holds the validate until `release`. */
   agreement(hash: string, tolerance: number | null): Agree {
+    this.#users.set(hash, (this.#users.get(hash) ?? 0) + 1);
     return agreement(tolerance, this.#loaded.get(hash) ?? null);
+  }
+
+  /** A job of this program finished: once none is left, its validate goes. */
+  release(hash: string): void {
+    const users = (this.#users.get(hash) ?? 1) - 1;
+    if (users > 0) return void this.#users.set(hash, users);
+    this.#users.delete(hash);
+    this.#loaded.get(hash)?.dispose();
+    this.#loaded.delete(hash);
+  }
+
+  /** Programs whose validate is loaded now. */
+  get size(): number {
+    return [...this.#loaded.values()].filter((v) => v !== null).length;
   }
 }
