@@ -10,6 +10,7 @@ import { buildApi } from './http-api.ts';
 import { createMetrics, volunteerMetrics } from './metrics.ts';
 import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
+import { Retention } from './retention.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
@@ -35,6 +36,8 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const metrics = createMetrics();
   const eventLog = await EventLog.open(store, log);
   const programs = new ProgramRegistry(store);
+  const retention = new Retention(store, log);
+  if (config.retentionDays !== null) retention.keep(config.retentionDays);
   const scheduler = new Scheduler({
     store,
     log,
@@ -64,6 +67,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     events: eventLog,
     auth,
     programs,
+    retention,
     metrics,
     log,
     webRoot: config.webRoot,
@@ -85,6 +89,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   });
   const close = async () => {
     clearInterval(ticker);
+    retention.stop();
     peers.close();
     await gateway.close();
     // Event streams are requests that never end by themselves: the server could not close under them.

@@ -5,6 +5,7 @@ import fastifyStatic from '@fastify/static';
 import {
   type AppendInputsResponse,
   CreateTokenRequest,
+  GcRequest,
   LIMITS,
   SubmitJobRequest,
   WebpvmError,
@@ -19,6 +20,7 @@ import type { Metrics } from './metrics.ts';
 import { registerMigrationRoutes } from './migrations-api.ts';
 import { NDJSON, parseInputLines } from './ndjson-inputs.ts';
 import type { ProgramRegistry } from './program-registry.ts';
+import type { Retention } from './retention.ts';
 import type { JobView } from './scheduler/read-views.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { registerTaskWorkerRoute } from './task-worker-route.ts';
@@ -32,6 +34,7 @@ export interface ApiOptions {
   log: Logger;
   webRoot: string;
   connectedHosts: () => number;
+  retention: Retention;
 }
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
@@ -175,6 +178,13 @@ export function buildApi(opts: ApiOptions) {
     const body = parseBody(CreateTokenRequest, request.body);
     const created = await auth.create(body.name, body.admin);
     return reply.status(201).send({ id: created.id, name: body.name, admin: body.admin, token: created.token });
+  });
+
+  app.post('/api/admin/gc', async (request) => {
+    const p = await principal(request);
+    if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may delete old jobs');
+    const { olderThanDays } = parseBody(GcRequest, request.body);
+    return opts.retention.collect(olderThanDays);
   });
 
   app.get('/healthz', async () => ({ ok: true, hosts: opts.connectedHosts() }));

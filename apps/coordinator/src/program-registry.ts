@@ -6,6 +6,9 @@ import type { Store } from './store/store.ts';
  * Programs arrive as source text (JS or TS, maybe importing `@webpvm/task-sdk`) and leave as one
  * self-contained ES module, stored and served under its content hash so hosts can cache it forever.
  */
+/** Programs kept in memory, the most recently used; others are read from the store. */
+const CACHED = 64;
+
 export class ProgramRegistry {
   private readonly cache = new Map<string, string>();
 
@@ -14,19 +17,21 @@ export class ProgramRegistry {
   async register(source: string): Promise<string> {
     const module = await bundleProgram({ source, loader: 'ts' });
     const hash = createHash('sha256').update(module).digest('hex');
-    if (!this.cache.has(hash)) {
-      await this.store.putProgram(hash, module);
-      this.cache.set(hash, module);
-    }
+    if (!this.cache.has(hash)) await this.store.putProgram(hash, module);
+    this.#remember(hash, module);
     return hash;
   }
 
   async get(hash: string): Promise<string | null> {
-    const cached = this.cache.get(hash);
-    if (cached !== undefined) return cached;
-    const stored = await this.store.getProgram(hash);
-    if (stored !== null) this.cache.set(hash, stored);
-    return stored;
+    const source = this.cache.get(hash) ?? (await this.store.getProgram(hash));
+    if (source !== null) this.#remember(hash, source);
+    return source;
+  }
+
+  #remember(hash: string, source: string): void {
+    this.cache.delete(hash);
+    this.cache.set(hash, source);
+    if (this.cache.size > CACHED) this.cache.delete(this.cache.keys().next().value!);
   }
 }
 

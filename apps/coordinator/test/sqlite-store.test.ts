@@ -65,6 +65,34 @@ const migration = (id: number, jobId: string): MigrationEvent => ({
 });
 
 describe('SqliteStore', () => {
+  it('forgets jobs finished before a time in steps of bounded rows, with their events and their program once no job uses it', async () => {
+    const store = new SqliteStore(':memory:');
+    const finished = (id: string, at: number | null, programHash = 'abc'): StoredJob => ({ ...job(id, 1), programHash, state: at === null ? 'running' : 'done', finishedAt: at });
+    await store.commit({
+      ...emptyBatch(),
+      jobs: [finished('old', 100), finished('recent', 5_000), finished('live', null), finished('lone', 200, 'solo')],
+      newTasks: [task('old', 0, 1), task('old', 1, 2), task('old', 2, 3), task('recent', 0, 1), task('live', 0, 1), task('lone', 0, 1)],
+    });
+    await store.putProgram('abc', 'export default () => 1');
+    await store.putProgram('solo', 'export default () => 2');
+    await store.appendEvents([{ id: 1, type: 'migration', jobId: 'old' } as unknown as MigrationEvent]);
+    const steps = [];
+    for (let step = await store.forgetFinished(1_000, 2); step.rows > 0; step = await store.forgetFinished(1_000, 2)) steps.push(step);
+    expect(steps.every((s) => s.rows <= 2 + 2)).toBe(true);
+    expect(steps.reduce((n, s) => n + s.jobs, 0)).toBe(2);
+    expect(await store.getJob('old')).toBeNull();
+    expect(await store.getJob('lone')).toBeNull();
+    expect((await store.getJob('recent'))?.id).toBe('recent');
+    expect((await store.getJob('live'))?.id).toBe('live');
+    expect(await store.taskCounts('old')).toMatchObject({ total: 0 });
+    expect(await store.taskCounts('recent')).toMatchObject({ total: 1 });
+    expect(await store.listEvents({ jobId: 'old', owner: null, afterId: 0, limit: 10 })).toEqual([]);
+    // a program still used by a job it keeps stays; one no job uses goes
+    expect(await store.getProgram('abc')).not.toBeNull();
+    expect(await store.getProgram('solo')).toBeNull();
+    await store.close();
+  });
+
   it('keeps jobs, tasks, results and checkpoints across a reopen of the file', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-store-'));
     dirs.push(dir);

@@ -156,6 +156,11 @@ export const CreateTokenRequest = z
 export const CreateTokenResponse = z.object({ id: z.string(), name: z.string(), admin: z.boolean(), token: z.string() });
 export type CreateTokenResponse = z.infer<typeof CreateTokenResponse>;
 
+/** `POST /api/admin/gc`: delete the rows of jobs finished more than this many days ago. */
+export const GcRequest = z.object({ olderThanDays: z.number().min(0).max(100_000) }).strict();
+export const GcResponse = z.object({ jobs: z.number(), rows: z.number() });
+export type GcResponse = z.infer<typeof GcResponse>;
+
 export const ApiError = z.object({
   error: z.object({
     code: z.string().refine((c): c is ErrorCode => Object.hasOwn(ERRORS, c)),

@@ -13,6 +13,7 @@ import {
   isErrorCode,
   type ErrorCode,
   type SubmitJobRequest,
+  GcResponse,
 } from '@webpvm/vm-protocol';
 import type { ZodError } from 'zod';
 
@@ -105,6 +106,10 @@ export class ApiClient {
 
   async createToken(request: { name?: string; admin?: boolean }): Promise<CreateTokenResponse> {
     return this.#json('POST', '/api/tokens', CreateTokenResponse, { json: request });
+  }
+
+  async gc(olderThanDays: number): Promise<GcResponse> {
+    return this.#json('POST', '/api/admin/gc', GcResponse, { json: { olderThanDays } });
   }
 
   async listHosts(): Promise<HostList> {

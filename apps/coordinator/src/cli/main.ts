@@ -9,6 +9,7 @@ import type { StartOptions } from './start.ts';
 import type { SubmitOptions } from './submit.ts';
 import type { TokenCreateOptions } from './tokens.ts';
 import type { Policy, VolunteerOptions } from './volunteer.ts';
+import type { GcOptions } from './gc.ts';
 
 /** Errors in what the person typed or pointed at; anything else exits 1. */
 const USAGE_ERRORS: readonly ErrorCode[] = ['E_BAD_REQUEST', 'E_BAD_PROGRAM', 'E_TOO_LARGE'];
@@ -75,6 +76,11 @@ withClient(token.command('create'))
   .option('--name <name>', 'a name to recognise it by')
   .option('--admin', 'the new token may create tokens too')
   .action(async (options: TokenCreateOptions) => (await import('./tokens.ts')).createToken(options));
+
+withClient(program.command('gc'))
+  .description('delete the rows of jobs that finished more than --older-than days ago, and their programs (needs an admin token)')
+  .requiredOption('--older-than <days>', 'days since a job finished', integer(0, 100_000))
+  .action(async (options: GcOptions) => (await import('./gc.ts')).gc(options));
 
 withClient(program.command('hosts'))
   .description('list the volunteer hosts')

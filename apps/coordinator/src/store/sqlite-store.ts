@@ -233,6 +233,11 @@ export class SqliteStore implements Store {
       outcomesAfter: db.prepare(`SELECT seq, root, state, result, error FROM tasks WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?`),
       tasksPage: db.prepare(`SELECT tid, idx, parent, state, attempt, host_id, messages_in, messages_out
         FROM tasks WHERE job_id = ? AND idx > ? ORDER BY idx LIMIT ?`),
+      oldJob: db.prepare(`SELECT id, program_hash FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT 1`),
+      forgetTasks: db.prepare(`DELETE FROM tasks WHERE rowid IN (SELECT rowid FROM tasks WHERE job_id = ? LIMIT ?)`),
+      forgetEvents: db.prepare(`DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE job_id = ? LIMIT ?)`),
+      forgetJob: db.prepare(`DELETE FROM jobs WHERE id = ?`),
+      forgetProgram: db.prepare(`DELETE FROM programs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE program_hash = ?)`),
       putProgram: db.prepare(`INSERT OR IGNORE INTO programs VALUES (?, ?)`),
       getProgram: db.prepare(`SELECT source FROM programs WHERE hash = ?`),
       insertToken: db.prepare(`INSERT INTO tokens VALUES (?, ?, ?, ?, ?)`),
@@ -301,6 +306,19 @@ export class SqliteStore implements Store {
 
   async pendingRoots(jobId: string, from: number, until: number, limit: number): Promise<StoredTask[]> {
     return (this.stmts.pendingRoots.all(jobId, from, until, limit) as TaskRow[]).map(taskFromRow);
+  }
+
+  async forgetFinished(before: number, rows: number): Promise<{ jobs: number; rows: number }> {
+    return this.db.transaction(() => {
+      const job = this.stmts.oldJob.get(before) as { id: string; program_hash: string } | undefined;
+      if (job === undefined) return { jobs: 0, rows: 0 };
+      let deleted = this.stmts.forgetTasks.run(job.id, rows).changes;
+      if (deleted < rows) deleted += this.stmts.forgetEvents.run(job.id, rows - deleted).changes;
+      if (deleted >= rows) return { jobs: 0, rows: deleted };
+      this.stmts.forgetJob.run(job.id);
+      deleted += 1 + this.stmts.forgetProgram.run(job.program_hash, job.program_hash).changes;
+      return { jobs: 1, rows: deleted };
+    })();
   }
 
   async cancelPendingRoots(jobId: string, limit: number): Promise<number> {

@@ -201,6 +201,12 @@ export interface Store {
   outcomesAfter(jobId: string, afterSeq: number, limit: number): Promise<StoredOutcome[]>;
   /** Tasks with index > `afterIndex`, in index order, at most `limit`. */
   tasksPage(jobId: string, afterIndex: number, limit: number): Promise<TaskSummary[]>;
+  /**
+   * Deletes up to `rows` rows of jobs that finished before `before` (ms): their tasks first, then
+   * their events, then the job row once its tasks are gone, and its program if no job refers to it. Called
+   * again until it returns 0 (retention.ts), so that no transaction holds the file for long.
+   */
+  forgetFinished(before: number, rows: number): Promise<{ jobs: number; rows: number }>;
   putProgram(hash: string, source: string): Promise<void>;
   getProgram(hash: string): Promise<string | null>;
   insertToken(token: StoredToken): Promise<void>;

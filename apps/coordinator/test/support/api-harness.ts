@@ -5,6 +5,7 @@ import { EventLog } from '../../src/event-log.ts';
 import { buildApi } from '../../src/http-api.ts';
 import { createMetrics } from '../../src/metrics.ts';
 import { ProgramRegistry, programUrl } from '../../src/program-registry.ts';
+import { Retention } from '../../src/retention.ts';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 
@@ -19,7 +20,7 @@ export async function apiHarness(webRoot = '/nonexistent') {
   const events = await EventLog.open(store, log);
   const scheduler = new Scheduler({ store, log, migrations: events, checkpointIntervalMs: 0, reconnectGraceMs: 60_000, programUrl });
   const programs = new ProgramRegistry(store);
-  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0 });
+  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log) });
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
   return {
