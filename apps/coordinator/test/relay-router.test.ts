@@ -1,3 +1,4 @@
+import { LIMITS } from '@webpvm/vm-protocol';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { RelayRouter, type Whereabouts } from '../src/scheduler/relay-router.ts';
@@ -32,5 +33,18 @@ describe('RelayRouter', () => {
     router.route('j.4', bytes(6));
     expect(got).toEqual([1, 2, 3, 4]);
     expect(router.dropped).toBe(2);
+  });
+
+  it('keeps at most twice the largest message for one job, so one job cannot fill what the others need', () => {
+    const router = new RelayRouter(() => ({ kind: 'not-started' }), pino({ level: 'silent' }));
+    const big = new Uint8Array(LIMITS.messageBytes);
+    expect(router.route('a.1', big)).toBe(true);
+    expect(router.route('a.2', big)).toBe(true);
+    expect(router.route('a.3', new Uint8Array(1))).toBe(false);
+    // another job still has room
+    expect(router.route('b.1', big)).toBe(true);
+    // what job a held is handed over: its room comes back
+    router.release('a.1', () => {});
+    expect(router.route('a.3', new Uint8Array(1))).toBe(true);
   });
 });

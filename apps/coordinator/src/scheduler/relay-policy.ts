@@ -83,7 +83,7 @@ export class RelayPolicy {
       [...(hosts.get(hostId)?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
     if (!holds) return { code: 'E_FORBIDDEN', message: `this host runs no task of job ${jobOf(from)}` };
     if (!this.router.route(destination, bytes)) {
-      return { code: 'E_TOO_LARGE', message: 'the coordinator holds too many messages for tasks not started yet' };
+      return { code: 'E_TOO_LARGE', message: "the coordinator holds too many messages for tasks not started yet, of this job or of all" };
     }
     return null;
   }

@@ -1,3 +1,4 @@
+import { LIMITS } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 
 /** Where a task is, as far as delivery is concerned. */
@@ -8,6 +9,13 @@ export type Whereabouts =
 
 /** Bytes of messages the coordinator keeps for tasks that have not started yet, all jobs together. */
 const HELD_BYTES_LIMIT = 512 * 1024 * 1024;
+/**
+ * The share of it one job may take: room for two of the largest messages, so that one job's tasks
+ * cannot fill what every other job's relay needs.
+ */
+const HELD_BYTES_PER_JOB = 2 * LIMITS.messageBytes;
+
+const jobOf = (tid: string) => tid.slice(0, tid.indexOf('.'));
 
 /**
  * The relay path between tasks: envelopes that hosts send through the coordinator go to the host
@@ -17,6 +25,7 @@ const HELD_BYTES_LIMIT = 512 * 1024 * 1024;
 export class RelayRouter {
   private readonly held = new Map<string, Uint8Array[]>();
   private heldBytes = 0;
+  private readonly heldByJob = new Map<string, number>();
   relayed = 0;
   dropped = 0;
 
@@ -25,7 +34,7 @@ export class RelayRouter {
     private readonly log: Logger,
   ) {}
 
-  /** False when the message cannot be kept (the coordinator's buffer for waiting tasks is full). */
+  /** False when the message cannot be kept (the coordinator's buffer for waiting tasks, or its job's share of it, is full). */
   route(tid: string, bytes: Uint8Array): boolean {
     const where = this.whereabouts(tid);
     if (where.kind === 'held-by') {
@@ -39,15 +48,25 @@ export class RelayRouter {
       this.dropped++;
       return true;
     }
-    if (this.heldBytes + bytes.byteLength > HELD_BYTES_LIMIT) {
-      this.log.warn({ tid, bytes: bytes.byteLength }, 'relay buffer full: message refused');
+    const job = jobOf(tid);
+    const jobBytes = this.heldByJob.get(job) ?? 0;
+    if (this.heldBytes + bytes.byteLength > HELD_BYTES_LIMIT || jobBytes + bytes.byteLength > HELD_BYTES_PER_JOB) {
+      this.log.warn({ tid, bytes: bytes.byteLength, jobBytes }, 'relay buffer full: message refused');
       return false;
     }
     const queue = this.held.get(tid) ?? [];
     queue.push(bytes);
     this.held.set(tid, queue);
-    this.heldBytes += bytes.byteLength;
+    this.#count(tid, bytes.byteLength);
     return true;
+  }
+
+  #count(tid: string, bytes: number): void {
+    this.heldBytes += bytes;
+    const job = jobOf(tid);
+    const now = (this.heldByJob.get(job) ?? 0) + bytes;
+    if (now > 0) this.heldByJob.set(job, now);
+    else this.heldByJob.delete(job);
   }
 
   /** The task now runs on a host: hand it what waited for it. */
@@ -56,7 +75,7 @@ export class RelayRouter {
     if (!queue) return;
     this.held.delete(tid);
     for (const bytes of queue) {
-      this.heldBytes -= bytes.byteLength;
+      this.#count(tid, -bytes.byteLength);
       send(bytes);
       this.relayed++;
     }
@@ -67,7 +86,7 @@ export class RelayRouter {
     const queue = this.held.get(tid);
     if (!queue) return;
     this.held.delete(tid);
-    for (const bytes of queue) this.heldBytes -= bytes.byteLength;
+    for (const bytes of queue) this.#count(tid, -bytes.byteLength);
     this.dropped += queue.length;
   }
 }
