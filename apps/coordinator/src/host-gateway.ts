@@ -237,6 +237,7 @@ export class HostGateway {
           userAgent: m.userAgent,
           peerId: conn.peerId,
           volunteerId,
+          address: conn.address,
         },
         conn,
         m.slots,

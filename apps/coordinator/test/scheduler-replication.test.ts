@@ -29,6 +29,19 @@ describe('replicated bag tasks', () => {
     expect([volunteer(h, 'va').validated, volunteer(h, 'vb').validated]).toEqual([1, 1]);
   });
 
+  it('run on distinct network addresses too when the job asks for it', async () => {
+    const h = schedulerHarness();
+    h.scheduler.jobs.submit(spec([7], { replicas: 2, quorum: 2, distinct: 'address' }), 'p', 'o', 'job1');
+    // two browser profiles behind one address (one person, or one NAT), and one elsewhere
+    const a = connect(h.scheduler, 'ha', 1, [], 'va', '192.0.2.1');
+    const b = connect(h.scheduler, 'hb', 1, [], 'vb', '192.0.2.1');
+    await settle();
+    expect(a.assigned().length + b.assigned().length).toBe(1);
+    const c = connect(h.scheduler, 'hc', 1, [], 'vc', '198.51.100.7');
+    await settle();
+    expect(c.assigned()).toEqual([expect.objectContaining({ tid: 'job1.0', attempt: 2 })]);
+  });
+
   it('give out one more replica when results disagree, side with the quorum, and count the liar invalid', async () => {
     const h = schedulerHarness();
     h.scheduler.jobs.submit(spec([7], { replicas: 2, quorum: 2 }), 'p', 'o', 'job1');

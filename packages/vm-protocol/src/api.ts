@@ -22,6 +22,8 @@ export const SubmitJobRequest = z
     tolerance: z.number().min(0).max(1).nullable().default(null),
     /** Adaptive replication: a trusted volunteer's result stands alone, but for `spotCheck` of them checked by a quorum. */
     adaptive: z.boolean().default(false),
+    /** Replicas go to distinct volunteers, and with `address` also to distinct network addresses. */
+    distinct: z.enum(['volunteer', 'address']).default('volunteer'),
     spotCheck: z.number().min(0).max(1).default(0.1),
     maxAttempts: z.number().int().min(1).max(100).default(3),
     taskTimeoutMs: z.number().int().min(100).max(7 * 24 * 3600 * 1000).nullable().default(null),

@@ -18,6 +18,7 @@ export interface SubmitOptions extends ClientOptions {
   tolerance?: number;
   adaptive?: boolean;
   spotCheck?: number;
+  distinctAddresses?: boolean;
   maxAttempts?: number;
   timeout?: number;
   priority?: number;
@@ -46,6 +47,7 @@ export async function submit(programPath: string, options: SubmitOptions): Promi
     tolerance: options.tolerance,
     adaptive: options.adaptive,
     spotCheck: options.spotCheck,
+    ...(options.distinctAddresses ? { distinct: 'address' as const } : {}),
     maxAttempts: options.maxAttempts,
     taskTimeoutMs: options.timeout,
     priority: options.priority,

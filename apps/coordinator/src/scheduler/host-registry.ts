@@ -22,6 +22,8 @@ export interface HostHello {
   peerId: string;
   /** Its browser profile's volunteer (auth.ts `volunteerIdOf`). */
   volunteerId: string;
+  /** The network address its connection came from. */
+  address: string;
 }
 
 /** Hosts gone that are remembered (for `GET /api/hosts`, and their tasks) before the oldest are forgotten. */
@@ -75,6 +77,7 @@ export class HostRegistry {
       host = {
         hostId,
         volunteerId: null,
+        address: null,
         peerId: null,
         link: null,
         slots: 0,
@@ -102,7 +105,7 @@ export class HostRegistry {
   attach(hello: HostHello, link: HostLink, slots: number, running: TaskRef[]): void {
     const host = this.known(hello.hostId);
     const now = this.#opts.now();
-    Object.assign(host, { link, volunteerId: hello.volunteerId, peerId: hello.peerId, slots, userAgent: hello.userAgent, secretHash: hello.secretHash, createdAt: hello.createdAt });
+    Object.assign(host, { link, volunteerId: hello.volunteerId, address: hello.address, peerId: hello.peerId, slots, userAgent: hello.userAgent, secretHash: hello.secretHash, createdAt: hello.createdAt });
     host.connectedAt = now;
     host.lastSeenAt = now;
     const stillThere = new Map(running.map((r) => [r.tid, r.attempt]));

@@ -109,6 +109,7 @@ export class JobBook {
         tolerance: spec.tolerance,
         adaptive: spec.adaptive,
         spotCheck: spec.spotCheck,
+        distinct: spec.distinct,
         maxAttempts: spec.maxAttempts,
         taskTimeoutMs: spec.taskTimeoutMs,
         priority: spec.priority,
@@ -183,7 +184,7 @@ export class JobBook {
           this.#opts.hosts.known(task.hostId).assigned.set(task.tid, task.attempt);
           this.startDeadline(task);
           // Ballots are not stored: a replicated task gathers its quorum again, its run on this host one replica of it.
-          task.quorum?.issued(null, task.attempt, this.#opts.now());
+          task.quorum?.issued(null, null, task.attempt, this.#opts.now());
         }
         this.#queueReplicas(task);
       }
@@ -444,10 +445,10 @@ export class JobBook {
    * A replica is leased to `volunteerId`: the first one makes the task run. With adaptive
    * replication, the first going to a trusted volunteer runs alone, unless drawn for a spot check.
    */
-  replicaLeased(task: TaskRun, volunteerId: string | null): void {
+  replicaLeased(task: TaskRun, volunteerId: string | null, address: string | null): void {
     const quorum = task.quorum!;
     const first = quorum.volunteers.size === 0;
-    quorum.issued(volunteerId, task.attempt, this.#opts.now());
+    quorum.issued(volunteerId, address, task.attempt, this.#opts.now());
     const { adaptive, spotCheck } = task.job.stored.options;
     const random = this.#opts.random ?? Math.random;
     if (first && adaptive && volunteerId && this.#opts.hosts.volunteers.get(volunteerId).trusted && random() >= (spotCheck ?? 0.1)) quorum.trustAlone(volunteerId);

@@ -179,9 +179,16 @@ export class Leasing {
     if (!best) return null;
     // Replicas first — they finish tasks already begun — to a volunteer that has not run one of that task.
     const { replicas, retries } = best;
+    const byAddress = best.stored.options.distinct === 'address';
     const r = replicas
       .slice(0, RETRIES_SCANNED)
-      .findIndex((task) => task.state === 'running' && !task.quorum!.volunteers.has(host.volunteerId) && !host.assigned.has(task.tid));
+      .findIndex(
+        (task) =>
+          task.state === 'running' &&
+          !task.quorum!.volunteers.has(host.volunteerId) &&
+          !(byAddress && task.quorum!.addresses.has(host.address)) &&
+          !host.assigned.has(task.tid),
+      );
     if (r >= 0) {
       const task = replicas.splice(r, 1)[0]!;
       task.quorum!.queued--;
@@ -208,7 +215,7 @@ export class Leasing {
     const replica = task.state === 'running';
     book.transition(task, 'running');
     if (!replica) book.startDeadline(task);
-    if (task.quorum) book.replicaLeased(task, host.volunteerId);
+    if (task.quorum) book.replicaLeased(task, host.volunteerId, host.address);
     host.assigned.set(task.tid, task.attempt);
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';

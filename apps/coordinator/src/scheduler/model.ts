@@ -142,6 +142,8 @@ export interface HostRun {
   readonly hostId: string;
   /** The browser profile it is part of; null until it says hello (a host a restart brought back). */
   volunteerId: string | null;
+  /** The network address its connection came from; null until it says hello. */
+  address: string | null;
   peerId: string | null;
   link: HostLink | null;
   slots: number;

@@ -35,6 +35,8 @@ export type Verdict =
 export class Quorum {
   /** Volunteers given a replica: never two to one volunteer (a browser profile, however many tabs). */
   readonly volunteers = new Set<string | null>();
+  /** The network addresses they ran from: with `distinct: "address"`, never two replicas from one. */
+  readonly addresses = new Set<string | null>();
   /** Replicas out now, by attempt: when each was leased (its lease runs from then, job-book.ts). */
   readonly out = new Map<number, number>();
   /** Replicas still to give out, and how many times the job's `replicas` queue holds the task for them (leasing.ts). */
@@ -79,10 +81,11 @@ export class Quorum {
     this.unissued += this.replicas - 1;
   }
 
-  /** A replica was leased to `volunteerId` as `attempt`. */
-  issued(volunteerId: string | null, attempt: number, now: number): void {
+  /** A replica was leased to `volunteerId`, at `address`, as `attempt`. */
+  issued(volunteerId: string | null, address: string | null, attempt: number, now: number): void {
     this.unissued--;
     this.volunteers.add(volunteerId);
+    this.addresses.add(address);
     this.out.set(attempt, now);
   }
 

@@ -12,6 +12,8 @@ export interface JobOptions {
   /** Adaptive replication and its spot-check rate (api.ts); absent in older jobs. */
   adaptive?: boolean;
   spotCheck?: number;
+  /** Replicas on distinct volunteers, or on distinct network addresses as well (api.ts); absent in older jobs. */
+  distinct?: 'volunteer' | 'address';
   maxAttempts: number;
   taskTimeoutMs: number | null;
   priority: number;

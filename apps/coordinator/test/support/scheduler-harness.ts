@@ -77,9 +77,9 @@ export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceM
 }
 
 /** A host says hello with `slots` free and these attempts still running; each host is a volunteer of its own unless told. */
-export function connect(scheduler: Scheduler, hostId: string, slots: number, running: TaskRef[] = [], volunteerId = `v-${hostId}`): FakeHost {
+export function connect(scheduler: Scheduler, hostId: string, slots: number, running: TaskRef[] = [], volunteerId = `v-${hostId}`, address = `10.0.0.${hostId}`): FakeHost {
   const link = new FakeHost();
-  scheduler.hosts.attach({ hostId, secretHash: 'h', createdAt: clock.now, userAgent: 'test', peerId: `${hostId}-peer`, volunteerId }, link, slots, running);
+  scheduler.hosts.attach({ hostId, secretHash: 'h', createdAt: clock.now, userAgent: 'test', peerId: `${hostId}-peer`, volunteerId, address }, link, slots, running);
   return link;
 }
 
