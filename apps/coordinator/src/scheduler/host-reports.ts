@@ -44,7 +44,7 @@ export class HostReports {
         if (leasedAt === undefined) continue;
         book.observe(task, leasedAt);
         const { attempt, ok } = outcome;
-        book.ballot(task, { volunteerId: host?.volunteerId ?? null, attempt, ok, value: ok ? outcome.value : null, error: ok ? null : outcome.error });
+        book.replication.ballot(task, { volunteerId: host?.volunteerId ?? null, attempt, ok, value: ok ? outcome.value : null, error: ok ? null : outcome.error });
         if (ok) done++;
         continue;
       }

@@ -5,7 +5,8 @@ import { type StoredJob, type StoredTask, type UnfinishedJob, emptyTally, taskUp
 import type { HostRegistry } from './host-registry.ts';
 import { type JobRun, type RunState, TERMINAL, type TaskRun, countsOf, rootsOpen } from './model.ts';
 import type { MigrationSink } from './ports.ts';
-import { type Ballot, Quorum } from './quorum.ts';
+import { Quorum } from './quorum.ts';
+import { Replication } from './replication.ts';
 import type { Agree } from './result-agreement.ts';
 import { TaskWindow } from './task-window.ts';
 import type { WriteBehind } from './write-behind.ts';
@@ -70,8 +71,13 @@ export class JobBook {
   readonly #timed = new Set<TaskRun>();
   readonly #opts: JobBookOptions;
 
+  /** Its replicated tasks' replicas, ballots and trust (replication.ts). */
+  readonly replication: Replication;
+
   constructor(opts: JobBookOptions) {
     this.#opts = opts;
+    const { hosts, log, now, dispatch, random } = opts;
+    this.replication = new Replication(this, { hosts, log, now, dispatch, maxLosses: MAX_LOSSES, ...(random ? { random } : {}) });
   }
 
   /** A job in memory: unfinished, or finished and not stored yet. */
@@ -183,10 +189,8 @@ export class JobBook {
           job.ranOn.add(task.hostId);
           this.#opts.hosts.known(task.hostId).assigned.set(task.tid, task.attempt);
           this.startDeadline(task);
-          // Ballots are not stored: a replicated task gathers its quorum again, its run on this host one replica of it.
-          task.quorum?.issued(null, null, task.attempt, this.#opts.now());
         }
-        this.#queueReplicas(task);
+        if (task.quorum) this.replication.restored(task);
       }
       job.window.restored(stored.total, running);
     }
@@ -271,29 +275,6 @@ export class JobBook {
     return observed === null ? Math.max(UNOBSERVED_LEASE_MS, this.#opts.leaseFloorMs) : Math.max(this.#opts.leaseFloorMs, LEASE_FACTOR * observed);
   }
 
-  /**
-   * A replicated task's replicas each have a lease of their own. Past taskTimeoutMs, a replica is
-   * a ballot for failure; past its lease, it is replaced and its volunteer given fewer leases.
-   */
-  #expireReplicas(task: TaskRun, now: number): void {
-    const { taskTimeoutMs } = task.job.stored.options;
-    for (const [attempt, leasedAt] of [...task.quorum!.out]) {
-      if (task.state !== 'running') return;
-      const timedOut = taskTimeoutMs !== null && now - leasedAt > taskTimeoutMs;
-      if (!timedOut && (taskTimeoutMs !== null || now - Math.max(leasedAt, task.aliveAt) <= this.leaseLimit(task.job))) continue;
-      const hostId = task.runs.get(attempt) ?? null;
-      const volunteerId = this.#opts.hosts.get(hostId)?.volunteerId ?? null;
-      this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], timedOut ? 'deadline passed' : 'lease expired');
-      this.#opts.hosts.release(hostId, task.tid);
-      if (timedOut) {
-        this.ballot(task, { volunteerId, attempt, ok: false, value: null, error: { code: 'E_TASK_TIMEOUT', message: `attempt ${attempt} exceeded ${taskTimeoutMs} ms` } });
-        continue;
-      }
-      if (volunteerId) this.#opts.hosts.volunteers.dropped(volunteerId);
-      this.lost({ tid: task.tid, attempt }, `lease expired after ${Math.round((now - leasedAt) / 1000)} s`, volunteerId);
-    }
-  }
-
   /** Its host showed the attempt alive (a checkpoint, progress): its lease runs on from now. */
   alive(task: TaskRun): void {
     task.aliveAt = this.#opts.now();
@@ -316,7 +297,7 @@ export class JobBook {
     const now = this.#opts.now();
     for (const task of this.#timed) {
       if (task.quorum) {
-        this.#expireReplicas(task, now);
+        this.replication.expire(task, now);
         continue;
       }
       const leaseOver = task.deadline === null && now - task.aliveAt > this.leaseLimit(task.job);
@@ -348,113 +329,14 @@ export class JobBook {
     this.#finishIfComplete(task.job);
   }
 
+  /** The task fails for good with `error`, and its job ends if that was its last. */
+  fail(task: TaskRun, error: ErrorBody): void {
+    task.error = error;
+    this.transition(task, 'failed');
+    this.#finishIfComplete(task.job);
+  }
+
   /** An attempt ended in an error, on a host of volunteer `by`: its retry goes to another while one is connected (leasing.ts). */
-  /**
-   * A replica's outcome (quorum.ts): once `quorum` agree, the task ends with their outcome and
-   * each replica's volunteer is credited — validated when it agreed, invalid when it did not.
-   */
-  ballot(task: TaskRun, ballot: Ballot): void {
-    const quorum = task.quorum!;
-    task.runs.delete(ballot.attempt);
-    const verdict = quorum.cast(ballot);
-    if (verdict.kind === 'waiting') return;
-    if (verdict.kind === 'provisional') {
-      this.#opts.hosts.volunteers.get(verdict.outcome.volunteerId!).provisional.add(task);
-      task.job.provisional++;
-      return this.#verifyLeftovers(task.job);
-    }
-    if (verdict.kind === 'more') return this.#queueReplicas(task);
-    if (verdict.kind === 'disagreed') {
-      this.#cancelReplicas(task, 'its task ended');
-      task.error = { code: 'E_NO_QUORUM', message: `no ${task.job.stored.options.quorum} of its ${verdict.ballots.length} results agreed` };
-      this.transition(task, 'failed');
-      return this.#finishIfComplete(task.job);
-    }
-    const { volunteers } = this.#opts.hosts;
-    const confirmed: TaskRun[] = [];
-    const doubted: TaskRun[] = [];
-    for (const b of verdict.agreeing) if (b.volunteerId) confirmed.push(...volunteers.judged(b.volunteerId, true));
-    for (const b of verdict.dissenting) if (b.volunteerId) doubted.push(...volunteers.judged(b.volunteerId, false));
-    if (verdict.outcome.ok) this.complete(task, verdict.outcome.value);
-    else {
-      this.#cancelReplicas(task, 'its task ended');
-      task.error = verdict.outcome.error;
-      this.transition(task, 'failed');
-      this.#finishIfComplete(task.job);
-    }
-    // A volunteer that agreed passed a spot check: what it gave alone since stands. One that did not
-    // is trusted no more: what it gave alone is checked by a quorum, its lone ballot one vote.
-    for (const t of confirmed) {
-      if (t.state !== 'running' || !t.quorum?.provisional) continue;
-      t.job.provisional--;
-      this.complete(t, t.quorum.provisional.value);
-    }
-    for (const t of doubted) this.#widen(t);
-  }
-
-  #widen(task: TaskRun): void {
-    if (task.state !== 'running' || !task.quorum?.alone) return;
-    if (task.quorum.provisional) task.job.provisional--;
-    task.quorum.widen();
-    this.#queueReplicas(task);
-  }
-
-  /**
-   * A job whose only tasks left stand on a trusted volunteer's word alone would wait for that
-   * volunteer's next spot check, which may never come: they are checked by a quorum now.
-   */
-  #verifyLeftovers(job: JobRun): void {
-    if (job.stored.open || job.provisional === 0 || job.provisional < rootsOpen(job)) return;
-    const left = [...job.resident].filter((t) => t.state === 'running' && t.quorum?.provisional);
-    if (left.length && left.length === rootsOpen(job)) for (const t of left) this.#widen(t);
-  }
-
-  /** A replica out is gone unanswered (`why`): another volunteer runs one in its place. */
-  #replicaGone(task: TaskRun, attempt: number, why: string): void {
-    const hostId = task.runs.get(attempt) ?? null;
-    if (!task.quorum!.gone(attempt)) return;
-    this.#opts.hosts.release(hostId, task.tid);
-    task.runs.delete(attempt);
-    this.#opts.log.info({ tid: task.tid, attempt, why }, 'replacing a replica');
-    this.#queueReplicas(task);
-  }
-
-  /** The job's queue gets the task once for each replica it still has to give out. */
-  #queueReplicas(task: TaskRun): void {
-    const quorum = task.quorum;
-    if (!quorum || task.state !== 'running') return;
-    for (; quorum.queued < quorum.unissued; quorum.queued++) task.job.replicas.push(task);
-    this.#opts.dispatch();
-  }
-
-  #cancelReplicas(task: TaskRun, reason: string): void {
-    for (const [attempt, hostId] of task.runs) {
-      this.#opts.hosts.release(hostId, task.tid);
-      this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], reason);
-    }
-    task.runs.clear();
-  }
-
-  /** A replica's host was reclaimed by its owner: a replica does not migrate, another volunteer runs one afresh. */
-  replicaReclaimed(task: TaskRun, attempt: number): void {
-    this.#opts.hosts.sendCancel(task.runs.get(attempt) ?? null, [{ tid: task.tid, attempt }], 'a replica does not migrate: it runs again elsewhere');
-    this.#replicaGone(task, attempt, 'its host was reclaimed');
-  }
-
-  /**
-   * A replica is leased to `volunteerId`: the first one makes the task run. With adaptive
-   * replication, the first going to a trusted volunteer runs alone, unless drawn for a spot check.
-   */
-  replicaLeased(task: TaskRun, volunteerId: string | null, address: string | null): void {
-    const quorum = task.quorum!;
-    const first = quorum.volunteers.size === 0;
-    quorum.issued(volunteerId, address, task.attempt, this.#opts.now());
-    const { adaptive, spotCheck } = task.job.stored.options;
-    const random = this.#opts.random ?? Math.random;
-    if (first && adaptive && volunteerId && this.#opts.hosts.volunteers.get(volunteerId).trusted && random() >= (spotCheck ?? 0.1)) quorum.trustAlone(volunteerId);
-    this.#queueReplicas(task);
-  }
-
   failAttempt(task: TaskRun, error: ErrorBody, by: string | null): void {
     task.avoid.add(by);
     this.recordMigration(task, null);
@@ -483,14 +365,7 @@ export class JobBook {
    */
   lost(ref: TaskRef, reason: string, by: string | null): void {
     const task = this.#tasks.get(ref.tid);
-    if (task?.quorum) {
-      if (task.state !== 'running' || !task.quorum.out.has(ref.attempt)) return;
-      if (++task.losses < MAX_LOSSES) return this.#replicaGone(task, ref.attempt, reason);
-      this.#cancelReplicas(task, 'its task ended');
-      task.error = { code: 'E_TASK_LOST', message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it` };
-      this.transition(task, 'failed');
-      return this.#finishIfComplete(task.job);
-    }
+    if (task?.quorum) return this.replication.lost(task, ref.attempt, reason);
     if (!task || task.state !== 'running' || task.attempt !== ref.attempt) return;
     this.#opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
     task.avoid.add(by);
@@ -548,7 +423,7 @@ export class JobBook {
       if (state !== 'cancelled') task.seq = ++tally.resultSeq;
     }
     this.#opts.writes.job(job);
-    if (task.quorum) this.#verifyLeftovers(job);
+    if (task.quorum) this.replication.verifyLeftovers(job);
     // A task that ends before running again elsewhere still had its migration.
     this.recordMigration(task, null);
     task.start.image = null;

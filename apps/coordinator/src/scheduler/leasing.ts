@@ -215,7 +215,7 @@ export class Leasing {
     const replica = task.state === 'running';
     book.transition(task, 'running');
     if (!replica) book.startDeadline(task);
-    if (task.quorum) book.replicaLeased(task, host.volunteerId, host.address);
+    if (task.quorum) book.replication.leased(task, host.volunteerId, host.address);
     host.assigned.set(task.tid, task.attempt);
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';

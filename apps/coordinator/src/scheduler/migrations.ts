@@ -32,7 +32,7 @@ export class Migrations {
       const task = this.#opts.book.runningOn(hostId, ref.tid, ref.attempt);
       if (!task || task.migration) continue;
       if (task.quorum) {
-        this.#opts.book.replicaReclaimed(task, ref.attempt);
+        this.#opts.book.replication.reclaimed(task, ref.attempt);
         continue;
       }
       const to = this.#opts.hosts.leastLoaded(hostId);
@@ -73,7 +73,7 @@ export class Migrations {
     if (task.quorum) {
       // its `migrating` went astray: a replica does not migrate all the same
       this.#images.forget(m.tid);
-      book.replicaReclaimed(task, m.attempt);
+      book.replication.reclaimed(task, m.attempt);
       return null;
     }
     let refused: ErrorBody | null = null;
