@@ -3,7 +3,7 @@ import { JobVm, type VmTask } from '@webpvm/task-sdk/vm';
 import type { Logger } from 'pino';
 import { type StoredJob, type StoredTask, type UnfinishedJob, emptyTally, taskUpdate } from '../store/store.ts';
 import type { HostRegistry } from './host-registry.ts';
-import { type JobRun, type RunState, TERMINAL, type TaskRun, countsOf, rootsOpen } from './model.ts';
+import { type JobRun, MAX_LOSSES, type RunState, TERMINAL, type TaskRun, countsOf, lostTooOften, rootsOpen } from './model.ts';
 import type { MigrationSink } from './ports.ts';
 import { Quorum } from './quorum.ts';
 import { Replication } from './replication.ts';
@@ -44,9 +44,6 @@ export const LEASE_FLOOR_MS = 60_000;
 const LEASE_FACTOR = 10;
 const UNOBSERVED_LEASE_MS = 30 * 60_000;
 
-/** Attempts a task may lose with their hosts before it fails: see `lost`. */
-const MAX_LOSSES = 10;
-
 /** The tasks a restart finds not ended: its pending roots and the tasks it holds in memory. */
 function* liveIndexes(pendingRoots: Uint32Array, tasks: readonly StoredTask[]): Iterable<number> {
   yield* pendingRoots;
@@ -77,7 +74,7 @@ export class JobBook {
   constructor(opts: JobBookOptions) {
     this.#opts = opts;
     const { hosts, log, now, dispatch, random } = opts;
-    this.replication = new Replication(this, { hosts, log, now, dispatch, maxLosses: MAX_LOSSES, ...(random ? { random } : {}) });
+    this.replication = new Replication(this, { hosts, log, now, dispatch, ...(random ? { random } : {}) });
   }
 
   /** A job in memory: unfinished, or finished and not stored yet. */
@@ -347,12 +344,8 @@ export class JobBook {
     }
     task.error = error;
     task.failures++;
-    if (task.failures < task.job.stored.options.maxAttempts) {
-      this.#retry(task);
-    } else {
-      this.transition(task, 'failed');
-      this.#finishIfComplete(task.job);
-    }
+    if (task.failures < task.job.stored.options.maxAttempts) this.#retry(task);
+    else this.fail(task, error);
   }
 
   /**
@@ -371,9 +364,7 @@ export class JobBook {
     task.avoid.add(by);
     this.recordMigration(task, null);
     if (++task.losses < MAX_LOSSES) return this.#retry(task);
-    task.error = { code: 'E_TASK_LOST', message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it` };
-    this.transition(task, 'failed');
-    this.#finishIfComplete(task.job);
+    this.fail(task, lostTooOften(task, reason));
   }
 
   #retry(task: TaskRun): void {

@@ -163,6 +163,19 @@ export interface HostRun {
   rateCount: number;
 }
 
+/**
+ * Attempts a task may lose with their hosts before it fails (job-book.ts `lost`, replication.ts
+ * `lost`): losses are the hosts' doing, but one that ends every tab it runs on must not go round
+ * the grid forever.
+ */
+export const MAX_LOSSES = 10;
+
+/** Why a task lost MAX_LOSSES times fails, the last time because of `reason`. */
+export const lostTooOften = (task: TaskRun, reason: string): ErrorBody => ({
+  code: 'E_TASK_LOST',
+  message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it`,
+});
+
 /** Between the event and the image: the task is still on the host it is leaving, and its messages wait here. */
 export function isLeaving(task: TaskRun): boolean {
   return task.migration !== null && !task.migration.left;

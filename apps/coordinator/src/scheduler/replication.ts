@@ -1,7 +1,7 @@
 import type { ErrorBody } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import type { HostRegistry } from './host-registry.ts';
-import { type JobRun, type TaskRun, rootsOpen } from './model.ts';
+import { type JobRun, MAX_LOSSES, type TaskRun, lostTooOften, rootsOpen } from './model.ts';
 import type { Ballot } from './quorum.ts';
 
 /** What replication needs of the job book (job-book.ts): ending tasks, and how long a lease lasts. */
@@ -19,8 +19,6 @@ export interface ReplicationOptions {
   dispatch: () => void;
   /** Draws spot checks of adaptive replication (Math.random). */
   random?: () => number;
-  /** Replicas a task may lose with their hosts before it fails (job-book.ts `lost`). */
-  maxLosses: number;
 }
 
 /**
@@ -98,8 +96,8 @@ export class Replication {
   /** A replica was lost with its host: another volunteer runs one; a task lost `maxLosses` times fails. */
   lost(task: TaskRun, attempt: number, reason: string): void {
     if (task.state !== 'running' || !task.quorum!.out.has(attempt)) return;
-    if (++task.losses < this.#opts.maxLosses) return this.#gone(task, attempt, reason);
-    this.#fail(task, { code: 'E_TASK_LOST', message: `lost with its host ${task.losses} times (last: ${reason}): it may end every tab that runs it` });
+    if (++task.losses < MAX_LOSSES) return this.#gone(task, attempt, reason);
+    this.#fail(task, lostTooOften(task, reason));
   }
 
   /** A replica's host was reclaimed by its owner: a replica does not migrate, another volunteer runs one afresh. */
