@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebpvmError } from '@webpvm/vm-protocol';
-import { LEASE_FLOOR_MS } from './scheduler/job-book.ts';
+import { LEASE_FLOOR_MS } from './scheduler/lease-deadlines.ts';
 
 export interface CoordinatorConfig {
   port: number;

@@ -42,14 +42,14 @@ export class HostReports {
       if (task.quorum) {
         const leasedAt = task.quorum.out.get(outcome.attempt);
         if (leasedAt === undefined) continue;
-        book.observe(task, leasedAt);
+        book.deadlines.observe(task, leasedAt);
         const { attempt, ok } = outcome;
         book.replication.ballot(task, { volunteerId: host?.volunteerId ?? null, attempt, ok, value: ok ? outcome.value : null, error: ok ? null : outcome.error });
         if (ok) done++;
         continue;
       }
       task.runs.delete(outcome.attempt);
-      if (outcome.attempt === task.attempt) book.observe(task, task.leasedAt);
+      if (outcome.attempt === task.attempt) book.deadlines.observe(task, task.leasedAt);
       task.lastSent = new Map((outcome.sent ?? []).map((s) => [s.to, s.seq]));
       if (outcome.ok) {
         done++;
@@ -93,7 +93,7 @@ export class HostReports {
   checkpoint(hostId: string, tid: string, attempt: number, checkpoint: Checkpoint): ErrorBody | null {
     const task = this.#opts.book.runningOn(hostId, tid, attempt);
     if (!task) return notRunningHere(tid, attempt);
-    this.#opts.book.alive(task);
+    this.#opts.book.deadlines.alive(task);
     // A replica's state is its volunteer's word: another replica must not start from it.
     if (task.quorum) return null;
     task.start = { checkpoint, image: null, imageAway: null };
@@ -106,7 +106,7 @@ export class HostReports {
     for (const { tid, attempt, fraction, messagesIn, messagesOut } of items) {
       const task = this.#opts.book.runningOn(hostId, tid, attempt);
       if (!task) continue;
-      this.#opts.book.alive(task);
+      this.#opts.book.deadlines.alive(task);
       task.job.progressSum += fraction - task.progress;
       task.progress = fraction;
       if (messagesIn !== undefined) task.messagesIn = messagesIn;

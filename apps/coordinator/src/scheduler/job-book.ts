@@ -6,6 +6,7 @@ import type { HostRegistry } from './host-registry.ts';
 import { type JobRun, MAX_LOSSES, type RunState, TERMINAL, type TaskRun, countsOf, lostTooOften, rootsOpen } from './model.ts';
 import type { MigrationSink } from './ports.ts';
 import { Quorum } from './quorum.ts';
+import { LeaseDeadlines } from './lease-deadlines.ts';
 import { Replication } from './replication.ts';
 import type { Agree } from './result-agreement.ts';
 import { TaskWindow } from './task-window.ts';
@@ -25,7 +26,7 @@ export interface JobBookOptions {
   pendingRoots: (jobId: string, from: number, until: number, limit: number) => Promise<StoredTask[]>;
   /** Root tasks waiting for their first attempt that a job holds in memory at most. */
   windowTasks: number;
-  /** The shortest lease of a bag task whose job sets no taskTimeoutMs: see `leaseLimit`. */
+  /** The shortest lease of a bag task whose job sets no taskTimeoutMs (lease-deadlines.ts). */
   leaseFloorMs: number;
   /** How two results of a replicated job's tasks agree (validators.ts). */
   agreement: (job: StoredJob) => Agree;
@@ -34,15 +35,6 @@ export interface JobBookOptions {
   /** Whether a trusted volunteer's replica is a spot check: drawn against the job's `spotCheck` (Math.random). */
   random?: () => number;
 }
-
-/**
- * A bag task's lease, when its job sets no taskTimeoutMs, lasts LEASE_FACTOR times what its job's
- * tasks take from lease to outcome lately, and LEASE_FLOOR_MS at least; before any outcome,
- * UNOBSERVED_LEASE_MS. Past it the attempt is lost (not failed) and runs elsewhere.
- */
-export const LEASE_FLOOR_MS = 60_000;
-const LEASE_FACTOR = 10;
-const UNOBSERVED_LEASE_MS = 30 * 60_000;
 
 /** The tasks a restart finds not ended: its pending roots and the tasks it holds in memory. */
 function* liveIndexes(pendingRoots: Uint32Array, tasks: readonly StoredTask[]): Iterable<number> {
@@ -64,17 +56,28 @@ export class JobBook {
   /** Jobs not finished: the only ones leasing looks at. */
   readonly active = new Set<JobRun>();
   readonly #tasks = new Map<string, TaskRun>();
-  /** Running attempts with a deadline: the job's taskTimeoutMs, or a bag task's lease. */
-  readonly #timed = new Set<TaskRun>();
   readonly #opts: JobBookOptions;
 
   /** Its replicated tasks' replicas, ballots and trust (replication.ts). */
   readonly replication: Replication;
+  /** Running attempts' deadlines and leases (lease-deadlines.ts). */
+  readonly deadlines: LeaseDeadlines;
 
   constructor(opts: JobBookOptions) {
     this.#opts = opts;
     const { hosts, log, now, dispatch, random } = opts;
-    this.replication = new Replication(this, { hosts, log, now, dispatch, ...(random ? { random } : {}) });
+    this.deadlines = new LeaseDeadlines({
+      now,
+      hosts,
+      floorMs: opts.leaseFloorMs,
+      actions: {
+        failed: (task, error, by) => this.failAttempt(task, error, by),
+        lost: (ref, reason, by) => this.lost(ref, reason, by),
+        replicas: (task, at) => this.replication.expire(task, at),
+        dispatch,
+      },
+    });
+    this.replication = new Replication(this, this.deadlines, { hosts, log, now, dispatch, ...(random ? { random } : {}) });
   }
 
   /** A job in memory: unfinished, or finished and not stored yet. */
@@ -185,7 +188,7 @@ export class JobBook {
           task.ranOn.add(task.hostId);
           job.ranOn.add(task.hostId);
           this.#opts.hosts.known(task.hostId).assigned.set(task.tid, task.attempt);
-          this.startDeadline(task);
+          this.deadlines.start(task);
         }
         if (task.quorum) this.replication.restored(task);
       }
@@ -243,75 +246,9 @@ export class JobBook {
     if (state === 'running') job.running++;
     task.progress = 0;
     task.state = state;
-    if (state !== 'running') {
-      task.deadline = null;
-      this.#timed.delete(task);
-    }
+    if (state !== 'running') this.deadlines.stop(task);
     this.#opts.writes.task(task);
     if (TERMINAL.has(state)) this.#ended(task, state as 'done' | 'failed' | 'cancelled');
-  }
-
-  /**
-   * The attempt just leased runs against a deadline: the job's taskTimeoutMs, else — for a bag
-   * task — its lease (`leaseLimit`). Tasks of a `main` job and spawned ones have none of their
-   * own: they wait on each other's messages for as long as a program needs.
-   */
-  startDeadline(task: TaskRun): void {
-    const now = this.#opts.now();
-    task.leasedAt = now;
-    task.aliveAt = now;
-    const { taskTimeoutMs, kind } = task.job.stored.options;
-    if (taskTimeoutMs === null && (kind !== 'bag' || task.spec.parent !== null)) return;
-    task.deadline = taskTimeoutMs === null ? null : now + taskTimeoutMs;
-    this.#timed.add(task);
-  }
-
-  /** How long a bag task's lease lasts, from its lease or the last sign of it alive. */
-  leaseLimit(job: JobRun): number {
-    const observed = job.leaseToOutcomeMs;
-    return observed === null ? Math.max(UNOBSERVED_LEASE_MS, this.#opts.leaseFloorMs) : Math.max(this.#opts.leaseFloorMs, LEASE_FACTOR * observed);
-  }
-
-  /** Its host showed the attempt alive (a checkpoint, progress): its lease runs on from now. */
-  alive(task: TaskRun): void {
-    task.aliveAt = this.#opts.now();
-  }
-
-  /** An outcome of the attempt leased at `leasedAt` came: the job's leases follow its tasks' times. */
-  observe(task: TaskRun, leasedAt: number): void {
-    const { job } = task;
-    if (job.stored.options.kind !== 'bag' || task.spec.parent !== null) return;
-    const ms = this.#opts.now() - leasedAt;
-    job.leaseToOutcomeMs = job.leaseToOutcomeMs === null ? ms : 0.9 * job.leaseToOutcomeMs + 0.1 * ms;
-  }
-
-  /**
-   * Attempts past their deadline are withdrawn from their hosts: past taskTimeoutMs the task
-   * failed; past its lease the host kept it too long — hoarded, or went quiet — and the attempt
-   * is lost, its volunteer given fewer leases.
-   */
-  expireDeadlines(): void {
-    const now = this.#opts.now();
-    for (const task of this.#timed) {
-      if (task.quorum) {
-        this.replication.expire(task, now);
-        continue;
-      }
-      const leaseOver = task.deadline === null && now - task.aliveAt > this.leaseLimit(task.job);
-      if (!leaseOver && (task.deadline === null || task.deadline > now)) continue;
-      const { hostId, attempt } = task;
-      const volunteerId = this.#opts.hosts.get(hostId)?.volunteerId ?? null;
-      if (hostId) this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], leaseOver ? 'lease expired' : 'deadline passed');
-      this.#opts.hosts.release(hostId, task.tid);
-      task.runs.delete(attempt);
-      if (!leaseOver) {
-        this.failAttempt(task, { code: 'E_TASK_TIMEOUT', message: `attempt ${attempt} exceeded ${task.job.stored.options.taskTimeoutMs} ms` }, volunteerId);
-        continue;
-      }
-      if (volunteerId) this.#opts.hosts.volunteers.dropped(volunteerId);
-      this.lost({ tid: task.tid, attempt }, `lease expired after ${Math.round((now - task.leasedAt) / 1000)} s`, volunteerId);
-    }
-    this.#opts.dispatch();
   }
 
   complete(task: TaskRun, value: unknown): void {

@@ -214,7 +214,7 @@ export class Leasing {
     task.runs.set(task.attempt, host.hostId);
     const replica = task.state === 'running';
     book.transition(task, 'running');
-    if (!replica) book.startDeadline(task);
+    if (!replica) book.deadlines.start(task);
     if (task.quorum) book.replication.leased(task, host.volunteerId, host.address);
     host.assigned.set(task.tid, task.attempt);
     job.stored.attempts++;

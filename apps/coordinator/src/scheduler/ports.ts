@@ -24,7 +24,7 @@ export interface SchedulerOptions {
   now?: () => number;
   /** Root tasks waiting for their first attempt that a job holds in memory at most (task-window.ts). */
   windowTasks?: number;
-  /** The shortest lease of a bag task whose job sets no taskTimeoutMs (job-book.ts `leaseLimit`). */
+  /** The shortest lease of a bag task whose job sets no taskTimeoutMs (lease-deadlines.ts). */
   leaseFloorMs?: number;
   /** Draws spot checks of adaptive replication (Math.random); tests fix it. */
   random?: () => number;

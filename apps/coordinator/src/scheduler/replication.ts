@@ -1,15 +1,15 @@
 import type { ErrorBody } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import type { HostRegistry } from './host-registry.ts';
+import type { LeaseDeadlines } from './lease-deadlines.ts';
 import { type JobRun, MAX_LOSSES, type TaskRun, lostTooOften, rootsOpen } from './model.ts';
 import type { Ballot } from './quorum.ts';
 
-/** What replication needs of the job book (job-book.ts): ending tasks, and how long a lease lasts. */
+/** What replication needs of the job book (job-book.ts): ending tasks. */
 export interface ReplicationBook {
   complete(task: TaskRun, value: unknown): void;
   /** The task fails for good with `error`. */
   fail(task: TaskRun, error: ErrorBody): void;
-  leaseLimit(job: JobRun): number;
 }
 
 export interface ReplicationOptions {
@@ -30,10 +30,12 @@ export interface ReplicationOptions {
  */
 export class Replication {
   readonly #book: ReplicationBook;
+  readonly #deadlines: LeaseDeadlines;
   readonly #opts: ReplicationOptions;
 
-  constructor(book: ReplicationBook, opts: ReplicationOptions) {
+  constructor(book: ReplicationBook, deadlines: LeaseDeadlines, opts: ReplicationOptions) {
     this.#book = book;
+    this.#deadlines = deadlines;
     this.#opts = opts;
   }
 
@@ -115,7 +117,7 @@ export class Replication {
     for (const [attempt, leasedAt] of [...task.quorum!.out]) {
       if (task.state !== 'running') return;
       const timedOut = taskTimeoutMs !== null && now - leasedAt > taskTimeoutMs;
-      if (!timedOut && (taskTimeoutMs !== null || now - Math.max(leasedAt, task.aliveAt) <= this.#book.leaseLimit(task.job))) continue;
+      if (!timedOut && (taskTimeoutMs !== null || now - Math.max(leasedAt, task.aliveAt) <= this.#deadlines.limit(task.job))) continue;
       const hostId = task.runs.get(attempt) ?? null;
       const volunteerId = this.#opts.hosts.get(hostId)?.volunteerId ?? null;
       this.#opts.hosts.sendCancel(hostId, [{ tid: task.tid, attempt }], timedOut ? 'deadline passed' : 'lease expired');

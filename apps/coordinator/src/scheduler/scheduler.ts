@@ -1,6 +1,7 @@
 import { HostRegistry } from './host-registry.ts';
 import { HostReports } from './host-reports.ts';
-import { JobBook, LEASE_FLOOR_MS } from './job-book.ts';
+import { JobBook } from './job-book.ts';
+import { LEASE_FLOOR_MS } from './lease-deadlines.ts';
 import { Leasing } from './leasing.ts';
 import { Migrations } from './migrations.ts';
 import type { SchedulerOptions } from './ports.ts';
@@ -81,6 +82,6 @@ export class Scheduler {
 
   /** Expires attempts past their deadline; called on a timer. */
   tick(): void {
-    this.jobs.expireDeadlines();
+    this.jobs.deadlines.expire();
   }
 }
