@@ -54,6 +54,7 @@ wss.on('connection', (socket) => {
           heartbeatMs: 5000,
           checkpointIntervalMs: 1000,
           peerId: 'h-peer',
+          peerToken: 't',
           iceServers: [],
         }),
       );

@@ -4,6 +4,7 @@ import { type Browser, type BrowserContext, type Page, expect } from '@playwrigh
 export interface HostSnapshot {
   connection: 'connecting' | 'connected' | 'offline';
   hostId: string | null;
+  peerId: string | null;
   slots: number;
   policy: string;
   running: { tid: string; attempt: number; progress: number }[];

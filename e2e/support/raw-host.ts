@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type CoordinatorMessage, PROTOCOL_VERSION, type TaskAssignment, decodeCoordinatorMessage, encode } from '@webpvm/vm-protocol';
+import { type CoordinatorMessage, type CoordinatorMessageOf, PROTOCOL_VERSION, type TaskAssignment, decodeCoordinatorMessage, encode } from '@webpvm/vm-protocol';
 import WebSocket from 'ws';
 
 /** What a hostile host does with the tasks it is given. */
@@ -25,6 +25,11 @@ export class RawHost {
     readonly misbehaviour: Misbehaviour,
     private readonly slots: number,
   ) {}
+
+  /** The coordinator's last welcome: this host's id, and its PeerJS id and token. */
+  get welcome(): CoordinatorMessageOf<'welcome'> | undefined {
+    return this.received.findLast((m): m is CoordinatorMessageOf<'welcome'> => m.type === 'welcome');
+  }
 
   static async connect(baseUrl: string, misbehaviour: Misbehaviour, slots = 4): Promise<RawHost> {
     const host = new RawHost(`${baseUrl.replace('http', 'ws')}/ws`, misbehaviour, slots);

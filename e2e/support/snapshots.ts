@@ -12,6 +12,8 @@ export interface MessageCounters {
   relayIn: number;
   channelsOpen: number;
   resentAfterBreak: number;
+  /** Frames refused for coming from a peer the coordinator did not name for their task. */
+  forged: number;
 }
 
 /** The message counters of several tabs, added up. */
@@ -19,7 +21,7 @@ export async function totalCounters(tabs: HostTab[]): Promise<MessageCounters> {
   const all = await Promise.all(
     tabs.map((t) => t.page.evaluate(() => (globalThis as unknown as { __webpvmHost: { snapshot(): { messages: MessageCounters } } }).__webpvmHost.snapshot().messages)),
   );
-  const sum = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, channelsOpen: 0, resentAfterBreak: 0 };
+  const sum = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, channelsOpen: 0, resentAfterBreak: 0, forged: 0 };
   for (const c of all) for (const key of Object.keys(sum) as (keyof MessageCounters)[]) sum[key] += c[key];
   return sum;
 }

@@ -73,7 +73,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     webRoot: config.webRoot,
     connectedHosts: () => gateway.connectedHosts,
   });
-  const peers = mountPeerServer(app.server, (peerId) => gateway.isIssuedPeerId(peerId));
+  const peers = mountPeerServer(app.server, (peerId, token) => gateway.isIssuedPeerId(peerId, token));
   app.server.on('upgrade', (request, socket, head) => {
     const path = new URL(request.url ?? '/', 'http://x').pathname;
     if (path === '/ws') gateway.handleUpgrade(request, socket, head);

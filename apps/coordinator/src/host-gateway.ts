@@ -55,6 +55,8 @@ class HostConnection implements HostLink {
   greeted = false;
   /** Issued with the welcome; the PeerServer accepts only ids of connected hosts. */
   peerId: string | null = null;
+  /** The PeerServer takes `peerId` only with this: learning a peer id (from `locate`) is not enough to take it up. */
+  peerToken: string | null = null;
   lastSeen = Date.now();
   badFrames = 0;
   windowStart = Date.now();
@@ -110,9 +112,9 @@ export class HostGateway {
     this.wss.handleUpgrade(request, socket, head, (ws) => this.accept(ws, address));
   }
 
-  /** Whether a PeerJS client may take this id: only a host connected here holds one. */
-  isIssuedPeerId(peerId: string): boolean {
-    return [...this.connections].some((c) => c.peerId === peerId);
+  /** Whether a PeerJS client may take this id: only the host connected here that was issued it, with its token. */
+  isIssuedPeerId(peerId: string, token: string): boolean {
+    return [...this.connections].some((c) => c.peerId === peerId && c.peerToken !== null && safeEqual(c.peerToken, token));
   }
 
   get connectedHosts(): number {
@@ -226,6 +228,7 @@ export class HostGateway {
       conn.hostId = identity.hostId;
       limitFrames(conn.socket, HOST_FRAME_BYTES);
       conn.peerId = `${identity.hostId}-${randomBytes(6).toString('hex')}`;
+      conn.peerToken = randomBytes(16).toString('hex');
       for (const other of this.connections) {
         if (other !== conn && other.hostId === identity.hostId) other.socket.close(4000, 'replaced by a newer connection');
       }
@@ -252,6 +255,7 @@ export class HostGateway {
         heartbeatMs: this.opts.heartbeatMs,
         checkpointIntervalMs: this.opts.checkpointIntervalMs,
         peerId: conn.peerId,
+        peerToken: conn.peerToken,
         iceServers: this.opts.iceServers,
       });
       this.opts.log.info({ host: identity.hostId, volunteer: volunteerId, slots: m.slots, known: identity.known }, 'host connected');

@@ -10,9 +10,10 @@ export const PEERJS_SOCKET_PATH = '/peerjs/peerjs';
 /**
  * The coordinator's own PeerServer, which signals WebRTC data channels between hosts. Its
  * WebSocket shares the coordinator's port; an upgrade is accepted only for a peer id the
- * coordinator issued to a host connected right now, so no one else can use it as a relay.
+ * coordinator issued to a host connected right now, with the token issued with it, so no one else
+ * can use it as a relay or take up another host's id while that host's signalling is away.
  */
-export function mountPeerServer(server: Server, isIssued: (peerId: string) => boolean) {
+export function mountPeerServer(server: Server, isIssued: (peerId: string, token: string) => boolean) {
   let wss: WebSocketServer | null = null;
   const app = express();
   app.use(
@@ -24,8 +25,9 @@ export function mountPeerServer(server: Server, isIssued: (peerId: string) => bo
   );
   return {
     handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-      const id = new URL(request.url ?? '/', 'http://x').searchParams.get('id');
-      if (!wss || !id || !isIssued(id)) {
+      const query = new URL(request.url ?? '/', 'http://x').searchParams;
+      const [id, token] = [query.get('id'), query.get('token')];
+      if (!wss || !id || !token || !isIssued(id, token)) {
         socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\n\r\n', () => socket.destroy());
         return;
       }

@@ -122,4 +122,25 @@ describe('the host gateway', () => {
     await expect.poll(() => refused(url, 'log lines per second')).toBeGreaterThanOrEqual(50);
     host.socket.close();
   });
+
+  it('lets a PeerJS client take up a host’s peer id only with the token issued with it', async () => {
+    const { url } = await coordinator();
+    const host = await rawHost(url);
+    host.socket.send(hello('p'.repeat(43)));
+    await expect.poll(() => host.frames.find((f) => f.type === 'welcome')).toBeTruthy();
+    const { peerId, peerToken } = host.frames.find((f) => f.type === 'welcome') as unknown as { peerId: string; peerToken: string };
+    const signal = (id: string, token: string) =>
+      new Promise<number>((resolve) => {
+        const socket = new WebSocket(`${url.replace('http', 'ws')}/peerjs/peerjs?key=peerjs&id=${id}&token=${token}`);
+        socket.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+        socket.once('open', () => {
+          socket.close();
+          resolve(101);
+        });
+      });
+    expect(await signal(peerId, 'someone-else')).toBe(401);
+    expect(await signal('not-issued', peerToken)).toBe(401);
+    expect(await signal(peerId, peerToken)).toBe(101);
+    host.socket.close();
+  });
 });

@@ -150,6 +150,8 @@ describe('scheduler migration', () => {
     scheduler.hosts.setSlots('ha', 0);
     scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
     expect(a.sent.filter((m) => m.type === 'destination')).toEqual([{ type: 'destination', tid: 'job1.0', attempt: attempt + 1, peerId: 'hb-peer' }]);
+    // the destination hears first which peer the image comes from: it takes pieces from no other
+    expect(b.sent.filter((m) => m.type === 'image-coming')).toEqual([{ type: 'image-coming', tid: 'job1.0', attempt: attempt + 1, peerId: 'ha-peer' }]);
     scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
     const moved = b.assigned().find((t) => t.tid === 'job1.0')!;

@@ -532,6 +532,17 @@ describe('scheduler services for message passing', () => {
     expect(scheduler.relay.relay(holder, 'msg', 'job1.0', 'job2.0', 'job2.0', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
     expect(scheduler.relay.relay(other, 'msg', 'job1.0', 'job1.1', 'job1.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');
     expect(scheduler.relay.relay(holder, 'msg', 'job1.0', 'job1.0', 'job1.0', new Uint8Array(1))).toBeNull();
+    // a host that runs another task of the job speaks neither for the sender nor for the receiver
+    scheduler.jobs.submit(SubmitJobRequest.parse({ program: 'x', inputs: [1, 2, 3] }), 'p', 'o', 'job3');
+    await settle();
+    const routes = scheduler.relay.locate(['job3.0', 'job3.1', 'job3.2']);
+    const lone = routes.find((r) => routes.filter((o) => o.hostId === r.hostId).length === 1)!;
+    const [from, to] = routes.filter((r) => r !== lone).map((r) => r.tid) as [string, string];
+    expect(scheduler.relay.relay(lone.hostId!, 'msg', from, to, to, new Uint8Array(1))).toMatchObject({ code: 'E_FORBIDDEN', message: `this host never ran ${from} or ${to}` });
+    expect(scheduler.relay.relay(lone.hostId!, 'ack', to, from, to, new Uint8Array(1))).toMatchObject({ code: 'E_FORBIDDEN' });
+    // its own task's message, and one for its own task handed on, go through
+    expect(scheduler.relay.relay(lone.hostId!, 'msg', lone.tid, to, to, new Uint8Array(1))).toBeNull();
+    expect(scheduler.relay.relay(lone.hostId!, 'msg', from, lone.tid, lone.tid, new Uint8Array(1))).toBeNull();
     // an acknowledgement for a task of a job the scheduler forgot is dropped; a message for one is not the host's to send
     expect(scheduler.relay.relay(holder, 'ack', 'job9.0', 'job9.1', 'job9.0', new Uint8Array(1))).toBeNull();
     expect(scheduler.relay.relay(holder, 'msg', 'job9.0', 'job9.1', 'job9.1', new Uint8Array(1))?.code).toBe('E_FORBIDDEN');

@@ -65,6 +65,7 @@ describe('HostRuntime messaging', () => {
       relayIn: 0,
       channelsOpen: 0,
       resentAfterBreak: 0,
+      forged: 0,
     });
 
     host.workers[0]!.emit({ type: 'done', tid: 'joba.0', ok: true, value: 'x' });

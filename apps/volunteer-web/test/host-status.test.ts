@@ -1,12 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostStatus, type HostReadings } from '../src/host/host-status.ts';
 
-const counters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, resentAfterBreak: 0, channelsOpen: 0 };
+const counters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, resentAfterBreak: 0, forged: 0, channelsOpen: 0 };
 
 function setup() {
   const readings: HostReadings = {
     connection: 'connecting',
     hostId: null,
+    peerId: null,
     slots: 2,
     policy: 'idle',
     running: [],
@@ -37,6 +38,7 @@ describe('HostStatus', () => {
     expect(t.status.snapshot()).toEqual({
       connection: 'connected',
       hostId: null,
+      peerId: null,
       slots: 2,
       policy: 'idle',
       running: [],

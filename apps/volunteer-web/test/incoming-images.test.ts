@@ -24,12 +24,11 @@ function setup() {
     ready: (t) => ready.push(t),
     fail: (o) => failed.push(o),
   });
-  const receive = (image: Uint8Array, tid = 'joba.0', attempt = 2) => {
-    for (const frame of imageParts(tid, attempt, image)) {
+  const receive = (image: Uint8Array, tid = 'joba.0', attempt = 2, fromPeer: string | null = null) =>
+    imageParts(tid, attempt, image).map((frame) => {
       const part = partOf(frame)!;
-      incoming.part(part.header, part.piece);
-    }
-  };
+      return incoming.part(part.header, part.piece, fromPeer);
+    });
   return { incoming, sent, ready, failed, receive };
 }
 
@@ -47,6 +46,20 @@ describe('IncomingImages', () => {
     t.incoming.started({ tid: 'joba.0', attempt: 2 });
     t.incoming.started({ tid: 'joba.0', attempt: 2 });
     expect(t.sent).toEqual([{ type: 'resumed', tid: 'joba.0', attempt: 2 }]);
+  });
+
+  it('takes pieces over a data channel only from the peer the coordinator announced for that attempt', () => {
+    const t = setup();
+    expect(t.receive(bytes, 'joba.0', 2, 'peer-x')).toEqual([false]);
+    t.incoming.expect({ tid: 'joba.0', attempt: 2, peerId: 'peer-a' });
+    expect(t.receive(bytes, 'joba.0', 2, 'peer-x')).toEqual([false]);
+    expect(t.receive(bytes, 'joba.0', 3, 'peer-a')).toEqual([false]);
+    expect(t.incoming.take(task)).toBeNull();
+    expect(t.receive(bytes, 'joba.0', 2, 'peer-a')).toEqual([true]);
+    expect(t.ready).toEqual([task]);
+    expect(t.incoming.take(task)).toMatchObject({ tid: 'joba.0' });
+    // the announcement is spent with the image: the same pieces again are dropped
+    expect(t.receive(bytes, 'joba.0', 2, 'peer-a')).toEqual([false]);
   });
 
   it('waits 5 s for an image still on its way, asks for it through the coordinator, then gives up 5 s later', () => {
@@ -119,8 +132,8 @@ describe('IncomingImages', () => {
     expect(t.incoming.take(task)).toBeNull();
     const [first] = imageParts('joba.2', 2, new Uint8Array(LIMITS.imagePartBytes + 1));
     const part = partOf(first!)!;
-    t.incoming.part(part.header, part.piece);
-    t.incoming.part({ ...part.header, index: 1, count: 3 }, part.piece);
+    t.incoming.part(part.header, part.piece, null);
+    t.incoming.part({ ...part.header, index: 1, count: 3 }, part.piece, null);
     expect(warn).toHaveBeenCalledOnce();
     warn.mockRestore();
   });

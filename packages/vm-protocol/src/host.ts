@@ -5,7 +5,7 @@ import { LIMITS } from './limits.ts';
 import { Attempt, Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 const Fraction = z.number().min(0).max(1);
 
@@ -172,6 +172,8 @@ export const WelcomeMsg = z.object({
   checkpointIntervalMs: z.number().int().nonnegative(),
   /** This host's id on the coordinator's PeerServer (`/peerjs`), issued to connected hosts only. */
   peerId: z.string().max(LIMITS.idChars),
+  /** The PeerServer takes `peerId` only with this token: a page that learns the id cannot take it up. */
+  peerToken: z.string().max(LIMITS.idChars),
   /** RTCIceServer entries (STUN/TURN) for data channels; empty on a local network. */
   iceServers: z.array(z.record(z.string(), z.unknown())).max(16),
 });
@@ -224,6 +226,17 @@ export const DestinationMsg = z.object({
   peerId: z.string().max(LIMITS.idChars).nullable(),
 });
 
+/**
+ * The image of attempt `attempt` of `tid` may come to this host straight from the host at
+ * `peerId`, over a data channel: pieces of it from any other peer are dropped.
+ */
+export const ImageComingMsg = z.object({
+  type: z.literal('image-coming'),
+  tid: Tid,
+  attempt: Attempt,
+  peerId: z.string().max(LIMITS.idChars),
+});
+
 /** Send the image kept for `tid` again, through the coordinator, as the parts of attempt `attempt`. */
 export const SendImageMsg = z.object({ type: z.literal('send-image'), tid: Tid, attempt: Attempt });
 
@@ -256,6 +269,7 @@ export const CoordinatorMessage = z.union([
   MigrateMsg,
   PeerGoneMsg,
   DestinationMsg,
+  ImageComingMsg,
   SendImageMsg,
   LaneMsg,
   LaneRefusedMsg,

@@ -37,8 +37,12 @@ export class Migrations {
       }
       const to = this.#opts.hosts.leastLoaded(hostId);
       task.migration = this.#newMigration(reason, hostId, to?.hostId ?? null);
-      // The image may go straight there, host to host, as the parts of the attempt it will run as.
-      this.#opts.hosts.send(hostId, { type: 'destination', tid: task.tid, attempt: task.attempt + 1, peerId: to?.peerId ?? null });
+      // The image may go straight there, host to host, as the parts of the attempt it will run as;
+      // the destination hears first which peer it comes from, and takes its pieces from no other.
+      const fromPeer = this.#opts.hosts.get(hostId)?.peerId ?? null;
+      const direct = to?.peerId && fromPeer ? to : null;
+      if (direct && fromPeer) this.#opts.hosts.send(direct.hostId, { type: 'image-coming', tid: task.tid, attempt: task.attempt + 1, peerId: fromPeer });
+      this.#opts.hosts.send(hostId, { type: 'destination', tid: task.tid, attempt: task.attempt + 1, peerId: direct?.peerId ?? null });
     }
   }
 

@@ -68,20 +68,24 @@ export class RelayPolicy {
   }
 
   /**
-   * A message envelope a host relays. The host must hold a task of the same job as both ends
-   * (the sender, or the receiver when it bounces a message that reached it by a stale route).
+   * A message envelope a host relays, in the name of `from` (for an acknowledgement, the task it
+   * acknowledges for is `to`). The host must have run one end: the sender — maybe moved since, a
+   * re-send after a broken channel — or the receiver, when it hands on a message that reached it
+   * by a stale route. A sender that has ended is no longer known here: then a host that ran a task
+   * of the job counts.
    */
   relay(hostId: string, kind: 'msg' | 'ack', from: string, to: string, destination: string, bytes: Uint8Array): ErrorBody | null {
     const { book, hosts } = this.#opts;
     if (jobOf(from) !== jobOf(to)) return { code: 'E_FORBIDDEN', message: `${from} may not address ${to}: another job` };
     // A receiver acknowledges what it read as it ends: when that ended the job, nobody waits for it.
     if (kind === 'ack' && !book.task(destination)) return null;
-    // The sender may have ended or moved since (a re-send after a broken channel), or the receiver
-    // may have moved away from this host (a late message handed on): a host that ran a task of the job counts.
-    const holds =
-      book.job(jobOf(from))?.ranOn.has(hostId) ||
-      [...(hosts.get(hostId)?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
-    if (!holds) return { code: 'E_FORBIDDEN', message: `this host runs no task of job ${jobOf(from)}` };
+    const sender = book.task(from);
+    const ranAnEnd = sender?.ranOn.has(hostId) || book.task(to)?.ranOn.has(hostId);
+    const ranTheJob = () =>
+      book.job(jobOf(from))?.ranOn.has(hostId) || [...(hosts.get(hostId)?.assigned.keys() ?? [])].some((tid) => jobOf(tid) === jobOf(from));
+    if (!ranAnEnd && (sender || !ranTheJob())) {
+      return { code: 'E_FORBIDDEN', message: sender ? `this host never ran ${from} or ${to}` : `this host runs no task of job ${jobOf(from)}` };
+    }
     if (!this.router.route(destination, bytes)) {
       return { code: 'E_TOO_LARGE', message: "the coordinator holds too many messages for tasks not started yet, of this job or of all" };
     }

@@ -37,6 +37,7 @@ export interface LinkEvents {
   migrate(message: CoordinatorMessageOf<'migrate'>): void;
   peerGone(message: CoordinatorMessageOf<'peer-gone'>): void;
   destination(message: CoordinatorMessageOf<'destination'>): void;
+  imageComing(message: CoordinatorMessageOf<'image-coming'>): void;
   sendImage(message: CoordinatorMessageOf<'send-image'>): void;
   lane(message: CoordinatorMessageOf<'lane'>): void;
   laneRefused(message: CoordinatorMessageOf<'lane-refused'>): void;
@@ -99,6 +100,7 @@ export class CoordinatorLink {
     migrate: (m) => this.#options.events.migrate(m),
     'peer-gone': (m) => this.#options.events.peerGone(m),
     destination: (m) => this.#options.events.destination(m),
+    'image-coming': (m) => this.#options.events.imageComing(m),
     'send-image': (m) => this.#options.events.sendImage(m),
     lane: (m) => this.#options.events.lane(m),
     'lane-refused': (m) => this.#options.events.laneRefused(m),

@@ -124,7 +124,7 @@ export class HostRuntime {
       waitsForImage: (tid) => this.#incoming.waitsFor(tid),
       send,
       relay: (bytes) => this.#outbox.send(bytes),
-      part: (header, bytes) => this.#incoming.part(header, bytes),
+      part: (header, bytes, fromPeer) => this.#incoming.part(header, bytes, fromPeer),
       countIn: (ref, count) => this.#progress.countIn(ref, count),
       changed: () => this.#status.changed(),
       clock,
@@ -158,6 +158,7 @@ export class HostRuntime {
         migrate: (m) => this.#evacuate(new Set(m.tasks.map((t) => t.tid)), 'order', FREEZE_GRACE_MS),
         peerGone: (m) => this.#messaging.peerGone(m.peerId),
         destination: (m) => this.#outgoing.destination(m),
+        imageComing: (m) => this.#incoming.expect(m),
         sendImage: (m) => this.#outgoing.sendAgain(m),
         relay: (bytes) => {
           this.#messaging.router.receive(bytes, null);
@@ -171,6 +172,7 @@ export class HostRuntime {
     this.#status = new HostStatus(() => ({
       connection: this.#link.state,
       hostId: this.#link.hostId,
+      peerId: this.#messaging.peerId,
       slots: this.#options.slots,
       policy: this.#options.policy,
       running: this.#pool.running(),

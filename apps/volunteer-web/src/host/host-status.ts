@@ -7,6 +7,8 @@ import type { RunningTaskView } from './slot-pool.ts';
 export interface HostSnapshot {
   connection: ConnectionState;
   hostId: string | null;
+  /** Its id on the coordinator's PeerServer: null before a welcome, or with `?p2p=off`. */
+  peerId: string | null;
   slots: number;
   policy: string;
   running: RunningTaskView[];
@@ -114,6 +116,7 @@ export class HostStatus {
     return {
       connection: read.connection,
       hostId: read.hostId,
+      peerId: read.peerId,
       slots: read.slots,
       policy: read.policy,
       running: read.running,

@@ -4,6 +4,8 @@ import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
 const IMAGE_WAIT_MS = 5_000;
+/** Announced images remembered at once: each is dropped when its task starts or goes, so this is only a bound. */
+const ANNOUNCED_REMEMBERED = 1024;
 
 export interface IncomingImagesOptions {
   /** To the coordinator, in order with the page's other frames that must reach it (coordinator-outbox.ts). */
@@ -26,6 +28,8 @@ export class IncomingImages {
   #images = new ImageAssembly(LIMITS.imageBytes * 2);
   /** Assignments whose image is still on its way over a data channel, by `tid#attempt`. */
   #awaiting = new Map<string, { task: TaskAssignment; timer: Timer; asked: boolean }>();
+  /** Per `tid#attempt`, the peer its image may come from over a data channel (`image-coming`). */
+  #announced = new Map<string, string>();
   /** Tasks that arrived with an image and have not told the coordinator they run again. */
   #arriving = new Set<string>();
   #clock: Clock;
@@ -35,12 +39,26 @@ export class IncomingImages {
     this.#clock = options.clock ?? systemClock;
   }
 
-  /** A piece of a migrating task's image, from the coordinator or from another host. */
-  part(header: ImagePartHeader, bytes: Uint8Array): void {
+  /**
+   * The coordinator named the peer the image of `tid`'s attempt may come from: the only one whose
+   * pieces of it are taken over a data channel.
+   */
+  expect({ tid, attempt, peerId }: { tid: string; attempt: number; peerId: string }): void {
+    if (this.#announced.size >= ANNOUNCED_REMEMBERED) this.#announced.delete(this.#announced.keys().next().value!);
+    this.#announced.set(`${tid}#${attempt}`, peerId);
+  }
+
+  /**
+   * A piece of a migrating task's image, from the coordinator (`fromPeer` null) or from another
+   * host; false when no image of that attempt was announced from that peer, and it is dropped.
+   */
+  part(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean {
+    if (fromPeer !== null && this.#announced.get(`${header.tid}#${header.attempt}`) !== fromPeer) return false;
     const problem = this.#images.add(header, bytes);
     if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
     const waiting = this.#awaiting.get(`${header.tid}#${header.attempt}`);
     if (waiting && header.index === header.count - 1) this.#options.ready(waiting.task);
+    return true;
   }
 
   /**
@@ -58,6 +76,7 @@ export class IncomingImages {
     const waited = this.#awaiting.get(key);
     if (waited) this.#clock.clear(waited.timer);
     this.#awaiting.delete(key);
+    this.#announced.delete(key);
     const decoded = bytes.byteLength === task.imageBytes ? decodeImage(bytes) : null;
     if (!decoded?.ok) {
       const message = decoded ? decoded.error.message : `its image is ${bytes.byteLength} bytes, not ${task.imageBytes}`;
@@ -94,6 +113,7 @@ export class IncomingImages {
    */
   forget(tid: string): void {
     this.#images.forget(tid);
+    for (const key of this.#announced.keys()) if (key.startsWith(`${tid}#`)) this.#announced.delete(key);
     this.#arriving.delete(tid);
   }
 

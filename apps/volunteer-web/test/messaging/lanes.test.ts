@@ -24,7 +24,7 @@ class FakeCarrier implements LaneCarrier {
   }
 }
 
-function page({ running = ['joba.1', 'joba.2'], now = 0 } = {}) {
+function page({ running = ['joba.1', 'joba.2'], now = 0, speaksFor = (() => true) as (tid: string, peerId: string) => boolean } = {}) {
   const given: { way: 'out' | 'in'; pair: LanePair; id: number }[] = [];
   const gone: LanePair[] = [];
   let clock = now;
@@ -33,6 +33,7 @@ function page({ running = ['joba.1', 'joba.2'], now = 0 } = {}) {
     carrier: (peerId) => carriers.get(peerId) ?? null,
     giveOut: (pair, end) => running.includes(pair.from) && given.push({ way: 'out', pair, id: (end as FakeLaneEnd).id }) > 0,
     giveIn: (pair, end) => running.includes(pair.to) && given.push({ way: 'in', pair, id: (end as FakeLaneEnd).id }) > 0,
+    checkSender: (tid, carrier, admit, refuse) => (speaksFor(tid, carrier.remotePeerId) ? admit() : refuse()),
     gone: (pair) => gone.push(pair),
     now: () => clock,
   });
@@ -120,6 +121,16 @@ describe('Lanes, on the receiver’s page', () => {
 
     p.lanes.taskGone('joba.7');
     expect(fromA.sent.at(-1)).toEqual({ op: 'gone', id: 2 });
+    expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBeNull();
+  });
+
+  it('refuses a lane asked for in the name of a task the coordinator does not place at the asking peer, and makes no end', () => {
+    const p = page({ running: ['joba.7'], speaksFor: (tid, peerId) => tid === 'joba.1' && peerId === 'peer-a' });
+    const fromC = p.carrier('peer-c', false);
+    p.lanes.control(fromC, laneControlBytes({ op: 'open', id: 2, from: 'joba.1', to: 'joba.7' }));
+    expect(fromC.sent).toEqual([{ op: 'refused', id: 2 }]);
+    expect(fromC.ends).toEqual([]);
+    expect(p.given).toEqual([]);
     expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBeNull();
   });
 });

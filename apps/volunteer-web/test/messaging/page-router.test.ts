@@ -11,7 +11,7 @@ import { settle } from '../support/timing.ts';
 const msg = (from: string, to: string, seq: number, data: unknown = seq): SealedMessage => sealMessage({ from, to, tag: 1, seq, data });
 const seqsOf = (headers: EnvelopeHeader[]) => headers.map(describeHeader);
 
-function setup({ p2p = true, held = [] as string[] } = {}) {
+function setup({ p2p = true, held = [] as string[], now = (() => 0) as () => number } = {}) {
   const holds = new Set(held);
   const delivered: { tid: string; messages: DeliveredMessage[] }[] = [];
   const inbox = new Inboxes({
@@ -25,7 +25,7 @@ function setup({ p2p = true, held = [] as string[] } = {}) {
   const relayed: Uint8Array[] = [];
   const located: string[][] = [];
   const links = p2p ? new FakeLinks() : null;
-  const router = new PageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now: () => 0, part: () => undefined });
+  const router = new PageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now, part: () => true });
   const relayedSeqs = () => relayed.map(describeEnvelope);
   const deliveredSeqs = (tid: string) => delivered.filter((d) => d.tid === tid).flatMap((d) => d.messages.map((m) => `${m.from}:${m.seq}`));
   return { router, inbox, holds, delivered, relayed, located, links: links!, relayedSeqs, deliveredSeqs };
@@ -128,6 +128,7 @@ describe('PageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
     t.router.receive(msg('joba.1', 'joba.2', 2).envelope, link);
     t.router.receive(msg('joba.1', 'joba.2', 1).envelope, null);
     t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
@@ -146,6 +147,7 @@ describe('PageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
     for (let seq = 1; seq <= 64; seq++) t.router.receive(msg('joba.1', 'joba.2', seq).envelope, link);
     await settle();
     expect(link.sent.map((s) => s.header)).toEqual([{ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 64 }]);
@@ -157,6 +159,7 @@ describe('PageRouter', () => {
     const t = setup({ held: ['joba.2'] });
     const accept = vi.spyOn(t.inbox, 'accept');
     const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
     // The data refers to a byte segment the envelope does not have.
     const undecodable = (seq: number) => encodeEnvelope({ type: 'msg', from: 'joba.1', to: 'joba.2', tag: 1, seq, data: { $wpvm: 'Uint8Array', b: 3 }, sizes: [] });
     const overChannel = msg('joba.1', 'joba.2', 1, new Float64Array([1, 2])).envelope;
@@ -183,6 +186,7 @@ describe('PageRouter', () => {
   it('sends a message for a task it does not hold back where it came from', async () => {
     const t = setup({ held: [] });
     const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
     t.router.receive(msg('joba.1', 'joba.2', 7).envelope, link);
     expect(link.sent).toEqual([{ kind: FrameKind.bounce, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 7 } }]);
     const bytes = msg('joba.1', 'joba.2', 8).envelope;
@@ -200,6 +204,7 @@ describe('PageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
     t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
     t.holds.delete('joba.2');
     t.inbox.close('joba.2');
@@ -211,6 +216,7 @@ describe('PageRouter', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'] });
     const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
     t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
     await settle();
     t.holds.delete('joba.2');
@@ -228,6 +234,99 @@ describe('PageRouter', () => {
   });
 });
 
+describe('PageRouter and frames in another task’s name', () => {
+  const dataOf = (t: ReturnType<typeof setup>, tid: string) => t.delivered.filter((d) => d.tid === tid).flatMap((d) => d.messages.map((m) => unsealMessage(m.envelope)!.data));
+
+  it('holds a channel’s message until the coordinator says where its sender runs: delivered from that peer, bounced and counted from any other', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'], now: () => Date.now() });
+    const real = new FakeLink('peer-a');
+    const forger = new FakeLink('peer-x');
+    t.router.receive(msg('joba.1', 'joba.2', 1, 'forged').envelope, forger);
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, real);
+    t.router.receive(msg('joba.1', 'joba.2', 2).envelope, real);
+    await settle();
+    expect(t.delivered).toEqual([]);
+    expect(t.located).toEqual([['joba.1']]);
+
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
+    await settle();
+    expect(dataOf(t, 'joba.2')).toEqual([1, 2]);
+    expect(forger.sent).toEqual([{ kind: FrameKind.bounce, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 } }]);
+    expect(t.router.counters).toMatchObject({ channelIn: 2, forged: 1 });
+
+    // known now: the real peer's go straight through, the forger's wait for the next answer, asked a second later
+    t.router.receive(msg('joba.1', 'joba.2', 3, 'forged').envelope, forger);
+    t.router.receive(msg('joba.1', 'joba.2', 3).envelope, real);
+    await settle();
+    expect(dataOf(t, 'joba.2')).toEqual([1, 2, 3]);
+    expect(t.located).toEqual([['joba.1']]);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(t.located).toEqual([['joba.1'], ['joba.1']]);
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
+    expect(t.router.counters).toMatchObject({ channelIn: 3, forged: 2 });
+  });
+
+  it('follows the task when it moves: its old peer no longer speaks for it', async () => {
+    const t = setup({ held: ['joba.2'] });
+    const before = new FakeLink('peer-a');
+    const after = new FakeLink('peer-b');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, before);
+    t.router.receive(msg('joba.1', 'joba.2', 2).envelope, after);
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-b' }]);
+    t.router.receive(msg('joba.1', 'joba.2', 3, 'late').envelope, before);
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-b' }]);
+    await settle();
+    expect(dataOf(t, 'joba.2')).toEqual([1, 2]);
+    expect(t.router.counters.forged).toBe(1);
+  });
+
+  it('keeps its copies when an acknowledgement comes in the name of a task at another peer', () => {
+    const t = setup({ held: ['joba.1'] });
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
+    const link = t.links.opened('peer-b');
+    t.router.send(msg('joba.1', 'joba.2', 1));
+    t.router.send(msg('joba.1', 'joba.2', 2));
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 2 }), new FakeLink('peer-x'));
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
+    expect(t.router.counters.forged).toBe(1);
+    t.links.links.delete('peer-b');
+    t.router.linkBroken(link);
+    expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:1', 'joba.1>joba.2:2']);
+  });
+
+  it('drops an exit notification that comes over a channel: only the coordinator sends those', async () => {
+    const t = setup({ held: ['joba.2'] });
+    const link = new FakeLink('peer-a');
+    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
+    t.router.receive(sealMessage({ from: 'joba.1', to: 'joba.2', tag: 9, seq: 0, after: 0, data: { tid: 'joba.1', ok: false } }).envelope, link);
+    await settle();
+    expect(t.delivered).toEqual([]);
+    expect(t.router.counters.forged).toBe(1);
+  });
+
+  it('refuses what waited 10 s with no answer, asking again every second, and drops silently what came from a channel that broke', async () => {
+    vi.useFakeTimers();
+    const t = setup({ held: ['joba.2'], now: () => Date.now() });
+    const link = new FakeLink('peer-a');
+    const broken = new FakeLink('peer-b');
+    t.router.receive(msg('joba.1', 'joba.2', 1).envelope, link);
+    t.router.receive(msg('joba.3', 'joba.2', 1).envelope, broken);
+    t.router.linkBroken(broken);
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(t.located).toHaveLength(10);
+    expect(link.sent).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(link.sent).toEqual([{ kind: FrameKind.bounce, header: { type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 } }]);
+    t.router.onRoutes([{ tid: 'joba.3', peerId: 'peer-b' }]);
+    await settle();
+    expect(t.delivered).toEqual([]);
+    expect(broken.sent).toEqual([]);
+    expect(t.router.counters.forged).toBe(1);
+  });
+});
+
 describe('PageRouter and lanes', () => {
   const laneSent = (router: PageRouter, m: SealedMessage, carrier: DataLink | null) => router.laneSent(m, m.envelope, carrier);
 
@@ -235,6 +334,7 @@ describe('PageRouter and lanes', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.1'] });
     const carrier = t.links.opened('peer-b');
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
     for (const seq of [1, 2, 3, 4]) laneSent(t.router, msg('joba.1', 'joba.2', seq), carrier);
     t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 1 }), carrier);
     t.router.laneClosed({ from: 'joba.1', to: 'joba.2' });
@@ -251,6 +351,7 @@ describe('PageRouter and lanes', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.1'] });
     const carrier = t.links.opened('peer-b');
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
     t.router.send(msg('joba.1', 'joba.9', 1));
     t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 4 }), carrier);
     laneSent(t.router, msg('joba.1', 'joba.2', 4), carrier);
@@ -265,6 +366,7 @@ describe('PageRouter and lanes', () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.1'] });
     const carrier = t.links.opened('peer-b');
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
     laneSent(t.router, msg('joba.1', 'joba.2', 1), carrier);
     laneSent(t.router, msg('joba.1', 'joba.2', 2), carrier);
     t.router.taskLeft('joba.1');
@@ -327,7 +429,7 @@ describe('PageRouter and lanes', () => {
       locate: () => undefined,
       links: null,
       relayLanes: { offer: (pair) => offered.push(`${pair.from}>${pair.to}`) },
-      part: () => undefined,
+      part: () => true,
     });
     router.send(msg('joba.1', 'joba.2', 1));
     router.send(msg('joba.1', 'joba.1', 2));

@@ -15,6 +15,7 @@ export const welcome = {
   heartbeatMs: 1000,
   checkpointIntervalMs: 100,
   peerId: 'h1-peer',
+  peerToken: 't1',
   iceServers: [],
 };
 

@@ -25,6 +25,8 @@ export interface LanesOptions {
   giveIn(pair: LanePair, end: LaneChannel): boolean;
   /** The receiving end of a lane `pair.from` of this page writes on is gone. */
   gone(pair: LanePair): void;
+  /** A lane is asked for in the name of `tid`: `admit` once the coordinator places it at the carrier's peer, else `refuse` (sender-check.ts). */
+  checkSender(tid: string, carrier: LaneCarrier, admit: () => void, refuse: () => void): void;
   maxLanes?: number;
   now?: () => number;
 }
@@ -113,7 +115,8 @@ export class Lanes {
     }
     const control = parsed.data;
     if (control.op === 'open') {
-      this.#accept(carrier, control.id, { from: control.from, to: control.to });
+      const { id, from, to } = control;
+      this.#options.checkSender(from, carrier, () => this.#accept(carrier, id, { from, to }), () => carrier.send(FrameKind.lane, encodeControl({ op: 'refused', id })));
       return;
     }
     const [key, sending] = [...this.#sending].find(([, s]) => s.carrier === carrier && s.id === control.id && (control.op === 'gone' || !s.given)) ?? [];

@@ -24,8 +24,8 @@ export interface PageMessagingOptions {
   send(message: HostMessage): boolean;
   /** Envelope bytes through the coordinator's relay, kept in order while it is away. */
   relay(bytes: Uint8Array): void;
-  /** A piece of a migrating task's image, from the coordinator or another host. */
-  part(header: ImagePartHeader, bytes: Uint8Array): void;
+  /** A piece of a migrating task's image, from the coordinator (`fromPeer` null) or another host; false when refused. */
+  part(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean;
   /** `count` messages reached the task. */
   countIn(ref: TaskRef, count: number): void;
   /** Something the page shows changed (channels open, messages counted). */
@@ -97,6 +97,7 @@ export class PageMessaging {
           gone: (pair) => {
             if (!workers.post(pair.from, { type: 'lane-close', tid: pair.from, to: pair.to })) this.router.laneClosed(pair);
           },
+          checkSender: (tid, carrier, admit, refuse) => this.router.checkSender(tid, carrier, 0, admit, refuse),
         })
       : null;
     this.#relayLanes = new RelayLaneRequests({
@@ -113,7 +114,7 @@ export class PageMessaging {
       links: network,
       lanes: this.#lanes,
       relayLanes: this.#relayLanes,
-      part: (header, bytes) => options.part(header, bytes),
+      part: (header, bytes, fromPeer) => options.part(header, bytes, fromPeer),
       clock: options.clock,
     });
   }
@@ -128,14 +129,19 @@ export class PageMessaging {
     return { ...this.router.counters, channelsOpen: this.#network?.openCount ?? 0 };
   }
 
+  /** This page's PeerJS id, once welcomed with data channels on. */
+  get peerId(): string | null {
+    return this.#network?.peerId ?? null;
+  }
+
   /** The open data channel to that host, or null. */
   channel(peerId: string): DataLink | null {
     return this.#network?.open(peerId) ?? null;
   }
 
   /** A welcome: the peer id may be new, and every relay lane closed with the last connection. */
-  welcome({ peerId, iceServers }: CoordinatorMessageOf<'welcome'>): void {
-    this.#network?.setIdentity(peerId, iceServers);
+  welcome({ peerId, peerToken, iceServers }: CoordinatorMessageOf<'welcome'>): void {
+    this.#network?.setIdentity(peerId, peerToken, iceServers);
     this.#relayLanes.linkLost();
   }
 

@@ -1,10 +1,11 @@
-import { LIMITS, decodeEnvelope, parseTid, sealDecoded, type ImagePartHeader, type SealedMessage } from '@webpvm/vm-protocol';
+import { LIMITS, decodeEnvelope, parseTid, sealDecoded, type EnvelopeHeader, type ImagePartHeader, type SealedMessage } from '@webpvm/vm-protocol';
 import { AckSchedule, sendBounce } from './ack-schedule.ts';
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
 import type { Inboxes } from './inboxes.ts';
 import type { LanePair } from './lanes.ts';
 import { RouteTable, type Route } from './route-table.ts';
+import { SenderCheck } from './sender-check.ts';
 import { UnackedCopies } from './unacked-copies.ts';
 import type { Clock } from '../clock.ts';
 
@@ -20,6 +21,12 @@ export interface MessageCounters {
   relayLaneOut: number;
   relayIn: number;
   resentAfterBreak: number;
+  /**
+   * Frames dropped because they came from a peer the coordinator did not name for their task:
+   * messages, acknowledgements and lane requests in another task's name, image pieces nobody
+   * announced (sender-check.ts). Forged, or — rarely — from a task that had just moved.
+   */
+  forged: number;
 }
 
 export interface PageRouterOptions {
@@ -34,8 +41,11 @@ export interface PageRouterOptions {
   lanes?: { offer(pair: LanePair, peerId: string): void } | null;
   /** Offered each pair whose message went through the relay: a relay lane may take the next ones. */
   relayLanes?: { offer(pair: LanePair): void } | null;
-  /** A piece of a migrating task's image, from the coordinator or from another host. */
-  part(header: ImagePartHeader, bytes: Uint8Array): void;
+  /**
+   * A piece of a migrating task's image, from the coordinator (`fromPeer` null) or from another
+   * host; false when it was not announced from that peer, and dropped.
+   */
+  part(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean;
   now?: () => number;
   /** Acknowledgements and re-sends keep time on a hidden page too (clock.ts). */
   clock?: Clock;
@@ -62,7 +72,7 @@ const sameJob = (a: string, b: string) => parseTid(a).jobId === parseTid(b).jobI
  * (laneReceived), which it keeps and acknowledges like any channel's.
  */
 export class PageRouter {
-  readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, resentAfterBreak: 0 };
+  readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, resentAfterBreak: 0, forged: 0 };
   /**
    * The carrier of relay lanes: their copies are kept under it, and their acknowledgements go
    * through the relay. Bounces are not sent on it: a relay lane's sender learns that its receiver
@@ -76,6 +86,7 @@ export class PageRouter {
   };
   #options: PageRouterOptions;
   #routes: RouteTable;
+  #senders: SenderCheck;
   #copies: UnackedCopies;
   #acks: AckSchedule;
   /** Per local sender, the last seq it sent to each receiver: reported with its outcome. */
@@ -85,6 +96,7 @@ export class PageRouter {
   constructor(options: PageRouterOptions) {
     this.#options = options;
     this.#routes = new RouteTable({ links: options.links, locate: options.locate, now: options.now });
+    this.#senders = new SenderCheck(this.#routes, options.clock, options.now);
     this.#copies = new UnackedCopies((bytes) => {
       options.relay(bytes);
       this.counters.relayOut += 1;
@@ -178,7 +190,10 @@ export class PageRouter {
     if (sent.length) this.#lastSent.set(tid, new Map(sent.map(({ to, seq }) => [to, seq])));
   }
 
-  /** Envelope bytes from the relay (`link` null) or from a data channel. */
+  /**
+   * Envelope bytes from the relay (`link` null), which the coordinator checked, or from a data
+   * channel, where they go through only in the name of a task the coordinator places at its peer.
+   */
   receive(bytes: Uint8Array, link: DataLink | null): void {
     const decoded = decodeEnvelope(bytes);
     if (!decoded.ok) {
@@ -186,15 +201,43 @@ export class PageRouter {
       return;
     }
     const { header, buffers } = decoded.value;
+    if (header.type === 'part') {
+      if (!this.#options.part(header, buffers[0]!, link?.remotePeerId ?? null)) this.counters.forged += 1;
+      return;
+    }
+    if (!link) {
+      this.#admit(header, buffers, bytes, null);
+      return;
+    }
+    // An exit notification is the coordinator's, and comes through the relay only.
+    if (header.type === 'msg' && header.seq === 0) {
+      this.counters.forged += 1;
+      return;
+    }
+    const author = header.type === 'ack' ? header.by : header.from;
+    if (this.#routes.runsAt(author, link.remotePeerId)) {
+      this.#admit(header, buffers, bytes, link);
+      return;
+    }
+    this.checkSender(author, link, bytes.byteLength, () => this.#admit(header, buffers, bytes, link), () => {
+      if (header.type === 'msg') sendBounce(link, header.from, header.to, header.seq);
+    });
+  }
+
+  /** A frame in the name of `tid` came over `link`: `admit` runs once the coordinator places `tid` at its peer; else `refuse` (counted). */
+  checkSender(tid: string, link: DataLink, bytes: number, admit: () => void, refuse: () => void): void {
+    this.#senders.check(tid, link, bytes, admit, () => {
+      this.counters.forged += 1;
+      refuse();
+    });
+  }
+
+  #admit(header: EnvelopeHeader, buffers: Uint8Array[], bytes: Uint8Array, link: DataLink | null): void {
     if (header.type === 'ack') {
       this.#copies.acked(header, this.#lastSent.has(header.of));
       return;
     }
-    if (header.type === 'part') {
-      this.#options.part(header, buffers[0]!);
-      return;
-    }
-    if (!sameJob(header.from, header.to)) return;
+    if (header.type !== 'msg' || !sameJob(header.from, header.to)) return;
     const inbox = this.#options.inbox;
     if (!inbox.holds(header.to)) {
       if (link) sendBounce(link, header.from, header.to, header.seq);
@@ -232,6 +275,7 @@ export class PageRouter {
    */
   linkBroken(link: DataLink): void {
     this.#acks.linkBroken(link);
+    this.#senders.linkBroken(link);
     this.#routes.peerLost(link.remotePeerId);
     this.counters.resentAfterBreak += this.#copies.linkBroken(link);
   }
@@ -244,9 +288,11 @@ export class PageRouter {
   /** The coordinator's answer to `locate`; a task not running anywhere has no route. */
   onRoutes(routes: Route[]): void {
     this.#routes.onRoutes(routes);
+    this.#senders.onRoutes(routes);
   }
 
   stop(): void {
+    this.#senders.stop();
     this.#acks.stop();
     this.#copies.stop();
   }

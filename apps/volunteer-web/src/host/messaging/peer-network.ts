@@ -16,7 +16,8 @@ export interface PeerEvents {
   error(type: string, message: string): void;
 }
 
-export type CreatePeer = (peerId: string, iceServers: Record<string, unknown>[], events: PeerEvents) => PeerLike;
+/** `peerToken` is the one the coordinator issued with `peerId`: its PeerServer takes the id with it only. */
+export type CreatePeer = (peerId: string, peerToken: string, iceServers: Record<string, unknown>[], events: PeerEvents) => PeerLike;
 
 export interface NetworkEvents {
   frame(link: LaneCarrier, frame: Frame): void;
@@ -57,6 +58,11 @@ export class PeerNetwork implements DataLinks {
     this.#now = options.now ?? (() => performance.now());
   }
 
+  /** This page's id on the coordinator's PeerServer, while it has one. */
+  get peerId(): string | null {
+    return this.#peerId;
+  }
+
   get openCount(): number {
     let open = 0;
     for (const channel of this.#channels.values()) if (channel.isOpen) open++;
@@ -64,11 +70,11 @@ export class PeerNetwork implements DataLinks {
   }
 
   /** Called on every welcome: a new peer id (a new connection to the coordinator) means a new peer. */
-  setIdentity(peerId: string, iceServers: Record<string, unknown>[]): void {
+  setIdentity(peerId: string, peerToken: string, iceServers: Record<string, unknown>[]): void {
     if (peerId === this.#peerId && this.#peer) return;
     this.stop();
     this.#peerId = peerId;
-    this.#peer = this.#options.createPeer(peerId, iceServers, {
+    this.#peer = this.#options.createPeer(peerId, peerToken, iceServers, {
       connection: (conn) => this.#onIncoming(conn),
       error: (type, message) => this.#onPeerError(type, message),
     });

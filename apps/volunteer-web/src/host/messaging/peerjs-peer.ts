@@ -6,13 +6,14 @@ import type { CreatePeer } from './peer-network.ts';
  * The real PeerJS peer, on the coordinator's own PeerServer: it is mounted at `/peerjs` on the
  * origin that served this page (its WebSocket is `/peerjs/peerjs`, key `peerjs`).
  */
-export const createPeerJsPeer: CreatePeer = (peerId, iceServers, events) => {
+export const createPeerJsPeer: CreatePeer = (peerId, peerToken, iceServers, events) => {
   const secure = location.protocol === 'https:';
   const peer = new Peer(peerId, {
     host: location.hostname,
     port: Number(location.port || (secure ? 443 : 80)),
     path: '/peerjs',
     secure,
+    token: peerToken,
     config: { iceServers: iceServers.filter(isIceServer) },
   });
   peer.on('connection', (conn) => events.connection(adapt(conn)));

@@ -44,9 +44,19 @@ export class RouteTable {
     return link;
   }
 
+  /** Whether the coordinator's latest answer puts `tid` at that peer. */
+  runsAt(tid: string, peerId: string): boolean {
+    return this.#routes.get(tid) === peerId;
+  }
+
   /** A message for `tid` went through the relay: ask where it runs, unless known or asked lately. */
   locate(tid: string): void {
-    if (!this.#options.links || this.#routes.has(tid)) return;
+    if (!this.#routes.has(tid)) this.ask(tid);
+  }
+
+  /** Asks where `tid` runs, known or not (a frame in its name came from another peer), unless asked lately. */
+  ask(tid: string): void {
+    if (!this.#options.links) return;
     const asked = this.#asked.get(tid);
     const now = this.#now();
     if (asked !== undefined && now - asked < LOCATE_AGAIN_MS) return;
