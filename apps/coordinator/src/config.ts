@@ -19,6 +19,8 @@ export interface CoordinatorConfig {
   leaseFloorMs: number;
   /** Host connections (`/ws`) one network address may hold at once. */
   hostsPerAddress: number;
+  /** Bytes one host may send per second, its socket and relay lanes together. */
+  hostBytesPerSecond: number;
   /** Finished jobs' rows are deleted this many days after they finished; null keeps them. */
   retentionDays: number | null;
   checkpointIntervalMs: number;
@@ -64,6 +66,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     reconnectGraceMs: intFrom(env, 'WEBPVM_RECONNECT_GRACE_MS', 10_000),
     leaseFloorMs: intFrom(env, 'WEBPVM_LEASE_FLOOR_MS', LEASE_FLOOR_MS),
     hostsPerAddress: intFrom(env, 'WEBPVM_HOSTS_PER_ADDRESS', 64),
+    hostBytesPerSecond: intFrom(env, 'WEBPVM_HOST_BYTES_PER_SECOND', 128 * 1024 * 1024),
     retentionDays: env.WEBPVM_RETENTION_DAYS ? intFrom(env, 'WEBPVM_RETENTION_DAYS', 0) : null,
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
     iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),

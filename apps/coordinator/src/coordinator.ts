@@ -61,6 +61,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     checkpointIntervalMs: config.checkpointIntervalMs,
     iceServers: config.iceServers,
     hostsPerAddress: config.hostsPerAddress,
+    hostBytesPerSecond: config.hostBytesPerSecond,
   });
   const app = buildApi({
     scheduler,

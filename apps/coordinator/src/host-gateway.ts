@@ -15,7 +15,8 @@ import {
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { hashSecret, newSecret, volunteerIdOf } from './auth.ts';
-import { frameBytes } from './frame-bytes.ts';
+import { ByteBudget } from './byte-budget.ts';
+import { frameBytes, frameLength } from './frame-bytes.ts';
 import { limitFrames } from './frame-limit.ts';
 import type { Metrics } from './metrics.ts';
 import { RelayLanes } from './relay-lanes.ts';
@@ -34,6 +35,8 @@ export interface GatewayOptions {
   iceServers: Record<string, unknown>[];
   /** Host connections one network address may hold at once. */
   hostsPerAddress: number;
+  /** Bytes one host may send per second, on its socket and its relay lanes together (byte-budget.ts). */
+  hostBytesPerSecond: number;
 }
 
 /** Binary frames carry task messages (LIMITS.messageBytes) with their envelope. */
@@ -62,12 +65,31 @@ class HostConnection implements HostLink {
   windowStart = Date.now();
   framesInWindow = 0;
   logLinesInWindow = 0;
+  readonly budget: ByteBudget;
+  #holdOff: NodeJS.Timeout | null = null;
 
   constructor(
     readonly socket: WebSocket,
     private readonly metrics: Metrics,
     readonly address: string,
-  ) {}
+    bytesPerSecond: number,
+  ) {
+    this.budget = new ByteBudget(bytesPerSecond, bytesPerSecond);
+  }
+
+  /** Spends a frame's bytes: past the budget, the socket is not read until it refills. */
+  spend(bytes: number): void {
+    const wait = this.budget.spend(bytes);
+    if (wait === 0) return;
+    this.metrics.throttled.inc();
+    if (this.#holdOff) clearTimeout(this.#holdOff);
+    this.socket.pause();
+    this.#holdOff = setTimeout(() => {
+      this.#holdOff = null;
+      this.socket.resume();
+    }, wait);
+    this.#holdOff.unref();
+  }
 
   send(message: CoordinatorMessage): void {
     if (this.socket.readyState !== this.socket.OPEN) return;
@@ -129,7 +151,7 @@ export class HostGateway {
   }
 
   private accept(socket: WebSocket, address: string): void {
-    const conn = new HostConnection(socket, this.opts.metrics, address);
+    const conn = new HostConnection(socket, this.opts.metrics, address, this.opts.hostBytesPerSecond);
     if (!limitFrames(socket, FRAME_BYTES_BEFORE_HELLO)) this.opts.log.warn('ws changed: frames before hello are not limited');
     this.connections.add(conn);
     socket.on('message', (data, isBinary) => void this.receive(conn, data, isBinary));
@@ -157,11 +179,12 @@ export class HostGateway {
       conn.socket.close(1008, 'rate limited');
       return;
     }
+    conn.spend(frameLength(data));
     if (isBinary) {
       this.relay(conn, data);
       return;
     }
-    const decoded = decodeHostMessage(data.toString());
+    const decoded = decodeHostMessage(frameBytes(data));
     if (!decoded.ok) {
       this.opts.metrics.badFrames.inc();
       conn.sendError(decoded.error, decoded.error.ref);
@@ -287,7 +310,7 @@ export class HostGateway {
     },
     resumed: (conn, m) => this.opts.scheduler.migrations.resumed(conn.hostId!, m.tid, m.attempt),
     'image-missing': (conn, m) => this.opts.scheduler.migrations.imageMissing(conn.hostId!, m.tid, m.attempt),
-    'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to),
+    'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to, conn.budget),
     'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
     withdrawn: (conn, m) => this.opts.scheduler.reports.withdrawn(conn.hostId!, m.tasks),
   };

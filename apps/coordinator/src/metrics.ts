@@ -16,6 +16,11 @@ export function createMetrics() {
       labelNames: ['why'],
       registers: [registry],
     }),
+    throttled: new Counter({
+      name: 'webpvm_host_throttled_total',
+      help: "Times a host's socket or relay lane was left unread for a while: past its bytes per second (WEBPVM_HOST_BYTES_PER_SECOND)",
+      registers: [registry],
+    }),
     jobsSubmitted: new Counter({ name: 'webpvm_jobs_submitted_total', help: 'Jobs accepted', registers: [registry] }),
     laneFrames: new Counter({ name: 'webpvm_relay_lane_frames_total', help: 'Task messages piped on relay lanes', registers: [registry] }),
     lanesOpen: new Gauge({ name: 'webpvm_relay_lanes_open', help: 'Relay lanes issued and not closed', registers: [registry] }),

@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { type ErrorBody, LANE_MESSAGE_BYTES, LANE_TOKEN_CHARS, decodeEnvelope } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { ByteBudget } from './byte-budget.ts';
 import { frameBytes } from './frame-bytes.ts';
 import type { Metrics } from './metrics.ts';
 import type { HostLink } from './scheduler/ports.ts';
@@ -12,7 +13,7 @@ export interface RelayLanesOptions {
   /** The host at the receiving end of a lane from `from` (run by `hostId`) to `to`, or why there is none. */
   endOf(hostId: string, from: string, to: string): { hostId: string; link: HostLink } | ErrorBody;
   log: Logger;
-  metrics?: Pick<Metrics, 'laneFrames' | 'lanesOpen'>;
+  metrics?: Pick<Metrics, 'laneFrames' | 'lanesOpen' | 'throttled'>;
   maxLanesPerHost?: number;
   connectMs?: number;
 }
@@ -26,6 +27,9 @@ interface Lane {
   sockets: { out: WebSocket | null; in: WebSocket | null };
   /** Bytes passed to the receiving socket and not written out yet. */
   inFlight: number;
+  /** The sending host's bytes per second, shared with its socket: past it, the sender's end is not read for a while. */
+  budget: ByteBudget | null;
+  holdOff: NodeJS.Timeout | null;
   expiry: NodeJS.Timeout;
   closed: boolean;
 }
@@ -59,8 +63,11 @@ export class RelayLanes {
     return this.#byToken.size / 2;
   }
 
-  /** Host `hostId` asks for a lane from its task `from` to `to`: both hosts get their end, or it a refusal. */
-  request(hostId: string, link: HostLink, from: string, to: string): void {
+  /**
+   * Host `hostId` asks for a lane from its task `from` to `to`: both hosts get their end, or it a
+   * refusal. What the sender writes on it is spent from `budget`, the host's own.
+   */
+  request(hostId: string, link: HostLink, from: string, to: string, budget: ByteBudget | null = null): void {
     const end = this.#options.endOf(hostId, from, to);
     const max = this.#options.maxLanesPerHost ?? MAX_LANES_PER_HOST;
     if ('code' in end || this.#countOf(link) >= max || this.#countOf(end.link) >= max) {
@@ -74,6 +81,8 @@ export class RelayLanes {
       tokens: { out: newToken(), in: newToken() },
       sockets: { out: null, in: null },
       inFlight: 0,
+      budget,
+      holdOff: null,
       expiry: setTimeout(() => this.#close(lane, 'not connected in time'), this.#options.connectMs ?? CONNECT_MS),
       closed: false,
     };
@@ -130,7 +139,7 @@ export class RelayLanes {
       if (!lane.sockets.in) socket.pause();
     } else {
       socket.on('message', () => this.#close(lane, 'the receiving end wrote'));
-      lane.sockets.out?.resume();
+      this.#resumeIfClear(lane);
     }
     if (lane.sockets.out && lane.sockets.in) clearTimeout(lane.expiry);
   }
@@ -150,15 +159,35 @@ export class RelayLanes {
     this.#options.metrics?.laneFrames.inc();
     receiver.send(bytes, { binary: true }, () => {
       lane.inFlight -= bytes.byteLength;
-      if (lane.inFlight <= LOW_WATER && lane.sockets.out?.isPaused && !lane.closed) lane.sockets.out.resume();
+      this.#resumeIfClear(lane);
     });
     if (lane.inFlight > HIGH_WATER) lane.sockets.out!.pause();
+    const wait = lane.budget?.spend(bytes.byteLength) ?? 0;
+    if (wait > 0) this.#holdOff(lane, wait);
+  }
+
+  /** The sending host is past its bytes per second: its end is not read for `ms`. */
+  #holdOff(lane: Lane, ms: number): void {
+    this.#options.metrics?.throttled.inc();
+    if (lane.holdOff) clearTimeout(lane.holdOff);
+    lane.sockets.out?.pause();
+    lane.holdOff = setTimeout(() => {
+      lane.holdOff = null;
+      this.#resumeIfClear(lane);
+    }, ms);
+    lane.holdOff.unref();
+  }
+
+  /** The sender's end is read again once neither the receiver's backlog nor the host's budget holds it. */
+  #resumeIfClear(lane: Lane): void {
+    if (!lane.closed && lane.holdOff === null && lane.inFlight <= LOW_WATER && lane.sockets.out?.isPaused) lane.sockets.out.resume();
   }
 
   #close(lane: Lane, why: string): void {
     if (lane.closed) return;
     lane.closed = true;
     clearTimeout(lane.expiry);
+    if (lane.holdOff) clearTimeout(lane.holdOff);
     this.#options.metrics?.lanesOpen.dec();
     for (const end of ['out', 'in'] as const) {
       this.#byToken.delete(lane.tokens[end]);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PROTOCOL_VERSION, encode } from '@webpvm/vm-protocol';
+import { LIMITS, PROTOCOL_VERSION, encode } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig, startCoordinator } from '../src/coordinator.ts';
@@ -92,6 +92,10 @@ describe('the host gateway', () => {
     host.socket.send(Buffer.alloc(1024 * 1024));
     await expect.poll(() => host.frames.some((f) => f.type === 'error')).toBe(true);
     expect(host.socket.readyState).toBe(WebSocket.OPEN);
+    // a text frame is a JSON message: past LIMITS.frameBytes it is refused unread, the connection stays open
+    host.socket.send(JSON.stringify({ type: 'heartbeat', pad: 'x'.repeat(LIMITS.frameBytes) }));
+    await expect.poll(() => host.frames.filter((f) => f.type === 'error').at(-1)?.code).toBe('E_TOO_LARGE');
+    expect(host.socket.readyState).toBe(WebSocket.OPEN);
     host.socket.close();
   });
 
@@ -142,5 +146,28 @@ describe('the host gateway', () => {
     expect(await signal('not-issued', peerToken)).toBe(401);
     expect(await signal(peerId, peerToken)).toBe(101);
     host.socket.close();
+  });
+
+  it('stops reading a host past its bytes per second until it has paid, and counts it; another host is read meanwhile', async () => {
+    const { url } = await coordinator({ WEBPVM_HOST_BYTES_PER_SECOND: String(1024 * 1024) });
+    const [flooder, other] = [await rawHost(url), await rawHost(url)];
+    for (const [host, key] of [[flooder, 'f'], [other, 'o']] as const) host.socket.send(hello(key.repeat(43)));
+    await expect.poll(() => flooder.frames.length + other.frames.length).toBe(2);
+    // a heartbeat padded to 512 KiB is still a heartbeat: 4 MiB in all, at 1 MiB a second
+    const padded = JSON.stringify({ type: 'heartbeat', pad: 'x'.repeat(512 * 1024) });
+    const start = Date.now();
+    for (let i = 0; i < 8; i++) flooder.socket.send(padded);
+    flooder.socket.send('not json');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    other.socket.send('not json');
+    const answered = (host: typeof flooder) => host.frames.some((f) => f.type === 'error');
+    await expect.poll(() => answered(other)).toBe(true);
+    expect(answered(flooder)).toBe(false);
+    await expect.poll(() => answered(flooder), { timeout: 10_000 }).toBe(true);
+    // the first second's worth went at once; the other 3 MiB waited for the budget to refill
+    expect(Date.now() - start).toBeGreaterThanOrEqual(2_500);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(Number(metrics.match(/^webpvm_host_throttled_total (\d+)/m)?.[1])).toBeGreaterThanOrEqual(1);
+    for (const host of [flooder, other]) host.socket.close();
   });
 });

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createMetrics } from '../src/metrics.ts';
+import { ByteBudget } from '../src/byte-budget.ts';
 import { RelayLanes } from '../src/relay-lanes.ts';
 import { FakeHost } from './support/scheduler-harness.ts';
 
@@ -79,6 +80,22 @@ describe('RelayLanes', () => {
     into.socket.close();
     await out.closed;
     expect(await metric('lanesOpen')).toBe(0);
+  });
+
+  it('reads the sender no faster than its host’s bytes per second, and delivers everything in order all the same', async () => {
+    const { lanes, links, connect } = await setup();
+    // 1 MB a second, spent already: 300 KB take 300 ms, less what the socket had read before it paused (64 KiB a read)
+    const budget = new ByteBudget(1_000_000, 1_000_000);
+    budget.spend(1_000_000);
+    lanes.request('a', links.a, 'jobj.0', 'jobj.1', budget);
+    const out = await connect(links.a.token('out'));
+    const into = await connect(links.b.token('in'));
+    const big = (seq: number) => encodeMessage({ from: 'jobj.0', to: 'jobj.1', tag: 1, seq, data: new Uint8Array(10_000).fill(seq) });
+    const start = Date.now();
+    for (let seq = 1; seq <= 30; seq++) out.socket.send(big(seq));
+    await until(() => into.received.length === 30);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(150);
+    expect(into.received.map((b) => new Uint8Array(b))).toEqual(Array.from({ length: 30 }, (_, i) => big(i + 1)));
   });
 
   it('closes both ends when the sender writes what is not a message of its pair', async () => {

@@ -1,4 +1,4 @@
-import { LIMITS } from '@webpvm/vm-protocol';
+import { MAX_ENVELOPE_BYTES } from '@webpvm/vm-protocol';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { RelayRouter, type Whereabouts } from '../src/scheduler/relay-router.ts';
@@ -37,14 +37,28 @@ describe('RelayRouter', () => {
 
   it('keeps at most twice the largest message for one job, so one job cannot fill what the others need', () => {
     const router = new RelayRouter(() => ({ kind: 'not-started' }), pino({ level: 'silent' }));
-    const big = new Uint8Array(LIMITS.messageBytes);
-    expect(router.route('a.1', big)).toBe(true);
-    expect(router.route('a.2', big)).toBe(true);
-    expect(router.route('a.3', new Uint8Array(1))).toBe(false);
+    const big = new Uint8Array(MAX_ENVELOPE_BYTES);
+    expect(router.route('a.1', big, 'h1')).toBe(true);
+    expect(router.route('a.2', big, 'h2')).toBe(true);
+    expect(router.route('a.3', new Uint8Array(1), 'h3')).toBe(false);
     // another job still has room
-    expect(router.route('b.1', big)).toBe(true);
+    expect(router.route('b.1', big, 'h3')).toBe(true);
     // what job a held is handed over: its room comes back
     router.release('a.1', () => {});
+    expect(router.route('a.3', new Uint8Array(1), 'h3')).toBe(false);
+    expect(router.route('a.3', new Uint8Array(1), 'h1')).toBe(true);
+  });
+
+  it('keeps at most one of the largest messages from one host, so one host of a job cannot fill what its others need', () => {
+    const router = new RelayRouter(() => ({ kind: 'not-started' }), pino({ level: 'silent' }));
+    const half = new Uint8Array(MAX_ENVELOPE_BYTES / 2);
+    expect(router.route('a.1', half, 'flooder')).toBe(true);
+    expect(router.route('a.2', half, 'flooder')).toBe(true);
+    expect(router.route('a.3', new Uint8Array(1), 'flooder')).toBe(false);
+    // the job's other hosts, and the coordinator's own notices, still have room
+    expect(router.route('a.3', half, 'honest')).toBe(true);
     expect(router.route('a.3', new Uint8Array(1))).toBe(true);
+    router.forget('a.1');
+    expect(router.route('a.4', new Uint8Array(1), 'flooder')).toBe(true);
   });
 });

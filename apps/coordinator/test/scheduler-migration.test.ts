@@ -122,6 +122,23 @@ describe('scheduler migration', () => {
     expect(moved.resume).toEqual({ state: { step: 3 }, rng: [1, 1, 1, 1] });
   });
 
+  it('keeps images as restart points up to 1 GiB in all, each until its task checkpoints or ends', async () => {
+    const { scheduler, attempt } = await oneTaskOnA();
+    const [first, second] = ['job1.0', 'job1.1'].map((tid) => scheduler.jobs.task(tid)!);
+    const mib = (n: number) => new Uint8Array(n * 1024 * 1024);
+    expect(scheduler.jobs.keepImage(first!, mib(700))).toBe(true);
+    expect(scheduler.jobs.keepImage(second!, mib(400))).toBe(false);
+    expect(second!.start.image).toBeNull();
+    // a smaller image in the place of the first makes room
+    expect(scheduler.jobs.keepImage(first!, mib(500))).toBe(true);
+    expect(scheduler.jobs.keepImage(second!, mib(400))).toBe(true);
+    expect(scheduler.jobs.keepImage(second!, mib(600))).toBe(false);
+    // the first one's next checkpoint supersedes its image, and gives its room back
+    scheduler.reports.checkpoint('ha', 'job1.0', attempt, { state: { step: 3 }, rng: [1, 1, 1, 1] });
+    expect(first!.start.image).toBeNull();
+    expect(scheduler.jobs.keepImage(second!, mib(600))).toBe(true);
+  });
+
   it('answers a migrating task with no destination when no other host can take it', async () => {
     const { scheduler, a, attempt } = await oneTaskOnA();
     scheduler.hosts.setSlots('ha', 0);

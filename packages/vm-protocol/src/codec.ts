@@ -5,13 +5,16 @@ import { LIMITS } from './limits.ts';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; error: ErrorBody & { ref: string | null } };
 
-function decodeWith<S extends z.ZodType>(schema: S, text: string): Decoded<z.output<S>> {
-  if (text.length > LIMITS.frameBytes) {
+const utf8 = new TextDecoder();
+
+/** A frame's text, or its UTF-8 bytes: a frame too long is refused before it is decoded at all. */
+function decodeWith<S extends z.ZodType>(schema: S, frame: string | Uint8Array): Decoded<z.output<S>> {
+  if ((typeof frame === 'string' ? frame.length : frame.byteLength) > LIMITS.frameBytes) {
     return { ok: false, error: { code: 'E_TOO_LARGE', message: `frame over ${LIMITS.frameBytes} bytes`, ref: null } };
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(typeof frame === 'string' ? frame : utf8.decode(frame));
   } catch {
     return { ok: false, error: { code: 'E_BAD_FRAME', message: 'frame is not JSON', ref: null } };
   }
@@ -24,7 +27,7 @@ function decodeWith<S extends z.ZodType>(schema: S, text: string): Decoded<z.out
   return { ok: true, value: parsed.data };
 }
 
-export const decodeHostMessage = (text: string): Decoded<HostMessage> => decodeWith(HostMessage, text);
+export const decodeHostMessage = (frame: string | Uint8Array): Decoded<HostMessage> => decodeWith(HostMessage, frame);
 export const decodeCoordinatorMessage = (text: string): Decoded<CoordinatorMessage> =>
   decodeWith(CoordinatorMessage, text);
 

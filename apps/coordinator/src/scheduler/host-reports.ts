@@ -96,6 +96,7 @@ export class HostReports {
     this.#opts.book.deadlines.alive(task);
     // A replica's state is its volunteer's word: another replica must not start from it.
     if (task.quorum) return null;
+    this.#opts.book.keepImage(task, null);
     task.start = { checkpoint, image: null, imageAway: null };
     this.#opts.writes.checkpoint(tid, checkpoint);
     this.#opts.writes.schedule();

@@ -37,6 +37,9 @@ export interface JobBookOptions {
 }
 
 /** The tasks a restart finds not ended: its pending roots and the tasks it holds in memory. */
+/** Images kept as restart points of migrated tasks, all jobs together: past it, a task migrating through here restarts from its checkpoint. */
+const IMAGES_HELD_BYTES = 1024 * 1024 * 1024;
+
 function* liveIndexes(pendingRoots: Uint32Array, tasks: readonly StoredTask[]): Iterable<number> {
   yield* pendingRoots;
   for (const t of tasks) yield t.index;
@@ -62,6 +65,8 @@ export class JobBook {
   readonly replication: Replication;
   /** Running attempts' deadlines and leases (lease-deadlines.ts). */
   readonly deadlines: LeaseDeadlines;
+  /** Bytes of the images kept as tasks' restart points (`keepImage`), all jobs together. */
+  #imageBytes = 0;
 
   constructor(opts: JobBookOptions) {
     this.#opts = opts;
@@ -270,13 +275,27 @@ export class JobBook {
     this.#finishIfComplete(task.job);
   }
 
+  /**
+   * The image `task` restarts from, which came through here as it migrated (null: none). It is
+   * kept until the task's next checkpoint or its end, IMAGES_HELD_BYTES in all; false when there
+   * is no room for it (the task then restarts from its checkpoint).
+   */
+  keepImage(task: TaskRun, image: Uint8Array | null): boolean {
+    const before = task.start.image?.byteLength ?? 0;
+    const after = image?.byteLength ?? 0;
+    if (after > 0 && this.#imageBytes - before + after > IMAGES_HELD_BYTES) return false;
+    this.#imageBytes += after - before;
+    task.start.image = image;
+    return true;
+  }
+
   /** An attempt ended in an error, on a host of volunteer `by`: its retry goes to another while one is connected (leasing.ts). */
   failAttempt(task: TaskRun, error: ErrorBody, by: string | null): void {
     task.avoid.add(by);
     this.recordMigration(task, null);
     // An image its host could not take (it never came whole, or does not decode): the next attempt starts from the checkpoint.
     if (error.code === 'E_BAD_FRAME') {
-      task.start.image = null;
+      this.keepImage(task, null);
       task.start.imageAway = null;
     }
     task.error = error;
@@ -354,7 +373,7 @@ export class JobBook {
     if (task.quorum) this.replication.verifyLeftovers(job);
     // A task that ends before running again elsewhere still had its migration.
     this.recordMigration(task, null);
-    task.start.image = null;
+    this.keepImage(task, null);
     this.#opts.ended(task);
     this.#opts.writes.schedule(() => {
       this.#tasks.delete(task.tid);

@@ -82,13 +82,16 @@ export class Migrations {
     }
     let refused: ErrorBody | null = null;
     if (m.imageBytes !== null && m.via === 'channel') {
-      task.start.image = null;
+      book.keepImage(task, null);
       task.start.imageAway = { bytes: m.imageBytes, from: hostId };
     } else if (m.imageBytes !== null) {
       task.start.imageAway = null;
       const image = this.#images.take(m.tid, m.attempt);
-      if (image && image.byteLength === m.imageBytes) task.start.image = image;
-      else refused = { code: 'E_BAD_FRAME', message: `the image of ${m.tid} did not arrive whole: it restarts from its last checkpoint` };
+      if (!image || image.byteLength !== m.imageBytes) {
+        refused = { code: 'E_BAD_FRAME', message: `the image of ${m.tid} did not arrive whole: it restarts from its last checkpoint` };
+      } else if (!book.keepImage(task, image)) {
+        refused = { code: 'E_TOO_LARGE', message: `the coordinator keeps as many images as it can: ${m.tid} restarts from its last checkpoint` };
+      }
     }
     this.#images.forget(m.tid);
     // A task can leave without its event having reached here (its host lost the frame): it starts now.

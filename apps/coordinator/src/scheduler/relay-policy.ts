@@ -86,8 +86,8 @@ export class RelayPolicy {
     if (!ranAnEnd && (sender || !ranTheJob())) {
       return { code: 'E_FORBIDDEN', message: sender ? `this host never ran ${from} or ${to}` : `this host runs no task of job ${jobOf(from)}` };
     }
-    if (!this.router.route(destination, bytes)) {
-      return { code: 'E_TOO_LARGE', message: "the coordinator holds too many messages for tasks not started yet, of this job or of all" };
+    if (!this.router.route(destination, bytes, hostId)) {
+      return { code: 'E_TOO_LARGE', message: 'the coordinator holds too many messages for tasks not started yet: from this host, of this job, or of all' };
     }
     return null;
   }

@@ -1,4 +1,4 @@
-import { LIMITS } from '@webpvm/vm-protocol';
+import { MAX_ENVELOPE_BYTES } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 
 /** Where a task is, as far as delivery is concerned. */
@@ -11,11 +11,19 @@ export type Whereabouts =
 const HELD_BYTES_LIMIT = 512 * 1024 * 1024;
 /**
  * The share of it one job may take: room for two of the largest messages, so that one job's tasks
- * cannot fill what every other job's relay needs.
+ * cannot fill what every other job's relay needs; and one host's share of that, one such message,
+ * so that one host of a job cannot fill what its other hosts need.
  */
-const HELD_BYTES_PER_JOB = 2 * LIMITS.messageBytes;
+const HELD_BYTES_PER_JOB = 2 * MAX_ENVELOPE_BYTES;
+const HELD_BYTES_PER_HOST = MAX_ENVELOPE_BYTES;
 
 const jobOf = (tid: string) => tid.slice(0, tid.indexOf('.'));
+
+interface Held {
+  bytes: Uint8Array;
+  /** The host that sent it; null for the coordinator's own (exit notifications). */
+  host: string | null;
+}
 
 /**
  * The relay path between tasks: envelopes that hosts send through the coordinator go to the host
@@ -23,9 +31,10 @@ const jobOf = (tid: string) => tid.slice(0, tid.indexOf('.'));
  * and handed over right after the task's assignment; one for a task that has ended is dropped.
  */
 export class RelayRouter {
-  private readonly held = new Map<string, Uint8Array[]>();
+  private readonly held = new Map<string, Held[]>();
   private heldBytes = 0;
   private readonly heldByJob = new Map<string, number>();
+  private readonly heldByHost = new Map<string, number>();
   relayed = 0;
   dropped = 0;
 
@@ -34,8 +43,11 @@ export class RelayRouter {
     private readonly log: Logger,
   ) {}
 
-  /** False when the message cannot be kept (the coordinator's buffer for waiting tasks, or its job's share of it, is full). */
-  route(tid: string, bytes: Uint8Array): boolean {
+  /**
+   * A message for `tid` from host `sender`; false when it cannot be kept (the coordinator's buffer
+   * for waiting tasks is full, or its job's share of it, or the sending host's share of that).
+   */
+  route(tid: string, bytes: Uint8Array, sender: string | null = null): boolean {
     const where = this.whereabouts(tid);
     if (where.kind === 'held-by') {
       // per-pair order: whatever waited goes first
@@ -48,25 +60,26 @@ export class RelayRouter {
       this.dropped++;
       return true;
     }
-    const job = jobOf(tid);
-    const jobBytes = this.heldByJob.get(job) ?? 0;
-    if (this.heldBytes + bytes.byteLength > HELD_BYTES_LIMIT || jobBytes + bytes.byteLength > HELD_BYTES_PER_JOB) {
-      this.log.warn({ tid, bytes: bytes.byteLength, jobBytes }, 'relay buffer full: message refused');
+    const size = bytes.byteLength;
+    const jobBytes = this.heldByJob.get(jobOf(tid)) ?? 0;
+    const hostBytes = sender === null ? 0 : (this.heldByHost.get(sender) ?? 0);
+    if (this.heldBytes + size > HELD_BYTES_LIMIT || jobBytes + size > HELD_BYTES_PER_JOB || hostBytes + size > HELD_BYTES_PER_HOST) {
+      this.log.warn({ tid, bytes: size, jobBytes, host: sender, hostBytes }, 'relay buffer full: message refused');
       return false;
     }
     const queue = this.held.get(tid) ?? [];
-    queue.push(bytes);
+    const entry = { bytes, host: sender };
+    queue.push(entry);
     this.held.set(tid, queue);
-    this.#count(tid, bytes.byteLength);
+    this.#count(tid, entry, 1);
     return true;
   }
 
-  #count(tid: string, bytes: number): void {
-    this.heldBytes += bytes;
-    const job = jobOf(tid);
-    const now = (this.heldByJob.get(job) ?? 0) + bytes;
-    if (now > 0) this.heldByJob.set(job, now);
-    else this.heldByJob.delete(job);
+  #count(tid: string, { bytes, host }: Held, sign: 1 | -1): void {
+    const size = sign * bytes.byteLength;
+    this.heldBytes += size;
+    add(this.heldByJob, jobOf(tid), size);
+    if (host !== null) add(this.heldByHost, host, size);
   }
 
   /** The task now runs on a host: hand it what waited for it. */
@@ -74,9 +87,9 @@ export class RelayRouter {
     const queue = this.held.get(tid);
     if (!queue) return;
     this.held.delete(tid);
-    for (const bytes of queue) {
-      this.#count(tid, -bytes.byteLength);
-      send(bytes);
+    for (const entry of queue) {
+      this.#count(tid, entry, -1);
+      send(entry.bytes);
       this.relayed++;
     }
   }
@@ -86,7 +99,13 @@ export class RelayRouter {
     const queue = this.held.get(tid);
     if (!queue) return;
     this.held.delete(tid);
-    for (const bytes of queue) this.#count(tid, -bytes.byteLength);
+    for (const entry of queue) this.#count(tid, entry, -1);
     this.dropped += queue.length;
   }
+}
+
+function add(totals: Map<string, number>, key: string, bytes: number): void {
+  const now = (totals.get(key) ?? 0) + bytes;
+  if (now > 0) totals.set(key, now);
+  else totals.delete(key);
 }
