@@ -9,7 +9,7 @@ const EVERY_MS = 3600 * 1000;
 
 /**
  * Finished jobs' rows — the job, its tasks and results, its events, and programs no job uses any
- * more — are deleted once they are older than the retention (`WEBPVM_RETENTION_DAYS`, or
+ * more — and the records of volunteers not heard of since are deleted once they are older than the retention (`WEBPVM_RETENTION_DAYS`, or
  * `webpvm gc --older-than <days>`). A job still running is never touched. Between steps the event
  * loop runs on, so hosts and the API are not held up by a large job going.
  */
@@ -46,6 +46,12 @@ export class Retention {
 
   async #collect(before: number): Promise<{ jobs: number; rows: number }> {
     const total = { jobs: 0, rows: 0 };
+    let forgotten: number;
+    do {
+      forgotten = await this.store.forgetVolunteers(before, ROWS_PER_STEP);
+      total.rows += forgotten;
+      await new Promise((resolve) => setImmediate(resolve));
+    } while (forgotten === ROWS_PER_STEP);
     for (;;) {
       const step = await this.store.forgetFinished(before, ROWS_PER_STEP);
       if (step.rows === 0) return total;

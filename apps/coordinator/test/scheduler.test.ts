@@ -355,6 +355,27 @@ describe('scheduler reissue', () => {
   });
 });
 
+describe('scheduler restarts and volunteers', () => {
+  it('resumes each volunteer’s allowance, record and trust after a restart', async () => {
+    const first = schedulerHarness();
+    const { volunteers } = first.scheduler.hosts;
+    for (let i = 0; i < 10; i++) volunteers.judged('v-honest', true);
+    volunteers.returned('v-honest', 30);
+    volunteers.judged('v-liar', true);
+    volunteers.judged('v-liar', false);
+    volunteers.dropped('v-liar');
+    await settle();
+    await first.scheduler.writes.durable();
+    const { scheduler } = schedulerHarness({ store: first.store });
+    await scheduler.restore();
+    expect(scheduler.hosts.volunteers.get('v-honest')).toMatchObject({ trusted: true, validated: 10, invalid: 0, streak: 10, returned: 30, allowance: 38 });
+    expect(scheduler.hosts.volunteers.get('v-liar')).toMatchObject({ trusted: false, validated: 1, invalid: 1, streak: 0, dropped: 1, allowance: 4 });
+    // and a trusted volunteer's next disagreement still ends its trust
+    scheduler.hosts.volunteers.judged('v-honest', false);
+    expect(scheduler.hosts.volunteers.get('v-honest').trusted).toBe(false);
+  });
+});
+
 describe('scheduler restarts and cancels of big jobs', () => {
   it('shows after a restart the total a job grew to, by spawned tasks and appended inputs', async () => {
     const first = schedulerHarness();

@@ -65,6 +65,22 @@ const migration = (id: number, jobId: string): MigrationEvent => ({
 });
 
 describe('SqliteStore', () => {
+  it('keeps volunteers’ records across a reopen, the latest write of each, and forgets those not heard of since a time', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-volunteers-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'store.db');
+    const volunteer = (volunteerId: string, updatedAt: number, trusted = false) => ({ volunteerId, allowance: 8, returned: 0, dropped: 0, validated: 3, invalid: 1, streak: 2, trusted, updatedAt });
+    const store = new SqliteStore(file);
+    await store.commit({ ...emptyBatch(), volunteers: [volunteer('v1', 10), volunteer('v2', 20)] });
+    await store.commit({ ...emptyBatch(), volunteers: [{ ...volunteer('v1', 30, true), allowance: 40 }] });
+    await store.close();
+    const reopened = new SqliteStore(file);
+    expect(await reopened.loadVolunteers()).toEqual([{ ...volunteer('v1', 30, true), allowance: 40 }, volunteer('v2', 20)]);
+    expect(await reopened.forgetVolunteers(25, 10)).toBe(1);
+    expect((await reopened.loadVolunteers()).map((v) => v.volunteerId)).toEqual(['v1']);
+    await reopened.close();
+  });
+
   it('forgets jobs finished before a time in steps of bounded rows, with their events and their program once no job uses it', async () => {
     const store = new SqliteStore(':memory:');
     const finished = (id: string, at: number | null, programHash = 'abc'): StoredJob => ({ ...job(id, 1), programHash, state: at === null ? 'running' : 'done', finishedAt: at });

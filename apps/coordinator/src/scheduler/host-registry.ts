@@ -41,12 +41,16 @@ export const loadOf = (host: HostRun): number => host.assigned.size / host.slots
  */
 export class HostRegistry {
   readonly #hosts = new Map<string, HostRun>();
-  /** The browser profiles behind the hosts: how many leases each may hold. */
-  readonly volunteers = new Volunteers();
+  /** The browser profiles behind the hosts: how many leases each may hold, their record and trust (stored). */
+  readonly volunteers: Volunteers;
   readonly #opts: HostRegistryOptions;
 
   constructor(opts: HostRegistryOptions) {
     this.#opts = opts;
+    this.volunteers = new Volunteers((record) => {
+      opts.writes.volunteer(record);
+      opts.writes.schedule();
+    });
   }
 
   get(hostId: string | null): HostRun | undefined {

@@ -66,6 +66,7 @@ export class Scheduler {
    * back; the rows of cancelled jobs a stop left pending are marked cancelled.
    */
   async restore(): Promise<void> {
+    this.hosts.volunteers.restore(await this.#opts.store.loadVolunteers());
     const unfinished = await this.#opts.store.loadUnfinished();
     for (const { job } of unfinished) {
       if (job.options.replicas < 2) continue;

@@ -34,11 +34,24 @@ export interface VolunteerRecord {
  * many leases it may hold. BOINC limits the work in progress per host and raises the limit with
  * the host's record; here the record is the volunteer's, so opening more tabs earns nothing, and
  * a volunteer that lets leases expire (hoarding, or only gone quiet) or drops its connection
- * while it holds tasks is given half as many.
- * Kept in memory: a restart starts every volunteer again from FIRST_LEASES.
+ * while it holds tasks is given half as many. Every change is stored (`changed`): a restart
+ * resumes each volunteer's allowance, record and trust, though not what it gave alone and still
+ * stands provisionally (those tasks run again).
  */
 export class Volunteers {
   readonly #records = new Map<string, VolunteerRecord>();
+  readonly #changed: (record: VolunteerRecord) => void;
+
+  constructor(changed: (record: VolunteerRecord) => void = () => {}) {
+    this.#changed = changed;
+  }
+
+  /** The records a restart found stored. */
+  restore(stored: readonly Omit<VolunteerRecord, 'provisional'>[]): void {
+    for (const { volunteerId, allowance, returned, dropped, validated, invalid, streak, trusted } of stored) {
+      this.#records.set(volunteerId, { volunteerId, allowance, returned, dropped, validated, invalid, streak, trusted, provisional: new Set() });
+    }
+  }
 
   all(): IterableIterator<VolunteerRecord> {
     return this.#records.values();
@@ -66,6 +79,7 @@ export class Volunteers {
     const record = this.get(volunteerId);
     record.returned += count;
     record.allowance = Math.min(MOST_LEASES, record.allowance + count);
+    this.#changed(record);
   }
 
   /**
@@ -86,6 +100,7 @@ export class Volunteers {
     }
     const settled = [...record.provisional];
     record.provisional.clear();
+    this.#changed(record);
     return settled;
   }
 
@@ -94,5 +109,6 @@ export class Volunteers {
     const record = this.get(volunteerId);
     record.dropped++;
     record.allowance = Math.max(1, Math.floor(record.allowance / 2));
+    this.#changed(record);
   }
 }

@@ -2,6 +2,7 @@ import type { Checkpoint } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { type NewTask, type Store, type StoredHost, type WriteBatch, taskUpdate } from '../store/store.ts';
 import type { HostRun, JobRun, TaskRun } from './model.ts';
+import type { VolunteerRecord } from './volunteers.ts';
 import { WriteQueue } from '../write-queue.ts';
 
 /** Rows of a cancelled job marked cancelled per transaction: a job of millions is not one long write. */
@@ -22,6 +23,7 @@ export class WriteBehind {
   #newTasks: (TaskRun | NewTask)[] = [];
   #checkpoints = new Map<string, Checkpoint>();
   #hosts = new Set<HostRun>();
+  #volunteers = new Set<VolunteerRecord>();
 
   constructor(store: Store, log: Logger) {
     this.#store = store;
@@ -56,6 +58,10 @@ export class WriteBehind {
 
   host(host: HostRun): void {
     this.#hosts.add(host);
+  }
+
+  volunteer(record: VolunteerRecord): void {
+    this.#volunteers.add(record);
   }
 
   /** Asks for a commit soon; `afterDurable` runs once everything marked so far is stored. */
@@ -93,11 +99,14 @@ export class WriteBehind {
     const fresh = this.#newTasks;
     const checkpoints = this.#checkpoints;
     const hosts = this.#hosts;
+    const volunteers = this.#volunteers;
     this.#jobs = new Set();
     this.#tasks = new Set();
     this.#newTasks = [];
     this.#checkpoints = new Map();
     this.#hosts = new Set();
+    this.#volunteers = new Set();
+    const updatedAt = Date.now();
     const batch: WriteBatch = {
       // Options (roots) and the tally change as the job runs: the row gets them as they are now.
       jobs: [...jobs].map((j) => ({ ...j.stored, options: { ...j.stored.options }, tally: { ...j.stored.tally } })),
@@ -114,6 +123,7 @@ export class WriteBehind {
           done: h.done,
         }),
       ),
+      volunteers: [...volunteers].map(({ provisional: _, ...record }) => ({ ...record, updatedAt })),
     };
     try {
       await this.#store.commit(batch);
@@ -123,6 +133,7 @@ export class WriteBehind {
       this.#newTasks = fresh.concat(this.#newTasks);
       for (const [tid, c] of checkpoints) if (!this.#checkpoints.has(tid)) this.#checkpoints.set(tid, c);
       for (const h of hosts) this.#hosts.add(h);
+      for (const v of volunteers) this.#volunteers.add(v);
       throw error;
     }
     if (!this.#listeners.size || !jobs.size) return;

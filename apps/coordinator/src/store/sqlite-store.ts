@@ -12,6 +12,7 @@ import type {
   StoredOutcome,
   StoredTask,
   StoredToken,
+  StoredVolunteer,
   TaskSummary,
   UnfinishedJob,
   WriteBatch,
@@ -40,6 +41,12 @@ CREATE TABLE IF NOT EXISTS hosts (
   host_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_agent TEXT NOT NULL,
   created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, done INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS volunteers (
+  volunteer_id TEXT PRIMARY KEY, allowance INTEGER NOT NULL, returned INTEGER NOT NULL, dropped INTEGER NOT NULL,
+  validated INTEGER NOT NULL, invalid INTEGER NOT NULL, streak INTEGER NOT NULL, trusted INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS volunteers_updated ON volunteers(updated_at);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
 `;
@@ -178,6 +185,18 @@ function indexes(statement: Database.Statement, ...params: unknown[]): Uint32Arr
   return out.slice(0, n);
 }
 
+interface VolunteerRow {
+  volunteer_id: string;
+  allowance: number;
+  returned: number;
+  dropped: number;
+  validated: number;
+  invalid: number;
+  streak: number;
+  trusted: number;
+  updated_at: number;
+}
+
 /** The id lives in its own column; the body is the rest of the event, whatever its type. */
 const eventFromRow = (r: EventRow): MigrationEvent => ({ id: r.id, ...(JSON.parse(r.body) as Omit<MigrationEvent, 'id'>) });
 
@@ -213,6 +232,13 @@ export class SqliteStore implements Store {
       upsertHost: db.prepare(`INSERT INTO hosts VALUES (@host_id, @secret_hash, @user_agent, @created_at, @last_seen_at, @done)
         ON CONFLICT(host_id) DO UPDATE SET user_agent = excluded.user_agent, last_seen_at = excluded.last_seen_at,
         done = excluded.done`),
+      upsertVolunteer: db.prepare(`INSERT INTO volunteers VALUES (@volunteer_id, @allowance, @returned, @dropped,
+        @validated, @invalid, @streak, @trusted, @updated_at)
+        ON CONFLICT(volunteer_id) DO UPDATE SET allowance = excluded.allowance, returned = excluded.returned,
+        dropped = excluded.dropped, validated = excluded.validated, invalid = excluded.invalid,
+        streak = excluded.streak, trusted = excluded.trusted, updated_at = excluded.updated_at`),
+      volunteers: db.prepare(`SELECT * FROM volunteers`),
+      forgetVolunteers: db.prepare(`DELETE FROM volunteers WHERE rowid IN (SELECT rowid FROM volunteers WHERE updated_at < ? LIMIT ?)`),
       unfinishedJobs: db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at`),
       residentTasks: db.prepare(`SELECT * FROM tasks WHERE job_id = ? AND ${RESTART_ROWS}
         AND (state = 'running' OR (root IS NULL AND state = 'pending')) ORDER BY idx`),
@@ -287,6 +313,19 @@ export class SqliteStore implements Store {
           done: h.done,
         });
       }
+      for (const v of batch.volunteers) {
+        this.stmts.upsertVolunteer.run({
+          volunteer_id: v.volunteerId,
+          allowance: v.allowance,
+          returned: v.returned,
+          dropped: v.dropped,
+          validated: v.validated,
+          invalid: v.invalid,
+          streak: v.streak,
+          trusted: v.trusted ? 1 : 0,
+          updated_at: v.updatedAt,
+        });
+      }
     });
   }
 
@@ -319,6 +358,24 @@ export class SqliteStore implements Store {
       deleted += 1 + this.stmts.forgetProgram.run(job.program_hash, job.program_hash).changes;
       return { jobs: 1, rows: deleted };
     })();
+  }
+
+  async loadVolunteers(): Promise<StoredVolunteer[]> {
+    return (this.stmts.volunteers.all() as VolunteerRow[]).map((r) => ({
+      volunteerId: r.volunteer_id,
+      allowance: r.allowance,
+      returned: r.returned,
+      dropped: r.dropped,
+      validated: r.validated,
+      invalid: r.invalid,
+      streak: r.streak,
+      trusted: r.trusted === 1,
+      updatedAt: r.updated_at,
+    }));
+  }
+
+  async forgetVolunteers(before: number, rows: number): Promise<number> {
+    return this.stmts.forgetVolunteers.run(before, rows).changes;
   }
 
   async cancelPendingRoots(jobId: string, limit: number): Promise<number> {

@@ -119,6 +119,19 @@ export interface StoredHost {
   done: number;
 }
 
+/** What the coordinator knows of a volunteer (scheduler/volunteers.ts): its leases, its record, its trust. */
+export interface StoredVolunteer {
+  volunteerId: string;
+  allowance: number;
+  returned: number;
+  dropped: number;
+  validated: number;
+  invalid: number;
+  streak: number;
+  trusted: boolean;
+  updatedAt: number;
+}
+
 /** A task's row as it is first written (what changes later comes in task updates). */
 export type NewTask = Pick<StoredTask, 'tid' | 'jobId' | 'index' | 'parent' | 'root' | 'name' | 'input' | 'state' | 'attempt' | 'hostId'>;
 
@@ -129,6 +142,7 @@ export interface WriteBatch {
   taskUpdates: TaskUpdate[];
   checkpoints: { tid: string; checkpoint: Checkpoint }[];
   hosts: StoredHost[];
+  volunteers: StoredVolunteer[];
 }
 
 /**
@@ -172,7 +186,7 @@ export interface StoredOutcome {
 export type TaskSummary = Pick<StoredTask, 'tid' | 'index' | 'parent' | 'state' | 'attempt' | 'hostId' | 'messagesIn' | 'messagesOut'>;
 
 export function emptyBatch(): WriteBatch {
-  return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], hosts: [] };
+  return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], hosts: [], volunteers: [] };
 }
 
 /**
@@ -209,6 +223,10 @@ export interface Store {
    * again until it returns 0 (retention.ts), so that no transaction holds the file for long.
    */
   forgetFinished(before: number, rows: number): Promise<{ jobs: number; rows: number }>;
+  /** Every volunteer's record, as a restart resumes them. */
+  loadVolunteers(): Promise<StoredVolunteer[]>;
+  /** Deletes up to `rows` volunteers not heard of since `before` (retention); returns how many. */
+  forgetVolunteers(before: number, rows: number): Promise<number>;
   putProgram(hash: string, source: string): Promise<void>;
   getProgram(hash: string): Promise<string | null>;
   insertToken(token: StoredToken): Promise<void>;
