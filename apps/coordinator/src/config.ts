@@ -21,6 +21,8 @@ export interface CoordinatorConfig {
   hostsPerAddress: number;
   /** Bytes one host may send per second, its socket and relay lanes together. */
   hostBytesPerSecond: number;
+  /** Bytes the hosts of one job may relay per second, all together. */
+  jobBytesPerSecond: number;
   /** Finished jobs' rows are deleted this many days after they finished; null keeps them. */
   retentionDays: number | null;
   checkpointIntervalMs: number;
@@ -67,6 +69,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     leaseFloorMs: intFrom(env, 'WEBPVM_LEASE_FLOOR_MS', LEASE_FLOOR_MS),
     hostsPerAddress: intFrom(env, 'WEBPVM_HOSTS_PER_ADDRESS', 64),
     hostBytesPerSecond: intFrom(env, 'WEBPVM_HOST_BYTES_PER_SECOND', 128 * 1024 * 1024),
+    jobBytesPerSecond: intFrom(env, 'WEBPVM_JOB_BYTES_PER_SECOND', 128 * 1024 * 1024),
     retentionDays: env.WEBPVM_RETENTION_DAYS ? intFrom(env, 'WEBPVM_RETENTION_DAYS', 0) : null,
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
     iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),

@@ -62,6 +62,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     iceServers: config.iceServers,
     hostsPerAddress: config.hostsPerAddress,
     hostBytesPerSecond: config.hostBytesPerSecond,
+    jobBytesPerSecond: config.jobBytesPerSecond,
   });
   const app = buildApi({
     scheduler,

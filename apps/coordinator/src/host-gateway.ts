@@ -11,6 +11,7 @@ import {
   decodeEnvelope,
   decodeHostMessage,
   encode,
+  parseTid,
 } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
@@ -37,7 +38,12 @@ export interface GatewayOptions {
   hostsPerAddress: number;
   /** Bytes one host may send per second, on its socket and its relay lanes together (byte-budget.ts). */
   hostBytesPerSecond: number;
+  /** Bytes the hosts of one job may relay per second, all together: one job cannot take every other's relay. */
+  jobBytesPerSecond: number;
 }
+
+/** Jobs whose relay budgets are kept: the least recently used goes (and starts afresh if it comes back). */
+const JOB_BUDGETS = 10_000;
 
 /** Binary frames carry task messages (LIMITS.messageBytes) with their envelope. */
 const HOST_FRAME_BYTES = LIMITS.messageBytes + 4 * 1024 * 1024;
@@ -79,15 +85,19 @@ class HostConnection implements HostLink {
 
   /** Spends a frame's bytes: past the budget, the socket is not read until it refills. */
   spend(bytes: number): void {
-    const wait = this.budget.spend(bytes);
-    if (wait === 0) return;
+    this.holdOff(this.budget.spend(bytes));
+  }
+
+  /** The socket is not read for `ms` (the host, or the job it relays for, is past its bytes per second). */
+  holdOff(ms: number): void {
+    if (ms === 0) return;
     this.metrics.throttled.inc();
     if (this.#holdOff) clearTimeout(this.#holdOff);
     this.socket.pause();
     this.#holdOff = setTimeout(() => {
       this.#holdOff = null;
       this.socket.resume();
-    }, wait);
+    }, ms);
     this.#holdOff.unref();
   }
 
@@ -114,6 +124,8 @@ export class HostGateway {
   // LIMITS.frameBytes by decodeHostMessage.
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HOST_FRAME_BYTES });
   private readonly connections = new Set<HostConnection>();
+  /** Per job, in the order last used: what its hosts relay per second. */
+  private readonly jobBudgets = new Map<string, ByteBudget>();
   private readonly sweeper: NodeJS.Timeout;
   /** Workers' sockets at RELAY_LANE_PATH, which hosts ask for over this gateway. */
   readonly lanes: RelayLanes;
@@ -231,6 +243,17 @@ export class HostGateway {
     const [from, to, destination] = h.type === 'msg' ? [h.from, h.to, h.to] : [h.of, h.by, h.of];
     const refused = this.opts.scheduler.relay.relay(conn.hostId, h.type, from, to, destination, bytes);
     if (refused) conn.sendError(refused, 'envelope');
+    else conn.holdOff(this.jobBudget(parseTid(from).jobId).spend(bytes.byteLength));
+  }
+
+  /** The relay budget of a job, its hosts' sockets and relay lanes together. */
+  private jobBudget(jobId: string): ByteBudget {
+    let budget = this.jobBudgets.get(jobId);
+    if (budget) this.jobBudgets.delete(jobId);
+    else budget = new ByteBudget(this.opts.jobBytesPerSecond, this.opts.jobBytesPerSecond);
+    this.jobBudgets.set(jobId, budget);
+    if (this.jobBudgets.size > JOB_BUDGETS) this.jobBudgets.delete(this.jobBudgets.keys().next().value!);
+    return budget;
   }
 
   private readonly handlers: Handlers = {
@@ -310,7 +333,7 @@ export class HostGateway {
     },
     resumed: (conn, m) => this.opts.scheduler.migrations.resumed(conn.hostId!, m.tid, m.attempt),
     'image-missing': (conn, m) => this.opts.scheduler.migrations.imageMissing(conn.hostId!, m.tid, m.attempt),
-    'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to, conn.budget),
+    'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to, [conn.budget, this.jobBudget(parseTid(m.from).jobId)]),
     'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
     withdrawn: (conn, m) => this.opts.scheduler.reports.withdrawn(conn.hostId!, m.tasks),
   };

@@ -27,8 +27,8 @@ interface Lane {
   sockets: { out: WebSocket | null; in: WebSocket | null };
   /** Bytes passed to the receiving socket and not written out yet. */
   inFlight: number;
-  /** The sending host's bytes per second, shared with its socket: past it, the sender's end is not read for a while. */
-  budget: ByteBudget | null;
+  /** The sending host's bytes per second, shared with its socket, and its job's: past either, the sender's end is not read for a while. */
+  budgets: readonly ByteBudget[];
   holdOff: NodeJS.Timeout | null;
   expiry: NodeJS.Timeout;
   closed: boolean;
@@ -65,9 +65,9 @@ export class RelayLanes {
 
   /**
    * Host `hostId` asks for a lane from its task `from` to `to`: both hosts get their end, or it a
-   * refusal. What the sender writes on it is spent from `budget`, the host's own.
+   * refusal. What the sender writes on it is spent from `budgets`: the host's own and its job's.
    */
-  request(hostId: string, link: HostLink, from: string, to: string, budget: ByteBudget | null = null): void {
+  request(hostId: string, link: HostLink, from: string, to: string, budgets: readonly ByteBudget[] = []): void {
     const end = this.#options.endOf(hostId, from, to);
     const max = this.#options.maxLanesPerHost ?? MAX_LANES_PER_HOST;
     if ('code' in end || this.#countOf(link) >= max || this.#countOf(end.link) >= max) {
@@ -81,7 +81,7 @@ export class RelayLanes {
       tokens: { out: newToken(), in: newToken() },
       sockets: { out: null, in: null },
       inFlight: 0,
-      budget,
+      budgets,
       holdOff: null,
       expiry: setTimeout(() => this.#close(lane, 'not connected in time'), this.#options.connectMs ?? CONNECT_MS),
       closed: false,
@@ -162,11 +162,11 @@ export class RelayLanes {
       this.#resumeIfClear(lane);
     });
     if (lane.inFlight > HIGH_WATER) lane.sockets.out!.pause();
-    const wait = lane.budget?.spend(bytes.byteLength) ?? 0;
+    const wait = Math.max(0, ...lane.budgets.map((budget) => budget.spend(bytes.byteLength)));
     if (wait > 0) this.#holdOff(lane, wait);
   }
 
-  /** The sending host is past its bytes per second: its end is not read for `ms`. */
+  /** The sending host or its job is past its bytes per second: the sender's end is not read for `ms`. */
   #holdOff(lane: Lane, ms: number): void {
     this.#options.metrics?.throttled.inc();
     if (lane.holdOff) clearTimeout(lane.holdOff);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LIMITS, PROTOCOL_VERSION, encode } from '@webpvm/vm-protocol';
+import { LIMITS, PROTOCOL_VERSION, encode, encodeMessage } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig, startCoordinator } from '../src/coordinator.ts';
@@ -169,5 +169,34 @@ describe('the host gateway', () => {
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(Number(metrics.match(/^webpvm_host_throttled_total (\d+)/m)?.[1])).toBeGreaterThanOrEqual(1);
     for (const host of [flooder, other]) host.socket.close();
+  });
+
+  it('holds a job to its relay bytes per second, its hosts all together', async () => {
+    const { url } = await coordinator({ WEBPVM_JOB_BYTES_PER_SECOND: String(1024 * 1024) });
+    const submitted = await fetch(`${url}/api/jobs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      // more tasks than a new volunteer may hold (8): both hosts get some
+      body: JSON.stringify({ program: 'export default (ctx, x) => x', inputs: Array.from({ length: 20 }, (_, i) => i) }),
+    });
+    const { id } = (await submitted.json()) as { id: string };
+    const [a, b] = [await rawHost(url), await rawHost(url)];
+    a.socket.send(encode({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: 1, running: [], userAgent: 'raw', volunteer: 'a'.repeat(43) }));
+    await expect.poll(() => a.frames.some((f) => f.type === 'assign')).toBe(true);
+    b.socket.send(encode({ type: 'hello', protocol: PROTOCOL_VERSION, identity: null, slots: 1, running: [], userAgent: 'raw', volunteer: 'b'.repeat(43) }));
+    await expect.poll(() => b.frames.some((f) => f.type === 'assign')).toBe(true);
+    const tidOf = (host: typeof a) => (host.frames.find((f) => f.type === 'assign') as unknown as { tasks: { tid: string }[] }).tasks[0]!.tid;
+    const [from, to] = [tidOf(a), tidOf(b)];
+    expect([from, to].every((tid) => tid.startsWith(`${id}.`))).toBe(true);
+    const start = Date.now();
+    // 2 MiB of messages each way, 4 MiB for the job at 1 MiB a second: the first second's worth goes at once
+    for (let seq = 1; seq <= 4; seq++) {
+      a.socket.send(encodeMessage({ from, to, tag: 1, seq, data: new Uint8Array(512 * 1024) }));
+      b.socket.send(encodeMessage({ from: to, to: from, tag: 1, seq, data: new Uint8Array(512 * 1024) }));
+    }
+    for (const host of [a, b]) host.socket.send('not json');
+    await expect.poll(() => [a, b].every((host) => host.frames.some((f) => f.type === 'error')), { timeout: 10_000 }).toBe(true);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(2_500);
+    for (const host of [a, b]) host.socket.close();
   });
 });

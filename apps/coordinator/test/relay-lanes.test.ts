@@ -87,7 +87,7 @@ describe('RelayLanes', () => {
     // 1 MB a second, spent already: 300 KB take 300 ms, less what the socket had read before it paused (64 KiB a read)
     const budget = new ByteBudget(1_000_000, 1_000_000);
     budget.spend(1_000_000);
-    lanes.request('a', links.a, 'jobj.0', 'jobj.1', budget);
+    lanes.request('a', links.a, 'jobj.0', 'jobj.1', [budget]);
     const out = await connect(links.a.token('out'));
     const into = await connect(links.b.token('in'));
     const big = (seq: number) => encodeMessage({ from: 'jobj.0', to: 'jobj.1', tag: 1, seq, data: new Uint8Array(10_000).fill(seq) });
