@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free-port.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repoRoot, 'apps/coordinator/bin/webpvm.js');
@@ -11,16 +11,6 @@ const cli = path.join(repoRoot, 'apps/coordinator/bin/webpvm.js');
 export const ADMIN_TOKEN = 'wpvm_e2e-admin-token';
 const STOP_TIMEOUT_MS = 10_000;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * A real coordinator process on a free port with its own temporary data directory. It can be
@@ -44,7 +34,7 @@ export class CoordinatorProcess {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.env.WEBPVM_TLS_CERT ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   get pid(): number | null {

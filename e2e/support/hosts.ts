@@ -1,4 +1,4 @@
-import { type Browser, type BrowserContext, type Page, expect } from '@playwright/test';
+import { type Browser, type BrowserContext, type BrowserContextOptions, type Page, expect } from '@playwright/test';
 
 /** What the host page reports about itself (`globalThis.__webpvmHost.snapshot()`). */
 export interface HostSnapshot {
@@ -23,8 +23,8 @@ export interface HostTab {
 }
 
 /** One volunteer tab, in a browser context of its own, as a separate volunteer's browser would be. */
-export async function openHost(browser: Browser, baseUrl: string, slots = 2, query = ''): Promise<HostTab> {
-  const context = await browser.newContext();
+export async function openHost(browser: Browser, baseUrl: string, slots = 2, query = '', contextOptions: BrowserContextOptions = {}): Promise<HostTab> {
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   await page.goto(`${baseUrl}/?slots=${slots}&policy=always${query}`);
   const tab: HostTab = {
@@ -41,8 +41,8 @@ export async function openHost(browser: Browser, baseUrl: string, slots = 2, que
   return tab;
 }
 
-export async function openHosts(browser: Browser, baseUrl: string, count: number, slots = 2, query = ''): Promise<HostTab[]> {
+export async function openHosts(browser: Browser, baseUrl: string, count: number, slots = 2, query = '', contextOptions: BrowserContextOptions = {}): Promise<HostTab[]> {
   const tabs: HostTab[] = [];
-  for (let i = 0; i < count; i++) tabs.push(await openHost(browser, baseUrl, slots, query));
+  for (let i = 0; i < count; i++) tabs.push(await openHost(browser, baseUrl, slots, query, contextOptions));
   return tabs;
 }

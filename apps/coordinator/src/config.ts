@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebpvmError } from '@webpvm/vm-protocol';
@@ -6,6 +7,8 @@ import { LEASE_FLOOR_MS } from './scheduler/lease-deadlines.ts';
 export interface CoordinatorConfig {
   port: number;
   host: string;
+  /** PEM certificate chain and key (WEBPVM_TLS_CERT, WEBPVM_TLS_KEY): https and wss on the same port; null for plain http. */
+  tls: { cert: string; key: string } | null;
   dataDir: string;
   adminToken: string | null;
   /** Built volunteer-web (host page + dashboard), served at `/`. */
@@ -19,6 +22,8 @@ export interface CoordinatorConfig {
   leaseFloorMs: number;
   /** Host connections (`/ws`) one network address may hold at once. */
   hostsPerAddress: number;
+  /** A proxy in front passes each client's address in X-Forwarded-For (WEBPVM_TRUST_PROXY=1). */
+  trustProxy: boolean;
   /** Bytes one host may send per second, its socket and relay lanes together. */
   hostBytesPerSecond: number;
   /** Bytes the hosts of one job may relay per second, all together. */
@@ -41,6 +46,40 @@ function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number): number
   return value;
 }
 
+/** Both PEM files, read now, so that a wrong path stops the start with a clear message. */
+function tlsFrom(env: NodeJS.ProcessEnv): { cert: string; key: string } | null {
+  const [certFile, keyFile] = [env.WEBPVM_TLS_CERT, env.WEBPVM_TLS_KEY];
+  if (!certFile && !keyFile) return null;
+  if (!certFile || !keyFile) throw new WebpvmError('E_BAD_REQUEST', 'WEBPVM_TLS_CERT and WEBPVM_TLS_KEY go together: a certificate chain and its key, both PEM files');
+  const read = (name: string, file: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new WebpvmError('E_BAD_REQUEST', `${name}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+    }
+  };
+  return { cert: read('WEBPVM_TLS_CERT', certFile), key: read('WEBPVM_TLS_KEY', keyFile) };
+}
+
+const LOOPBACK = /^(?:127(?:\.\d{1,3}){3}|::1|localhost)$/;
+
+/**
+ * Host tokens, volunteers' secrets and task messages cross this port: on an address other hosts
+ * can reach, plain http gives them to anyone on the way. That takes TLS (WEBPVM_TLS_CERT/KEY), or
+ * a TLS proxy in front and an explicit WEBPVM_ALLOW_PLAIN_HTTP=1.
+ */
+function hostFrom(env: NodeJS.ProcessEnv): string {
+  const host = env.HOST || '127.0.0.1';
+  const tls = Boolean(env.WEBPVM_TLS_CERT || env.WEBPVM_TLS_KEY);
+  if (!LOOPBACK.test(host) && !tls && env.WEBPVM_ALLOW_PLAIN_HTTP !== '1') {
+    throw new WebpvmError(
+      'E_BAD_REQUEST',
+      `listening on ${host} without TLS would send tokens and task data in the clear: set WEBPVM_TLS_CERT and WEBPVM_TLS_KEY, or put a TLS proxy in front and set WEBPVM_ALLOW_PLAIN_HTTP=1`,
+    );
+  }
+  return host;
+}
+
 function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
   if (!raw) return [];
   let parsed: unknown;
@@ -59,7 +98,8 @@ function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
 export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
   return {
     port: intFrom(env, 'PORT', 8080),
-    host: env.HOST || '127.0.0.1',
+    host: hostFrom(env),
+    tls: tlsFrom(env),
     dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
     adminToken: env.WEBPVM_ADMIN_TOKEN || null,
     webRoot: env.WEBPVM_WEB_ROOT ? path.resolve(env.WEBPVM_WEB_ROOT) : defaultWebRoot,
@@ -68,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     reconnectGraceMs: intFrom(env, 'WEBPVM_RECONNECT_GRACE_MS', 10_000),
     leaseFloorMs: intFrom(env, 'WEBPVM_LEASE_FLOOR_MS', LEASE_FLOOR_MS),
     hostsPerAddress: intFrom(env, 'WEBPVM_HOSTS_PER_ADDRESS', 64),
+    trustProxy: env.WEBPVM_TRUST_PROXY === '1',
     hostBytesPerSecond: intFrom(env, 'WEBPVM_HOST_BYTES_PER_SECOND', 128 * 1024 * 1024),
     jobBytesPerSecond: intFrom(env, 'WEBPVM_JOB_BYTES_PER_SECOND', 128 * 1024 * 1024),
     retentionDays: env.WEBPVM_RETENTION_DAYS ? intFrom(env, 'WEBPVM_RETENTION_DAYS', 0) : null,

@@ -61,6 +61,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     checkpointIntervalMs: config.checkpointIntervalMs,
     iceServers: config.iceServers,
     hostsPerAddress: config.hostsPerAddress,
+    trustProxy: config.trustProxy,
     hostBytesPerSecond: config.hostBytesPerSecond,
     jobBytesPerSecond: config.jobBytesPerSecond,
   });
@@ -74,6 +75,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     log,
     webRoot: config.webRoot,
     connectedHosts: () => gateway.connectedHosts,
+    tls: config.tls,
   });
   const peers = mountPeerServer(app.server, (peerId, token) => gateway.isIssuedPeerId(peerId, token));
   app.server.on('upgrade', (request, socket, head) => {
@@ -111,7 +113,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     throw error;
   }
   const address = app.server.address() as AddressInfo;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
+  const url = `${config.tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
 
   return { url, firstAdminToken, close };
 }

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { hashSecret, newSecret, volunteerIdOf } from './auth.ts';
 import { ByteBudget } from './byte-budget.ts';
+import { clientAddress } from './client-address.ts';
 import { frameBytes, frameLength } from './frame-bytes.ts';
 import { limitFrames } from './frame-limit.ts';
 import type { Metrics } from './metrics.ts';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   iceServers: Record<string, unknown>[];
   /** Host connections one network address may hold at once. */
   hostsPerAddress: number;
+  /** Behind a proxy: a host's address is the one the proxy saw (client-address.ts). */
+  trustProxy: boolean;
   /** Bytes one host may send per second, on its socket and its relay lanes together (byte-budget.ts). */
   hostBytesPerSecond: number;
   /** Bytes the hosts of one job may relay per second, all together: one job cannot take every other's relay. */
@@ -137,7 +140,7 @@ export class HostGateway {
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const address = request.socket.remoteAddress ?? '';
+    const address = clientAddress(request, this.opts.trustProxy);
     if ([...this.connections].filter((c) => c.address === address).length >= this.opts.hostsPerAddress) {
       this.opts.metrics.refused.inc({ why: 'connections per address' });
       socket.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\r\nmore than ${this.opts.hostsPerAddress} host connections from this address\n`);

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import { Readable } from 'node:stream';
 import fastifyStatic from '@fastify/static';
 import {
@@ -35,6 +37,8 @@ export interface ApiOptions {
   webRoot: string;
   connectedHosts: () => number;
   retention: Retention;
+  /** Serve https (and wss, on the same server) with this certificate chain and key. */
+  tls: { cert: string; key: string } | null;
 }
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
@@ -65,7 +69,10 @@ function parseBody<T>(schema: { safeParse(v: unknown): { success: true; data: T 
 /** The REST API (docs/protocol.md), the program files hosts import, metrics, and the built web app. */
 export function buildApi(opts: ApiOptions) {
   const { scheduler, auth, programs } = opts;
+  const { tls } = opts;
   const app = Fastify({
+    // An https server is an http one to Fastify and to the WebSocket upgrades: the same events, over TLS.
+    serverFactory: (handler) => (tls ? (https.createServer(tls, handler) as unknown as http.Server) : http.createServer(handler)),
     loggerInstance: opts.log,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.requestBytes,

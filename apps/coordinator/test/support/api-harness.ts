@@ -20,7 +20,7 @@ export async function apiHarness(webRoot = '/nonexistent') {
   const events = await EventLog.open(store, log);
   const scheduler = new Scheduler({ store, log, migrations: events, checkpointIntervalMs: 0, reconnectGraceMs: 60_000, programUrl });
   const programs = new ProgramRegistry(store);
-  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log) });
+  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log), tls: null });
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
   return {
