@@ -70,7 +70,7 @@ try {
   const healthy = (await fetch(`${url}/healthz`)).ok;
   await sleep(2000);
   const rssAfter = rss(pid);
-  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
   const counted = [...metrics.matchAll(/^webpvm_host_(?:frames_in_total\{[^}]*\}|bad_frames_total) (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
 
   const rows = [

@@ -23,10 +23,27 @@ test('a researcher submits from the CLI, waits for the results, and manages toke
   // bob's token works, and sees none of the admin's jobs
   const bobStatus = await webpvm(['status', '--json'], { ...env, WEBPVM_TOKEN: bob });
   expect(JSON.parse(bobStatus.stdout)).toEqual({ jobs: [] });
-  // and cannot create tokens
+  // and cannot create tokens like itself, only read tokens for its own jobs
   const refused = await webpvm(['token', 'create'], { ...env, WEBPVM_TOKEN: bob });
   expect(refused.code).toBe(1);
   expect(refused.stderr).toContain('E_FORBIDDEN');
+  const reader = await webpvm(['token', 'create', '--name', 'bob-reader', '--scope', 'read', '--expires-in-days', '7'], { ...env, WEBPVM_TOKEN: bob });
+  expect(reader.code, reader.stderr).toBe(0);
+  expect(reader.stderr).toMatch(/\(read, until \d{4}-/);
+  const listed = await webpvm(['token', 'list', '--json'], { ...env, WEBPVM_TOKEN: bob });
+  const { tokens } = JSON.parse(listed.stdout) as { tokens: { id: string; name: string; scope: string }[] };
+  expect(tokens.map((t) => [t.name, t.scope])).toEqual([
+    ['bob-reader', 'read'],
+    ['bob', 'submit'],
+  ]);
+  const revoked = await webpvm(['token', 'revoke', tokens[0]!.id], { ...env, WEBPVM_TOKEN: bob });
+  expect(revoked.code, revoked.stderr).toBe(0);
+  const afterRevoke = await webpvm(['status'], { ...env, WEBPVM_TOKEN: reader.stdout.trim() });
+  expect(afterRevoke.code).toBe(1);
+  expect(afterRevoke.stderr).toContain('revoked');
+  // the admin's table lists every token
+  const table = await webpvm(['token', 'list'], env);
+  expect(table.stdout).toMatch(/bob-reader\s+read/);
 });
 
 test('the CLI explains bad input and a wrong token without a stack trace', async ({ api }) => {

@@ -76,6 +76,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     webRoot: config.webRoot,
     connectedHosts: () => gateway.connectedHosts,
     tls: config.tls,
+    trustProxy: config.trustProxy,
   });
   const peers = mountPeerServer(app.server, (peerId, token) => gateway.isIssuedPeerId(peerId, token));
   app.server.on('upgrade', (request, socket, head) => {

@@ -7,15 +7,20 @@ import fastifyStatic from '@fastify/static';
 import {
   type AppendInputsResponse,
   CreateTokenRequest,
+  type CreateTokenResponse,
   GcRequest,
   LIMITS,
   SubmitJobRequest,
+  type TokenInfo,
+  type TokenList,
   WebpvmError,
   describeIssues,
 } from '@webpvm/vm-protocol';
 import Fastify, { type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import { type Principal, type TokenAuth, canSee } from './auth.ts';
+import { AuthThrottle } from './auth-throttle.ts';
+import { type Principal, type TokenAuth, canSee, requireScope } from './auth.ts';
+import { clientAddress } from './client-address.ts';
 import { ISOLATED_PAGE_HEADERS, ISOLATED_RESOURCE_HEADERS } from './cross-origin-isolation.ts';
 import type { EventLog } from './event-log.ts';
 import type { Metrics } from './metrics.ts';
@@ -25,6 +30,7 @@ import type { ProgramRegistry } from './program-registry.ts';
 import type { Retention } from './retention.ts';
 import type { JobView } from './scheduler/read-views.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
+import type { StoredToken } from './store/store.ts';
 import { registerTaskWorkerRoute } from './task-worker-route.ts';
 
 export interface ApiOptions {
@@ -39,7 +45,12 @@ export interface ApiOptions {
   retention: Retention;
   /** Serve https (and wss, on the same server) with this certificate chain and key. */
   tls: { cert: string; key: string } | null;
+  /** Behind a proxy: a request's address is the one the proxy saw (client-address.ts). */
+  trustProxy: boolean;
 }
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const tokenInfo = (t: StoredToken): TokenInfo => ({ id: t.id, name: t.name, scope: t.scope, owner: t.owner, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt), revokedAt: iso(t.revokedAt) });
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
 
@@ -94,7 +105,23 @@ export function buildApi(opts: ApiOptions) {
     reply.status(404).send({ error: { code: 'E_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` } }),
   );
 
-  const principal = (request: FastifyRequest): Promise<Principal> => auth.authenticate(request.headers.authorization);
+  const throttle = new AuthThrottle();
+  /**
+   * The request's token, checked. An address that keeps presenting wrong tokens is refused for a
+   * while, before its next token is even looked at; a request with none guesses nothing and counts not.
+   */
+  const principal = async (request: FastifyRequest): Promise<Principal> => {
+    const { authorization } = request.headers;
+    if (!authorization) return auth.authenticate(authorization);
+    const address = clientAddress(request.raw, opts.trustProxy);
+    throttle.check(address);
+    try {
+      return await auth.authenticate(authorization);
+    } catch (error) {
+      if (error instanceof WebpvmError && error.code === 'E_UNAUTHORIZED') throttle.failed(address);
+      throw error;
+    }
+  };
 
   const { views } = scheduler;
 
@@ -107,10 +134,11 @@ export function buildApi(opts: ApiOptions) {
 
   app.post('/api/jobs', async (request, reply) => {
     const p = await principal(request);
+    requireScope(p, 'submit', 'submit jobs');
     const spec = parseBody(SubmitJobRequest, request.body);
     const programHash = await programs.register(spec.program);
     if (spec.replicas > 1) await scheduler.validators.prepare(programHash, (await programs.get(programHash))!);
-    const job = scheduler.jobs.submit(spec, programHash, p.tokenId, newJobId());
+    const job = scheduler.jobs.submit(spec, programHash, p.owner, newJobId());
     await scheduler.writes.durable();
     opts.metrics.jobsSubmitted.inc();
     return reply.status(201).send({ id: job.stored.id, tasks: job.stored.total });
@@ -118,13 +146,15 @@ export function buildApi(opts: ApiOptions) {
 
   app.get('/api/jobs', async (request) => {
     const p = await principal(request);
-    return { jobs: await views.jobs(p.admin ? null : p.tokenId, 100) };
+    return { jobs: await views.jobs(p.admin ? null : p.owner, 100) };
   });
 
   app.get('/api/jobs/:id', async (request) => (await visibleJob(request, await principal(request))).status);
 
   app.post('/api/jobs/:id/inputs', async (request): Promise<AppendInputsResponse> => {
-    const { status } = await visibleJob(request, await principal(request));
+    const p = await principal(request);
+    const { status } = await visibleJob(request, p);
+    requireScope(p, 'submit', 'add inputs to a job');
     const close = booleanParam((request.query as { close?: unknown }).close, 'close');
     if (request.body !== undefined && typeof request.body !== 'string') {
       throw new WebpvmError('E_BAD_REQUEST', `send the inputs as ${NDJSON}: one JSON value a line`);
@@ -166,7 +196,9 @@ export function buildApi(opts: ApiOptions) {
   });
 
   app.delete('/api/jobs/:id', async (request) => {
-    const { status: job } = await visibleJob(request, await principal(request));
+    const p = await principal(request);
+    const { status: job } = await visibleJob(request, p);
+    requireScope(p, 'submit', 'cancel a job');
     if (!scheduler.jobs.cancel(job.id)) return job;
     await scheduler.writes.durable();
     return (await views.job(job.id))?.status ?? job;
@@ -174,29 +206,45 @@ export function buildApi(opts: ApiOptions) {
 
   registerMigrationRoutes(app, { scheduler, events: opts.events, principal });
 
+  /** An admin sees every host; a researcher those running tasks of its own jobs now. */
   app.get('/api/hosts', async (request) => {
-    await principal(request);
-    return { hosts: views.hosts() };
+    const p = await principal(request);
+    return { hosts: views.hosts(p.admin ? null : p.owner) };
   });
 
-  app.post('/api/tokens', async (request, reply) => {
+  app.post('/api/tokens', async (request, reply): Promise<CreateTokenResponse> => {
     const p = await principal(request);
-    if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may create tokens');
     const body = parseBody(CreateTokenRequest, request.body);
-    const created = await auth.create(body.name, body.admin);
-    return reply.status(201).send({ id: created.id, name: body.name, admin: body.admin, token: created.token });
+    const scope = body.scope ?? (body.admin ? 'admin' : 'submit');
+    const { stored, token } = await auth.create(p, { name: body.name, scope, expiresInDays: body.expiresInDays ?? null });
+    return reply.status(201).send({ ...tokenInfo(stored), admin: scope === 'admin', token });
+  });
+
+  app.get('/api/tokens', async (request): Promise<TokenList> => {
+    const p = await principal(request);
+    requireScope(p, 'submit', 'list tokens');
+    return { tokens: (await auth.list(p)).map(tokenInfo) };
+  });
+
+  app.delete('/api/tokens/:id', async (request): Promise<TokenInfo> => {
+    const p = await principal(request);
+    const { id } = request.params as { id: string };
+    const revoked = await auth.revoke(p, id);
+    if (!revoked) throw new WebpvmError('E_NOT_FOUND', `no token ${id} to revoke`);
+    return tokenInfo(revoked);
   });
 
   app.post('/api/admin/gc', async (request) => {
     const p = await principal(request);
-    if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may delete old jobs');
+    requireScope(p, 'admin', 'delete old jobs');
     const { olderThanDays } = parseBody(GcRequest, request.body);
     return opts.retention.collect(olderThanDays);
   });
 
   app.get('/healthz', async () => ({ ok: true, hosts: opts.connectedHosts() }));
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', async (request, reply) => {
+    requireScope(await principal(request), 'admin', 'read the metrics');
     reply.type(opts.metrics.registry.contentType);
     return opts.metrics.registry.metrics();
   });

@@ -1,7 +1,7 @@
 import { type MigrationEvent, type MigrationList, Tid, WebpvmError, parseTid } from '@webpvm/vm-protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
-import { type Principal, canSee } from './auth.ts';
+import { type Principal, canSee, requireScope } from './auth.ts';
 import type { EventLog } from './event-log.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import { SseStream } from './sse-stream.ts';
@@ -50,6 +50,7 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
     const { tid } = request.params as { tid: string };
     if (!Tid.safeParse(tid).success) throw new WebpvmError('E_NOT_FOUND', `no task ${tid}`);
     await mustSee(p, parseTid(tid).jobId, `no task ${tid}`);
+    requireScope(p, 'submit', 'move a task');
     const ordered = scheduler.migrations.order(tid);
     if ('code' in ordered) throw new WebpvmError(ordered.code, ordered.message);
     return reply.status(202).send({ tid, from: ordered.hostId });
@@ -58,7 +59,7 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
   /** Admins drain a host (its tasks move away, it is given nothing) and let it work again. */
   const drain = (draining: boolean) => async (request: FastifyRequest, reply: FastifyReply) => {
     const p = await principal(request);
-    if (!p.admin) throw new WebpvmError('E_FORBIDDEN', 'only an admin token may drain a host');
+    requireScope(p, 'admin', 'drain a host');
     const { id } = request.params as { id: string };
     const ordered = scheduler.migrations.drain(id, draining);
     if (ordered === null) throw new WebpvmError('E_NOT_FOUND', `no host ${id}`);
@@ -75,7 +76,7 @@ export function registerMigrationRoutes(app: Api, opts: MigrationRoutesOptions):
     if (jobId !== null) await mustSee(p, jobId, `no job ${jobId}`);
     const afterId = eventIdFrom(request.headers['last-event-id'] ?? query.after);
     // A stream scoped to one visible job needs no owner check per event.
-    const owner = p.admin || jobId !== null ? null : p.tokenId;
+    const owner = p.admin || jobId !== null ? null : p.owner;
     const scope: StreamScope = {
       jobId,
       owner,

@@ -9,7 +9,7 @@ import { attack, honestHost } from './support/fuzz-attack.ts';
 
 /** Frames thrown at `/ws` in `npm test`; `FUZZ_FRAMES` raises it for a soak. */
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 200_000);
-const token = 'wpvm_fuzz';
+const token = 'wpvm_fuzz-admin-token';
 v8.setFlagsFromString('--expose-gc');
 /** The collector, to weigh what the attack left behind rather than garbage not yet collected. */
 const collect = vm.runInNewContext('gc') as () => void;
@@ -52,7 +52,7 @@ describe('fuzzing the coordinator while a job runs', () => {
     const { results } = (await (await api('GET', `/api/jobs/${id}/results`)).json()) as { results: unknown[] };
     expect(results).toEqual(Array.from({ length: total }, (_, i) => i * i));
     for (const socket of honest) socket.close();
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await api('GET', '/metrics')).text();
     const counted = [...metrics.matchAll(/^webpvm_host_(?:frames_in_total\{[^}]*\}|bad_frames_total) (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
     // most of the attack reached the coordinator (the rest went down with connections it closed)
     expect(counted).toBeGreaterThan(FRAMES / 2);

@@ -33,7 +33,7 @@ async function rawHost(url: string) {
 }
 
 const refused = async (url: string, why: string): Promise<number> => {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
   const line = text.split('\n').find((l) => l.startsWith(`webpvm_host_refused_total{why="${why}"}`));
   return line ? Number(line.split(' ').at(-1)) : 0;
 };
@@ -166,7 +166,7 @@ describe('the host gateway', () => {
     await expect.poll(() => answered(flooder), { timeout: 10_000 }).toBe(true);
     // the first second's worth went at once; the other 3 MiB waited for the budget to refill
     expect(Date.now() - start).toBeGreaterThanOrEqual(2_500);
-    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metrics = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
     expect(Number(metrics.match(/^webpvm_host_throttled_total (\d+)/m)?.[1])).toBeGreaterThanOrEqual(1);
     for (const host of [flooder, other]) host.socket.close();
   });

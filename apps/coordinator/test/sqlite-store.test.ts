@@ -263,6 +263,20 @@ describe('SqliteStore', () => {
     await store.close();
   });
 
+  it('gives tokens made before scopes existed theirs: admin stays admin, the others submit and own their jobs', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-store-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'db.sqlite');
+    const old = new Database(file);
+    old.exec(`CREATE TABLE tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL);
+      INSERT INTO tokens VALUES ('a', 'admin', 'h-admin', 1, 1), ('r', 'researcher', 'h-researcher', 0, 2);`);
+    old.close();
+    const store = new SqliteStore(file);
+    expect(await store.findToken('h-admin')).toEqual({ id: 'a', name: 'admin', hash: 'h-admin', scope: 'admin', owner: 'a', createdAt: 1, expiresAt: null, revokedAt: null });
+    expect(await store.findToken('h-researcher')).toMatchObject({ scope: 'submit', owner: 'r' });
+    await store.close();
+  });
+
   it('leaves finished jobs out of what a restart resumes', async () => {
     const store = new SqliteStore(':memory:');
     await store.commit({ ...emptyBatch(), jobs: [job('j1', 1), job('j2', 2)] });
@@ -302,9 +316,17 @@ describe('SqliteStore', () => {
   it('stores tokens by hash, programs by content hash, and hosts', async () => {
     const store = new SqliteStore(':memory:');
     expect(await store.countTokens()).toBe(0);
-    await store.insertToken({ id: 't1', name: 'admin', hash: 'deadbeef', admin: true, createdAt: 1 });
-    expect(await store.findToken('deadbeef')).toEqual({ id: 't1', name: 'admin', hash: 'deadbeef', admin: true, createdAt: 1 });
+    const admin = { id: 't1', name: 'admin', hash: 'deadbeef', scope: 'admin' as const, owner: 't1', createdAt: 1, expiresAt: null, revokedAt: null };
+    const reader = { id: 't2', name: 'reader', hash: 'cafe', scope: 'read' as const, owner: 't3', createdAt: 2, expiresAt: 99, revokedAt: null };
+    await store.insertToken(admin);
+    await store.insertToken(reader);
+    expect(await store.findToken('deadbeef')).toEqual(admin);
     expect(await store.findToken('other')).toBeNull();
+    expect(await store.listTokens(null, 10)).toEqual([reader, admin]);
+    expect(await store.listTokens('t3', 10)).toEqual([reader]);
+    expect(await store.revokeToken('t2', 50)).toBe(true);
+    expect(await store.revokeToken('t2', 60)).toBe(false);
+    expect(await store.getToken('t2')).toEqual({ ...reader, revokedAt: 50 });
     await store.putProgram('h1', 'export default 1');
     await store.putProgram('h1', 'ignored: same hash');
     expect(await store.getProgram('h1')).toBe('export default 1');

@@ -152,10 +152,41 @@ export type HostInfo = z.infer<typeof HostInfo>;
 export const HostList = z.object({ hosts: z.array(HostInfo) });
 export type HostList = z.infer<typeof HostList>;
 
+/**
+ * What a token may do with its owner's jobs: `read` them; `submit` them, and cancel, append to and
+ * migrate them, and make `read` tokens; `admin` anything, with every job, host and token.
+ */
+export const TokenScope = z.enum(['read', 'submit', 'admin']);
+export type TokenScope = z.infer<typeof TokenScope>;
+
 export const CreateTokenRequest = z
-  .object({ name: z.string().max(LIMITS.nameChars).default('token'), admin: z.boolean().default(false) })
+  .object({
+    name: z.string().max(LIMITS.nameChars).default('token'),
+    /** `submit` unless said; a `submit` token makes `read` tokens only, for its own jobs. */
+    scope: TokenScope.optional(),
+    /** The same as `scope: "admin"`, as older clients ask. */
+    admin: z.boolean().default(false),
+    /** The token stops working this many days after it is made; it never does unless said. */
+    expiresInDays: z.number().positive().max(3650).optional(),
+  })
   .strict();
-export const CreateTokenResponse = z.object({ id: z.string(), name: z.string(), admin: z.boolean(), token: z.string() });
+
+/** A token as listed: never its secret, which only its creation answer shows. */
+export const TokenInfo = z.object({
+  id: z.string(),
+  name: z.string(),
+  scope: TokenScope,
+  /** Whose jobs it sees: its own id for admin and submit tokens, its maker's owner for read ones. */
+  owner: z.string(),
+  createdAt: z.string(),
+  expiresAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+export type TokenInfo = z.infer<typeof TokenInfo>;
+export const TokenList = z.object({ tokens: z.array(TokenInfo) });
+export type TokenList = z.infer<typeof TokenList>;
+
+export const CreateTokenResponse = TokenInfo.extend({ admin: z.boolean(), token: z.string() });
 export type CreateTokenResponse = z.infer<typeof CreateTokenResponse>;
 
 /** `POST /api/admin/gc`: delete the rows of jobs finished more than this many days ago. */

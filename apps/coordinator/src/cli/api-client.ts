@@ -1,19 +1,22 @@
 import {
-  AppendInputsResponse,
   ApiError,
+  AppendInputsResponse,
   CreateTokenResponse,
+  describeIssues,
+  type ErrorCode,
+  GcResponse,
   HostList,
+  isErrorCode,
   JobId,
   JobList,
   JobResults,
   JobStatus,
-  SubmitJobResponse,
-  WebpvmError,
-  describeIssues,
-  isErrorCode,
-  type ErrorCode,
   type SubmitJobRequest,
-  GcResponse,
+  SubmitJobResponse,
+  TokenInfo,
+  TokenList,
+  type TokenScope,
+  WebpvmError,
 } from '@webpvm/vm-protocol';
 import type { ZodError } from 'zod';
 
@@ -104,8 +107,16 @@ export class ApiClient {
     return this.#json('DELETE', jobPath(id), JobStatus);
   }
 
-  async createToken(request: { name?: string; admin?: boolean }): Promise<CreateTokenResponse> {
+  async createToken(request: { name?: string; scope?: TokenScope; expiresInDays?: number }): Promise<CreateTokenResponse> {
     return this.#json('POST', '/api/tokens', CreateTokenResponse, { json: request });
+  }
+
+  async listTokens(): Promise<TokenList> {
+    return this.#json('GET', '/api/tokens', TokenList);
+  }
+
+  async revokeToken(id: string): Promise<TokenInfo> {
+    return this.#json('DELETE', `/api/tokens/${encodeURIComponent(id)}`, TokenInfo);
   }
 
   async gc(olderThanDays: number): Promise<GcResponse> {

@@ -7,7 +7,7 @@ import type { HostsOptions } from './hosts.ts';
 import type { RunLocalOptions } from './run-local.ts';
 import type { StartOptions } from './start.ts';
 import type { SubmitOptions } from './submit.ts';
-import type { TokenCreateOptions } from './tokens.ts';
+import type { TokenCreateOptions, TokenListOptions } from './tokens.ts';
 import type { Policy, VolunteerOptions } from './volunteer.ts';
 import type { GcOptions } from './gc.ts';
 
@@ -73,10 +73,20 @@ withClient(program.command('cancel'))
 
 const token = program.command('token').description('manage bearer tokens');
 withClient(token.command('create'))
-  .description('create a token (needs an admin token); prints only the token')
+  .description('create a token; prints only the token. An admin token makes any; a submit token makes read tokens for its own jobs')
   .option('--name <name>', 'a name to recognise it by')
-  .option('--admin', 'the new token may create tokens too')
+  .addOption(new Option('--scope <scope>', 'read: see its owner\'s jobs; submit: submit, cancel and read its own; admin: everything').choices(['read', 'submit', 'admin']))
+  .option('--admin', 'the same as --scope admin')
+  .option('--expires-in-days <days>', 'the token stops working after this many days', positiveNumber)
   .action(async (options: TokenCreateOptions) => (await import('./tokens.ts')).createToken(options));
+withClient(token.command('list'))
+  .description('list tokens: every one for an admin, its own owner\'s for a submit token (never their secrets)')
+  .option('--json', 'print the raw JSON')
+  .action(async (options: TokenListOptions) => (await import('./tokens.ts')).listTokens(options));
+withClient(token.command('revoke'))
+  .description('revoke a token at once: an admin any, a submit token its own owner\'s')
+  .argument('<id>', 'the token\'s id (webpvm token list)')
+  .action(async (id: string, options: ClientOptions) => (await import('./tokens.ts')).revokeToken(id, options));
 
 withClient(program.command('gc'))
   .description('delete the rows of jobs that finished more than --older-than days ago, and their programs (needs an admin token)')
@@ -120,6 +130,12 @@ function withClient(command: Command): Command {
 function fraction(value: string): number {
   const number = Number(value);
   if (value.trim() === '' || !Number.isFinite(number) || number < 0 || number > 1) throw new InvalidArgumentError('expected a number from 0 to 1');
+  return number;
+}
+
+function positiveNumber(value: string): number {
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isFinite(number) || number <= 0) throw new InvalidArgumentError('expected a number above 0');
   return number;
 }
 

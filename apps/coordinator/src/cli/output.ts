@@ -1,4 +1,4 @@
-import type { HostList, JobStatus } from '@webpvm/vm-protocol';
+import type { HostList, JobStatus, TokenList } from '@webpvm/vm-protocol';
 
 /** Data for scripts goes to stdout; everything meant for a person goes to stderr. */
 export function printJson(value: unknown): void {
@@ -43,6 +43,13 @@ export function jobLines(job: JobStatus): string {
   ];
   if (job.error !== null) rows.push(['error', `${job.error.message} (${job.error.code})`]);
   return rows.map(([key, value]) => `${key.padEnd(10)}  ${value}`).join('\n');
+}
+
+export function tokenTable(tokens: TokenList['tokens']): string {
+  return table(
+    ['ID', 'NAME', 'SCOPE', 'OWNER', 'CREATED', 'EXPIRES', 'REVOKED'],
+    tokens.map((t) => [t.id, shorten(t.name, 32), t.scope, t.owner === t.id ? 'itself' : t.owner, t.createdAt, t.expiresAt ?? 'never', t.revokedAt ?? '-']),
+  );
 }
 
 export function hostTable(hosts: HostList['hosts'], now = Date.now()): string {

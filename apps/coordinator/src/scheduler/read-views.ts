@@ -1,4 +1,4 @@
-import type { HostInfo, JobStatus, ResultLine, TaskCounts, TaskInfo, TaskList } from '@webpvm/vm-protocol';
+import { type HostInfo, type JobStatus, type ResultLine, type TaskCounts, type TaskInfo, type TaskList, parseTid } from '@webpvm/vm-protocol';
 import type { Store, StoredJob, StoredOutcome } from '../store/store.ts';
 import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
@@ -153,9 +153,11 @@ export class ReadViews {
     });
   }
 
-  hosts(): HostInfo[] {
-    const { hosts } = this.#opts;
-    return [...hosts.all()].map((h) => hostInfo(h, h.volunteerId === null ? null : hosts.volunteers.get(h.volunteerId)));
+  /** Every host (`owner` null), or those running a task of `owner`'s jobs now. */
+  hosts(owner: string | null): HostInfo[] {
+    const { hosts, book } = this.#opts;
+    const runsFor = (h: HostRun) => [...h.assigned.keys()].some((tid) => book.job(parseTid(tid).jobId)?.stored.owner === owner);
+    return [...hosts.all()].filter((h) => owner === null || runsFor(h)).map((h) => hostInfo(h, h.volunteerId === null ? null : hosts.volunteers.get(h.volunteerId)));
   }
 }
 

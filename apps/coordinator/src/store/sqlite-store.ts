@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState } from '@webpvm/vm-protocol';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenScope } from '@webpvm/vm-protocol';
 import type {
   EventQuery,
   JobOptions,
@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL,
+  scope TEXT NOT NULL DEFAULT 'submit', owner TEXT, expires_at INTEGER, revoked_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS hosts (
   host_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_agent TEXT NOT NULL,
@@ -62,6 +63,18 @@ CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
 CREATE INDEX IF NOT EXISTS tasks_pending_roots ON tasks(job_id, idx) WHERE state = 'pending' AND root IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_restart ON tasks(job_id, idx) WHERE root IS NULL OR state IN ('running', 'failed');
 CREATE INDEX IF NOT EXISTS tasks_outcomes ON tasks(job_id, seq) WHERE seq IS NOT NULL;
+`;
+
+/**
+ * A file made before tokens had scopes: admin tokens keep everything, the others submit, and
+ * each owns the jobs it submitted (a job's owner is the id of the token that made it).
+ */
+const TOKEN_SCOPES = `
+ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'submit';
+ALTER TABLE tokens ADD COLUMN owner TEXT;
+ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
+ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
+UPDATE tokens SET scope = CASE WHEN admin = 1 THEN 'admin' ELSE 'submit' END, owner = id;
 `;
 
 /** The same condition as the `tasks_restart` index's, so that SQLite uses it. */
@@ -185,6 +198,28 @@ function indexes(statement: Database.Statement, ...params: unknown[]): Uint32Arr
   return out.slice(0, n);
 }
 
+interface TokenRow {
+  id: string;
+  name: string;
+  hash: string;
+  created_at: number;
+  scope: TokenScope;
+  owner: string | null;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+const tokenFromRow = (r: TokenRow): StoredToken => ({
+  id: r.id,
+  name: r.name,
+  hash: r.hash,
+  scope: r.scope,
+  owner: r.owner ?? r.id,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+});
+
 interface VolunteerRow {
   volunteer_id: string;
   allowance: number;
@@ -266,7 +301,12 @@ export class SqliteStore implements Store {
       forgetProgram: db.prepare(`DELETE FROM programs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE program_hash = ?)`),
       putProgram: db.prepare(`INSERT OR IGNORE INTO programs VALUES (?, ?)`),
       getProgram: db.prepare(`SELECT source FROM programs WHERE hash = ?`),
-      insertToken: db.prepare(`INSERT INTO tokens VALUES (?, ?, ?, ?, ?)`),
+      insertToken: db.prepare(`INSERT INTO tokens (id, name, hash, admin, created_at, scope, owner, expires_at, revoked_at)
+        VALUES (@id, @name, @hash, @admin, @created_at, @scope, @owner, @expires_at, @revoked_at)`),
+      listTokens: db.prepare(`SELECT * FROM tokens ORDER BY created_at DESC, id LIMIT ?`),
+      listTokensOf: db.prepare(`SELECT * FROM tokens WHERE owner = ? ORDER BY created_at DESC, id LIMIT ?`),
+      getToken: db.prepare(`SELECT * FROM tokens WHERE id = ?`),
+      revokeToken: db.prepare(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`),
       findToken: db.prepare(`SELECT * FROM tokens WHERE hash = ?`),
       countTokens: db.prepare(`SELECT COUNT(*) AS n FROM tokens`),
       getHost: db.prepare(`SELECT * FROM hosts WHERE host_id = ?`),
@@ -440,15 +480,37 @@ export class SqliteStore implements Store {
     return row?.source ?? null;
   }
 
-  async insertToken(token: StoredToken): Promise<void> {
-    this.stmts.insertToken.run(token.id, token.name, token.hash, token.admin ? 1 : 0, token.createdAt);
+  async insertToken(t: StoredToken): Promise<void> {
+    this.stmts.insertToken.run({
+      id: t.id,
+      name: t.name,
+      hash: t.hash,
+      admin: t.scope === 'admin' ? 1 : 0,
+      created_at: t.createdAt,
+      scope: t.scope,
+      owner: t.owner,
+      expires_at: t.expiresAt,
+      revoked_at: t.revokedAt,
+    });
   }
 
   async findToken(hash: string): Promise<StoredToken | null> {
-    const row = this.stmts.findToken.get(hash) as
-      | { id: string; name: string; hash: string; admin: number; created_at: number }
-      | undefined;
-    return row ? { id: row.id, name: row.name, hash: row.hash, admin: row.admin === 1, createdAt: row.created_at } : null;
+    const row = this.stmts.findToken.get(hash) as TokenRow | undefined;
+    return row ? tokenFromRow(row) : null;
+  }
+
+  async listTokens(owner: string | null, limit: number): Promise<StoredToken[]> {
+    const rows = owner === null ? this.stmts.listTokens.all(limit) : this.stmts.listTokensOf.all(owner, limit);
+    return (rows as TokenRow[]).map(tokenFromRow);
+  }
+
+  async getToken(id: string): Promise<StoredToken | null> {
+    const row = this.stmts.getToken.get(id) as TokenRow | undefined;
+    return row ? tokenFromRow(row) : null;
+  }
+
+  async revokeToken(id: string, at: number): Promise<boolean> {
+    return this.stmts.revokeToken.run(at, id).changes === 1;
   }
 
   async countTokens(): Promise<number> {
@@ -496,6 +558,7 @@ export class SqliteStore implements Store {
     const columns = (table: string) => new Set((this.db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name));
     const jobs = columns('jobs');
     const tasks = columns('tasks');
+    if (!columns('tokens').has('scope')) this.db.transaction(() => this.db.exec(TOKEN_SCOPES))();
     if (jobs.has('tally') && tasks.has('seq')) return;
     this.db.transaction(() => {
       if (!jobs.has('open')) this.db.exec('ALTER TABLE jobs ADD COLUMN open INTEGER NOT NULL DEFAULT 0');

@@ -1,4 +1,4 @@
-import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState } from '@webpvm/vm-protocol';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenScope } from '@webpvm/vm-protocol';
 
 /** What a job was asked to do, beside its program and inputs. */
 export interface JobOptions {
@@ -106,8 +106,12 @@ export interface StoredToken {
   id: string;
   name: string;
   hash: string;
-  admin: boolean;
+  scope: TokenScope;
+  /** Whose jobs it sees (auth.ts Principal). */
+  owner: string;
   createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
 }
 
 export interface StoredHost {
@@ -231,6 +235,11 @@ export interface Store {
   getProgram(hash: string): Promise<string | null>;
   insertToken(token: StoredToken): Promise<void>;
   findToken(hash: string): Promise<StoredToken | null>;
+  /** Tokens of one owner (null: every token), newest first. */
+  listTokens(owner: string | null, limit: number): Promise<StoredToken[]>;
+  getToken(id: string): Promise<StoredToken | null>;
+  /** Marks a token revoked at `at`; false when there is no such token or it was revoked already. */
+  revokeToken(id: string, at: number): Promise<boolean>;
   countTokens(): Promise<number>;
   getHost(hostId: string): Promise<StoredHost | null>;
   /** Events keep the ids they were given (event-log.ts); appended in one transaction. */

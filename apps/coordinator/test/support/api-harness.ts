@@ -9,7 +9,7 @@ import { Retention } from '../../src/retention.ts';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { SqliteStore } from '../../src/store/sqlite-store.ts';
 
-export const ADMIN_TOKEN = 'wpvm_test-admin';
+export const ADMIN_TOKEN = 'wpvm_test-admin-token';
 
 /** The HTTP API over an in-memory store and a scheduler with no hosts, as the coordinator wires it. */
 export async function apiHarness(webRoot = '/nonexistent') {
@@ -17,10 +17,11 @@ export async function apiHarness(webRoot = '/nonexistent') {
   const store = new SqliteStore(':memory:');
   const auth = new TokenAuth(store);
   await auth.bootstrap(ADMIN_TOKEN);
+  const ADMIN = await auth.authenticate(`Bearer ${ADMIN_TOKEN}`);
   const events = await EventLog.open(store, log);
   const scheduler = new Scheduler({ store, log, migrations: events, checkpointIntervalMs: 0, reconnectGraceMs: 60_000, programUrl });
   const programs = new ProgramRegistry(store);
-  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log), tls: null });
+  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log), tls: null, trustProxy: false });
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
   return {
@@ -30,7 +31,8 @@ export async function apiHarness(webRoot = '/nonexistent') {
     scheduler,
     programs,
     bearer,
-    token: async (name: string) => (await auth.create(name, false)).token,
+    /** A researcher's (submit) token, made by the admin. */
+    token: async (name: string, scope: 'read' | 'submit' | 'admin' = 'submit') => (await auth.create(ADMIN, { name, scope, expiresInDays: null })).token,
     /** A bag job of `inputs.length` tasks, owned by `token`'s holder. */
     async submit(token: string, inputs: unknown[] = [1]): Promise<string> {
       const res = await app.inject({
