@@ -56,6 +56,7 @@ wss.on('connection', (socket) => {
           peerId: 'h-peer',
           peerToken: 't',
           iceServers: [],
+          iceTransportPolicy: 'all',
         }),
       );
       reply(m.slots * 2);

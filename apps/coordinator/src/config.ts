@@ -33,6 +33,8 @@ export interface CoordinatorConfig {
   checkpointIntervalMs: number;
   /** STUN/TURN servers handed to hosts for their data channels (RTCIceServer objects). */
   iceServers: Record<string, unknown>[];
+  /** `relay`: hosts' data channels go through TURN only (WEBPVM_ICE_TRANSPORT_POLICY). */
+  iceTransportPolicy: 'all' | 'relay';
   logLevel: string;
 }
 
@@ -80,6 +82,11 @@ function hostFrom(env: NodeJS.ProcessEnv): string {
   return host;
 }
 
+function iceTransportPolicyFrom(raw: string | undefined): 'all' | 'relay' {
+  if (raw === undefined || raw === '' || raw === 'all' || raw === 'relay') return raw === 'relay' ? 'relay' : 'all';
+  throw new WebpvmError('E_BAD_REQUEST', `WEBPVM_ICE_TRANSPORT_POLICY is "all" or "relay", not "${raw}"`);
+}
+
 function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
   if (!raw) return [];
   let parsed: unknown;
@@ -114,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     retentionDays: env.WEBPVM_RETENTION_DAYS ? intFrom(env, 'WEBPVM_RETENTION_DAYS', 0) : null,
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
     iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),
+    iceTransportPolicy: iceTransportPolicyFrom(env.WEBPVM_ICE_TRANSPORT_POLICY),
     logLevel: env.WEBPVM_LOG_LEVEL || 'info',
   };
 }

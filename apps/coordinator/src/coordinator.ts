@@ -60,6 +60,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     hostTimeoutMs: config.hostTimeoutMs,
     checkpointIntervalMs: config.checkpointIntervalMs,
     iceServers: config.iceServers,
+    iceTransportPolicy: config.iceTransportPolicy,
     hostsPerAddress: config.hostsPerAddress,
     trustProxy: config.trustProxy,
     hostBytesPerSecond: config.hostBytesPerSecond,

@@ -35,6 +35,7 @@ export interface GatewayOptions {
   hostTimeoutMs: number;
   checkpointIntervalMs: number;
   iceServers: Record<string, unknown>[];
+  iceTransportPolicy: 'all' | 'relay';
   /** Host connections one network address may hold at once. */
   hostsPerAddress: number;
   /** Behind a proxy: a host's address is the one the proxy saw (client-address.ts). */
@@ -306,6 +307,7 @@ export class HostGateway {
         peerId: conn.peerId,
         peerToken: conn.peerToken,
         iceServers: this.opts.iceServers,
+        iceTransportPolicy: this.opts.iceTransportPolicy,
       });
       this.opts.log.info({ host: identity.hostId, volunteer: volunteerId, slots: m.slots, known: identity.known }, 'host connected');
     },

@@ -176,6 +176,11 @@ export const WelcomeMsg = z.object({
   peerToken: z.string().max(LIMITS.idChars),
   /** RTCIceServer entries (STUN/TURN) for data channels; empty on a local network. */
   iceServers: z.array(z.record(z.string(), z.unknown())).max(16),
+  /**
+   * `relay`: data channels go through the TURN servers only, so no volunteer learns another's
+   * address from its ICE candidates (and two hosts that cannot reach each other still connect).
+   */
+  iceTransportPolicy: z.enum(['all', 'relay']).default('all'),
 });
 
 export const AssignMsg = z.object({ type: z.literal('assign'), tasks: batch(TaskAssignment) });

@@ -100,7 +100,7 @@ function network(peerId: string, maxChannels = 8) {
     now: () => now,
     events: { frame: () => undefined, broken: (link) => broken.push(link.remotePeerId), change: () => undefined },
   });
-  net.setIdentity(peerId, 'token', []);
+  net.setIdentity(peerId, 'token', { iceServers: [], iceTransportPolicy: 'all' });
   return { net, peers, broken, advance: (ms: number) => (now += ms), peer: () => peers.at(-1)! };
 }
 
@@ -185,9 +185,9 @@ describe('PeerNetwork', () => {
     const t = network('peer-a');
     t.net.connect('peer-b');
     t.peer().outgoing[0]!.open();
-    t.net.setIdentity('peer-a', 'token', []);
+    t.net.setIdentity('peer-a', 'token', { iceServers: [], iceTransportPolicy: 'all' });
     expect(t.peers).toHaveLength(1);
-    t.net.setIdentity('peer-a2', 'token', []);
+    t.net.setIdentity('peer-a2', 'token', { iceServers: [], iceTransportPolicy: 'all' });
     expect(t.peers).toHaveLength(2);
     expect(t.peers[0]!.destroyed).toBe(true);
     expect(t.broken).toEqual(['peer-b']);

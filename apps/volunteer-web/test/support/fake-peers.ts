@@ -106,7 +106,7 @@ export interface FakePeer {
 
 export function fakePeers(): { createPeer: CreatePeer; peers: FakePeer[] } {
   const peers: FakePeer[] = [];
-  const createPeer: CreatePeer = (peerId, _peerToken, _iceServers, events) => {
+  const createPeer: CreatePeer = (peerId, _peerToken, _ice, events) => {
     const peer: FakePeer = { peerId, events, outgoing: [], destroyed: false };
     peers.push(peer);
     return {

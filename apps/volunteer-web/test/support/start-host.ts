@@ -17,6 +17,7 @@ export const welcome = {
   peerId: 'h1-peer',
   peerToken: 't1',
   iceServers: [],
+  iceTransportPolicy: 'all',
 };
 
 const started: HostRuntime[] = [];

@@ -140,8 +140,8 @@ export class PageMessaging {
   }
 
   /** A welcome: the peer id may be new, and every relay lane closed with the last connection. */
-  welcome({ peerId, peerToken, iceServers }: CoordinatorMessageOf<'welcome'>): void {
-    this.#network?.setIdentity(peerId, peerToken, iceServers);
+  welcome({ peerId, peerToken, iceServers, iceTransportPolicy }: CoordinatorMessageOf<'welcome'>): void {
+    this.#network?.setIdentity(peerId, peerToken, { iceServers, iceTransportPolicy });
     this.#relayLanes.linkLost();
   }
 

@@ -1,3 +1,4 @@
+import type { CoordinatorMessageOf } from '@webpvm/vm-protocol';
 import type { Frame } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
 import type { LaneCarrier } from './lanes.ts';
@@ -17,7 +18,10 @@ export interface PeerEvents {
 }
 
 /** `peerToken` is the one the coordinator issued with `peerId`: its PeerServer takes the id with it only. */
-export type CreatePeer = (peerId: string, peerToken: string, iceServers: Record<string, unknown>[], events: PeerEvents) => PeerLike;
+/** How a page's data channels find their way (the coordinator's WEBPVM_ICE_SERVERS, WEBPVM_ICE_TRANSPORT_POLICY). */
+export type IceConfig = Pick<CoordinatorMessageOf<'welcome'>, 'iceServers' | 'iceTransportPolicy'>;
+
+export type CreatePeer = (peerId: string, peerToken: string, ice: IceConfig, events: PeerEvents) => PeerLike;
 
 export interface NetworkEvents {
   frame(link: LaneCarrier, frame: Frame): void;
@@ -70,11 +74,11 @@ export class PeerNetwork implements DataLinks {
   }
 
   /** Called on every welcome: a new peer id (a new connection to the coordinator) means a new peer. */
-  setIdentity(peerId: string, peerToken: string, iceServers: Record<string, unknown>[]): void {
+  setIdentity(peerId: string, peerToken: string, ice: IceConfig): void {
     if (peerId === this.#peerId && this.#peer) return;
     this.stop();
     this.#peerId = peerId;
-    this.#peer = this.#options.createPeer(peerId, peerToken, iceServers, {
+    this.#peer = this.#options.createPeer(peerId, peerToken, ice, {
       connection: (conn) => this.#onIncoming(conn),
       error: (type, message) => this.#onPeerError(type, message),
     });

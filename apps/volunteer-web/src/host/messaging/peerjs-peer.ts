@@ -6,7 +6,7 @@ import type { CreatePeer } from './peer-network.ts';
  * The real PeerJS peer, on the coordinator's own PeerServer: it is mounted at `/peerjs` on the
  * origin that served this page (its WebSocket is `/peerjs/peerjs`, key `peerjs`).
  */
-export const createPeerJsPeer: CreatePeer = (peerId, peerToken, iceServers, events) => {
+export const createPeerJsPeer: CreatePeer = (peerId, peerToken, { iceServers, iceTransportPolicy }, events) => {
   const secure = location.protocol === 'https:';
   const peer = new Peer(peerId, {
     host: location.hostname,
@@ -14,7 +14,7 @@ export const createPeerJsPeer: CreatePeer = (peerId, peerToken, iceServers, even
     path: '/peerjs',
     secure,
     token: peerToken,
-    config: { iceServers: iceServers.filter(isIceServer) },
+    config: { iceServers: iceServers.filter(isIceServer), iceTransportPolicy },
   });
   peer.on('connection', (conn) => events.connection(adapt(conn)));
   peer.on('error', (error) => events.error(error.type, error.message));
