@@ -41,6 +41,16 @@ test('a researcher submits a job from the dashboard, watches it finish and sees 
 
   const jobId = await row.getAttribute('data-job-id');
   expect((await api.job(jobId!)).state).toBe('done');
+
+  // the token is this tab's alone: it survives a reload, and logging out forgets it
+  const stored = () => page.evaluate(() => [sessionStorage.getItem('webpvm.token'), localStorage.getItem('webpvm.token')]);
+  expect(await stored()).toEqual([ADMIN_TOKEN, null]);
+  await page.reload();
+  await expect(page.getByTestId('hosts-count')).toContainText('2');
+  await page.getByTestId('log-out').click();
+  expect(await stored()).toEqual([null, null]);
+  await expect(page.getByTestId('token-input')).toHaveValue('');
+  await expect(page.getByTestId('job-row')).toHaveCount(0);
   await context.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import helmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
 import {
   type AppendInputsResponse,
@@ -49,6 +50,26 @@ export interface ApiOptions {
   trustProxy: boolean;
 }
 
+/**
+ * The pages' policy: everything from this origin only — scripts, styles, workers, and
+ * connections (the API, the host socket, PeerJS signalling; ICE is not CSP's) — no plugins, no
+ * framing by other sites. The task worker's own route sets a stricter one (task-worker-route.ts).
+ */
+const PAGE_CSP = {
+  defaultSrc: ["'self'"],
+  scriptSrc: ["'self'"],
+  styleSrc: ["'self'"],
+  imgSrc: ["'self'", 'data:'],
+  connectSrc: ["'self'"],
+  workerSrc: ["'self'"],
+  objectSrc: ["'none'"],
+  baseUri: ["'none'"],
+  formAction: ["'self'"],
+  frameAncestors: ["'none'"],
+};
+/** A program is task code: as a document it may do nothing at all. */
+const PROGRAM_CSP = "default-src 'none'; sandbox";
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const tokenInfo = (t: StoredToken): TokenInfo => ({ id: t.id, name: t.name, scope: t.scope, owner: t.owner, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt), revokedAt: iso(t.revokedAt) });
 
@@ -88,6 +109,7 @@ export function buildApi(opts: ApiOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.requestBytes,
   });
+  app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP }, crossOriginEmbedderPolicy: false });
   // A part of a job's inputs arrives as text and is parsed line by line by its route.
   app.addContentTypeParser(NDJSON, { parseAs: 'string', bodyLimit: LIMITS.requestBytes }, (_request, body, done) => done(null, body));
 
@@ -256,6 +278,7 @@ export function buildApi(opts: ApiOptions) {
     if (source === null) throw new WebpvmError('E_NOT_FOUND', `no program ${file}`);
     reply.type('text/javascript; charset=utf-8');
     reply.header('cache-control', 'public, max-age=31536000, immutable');
+    reply.header('content-security-policy', PROGRAM_CSP);
     reply.headers(ISOLATED_RESOURCE_HEADERS);
     return source;
   });

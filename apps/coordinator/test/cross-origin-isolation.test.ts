@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { apiHarness } from './support/api-harness.ts';
+import { ADMIN_TOKEN, apiHarness } from './support/api-harness.ts';
 
 let webRoot: string;
 let h: Awaited<ReturnType<typeof apiHarness>>;
@@ -29,6 +29,7 @@ afterAll(async () => {
   fs.rmSync(webRoot, { recursive: true, force: true });
 });
 
+const PAGE_POLICY = "default-src 'self';script-src 'self';style-src 'self';img-src 'self' data:;connect-src 'self';worker-src 'self';object-src 'none';base-uri 'none';form-action 'self';frame-ancestors 'none'";
 const isolated = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 const embeddable = { 'cross-origin-resource-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
 
@@ -50,9 +51,21 @@ describe('cross-origin isolation', () => {
     }
     const worker = await h.app.inject({ url: '/task-worker.js' });
     expect(worker.headers["content-security-policy"]).toBe("default-src 'none'; script-src 'self'; connect-src ws://localhost:80/lane wss://localhost:80/lane");
-    expect((await h.app.inject({ url: '/assets/host-abc.js' })).headers['content-security-policy']).toBeUndefined();
-    // the policy goes with the route, not with a file name
-    expect((await h.app.inject({ url: '/assets/task-worker-abc.js' })).headers['content-security-policy']).toBeUndefined();
+    expect((await h.app.inject({ url: '/assets/host-abc.js' })).headers['content-security-policy']).toBe(PAGE_POLICY);
+    // the worker's policy goes with the route, not with a file name
+    expect((await h.app.inject({ url: '/assets/task-worker-abc.js' })).headers['content-security-policy']).toBe(PAGE_POLICY);
+  });
+
+  it('gives the pages a strict policy and the usual security headers, and programs none of a page’s powers', async () => {
+    for (const url of ['/', '/dashboard/']) {
+      const res = await h.app.inject({ url });
+      expect(res.headers, url).toMatchObject({ 'content-security-policy': PAGE_POLICY, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' });
+    }
+    const submitted = await h.app.inject({ method: 'POST', url: '/api/jobs', headers: h.bearer(ADMIN_TOKEN), payload: { program: 'export default (ctx, x) => x', inputs: [1] } });
+    const { programHash } = h.scheduler.jobs.job(submitted.json<{ id: string }>().id)!.stored;
+    const program = await h.app.inject({ url: `/programs/${programHash}.js` });
+    expect(program.statusCode).toBe(200);
+    expect(program.headers['content-security-policy']).toBe("default-src 'none'; sandbox");
   });
 
   it('lets task workers connect to nothing but this coordinator’s relay lanes', async () => {

@@ -12,8 +12,17 @@ import { usePoll } from './use-poll.ts';
 const TOKEN_KEY = 'webpvm.token';
 const POLL_MS = 1000;
 
+/**
+ * The token lives in this tab's session storage: it survives a reload, not the tab, and no other
+ * tab or worker reads it. Earlier versions kept it in local storage; it is forgotten there.
+ */
+function savedToken(): string {
+  localStorage.removeItem(TOKEN_KEY);
+  return sessionStorage.getItem(TOKEN_KEY) ?? '';
+}
+
 export function Dashboard() {
-  const [token, setToken] = useState(() => localStorage.getItem(TOKEN_KEY) ?? '');
+  const [token, setToken] = useState(savedToken);
   const [jobs, setJobs] = useState<JobStatus[] | null>(null);
   const [hosts, setHosts] = useState<HostList | null>(null);
   const [jobsError, setJobsError] = useState<unknown>(null);
@@ -25,8 +34,8 @@ export function Dashboard() {
   const unauthorized = jobsError instanceof WebpvmError && jobsError.code === 'E_UNAUTHORIZED';
 
   const saveToken = (next: string) => {
-    if (next) localStorage.setItem(TOKEN_KEY, next);
-    else localStorage.removeItem(TOKEN_KEY);
+    if (next) sessionStorage.setItem(TOKEN_KEY, next);
+    else sessionStorage.removeItem(TOKEN_KEY);
     setJobsError(null);
     setJobs(null);
     setHosts(null);

@@ -6,6 +6,10 @@ export function TokenForm({ saved, onSave }: { saved: string; onSave(token: stri
     event.preventDefault();
     onSave(draft.trim());
   };
+  const logOut = () => {
+    setDraft('');
+    onSave('');
+  };
   return (
     <form className="row" onSubmit={submit}>
       <label className="wide">
@@ -22,6 +26,11 @@ export function TokenForm({ saved, onSave }: { saved: string; onSave(token: stri
       <button data-testid="token-save" type="submit">
         Save token
       </button>
+      {saved && (
+        <button data-testid="log-out" type="button" onClick={logOut}>
+          Log out
+        </button>
+      )}
     </form>
   );
 }
