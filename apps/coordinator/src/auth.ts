@@ -1,10 +1,12 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { type TokenScope, WebpvmError } from '@webpvm/vm-protocol';
+import { type TokenQuotas, type TokenScope, WebpvmError } from '@webpvm/vm-protocol';
 import type { Store, StoredToken } from './store/store.ts';
 
 /** A researcher's identity, as carried by a bearer token. */
 export interface Principal {
   tokenId: string;
+  /** What its owner may hold at once (an admin's making). */
+  quotas: TokenQuotas;
   /** Whose jobs it sees: its own id, or for a read token its maker's owner. */
   owner: string;
   scope: TokenScope;
@@ -36,6 +38,7 @@ export interface NewToken {
   name: string;
   scope: TokenScope;
   expiresInDays: number | null;
+  quotas?: TokenQuotas;
 }
 
 /** Bearer tokens, stored only as hashes: a stolen database gives no usable token. */
@@ -70,6 +73,7 @@ export class TokenAuth {
   async create(maker: Principal, request: NewToken): Promise<{ stored: StoredToken; token: string }> {
     if (maker.scope === 'read') throw new WebpvmError('E_FORBIDDEN', 'a read token may not make tokens');
     if (maker.scope === 'submit' && request.scope !== 'read') throw new WebpvmError('E_FORBIDDEN', 'a submit token makes read tokens only, for its own jobs: admin and submit tokens take an admin token');
+    if (!maker.admin && request.quotas && Object.keys(request.quotas).length) throw new WebpvmError('E_FORBIDDEN', 'only an admin token sets quotas');
     const token = newSecret('wpvm_');
     const stored = await this.insert(token, request, request.scope === 'read' ? maker.owner : null);
     return { stored, token };
@@ -82,7 +86,7 @@ export class TokenAuth {
     if (!stored) throw new WebpvmError('E_UNAUTHORIZED', 'unknown token');
     if (stored.revokedAt !== null) throw new WebpvmError('E_UNAUTHORIZED', 'this token was revoked');
     if (stored.expiresAt !== null && stored.expiresAt <= this.now()) throw new WebpvmError('E_UNAUTHORIZED', 'this token has expired');
-    return { tokenId: stored.id, owner: stored.owner, scope: stored.scope, admin: stored.scope === 'admin' };
+    return { tokenId: stored.id, owner: stored.owner, scope: stored.scope, admin: stored.scope === 'admin', quotas: stored.quotas };
   }
 
   /** The tokens `p` may see: every one for an admin, its owner's for the others. */
@@ -111,6 +115,7 @@ export class TokenAuth {
       createdAt,
       expiresAt: request.expiresInDays === null ? null : createdAt + request.expiresInDays * DAY_MS,
       revokedAt: null,
+      quotas: request.quotas ?? {},
     };
     await this.store.insertToken(stored);
     return stored;

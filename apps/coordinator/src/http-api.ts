@@ -22,6 +22,7 @@ import type { Logger } from 'pino';
 import { AuthThrottle } from './auth-throttle.ts';
 import { type Principal, type TokenAuth, canSee, requireScope } from './auth.ts';
 import { clientAddress } from './client-address.ts';
+import { type Holdings, checkQuotas } from './quotas.ts';
 import { ISOLATED_PAGE_HEADERS, ISOLATED_RESOURCE_HEADERS } from './cross-origin-isolation.ts';
 import type { EventLog } from './event-log.ts';
 import type { Metrics } from './metrics.ts';
@@ -70,8 +71,11 @@ const PAGE_CSP = {
 /** A program is task code: as a document it may do nothing at all. */
 const PROGRAM_CSP = "default-src 'none'; sandbox";
 
+/** A request's body size, as its sender declared it (Fastify refused it already if it was longer than it said). */
+const bodyBytes = (request: FastifyRequest): number => Number(request.headers['content-length'] ?? 0);
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-const tokenInfo = (t: StoredToken): TokenInfo => ({ id: t.id, name: t.name, scope: t.scope, owner: t.owner, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt), revokedAt: iso(t.revokedAt) });
+const tokenInfo = (t: StoredToken): TokenInfo => ({ id: t.id, name: t.name, scope: t.scope, owner: t.owner, createdAt: iso(t.createdAt)!, expiresAt: iso(t.expiresAt), revokedAt: iso(t.revokedAt), quotas: t.quotas });
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
 
@@ -147,6 +151,18 @@ export function buildApi(opts: ApiOptions) {
 
   const { views } = scheduler;
 
+  /** An owner's unfinished jobs and the tasks in them, against its token's quotas. */
+  const holdings = (owner: string): Holdings => {
+    let jobs = 0;
+    let tasks = 0;
+    for (const job of scheduler.jobs.active) {
+      if (job.stored.owner !== owner) continue;
+      jobs++;
+      tasks += job.stored.total;
+    }
+    return { jobs, tasks };
+  };
+
   async function visibleJob(request: FastifyRequest, p: Principal): Promise<JobView> {
     const { id } = request.params as { id: string };
     const job = await views.job(id);
@@ -158,9 +174,10 @@ export function buildApi(opts: ApiOptions) {
     const p = await principal(request);
     requireScope(p, 'submit', 'submit jobs');
     const spec = parseBody(SubmitJobRequest, request.body);
+    checkQuotas(p, holdings(p.owner), { jobs: 1, tasks: spec.inputs?.length ?? 1, bytes: bodyBytes(request) });
     const programHash = await programs.register(spec.program);
     if (spec.replicas > 1) await scheduler.validators.prepare(programHash, (await programs.get(programHash))!);
-    const job = scheduler.jobs.submit(spec, programHash, p.owner, newJobId());
+    const job = scheduler.jobs.submit(spec, programHash, p.owner, newJobId(), p.quotas.running ?? null);
     await scheduler.writes.durable();
     opts.metrics.jobsSubmitted.inc();
     return reply.status(201).send({ id: job.stored.id, tasks: job.stored.total });
@@ -182,6 +199,7 @@ export function buildApi(opts: ApiOptions) {
       throw new WebpvmError('E_BAD_REQUEST', `send the inputs as ${NDJSON}: one JSON value a line`);
     }
     const inputs = parseInputLines(request.body ?? '');
+    checkQuotas(p, holdings(p.owner), { jobs: 0, tasks: inputs.length, bytes: bodyBytes(request) });
     const job = scheduler.jobs.job(status.id);
     if (!job?.stored.open) throw new WebpvmError('E_CONFLICT', `job ${status.id} takes no more inputs (it is ${status.state}${job ? ', not open' : ''})`);
     if (job.stored.options.roots + inputs.length > LIMITS.tasksPerBag) {
@@ -238,7 +256,7 @@ export function buildApi(opts: ApiOptions) {
     const p = await principal(request);
     const body = parseBody(CreateTokenRequest, request.body);
     const scope = body.scope ?? (body.admin ? 'admin' : 'submit');
-    const { stored, token } = await auth.create(p, { name: body.name, scope, expiresInDays: body.expiresInDays ?? null });
+    const { stored, token } = await auth.create(p, { name: body.name, scope, expiresInDays: body.expiresInDays ?? null, ...(body.quotas ? { quotas: body.quotas } : {}) });
     return reply.status(201).send({ ...tokenInfo(stored), admin: scope === 'admin', token });
   });
 

@@ -5,6 +5,25 @@ import { FakeHost, clock, closeSchedulers, connect, resultsOf, schedulerHarness,
 afterEach(closeSchedulers);
 
 describe('scheduler leasing', () => {
+  it('runs at most an owner’s running quota of its tasks at once, over all its jobs; others take the rest', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(spec([1, 2, 3]), 'p', 'capped', 'job1', 2);
+    scheduler.jobs.submit(spec([4, 5, 6]), 'p', 'capped', 'job2', 2);
+    scheduler.jobs.submit(spec([7, 8]), 'p', 'free', 'job3');
+    const host = connect(scheduler, 'ha', 8);
+    await settle();
+    const ofJob = (id: string) => host.assigned().filter((t) => t.jobId === id);
+    expect(ofJob('job1').length + ofJob('job2').length).toBe(2);
+    expect(ofJob('job3')).toHaveLength(2);
+    expect(scheduler.jobs.runningOf('capped')).toBe(2);
+    // one ends: one more of the capped owner's may run
+    const [first] = [...ofJob('job1'), ...ofJob('job2')];
+    scheduler.reports.outcomes('ha', [{ tid: first!.tid, attempt: first!.attempt, ok: true, value: 1 }]);
+    await settle();
+    expect(ofJob('job1').length + ofJob('job2').length).toBe(3);
+    expect(scheduler.jobs.runningOf('capped')).toBe(2);
+  });
+
   it('fills every host up to its slots before prefetching more', async () => {
     const { scheduler } = schedulerHarness();
     scheduler.jobs.submit(spec([1, 2, 3, 4]), 'p', 'owner', 'job1');

@@ -272,7 +272,7 @@ describe('SqliteStore', () => {
       INSERT INTO tokens VALUES ('a', 'admin', 'h-admin', 1, 1), ('r', 'researcher', 'h-researcher', 0, 2);`);
     old.close();
     const store = new SqliteStore(file);
-    expect(await store.findToken('h-admin')).toEqual({ id: 'a', name: 'admin', hash: 'h-admin', scope: 'admin', owner: 'a', createdAt: 1, expiresAt: null, revokedAt: null });
+    expect(await store.findToken('h-admin')).toEqual({ id: 'a', name: 'admin', hash: 'h-admin', scope: 'admin', owner: 'a', createdAt: 1, expiresAt: null, revokedAt: null, quotas: {} });
     expect(await store.findToken('h-researcher')).toMatchObject({ scope: 'submit', owner: 'r' });
     await store.close();
   });
@@ -316,8 +316,8 @@ describe('SqliteStore', () => {
   it('stores tokens by hash, programs by content hash, and hosts', async () => {
     const store = new SqliteStore(':memory:');
     expect(await store.countTokens()).toBe(0);
-    const admin = { id: 't1', name: 'admin', hash: 'deadbeef', scope: 'admin' as const, owner: 't1', createdAt: 1, expiresAt: null, revokedAt: null };
-    const reader = { id: 't2', name: 'reader', hash: 'cafe', scope: 'read' as const, owner: 't3', createdAt: 2, expiresAt: 99, revokedAt: null };
+    const admin = { id: 't1', name: 'admin', hash: 'deadbeef', scope: 'admin' as const, owner: 't1', createdAt: 1, expiresAt: null, revokedAt: null, quotas: {} };
+    const reader = { id: 't2', name: 'reader', hash: 'cafe', scope: 'read' as const, owner: 't3', createdAt: 2, expiresAt: 99, revokedAt: null, quotas: { jobs: 2, running: 8 } };
     await store.insertToken(admin);
     await store.insertToken(reader);
     expect(await store.findToken('deadbeef')).toEqual(admin);

@@ -90,6 +90,34 @@ describe('token scopes', () => {
   });
 });
 
+describe('quotas', () => {
+  it('holds a token to its unfinished jobs, the tasks in them and the bytes of a request; only an admin sets quotas', async () => {
+    const t = await setup();
+    const made = await t.makeToken(ADMIN_TOKEN, { name: 'limited', quotas: { jobs: 2, tasks: 5, bytes: 2048 } });
+    expect(made.status).toBe(201);
+    expect(made.body).toMatchObject({ quotas: { jobs: 2, tasks: 5, bytes: 2048 } });
+    const limited = made.body.token;
+    const submit = (inputs: unknown[], open = false) => t.call(limited, 'POST', '/api/jobs', { program: 'export default (ctx, x) => x', inputs, open });
+    expect((await submit([1, 2], true)).statusCode).toBe(201);
+    const tooMany = await submit([1, 2, 3, 4]);
+    expect(tooMany.statusCode).toBe(429);
+    expect(tooMany.json<{ error: { code: string; message: string } }>().error.message).toContain('5 tasks');
+    expect((await submit([1])).statusCode).toBe(201);
+    const third = await submit([1]);
+    expect(third.statusCode).toBe(429);
+    expect(third.json<{ error: { message: string } }>().error.message).toContain('2 unfinished jobs');
+    const big = await submit(['x'.repeat(4096)]);
+    expect(big.statusCode).toBe(413);
+    // appended inputs count too
+    const [open] = (await t.call(limited, 'GET', '/api/jobs')).json<{ jobs: { id: string; tasks: { total: number } }[] }>().jobs.filter((j) => j.tasks.total === 2);
+    const append = (lines: number) => t.app.inject({ method: 'POST', url: `/api/jobs/${open!.id}/inputs`, headers: { ...t.bearer(limited), 'content-type': 'application/x-ndjson' }, payload: '1\n'.repeat(lines) });
+    expect((await append(2)).statusCode).toBe(200);
+    expect((await append(1)).statusCode).toBe(429);
+    // a researcher cannot give itself or its readers quotas
+    expect((await t.makeToken(await t.token('researcher'), { scope: 'read', quotas: { jobs: 1 } })).status).toBe(403);
+  });
+});
+
 describe('what needs a token', () => {
   it('shows /metrics to admins only', async () => {
     const t = await setup();

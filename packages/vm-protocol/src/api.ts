@@ -159,8 +159,24 @@ export type HostList = z.infer<typeof HostList>;
 export const TokenScope = z.enum(['read', 'submit', 'admin']);
 export type TokenScope = z.infer<typeof TokenScope>;
 
+/**
+ * Limits on what a token's owner may hold at once, set by an admin as it makes the token: unfinished
+ * `jobs`, `tasks` in them (inputs and spawned), `bytes` in one request, and tasks `running` on hosts.
+ */
+export const TokenQuotas = z
+  .object({
+    jobs: z.number().int().min(1).max(1_000_000).optional(),
+    tasks: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+    bytes: z.number().int().min(1024).max(LIMITS.requestBytes).optional(),
+    running: z.number().int().min(1).max(1_000_000).optional(),
+  })
+  .strict();
+export type TokenQuotas = z.infer<typeof TokenQuotas>;
+
 export const CreateTokenRequest = z
   .object({
+    /** Only an admin sets them. */
+    quotas: TokenQuotas.optional(),
     name: z.string().max(LIMITS.nameChars).default('token'),
     /** `submit` unless said; a `submit` token makes `read` tokens only, for its own jobs. */
     scope: TokenScope.optional(),
@@ -181,6 +197,7 @@ export const TokenInfo = z.object({
   createdAt: z.string(),
   expiresAt: z.string().nullable(),
   revokedAt: z.string().nullable(),
+  quotas: TokenQuotas,
 });
 export type TokenInfo = z.infer<typeof TokenInfo>;
 export const TokenList = z.object({ tokens: z.array(TokenInfo) });

@@ -15,6 +15,7 @@ import {
   SubmitJobResponse,
   TokenInfo,
   TokenList,
+  type TokenQuotas,
   type TokenScope,
   WebpvmError,
 } from '@webpvm/vm-protocol';
@@ -107,7 +108,7 @@ export class ApiClient {
     return this.#json('DELETE', jobPath(id), JobStatus);
   }
 
-  async createToken(request: { name?: string; scope?: TokenScope; expiresInDays?: number }): Promise<CreateTokenResponse> {
+  async createToken(request: { name?: string; scope?: TokenScope; expiresInDays?: number; quotas?: TokenQuotas }): Promise<CreateTokenResponse> {
     return this.#json('POST', '/api/tokens', CreateTokenResponse, { json: request });
   }
 

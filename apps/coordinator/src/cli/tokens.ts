@@ -1,4 +1,4 @@
-import type { TokenScope } from '@webpvm/vm-protocol';
+import type { TokenQuotas, TokenScope } from '@webpvm/vm-protocol';
 import { ApiClient, type ClientOptions } from './api-client.ts';
 import { printJson, say, tokenTable } from './output.ts';
 
@@ -7,6 +7,10 @@ export interface TokenCreateOptions extends ClientOptions {
   admin?: boolean;
   scope?: TokenScope;
   expiresInDays?: number;
+  maxJobs?: number;
+  maxTasks?: number;
+  maxBytes?: number;
+  maxRunning?: number;
 }
 
 export interface TokenListOptions extends ClientOptions {
@@ -16,10 +20,17 @@ export interface TokenListOptions extends ClientOptions {
 /** Only the token goes to stdout, so `WEBPVM_TOKEN=$(webpvm token create)` works. */
 export async function createToken(options: TokenCreateOptions): Promise<void> {
   const scope = options.scope ?? (options.admin ? 'admin' : undefined);
+  const quotas: TokenQuotas = {
+    ...(options.maxJobs === undefined ? {} : { jobs: options.maxJobs }),
+    ...(options.maxTasks === undefined ? {} : { tasks: options.maxTasks }),
+    ...(options.maxBytes === undefined ? {} : { bytes: options.maxBytes }),
+    ...(options.maxRunning === undefined ? {} : { running: options.maxRunning }),
+  };
   const created = await new ApiClient(options).createToken({
     ...(options.name === undefined ? {} : { name: options.name }),
     ...(scope === undefined ? {} : { scope }),
     ...(options.expiresInDays === undefined ? {} : { expiresInDays: options.expiresInDays }),
+    ...(Object.keys(quotas).length ? { quotas } : {}),
   });
   const expiry = created.expiresAt ? `, until ${created.expiresAt}` : '';
   say(`token ${created.id} "${created.name}" (${created.scope}${expiry}): it will not be shown again`);

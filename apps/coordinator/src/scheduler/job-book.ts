@@ -65,6 +65,8 @@ export class JobBook {
   readonly replication: Replication;
   /** Running attempts' deadlines and leases (lease-deadlines.ts). */
   readonly deadlines: LeaseDeadlines;
+  /** Tasks running per owner, over all its jobs: against its running quota (leasing.ts). */
+  readonly #runningByOwner = new Map<string, number>();
   /** Bytes of the images kept as tasks' restart points (`keepImage`), all jobs together. */
   #imageBytes = 0;
 
@@ -107,7 +109,8 @@ export class JobBook {
     return { jobs: this.#jobs.size, tasks: this.#tasks.size };
   }
 
-  submit(spec: JobSpec, programHash: string, owner: string, id: string): JobRun {
+  /** A new job of `owner`, whose tasks run at most `ownerRunning` at once over all its jobs (its token's quota). */
+  submit(spec: JobSpec, programHash: string, owner: string, id: string, ownerRunning: number | null = null): JobRun {
     const job = this.#newJob({
       id,
       owner,
@@ -125,6 +128,7 @@ export class JobBook {
         taskTimeoutMs: spec.taskTimeoutMs,
         priority: spec.priority,
         seed: spec.seed,
+        ownerRunning,
       },
       programHash,
       state: 'queued',
@@ -187,6 +191,7 @@ export class JobBook {
           continue;
         }
         job.running++;
+        this.#countRunning(job.stored.owner, 1);
         if (t.parent === null) running.push(t.index);
         if (task.hostId) {
           task.runs.set(task.attempt, task.hostId);
@@ -247,8 +252,14 @@ export class JobBook {
     const before = task.state === 'running' ? task.progress : 0;
     const after = state === 'done' ? 1 : 0;
     job.progressSum += after - before;
-    if (task.state === 'running') job.running--;
-    if (state === 'running') job.running++;
+    if (task.state === 'running') {
+      job.running--;
+      this.#countRunning(job.stored.owner, -1);
+    }
+    if (state === 'running') {
+      job.running++;
+      this.#countRunning(job.stored.owner, 1);
+    }
     task.progress = 0;
     task.state = state;
     if (state !== 'running') this.deadlines.stop(task);
@@ -273,6 +284,17 @@ export class JobBook {
     task.error = error;
     this.transition(task, 'failed');
     this.#finishIfComplete(task.job);
+  }
+
+  /** Tasks of `owner`'s jobs running now. */
+  runningOf(owner: string): number {
+    return this.#runningByOwner.get(owner) ?? 0;
+  }
+
+  #countRunning(owner: string, change: 1 | -1): void {
+    const now = (this.#runningByOwner.get(owner) ?? 0) + change;
+    if (now > 0) this.#runningByOwner.set(owner, now);
+    else this.#runningByOwner.delete(owner);
   }
 
   /**

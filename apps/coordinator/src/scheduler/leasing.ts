@@ -170,6 +170,8 @@ export class Leasing {
       while (job.retries.length && job.retries[0]!.state !== 'pending') job.retries.shift();
       while (job.replicas.length && job.replicas[0]!.state !== 'running') job.replicas.shift();
       if (!job.window.waiting && !job.retries.length && !job.replicas.length) continue;
+      const quota = job.stored.options.ownerRunning;
+      if (quota != null && this.#opts.book.runningOf(job.stored.owner) >= quota) continue;
       const load = job.running / job.stored.options.priority;
       if (load < bestLoad) {
         best = job;

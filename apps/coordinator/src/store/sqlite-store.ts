@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenScope } from '@webpvm/vm-protocol';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenQuotas, TokenScope } from '@webpvm/vm-protocol';
 import type {
   EventQuery,
   JobOptions,
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
   id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL,
-  scope TEXT NOT NULL DEFAULT 'submit', owner TEXT, expires_at INTEGER, revoked_at INTEGER
+  scope TEXT NOT NULL DEFAULT 'submit', owner TEXT, expires_at INTEGER, revoked_at INTEGER, quotas TEXT
 );
 CREATE TABLE IF NOT EXISTS hosts (
   host_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_agent TEXT NOT NULL,
@@ -207,6 +207,7 @@ interface TokenRow {
   owner: string | null;
   expires_at: number | null;
   revoked_at: number | null;
+  quotas: string | null;
 }
 
 const tokenFromRow = (r: TokenRow): StoredToken => ({
@@ -218,6 +219,7 @@ const tokenFromRow = (r: TokenRow): StoredToken => ({
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   revokedAt: r.revoked_at,
+  quotas: r.quotas ? (JSON.parse(r.quotas) as TokenQuotas) : {},
 });
 
 interface VolunteerRow {
@@ -301,8 +303,8 @@ export class SqliteStore implements Store {
       forgetProgram: db.prepare(`DELETE FROM programs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM jobs WHERE program_hash = ?)`),
       putProgram: db.prepare(`INSERT OR IGNORE INTO programs VALUES (?, ?)`),
       getProgram: db.prepare(`SELECT source FROM programs WHERE hash = ?`),
-      insertToken: db.prepare(`INSERT INTO tokens (id, name, hash, admin, created_at, scope, owner, expires_at, revoked_at)
-        VALUES (@id, @name, @hash, @admin, @created_at, @scope, @owner, @expires_at, @revoked_at)`),
+      insertToken: db.prepare(`INSERT INTO tokens (id, name, hash, admin, created_at, scope, owner, expires_at, revoked_at, quotas)
+        VALUES (@id, @name, @hash, @admin, @created_at, @scope, @owner, @expires_at, @revoked_at, @quotas)`),
       listTokens: db.prepare(`SELECT * FROM tokens ORDER BY created_at DESC, id LIMIT ?`),
       listTokensOf: db.prepare(`SELECT * FROM tokens WHERE owner = ? ORDER BY created_at DESC, id LIMIT ?`),
       getToken: db.prepare(`SELECT * FROM tokens WHERE id = ?`),
@@ -491,6 +493,7 @@ export class SqliteStore implements Store {
       owner: t.owner,
       expires_at: t.expiresAt,
       revoked_at: t.revokedAt,
+      quotas: json(t.quotas),
     });
   }
 
@@ -559,6 +562,7 @@ export class SqliteStore implements Store {
     const jobs = columns('jobs');
     const tasks = columns('tasks');
     if (!columns('tokens').has('scope')) this.db.transaction(() => this.db.exec(TOKEN_SCOPES))();
+    if (!columns('tokens').has('quotas')) this.db.exec('ALTER TABLE tokens ADD COLUMN quotas TEXT');
     if (jobs.has('tally') && tasks.has('seq')) return;
     this.db.transaction(() => {
       if (!jobs.has('open')) this.db.exec('ALTER TABLE jobs ADD COLUMN open INTEGER NOT NULL DEFAULT 0');

@@ -1,4 +1,4 @@
-import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenScope } from '@webpvm/vm-protocol';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenQuotas, TokenScope } from '@webpvm/vm-protocol';
 
 /** What a job was asked to do, beside its program and inputs. */
 export interface JobOptions {
@@ -19,6 +19,8 @@ export interface JobOptions {
   priority: number;
   /** Each task's `ctx.random` seed derives from this and the task's index (task-sdk determinism.ts). */
   seed: number;
+  /** Its owner's token's quota of tasks running at once over all its jobs, as it was at submission. */
+  ownerRunning?: number | null;
 }
 
 /**
@@ -112,6 +114,7 @@ export interface StoredToken {
   createdAt: number;
   expiresAt: number | null;
   revokedAt: number | null;
+  quotas: TokenQuotas;
 }
 
 export interface StoredHost {
