@@ -101,7 +101,13 @@ test('with adaptive replication, trusted volunteers need fewer than 1.3 runs a t
   };
   const volunteers = async () => ((await (await api.request('GET', '/api/hosts')).json()) as { hosts: (HostRow & { trusted: boolean })[] }).hosts.filter((h) => h.connected);
 
-  await run('earn trust', 120);
+  // A volunteer earns trust with 10 agreeing results in a row. How 120 tasks spread over the tabs
+  // depends on the machine's load (a slow tab gets few, and once others are trusted, fewer still):
+  // another 120 then, a few times at most.
+  for (let round = 1; round <= 4; round++) {
+    await run(`earn trust ${round}`, 120);
+    if ((await volunteers()).every((h) => h.trusted)) break;
+  }
   expect((await volunteers()).every((h) => h.trusted)).toBe(true);
 
   const trusted = await run('trusted', 600);

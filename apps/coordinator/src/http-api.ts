@@ -113,7 +113,8 @@ export function buildApi(opts: ApiOptions) {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.requestBytes,
   });
-  app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP }, crossOriginEmbedderPolicy: false });
+  // HSTS only where this server speaks TLS itself: a TLS proxy in front sets its own.
+  app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP }, crossOriginEmbedderPolicy: false, strictTransportSecurity: tls !== null });
   // A part of a job's inputs arrives as text and is parsed line by line by its route.
   app.addContentTypeParser(NDJSON, { parseAs: 'string', bodyLimit: LIMITS.requestBytes }, (_request, body, done) => done(null, body));
 

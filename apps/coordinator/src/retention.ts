@@ -9,9 +9,10 @@ const EVERY_MS = 3600 * 1000;
 
 /**
  * Finished jobs' rows — the job, its tasks and results, its events, and programs no job uses any
- * more — and the records of volunteers not heard of since are deleted once they are older than the retention (`WEBPVM_RETENTION_DAYS`, or
- * `webpvm gc --older-than <days>`). A job still running is never touched. Between steps the event
- * loop runs on, so hosts and the API are not held up by a large job going.
+ * more — and the records of volunteers not heard of since are deleted once they are older than
+ * the retention (`WEBPVM_RETENTION_DAYS`, or `webpvm gc --older-than <days>`). A job still
+ * running is never touched. Between steps the event loop runs on, so hosts and the API are not
+ * held up by a large job going.
  */
 export class Retention {
   #timer: NodeJS.Timeout | null = null;

@@ -60,6 +60,8 @@ describe('cross-origin isolation', () => {
     for (const url of ['/', '/dashboard/']) {
       const res = await h.app.inject({ url });
       expect(res.headers, url).toMatchObject({ 'content-security-policy': PAGE_POLICY, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' });
+      // plain http here: no HSTS (tls.test.ts sees it over https)
+      expect(res.headers['strict-transport-security'], url).toBeUndefined();
     }
     const submitted = await h.app.inject({ method: 'POST', url: '/api/jobs', headers: h.bearer(ADMIN_TOKEN), payload: { program: 'export default (ctx, x) => x', inputs: [1] } });
     const { programHash } = h.scheduler.jobs.job(submitted.json<{ id: string }>().id)!.stored;

@@ -41,8 +41,10 @@ describe('TLS and where the coordinator listens', () => {
     const coordinator = await startCoordinator(loadConfig({ PORT: '0', WEBPVM_DATA: dir, WEBPVM_LOG_LEVEL: 'silent', WEBPVM_ADMIN_TOKEN: 'wpvm_tls-test-admin-token', WEBPVM_TLS_CERT: certFile, WEBPVM_TLS_KEY: keyFile }));
     stops.push(() => coordinator.close());
     expect(coordinator.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    const status = await new Promise<number>((resolve, reject) => https.get(`${coordinator.url}/healthz`, { ca: cert }, (res) => resolve(res.statusCode ?? 0)).on('error', reject));
-    expect(status).toBe(200);
+    const res = await new Promise<{ status: number; hsts: unknown }>((resolve, reject) =>
+      https.get(`${coordinator.url}/healthz`, { ca: cert }, (r) => resolve({ status: r.statusCode ?? 0, hsts: r.headers['strict-transport-security'] })).on('error', reject),
+    );
+    expect(res).toEqual({ status: 200, hsts: expect.stringContaining('max-age=') });
     const socket = new WebSocket(`${coordinator.url.replace('https', 'wss')}/ws`, { ca: cert });
     const welcome = await new Promise<{ type: string }>((resolve, reject) => {
       socket.once('error', reject);
