@@ -48,6 +48,15 @@ describe('IncomingImages', () => {
     expect(t.sent).toEqual([{ type: 'resumed', tid: 'joba.0', attempt: 2 }]);
   });
 
+  it('refuses an image that is another task’s: the task fails and restarts from its checkpoint elsewhere', () => {
+    const t = setup();
+    const others = encodeImage({ tid: 'joba.9', checkpoint: null, delivered: new Map(), mailbox: [], pending: [] });
+    t.receive(others);
+    const theirs = assignment('joba', 0, { attempt: 2, imageBytes: others.byteLength });
+    expect(t.incoming.take(theirs)).toBeNull();
+    expect(t.failed).toEqual([{ tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_BAD_FRAME', message: "its image is joba.9's" } }]);
+  });
+
   it('takes pieces over a data channel only from the peer the coordinator announced for that attempt', () => {
     const t = setup();
     expect(t.receive(bytes, 'joba.0', 2, 'peer-x')).toEqual([false]);

@@ -78,8 +78,9 @@ export class IncomingImages {
     this.#awaiting.delete(key);
     this.#announced.delete(key);
     const decoded = bytes.byteLength === task.imageBytes ? decodeImage(bytes) : null;
-    if (!decoded?.ok) {
-      const message = decoded ? decoded.error.message : `its image is ${bytes.byteLength} bytes, not ${task.imageBytes}`;
+    // An image is its task's alone: one that names another task (a host that sent the wrong one, or a forged one) is refused.
+    if (!decoded?.ok || decoded.value.tid !== task.tid) {
+      const message = !decoded ? `its image is ${bytes.byteLength} bytes, not ${task.imageBytes}` : decoded.ok ? `its image is ${decoded.value.tid}'s` : decoded.error.message;
       this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message } });
       return null;
     }
