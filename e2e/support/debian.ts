@@ -8,8 +8,11 @@ export function ensureDebianPackage(program: string, pkg: string): void {
   } catch {
     // not installed yet
   }
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
-  const run = (args: string[]) => execFileSync(sudo[0] ?? args[0]!, sudo.length ? args : args.slice(1), { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  const asRoot = (args: string[]) => (process.getuid?.() === 0 ? args : ['sudo', ...args]);
+  const run = (args: string[]) => {
+    const [command, ...rest] = asRoot(args);
+    execFileSync(command!, rest, { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  };
   run(['apt-get', 'update', '-qq']);
   run(['apt-get', 'install', '-y', '-qq', pkg]);
 }
