@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureDebianPackage } from './debian.ts';
-import { freePort } from './free-port.ts';
+import { freePort, untilListening } from './ports.ts';
 
 /**
  * Caddy from Debian as the TLS proxy in front of a plain-http coordinator, configured as the
@@ -31,21 +30,8 @@ export class CaddyProxy {
     });
     child.stdout!.on('data', (d) => (output += d));
     child.stderr!.on('data', (d) => (output += d));
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`caddy exited with ${child.exitCode}:\n${output}`);
-      const listening = await new Promise<boolean>((resolve) => {
-        const socket = net.connect(port, '127.0.0.1', () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once('error', () => resolve(false));
-      });
-      if (listening) return new CaddyProxy(child, dir, port);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    child.kill('SIGKILL');
-    throw new Error(`caddy did not listen on ${port}:\n${output}`);
+    await untilListening(child, port, 'caddy', () => output);
+    return new CaddyProxy(child, dir, port);
   }
 
   get url(): string {

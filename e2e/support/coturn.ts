@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureDebianPackage } from './debian.ts';
-import { freePort } from './free-port.ts';
+import { freePort, untilListening } from './ports.ts';
 
 /**
  * coturn from Debian, a TURN server on 127.0.0.1 with one long-term user. Loopback peers are
@@ -40,21 +39,8 @@ export class Coturn {
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const turn = new Coturn(child, dir, port);
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`turnserver exited with ${child.exitCode}:\n${turn.#output}`);
-      const listening = await new Promise<boolean>((resolve) => {
-        const socket = net.connect(port, '127.0.0.1', () => {
-          socket.destroy();
-          resolve(true);
-        });
-        socket.once('error', () => resolve(false));
-      });
-      if (listening) return turn;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    child.kill('SIGKILL');
-    throw new Error(`turnserver did not listen on ${port}:\n${turn.#output}`);
+    await untilListening(child, port, 'turnserver', () => turn.#output);
+    return turn;
   }
 
   /** WEBPVM_ICE_SERVERS naming this server. */

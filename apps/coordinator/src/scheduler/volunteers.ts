@@ -1,3 +1,4 @@
+import type { StoredVolunteer } from '../store/store.ts';
 import type { TaskRun } from './model.ts';
 
 /**
@@ -12,19 +13,8 @@ export const TRUST_AFTER = 10;
 /** However good its record, a volunteer holds at most this many leases: a few expiries bring a turncoat down. */
 const MOST_LEASES = 4096;
 
-export interface VolunteerRecord {
-  readonly volunteerId: string;
-  /** Leases it may hold at once. */
-  allowance: number;
-  /** Results it returned, and times it let leases expire or dropped them (disconnected holding tasks). */
-  returned: number;
-  dropped: number;
-  /** Replicated results it returned that agreed with a quorum (`validated`) and that did not (`invalid`). */
-  validated: number;
-  invalid: number;
-  /** Results in a row that agreed; trusted from TRUST_AFTER of them until one does not. */
-  streak: number;
-  trusted: boolean;
+/** A volunteer's stored record (store.ts), and what of it is not stored. */
+export interface VolunteerRecord extends Omit<StoredVolunteer, 'updatedAt'> {
   /** Tasks whose outcome it gave alone, standing until it passes its next spot check. */
   readonly provisional: Set<TaskRun>;
 }
@@ -47,10 +37,8 @@ export class Volunteers {
   }
 
   /** The records a restart found stored. */
-  restore(stored: readonly Omit<VolunteerRecord, 'provisional'>[]): void {
-    for (const { volunteerId, allowance, returned, dropped, validated, invalid, streak, trusted } of stored) {
-      this.#records.set(volunteerId, { volunteerId, allowance, returned, dropped, validated, invalid, streak, trusted, provisional: new Set() });
-    }
+  restore(stored: readonly StoredVolunteer[]): void {
+    for (const { updatedAt: _, ...record } of stored) this.#records.set(record.volunteerId, { ...record, provisional: new Set() });
   }
 
   all(): IterableIterator<VolunteerRecord> {

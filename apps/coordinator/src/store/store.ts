@@ -128,12 +128,16 @@ export interface StoredHost {
 
 /** What the coordinator knows of a volunteer (scheduler/volunteers.ts): its leases, its record, its trust. */
 export interface StoredVolunteer {
-  volunteerId: string;
+  readonly volunteerId: string;
+  /** Leases it may hold at once. */
   allowance: number;
+  /** Results it returned, and times it let leases expire or dropped them (disconnected holding tasks). */
   returned: number;
   dropped: number;
+  /** Replicated results it returned that agreed with a quorum (`validated`) and that did not (`invalid`). */
   validated: number;
   invalid: number;
+  /** Results in a row that agreed; trusted from TRUST_AFTER of them until one does not. */
   streak: number;
   trusted: boolean;
   updatedAt: number;
