@@ -54,9 +54,13 @@ export async function launchBrowser(): Promise<Browser> {
       pid: child.pid!,
       open: async (url) => {
         const { browserContextId } = await browser.Target.createBrowserContext({});
-        const { targetId } = await browser.Target.createTarget({ url, browserContextId });
+        const { targetId } = await browser.Target.createTarget({ url: 'about:blank', browserContextId });
         const page = await CDP({ target: `ws://${new URL(endpoint).host}/devtools/page/${targetId}` });
         clients.push(page);
+        // The baselines connect the host page to the bench's own servers and data channels, which the
+        // page's Content-Security-Policy forbids (connect-src 'self'); webpvm's paths need no exception.
+        await page.Page.setBypassCSP({ enabled: true });
+        await page.Page.navigate({ url });
         const { windowId } = await browser.Browser.getWindowForTarget({ targetId });
         const visibility = async (windowState: 'minimized' | 'normal', wanted: 'hidden' | 'visible') => {
           await browser.Browser.setWindowBounds({ windowId, bounds: { windowState } });
