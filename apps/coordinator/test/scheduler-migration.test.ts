@@ -226,10 +226,12 @@ describe('scheduler migration', () => {
     scheduler.migrations.migrating('ha', [{ tid: 'job1.0', attempt }], 'hidden');
     scheduler.migrations.migrated('ha', { type: 'migrated', tid: 'job1.0', attempt, imageBytes: 5000, frozen: true, obtrusivenessMs: 2, via: 'channel' });
     await settle();
-    scheduler.reports.outcomes('hb', [{ tid: 'job1.0', attempt: attempt + 1, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } }]);
+    scheduler.reports.outcomes('hb', [{ tid: 'job1.0', attempt: attempt + 1, ok: false, error: { code: 'E_HOST_FAULT', message: 'its image did not arrive' } }]);
     await settle();
     const retried = b.assigned().filter((t) => t.tid === 'job1.0').at(-1)!;
     expect(retried).toMatchObject({ attempt: attempt + 2, resume: { state: { step: 2 } } });
     expect(retried.imageBytes).toBeUndefined();
+    // the host's doing, not the task's: a loss, which maxAttempts does not count
+    expect(scheduler.jobs.task('job1.0')).toMatchObject({ failures: 0, losses: 1 });
   });
 });

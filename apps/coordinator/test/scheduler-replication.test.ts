@@ -29,6 +29,28 @@ describe('replicated bag tasks', () => {
     expect([volunteer(h, 'va').validated, volunteer(h, 'vb').validated]).toEqual([1, 1]);
   });
 
+  it('replace a replica whose host could not run it, which casts no ballot: two host faults do not fail the task', async () => {
+    const h = schedulerHarness();
+    h.scheduler.jobs.submit(spec([7], { replicas: 2, quorum: 2 }), 'p', 'o', 'job1');
+    const a = connect(h.scheduler, 'ha', 1);
+    const b = connect(h.scheduler, 'hb', 1);
+    await settle();
+    const c = connect(h.scheduler, 'hc', 1);
+    const d = connect(h.scheduler, 'hd', 1);
+    for (const [hostId, link] of [['ha', a], ['hb', b]] as const) {
+      const { tid, attempt } = link.assigned().at(-1)!;
+      h.scheduler.reports.outcomes(hostId, [{ tid, attempt, ok: false, error: { code: 'E_HOST_FAULT', message: 'the task sandbox did not start within 20 s' } }]);
+    }
+    await settle();
+    expect((await statusOf(h.scheduler, 'job1'))?.state).toBe('running');
+    expect([c, d].map((l) => l.assigned().map((t) => t.attempt))).toEqual([[3], [4]]);
+    answer(h, 'hc', c, 49);
+    answer(h, 'hd', d, 49);
+    await settle();
+    await h.scheduler.writes.durable();
+    expect(await resultsOf(h.store, 'job1')).toEqual([49]);
+  });
+
   it('run on distinct network addresses too when the job asks for it', async () => {
     const h = schedulerHarness();
     h.scheduler.jobs.submit(spec([7], { replicas: 2, quorum: 2, distinct: 'address' }), 'p', 'o', 'job1');

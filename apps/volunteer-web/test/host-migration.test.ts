@@ -120,7 +120,7 @@ describe('HostRuntime migration', () => {
     await vi.advanceTimersByTimeAsync(5_050);
     expect(host.workers).toHaveLength(0);
     expect(host.socket().sentOfType('results').flatMap((m) => m.items)).toEqual([
-      expect.objectContaining({ tid: 'joba.0', attempt: 2, ok: false, error: expect.objectContaining({ code: 'E_BAD_FRAME' }) }),
+      expect.objectContaining({ tid: 'joba.0', attempt: 2, ok: false, error: expect.objectContaining({ code: 'E_HOST_FAULT' }) }),
     ]);
   });
 

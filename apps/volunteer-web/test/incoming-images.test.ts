@@ -54,7 +54,7 @@ describe('IncomingImages', () => {
     t.receive(others);
     const theirs = assignment('joba', 0, { attempt: 2, imageBytes: others.byteLength });
     expect(t.incoming.take(theirs)).toBeNull();
-    expect(t.failed).toEqual([{ tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_BAD_FRAME', message: "its image is joba.9's" } }]);
+    expect(t.failed).toEqual([{ tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_HOST_FAULT', message: "its image is joba.9's" } }]);
   });
 
   it('takes pieces over a data channel only from the peer the coordinator announced for that attempt', () => {
@@ -84,7 +84,7 @@ describe('IncomingImages', () => {
     vi.advanceTimersByTime(4_999);
     expect(t.failed).toEqual([]);
     vi.advanceTimersByTime(1);
-    expect(t.failed).toEqual([{ tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } }]);
+    expect(t.failed).toEqual([{ tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_HOST_FAULT', message: 'its image did not arrive' } }]);
     expect(t.incoming.waitsFor('joba.0')).toBe(false);
     expect(t.sent).toHaveLength(1);
   });
@@ -109,8 +109,8 @@ describe('IncomingImages', () => {
     t.receive(new Uint8Array([1, 2, 3]), 'joba.1');
     expect(t.incoming.take(assignment('joba', 1, { attempt: 2, imageBytes: 3 }))).toBeNull();
     expect(t.failed).toEqual([
-      { tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_BAD_FRAME', message: `its image is ${bytes.byteLength} bytes, not ${bytes.byteLength + 1}` } },
-      { tid: 'joba.1', attempt: 2, ok: false, error: { code: 'E_BAD_FRAME', message: expect.stringMatching(/^task image: /) } },
+      { tid: 'joba.0', attempt: 2, ok: false, error: { code: 'E_HOST_FAULT', message: `its image is ${bytes.byteLength} bytes, not ${bytes.byteLength + 1}` } },
+      { tid: 'joba.1', attempt: 2, ok: false, error: { code: 'E_HOST_FAULT', message: expect.stringMatching(/^task image: /) } },
     ]);
     t.incoming.started({ tid: 'joba.0', attempt: 2 });
     expect(t.sent).toEqual([]);

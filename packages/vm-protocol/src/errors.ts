@@ -19,6 +19,7 @@ export const ERRORS = {
   E_RATE_LIMITED: { status: 429, message: 'too many requests' },
   E_TASK_FAILED: { status: 500, message: 'the task threw an error' },
   E_TASK_TIMEOUT: { status: 500, message: 'the task exceeded its deadline' },
+  E_HOST_FAULT: { status: 500, message: "the host could not run the task, through no fault of the task's" },
   E_TASK_LOST: { status: 500, message: 'the task was lost with its host too many times' },
   E_NO_QUORUM: { status: 500, message: "the task's replicas never agreed" },
   E_VALIDATE: { status: 400, message: "the program's validate could not judge two results" },

@@ -42,8 +42,13 @@ export class HostReports {
       if (task.quorum) {
         const leasedAt = task.quorum.out.get(outcome.attempt);
         if (leasedAt === undefined) continue;
-        book.deadlines.observe(task, leasedAt);
         const { attempt, ok } = outcome;
+        // A replica its host could not run casts no ballot: it is replaced, as one lost with its host.
+        if (!ok && outcome.error.code === 'E_HOST_FAULT') {
+          book.replication.lost(task, attempt, `${outcome.error.code}: ${outcome.error.message}`);
+          continue;
+        }
+        book.deadlines.observe(task, leasedAt);
         book.replication.ballot(task, { volunteerId: host?.volunteerId ?? null, attempt, ok, value: ok ? outcome.value : null, error: ok ? null : outcome.error });
         if (ok) done++;
         continue;
@@ -55,7 +60,8 @@ export class HostReports {
         done++;
         book.complete(task, outcome.value);
       } else if (outcome.attempt === task.attempt) {
-        book.failAttempt(task, outcome.error, host?.volunteerId ?? null);
+        if (outcome.error.code === 'E_HOST_FAULT') book.hostFault(task, outcome.error, host?.volunteerId ?? null);
+        else book.failAttempt(task, outcome.error, host?.volunteerId ?? null);
       }
     }
     if (host) {

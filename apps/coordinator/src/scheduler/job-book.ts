@@ -315,15 +315,21 @@ export class JobBook {
   failAttempt(task: TaskRun, error: ErrorBody, by: string | null): void {
     task.avoid.add(by);
     this.recordMigration(task, null);
-    // An image its host could not take (it never came whole, or does not decode): the next attempt starts from the checkpoint.
-    if (error.code === 'E_BAD_FRAME') {
-      this.keepImage(task, null);
-      task.start.imageAway = null;
-    }
     task.error = error;
     task.failures++;
     if (task.failures < task.job.stored.options.maxAttempts) this.#retry(task);
     else this.fail(task, error);
+  }
+
+  /**
+   * The host could not run the attempt, and says so (`E_HOST_FAULT`): the task's image never came
+   * whole or does not decode, or the host's sandbox would not start. A loss, not a failure; the
+   * next attempt starts from the checkpoint kept here.
+   */
+  hostFault(task: TaskRun, error: ErrorBody, by: string | null): void {
+    this.keepImage(task, null);
+    task.start.imageAway = null;
+    this.lost({ tid: task.tid, attempt: task.attempt }, `${error.code}: ${error.message}`, by);
   }
 
   /**

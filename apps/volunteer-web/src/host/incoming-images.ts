@@ -81,7 +81,7 @@ export class IncomingImages {
     // An image is its task's alone: one that names another task (a host that sent the wrong one, or a forged one) is refused.
     if (!decoded?.ok || decoded.value.tid !== task.tid) {
       const message = !decoded ? `its image is ${bytes.byteLength} bytes, not ${task.imageBytes}` : decoded.ok ? `its image is ${decoded.value.tid}'s` : decoded.error.message;
-      this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message } });
+      this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_HOST_FAULT', message } });
       return null;
     }
     this.#arriving.add(task.tid);
@@ -131,7 +131,7 @@ export class IncomingImages {
     const waiting = this.#awaiting.get(key);
     if (waiting && waiting.asked) {
       this.#awaiting.delete(key);
-      this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_BAD_FRAME', message: 'its image did not arrive' } });
+      this.#options.fail({ tid: task.tid, attempt: task.attempt, ok: false, error: { code: 'E_HOST_FAULT', message: 'its image did not arrive' } });
       return;
     }
     if (waiting) this.#options.send({ type: 'image-missing', tid: task.tid, attempt: task.attempt });
