@@ -1,4 +1,4 @@
-import { SubmitJobRequest } from '@webpvm/vm-protocol';
+import { LIMITS, SubmitJobRequest } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeHost, clock, closeSchedulers, connect, resultsOf, schedulerHarness, settle, spec, statusOf } from './support/scheduler-harness.ts';
 
@@ -476,6 +476,34 @@ describe('scheduler services for message passing', () => {
     expect(a.assigned().length + b.assigned().length).toBe(5);
     expect(Math.abs(a.assigned().length - b.assigned().length)).toBeLessThanOrEqual(1);
     expect(scheduler.views.status('job1')?.tasks.total).toBe(5);
+  });
+
+  it('places no more spawned tasks on a host than it may start workers for; the rest wait for room', async () => {
+    const { scheduler } = schedulerHarness();
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    const b = connect(scheduler, 'hb', 1);
+    await settle();
+    const root = [...a.assigned(), ...b.assigned()][0]!;
+    const rootHost = a.assigned().length ? 'ha' : 'hb';
+    const many = LIMITS.spawnedPerHost * 2 + 5;
+    scheduler.vm.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: null, inputs: Array.from({ length: many }, () => null) });
+    await settle();
+    const spawnedOn = (host: FakeHost) => host.assigned().filter((t) => t.parent === root.tid);
+    expect(spawnedOn(a)).toHaveLength(LIMITS.spawnedPerHost);
+    expect(spawnedOn(b)).toHaveLength(LIMITS.spawnedPerHost);
+    expect(scheduler.views.status('job1')?.tasks).toMatchObject({ total: many + 1, pending: 5 });
+    // one ends: its host has room for one more
+    const ended = spawnedOn(a)[0]!;
+    scheduler.reports.outcomes('ha', [{ tid: ended.tid, attempt: ended.attempt, ok: true, value: null }]);
+    await settle();
+    expect(spawnedOn(a)).toHaveLength(LIMITS.spawnedPerHost + 1);
+    expect(scheduler.views.status('job1')?.tasks).toMatchObject({ pending: 4 });
+    // a new host takes the others
+    const c = connect(scheduler, 'hc', 1);
+    await settle();
+    expect(spawnedOn(c)).toHaveLength(4);
+    expect(scheduler.views.status('job1')?.tasks).toMatchObject({ pending: 0 });
   });
 
   it('answers a request sent again with the first answer, and counts a barrier call once', async () => {

@@ -25,6 +25,12 @@ export const LIMITS = {
   imagePartBytes: 1024 * 1024,
   slotsPerHost: 64,
   /**
+   * Spawned tasks one host runs at once, each in a worker of its own beyond its slots: all of a
+   * PVM program's tasks must run side by side, but a tab cannot start workers without end. The
+   * coordinator places no more on a host; those beyond what the grid holds wait for room.
+   */
+  spawnedPerHost: 32,
+  /**
    * Tasks a host may report it holds when it says hello again: what it runs and what it was
    * handed ahead of time (the coordinator sends a fast host up to 512 beyond its slots).
    * A task it holds beyond these is run again elsewhere.

@@ -72,7 +72,8 @@ export class Leasing {
    * Tasks to place now go first, anywhere; then every host is filled up to its slots, then topped
    * up to its prefetch depth, so that a few long tasks spread over all hosts before any host
    * queues a second one — as far as its volunteer's allowance goes (volunteers.ts). Tasks placed
-   * now (spawned, migrating) are not held back by it: all of a PVM program's tasks must run.
+   * now (spawned, migrating) are not held back by it: all of a PVM program's tasks must run. Only
+   * the workers a tab would start for spawned tasks are bounded.
    */
   #dispatch(): void {
     const hosts = this.#opts.hosts.takers();
@@ -88,18 +89,39 @@ export class Leasing {
       held.set(host.volunteerId, held.get(host.volunteerId)! + 1);
     };
     const allowed = (host: HostRun) => host.volunteerId === null || held.get(host.volunteerId)! < this.#opts.hosts.volunteers.get(host.volunteerId).allowance;
+    const spawned = new Map<HostRun, number>();
+    const spawnedOn = (host: HostRun): number => {
+      let count = spawned.get(host);
+      if (count === undefined) {
+        count = 0;
+        for (const tid of host.assigned.keys()) if (this.#opts.book.task(tid)?.spec.parent != null) count++;
+        spawned.set(host, count);
+      }
+      return count;
+    };
     for (const job of this.#opts.book.active) {
+      const waiting: TaskRun[] = [];
       for (const task of job.placeNow.splice(0)) {
         if (task.state !== 'pending') continue;
+        // A spawned task takes a worker of its own: only a host with room for one more (LIMITS.spawnedPerHost).
+        const roomy = task.spec.parent === null ? hosts : hosts.filter((h) => spawnedOn(h) < LIMITS.spawnedPerHost);
+        if (!roomy.length) {
+          waiting.push(task);
+          continue;
+        }
         // A migrating task goes where its image was sent when that host can still take it, else not
         // back where it left, nor to a volunteer it is to avoid (a task given back at a job's end may
         // have failed there before) while another can take it.
-        const named = hosts.find((h) => h.hostId === task.migration?.to);
-        const elsewhere = hosts.filter((h) => h.hostId !== task.migration?.from);
+        const named = roomy.find((h) => h.hostId === task.migration?.to);
+        const elsewhere = roomy.filter((h) => h.hostId !== task.migration?.from);
         const unspoiled = elsewhere.filter((h) => !task.avoid.has(h.volunteerId));
-        const candidates = unspoiled.length ? unspoiled : elsewhere.length ? elsewhere : hosts;
-        add(named ?? candidates.reduce((best, h) => (loadOf(h) < loadOf(best) ? h : best)), task);
+        const candidates = unspoiled.length ? unspoiled : elsewhere.length ? elsewhere : roomy;
+        const host = named ?? candidates.reduce((best, h) => (loadOf(h) < loadOf(best) ? h : best));
+        add(host, task);
+        if (task.spec.parent !== null) spawned.set(host, spawnedOn(host) + 1);
       }
+      // They wait for a spawned task to end or a host to come: either schedules leasing again.
+      job.placeNow.push(...waiting);
     }
     const volunteers = new Set(hosts.map((h) => h.volunteerId));
     for (const limit of [(h: HostRun) => h.slots, prefetchDepth]) {
