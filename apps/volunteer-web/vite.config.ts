@@ -24,13 +24,13 @@ export default defineConfig({
       'cross-origin-embedder-policy': 'require-corp',
       'cross-origin-resource-policy': 'same-origin',
     },
-    // The task worker is the coordinator's to serve, with its policy (vite.task-worker.config.ts builds it),
-    // and so are the programs it imports and the relay lanes it opens. The policy names the host in the
-    // request, which must stay this server's: the worker opens its lanes here.
+    // The task sandbox is the coordinator's to serve, with its policy (vite.sandbox.config.ts builds its
+    // script), and so are the programs it runs and the relay lanes its workers open. The policy names the
+    // host in the request, which must stay this server's: the workers open their lanes here.
     proxy: {
       '/api': coordinator,
       '/ws': { target: coordinator, ws: true },
-      '/task-worker.js': { target: coordinator, changeOrigin: false },
+      '/sandbox.html': { target: coordinator, changeOrigin: false },
       '/programs': coordinator,
       '/lane': { target: coordinator, ws: true },
     },

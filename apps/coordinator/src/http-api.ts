@@ -33,7 +33,7 @@ import type { Retention } from './retention.ts';
 import type { JobView } from './scheduler/read-views.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
 import type { StoredToken } from './store/store.ts';
-import { registerTaskWorkerRoute } from './task-worker-route.ts';
+import { registerSandboxRoute } from './sandbox-route.ts';
 
 export interface ApiOptions {
   scheduler: Scheduler;
@@ -54,7 +54,7 @@ export interface ApiOptions {
 /**
  * The pages' policy: everything from this origin only — scripts, styles, workers, and
  * connections (the API, the host socket, PeerJS signalling; ICE is not CSP's) — no plugins, no
- * framing by other sites. The task worker's own route sets a stricter one (task-worker-route.ts).
+ * framing by other sites. The task sandbox's own route sets a stricter one (sandbox-route.ts).
  */
 const PAGE_CSP = {
   defaultSrc: ["'self'"],
@@ -302,7 +302,7 @@ export function buildApi(opts: ApiOptions) {
     return source;
   });
 
-  registerTaskWorkerRoute(app, opts.webRoot);
+  registerSandboxRoute(app, opts.webRoot);
 
   if (fs.existsSync(`${opts.webRoot}/index.html`)) {
     app.register(fastifyStatic, {

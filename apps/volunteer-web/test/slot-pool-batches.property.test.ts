@@ -1,9 +1,10 @@
-import { SAFE_POINT_FLAGS, type TaskAssignment, type ToWorker } from '@webpvm/vm-protocol';
+import { MAX_HANDED, SAFE_POINT_FLAGS, type TaskAssignment, type ToWorker } from '@webpvm/vm-protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SlotPool } from '../src/host/slot-pool.ts';
 import type { TaskWorkerListener } from '../src/host/task-worker-handle.ts';
 import { assignment } from './support/assignments.ts';
+import { sharedCells } from './support/fake-workers.ts';
 
 type Start = Extract<ToWorker, { type: 'start' }>;
 
@@ -18,14 +19,15 @@ class ModelWorker {
   started = 0;
   withdraws: string[][] = [];
   freezeAsked = new Set<string>();
-  cells: Int32Array | null = null;
   terminated = false;
 
-  constructor(readonly listener: TaskWorkerListener) {}
+  constructor(
+    readonly listener: TaskWorkerListener,
+    readonly cells: Int32Array | null,
+  ) {}
 
   post(message: ToWorker): void {
     if (this.terminated) return;
-    if (message.type === 'flags') this.cells = new Int32Array(message.buffer);
     if (message.type === 'starts') this.queue.push(...message.tasks);
     if (message.type === 'withdraw') this.withdraws.push(message.tids);
     if (message.type === 'freeze') this.freezeAsked.add(message.tid);
@@ -118,13 +120,12 @@ describe('SlotPool batches, under any interleaving', () => {
         const startedTids = new Set<string>();
         const pool = new SlotPool({
           slots,
-          sharedFlags,
           now: () => now,
           checkpointIntervalMs: () => 1_000_000,
-          spawn: (listener) => {
-            const w = new ModelWorker(listener);
+          spawn: (_job, listener) => {
+            const w = new ModelWorker(listener, sharedFlags ? new Int32Array(new SharedArrayBuffer(4 * MAX_HANDED)) : null);
             workers.push(w);
-            return { post: (message) => w.post(message), terminate: () => void (w.terminated = true) };
+            return { post: (message) => w.post(message), terminate: () => void (w.terminated = true), cells: w.cells && sharedCells(w.cells) };
           },
           events: {
             outcome: (o) => end(o.tid, o.ok ? 'done' : 'failed'),

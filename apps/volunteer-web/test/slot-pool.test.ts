@@ -1,11 +1,11 @@
-import { SAFE_POINT_FLAGS, encodeEnvelope, encodeMessage, type SealedMessage, type TaskOutcome, type TaskRef, type ToWorker } from '@webpvm/vm-protocol';
+import { LIMITS, SAFE_POINT_FLAGS, encodeEnvelope, encodeMessage, type SealedMessage, type TaskOutcome, type TaskRef, type ToWorker } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SlotPool, type LeftTask } from '../src/host/slot-pool.ts';
 import { assignment } from './support/assignments.ts';
 import { type FakeWorker, currentTid, fakeWorkers, startsOf } from './support/fake-workers.ts';
 
 function setup(slots: number, sharedFlags = false, now?: () => number) {
-  const { spawn, workers } = fakeWorkers();
+  const { spawn, workers } = fakeWorkers(sharedFlags);
   const outcomes: TaskOutcome[] = [];
   const logs: string[] = [];
   const sends: [TaskRef, SealedMessage][] = [];
@@ -17,7 +17,6 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
     slots,
     spawn,
     checkpointIntervalMs: () => 250,
-    sharedFlags,
     ...(now ? { now } : {}),
     events: {
       outcome: (o) => outcomes.push(o),
@@ -155,6 +154,23 @@ describe('SlotPool', () => {
     expect(currentTid(workers[0]!)).toBe('joba.20');
   });
 
+  it('starts no more workers for spawned tasks than LIMITS.spawnedPerHost: one past them waits for a slot', () => {
+    const { pool, workers } = setup(1);
+    const spawned = Array.from({ length: LIMITS.spawnedPerHost + 1 }, (_, i) => assignment('joba', i + 1, { parent: 'joba.0' }));
+    pool.assign(spawned);
+    expect(workers).toHaveLength(LIMITS.spawnedPerHost + 1);
+    expect(pool.running()).toHaveLength(LIMITS.spawnedPerHost + 1);
+    const fresh = assignment('joba', 100, { parent: 'joba.0' });
+    pool.assign([fresh]);
+    // the one slot took the last of the batch; the next waits
+    expect(workers).toHaveLength(LIMITS.spawnedPerHost + 1);
+    expect(pool.queued).toBe(1);
+    const inSlot = workers.find((w) => !w.terminated && currentTid(w) === spawned.at(-1)!.tid)!;
+    inSlot.emit({ type: 'done', tid: spawned.at(-1)!.tid, ok: true, value: 0 });
+    expect(pool.queued).toBe(0);
+    expect(pool.holds(fresh.tid)).toBe(true);
+  });
+
   it('posts to the worker of a running task only', () => {
     const { pool, workers } = setup(1);
     pool.assign([assignment('joba', 0), assignment('joba', 1)]);
@@ -262,9 +278,9 @@ describe('SlotPool evacuation', () => {
     vi.useFakeTimers();
     const { pool, workers } = setup(1, true);
     pool.assign([assignment('joba', 0)]);
-    // the worker gets its cells once, then each task its own cell
-    const cells = new Int32Array((workers[0]!.received[0] as Extract<ToWorker, { type: 'flags' }>).buffer);
-    const cell = startsOf(workers[0]!.received[1]!)[0]!.flag!;
+    // each task gets its own cell of the worker's
+    const cells = workers[0]!.cells!;
+    const cell = startsOf(workers[0]!.received[0]!)[0]!.flag!;
     // a fresh task keeps its first checkpoint at once
     expect(Atomics.load(cells, cell)).toBe(SAFE_POINT_FLAGS.persist);
     Atomics.store(cells, cell, 0);
@@ -347,8 +363,8 @@ describe('SlotPool batches', () => {
       ['joba.4', false],
     ]);
     expect(pool.running().map((t) => t.tid)).toEqual(['joba.2']);
-    const cells = new Int32Array((workers[0]!.received[0] as Extract<ToWorker, { type: 'flags' }>).buffer);
-    const cell = startsOf(workers[0]!.received[2]!).find((s) => s.task.tid === 'joba.2')!.flag!;
+    const cells = workers[0]!.cells!;
+    const cell = startsOf(workers[0]!.received[1]!).find((s) => s.task.tid === 'joba.2')!.flag!;
     expect(Atomics.load(cells, cell) & SAFE_POINT_FLAGS.freeze).toBe(SAFE_POINT_FLAGS.freeze);
     vi.advanceTimersByTime(20);
     expect(left.at(-1)).toMatchObject({ assignment: { tid: 'joba.2' }, started: true, frozen: null });

@@ -235,11 +235,10 @@ describe('freeze and resume', () => {
   });
 
   it('reads persist and freeze from its cell of the shared flags, with no message and no clock', async () => {
-    const worker = fakeWorker();
     const flags = new SharedArrayBuffer(4 * MAX_HANDED);
+    const worker = fakeWorker(undefined, { flags });
     const bits = new Int32Array(flags);
     const full = { tid: 'job1.0', attempt: 1, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: LOOP };
-    worker.send({ type: 'flags', buffer: flags });
     // an interval of 0 would keep every state if the clock were read: only raised bits count
     worker.send({ type: 'start', task: full, checkpointIntervalMs: 0, flag: 3 });
     await settle();

@@ -10,3 +10,4 @@ export * from './envelope.ts';
 export * from './value-codec.ts';
 export * from './task-image.ts';
 export * from './lane.ts';
+export * from './sandbox.ts';

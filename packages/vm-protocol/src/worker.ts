@@ -19,7 +19,8 @@ const MessageEnvelope = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v
 const Bytes = z.array(z.custom<Uint8Array>((v) => v instanceof Uint8Array, 'bytes')).max(1_000_000);
 
 /**
- * Bits the host raises in a task's cell of an Int32Array over a SharedArrayBuffer (see Flags),
+ * Bits the host raises in a task's cell of an Int32Array over a SharedArrayBuffer (the worker's
+ * flags, one cell per task it may hold, handed to it as it starts: sandbox.ts SandboxBoot),
  * read by `ctx.checkpoint` with one Atomics.load: no message, no clock, no yield. Absent where
  * the page is not cross-origin isolated (and in Node): `checkpoint` then looks at a freeze
  * message and at the clock instead.
@@ -34,19 +35,6 @@ export const SAFE_POINT_FLAGS = {
 /** The most tasks a host hands one worker at once (`starts` and those still waiting in it). */
 export const MAX_HANDED = 64;
 
-/**
- * The worker's safe-point cells, once, when it starts: one Int32 per task it may hold
- * (MAX_HANDED), each task told its cell (`flag`) in its start. Sent once rather than with each
- * start: cloning a SharedArrayBuffer into a message costs more than the rest of a start.
- */
-export const Flags = z.object({
-  type: z.literal('flags'),
-  buffer: z.custom<SharedArrayBuffer>(
-    (v) => typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer && v.byteLength >= 4 * MAX_HANDED,
-    'a SharedArrayBuffer of MAX_HANDED Int32 cells',
-  ),
-});
-
 export const StartTask = z.object({
   type: z.literal('start'),
   task: TaskAssignment,
@@ -57,7 +45,7 @@ export const StartTask = z.object({
   mailbox: z.array(MessageEnvelope).optional(),
   /** Per sender, the highest seq the task had been handed before (on resume): lanes go on from there. */
   delivered: z.array(z.tuple([Tid, z.number().int().nonnegative()])).max(1_000_000).optional(),
-  /** The task's cell in the worker's Flags, when the host shares them. */
+  /** The task's cell in the worker's flags, when it has them. */
   flag: z.number().int().min(0).max(MAX_HANDED - 1).optional(),
 });
 
@@ -115,7 +103,6 @@ export const ReportNow = z.object({ type: z.literal('report-now'), tid: z.string
 export const ToWorker = z.discriminatedUnion('type', [
   StartTask,
   StartTasks,
-  Flags,
   Withdraw,
   Deliver,
   Reply,

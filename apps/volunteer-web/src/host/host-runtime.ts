@@ -42,8 +42,6 @@ export interface HostRuntimeOptions {
   createSocket?: (url: string) => SocketLike;
   /** Data channels between hosts; without it (or with `?p2p=off`) messages between hosts go through the relay. */
   createPeer?: CreatePeer;
-  /** Freezes are raised in shared memory (the page is cross-origin isolated). */
-  sharedFlags?: boolean;
   /** The page's is a worker's (clock.ts): a hidden page's own timers are throttled. */
   clock?: Clock;
 }
@@ -79,7 +77,6 @@ export class HostRuntime {
       slots: runtime.options.slots,
       spawn: runtime.spawn,
       checkpointIntervalMs: () => this.#link.checkpointIntervalMs,
-      sharedFlags: runtime.sharedFlags ?? false,
       clock,
       events: {
         outcome: (outcome) => this.#onOutcome(outcome),

@@ -11,7 +11,8 @@ import { idbStore } from './kv-store.ts';
 import { watchBattery, watchMachineIdleness } from './machine-signals.ts';
 import { ReclaimMonitor } from './reclaim-monitor.ts';
 import { createPeerJsPeer } from './messaging/peerjs-peer.ts';
-import { spawnTaskWorker } from './task-worker-handle.ts';
+import { LaneRelay } from './lane-relay.ts';
+import { SandboxFrames } from './sandbox-frames.ts';
 import { profileVolunteerKey } from './volunteer-key.ts';
 
 declare global {
@@ -20,16 +21,17 @@ declare global {
 }
 
 const options = parseHostOptions(location.search, navigator.hardwareConcurrency);
+const clock = workerClock();
+const sandboxes = new SandboxFrames({ clock, relay: new LaneRelay() });
 const runtime = new HostRuntime({
   options,
   store: idbStore(seatDatabase(await claimSeat())),
-  spawn: spawnTaskWorker,
+  spawn: sandboxes.spawn,
   createPeer: createPeerJsPeer,
   url: coordinatorSocketUrl(location),
   userAgent: navigator.userAgent,
   volunteerKey: await profileVolunteerKey(),
-  sharedFlags: globalThis.crossOriginIsolated === true,
-  clock: workerClock(),
+  clock,
 });
 const monitor = new ReclaimMonitor(
   options.policy,

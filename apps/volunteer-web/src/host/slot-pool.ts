@@ -67,8 +67,6 @@ export interface SlotPoolOptions {
   spawn: SpawnTaskWorker;
   checkpointIntervalMs(): number;
   events: PoolEvents;
-  /** Raise freezes in shared memory (the page is cross-origin isolated) rather than by message. */
-  sharedFlags?: boolean;
   now?: () => number;
   /** Grace periods, deadlines and persist beats must keep time on a hidden page (clock.ts). */
   clock?: Clock;
@@ -105,8 +103,6 @@ interface HandedTask {
  */
 interface Slot {
   worker: TaskWorkerHandle | null;
-  /** The safe-point cells shared with the worker (worker.ts Flags), when the page is cross-origin isolated. */
-  flags: Int32Array | null;
   jobId: string | null;
   tasks: HandedTask[];
   /** When the first task started running: how long the job's tasks take. */
@@ -135,9 +131,9 @@ const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.a
  * time, each worker handed as many of a job's tasks as take it a few milliseconds (one, for
  * tasks that take longer). A spawned task gets a worker of its own at once, past `slots`: PVM
  * programs spawn tasks that mostly wait for each other's messages, and all of them must run for
- * any to finish. Task code is untrusted: everything a worker says is parsed, and a worker that
- * says something malformed or crashes fails its task and is thrown away (the tasks waiting
- * behind it go back to the queue).
+ * any to finish — up to LIMITS.spawnedPerHost of them. Task code is untrusted: everything a
+ * worker says is parsed, and a worker that says something malformed or crashes fails its task
+ * and is thrown away (the tasks waiting behind it go back to the queue).
  */
 export class SlotPool {
   #options: SlotPoolOptions;
@@ -222,7 +218,8 @@ export class SlotPool {
       held.push({ tid: task.tid, attempt: task.attempt });
       const extra = extras.get(task.tid);
       if (extra) this.#extras.set(task.tid, extra);
-      if (task.parent === null) {
+      // A spawned task past LIMITS.spawnedPerHost (more than the coordinator places here) waits for a slot.
+      if (task.parent === null || this.#extra.length >= LIMITS.spawnedPerHost) {
         this.#queue.push(task);
         continue;
       }
@@ -252,7 +249,7 @@ export class SlotPool {
         if (!chosen(task.assignment.tid) || task.leaving) continue;
         // Not started: it comes back (`withdrawn`); started meanwhile, it freezes at its first safe point.
         task.leaving = { since, graceMs, grace: null };
-        if (slot.flags) Atomics.or(slot.flags, task.cell, SAFE_POINT_FLAGS.freeze);
+        slot.worker?.cells?.or(task.cell, SAFE_POINT_FLAGS.freeze);
         withdraw.push(task.assignment.tid);
       }
       if (withdraw.length) slot.worker?.post({ type: 'withdraw', tids: withdraw });
@@ -337,7 +334,7 @@ export class SlotPool {
   }
 
   #newSlot(extra: boolean): Slot {
-    return { worker: null, flags: null, jobId: null, tasks: [], headSince: 0, extra };
+    return { worker: null, jobId: null, tasks: [], headSince: 0, extra };
   }
 
   #handed(tid: string): HandedTask | undefined {
@@ -390,7 +387,7 @@ export class SlotPool {
   #hand(slot: Slot, assignments: TaskAssignment[]): void {
     const jobId = assignments[0]!.jobId;
     if (slot.worker && slot.jobId !== jobId) this.#dropWorker(slot);
-    const worker = slot.worker ?? this.#spawn(slot);
+    const worker = slot.worker ?? this.#spawn(slot, assignments[0]!);
     slot.jobId = jobId;
     const used = new Set(slot.tasks.map((t) => t.cell));
     const checkpointIntervalMs = this.#options.checkpointIntervalMs();
@@ -399,12 +396,12 @@ export class SlotPool {
       while (used.has(cell)) cell++;
       used.add(cell);
       // A fresh task keeps its first checkpoint at once: its replay log starts from there.
-      if (slot.flags) Atomics.store(slot.flags, cell, SAFE_POINT_FLAGS.persist);
+      worker.cells?.store(cell, SAFE_POINT_FLAGS.persist);
       slot.tasks.push({ assignment, cell, progress: 0, deadline: null, leaving: null, givingBack: false });
       this.#running.set(assignment.tid, slot);
       const extras = this.#extras.get(assignment.tid);
       this.#extras.delete(assignment.tid);
-      return { type: 'start', task: assignment, checkpointIntervalMs, ...extras, ...(slot.flags ? { flag: cell } : {}) } as const;
+      return { type: 'start', task: assignment, checkpointIntervalMs, ...extras, ...(worker.cells ? { flag: cell } : {}) } as const;
     });
     worker.post({ type: 'starts', tasks: starts });
     if (slot.tasks.length === starts.length) this.#headStarted(slot);
@@ -429,7 +426,8 @@ export class SlotPool {
   #freeze(slot: Slot, task: HandedTask): void {
     const leaving = task.leaving!;
     leaving.grace = this.#clock.setTimeout(() => this.#leave(slot, task, null, leaving.since), leaving.graceMs);
-    if (slot.flags) Atomics.or(slot.flags, task.cell, SAFE_POINT_FLAGS.freeze);
+    const cells = slot.worker?.cells;
+    if (cells) cells.or(task.cell, SAFE_POINT_FLAGS.freeze);
     else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
   }
 
@@ -438,8 +436,8 @@ export class SlotPool {
     this.#options.events.left({ assignment, started: false, frozen: null, obtrusivenessMs: 0 });
   }
 
-  #spawn(slot: Slot): TaskWorkerHandle {
-    const worker: TaskWorkerHandle = this.#options.spawn({
+  #spawn(slot: Slot, { jobId, programUrl }: TaskAssignment): TaskWorkerHandle {
+    const worker: TaskWorkerHandle = this.#options.spawn({ jobId, programUrl }, {
       message: (data) => {
         if (slot.worker === worker) this.#onWorkerMessage(slot, data);
       },
@@ -451,11 +449,7 @@ export class SlotPool {
       },
     });
     slot.worker = worker;
-    slot.flags = null;
-    if (this.#options.sharedFlags) {
-      const buffer = new SharedArrayBuffer(4 * MAX_HANDED);
-      slot.flags = new Int32Array(buffer);
-      worker.post({ type: 'flags', buffer });
+    if (worker.cells) {
       this.#persistTimer ??= this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
     }
     this.#workersStarted += 1;
@@ -603,10 +597,11 @@ export class SlotPool {
     this.#persistTimer = null;
     let flagged = false;
     for (const slot of this.#all()) {
-      if (!slot.flags) continue;
+      const cells = slot.worker?.cells;
+      if (!cells) continue;
       flagged = true;
       const head = slot.tasks[0];
-      if (head) Atomics.or(slot.flags, head.cell, SAFE_POINT_FLAGS.persist);
+      if (head) cells.or(head.cell, SAFE_POINT_FLAGS.persist);
     }
     if (flagged) this.#persistTimer = this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
   }
@@ -639,7 +634,6 @@ export class SlotPool {
   #dropWorker(slot: Slot): void {
     slot.worker?.terminate();
     slot.worker = null;
-    slot.flags = null;
     slot.jobId = null;
     const unstarted = [...slot.tasks];
     for (const task of unstarted) this.#remove(slot, task);

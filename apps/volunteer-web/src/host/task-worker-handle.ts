@@ -1,10 +1,21 @@
 import type { ErrorCode, ToWorker } from '@webpvm/vm-protocol';
 
-/** What the slot pool needs of a Web Worker; tests give it a fake. */
+/**
+ * A worker's safe-point cells (vm-protocol SAFE_POINT_FLAGS), one per task it holds: where the
+ * worker lives, not the page, so the page sets them through its handle.
+ */
+export interface SafePointCells {
+  store(cell: number, bits: number): void;
+  or(cell: number, bits: number): void;
+}
+
+/** What the slot pool needs of a task worker; tests give it a fake. */
 export interface TaskWorkerHandle {
-  /** `transfer` moves objects (a lane's channel) instead of copying them. */
+  /** `transfer` moves objects (a lane's channel, buffers) instead of copying them. */
   post(message: ToWorker, transfer?: Transferable[]): void;
   terminate(): void;
+  /** Null where no cells are shared (a page that is not cross-origin isolated): a freeze then goes by message. */
+  readonly cells: SafePointCells | null;
 }
 
 export interface TaskWorkerListener {
@@ -12,21 +23,11 @@ export interface TaskWorkerListener {
   error(code: ErrorCode, message: string): void;
 }
 
-export type SpawnTaskWorker = (listener: TaskWorkerListener) => TaskWorkerHandle;
+/** The job whose tasks the worker will run: a worker loads one job's program and holds nothing of another's. */
+export interface WorkerJob {
+  jobId: string;
+  programUrl: string;
+}
 
-/**
- * Built apart from the pages (vite.task-worker.config.ts) and served by the coordinator with the
- * Content-Security-Policy task code runs under.
- */
-const TASK_WORKER_URL = '/task-worker.js';
+export type SpawnTaskWorker = (job: WorkerJob, listener: TaskWorkerListener) => TaskWorkerHandle;
 
-export const spawnTaskWorker: SpawnTaskWorker = (listener) => {
-  const worker = new Worker(TASK_WORKER_URL, { type: 'module' });
-  worker.onmessage = (event) => listener.message(event.data);
-  worker.onmessageerror = () => listener.error('E_BAD_FRAME', 'a message from the task worker could not be deserialized');
-  worker.onerror = (event) => {
-    event.preventDefault();
-    listener.error('E_TASK_FAILED', event.message || 'the task worker failed');
-  };
-  return { post: (message, transfer = []) => worker.postMessage(message, transfer), terminate: () => worker.terminate() };
-};

@@ -1,21 +1,33 @@
-import { type ToWorker, unsealMessage } from '@webpvm/vm-protocol';
-import type { SpawnTaskWorker, TaskWorkerListener } from '../../src/host/task-worker-handle.ts';
+import { MAX_HANDED, type ToWorker, unsealMessage } from '@webpvm/vm-protocol';
+import type { SafePointCells, SpawnTaskWorker, TaskWorkerListener, WorkerJob } from '../../src/host/task-worker-handle.ts';
 
 export interface FakeWorker {
+  job: WorkerJob;
   listener: TaskWorkerListener;
+  /** Its safe-point cells, when the fakes share them. */
+  cells: Int32Array | null;
   received: ToWorker[];
   terminated: boolean;
   /** What the task code inside would post. */
   emit(data: unknown): void;
 }
 
+/** Cells over memory the test can read, as a sandbox frame's are over its SharedArrayBuffer. */
+export function sharedCells(cells: Int32Array): SafePointCells {
+  return {
+    store: (cell, bits) => void Atomics.store(cells, cell, bits),
+    or: (cell, bits) => void Atomics.or(cells, cell, bits),
+  };
+}
+
 /**
  * Workers that record what they are posted. Like the real runtime they number what they are
  * delivered per task (a resumed mailbox first) and report it back (worker.ts `delivered`).
+ * With `shared`, each has safe-point cells, as in a cross-origin isolated page.
  */
-export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] } {
+export function fakeWorkers(shared = false): { spawn: SpawnTaskWorker; workers: FakeWorker[] } {
   const workers: FakeWorker[] = [];
-  const spawn: SpawnTaskWorker = (listener) => {
+  const spawn: SpawnTaskWorker = (job, listener) => {
     const received = new Map<string, number>();
     const report = (message: ToWorker): void => {
       for (const start of startsOf(message)) received.set(start.task.tid, start.mailbox?.length ?? 0);
@@ -28,8 +40,11 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
       received.set(message.tid, n);
       queueMicrotask(() => listener.message({ type: 'delivered', tid: message.tid, entries }));
     };
+    const cells = shared ? new Int32Array(new SharedArrayBuffer(4 * MAX_HANDED)) : null;
     const worker: FakeWorker = {
+      job,
       listener,
+      cells,
       received: [],
       terminated: false,
       emit: (data) => listener.message(structuredClone(data)),
@@ -44,6 +59,7 @@ export function fakeWorkers(): { spawn: SpawnTaskWorker; workers: FakeWorker[] }
       terminate: () => {
         worker.terminated = true;
       },
+      cells: cells && sharedCells(cells),
     };
   };
   return { spawn, workers };

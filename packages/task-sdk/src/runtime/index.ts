@@ -25,6 +25,14 @@ export interface WorkerScope {
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
 }
 
+/** Where the worker runs, when it is not in the host's own origin. */
+export interface TaskWorkerOptions {
+  /** Imports a program's module by its URL; by default `import(url)`. */
+  importProgram?: (url: string) => Promise<ProgramModule>;
+  /** The worker's safe-point cells (vm-protocol SAFE_POINT_FLAGS), where it has them. */
+  flags?: SharedArrayBuffer | null;
+}
+
 /** The least time between two progress messages of one task: the dashboard needs no more. */
 const PROGRESS_INTERVAL_MS = 200;
 
@@ -34,7 +42,7 @@ const FROZEN = new Promise<void>(() => {});
 
 type StartTask = Extract<ToWorker, { type: 'start' }>;
 type Done = Extract<FromWorker, { type: 'done' }>;
-type ProgramModule = Record<string, unknown>;
+export type ProgramModule = Record<string, unknown>;
 type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
 
 /**
@@ -55,7 +63,7 @@ type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T
  * Everything about one task lives in that task's context; only the imported programs are kept,
  * by URL, and the mailboxes, by tid.
  */
-export function runTaskWorker(scope: WorkerScope): void {
+export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {}): void {
   /** Outcomes of `starts` tasks not reported yet: whatever else the worker posts goes after them. */
   let dones: Done[] = [];
   let donesSince = 0;
@@ -72,8 +80,9 @@ export function runTaskWorker(scope: WorkerScope): void {
     flushDones();
     scope.postMessage(message, transfer);
   };
-  /** The host's safe-point cells (Flags), when it shares them. */
-  let flagCells: Int32Array | null = null;
+  /** The worker's safe-point cells, where it has them. */
+  const flagCells: Int32Array | null = options.flags ? new Int32Array(options.flags) : null;
+  const importProgram = options.importProgram ?? ((url: string) => import(/* @vite-ignore */ url) as Promise<ProgramModule>);
   /** Tasks of `starts` not started yet, and whether one of them runs now. */
   const queued: StartTask[] = [];
   let queueBusy = false;
@@ -104,7 +113,7 @@ export function runTaskWorker(scope: WorkerScope): void {
   const load = (url: string): Promise<ProgramModule> => {
     let program = programs.get(url);
     if (!program) {
-      program = import(/* @vite-ignore */ url) as Promise<ProgramModule>;
+      program = importProgram(url);
       programs.set(url, program);
       // A failed import may be a passing network fault: let the next task try again.
       program.catch(() => programs.delete(url));
@@ -150,9 +159,6 @@ export function runTaskWorker(scope: WorkerScope): void {
     starts: ({ tasks }) => {
       queued.push(...tasks);
       runQueued();
-    },
-    flags: ({ buffer }) => {
-      flagCells = new Int32Array(buffer);
     },
     withdraw: ({ tids }) => {
       const asked = new Set(tids);
@@ -220,7 +226,7 @@ interface SafePoint {
   messaging: TaskMessaging;
   mailbox: Mailbox;
   arrivals: Arrivals;
-  /** The task's cell of the host's Flags. */
+  /** The task's cell of the worker's safe-point cells. */
   flag: { cells: Int32Array; index: number } | null;
   freezeAsked(): boolean;
 }

@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import { FromWorker, encodeMessage, unsealMessage, type ErrorBody, type TaskAssignment, type TaskMessage, type TaskOp } from '@webpvm/vm-protocol';
 import type { TaskContext } from '../../src/ctx.ts';
-import { runTaskWorker } from '../../src/runtime/index.ts';
+import { runTaskWorker, type TaskWorkerOptions } from '../../src/runtime/index.ts';
 
 type Done = Extract<FromWorker, { type: 'done' }>;
 export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
@@ -10,7 +10,7 @@ export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBod
  * A runtime behind a fake scope: what it posts is recorded and checked against the protocol.
  * `answer`, when given, replies to the task's requests the way a host would.
  */
-export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
+export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer, options: TaskWorkerOptions = {}) {
   const posted: FromWorker[] = [];
   const transfers = new WeakMap<FromWorker, readonly ArrayBuffer[]>();
   const waiting = new Map<string, (done: Done) => void>();
@@ -30,7 +30,7 @@ export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer) {
     addEventListener: (_type, l) => {
       listener = l;
     },
-  });
+  }, options);
   const of = <T extends FromWorker['type']>(type: T, tid = 'job1.0'): Extract<FromWorker, { type: T }>[] =>
     posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && 'tid' in m && m.tid === tid);
   return {

@@ -1,0 +1,58 @@
+import { runTaskWorker, type WorkerScope } from '@webpvm/task-sdk/runtime';
+import { SandboxBoot } from '@webpvm/vm-protocol';
+import { portLane } from './port-lane.ts';
+
+/**
+ * A task worker in a job's sandbox frame (frame.ts): a classic worker from a blob: URL, whose
+ * origin is the frame's opaque one. Its frame hands it, once, the port it speaks to the host page
+ * on, the job's program as text, and its safe-point cells; the program is imported from a blob:
+ * URL made here, the one kind of script the frame's policy lets it load.
+ */
+export function bootTaskWorker(): void {
+  // Task code starts no workers and loads no scripts of its own: a nested worker would outlive its
+  // task's slot, escape freezing and migration and multiply the tab's threads. Nor does it end its
+  // worker without a word (`close`), which would leave its task running for ever as far as the
+  // page knows. These go before any program loads; nothing else holds them. Some live on the
+  // scope's prototype. A worker where one is left runs nothing at all.
+  for (const name of ['Worker', 'SharedWorker', 'importScripts', 'close']) {
+    for (let scope: object | null = self; scope; scope = Object.getPrototypeOf(scope)) Reflect.deleteProperty(scope, name);
+    if (name in self) throw new Error(`the task worker cannot take ${name} away from task code`);
+  }
+
+  const boot = (event: MessageEvent): void => {
+    const parsed = SandboxBoot.safeParse(event.data);
+    if (!parsed.success) return;
+    self.removeEventListener('message', boot);
+    const { programUrl, source, flags } = parsed.data;
+    // The schema checked that it is a MessagePort.
+    const port = parsed.data.port as unknown as MessagePort;
+    runTaskWorker(pageScope(port), {
+      flags,
+      importProgram: async (url) => {
+        if (url !== programUrl) throw new Error(`this sandbox holds the program ${programUrl}, not ${url}`);
+        const blob = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
+        return import(/* @vite-ignore */ blob) as Promise<Record<string, unknown>>;
+      },
+    });
+  };
+  self.addEventListener('message', boot);
+}
+
+/** The host page's end of the worker: lanes arrive as ports to the page's lane relay. */
+function pageScope(port: MessagePort): WorkerScope {
+  return {
+    postMessage: (message, transfer = []) => port.postMessage(message, transfer),
+    addEventListener: (_type, listener) => {
+      port.addEventListener('message', ({ data }) => listener({ data: withLanes(data) }));
+      port.start();
+    },
+  };
+}
+
+function withLanes(data: unknown): unknown {
+  const message = data as { type?: unknown; channel?: unknown };
+  if ((message?.type === 'lane-out' || message?.type === 'lane-in') && message.channel instanceof MessagePort) {
+    return { ...message, channel: portLane(message.channel) };
+  }
+  return data;
+}

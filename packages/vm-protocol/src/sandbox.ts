@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { LANE_MESSAGE_BYTES } from './lane.ts';
+import { LIMITS } from './limits.ts';
+import { MAX_HANDED } from './worker.ts';
+
+/**
+ * Messages of the task sandbox (docs/sandbox.md). A host page runs each job's task workers
+ * inside a sandboxed frame of its own, an opaque origin with no storage and no network but its
+ * relay lanes; the page talks to the frame (`ToSandbox`, `FromSandbox`) only to start, stop and
+ * flag workers, and to each worker directly through a MessagePort (worker.ts messages).
+ */
+
+/** Where host pages load the frame; the coordinator serves it with the task-worker bundle inline. */
+export const SANDBOX_PATH = '/sandbox.html';
+
+/** A MessagePort, as far as this package without DOM types can say: pages and workers use it as one. */
+export interface SandboxPort {
+  postMessage(message: unknown, transfer?: unknown[]): void;
+  start(): void;
+  close(): void;
+}
+const Port = z.custom<SandboxPort>((v) => {
+  const MessagePort = (globalThis as { MessagePort?: abstract new () => unknown }).MessagePort;
+  return MessagePort !== undefined && v instanceof MessagePort;
+}, 'a MessagePort');
+const WorkerId = z.number().int().nonnegative();
+const Cell = z.number().int().min(0).max(MAX_HANDED - 1);
+
+/** The page to its frame of one job. */
+export const ToSandbox = z.discriminatedUnion('type', [
+  /** The job's program, once, before any worker: each worker imports it from this text. */
+  z.object({ type: z.literal('program'), url: z.string().max(512), source: z.string().max(LIMITS.programBytes) }),
+  /** Start a worker that speaks worker.ts messages on `port`. */
+  z.object({ type: z.literal('spawn'), id: WorkerId, port: Port }),
+  z.object({ type: z.literal('terminate'), id: WorkerId }),
+  /** Set (`store`) or raise (`or`) bits of SAFE_POINT_FLAGS in a cell of that worker's flags. */
+  z.object({ type: z.literal('flag'), id: WorkerId, op: z.enum(['store', 'or']), cell: Cell, bits: z.number().int().min(0).max(3) }),
+  /** Are you there? A frame has a process of its own, which may die alone (out of memory): the page asks every second. */
+  z.object({ type: z.literal('ping') }),
+]);
+export type ToSandbox = z.infer<typeof ToSandbox>;
+
+/** A frame to its page. */
+export const FromSandbox = z.discriminatedUnion('type', [
+  /** The frame runs and takes messages; `isolated` says whether its workers can share flags. */
+  z.object({ type: z.literal('ready'), isolated: z.boolean() }),
+  /** A worker reported an uncaught error or could not start. */
+  z.object({ type: z.literal('worker-error'), id: WorkerId, message: z.string().max(LIMITS.logLineChars) }),
+  z.object({ type: z.literal('pong') }),
+]);
+export type FromSandbox = z.infer<typeof FromSandbox>;
+
+/** What a frame hands each worker it starts, before the worker loads any task code. */
+export const SandboxBoot = z.object({
+  type: z.literal('boot'),
+  port: Port,
+  programUrl: z.string().max(512),
+  source: z.string().max(LIMITS.programBytes),
+  flags: z.custom<SharedArrayBuffer>((v) => typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer).nullable(),
+});
+export type SandboxBoot = z.infer<typeof SandboxBoot>;
+
+/**
+ * A lane's end in a sandboxed worker is a MessagePort to the page's lane relay, which holds the
+ * RTCDataChannel (a data channel cannot cross into the frame's agent cluster). Envelopes go as
+ * ArrayBuffers both ways; besides them, the relay tells the worker how many bytes of what it
+ * wrote have left the channel's buffer (`sent`, so the worker sees the channel's backpressure),
+ * and either side says `close`.
+ */
+export const LanePortControl = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('sent'), bytes: z.number().int().nonnegative() }),
+  z.object({ op: z.literal('close') }),
+]);
+export type LanePortControl = z.infer<typeof LanePortControl>;
+
+/** One frame on a lane port: an envelope, or LanePortControl. */
+export const LanePortFrame = z.union([
+  z.custom<ArrayBuffer>((v) => v instanceof ArrayBuffer && v.byteLength <= LANE_MESSAGE_BYTES, 'an envelope of at most LANE_MESSAGE_BYTES'),
+  LanePortControl,
+]);
