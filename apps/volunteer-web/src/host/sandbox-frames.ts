@@ -19,6 +19,8 @@ interface Frame {
   job: WorkerJob;
   iframe: HTMLIFrameElement;
   ready: boolean;
+  /** Whether its workers share safe-point cells, as the frame says once it runs (null until then). */
+  isolated: boolean | null;
   /** The program's text once fetched, or why it could not be. */
   program: { source: string } | { code: ErrorCode; error: string } | null;
   /** Messages for the frame until it runs and has the program. */
@@ -63,6 +65,10 @@ export class SandboxFrames {
     port1.onmessageerror = () => listener.error('E_BAD_FRAME', 'a message from the task worker could not be deserialized');
     this.#post(frame, { type: 'spawn', id, port: port2 }, [port2]);
     const relay = this.#options.relay;
+    const cells = {
+      store: (cell: number, bits: number) => this.#post(frame, { type: 'flag', id, op: 'store', cell, bits }, []),
+      or: (cell: number, bits: number) => this.#post(frame, { type: 'flag', id, op: 'or', cell, bits }, []),
+    };
     const handle: TaskWorkerHandle = {
       post: (message: ToWorker, transfer: Transferable[] = []) => {
         if (message.type !== 'lane-out' && message.type !== 'lane-in') return port1.postMessage(message, transfer);
@@ -76,13 +82,11 @@ export class SandboxFrames {
         this.#post(frame, { type: 'terminate', id }, []);
         if (!frame.listeners.size && frame.ready) this.#setTimer(frame, FRAME_LINGER_MS);
       },
-      // Chromium makes the frame cross-origin isolated when the page is (`ready` says if it is not).
-      cells: globalThis.crossOriginIsolated
-        ? {
-            store: (cell, bits) => this.#post(frame, { type: 'flag', id, op: 'store', cell, bits }, []),
-            or: (cell, bits) => this.#post(frame, { type: 'flag', id, op: 'or', cell, bits }, []),
-          }
-        : null,
+      // Chromium makes the frame cross-origin isolated when the page is. A browser that does not
+      // has its workers freeze by message and keep checkpoints by the clock, once the frame says so.
+      get cells() {
+        return globalThis.crossOriginIsolated && frame.isolated !== false ? cells : null;
+      },
     };
     return handle;
   };
@@ -98,7 +102,7 @@ export class SandboxFrames {
     iframe.className = 'task-sandbox';
     iframe.title = `webpvm sandbox of job ${job.jobId}`;
     iframe.src = SANDBOX_PATH;
-    const frame: Frame = { job, iframe, ready: false, program: null, outbox: [], listeners: new Map(), timer: null, heardAt: 0 };
+    const frame: Frame = { job, iframe, ready: false, isolated: null, program: null, outbox: [], listeners: new Map(), timer: null, heardAt: 0 };
     this.#frames.set(job.jobId, frame);
     this.#watch();
     this.#setTimer(frame, FRAME_START_MS);
@@ -146,10 +150,8 @@ export class SandboxFrames {
       return;
     }
     if (frame.ready) return;
-    if (!message.isolated && globalThis.crossOriginIsolated) {
-      return this.#fail(frame, 'E_HOST_FAULT', 'the task sandbox is not cross-origin isolated in this browser');
-    }
     frame.ready = true;
+    frame.isolated = message.isolated;
     this.#setTimer(frame, null);
     this.#flush(frame);
   }
