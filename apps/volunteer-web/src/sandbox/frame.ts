@@ -25,7 +25,7 @@ export function runFrame(source: string): void {
       toPage({ type: 'worker-error', id, message: `the task worker could not start: ${String(error)}`.slice(0, LIMITS.logLineChars) });
       return;
     }
-    // What task code posts to its own global scope lands here, and is not listened to.
+    // No onmessage: what task code posts to its own global scope lands here unheard.
     worker.onerror = (event) => {
       event.preventDefault();
       toPage({ type: 'worker-error', id, message: (event.message || 'the task worker failed').slice(0, LIMITS.logLineChars) });
