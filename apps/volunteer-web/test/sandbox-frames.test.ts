@@ -91,9 +91,20 @@ describe('SandboxFrames', () => {
     t.fromFrame(t.iframes[0]!, { type: 'ready', isolated: true });
     expect(t.iframes[0]!.contentWindow.received[0]).toEqual({ type: 'program', url: '/programs/joba.js', source: 'export default (ctx, x) => x' });
     expect(t.iframes[0]!.contentWindow.received.slice(1).map((m) => m.type === 'spawn' && m.id)).toEqual([0, 1]);
-    // flags go to the frame, for the worker's cell
-    t.handles[0]!.cells!.or(3, 1);
-    expect(t.iframes[0]!.contentWindow.received.at(-1)).toEqual({ type: 'flag', id: 0, op: 'or', cell: 3, bits: 1 });
+    // flags go to the frame, for the worker's cell: those of one turn in one message, in order
+    t.handles[0]!.cells!.store(3, 2);
+    t.handles[1]!.cells!.or(3, 1);
+    await Promise.resolve();
+    expect(t.iframes[0]!.contentWindow.received.at(-1)).toEqual({
+      type: 'flags',
+      items: [
+        { id: 0, op: 'store', cell: 3, bits: 2 },
+        { id: 1, op: 'or', cell: 3, bits: 1 },
+      ],
+    });
+    t.handles[0]!.cells!.or(4, 1);
+    await Promise.resolve();
+    expect(t.iframes[0]!.contentWindow.received.at(-1)).toEqual({ type: 'flags', items: [{ id: 0, op: 'or', cell: 4, bits: 1 }] });
   });
 
   it('hands a worker error to that worker alone, and ignores what does not come from a frame of its own', async () => {

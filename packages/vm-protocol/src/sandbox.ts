@@ -26,6 +26,11 @@ const Port = z.custom<SandboxPort>((v) => {
 const WorkerId = z.number().int().nonnegative();
 const Cell = z.number().int().min(0).max(MAX_HANDED - 1);
 
+const FlagChange = z.object({ id: WorkerId, op: z.enum(['store', 'or']), cell: Cell, bits: z.number().int().min(0).max(3) });
+export type FlagChange = z.infer<typeof FlagChange>;
+/** Flag changes one message carries; a page that sets more in one turn sends more messages. */
+export const MAX_FLAG_CHANGES = 4096;
+
 /** The page to its frame of one job. */
 export const ToSandbox = z.discriminatedUnion('type', [
   /** The job's program, once, before any worker: each worker imports it from this text. */
@@ -33,8 +38,11 @@ export const ToSandbox = z.discriminatedUnion('type', [
   /** Start a worker that speaks worker.ts messages on `port`. */
   z.object({ type: z.literal('spawn'), id: WorkerId, port: Port }),
   z.object({ type: z.literal('terminate'), id: WorkerId }),
-  /** Set (`store`) or raise (`or`) bits of SAFE_POINT_FLAGS in a cell of that worker's flags. */
-  z.object({ type: z.literal('flag'), id: WorkerId, op: z.enum(['store', 'or']), cell: Cell, bits: z.number().int().min(0).max(3) }),
+  /**
+   * Set (`store`) or raise (`or`) bits of SAFE_POINT_FLAGS in cells of workers' flags, in order:
+   * what the page sets in one turn goes in one message (a batch of starts sets a cell per task).
+   */
+  z.object({ type: z.literal('flags'), items: z.array(FlagChange).min(1).max(MAX_FLAG_CHANGES) }),
   /** Are you there? A frame has a process of its own, which may die alone (out of memory): the page asks every second. */
   z.object({ type: z.literal('ping') }),
 ]);

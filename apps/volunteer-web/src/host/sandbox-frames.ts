@@ -1,4 +1,4 @@
-import { FromSandbox, SANDBOX_PATH, type ErrorCode, type ToSandbox, type ToWorker } from '@webpvm/vm-protocol';
+import { type FlagChange, FromSandbox, MAX_FLAG_CHANGES, SANDBOX_PATH, type ErrorCode, type ToSandbox, type ToWorker } from '@webpvm/vm-protocol';
 import type { Clock, Timer } from './clock.ts';
 import type { LaneRelay } from './lane-relay.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle, TaskWorkerListener, WorkerJob } from './task-worker-handle.ts';
@@ -29,6 +29,8 @@ interface Frame {
   timer: Timer | null;
   /** When it last answered. */
   heardAt: number;
+  /** Flag changes of this turn, sent together at its end. */
+  flags: FlagChange[];
 }
 
 export interface SandboxFramesOptions {
@@ -66,8 +68,8 @@ export class SandboxFrames {
     this.#post(frame, { type: 'spawn', id, port: port2 }, [port2]);
     const relay = this.#options.relay;
     const cells = {
-      store: (cell: number, bits: number) => this.#post(frame, { type: 'flag', id, op: 'store', cell, bits }, []),
-      or: (cell: number, bits: number) => this.#post(frame, { type: 'flag', id, op: 'or', cell, bits }, []),
+      store: (cell: number, bits: number) => this.#flag(frame, { id, op: 'store', cell, bits }),
+      or: (cell: number, bits: number) => this.#flag(frame, { id, op: 'or', cell, bits }),
     };
     const handle: TaskWorkerHandle = {
       post: (message: ToWorker, transfer: Transferable[] = []) => {
@@ -102,7 +104,7 @@ export class SandboxFrames {
     iframe.className = 'task-sandbox';
     iframe.title = `webpvm sandbox of job ${job.jobId}`;
     iframe.src = SANDBOX_PATH;
-    const frame: Frame = { job, iframe, ready: false, isolated: null, program: null, outbox: [], listeners: new Map(), timer: null, heardAt: 0 };
+    const frame: Frame = { job, iframe, ready: false, isolated: null, program: null, outbox: [], listeners: new Map(), timer: null, heardAt: 0, flags: [] };
     this.#frames.set(job.jobId, frame);
     this.#watch();
     this.#setTimer(frame, FRAME_START_MS);
@@ -118,6 +120,20 @@ export class SandboxFrames {
       },
     );
     return frame;
+  }
+
+  /**
+   * Each message to a frame crosses processes, and a batch of starts sets a cell per task: the
+   * changes of one turn go together, in order, at its end.
+   */
+  #flag(frame: Frame, change: FlagChange): void {
+    if (!frame.flags.length) {
+      queueMicrotask(() => {
+        for (let i = 0; i < frame.flags.length; i += MAX_FLAG_CHANGES) this.#post(frame, { type: 'flags', items: frame.flags.slice(i, i + MAX_FLAG_CHANGES) }, []);
+        frame.flags = [];
+      });
+    }
+    frame.flags.push(change);
   }
 
   #post(frame: Frame, message: ToSandbox, transfer: Transferable[]): void {

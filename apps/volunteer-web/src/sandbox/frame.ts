@@ -55,13 +55,14 @@ export function runFrame(source: string): void {
       case 'ping':
         toPage({ type: 'pong' });
         return;
-      case 'flag': {
-        const cells = workers.get(message.id)?.cells;
-        if (!cells) return;
-        if (message.op === 'or') Atomics.or(cells, message.cell, message.bits);
-        else Atomics.store(cells, message.cell, message.bits);
+      case 'flags':
+        for (const change of message.items) {
+          const cells = workers.get(change.id)?.cells;
+          if (!cells) continue;
+          if (change.op === 'or') Atomics.or(cells, change.cell, change.bits);
+          else Atomics.store(cells, change.cell, change.bits);
+        }
         return;
-      }
     }
   });
   toPage({ type: 'ready', isolated });
