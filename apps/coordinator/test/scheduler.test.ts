@@ -457,15 +457,19 @@ describe('scheduler restarts and cancels of big jobs', () => {
 
 describe('scheduler services for message passing', () => {
   const mainSpec = () => SubmitJobRequest.parse({ program: 'x', main: { n: 1 } });
-
-  it('starts spawned tasks at once past slots, spread over hosts, and answers a replayed spawn with the same tids', async () => {
+  /** A main job's root, leased to one of two one-slot hosts. */
+  const rootOnTwoHosts = async () => {
     const { scheduler } = schedulerHarness();
     scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 1);
     const b = connect(scheduler, 'hb', 1);
     await settle();
     const root = [...a.assigned(), ...b.assigned()][0]!;
-    const rootHost = a.assigned().length ? 'ha' : 'hb';
+    return { scheduler, a, b, root, rootHost: a.assigned().length ? 'ha' : 'hb' };
+  };
+
+  it('starts spawned tasks at once past slots, spread over hosts, and answers a replayed spawn with the same tids', async () => {
+    const { scheduler, a, b, root, rootHost } = await rootOnTwoHosts();
     const spawned = scheduler.vm.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] });
     expect(spawned).toEqual({ ok: true, value: ['job1.1', 'job1.2', 'job1.3', 'job1.4'] });
     expect(scheduler.vm.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: 'worker', inputs: [1, 2, 3, 4] })).toEqual(spawned);
@@ -479,13 +483,7 @@ describe('scheduler services for message passing', () => {
   });
 
   it('places no more spawned tasks on a host than it may start workers for; the rest wait for room', async () => {
-    const { scheduler } = schedulerHarness();
-    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
-    const a = connect(scheduler, 'ha', 1);
-    const b = connect(scheduler, 'hb', 1);
-    await settle();
-    const root = [...a.assigned(), ...b.assigned()][0]!;
-    const rootHost = a.assigned().length ? 'ha' : 'hb';
+    const { scheduler, a, b, root, rootHost } = await rootOnTwoHosts();
     const many = LIMITS.spawnedPerHost * 2 + 5;
     scheduler.vm.request(rootHost, root.tid, 1, 1, { kind: 'spawn', name: null, inputs: Array.from({ length: many }, () => null) });
     await settle();

@@ -69,7 +69,12 @@ function setup(program: () => Promise<string> = () => Promise.resolve('export de
       for (const iframe of iframes) fromFrame(iframe, { type: 'pong' });
     }
   };
-  return { iframes, spawn, handles, errors, fromFrame, alive, carried, closed };
+  /** The program arrives, and the frames at `indices` say they run. */
+  const run = async (indices = [0], isolated = true) => {
+    await vi.advanceTimersByTimeAsync(0);
+    for (const i of indices) fromFrame(iframes[i]!, { type: 'ready', isolated });
+  };
+  return { iframes, spawn, handles, errors, fromFrame, alive, run, carried, closed };
 }
 
 afterEach(() => {
@@ -111,8 +116,7 @@ describe('SandboxFrames', () => {
     const t = setup();
     t.spawn('joba');
     t.spawn('joba');
-    await vi.advanceTimersByTimeAsync(0);
-    t.fromFrame(t.iframes[0]!, { type: 'ready', isolated: true });
+    await t.run();
     t.fromFrame(t.iframes[0]!, { type: 'worker-error', id: 1, message: 'boom' });
     t.fromFrame(new FakeIframe(), { type: 'worker-error', id: 0, message: 'forged' });
     t.fromFrame(t.iframes[0]!, { type: 'worker-error', id: 0, extra: 'x' } as unknown as FromSandbox);
@@ -123,9 +127,7 @@ describe('SandboxFrames', () => {
     const t = setup();
     t.spawn('joba');
     t.spawn('jobb');
-    await vi.advanceTimersByTimeAsync(0);
-    t.fromFrame(t.iframes[0]!, { type: 'ready', isolated: true });
-    t.fromFrame(t.iframes[1]!, { type: 'ready', isolated: true });
+    await t.run([0, 1]);
     for (let s = 0; s < 12; s++) {
       await vi.advanceTimersByTimeAsync(1000);
       t.fromFrame(t.iframes[1]!, { type: 'pong' });
@@ -141,8 +143,7 @@ describe('SandboxFrames', () => {
   it('fails its workers as the host’s fault when the frame never runs, or the program cannot be fetched', async () => {
     const t = setup(() => Promise.reject(new Error('offline')));
     t.spawn('joba');
-    await vi.advanceTimersByTimeAsync(0);
-    t.fromFrame(t.iframes[0]!, { type: 'ready', isolated: true });
+    await t.run();
     expect(t.errors).toEqual([['E_HOST_FAULT', 'the program cannot be fetched: Error: offline']]);
     expect(t.iframes[0]!.removed).toBe(true);
 
@@ -156,8 +157,7 @@ describe('SandboxFrames', () => {
   it('keeps a frame 30 s after its last worker ends, for the job’s next tasks, then removes it', async () => {
     const t = setup();
     const first = t.spawn('joba');
-    await vi.advanceTimersByTimeAsync(0);
-    t.fromFrame(t.iframes[0]!, { type: 'ready', isolated: true });
+    await t.run();
     first.terminate();
     expect(t.closed).toEqual([0]);
     expect(t.iframes[0]!.contentWindow.received.at(-1)).toEqual({ type: 'terminate', id: 0 });
@@ -176,8 +176,7 @@ describe('SandboxFrames', () => {
     const t = setup();
     const handle = t.spawn('joba');
     expect(handle.cells).not.toBeNull();
-    await vi.advanceTimersByTimeAsync(0);
-    t.fromFrame(t.iframes[0]!, { type: 'ready', isolated: false });
+    await t.run([0], false);
     expect(handle.cells).toBeNull();
   });
 

@@ -39,15 +39,15 @@ export class HostReports {
         refused.push({ code: 'E_NOT_ASSIGNED', message: `${outcome.tid} attempt ${outcome.attempt} is not assigned to this host` });
         continue;
       }
+      // An attempt its host could not run is no outcome of the task's, nor a replica's ballot: a loss.
+      if (!outcome.ok && outcome.error.code === 'E_HOST_FAULT') {
+        book.hostFault(task, outcome.attempt, outcome.error, host?.volunteerId ?? null);
+        continue;
+      }
       if (task.quorum) {
         const leasedAt = task.quorum.out.get(outcome.attempt);
         if (leasedAt === undefined) continue;
         const { attempt, ok } = outcome;
-        // A replica its host could not run casts no ballot: it is replaced, as one lost with its host.
-        if (!ok && outcome.error.code === 'E_HOST_FAULT') {
-          book.replication.lost(task, attempt, `${outcome.error.code}: ${outcome.error.message}`);
-          continue;
-        }
         book.deadlines.observe(task, leasedAt);
         book.replication.ballot(task, { volunteerId: host?.volunteerId ?? null, attempt, ok, value: ok ? outcome.value : null, error: ok ? null : outcome.error });
         if (ok) done++;
@@ -60,8 +60,7 @@ export class HostReports {
         done++;
         book.complete(task, outcome.value);
       } else if (outcome.attempt === task.attempt) {
-        if (outcome.error.code === 'E_HOST_FAULT') book.hostFault(task, outcome.error, host?.volunteerId ?? null);
-        else book.failAttempt(task, outcome.error, host?.volunteerId ?? null);
+        book.failAttempt(task, outcome.error, host?.volunteerId ?? null);
       }
     }
     if (host) {

@@ -323,13 +323,18 @@ export class JobBook {
 
   /**
    * The host could not run the attempt, and says so (`E_HOST_FAULT`): the task's image never came
-   * whole or does not decode, or the host's sandbox would not start. A loss, not a failure; the
-   * next attempt starts from the checkpoint kept here.
+   * whole or does not decode, or the host's sandbox would not start. A loss, not a failure (for a
+   * replica: no ballot, another replica instead); the next attempt starts from the checkpoint kept
+   * here.
    */
-  hostFault(task: TaskRun, error: ErrorBody, by: string | null): void {
+  hostFault(task: TaskRun, attempt: number, error: ErrorBody, by: string | null): void {
+    const reason = `${error.code}: ${error.message}`;
+    if (task.quorum) return this.replication.lost(task, attempt, reason);
+    task.runs.delete(attempt);
+    if (attempt !== task.attempt) return;
     this.keepImage(task, null);
     task.start.imageAway = null;
-    this.lost({ tid: task.tid, attempt: task.attempt }, `${error.code}: ${error.message}`, by);
+    this.lost({ tid: task.tid, attempt }, reason, by);
   }
 
   /**
