@@ -14,6 +14,7 @@ const TOKEN = 2;
 /** What the forging tab sends one victim: channel frames, and envelopes for a lane it asks for, each packed (`pack`). */
 interface Volley {
   peerId: string;
+  jobId: string;
   frames: string;
   count: number;
   laneId: number;
@@ -30,9 +31,11 @@ const pack = (items: Uint8Array[]) => Buffer.concat(items.flatMap((item) => [Buf
  * The forger is a host the coordinator welcomed (a raw socket, so it runs nothing), whose PeerJS
  * id a tab in a browser of its own takes up. It knows where the ring's two tasks run and speaks
  * the page protocol: messages from each task to the other with every seq the ring will use and a
- * token far off, a lane asked for in the sender's name with the same messages on it, an
- * acknowledgement of everything, and a piece of an image nobody asked for. Without the check
- * (sender-check.ts) the ring ends with the forger's token, 1000000001.
+ * token far off, a lane asked for in the sender's name, an acknowledgement of everything, and a
+ * piece of an image nobody asked for. Then it makes a link with the victim's sandbox frame of the
+ * job, as a host of the job would (vm-protocol lane.ts), and writes the same messages on the
+ * lane's stream of it. Without the check (sender-check.ts) the ring ends with the forger's token,
+ * 1000000001.
  */
 test('forged data-channel frames from a third tab are dropped and counted; the ring keeps its exact token', async ({ browser, api }) => {
   test.setTimeout(120_000);
@@ -65,7 +68,7 @@ test('forged data-channel frames from a third tab are dropped and counted; the r
       const ack = encodeEnvelope({ type: 'ack', of: to!.tid, by: from!.tid, seq: Number.MAX_SAFE_INTEGER });
       const [part] = imageParts(to!.tid, 2, new Uint8Array(1000));
       const frames = [...forged.map((e) => whole(0, e)), whole(2, Buffer.from(JSON.stringify({ op: 'open', id: LANE_IDS.first, from: from!.tid, to: to!.tid }))), whole(0, ack), whole(0, part!)];
-      return { peerId: peerOf.get(to!.hostId)!, frames: pack(frames), count: frames.length, laneId: LANE_IDS.first, laneEnvelopes: pack(forged) };
+      return { peerId: peerOf.get(to!.hostId)!, jobId: id, frames: pack(frames), count: frames.length, laneId: LANE_IDS.first, laneEnvelopes: pack(forged) };
     });
     expect(volleys.every((v) => v.peerId)).toBe(true);
 
@@ -90,7 +93,15 @@ test('forged data-channel frames from a third tab are dropped and counted; the r
             at += 4 + length;
           }
         };
+        const laneFrame = (control: object) => {
+          const json = new TextEncoder().encode(JSON.stringify(control));
+          const frame = new Uint8Array(2 + json.byteLength);
+          frame.set([0, 2]);
+          frame.set(json, 2);
+          return frame;
+        };
         let frames = 0;
+        let linked = 0;
         for (const volley of volleys) {
           const conn = peer.connect(volley.peerId, { serialization: 'raw', reliable: true });
           await new Promise((resolve, reject) => {
@@ -100,24 +111,48 @@ test('forged data-channel frames from a third tab are dropped and counted; the r
           });
           await sendAll(conn.dataChannel, volley.frames);
           frames += volley.count;
-          const lane: RTCDataChannel = conn.peerConnection.createDataChannel('forged-lane', { negotiated: true, id: volley.laneId, ordered: true });
+          // This tab opened the page channel, so it offers the job's link; the victim's frame answers.
+          const link = new RTCPeerConnection();
+          link.createDataChannel('link', { negotiated: true, id: 0 });
+          const signal = (s: object) => conn.dataChannel.send(laneFrame({ op: 'signal', job: volley.jobId, signal: s }));
+          link.onicecandidate = ({ candidate }) => {
+            if (!candidate) return;
+            const { sdpMid, sdpMLineIndex, usernameFragment } = candidate;
+            signal({ candidate: { candidate: candidate.candidate, sdpMid, sdpMLineIndex, usernameFragment } });
+          };
+          conn.on('data', (data: ArrayBuffer) => {
+            const bytes = new Uint8Array(data);
+            if (bytes[0] !== 0 || bytes[1] !== 2) return;
+            const control = JSON.parse(new TextDecoder().decode(bytes.subarray(2)));
+            if (control.op !== 'signal') return;
+            if (control.signal.description) void link.setRemoteDescription(control.signal.description);
+            else void link.addIceCandidate(control.signal.candidate).catch(() => undefined);
+          });
+          const offer = await link.createOffer();
+          await link.setLocalDescription(offer);
+          signal({ description: { type: 'offer', sdp: offer.sdp } });
+          const lane = link.createDataChannel('forged-lane', { negotiated: true, id: volley.laneId, ordered: true });
           await new Promise((resolve) => {
             lane.onopen = resolve;
-            setTimeout(resolve, 2000);
+            setTimeout(resolve, 10_000);
           });
-          if (lane.readyState === 'open') await sendAll(lane, volley.laneEnvelopes);
+          if (lane.readyState !== 'open') continue;
+          linked += 1;
+          await sendAll(lane, volley.laneEnvelopes);
         }
-        return frames;
+        return { frames, linked };
       },
       { port: Number(new URL(api.baseUrl).port), peerId: welcome.peerId, token: welcome.peerToken, volleys },
     );
-    expect(sent).toBe(volleys.reduce((n, v) => n + v.count, 0));
+    expect(sent.frames).toBe(volleys.reduce((n, v) => n + v.count, 0));
+    // both victims' frames took the forger's link, and carried nothing of what came on it to their tasks
+    expect(sent.linked).toBe(2);
 
     const job = await api.waitForState(id, 'done', 90_000);
     expect(job.tasks).toMatchObject({ total: 2, done: 2, failed: 0 });
     expect(await api.results(id)).toEqual([{ tasks: 2, rounds, token: 2 * rounds }]);
     // every forged frame was dropped, and counted as such by the tab it reached
-    await expect.poll(async () => (await totalCounters(tabs)).forged, { timeout: 30_000 }).toBe(sent);
+    await expect.poll(async () => (await totalCounters(tabs)).forged, { timeout: 30_000 }).toBe(sent.frames);
     await forging.context().close();
   } finally {
     forger.close();

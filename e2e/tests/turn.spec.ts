@@ -30,6 +30,8 @@ test('tabs with no direct path open data channels through coturn, and jacobi run
     const counters = await totalCounters(tabs);
     expect(counters.channelOut).toBeGreaterThan(0);
     expect(counters.channelIn).toBe(counters.channelOut);
+    // lanes ride on links between the job's sandbox frames, which take the same TURN-only path
+    expect(counters.laneOut).toBeGreaterThan(0);
     expect(turn.allocations).toBeGreaterThan(0);
   } finally {
     await coordinator.stop();

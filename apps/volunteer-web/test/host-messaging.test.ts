@@ -147,13 +147,21 @@ describe('HostRuntime messaging', () => {
     const conn = peers[0]!.outgoing[0]!;
     const dc = conn.open();
     host.workers[0]!.emit(send('joba.0', 'joba.5', 2));
-    expect(conn.lanes).toEqual([]);
+    expect(host.links).toEqual([]);
 
-    // The receiver's page created its end: this page creates its own and transfers it to the task.
+    // The receiver's page has its end: this page's frame of the job makes the link it offers, and
+    // the sending end on it, which it hands to the task.
     conn.events!.data(laneFrame({ op: 'ready', id: 2 }).buffer);
-    const lane = host.workers[0]!.received.find((m) => m.type === 'lane-out');
-    expect(lane).toMatchObject({ type: 'lane-out', tid: 'joba.0', to: 'joba.5' });
-    expect(conn.lanes.map((l) => l.id)).toEqual([2]);
+    expect(host.links).toMatchObject([{ id: 0, jobId: 'joba', offer: true, ice: { iceServers: [], iceTransportPolicy: 'all' } }]);
+    expect(host.workers[0]!.lanes).toEqual([{ link: 0, stream: 2, gift: { type: 'lane-out', tid: 'joba.0', to: 'joba.5' } }]);
+    // the link's signals go to the other page over the page channel
+    const offer = { description: { type: 'offer' as const, sdp: 'v=0' } };
+    host.links[0]!.events.signal(offer);
+    const lastFrame = () => {
+      const reassembler = new Reassembler();
+      return dc.sent.map((f) => reassembler.accept(f)!).at(-1)!;
+    };
+    expect(readLaneControl(lastFrame().payload)).toEqual({ op: 'signal', job: 'joba', signal: offer });
 
     const written = (seq: number) => encodeMessage({ from: 'joba.0', to: 'joba.5', tag: 1, seq, data: seq });
     host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(3), written(4)] });

@@ -1,7 +1,6 @@
-import type { FromSandbox, ToSandbox, ToWorker } from '@webpvm/vm-protocol';
+import type { FromSandbox, ToSandbox } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../src/host/clock.ts';
-import type { LaneRelay } from '../src/host/lane-relay.ts';
 import { SandboxFrames } from '../src/host/sandbox-frames.ts';
 import type { TaskWorkerHandle, TaskWorkerListener } from '../src/host/task-worker-handle.ts';
 
@@ -43,16 +42,7 @@ function setup(program: () => Promise<string> = () => Promise.resolve('export de
   });
   vi.stubGlobal('window', { addEventListener: (_type: string, listener: typeof onMessage) => (onMessage = listener) });
   vi.stubGlobal('crossOriginIsolated', true);
-  const carried: [number, unknown][] = [];
-  const closed: number[] = [];
-  const relay = {
-    carry: (group: number, channel: unknown) => {
-      carried.push([group, channel]);
-      return new MessageChannel().port1;
-    },
-    closeGroup: (group: number) => closed.push(group),
-  } as unknown as LaneRelay;
-  const frames = new SandboxFrames({ clock: systemClock, relay, fetchProgram: program });
+  const frames = new SandboxFrames({ clock: systemClock, fetchProgram: program });
   const handles: TaskWorkerHandle[] = [];
   const errors: [string, string][] = [];
   const spawn = (jobId: string) => {
@@ -74,7 +64,7 @@ function setup(program: () => Promise<string> = () => Promise.resolve('export de
     await vi.advanceTimersByTimeAsync(0);
     for (const i of indices) fromFrame(iframes[i]!, { type: 'ready', isolated });
   };
-  return { iframes, spawn, handles, errors, fromFrame, alive, run, carried, closed };
+  return { frames, iframes, spawn, handles, errors, fromFrame, alive, run };
 }
 
 afterEach(() => {
@@ -159,7 +149,6 @@ describe('SandboxFrames', () => {
     const first = t.spawn('joba');
     await t.run();
     first.terminate();
-    expect(t.closed).toEqual([0]);
     expect(t.iframes[0]!.contentWindow.received.at(-1)).toEqual({ type: 'terminate', id: 0 });
     await t.alive(20_000);
     const second = t.spawn('joba');
@@ -180,12 +169,58 @@ describe('SandboxFrames', () => {
     expect(handle.cells).toBeNull();
   });
 
-  it('gives a lane’s data channel to the page’s lane relay, and the worker the relay’s port', () => {
+  it('makes links in the frame of their job, passes their signals both ways, and has lanes made there for the worker', async () => {
     const t = setup();
     const handle = t.spawn('joba');
-    const channel = { send: () => undefined, close: () => undefined } as unknown as Extract<ToWorker, { type: 'lane-out' }>['channel'];
-    handle.post({ type: 'lane-out', tid: 'joba.0', to: 'joba.1', channel });
-    expect(t.carried).toEqual([[0, channel]]);
+    await t.run();
+    const ice = { iceServers: [], iceTransportPolicy: 'all' as const };
+    const heard: unknown[] = [];
+    const events = { signal: (signal: unknown) => heard.push(signal), unlinked: () => heard.push('unlinked') };
+    expect(t.frames.links.open('jobz', true, ice, events)).toBeNull();
+    const link = t.frames.links.open('joba', true, ice, events)!;
+    const offer = { description: { type: 'offer' as const, sdp: 'v=0' } };
+    t.fromFrame(t.iframes[0]!, { type: 'signal', link, signal: offer });
+    // a frame speaks only for its own links
+    t.fromFrame(t.iframes[0]!, { type: 'signal', link: link + 1, signal: offer });
+    expect(heard).toEqual([offer]);
+    const answer = { description: { type: 'answer' as const, sdp: 'v=0' } };
+    t.frames.links.signal(link, answer);
+
+    const made: boolean[] = [];
+    handle.lane(link, 2, { type: 'lane-out', tid: 'joba.0', to: 'joba.1' }, (ok) => made.push(ok));
+    expect(t.iframes[0]!.contentWindow.received.slice(-3)).toEqual([
+      { type: 'link', link, offer: true, ice },
+      { type: 'signal', link, signal: answer },
+      { type: 'lane', link, stream: 2, id: 0, gift: { type: 'lane-out', tid: 'joba.0', to: 'joba.1' } },
+    ]);
+    t.fromFrame(t.iframes[0]!, { type: 'lane-made', link, stream: 2, made: true });
+    expect(made).toEqual([true]);
+
+    // a worker of another job's frame cannot have this link's lanes
+    const other = t.spawn('jobb');
+    other.lane(link, 4, { type: 'lane-in', tid: 'jobb.0', from: 'jobb.1' }, (ok) => made.push(ok));
+    expect(made).toEqual([true, false]);
+
+    t.fromFrame(t.iframes[0]!, { type: 'unlinked', link });
+    expect(heard).toEqual([offer, 'unlinked']);
+    handle.lane(link, 6, { type: 'lane-out', tid: 'joba.0', to: 'joba.2' }, (ok) => made.push(ok));
+    expect(made).toEqual([true, false, false]);
+  });
+
+  it('closes the links of a frame that goes, and fails the lanes it was still making', async () => {
+    const t = setup();
+    const handle = t.spawn('joba');
+    await t.run();
+    const heard: string[] = [];
+    const link = t.frames.links.open('joba', false, { iceServers: [], iceTransportPolicy: 'relay' }, { signal: () => undefined, unlinked: () => heard.push('unlinked') })!;
+    const made: boolean[] = [];
+    handle.lane(link, 3, { type: 'lane-in', tid: 'joba.0', from: 'joba.1' }, (ok) => made.push(ok));
     handle.terminate();
+    await t.alive(30_000);
+    expect(t.iframes[0]!.removed).toBe(true);
+    expect(heard).toEqual(['unlinked']);
+    expect(made).toEqual([false]);
+    // closing a link the page no longer has is nothing
+    t.frames.links.close(link);
   });
 });

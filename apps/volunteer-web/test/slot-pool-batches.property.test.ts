@@ -125,7 +125,7 @@ describe('SlotPool batches, under any interleaving', () => {
           spawn: (_job, listener) => {
             const w = new ModelWorker(listener, sharedFlags ? new Int32Array(new SharedArrayBuffer(4 * MAX_HANDED)) : null);
             workers.push(w);
-            return { post: (message) => w.post(message), terminate: () => void (w.terminated = true), cells: w.cells && sharedCells(w.cells) };
+            return { post: (message) => w.post(message), lane: (_link, _stream, _gift, made) => made(false), terminate: () => void (w.terminated = true), cells: w.cells && sharedCells(w.cells) };
           },
           events: {
             outcome: (o) => end(o.tid, o.ok ? 'done' : 'failed'),

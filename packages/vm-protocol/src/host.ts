@@ -160,6 +160,23 @@ export type HostMessage = z.infer<typeof HostMessage>;
 
 // ---------------------------------------------------------------- coordinator → host
 
+/** How data channels find their way: the coordinator's WEBPVM_ICE_SERVERS and WEBPVM_ICE_TRANSPORT_POLICY. */
+export const IceConfig = z.object({
+  /** RTCIceServer entries (STUN/TURN); empty on a local network. */
+  iceServers: z.array(z.record(z.string(), z.unknown())).max(16),
+  /**
+   * `relay`: data channels go through the TURN servers only, so no volunteer learns another's
+   * address from its ICE candidates (and two hosts that cannot reach each other still connect).
+   */
+  iceTransportPolicy: z.enum(['all', 'relay']).default('all'),
+});
+export type IceConfig = z.infer<typeof IceConfig>;
+
+/** The entries an RTCPeerConnection takes (a `urls` of strings; the DOM calls them RTCIceServer): it throws on any other, so the rest are left out. */
+export function usableIceServers(entries: IceConfig['iceServers']): IceConfig['iceServers'] {
+  return entries.filter(({ urls }) => typeof urls === 'string' || (Array.isArray(urls) && urls.every((url) => typeof url === 'string')));
+}
+
 export const WelcomeMsg = z.object({
   type: z.literal('welcome'),
   protocol: z.number().int(),
@@ -174,13 +191,7 @@ export const WelcomeMsg = z.object({
   peerId: z.string().max(LIMITS.idChars),
   /** The PeerServer takes `peerId` only with this token: a page that learns the id cannot take it up. */
   peerToken: z.string().max(LIMITS.idChars),
-  /** RTCIceServer entries (STUN/TURN) for data channels; empty on a local network. */
-  iceServers: z.array(z.record(z.string(), z.unknown())).max(16),
-  /**
-   * `relay`: data channels go through the TURN servers only, so no volunteer learns another's
-   * address from its ICE candidates (and two hosts that cannot reach each other still connect).
-   */
-  iceTransportPolicy: z.enum(['all', 'relay']).default('all'),
+  ...IceConfig.shape,
 });
 
 export const AssignMsg = z.object({ type: z.literal('assign'), tasks: batch(TaskAssignment) });

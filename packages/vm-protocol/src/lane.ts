@@ -1,12 +1,14 @@
 import { z } from 'zod';
-import { Tid } from './ids.ts';
+import { JobId, Tid } from './ids.ts';
 
 /**
  * A lane: one RTCDataChannel per (sender task, receiver task) pair that takes both pages out of
- * the message path. The two pages negotiate it over the data channel they already share
- * (LaneControl frames) and create it on both sides with the same SCTP stream id; each hands its
- * end to its task's worker. The sender's worker writes each message on it as one envelope
- * (envelope.ts, never chunked); the receiver's worker reads it and reports what it delivered.
+ * the message path. It rides on a link: an RTCPeerConnection between the two pages' sandbox
+ * frames of the pair's job (sandbox.ts), which the pages signal over the data channel they already
+ * share. The pages negotiate each lane there too (LaneControl frames); each page's frame creates
+ * it with the same SCTP stream id and hands its end straight to its task's worker. The sender's
+ * worker writes each message on it as one envelope (envelope.ts, never chunked); the receiver's
+ * worker reads it and reports what it delivered. Neither page's process is in the path.
  */
 
 /**
@@ -27,7 +29,24 @@ export const LANE_IDS = { first: 2, last: 1023 } as const;
 /** The largest envelope a lane carries (Chromium takes data-channel messages up to 256 KiB); larger ones go through the page. */
 export const LANE_MESSAGE_BYTES = 128 * 1024;
 
-const LaneId = z.number().int().min(LANE_IDS.first).max(LANE_IDS.last);
+export const LaneId = z.number().int().min(LANE_IDS.first).max(LANE_IDS.last);
+
+/** What two frames exchange to make their link: a session description, or one ICE candidate. */
+export const LinkSignal = z.union([
+  z.object({ description: z.object({ type: z.enum(['offer', 'answer']), sdp: z.string().max(16 * 1024) }) }),
+  z.object({
+    candidate: z.object({
+      candidate: z.string().max(1024),
+      sdpMid: z.string().max(64).nullable(),
+      sdpMLineIndex: z.number().int().min(0).max(64).nullable(),
+      usernameFragment: z.string().max(256).nullable(),
+    }),
+  }),
+]);
+export type LinkSignal = z.infer<typeof LinkSignal>;
+
+/** ICE candidates one side of a link takes; a peer that sends more loses the link. */
+export const MAX_LINK_CANDIDATES = 64;
 
 export const LaneControl = z.discriminatedUnion('op', [
   /** The sender's page asks for a lane from `from` to `to` on stream `id`. */
@@ -42,6 +61,15 @@ export const LaneControl = z.discriminatedUnion('op', [
    * the other one).
    */
   z.object({ op: z.literal('gone'), id: LaneId }),
+  /**
+   * The link of `job` between the two pages' frames: the page that accepted the shared channel
+   * asks for it (`link`); the page that opened the channel offers (`signal`), and both trickle
+   * their candidates. `unlink`: that side's link is gone (its frame went, or it failed); lanes on
+   * it are closed, and the next lane of the job asks for a new one.
+   */
+  z.object({ op: z.literal('link'), job: JobId }),
+  z.object({ op: z.literal('signal'), job: JobId, signal: LinkSignal }),
+  z.object({ op: z.literal('unlink'), job: JobId }),
 ]);
 export type LaneControl = z.infer<typeof LaneControl>;
 

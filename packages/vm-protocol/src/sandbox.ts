@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import { LANE_MESSAGE_BYTES } from './lane.ts';
+import { IceConfig } from './host.ts';
+import { LaneId, LinkSignal } from './lane.ts';
 import { LIMITS } from './limits.ts';
-import { MAX_HANDED } from './worker.ts';
+import { LaneIn, LaneOut, MAX_HANDED } from './worker.ts';
 
 /**
  * Messages of the task sandbox (docs/sandbox.md). A host page runs each job's task workers
  * inside a sandboxed frame of its own, an opaque origin with no storage and no network but its
- * relay lanes; the page talks to the frame (`ToSandbox`, `FromSandbox`) only to start, stop and
- * flag workers, and to each worker directly through a MessagePort (worker.ts messages).
+ * relay lanes; the page talks to the frame (`ToSandbox`, `FromSandbox`) to start, stop and flag
+ * workers and to make lanes, and to each worker directly through a MessagePort (worker.ts messages).
  */
 
 /** Where host pages load the frame; the coordinator serves it with the task-worker bundle inline. */
@@ -24,12 +25,17 @@ const Port = z.custom<SandboxPort>((v) => {
   return MessagePort !== undefined && v instanceof MessagePort;
 }, 'a MessagePort');
 const WorkerId = z.number().int().nonnegative();
+const LinkId = z.number().int().nonnegative();
 const Cell = z.number().int().min(0).max(MAX_HANDED - 1);
 
 const FlagChange = z.object({ id: WorkerId, op: z.enum(['store', 'or']), cell: Cell, bits: z.number().int().min(0).max(3) });
 export type FlagChange = z.infer<typeof FlagChange>;
 /** Flag changes one message carries; a page that sets more in one turn sends more messages. */
 export const MAX_FLAG_CHANGES = 4096;
+
+/** A lane's end as its frame hands it to a worker: the worker.ts message, whose channel the frame adds. */
+export const LaneGift = z.discriminatedUnion('type', [LaneOut.omit({ channel: true }), LaneIn.omit({ channel: true })]);
+export type LaneGift = z.infer<typeof LaneGift>;
 
 /** The page to its frame of one job. */
 export const ToSandbox = z.discriminatedUnion('type', [
@@ -45,6 +51,16 @@ export const ToSandbox = z.discriminatedUnion('type', [
   z.object({ type: z.literal('flags'), items: z.array(FlagChange).min(1).max(MAX_FLAG_CHANGES) }),
   /** Are you there? A frame has a process of its own, which may die alone (out of memory): the page asks every second. */
   z.object({ type: z.literal('ping') }),
+  /**
+   * Make a link (lane.ts): an RTCPeerConnection to another host's frame of this job, whose signals
+   * go through the pages. The `offer` side makes the offer; the other waits for it.
+   */
+  z.object({ type: z.literal('link'), link: LinkId, offer: z.boolean(), ice: IceConfig }),
+  /** A signal from the other frame of `link`. */
+  z.object({ type: z.literal('signal'), link: LinkId, signal: LinkSignal }),
+  z.object({ type: z.literal('unlink'), link: LinkId }),
+  /** Create stream `stream` of `link` and hand it to worker `id` with `gift`; the frame answers `lane-made`. */
+  z.object({ type: z.literal('lane'), link: LinkId, stream: LaneId, id: WorkerId, gift: LaneGift }),
 ]);
 export type ToSandbox = z.infer<typeof ToSandbox>;
 
@@ -55,6 +71,12 @@ export const FromSandbox = z.discriminatedUnion('type', [
   /** A worker reported an uncaught error or could not start. */
   z.object({ type: z.literal('worker-error'), id: WorkerId, message: z.string().max(LIMITS.logLineChars) }),
   z.object({ type: z.literal('pong') }),
+  /** A signal of `link` for the other frame. */
+  z.object({ type: z.literal('signal'), link: LinkId, signal: LinkSignal }),
+  /** `link` failed, or its peer misbehaved: it is closed, with its lanes. */
+  z.object({ type: z.literal('unlinked'), link: LinkId }),
+  /** Stream `stream` of `link` is with its worker (`made`), or could not be. */
+  z.object({ type: z.literal('lane-made'), link: LinkId, stream: LaneId, made: z.boolean() }),
 ]);
 export type FromSandbox = z.infer<typeof FromSandbox>;
 
@@ -67,22 +89,3 @@ export const SandboxBoot = z.object({
   flags: z.custom<SharedArrayBuffer>((v) => typeof SharedArrayBuffer !== 'undefined' && v instanceof SharedArrayBuffer).nullable(),
 });
 export type SandboxBoot = z.infer<typeof SandboxBoot>;
-
-/**
- * A lane's end in a sandboxed worker is a MessagePort to the page's lane relay, which holds the
- * RTCDataChannel (a data channel cannot cross into the frame's agent cluster). Envelopes go as
- * ArrayBuffers both ways; besides them, the relay tells the worker how many bytes of what it
- * wrote have left the channel's buffer (`sent`, so the worker sees the channel's backpressure),
- * and either side says `close`.
- */
-export const LanePortControl = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('sent'), bytes: z.number().int().nonnegative() }),
-  z.object({ op: z.literal('close') }),
-]);
-export type LanePortControl = z.infer<typeof LanePortControl>;
-
-/** One frame on a lane port: an envelope, or LanePortControl. */
-export const LanePortFrame = z.union([
-  z.custom<ArrayBuffer>((v) => v instanceof ArrayBuffer && v.byteLength <= LANE_MESSAGE_BYTES, 'an envelope of at most LANE_MESSAGE_BYTES'),
-  LanePortControl,
-]);

@@ -19,6 +19,7 @@ import type { KeyValueStore } from './kv-store.ts';
 import { LogLimiter } from './log-limiter.ts';
 import { PageMessaging } from './messaging/page-messaging.ts';
 import type { CreatePeer } from './messaging/peer-network.ts';
+import type { LinkFrames } from './messaging/lane-links.ts';
 import { OutgoingImages } from './outgoing-images.ts';
 import { PendingResults } from './pending-results.ts';
 import { ProgressBatcher } from './progress-batcher.ts';
@@ -35,6 +36,8 @@ export interface HostRuntimeOptions {
   options: HostOptions;
   store: KeyValueStore;
   spawn: SpawnTaskWorker;
+  /** The job frames that make the links lanes ride on (sandbox-frames.ts). */
+  links: LinkFrames;
   url: string;
   userAgent: string;
   /** The browser profile's volunteer key (volunteer-key.ts). */
@@ -115,6 +118,7 @@ export class HostRuntime {
     });
     this.#messaging = new PageMessaging({
       createPeer: runtime.options.p2p ? (runtime.createPeer ?? null) : null,
+      links: runtime.links,
       keepLog: runtime.options.replayLog,
       socketUrl: runtime.url,
       workers: this.#pool,

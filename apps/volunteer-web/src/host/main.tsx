@@ -11,7 +11,6 @@ import { idbStore } from './kv-store.ts';
 import { watchBattery, watchMachineIdleness } from './machine-signals.ts';
 import { ReclaimMonitor } from './reclaim-monitor.ts';
 import { createPeerJsPeer } from './messaging/peerjs-peer.ts';
-import { LaneRelay } from './lane-relay.ts';
 import { SandboxFrames } from './sandbox-frames.ts';
 import { profileVolunteerKey } from './volunteer-key.ts';
 
@@ -22,11 +21,12 @@ declare global {
 
 const options = parseHostOptions(location.search, navigator.hardwareConcurrency);
 const clock = workerClock();
-const sandboxes = new SandboxFrames({ clock, relay: new LaneRelay() });
+const sandboxes = new SandboxFrames({ clock });
 const runtime = new HostRuntime({
   options,
   store: idbStore(seatDatabase(await claimSeat())),
   spawn: sandboxes.spawn,
+  links: sandboxes.links,
   createPeer: createPeerJsPeer,
   url: coordinatorSocketUrl(location),
   userAgent: navigator.userAgent,

@@ -1,6 +1,6 @@
-import { type FlagChange, FromSandbox, MAX_FLAG_CHANGES, SANDBOX_PATH, type ErrorCode, type ToSandbox, type ToWorker } from '@webpvm/vm-protocol';
+import { type FlagChange, FromSandbox, MAX_FLAG_CHANGES, SANDBOX_PATH, type ErrorCode, type ToSandbox } from '@webpvm/vm-protocol';
 import type { Clock, Timer } from './clock.ts';
-import type { LaneRelay } from './lane-relay.ts';
+import type { LinkEvents, LinkFrames } from './messaging/lane-links.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle, TaskWorkerListener, WorkerJob } from './task-worker-handle.ts';
 
 /** A frame with no worker left stays this long, for the job's next tasks, before it goes. */
@@ -31,11 +31,13 @@ interface Frame {
   heardAt: number;
   /** Flag changes of this turn, sent together at its end. */
   flags: FlagChange[];
+  /** Its links (lane-links.ts), and the lanes asked of it not yet made, by `link:stream`. */
+  links: Set<number>;
+  lanes: Map<string, (made: boolean) => void>;
 }
 
 export interface SandboxFramesOptions {
   clock: Clock;
-  relay: LaneRelay;
   /** The program's text; by default fetched from the coordinator (a content-addressed, immutable URL). */
   fetchProgram?: (url: string) => Promise<string>;
 }
@@ -44,12 +46,15 @@ export interface SandboxFramesOptions {
  * Task code runs in a sandboxed frame of its job (docs/sandbox.md): an opaque origin with none of
  * this page's storage — the host's identity, other jobs' checkpoints and results — and a policy
  * that closes the network but for relay lanes. The page speaks to each task worker through a
- * MessagePort of its own, and to the frame only to start, flag and stop workers.
+ * MessagePort of its own, and to the frame to start, flag and stop workers and to make the job's
+ * links and lanes, which the frame owns (`links`).
  */
 export class SandboxFrames {
   #options: SandboxFramesOptions;
   #frames = new Map<string, Frame>();
   #nextWorker = 0;
+  #nextLink = 0;
+  #links = new Map<number, { frame: Frame; events: LinkEvents }>();
   #watchdog: Timer | null = null;
 
   constructor(options: SandboxFramesOptions) {
@@ -66,21 +71,22 @@ export class SandboxFrames {
     port1.onmessage = ({ data }) => listener.message(data);
     port1.onmessageerror = () => listener.error('E_BAD_FRAME', 'a message from the task worker could not be deserialized');
     this.#post(frame, { type: 'spawn', id, port: port2 }, [port2]);
-    const relay = this.#options.relay;
     const cells = {
       store: (cell: number, bits: number) => this.#flag(frame, { id, op: 'store', cell, bits }),
       or: (cell: number, bits: number) => this.#flag(frame, { id, op: 'or', cell, bits }),
     };
     const handle: TaskWorkerHandle = {
-      post: (message: ToWorker, transfer: Transferable[] = []) => {
-        if (message.type !== 'lane-out' && message.type !== 'lane-in') return port1.postMessage(message, transfer);
-        const lanePort = relay.carry(id, message.channel as unknown as RTCDataChannel);
-        port1.postMessage({ ...message, channel: lanePort }, [lanePort]);
+      post: (message, transfer = []) => port1.postMessage(message, transfer),
+      lane: (link, stream, gift, made) => {
+        if (!frame.listeners.has(id) || this.#links.get(link)?.frame !== frame) return made(false);
+        const key = `${link}:${stream}`;
+        frame.lanes.get(key)?.(false);
+        frame.lanes.set(key, made);
+        this.#post(frame, { type: 'lane', link, stream, id, gift }, []);
       },
       terminate: () => {
         if (!frame.listeners.delete(id)) return;
         port1.close();
-        relay.closeGroup(id);
         this.#post(frame, { type: 'terminate', id }, []);
         if (!frame.listeners.size && frame.ready) this.#setTimer(frame, FRAME_LINGER_MS);
       },
@@ -91,6 +97,30 @@ export class SandboxFrames {
       },
     };
     return handle;
+  };
+
+  /** Links live in the frame of their job, which must be there already: a page makes links only for jobs it runs. */
+  readonly links: LinkFrames = {
+    open: (jobId, offer, ice, events) => {
+      const frame = this.#frames.get(jobId);
+      if (!frame) return null;
+      const link = this.#nextLink++;
+      this.#links.set(link, { frame, events });
+      frame.links.add(link);
+      this.#post(frame, { type: 'link', link, offer, ice }, []);
+      return link;
+    },
+    signal: (link, signal) => {
+      const known = this.#links.get(link);
+      if (known) this.#post(known.frame, { type: 'signal', link, signal }, []);
+    },
+    close: (link) => {
+      const known = this.#links.get(link);
+      if (!known) return;
+      this.#links.delete(link);
+      known.frame.links.delete(link);
+      this.#post(known.frame, { type: 'unlink', link }, []);
+    },
   };
 
   #frameOf(job: WorkerJob): Frame {
@@ -104,7 +134,20 @@ export class SandboxFrames {
     iframe.className = 'task-sandbox';
     iframe.title = `webpvm sandbox of job ${job.jobId}`;
     iframe.src = SANDBOX_PATH;
-    const frame: Frame = { job, iframe, ready: false, isolated: null, program: null, outbox: [], listeners: new Map(), timer: null, heardAt: 0, flags: [] };
+    const frame: Frame = {
+      job,
+      iframe,
+      ready: false,
+      isolated: null,
+      program: null,
+      outbox: [],
+      listeners: new Map(),
+      timer: null,
+      heardAt: 0,
+      flags: [],
+      links: new Set(),
+      lanes: new Map(),
+    };
     this.#frames.set(job.jobId, frame);
     this.#watch();
     this.#setTimer(frame, FRAME_START_MS);
@@ -160,10 +203,25 @@ export class SandboxFrames {
     if (!parsed.success) return;
     const message = parsed.data;
     frame.heardAt = performance.now();
-    if (message.type === 'pong') return;
-    if (message.type === 'worker-error') {
-      frame.listeners.get(message.id)?.error('E_TASK_FAILED', message.message);
-      return;
+    switch (message.type) {
+      case 'pong':
+        return;
+      case 'worker-error':
+        frame.listeners.get(message.id)?.error('E_TASK_FAILED', message.message);
+        return;
+      case 'signal':
+        if (frame.links.has(message.link)) this.#links.get(message.link)?.events.signal(message.signal);
+        return;
+      case 'unlinked':
+        if (frame.links.has(message.link)) this.#unlinked(frame, message.link);
+        return;
+      case 'lane-made': {
+        const key = `${message.link}:${message.stream}`;
+        const made = frame.lanes.get(key);
+        frame.lanes.delete(key);
+        made?.(message.made);
+        return;
+      }
     }
     if (frame.ready) return;
     frame.ready = true;
@@ -199,6 +257,16 @@ export class SandboxFrames {
     if (this.#frames.get(frame.job.jobId) === frame) this.#frames.delete(frame.job.jobId);
     frame.outbox = [];
     frame.iframe.remove();
+    for (const link of [...frame.links]) this.#unlinked(frame, link);
+    for (const made of [...frame.lanes.values()]) made(false);
+    frame.lanes.clear();
+  }
+
+  #unlinked(frame: Frame, link: number): void {
+    frame.links.delete(link);
+    const known = this.#links.get(link);
+    this.#links.delete(link);
+    known?.events.unlinked();
   }
 
   /** Null clears the frame's timer; a number sets it: the start deadline before the frame runs, the linger after. */

@@ -11,6 +11,7 @@ import {
   SAFE_POINT_FLAGS,
   type ErrorBody,
   type FromWorker,
+  type LaneGift,
   type SealedMessage,
   type TaskAssignment,
   type TaskOp,
@@ -185,11 +186,11 @@ export class SlotPool {
     return task ? { tid: task.tid, attempt: task.attempt } : null;
   }
 
-  /** Transfers one end of a lane to the worker of `lane.tid`; false when that task does not run here. */
-  giveLane(lane: Extract<ToWorker, { type: 'lane-out' | 'lane-in' }>): boolean {
-    const worker = this.#runningSlot(lane.tid)?.worker;
+  /** Has stream `stream` of `link` handed to the worker of `gift.tid` as a lane's end; false when that task does not run here. */
+  giveLane(link: number, stream: number, gift: LaneGift, made: (ok: boolean) => void): boolean {
+    const worker = this.#runningSlot(gift.tid)?.worker;
     if (!worker) return false;
-    worker.post(lane, [lane.channel as unknown as Transferable]);
+    worker.lane(link, stream, gift, made);
     return true;
   }
 

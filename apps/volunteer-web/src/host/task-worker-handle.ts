@@ -1,4 +1,4 @@
-import type { ErrorCode, ToWorker } from '@webpvm/vm-protocol';
+import type { ErrorCode, LaneGift, ToWorker } from '@webpvm/vm-protocol';
 
 /**
  * A worker's safe-point cells (vm-protocol SAFE_POINT_FLAGS), one per task it holds: where the
@@ -11,8 +11,10 @@ export interface SafePointCells {
 
 /** What the slot pool needs of a task worker; tests give it a fake. */
 export interface TaskWorkerHandle {
-  /** `transfer` moves objects (a lane's channel, buffers) instead of copying them. */
+  /** `transfer` moves buffers instead of copying them. */
   post(message: ToWorker, transfer?: Transferable[]): void;
+  /** Has the worker's frame make stream `stream` of its link `link` and hand it to the worker with `gift`; `made` says whether it did. */
+  lane(link: number, stream: number, gift: LaneGift, made: (ok: boolean) => void): void;
   terminate(): void;
   /** Null where no cells are shared (a page that is not cross-origin isolated): a freeze then goes by message. */
   readonly cells: SafePointCells | null;

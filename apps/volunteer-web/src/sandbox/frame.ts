@@ -1,9 +1,10 @@
 import { FromSandbox, LIMITS, MAX_HANDED, ToSandbox, type SandboxBoot, type SandboxPort } from '@webpvm/vm-protocol';
+import { FrameLinks } from './frame-links.ts';
 
 /**
  * The main thread of a job's sandbox frame (docs/sandbox.md): an opaque origin with no storage,
- * which starts, flags and stops the job's task workers as its host page asks. It runs no task
- * code itself. `source` is this very script: each worker is started from it (task-worker.ts).
+ * which starts, flags and stops the job's task workers as its host page asks, and holds the job's
+ * links to other hosts' frames, whose lanes it hands to the workers. It runs no task code itself. `source` is this very script: each worker is started from it (task-worker.ts).
  */
 export function runFrame(source: string): void {
   const workerUrl = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
@@ -12,6 +13,7 @@ export function runFrame(source: string): void {
   const workers = new Map<number, { worker: Worker; cells: Int32Array | null }>();
   let program: { url: string; source: string } | null = null;
   const toPage = (message: FromSandbox): void => window.parent.postMessage(message, '*');
+  const links = new FrameLinks(toPage);
 
   const spawn = (id: number, port: SandboxPort): void => {
     if (!program) {
@@ -62,6 +64,18 @@ export function runFrame(source: string): void {
           if (change.op === 'or') Atomics.or(cells, change.cell, change.bits);
           else Atomics.store(cells, change.cell, change.bits);
         }
+        return;
+      case 'link':
+        links.open(message.link, message.offer, message.ice);
+        return;
+      case 'signal':
+        links.signal(message.link, message.signal);
+        return;
+      case 'unlink':
+        links.close(message.link);
+        return;
+      case 'lane':
+        links.lane(message.link, message.stream, workers.get(message.id)?.worker, message.gift);
         return;
     }
   });

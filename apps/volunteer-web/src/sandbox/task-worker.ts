@@ -1,12 +1,12 @@
 import { runTaskWorker, type WorkerScope } from '@webpvm/task-sdk/runtime';
 import { SandboxBoot } from '@webpvm/vm-protocol';
-import { portLane } from './port-lane.ts';
 
 /**
  * A task worker in a job's sandbox frame (frame.ts): a classic worker from a blob: URL, whose
  * origin is the frame's opaque one. Its frame hands it, once, the port it speaks to the host page
- * on, the job's program as text, and its safe-point cells; the program is imported from a blob:
- * URL made here, the one kind of script the frame's policy lets it load.
+ * on, the job's program as text, and its safe-point cells, and later the ends of its lanes; the
+ * program is imported from a blob: URL made here, the one kind of script the frame's policy lets
+ * it load.
  */
 export function bootTaskWorker(): void {
   // Task code starts no workers and loads no scripts of its own: a nested worker would outlive its
@@ -38,21 +38,20 @@ export function bootTaskWorker(): void {
   self.addEventListener('message', boot);
 }
 
-/** The host page's end of the worker: lanes arrive as ports to the page's lane relay. */
+/**
+ * The host page's end of the worker, and the lanes the frame hands over (frame-links.ts): a data
+ * channel can be transferred only from where it is made, so lanes come from the frame, not the page.
+ */
 function pageScope(port: MessagePort): WorkerScope {
   return {
     postMessage: (message, transfer = []) => port.postMessage(message, transfer),
     addEventListener: (_type, listener) => {
-      port.addEventListener('message', ({ data }) => listener({ data: withLanes(data) }));
+      port.addEventListener('message', ({ data }) => listener({ data }));
       port.start();
+      self.addEventListener('message', ({ data }: MessageEvent) => {
+        const type = (data as { type?: unknown } | null)?.type;
+        if (type === 'lane-out' || type === 'lane-in') listener({ data });
+      });
     },
   };
-}
-
-function withLanes(data: unknown): unknown {
-  const message = data as { type?: unknown; channel?: unknown };
-  if ((message?.type === 'lane-out' || message?.type === 'lane-in') && message.channel instanceof MessagePort) {
-    return { ...message, channel: portLane(message.channel) };
-  }
-  return data;
 }

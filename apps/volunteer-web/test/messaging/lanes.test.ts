@@ -1,38 +1,28 @@
 import { describe, expect, it } from 'vitest';
-import { FrameKind } from '../../src/host/messaging/channel-frames.ts';
+import type { LinkControl } from '../../src/host/messaging/lane-links.ts';
 import { Lanes, type LaneCarrier, type LanePair } from '../../src/host/messaging/lanes.ts';
-import { FakeLaneEnd } from '../support/fake-peers.ts';
-import { laneControlBytes, readLaneControl } from '../support/lane-control.ts';
-
-/** A page channel lanes ride on: it records the lane frames sent and the ends created. */
-class FakeCarrier implements LaneCarrier {
-  isOpen = true;
-  sent: unknown[] = [];
-  ends: FakeLaneEnd[] = [];
-  constructor(
-    readonly remotePeerId: string,
-    readonly outgoing: boolean,
-  ) {}
-  send(kind: FrameKind, payload: Uint8Array): void {
-    expect(kind).toBe(FrameKind.lane);
-    this.sent.push(readLaneControl(payload));
-  }
-  createLane(id: number): FakeLaneEnd {
-    const end = new FakeLaneEnd(id);
-    this.ends.push(end);
-    return end;
-  }
-}
+import { FakeCarrier, laneControlBytes } from '../support/lane-control.ts';
 
 function page({ running = ['joba.1', 'joba.2'], now = 0, speaksFor = (() => true) as (tid: string, peerId: string) => boolean } = {}) {
   const given: { way: 'out' | 'in'; pair: LanePair; id: number }[] = [];
+  /** Ends the frames were asked for, and could not make because their task does not run there. */
+  const unmade: number[] = [];
+  const linkFrames: [string, LinkControl][] = [];
   const gone: LanePair[] = [];
   let clock = now;
   const carriers = new Map<string, FakeCarrier>();
   const lanes = new Lanes({
     carrier: (peerId) => carriers.get(peerId) ?? null,
-    giveOut: (pair, end) => running.includes(pair.from) && given.push({ way: 'out', pair, id: (end as FakeLaneEnd).id }) > 0,
-    giveIn: (pair, end) => running.includes(pair.to) && given.push({ way: 'in', pair, id: (end as FakeLaneEnd).id }) > 0,
+    make: (_carrier, id, gift, made) => {
+      if (!running.includes(gift.tid)) {
+        unmade.push(id);
+        return made(false);
+      }
+      const pair = gift.type === 'lane-out' ? { from: gift.tid, to: gift.to } : { from: gift.from, to: gift.tid };
+      given.push({ way: gift.type === 'lane-out' ? 'out' : 'in', pair, id });
+      made(true);
+    },
+    link: (carrier, control) => linkFrames.push([carrier.remotePeerId, control]),
     checkSender: (tid, carrier, admit, refuse) => (speaksFor(tid, carrier.remotePeerId) ? admit() : refuse()),
     gone: (pair) => gone.push(pair),
     now: () => clock,
@@ -42,7 +32,7 @@ function page({ running = ['joba.1', 'joba.2'], now = 0, speaksFor = (() => true
     carriers.set(peerId, c);
     return c;
   };
-  return { lanes, given, gone, carrier, tick: (ms: number) => (clock += ms) };
+  return { lanes, given, unmade, linkFrames, gone, carrier, tick: (ms: number) => (clock += ms) };
 }
 
 describe('Lanes, on the sender’s page', () => {
@@ -86,15 +76,34 @@ describe('Lanes, on the sender’s page', () => {
     expect(p.lanes.carrierOf(pair)).toBeNull();
   });
 
-  it('closes an end its task can no longer take, and ignores frames it cannot parse', () => {
+  it('forgets a lane whose end its frame could not make, so the pair may ask again, and ignores frames it cannot parse', () => {
     const p = page({ running: [] });
     const toB = p.carrier('peer-b', true);
-    p.lanes.offer({ from: 'joba.1', to: 'joba.7' }, 'peer-b');
+    const pair = { from: 'joba.1', to: 'joba.7' };
+    p.lanes.offer(pair, 'peer-b');
     p.lanes.control(toB, laneControlBytes({ op: 'ready', id: 2 }));
-    expect(toB.ends.map((e) => e.readyState)).toEqual(['closed']);
+    expect(p.unmade).toEqual([2]);
+    expect(p.lanes.carrierOf(pair)).toBeNull();
     p.lanes.control(toB, laneControlBytes({ op: 'ready', id: 'two' }));
     p.lanes.control(toB, new Uint8Array([0xff]));
     expect(p.lanes.count).toBe(0);
+    p.lanes.offer(pair, 'peer-b');
+    expect(toB.sent.at(-1)).toEqual({ op: 'open', id: 4, ...pair });
+  });
+
+  it('passes the link frames of its carrier on, checked', () => {
+    const p = page();
+    const toB = p.carrier('peer-b', true);
+    const signal = { candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 9 typ host', sdpMid: '0', sdpMLineIndex: 0, usernameFragment: null } };
+    p.lanes.control(toB, laneControlBytes({ op: 'link', job: 'joba' }));
+    p.lanes.control(toB, laneControlBytes({ op: 'signal', job: 'joba', signal }));
+    p.lanes.control(toB, laneControlBytes({ op: 'signal', job: 'joba', signal: { description: { type: 'rollback', sdp: '' } } }));
+    p.lanes.control(toB, laneControlBytes({ op: 'signal', job: 'joba', signal: { description: { type: 'offer', sdp: 'x'.repeat(16 * 1024 + 1) } } }));
+    p.lanes.control(toB, laneControlBytes({ op: 'unlink', job: 'JOB A' }));
+    expect(p.linkFrames).toEqual([
+      ['peer-b', { op: 'link', job: 'joba' }],
+      ['peer-b', { op: 'signal', job: 'joba', signal }],
+    ]);
   });
 });
 
@@ -113,10 +122,8 @@ describe('Lanes, on the receiver’s page', () => {
       { op: 'refused', id: 6 },
     ]);
     expect(p.given).toEqual([{ way: 'in', pair: { from: 'joba.1', to: 'joba.7' }, id: 2 }]);
-    expect(fromA.ends.map((e) => [e.id, e.readyState])).toEqual([
-      [2, 'open'],
-      [6, 'closed'],
-    ]);
+    // the frame was asked for the end of a task not running here, and could not make it
+    expect(p.unmade).toEqual([6]);
     expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBe(fromA);
 
     p.lanes.taskGone('joba.7');
@@ -124,13 +131,36 @@ describe('Lanes, on the receiver’s page', () => {
     expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBeNull();
   });
 
-  it('refuses a lane asked for in the name of a task the coordinator does not place at the asking peer, and makes no end', () => {
+  it('answers only once its frame has handed the receiving task its end, and refuses if it could not', () => {
+    const waiting: ((ok: boolean) => void)[] = [];
+    const lanes = new Lanes({
+      carrier: () => null,
+      make: (_carrier, _id, _gift, made) => waiting.push(made),
+      link: () => undefined,
+      checkSender: (_tid, _carrier, admit) => admit(),
+      gone: () => undefined,
+    });
+    const fromA = new FakeCarrier('peer-a', false);
+    lanes.control(fromA, laneControlBytes({ op: 'open', id: 2, from: 'joba.1', to: 'joba.7' }));
+    lanes.control(fromA, laneControlBytes({ op: 'open', id: 4, from: 'joba.1', to: 'joba.8' }));
+    expect(fromA.sent).toEqual([]);
+    waiting[1]!(false);
+    waiting[0]!(true);
+    expect(fromA.sent).toEqual([
+      { op: 'refused', id: 4 },
+      { op: 'ready', id: 2 },
+    ]);
+    expect(lanes.carrierIn({ from: 'joba.1', to: 'joba.8' })).toBeNull();
+    expect(lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBe(fromA);
+  });
+
+  it('refuses a lane asked for in the name of a task the coordinator does not place at the asking peer, and asks its frame for no end', () => {
     const p = page({ running: ['joba.7'], speaksFor: (tid, peerId) => tid === 'joba.1' && peerId === 'peer-a' });
     const fromC = p.carrier('peer-c', false);
     p.lanes.control(fromC, laneControlBytes({ op: 'open', id: 2, from: 'joba.1', to: 'joba.7' }));
     expect(fromC.sent).toEqual([{ op: 'refused', id: 2 }]);
-    expect(fromC.ends).toEqual([]);
     expect(p.given).toEqual([]);
+    expect(p.unmade).toEqual([]);
     expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBeNull();
   });
 });

@@ -1,36 +1,5 @@
 import type { ConnectionEvents, ConnectionLike, DataChannelLike } from '../../src/host/messaging/peer-channel.ts';
 import type { CreatePeer, PeerEvents } from '../../src/host/messaging/peer-network.ts';
-import type { LaneChannel } from '@webpvm/vm-protocol';
-
-/** A lane end (a negotiated RTCDataChannel) that records what is sent on it. */
-export class FakeLaneEnd implements LaneChannel {
-  readyState = 'open';
-  bufferedAmount = 0;
-  bufferedAmountLowThreshold = 0;
-  binaryType = 'blob';
-  sent: Uint8Array[] = [];
-  #listeners = new Map<string, ((event: { data?: unknown }) => void)[]>();
-
-  constructor(readonly id: number) {}
-
-  send(data: Uint8Array<ArrayBuffer>): void {
-    this.sent.push(data);
-  }
-
-  close(): void {
-    if (this.readyState === 'closed') return;
-    this.readyState = 'closed';
-    this.fire('close');
-  }
-
-  addEventListener(type: 'message' | 'close' | 'bufferedamountlow', listener: (event: { data?: unknown }) => void): void {
-    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), listener]);
-  }
-
-  fire(type: 'message' | 'close', data?: unknown): void {
-    for (const listener of this.#listeners.get(type) ?? []) listener({ data });
-  }
-}
 
 /** An RTCDataChannel stand-in whose buffer only drains when the test says so. */
 export class FakeDataChannel implements DataChannelLike {
@@ -64,7 +33,6 @@ export class FakeConnection implements ConnectionLike {
   channel: FakeDataChannel | null = null;
   events: ConnectionEvents | null = null;
   closed = false;
-  lanes: FakeLaneEnd[] = [];
 
   constructor(
     readonly remotePeerId: string,
@@ -77,12 +45,6 @@ export class FakeConnection implements ConnectionLike {
 
   listen(events: ConnectionEvents): void {
     this.events = events;
-  }
-
-  createLane(id: number): FakeLaneEnd {
-    const lane = new FakeLaneEnd(id);
-    this.lanes.push(lane);
-    return lane;
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import { MAX_HANDED, type ToWorker, unsealMessage } from '@webpvm/vm-protocol';
+import { MAX_HANDED, type LaneGift, type ToWorker, unsealMessage } from '@webpvm/vm-protocol';
 import type { SafePointCells, SpawnTaskWorker, TaskWorkerListener, WorkerJob } from '../../src/host/task-worker-handle.ts';
 
 export interface FakeWorker {
@@ -7,6 +7,8 @@ export interface FakeWorker {
   /** Its safe-point cells, when the fakes share them. */
   cells: Int32Array | null;
   received: ToWorker[];
+  /** Lanes its frame was asked to hand it: each is made at once. */
+  lanes: { link: number; stream: number; gift: LaneGift }[];
   terminated: boolean;
   /** What the task code inside would post. */
   emit(data: unknown): void;
@@ -46,15 +48,19 @@ export function fakeWorkers(shared = false): { spawn: SpawnTaskWorker; workers: 
       listener,
       cells,
       received: [],
+      lanes: [],
       terminated: false,
       emit: (data) => listener.message(structuredClone(data)),
     };
     workers.push(worker);
     return {
-      // A lane's channel is transferred, not copied: the worker gets the object itself.
       post: (message) => {
-        worker.received.push(message.type === 'lane-out' || message.type === 'lane-in' ? message : structuredClone(message));
+        worker.received.push(structuredClone(message));
         report(message);
+      },
+      lane: (link, stream, gift, made) => {
+        worker.lanes.push({ link, stream, gift });
+        made(true);
       },
       terminate: () => {
         worker.terminated = true;

@@ -2,6 +2,7 @@ import { PROTOCOL_VERSION } from '@webpvm/vm-protocol';
 import { HostRuntime } from '../../src/host/host-runtime.ts';
 import type { CreatePeer } from '../../src/host/messaging/peer-network.ts';
 import { FakeSocket } from './fake-socket.ts';
+import { fakeLinkFrames } from './fake-link-frames.ts';
 import { fakeWorkers } from './fake-workers.ts';
 import { memoryStore } from './memory-store.ts';
 import { settle } from './timing.ts';
@@ -30,10 +31,12 @@ export function stopHosts(): void {
 export async function startHost({ store = memoryStore(), p2p = true, createPeer }: { store?: ReturnType<typeof memoryStore>; p2p?: boolean; createPeer?: CreatePeer } = {}) {
   const sockets: FakeSocket[] = [];
   const { spawn, workers } = fakeWorkers();
+  const frames = fakeLinkFrames();
   const runtime = new HostRuntime({
     options: { slots: 2, policy: 'always', p2p, idleMs: 1000, replayLog: true, minBattery: 0 },
     store,
     spawn,
+    links: frames,
     url: 'ws://coordinator/ws',
     userAgent: 'vitest',
     volunteerKey: 'vitest-volunteer-key-0123456789abcdef',
@@ -52,5 +55,5 @@ export async function startHost({ store = memoryStore(), p2p = true, createPeer 
     socket().receive(welcome);
     await settle();
   };
-  return { runtime, store, sockets, socket, workers, connect };
+  return { runtime, store, sockets, socket, workers, links: frames.links, connect };
 }

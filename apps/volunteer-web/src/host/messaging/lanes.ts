@@ -1,14 +1,13 @@
-import { LANE_IDS, LaneControl, type LaneChannel, parseTid } from '@webpvm/vm-protocol';
+import { LANE_IDS, LaneControl, type LaneGift, parseTid } from '@webpvm/vm-protocol';
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink } from './data-link.ts';
+import type { LinkControl } from './lane-links.ts';
 
-/** The page channel to another host that lanes ride on (a PeerChannel). */
+/** The page channel to another host over which lanes are negotiated (a PeerChannel). */
 export interface LaneCarrier extends DataLink {
   /** Opened by this page: its lanes take the even stream ids, the other page's the odd ones. */
   readonly outgoing: boolean;
   readonly isOpen: boolean;
-  /** A negotiated channel on stream `id` of the same connection, or null when it cannot be made. */
-  createLane(id: number): LaneChannel | null;
 }
 
 export interface LanePair {
@@ -19,10 +18,13 @@ export interface LanePair {
 export interface LanesOptions {
   /** The open page channel to that peer, or null. */
   carrier(peerId: string): LaneCarrier | null;
-  /** Hands the sending end to the worker of `pair.from` (transferred at once, as it must be); false when that task does not run here. */
-  giveOut(pair: LanePair, end: LaneChannel): boolean;
-  /** Hands the receiving end to the worker of `pair.to`, likewise. */
-  giveIn(pair: LanePair, end: LaneChannel): boolean;
+  /**
+   * Makes this page's end of the lane on stream `id` of the link to `carrier`'s host
+   * (lane-links.ts) and hands it to the task `gift.tid`; `made` says whether it did.
+   */
+  make(carrier: LaneCarrier, id: number, gift: LaneGift, made: (ok: boolean) => void): void;
+  /** A link frame from the host at the other end of `carrier`. */
+  link(carrier: LaneCarrier, control: LinkControl): void;
   /** The receiving end of a lane `pair.from` of this page writes on is gone. */
   gone(pair: LanePair): void;
   /** A lane is asked for in the name of `tid`: `admit` once the coordinator places it at the carrier's peer, else `refuse` (sender-check.ts). */
@@ -44,7 +46,7 @@ interface Receiving {
   carrier: LaneCarrier;
 }
 
-/** Lanes one page takes part in, both ways; each is one SCTP stream, and Chromium keeps them cheap. */
+/** Lanes one page takes part in, both ways; each is one SCTP stream of a link, and Chromium keeps them cheap. */
 const MAX_LANES = 64;
 /** A pair whose lane was refused goes through the page channel this long before it asks again. */
 const ASK_AGAIN_MS = 10_000;
@@ -56,9 +58,10 @@ const encodeControl = (control: LaneControl) => utf8.encode(JSON.stringify(contr
 
 /**
  * The lanes of this page (vm-protocol lane.ts). As a sender's page it asks for a lane when one
- * of its tasks sends over a page channel, and hands the sending end to that task's worker once
- * the receiver's page has handed the receiving end to the receiver's worker. Both ends live in
- * workers: the pages only keep track of them, for acknowledgements and for room.
+ * of its tasks sends over a page channel, and has the sending end handed to that task's worker
+ * once the receiver's page has had the receiving end handed to the receiver's worker. Both ends
+ * live in workers, made by the job's frames on their link: the pages only keep track of them,
+ * for acknowledgements and for room.
  */
 export class Lanes {
   #options: LanesOptions;
@@ -90,7 +93,7 @@ export class Lanes {
     carrier.send(FrameKind.lane, encodeControl({ op: 'open', id, ...pair }));
   }
 
-  /** The page channel the lane of `pair` rides on, once its sending task has it. */
+  /** The page channel the lane of `pair` was negotiated on, once its sending task is given it. */
   carrierOf(pair: LanePair): LaneCarrier | null {
     const sending = this.#sending.get(pairKey(pair));
     return sending?.given ? sending.carrier : null;
@@ -114,6 +117,7 @@ export class Lanes {
       return;
     }
     const control = parsed.data;
+    if (control.op === 'link' || control.op === 'signal' || control.op === 'unlink') return this.#options.link(carrier, control);
     if (control.op === 'open') {
       const { id, from, to } = control;
       this.#options.checkSender(from, carrier, () => this.#accept(carrier, id, { from, to }), () => carrier.send(FrameKind.lane, encodeControl({ op: 'refused', id })));
@@ -131,13 +135,16 @@ export class Lanes {
       this.#refusedAt.set(key, this.#now());
       return;
     }
-    const end = carrier.isOpen ? carrier.createLane(sending.id) : null;
-    if (!end || !this.#options.giveOut(sending.pair, end)) {
-      end?.close();
+    if (!carrier.isOpen) {
       this.#sending.delete(key);
       return;
     }
+    // Given from now on: the worker may write on its end before this page hears that the frame made it.
     sending.given = true;
+    const { from, to } = sending.pair;
+    this.#options.make(carrier, sending.id, { type: 'lane-out', tid: from, to }, (made) => {
+      if (!made && this.#sending.get(key) === sending) this.#sending.delete(key);
+    });
   }
 
   /** The worker of `pair.from` saw its lane close. */
@@ -170,14 +177,18 @@ export class Lanes {
       !this.#receiving.has(key) &&
       this.count < (this.#options.maxLanes ?? MAX_LANES) &&
       parseTid(pair.from).jobId === parseTid(pair.to).jobId;
-    const end = acceptable ? carrier.createLane(id) : null;
-    if (!end || !this.#options.giveIn(pair, end)) {
-      end?.close();
+    if (!acceptable) {
       carrier.send(FrameKind.lane, encodeControl({ op: 'refused', id }));
       return;
     }
-    this.#receiving.set(key, { pair, id, carrier });
-    carrier.send(FrameKind.lane, encodeControl({ op: 'ready', id }));
+    const receiving: Receiving = { pair, id, carrier };
+    this.#receiving.set(key, receiving);
+    this.#options.make(carrier, id, { type: 'lane-in', tid: pair.to, from: pair.from }, (made) => {
+      if (this.#receiving.get(key) !== receiving) return;
+      if (!made) this.#receiving.delete(key);
+      // The sender writes once it hears `ready`: by then the receiving task has its end.
+      if (carrier.isOpen) carrier.send(FrameKind.lane, encodeControl({ op: made ? 'ready' : 'refused', id }));
+    });
   }
 
   /** The next free stream id of this page's parity on that connection, or null when all are taken. */

@@ -1,8 +1,9 @@
-import type { CoordinatorMessageOf, HostMessage, ImagePartHeader, SealedMessage, TaskRef } from '@webpvm/vm-protocol';
+import type { CoordinatorMessageOf, HostMessage, IceConfig, ImagePartHeader, SealedMessage, TaskRef } from '@webpvm/vm-protocol';
 import type { SlotPool } from '../slot-pool.ts';
 import { FrameKind } from './channel-frames.ts';
 import type { DataLink } from './data-link.ts';
 import { Inboxes, type DeliveryReport } from './inboxes.ts';
+import { LaneLinks, type LinkFrames } from './lane-links.ts';
 import { Lanes, type LanePair } from './lanes.ts';
 import { PageRouter, type MessageCounters } from './page-router.ts';
 import { PeerNetwork, type CreatePeer } from './peer-network.ts';
@@ -12,6 +13,8 @@ import type { Clock } from '../clock.ts';
 export interface PageMessagingOptions {
   /** Data channels between hosts; null (`?p2p=off`, or none to make) sends everything between hosts through the relay. */
   createPeer: CreatePeer | null;
+  /** The job frames that make links for lanes between hosts (sandbox-frames.ts). */
+  links: LinkFrames;
   /** Keep each task's replay log (`?replayLog=off` measures what it costs). */
   keepLog: boolean;
   /** The coordinator socket's URL: relay lanes open on its origin. */
@@ -51,6 +54,8 @@ export class PageMessaging {
   readonly router: PageRouter;
   #network: PeerNetwork | null;
   #lanes: Lanes | null;
+  #links: LaneLinks | null;
+  #ice: IceConfig = { iceServers: [], iceTransportPolicy: 'all' };
   #relayLanes: RelayLaneRequests;
 
   constructor(options: PageMessagingOptions) {
@@ -80,6 +85,7 @@ export class PageMessaging {
               else this.#lanes?.control(link, frame.payload);
             },
             broken: (link) => {
+              this.#links?.carrierBroken(link);
               this.#lanes?.carrierBroken(link);
               this.router.linkBroken(link);
             },
@@ -88,11 +94,13 @@ export class PageMessaging {
         })
       : null;
     const network = this.#network;
-    this.#lanes = network
+    const links = network ? new LaneLinks({ frames: options.links, ice: () => this.#ice, give: (...lane) => workers.giveLane(...lane) }) : null;
+    this.#links = links;
+    this.#lanes = links
       ? new Lanes({
-          carrier: (peerId) => network.carrier(peerId),
-          giveOut: (pair, end) => workers.giveLane({ type: 'lane-out', tid: pair.from, to: pair.to, channel: end }),
-          giveIn: (pair, end) => workers.giveLane({ type: 'lane-in', tid: pair.to, from: pair.from, channel: end }),
+          carrier: (peerId) => network?.carrier(peerId) ?? null,
+          make: (carrier, id, gift, made) => links.make(carrier, id, gift, made),
+          link: (carrier, control) => links.control(carrier, control),
           // The worker closes its end and reports it (laneClosed below); without a worker, what it wrote goes now.
           gone: (pair) => {
             if (!workers.post(pair.from, { type: 'lane-close', tid: pair.from, to: pair.to })) this.router.laneClosed(pair);
@@ -141,7 +149,8 @@ export class PageMessaging {
 
   /** A welcome: the peer id may be new, and every relay lane closed with the last connection. */
   welcome({ peerId, peerToken, iceServers, iceTransportPolicy }: CoordinatorMessageOf<'welcome'>): void {
-    this.#network?.setIdentity(peerId, peerToken, { iceServers, iceTransportPolicy });
+    this.#ice = { iceServers, iceTransportPolicy };
+    this.#network?.setIdentity(peerId, peerToken, this.#ice);
     this.#relayLanes.linkLost();
   }
 

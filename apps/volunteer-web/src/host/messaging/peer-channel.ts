@@ -1,6 +1,5 @@
 import { Reassembler, frameAt, frameCount, type Frame, type FrameKind } from './channel-frames.ts';
 import type { DataLink } from './data-link.ts';
-import type { LaneChannel } from '@webpvm/vm-protocol';
 import type { LaneCarrier } from './lanes.ts';
 import { type Clock, type Timer, systemClock } from '../clock.ts';
 
@@ -26,8 +25,6 @@ export interface ConnectionLike {
   /** The RTCDataChannel under the connection; there once the connection opened. */
   dataChannel(): DataChannelLike | null;
   listen(events: ConnectionEvents): void;
-  /** A negotiated data channel on stream `id` of the same peer connection, or null. */
-  createLane(id: number): LaneChannel | null;
   close(): void;
 }
 
@@ -104,10 +101,6 @@ export class PeerChannel implements LaneCarrier {
     if (this.#state === 'closed') return;
     this.#queue.push({ kind, payload, stream: this.#nextStream++ >>> 0, count: frameCount(payload.byteLength), next: 0 });
     this.#pump();
-  }
-
-  createLane(id: number): LaneChannel | null {
-    return this.#state === 'open' ? this.#conn.createLane(id) : null;
   }
 
   close(): void {

@@ -1,4 +1,4 @@
-import type { CoordinatorMessageOf } from '@webpvm/vm-protocol';
+import type { IceConfig } from '@webpvm/vm-protocol';
 import type { Frame } from './channel-frames.ts';
 import type { DataLink, DataLinks } from './data-link.ts';
 import type { LaneCarrier } from './lanes.ts';
@@ -18,9 +18,6 @@ export interface PeerEvents {
 }
 
 /** `peerToken` is the one the coordinator issued with `peerId`: its PeerServer takes the id with it only. */
-/** How a page's data channels find their way (the coordinator's WEBPVM_ICE_SERVERS, WEBPVM_ICE_TRANSPORT_POLICY). */
-export type IceConfig = Pick<CoordinatorMessageOf<'welcome'>, 'iceServers' | 'iceTransportPolicy'>;
-
 export type CreatePeer = (peerId: string, peerToken: string, ice: IceConfig, events: PeerEvents) => PeerLike;
 
 export interface NetworkEvents {

@@ -1,3 +1,4 @@
+import { usableIceServers } from '@webpvm/vm-protocol';
 import { Peer, type DataConnection } from 'peerjs';
 import type { ConnectionLike } from './peer-channel.ts';
 import type { CreatePeer } from './peer-network.ts';
@@ -14,7 +15,7 @@ export const createPeerJsPeer: CreatePeer = (peerId, peerToken, { iceServers, ic
     path: '/peerjs',
     secure,
     token: peerToken,
-    config: { iceServers: iceServers.filter(isIceServer), iceTransportPolicy },
+    config: { iceServers: usableIceServers(iceServers) as unknown as RTCIceServer[], iceTransportPolicy },
   });
   peer.on('connection', (conn) => events.connection(adapt(conn)));
   peer.on('error', (error) => events.error(error.type, error.message));
@@ -28,10 +29,6 @@ export const createPeerJsPeer: CreatePeer = (peerId, peerToken, { iceServers, ic
   };
 };
 
-function isIceServer(entry: Record<string, unknown>): entry is Record<string, unknown> & RTCIceServer {
-  return typeof entry.urls === 'string' || (Array.isArray(entry.urls) && entry.urls.every((url) => typeof url === 'string'));
-}
-
 function adapt(conn: DataConnection): ConnectionLike {
   return {
     remotePeerId: conn.peer,
@@ -43,16 +40,6 @@ function adapt(conn: DataConnection): ConnectionLike {
       conn.on('error', events.close);
       conn.on('data', events.data);
       conn.on('iceStateChanged', events.iceState);
-    },
-    createLane: (id) => {
-      const pc = conn.peerConnection;
-      if (!pc || pc.signalingState === 'closed') return null;
-      try {
-        // Nothing else may touch the sending end before it is transferred to its worker.
-        return pc.createDataChannel(`webpvm-lane-${id}`, { negotiated: true, id, ordered: true });
-      } catch {
-        return null;
-      }
     },
     // PeerJS still hands a just-announced connection the signals that came before it, right
     // after the `connection` event: closing at once would leave it without its negotiator.
