@@ -47,6 +47,25 @@ describe('a task’s arrivals', () => {
     expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2', '3:job1.1:3 lane', '4:job1.1:4 lane', '5:job1.1:5 lane']);
   });
 
+  it('keeps a lane that comes before its task starts and opens it as the task starts; one for a task withdrawn unstarted closes', async () => {
+    const worker = fakeWorker();
+    reader(2);
+    // A sandbox frame hands lanes over apart from the host's messages: these overtook their starts.
+    const early = new FakeLane();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: early });
+    const gone = new FakeLane();
+    worker.send({ type: 'lane-in', tid: 'job1.6', from: 'job1.1', channel: gone });
+    worker.send({ type: 'starts', tasks: [5, 6].map((i) => ({ type: 'start', task: { tid: `job1.${i}`, attempt: 1, jobId: 'job1', parent: null, name: null, input: null, resume: null, seed: 1, timeoutMs: null, programUrl: HOOKED_PROGRAM }, checkpointIntervalMs: 0 })) });
+    worker.send({ type: 'withdraw', tids: ['job1.6'] });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    expect([early.readyState, gone.readyState]).toEqual(['open', 'closed']);
+    early.write('job1.1', 1, 'one');
+    early.write('job1.1', 2, 'two');
+    expect(await done).toMatchObject({ ok: true, value: ['one', 'two'] });
+    expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2 lane']);
+  });
+
   it('reports lane deliveries at once while its host waits for them (report-now), in batches otherwise', async () => {
     const worker = fakeWorker();
     reader(3);

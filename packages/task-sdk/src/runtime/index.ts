@@ -54,6 +54,14 @@ type Post = (message: FromWorker, transfer?: ArrayBuffer[]) => void;
  */
 const DONES_WAIT_MS = 300;
 type Handlers = { [T in ToWorker['type']]: (message: Extract<ToWorker, { type: T }>) => void };
+type LaneGiven = Extract<ToWorker, { type: 'lane-out' | 'lane-in' }>;
+/** Lanes a worker keeps for tasks it has not started yet (a lane is one per pair, a worker's tasks few at once). */
+const MAX_EARLY_LANES = 256;
+
+function openLane(task: { messaging: TaskMessaging; arrivals: Arrivals }, lane: LaneGiven): void {
+  if (lane.type === 'lane-out') task.messaging.openLane(lane.to, lane.channel);
+  else task.arrivals.openLane(lane.from, lane.channel);
+}
 
 /**
  * Runs tasks in this worker as `start` messages arrive. Tasks interleave at their awaits (a task
@@ -107,6 +115,14 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
   const running = new Map<string, { messaging: TaskMessaging; arrivals: Arrivals }>();
   /** Envelopes delivered before their task's start, handed to it as it starts. */
   const early = new Map<string, Uint8Array[]>();
+  /**
+   * Lanes that came before their task's start, opened as it starts: a sandbox frame hands lanes
+   * over apart from the host's messages, so one may overtake the `starts` it belongs to. Closing
+   * it instead would be worse than slow: a lane closed before its sender's end is made leaves that
+   * end open on a stream nobody reads. One whose other end closes meanwhile leaves the list.
+   */
+  const earlyLanes = new Map<string, LaneGiven[]>();
+  let earlyLaneCount = 0;
   /** Tasks asked to freeze by message, where no shared flag exists. */
   const freezing = new Set<string>();
 
@@ -140,6 +156,9 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     const counters = resume && { sent: resume.sent ?? [], requests: resume.requests ?? 0 };
     const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
     running.set(tid, { messaging, arrivals });
+    for (const lane of earlyLanes.get(tid) ?? []) if (lane.channel.readyState !== 'closed') openLane({ messaging, arrivals }, lane);
+    earlyLaneCount -= earlyLanes.get(tid)?.length ?? 0;
+    earlyLanes.delete(tid);
     const end = (): void => {
       arrivals.flush();
       arrivals.close();
@@ -154,6 +173,21 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     );
   };
 
+  const laneGiven = (lane: LaneGiven): void => {
+    const task = running.get(lane.tid);
+    if (task) return openLane(task, lane);
+    if (earlyLaneCount >= MAX_EARLY_LANES) return lane.channel.close();
+    earlyLanes.set(lane.tid, [...(earlyLanes.get(lane.tid) ?? []), lane]);
+    earlyLaneCount += 1;
+    lane.channel.addEventListener('close', () => {
+      const waiting = earlyLanes.get(lane.tid);
+      if (!waiting?.includes(lane)) return;
+      earlyLaneCount -= 1;
+      if (waiting.length === 1) earlyLanes.delete(lane.tid);
+      else earlyLanes.set(lane.tid, waiting.filter((l) => l !== lane));
+    });
+  };
+
   const handlers: Handlers = {
     start: (start) => launch(start, post),
     starts: ({ tasks }) => {
@@ -164,6 +198,7 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
       const asked = new Set(tids);
       const withdrawn = queued.filter((start) => asked.has(start.task.tid)).map((start) => start.task.tid);
       for (let i = queued.length - 1; i >= 0; i--) if (asked.has(queued[i]!.task.tid)) queued.splice(i, 1);
+      for (const tid of withdrawn) for (const lane of earlyLanes.get(tid) ?? []) lane.channel.close();
       post({ type: 'withdrawn', tids: withdrawn });
     },
     deliver: (deliver) => {
@@ -175,18 +210,10 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     freeze: (freeze) => {
       if (running.has(freeze.tid)) freezing.add(freeze.tid);
     },
-    'lane-out': (lane) => {
-      const task = running.get(lane.tid);
-      if (task) task.messaging.openLane(lane.to, lane.channel);
-      else lane.channel.close();
-    },
+    'lane-out': (lane) => laneGiven(lane),
     'lane-close': (lane) => running.get(lane.tid)?.messaging.closeLane(lane.to),
     'report-now': (report) => running.get(report.tid)?.arrivals.reportNow(),
-    'lane-in': (lane) => {
-      const task = running.get(lane.tid);
-      if (task) task.arrivals.openLane(lane.from, lane.channel);
-      else lane.channel.close();
-    },
+    'lane-in': (lane) => laneGiven(lane),
     // A relay lane's socket is opened only for a task that runs here; one the browser will not
     // open (a policy without the lane path) counts as a lane that closed at once.
     'relay-lane-out': (lane) => {
