@@ -131,6 +131,21 @@ describe('Lanes, on the receiver’s page', () => {
     expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBeNull();
   });
 
+  it('takes a pair’s new lane in place of the one it had: its sender asks again only once it gave that one up', () => {
+    const p = page({ running: ['joba.7'] });
+    const fromA = p.carrier('peer-a', false);
+    const fromC = p.carrier('peer-c', false);
+    p.lanes.control(fromA, laneControlBytes({ op: 'open', id: 2, from: 'joba.1', to: 'joba.7' }));
+    // the sender left that host, whose worker's end stays open as it ends, and asks from another
+    p.lanes.control(fromC, laneControlBytes({ op: 'open', id: 4, from: 'joba.1', to: 'joba.7' }));
+    expect(fromC.sent).toEqual([{ op: 'ready', id: 4 }]);
+    expect(p.lanes.carrierIn({ from: 'joba.1', to: 'joba.7' })).toBe(fromC);
+    expect(p.lanes.count).toBe(1);
+    p.lanes.taskGone('joba.7');
+    expect(fromC.sent.at(-1)).toEqual({ op: 'gone', id: 4 });
+    expect(fromA.sent).toEqual([{ op: 'ready', id: 2 }]);
+  });
+
   it('answers only once its frame has handed the receiving task its end, and refuses if it could not', () => {
     const waiting: ((ok: boolean) => void)[] = [];
     const lanes = new Lanes({

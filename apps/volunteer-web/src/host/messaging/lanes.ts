@@ -172,10 +172,12 @@ export class Lanes {
     const key = pairKey(pair);
     // The other page opened lanes of the parity opposite to this page's.
     const theirParity = carrier.outgoing ? 1 : 0;
+    // A lane the pair had is over: its sender's page asks again only once it gave that one up
+    // (refused, gone, closed, or its task left, whose worker's end does not close as it ends).
+    const previous = this.#receiving.get(key);
     const acceptable =
       id % 2 === theirParity &&
-      !this.#receiving.has(key) &&
-      this.count < (this.#options.maxLanes ?? MAX_LANES) &&
+      this.count - (previous ? 1 : 0) < (this.#options.maxLanes ?? MAX_LANES) &&
       parseTid(pair.from).jobId === parseTid(pair.to).jobId;
     if (!acceptable) {
       carrier.send(FrameKind.lane, encodeControl({ op: 'refused', id }));
