@@ -5,7 +5,7 @@ import { LIMITS } from './limits.ts';
 import { Attempt, Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
 /** Bumped on any change a peer of the previous version could not parse. */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 
 const Fraction = z.number().min(0).max(1);
 
