@@ -196,6 +196,30 @@ test('a task that crashes its worker fails alone: another job’s tasks on the s
   await tab.close();
 });
 
+test('a task that tells its frame it froze, unasked, ends only its own worker and fails: the job’s other tasks finish', async ({ browser, api }) => {
+  const tab = await openHost(browser, api.baseUrl, 2);
+  // What the runtime tells the frame as a frozen task's state leaves it (a port and the state); task code can say it too.
+  const id = await api.submit({
+    name: 'false freeze',
+    program: `export default async (ctx, x) => {
+      if (x === 0) {
+        const { port1 } = new MessageChannel();
+        postMessage({ type: 'frozen', port: port1, message: null, transfer: [] }, [port1]);
+        await new Promise(() => {});
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      return x;
+    }`,
+    inputs: [0, 1, 2, 3],
+    maxAttempts: 1,
+  });
+  const failed = await api.waitForState(id, 'failed');
+  expect(failed.tasks).toMatchObject({ total: 4, failed: 1, done: 3 });
+  expect(failed.error?.message).toContain('the task worker ended itself without being asked to leave');
+  expect((await tab.snapshot()).connection).toBe('connected');
+  await tab.close();
+});
+
 test('a job whose task exhausts memory loses only its own tab’s sandbox: the host page and another job’s tasks go on', async ({ api }) => {
   // A browser of its own, its heaps capped, so that running out of memory comes soon and stays small.
   const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, '--js-flags=--max-old-space-size=256'] });

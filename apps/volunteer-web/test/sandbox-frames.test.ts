@@ -46,7 +46,7 @@ function setup(program: () => Promise<string> = () => Promise.resolve('export de
   const handles: TaskWorkerHandle[] = [];
   const errors: [string, string][] = [];
   const spawn = (jobId: string) => {
-    const listener: TaskWorkerListener = { message: () => undefined, error: (code, message) => errors.push([code, message]) };
+    const listener: TaskWorkerListener = { message: () => undefined, error: (code, message) => errors.push([code, message]), stopped: (at) => errors.push(['stopped', String(at)]) };
     const handle = frames.spawn(job(jobId), listener);
     handles.push(handle);
     return handle;
@@ -102,7 +102,7 @@ describe('SandboxFrames', () => {
     expect(t.iframes[0]!.contentWindow.received.at(-1)).toEqual({ type: 'flags', items: [{ id: 0, op: 'or', cell: 4, bits: 1 }] });
   });
 
-  it('hands a worker error to that worker alone, and ignores what does not come from a frame of its own', async () => {
+  it('hands a worker error or stop to that worker alone, and ignores what does not come from a frame of its own', async () => {
     const t = setup();
     t.spawn('joba');
     t.spawn('joba');
@@ -110,7 +110,12 @@ describe('SandboxFrames', () => {
     t.fromFrame(t.iframes[0]!, { type: 'worker-error', id: 1, message: 'boom' });
     t.fromFrame(new FakeIframe(), { type: 'worker-error', id: 0, message: 'forged' });
     t.fromFrame(t.iframes[0]!, { type: 'worker-error', id: 0, extra: 'x' } as unknown as FromSandbox);
-    expect(t.errors).toEqual([['E_TASK_FAILED', 'boom']]);
+    // when the frame ended a worker, in this page's clock (never later than now)
+    t.fromFrame(t.iframes[0]!, { type: 'worker-stopped', id: 0, at: performance.timeOrigin + performance.now() + 60_000 });
+    expect(t.errors).toEqual([
+      ['E_TASK_FAILED', 'boom'],
+      ['stopped', String(performance.now())],
+    ]);
   });
 
   it('fails every worker of a frame silent for 10 s (its process died), and pings those that answer', async () => {

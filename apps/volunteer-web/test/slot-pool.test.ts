@@ -261,6 +261,37 @@ describe('SlotPool evacuation', () => {
     expect(left).toHaveLength(1);
   });
 
+  it('counts a worker ended as its task froze as giving the CPU back then, and waits past the grace for the state it handed on', () => {
+    vi.useFakeTimers();
+    let now = 0;
+    const { pool, workers, left } = setup(1, false, () => now);
+    pool.assign([assignment('joba', 0)]);
+    pool.evacuate('all', 20);
+    now = 9;
+    workers[0]!.listener.stopped(6);
+    // a large state from another process takes longer to come in than the grace
+    now = 45;
+    vi.advanceTimersByTime(45);
+    expect(left).toEqual([]);
+    workers[0]!.emit(frozen('joba.0'));
+    expect(left).toEqual([expect.objectContaining({ started: true, frozen: expect.objectContaining({ received: 2 }), obtrusivenessMs: 6 })]);
+  });
+
+  it('lets a task whose worker was ended leave without its state if the state never comes, and fails a task whose worker stopped unasked', () => {
+    vi.useFakeTimers();
+    const { pool, workers, left, outcomes } = setup(2);
+    pool.assign([assignment('joba', 0), assignment('joba', 1)]);
+    pool.evacuate(new Set(['joba.0']), 20);
+    workers[0]!.listener.stopped(1);
+    vi.advanceTimersByTime(4_999);
+    expect(left).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(left).toEqual([expect.objectContaining({ started: true, frozen: null })]);
+
+    workers[1]!.listener.stopped(2);
+    expect(outcomes).toEqual([expect.objectContaining({ tid: 'joba.1', ok: false, error: { code: 'E_TASK_FAILED', message: 'the task worker ended itself without being asked to leave' } })]);
+  });
+
   it('lets queued tasks leave as they came, and only the tasks asked for', () => {
     const { pool, workers, left } = setup(1);
     pool.assign([assignment('joba', 0), assignment('joba', 1), assignment('joba', 2)]);

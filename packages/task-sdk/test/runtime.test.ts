@@ -218,7 +218,7 @@ describe('freeze and resume', () => {
     'export default async (ctx) => { let s = ctx.resume ?? { i: 0, got: [] }; while (s.i < 1e9) { s = { ...s, i: s.i + 1 }; await ctx.checkpoint(s); if (s.i % 50 === 0) await new Promise((r) => setTimeout(r, 0)); } }',
   );
 
-  it('stops at the next checkpoint after a freeze message and reports it frozen, with counters and unread deliveries', async () => {
+  it('stops at the next checkpoint after a freeze message and reports it frozen, with counters and unread deliveries, as its last message', async () => {
     const worker = fakeWorker();
     void worker.run({ programUrl: LOOP }, 60_000);
     await settle();
@@ -227,6 +227,8 @@ describe('freeze and resume', () => {
     await expect.poll(() => worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);
     const frozen = worker.of('checkpoint').find((c) => c.frozen)!;
     expect(frozen).toMatchObject({ received: 2, unread: [1, 2], checkpoint: { sent: [], requests: 0 } });
+    // the frozen state goes as the worker's last message, after which it may end
+    expect(worker.last).toEqual([frozen]);
     const before = (frozen.checkpoint.state as { i: number }).i;
     await new Promise((r) => setTimeout(r, 20));
     expect(worker.of('checkpoint').filter((c) => c.frozen)).toHaveLength(1);

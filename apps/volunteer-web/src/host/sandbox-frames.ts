@@ -209,6 +209,10 @@ export class SandboxFrames {
       case 'worker-error':
         frame.listeners.get(message.id)?.error('E_TASK_FAILED', message.message);
         return;
+      case 'worker-stopped':
+        // The frame's clock and this page's count from different origins of one time line.
+        frame.listeners.get(message.id)?.stopped(Math.min(performance.now(), message.at - performance.timeOrigin));
+        return;
       case 'signal':
         if (frame.links.has(message.link)) this.#links.get(message.link)?.events.signal(message.signal);
         return;

@@ -92,7 +92,8 @@ interface HandedTask {
    * Set once the task was asked to leave: when, how long it may take to reach a safe point, and
    * the timer that ends that grace (set once it runs).
    */
-  leaving: { since: number; graceMs: number; grace: Timer | null } | null;
+  /** Asked to leave at `since`; `stoppedAt`: its worker was ended as it froze (the CPU free from then), its state on the way. */
+  leaving: { since: number; graceMs: number; grace: Timer | null; stoppedAt?: number } | null;
   /** Asked back by `giveBack` while it waited in the worker: given back if the worker says it never started. */
   givingBack: boolean;
 }
@@ -124,6 +125,8 @@ const PERSIST_TICK_MIN_MS = 20;
 const HANDED_MS = 500;
 /** How much each finished task moves a job's mean duration. */
 const DURATION_WEIGHT = 0.2;
+/** A task whose worker was ended as it froze waits this long for its state before it leaves without it. */
+const STATE_WAIT_MS = 5_000;
 
 const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
 
@@ -426,7 +429,9 @@ export class SlotPool {
   /** MPVM's freeze for the running task: stop at the next safe point, or be terminated once the grace is over. */
   #freeze(slot: Slot, task: HandedTask): void {
     const leaving = task.leaving!;
-    leaving.grace = this.#clock.setTimeout(() => this.#leave(slot, task, null, leaving.since), leaving.graceMs);
+    this.#clock.clear(leaving.grace);
+    const waitMs = leaving.stoppedAt === undefined ? leaving.graceMs : STATE_WAIT_MS;
+    leaving.grace = this.#clock.setTimeout(() => this.#leave(slot, task, null, leaving.since), waitMs);
     const cells = slot.worker?.cells;
     if (cells) cells.or(task.cell, SAFE_POINT_FLAGS.freeze);
     else slot.worker?.post({ type: 'freeze', tid: task.assignment.tid });
@@ -447,6 +452,9 @@ export class SlotPool {
         const head = slot.tasks[0];
         if (head) this.#abort(slot, head, { code, message: message.slice(0, LIMITS.logLineChars) });
         else this.#dropWorker(slot);
+      },
+      stopped: (at) => {
+        if (slot.worker === worker) this.#stopped(slot, at);
       },
     });
     slot.worker = worker;
@@ -607,12 +615,30 @@ export class SlotPool {
     if (flagged) this.#persistTimer = this.#clock.setTimeout(() => this.#raisePersist(), this.#persistEveryMs());
   }
 
+  /**
+   * The worker was ended as its task froze (a sandbox frame ends it as the state leaves it): the
+   * CPU was free from `at`, and the state, posted before, is on its way — from another process a
+   * large one takes longer than the freeze's grace. A worker that stops with no task asked to
+   * leave did so on task code's word: its task fails.
+   */
+  #stopped(slot: Slot, at: number): void {
+    const leaving = slot.tasks.filter((task) => task.leaving);
+    if (!leaving.length) {
+      const head = slot.tasks[0];
+      if (head) this.#abort(slot, head, { code: 'E_TASK_FAILED', message: 'the task worker ended itself without being asked to leave' });
+      else this.#dropWorker(slot);
+      return;
+    }
+    for (const task of leaving) task.leaving!.stoppedAt = Math.max(task.leaving!.since, at);
+    if (slot.tasks[0]?.leaving) this.#freeze(slot, slot.tasks[0]);
+  }
+
   /** The running task goes with `frozen` (or none): its worker is terminated at once, giving the CPU back. */
   #leave(slot: Slot, task: HandedTask, frozen: WorkerCheckpoint | null, since: number): void {
     if (slot.tasks[0] !== task) return;
     this.#remove(slot, task);
     this.#dropWorker(slot);
-    const obtrusivenessMs = Math.max(0, this.#now() - since);
+    const obtrusivenessMs = Math.max(0, (task.leaving?.stoppedAt ?? this.#now()) - since);
     this.#options.events.left({ assignment: task.assignment, started: true, frozen, obtrusivenessMs });
     this.#pump();
     this.#options.events.change();

@@ -23,6 +23,8 @@ export interface TaskWorkerHandle {
 export interface TaskWorkerListener {
   message(data: unknown): void;
   error(code: ErrorCode, message: string): void;
+  /** The worker was ended at `at` (the page's `performance.now()`) as its task froze; what it posted before may still be on its way. */
+  stopped(at: number): void;
 }
 
 /** The job whose tasks the worker will run: a worker loads one job's program and holds nothing of another's. */

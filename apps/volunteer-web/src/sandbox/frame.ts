@@ -1,4 +1,4 @@
-import { FromSandbox, LIMITS, MAX_HANDED, ToSandbox, type SandboxBoot, type SandboxPort } from '@webpvm/vm-protocol';
+import { FromSandbox, LIMITS, MAX_HANDED, ToSandbox, WorkerToFrame, type SandboxBoot, type SandboxPort } from '@webpvm/vm-protocol';
 import { FrameLinks } from './frame-links.ts';
 
 /**
@@ -7,6 +7,14 @@ import { FrameLinks } from './frame-links.ts';
  * links to other hosts' frames, whose lanes it hands to the workers. It runs no task code itself. `source` is this very script: each worker is started from it (task-worker.ts).
  */
 export function runFrame(source: string): void {
+  // A macrotask that a hidden page's timer throttling does not delay, as setTimeout would be.
+  const later: (() => void)[] = [];
+  const tick = new MessageChannel();
+  tick.port1.onmessage = () => later.shift()?.();
+  const nextTask = (run: () => void): void => {
+    later.push(run);
+    tick.port2.postMessage(null);
+  };
   const workerUrl = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
   // The frame's own SharedArrayBuffers: none can cross from the page into this agent cluster.
   const isolated = globalThis.crossOriginIsolated === true;
@@ -27,7 +35,26 @@ export function runFrame(source: string): void {
       toPage({ type: 'worker-error', id, message: `the task worker could not start: ${String(error)}`.slice(0, LIMITS.logLineChars) });
       return;
     }
-    // No onmessage: what task code posts to its own global scope lands here unheard.
+    // The one thing a worker tells its frame: its task froze, so it ends now and its state goes on
+    // from here. Task code may say it too, and then only ends its own worker, which the page
+    // counts against its task.
+    worker.onmessage = ({ data }) => {
+      const frozen = WorkerToFrame.safeParse(data);
+      if (!frozen.success || workers.get(id)?.worker !== worker) return;
+      worker.terminate();
+      workers.delete(id);
+      toPage({ type: 'worker-stopped', id, at: performance.timeOrigin + performance.now() });
+      // The state goes in a task of its own: copying a large one to the page's process takes this
+      // thread tens of milliseconds, and the notice above would only leave once it is over.
+      const { port, message, transfer } = frozen.data;
+      nextTask(() => {
+        try {
+          port.postMessage(message, transfer);
+        } finally {
+          port.close();
+        }
+      });
+    };
     worker.onerror = (event) => {
       event.preventDefault();
       toPage({ type: 'worker-error', id, message: (event.message || 'the task worker failed').slice(0, LIMITS.logLineChars) });

@@ -1,5 +1,5 @@
 import { runTaskWorker, type WorkerScope } from '@webpvm/task-sdk/runtime';
-import { SandboxBoot } from '@webpvm/vm-protocol';
+import { SandboxBoot, type WorkerToFrame } from '@webpvm/vm-protocol';
 
 /**
  * A task worker in a job's sandbox frame (frame.ts): a classic worker from a blob: URL, whose
@@ -18,6 +18,9 @@ export function bootTaskWorker(): void {
     for (let scope: object | null = self; scope; scope = Object.getPrototypeOf(scope)) Reflect.deleteProperty(scope, name);
     if (name in self) throw new Error(`the task worker cannot take ${name} away from task code`);
   }
+  // The worker's own postMessage, to its frame; taken before task code can replace it.
+  const worker = self as unknown as { postMessage(message: WorkerToFrame, transfer: Transferable[]): void };
+  const toFrame = worker.postMessage.bind(worker);
 
   const boot = (event: MessageEvent): void => {
     const parsed = SandboxBoot.safeParse(event.data);
@@ -26,7 +29,8 @@ export function bootTaskWorker(): void {
     const { programUrl, source, flags } = parsed.data;
     // The schema checked that it is a MessagePort.
     const port = parsed.data.port as unknown as MessagePort;
-    runTaskWorker(pageScope(port), {
+    const frozen = (message: unknown, transfer: ArrayBuffer[]): void => toFrame({ type: 'frozen', port, message, transfer }, [port, ...transfer]);
+    runTaskWorker(pageScope(port, frozen), {
       flags,
       importProgram: async (url) => {
         if (url !== programUrl) throw new Error(`this sandbox holds the program ${programUrl}, not ${url}`);
@@ -42,8 +46,9 @@ export function bootTaskWorker(): void {
  * The host page's end of the worker, and the lanes the frame hands over (frame-links.ts): a data
  * channel can be transferred only from where it is made, so lanes come from the frame, not the page.
  */
-function pageScope(port: MessagePort): WorkerScope {
+function pageScope(port: MessagePort, frozen: WorkerScope['frozen']): WorkerScope {
   return {
+    frozen,
     postMessage: (message, transfer = []) => port.postMessage(message, transfer),
     addEventListener: (_type, listener) => {
       port.addEventListener('message', ({ data }) => listener({ data }));

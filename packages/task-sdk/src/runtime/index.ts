@@ -23,6 +23,12 @@ export interface WorkerScope {
   /** `transfer` moves buffers instead of copying them (a frozen task never touches its state again). */
   postMessage(message: unknown, transfer?: ArrayBuffer[]): void;
   addEventListener(type: 'message', listener: (event: { data: unknown }) => void): void;
+  /**
+   * Posts a frozen task's state, the worker's last message: nothing runs here after it, so the
+   * worker may end at once instead of once its host has taken the state in (a sandbox frame ends
+   * it and sends the state on itself). Without it the state is posted like any message.
+   */
+  frozen?(message: unknown, transfer: ArrayBuffer[]): void;
 }
 
 /** Where the worker runs, when it is not in the host's own origin. */
@@ -87,6 +93,11 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
   const post: Post = (message, transfer) => {
     flushDones();
     scope.postMessage(message, transfer);
+  };
+  const postLast: Post = (message, transfer = []) => {
+    flushDones();
+    if (scope.frozen) scope.frozen(message, transfer);
+    else scope.postMessage(message, transfer);
   };
   /** The worker's safe-point cells, where it has them. */
   const flagCells: Int32Array | null = options.flags ? new Int32Array(options.flags) : null;
@@ -167,7 +178,7 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
       freezing.delete(tid);
     };
     const flag = flagCells && start.flag !== undefined ? { cells: flagCells, index: start.flag } : null;
-    const safePoint = { messaging, mailbox, arrivals, flag, freezeAsked: () => freezing.has(tid) };
+    const safePoint = { messaging, mailbox, arrivals, flag, freezeAsked: () => freezing.has(tid), postLast };
     runTask(start, load, safePoint, end, post, finish).catch((error: unknown) =>
       console.error('webpvm runtime: cannot report to the host', error),
     );
@@ -256,6 +267,8 @@ interface SafePoint {
   /** The task's cell of the worker's safe-point cells. */
   flag: { cells: Int32Array; index: number } | null;
   freezeAsked(): boolean;
+  /** Posts the frozen state as the worker's last message (the host runs one task at a time in a worker, `starts`). */
+  postLast: Post;
 }
 
 /** Runs one task to its end, calls `end` before its outcome goes to `finish`, so nothing the task does afterwards is sent. */
@@ -306,7 +319,7 @@ async function runTask(
   finish({ type: 'done', tid: task.tid, ok: true, value: result });
 }
 
-function createContext(start: StartTask, { messaging, mailbox, arrivals, flag, freezeAsked }: SafePoint, post: Post): TaskContext {
+function createContext(start: StartTask, { messaging, mailbox, arrivals, flag, freezeAsked, postLast }: SafePoint, post: Post): TaskContext {
   const { task, checkpointIntervalMs } = start;
   const { tid } = task;
   const rng = task.resume ? Rng.fromState(task.resume.rng) : Rng.fromSeed(task.seed);
@@ -328,7 +341,7 @@ function createContext(start: StartTask, { messaging, mailbox, arrivals, flag, f
     if (size > LIMITS.stateBytes) {
       throw new WebpvmError('E_TOO_LARGE', `the checkpoint state is ${size} bytes, over the limit of ${LIMITS.stateBytes}`);
     }
-    post(
+    (freeze ? postLast : post)(
       {
         type: 'checkpoint',
         tid,

@@ -12,29 +12,35 @@ export type Answer = { ok: true; value: unknown } | { ok: false; error: ErrorBod
  */
 export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer, options: TaskWorkerOptions = {}) {
   const posted: FromWorker[] = [];
+  /** Messages posted as the worker's last (`frozen`), after which it may end. */
+  const last: FromWorker[] = [];
   const transfers = new WeakMap<FromWorker, readonly ArrayBuffer[]>();
   const waiting = new Map<string, (done: Done) => void>();
   let listener: ((event: { data: unknown }) => void) | undefined;
   const send = (data: unknown): void => listener!({ data });
+  const receive = (message: unknown, transfer: ArrayBuffer[] = []): FromWorker => {
+    const parsed = FromWorker.parse(message);
+    posted.push(parsed);
+    transfers.set(parsed, transfer);
+    if (parsed.type === 'done') waiting.get(parsed.tid)?.(parsed);
+    if (parsed.type === 'request' && answer) {
+      const { tid, requestId, op } = parsed;
+      queueMicrotask(() => send({ type: 'reply', tid, requestId, ...answer(op, tid) }));
+    }
+    return parsed;
+  };
   runTaskWorker({
-    postMessage: (message, transfer = []) => {
-      const parsed = FromWorker.parse(message);
-      posted.push(parsed);
-      transfers.set(parsed, transfer);
-      if (parsed.type === 'done') waiting.get(parsed.tid)?.(parsed);
-      if (parsed.type === 'request' && answer) {
-        const { tid, requestId, op } = parsed;
-        queueMicrotask(() => send({ type: 'reply', tid, requestId, ...answer(op, tid) }));
-      }
-    },
+    postMessage: (message, transfer) => void receive(message, transfer),
     addEventListener: (_type, l) => {
       listener = l;
     },
+    frozen: (message, transfer) => void last.push(receive(message, transfer)),
   }, options);
   const of = <T extends FromWorker['type']>(type: T, tid = 'job1.0'): Extract<FromWorker, { type: T }>[] =>
     posted.filter((m): m is Extract<FromWorker, { type: T }> => m.type === type && 'tid' in m && m.tid === tid);
   return {
     posted,
+    last,
     send,
     run(task: Partial<TaskAssignment> & { programUrl: string }, checkpointIntervalMs = 0): Promise<Done> {
       const full: TaskAssignment = {
