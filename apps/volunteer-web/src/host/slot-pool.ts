@@ -7,7 +7,6 @@
  */
 import {
   LIMITS,
-  MAX_HANDED,
   SAFE_POINT_FLAGS,
   type ErrorBody,
   type FromWorker,
@@ -19,6 +18,7 @@ import {
   type TaskRef,
   type ToWorker,
 } from '@webpvm/vm-protocol';
+import { BatchDepth } from './batch-depth.ts';
 import type { DeliveryReport } from './messaging/inboxes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
 import { checkDelivered, checkLaneSent, checkSend, parseWorkerReport } from './worker-reports.ts';
@@ -115,16 +115,6 @@ interface Slot {
 
 /** The checkpoint interval may be 0 (every call): the page still raises the bit at most this often. */
 const PERSIST_TICK_MIN_MS = 20;
-/**
- * A worker is handed about this much of a job's work at once: one task when its tasks take
- * longer, up to MAX_HANDED when they take a fraction of a millisecond. A long task is never held
- * up behind another, and each batch — its outcomes' IndexedDB transaction, result frame and
- * acknowledgement — costs the page, the browser and the coordinator ~2 ms of CPU in all: at
- * this size, a few per cent of the work at most (bench:throughput's CPU-bound rows).
- */
-const HANDED_MS = 500;
-/** How much each finished task moves a job's mean duration. */
-const DURATION_WEIGHT = 0.2;
 /** A task whose worker was ended as it froze waits this long for its state before it leaves without it. */
 const STATE_WAIT_MS = 5_000;
 
@@ -146,7 +136,7 @@ export class SlotPool {
   /** Slots by the tids handed to them: every message a task sends or receives looks its task up. */
   #running = new Map<string, Slot>();
   /** Per job, how long its tasks take (ms, a moving mean): how many of them a worker is handed. */
-  #durations = new Map<string, number>();
+  #depth = new BatchDepth();
   #queue: TaskAssignment[] = [];
   #extras = new Map<string, StartExtras>();
   #workersStarted = 0;
@@ -361,16 +351,9 @@ export class SlotPool {
     if (task.leaving?.grace) this.#clock.clear(task.leaving.grace);
   }
 
-  /** How many tasks of the job one worker may be handed: about HANDED_MS of their work. */
-  #depth(jobId: string): number {
-    const ms = this.#durations.get(jobId);
-    if (ms === undefined) return 1;
-    return Math.max(1, Math.min(MAX_HANDED, Math.floor(HANDED_MS / Math.max(ms, 0.01))));
-  }
-
   #pump(): void {
     for (let next = this.#queue[0]; next; next = this.#queue[0]) {
-      const depth = this.#depth(next.jobId);
+      const depth = this.#depth.of(next.jobId);
       const slot = this.#slotFor(next.jobId, depth);
       if (!slot) return;
       let take = 0;
@@ -546,10 +529,7 @@ export class SlotPool {
   #measure(slot: Slot, count: number): void {
     const head = slot.tasks[0];
     if (slot.extra || !head) return;
-    const { jobId } = head.assignment;
-    const took = (this.#now() - slot.headSince) / count;
-    const mean = this.#durations.get(jobId);
-    this.#durations.set(jobId, mean === undefined ? took : mean + DURATION_WEIGHT * (took - mean));
+    this.#depth.measured(head.assignment.jobId, this.#now() - slot.headSince, count);
   }
 
   /** The running task's outcome; one for a task no longer handed here (cancelled meanwhile) is ignored. The caller pumps. */
