@@ -4,7 +4,8 @@ import { FrameLinks } from './frame-links.ts';
 /**
  * The main thread of a job's sandbox frame (docs/sandbox.md): an opaque origin with no storage,
  * which starts, flags and stops the job's task workers as its host page asks, and holds the job's
- * links to other hosts' frames, whose lanes it hands to the workers. It runs no task code itself. `source` is this very script: each worker is started from it (task-worker.ts).
+ * links to other hosts' frames, whose lanes it hands to the workers. It runs no task code itself.
+ * `source` is this very script: each worker is started from it (task-worker.ts).
  */
 export function runFrame(source: string): void {
   // A macrotask that a hidden page's timer throttling does not delay, as setTimeout would be.
