@@ -14,6 +14,8 @@ const FRAME_START_MS = 20_000;
  */
 const FRAME_PING_MS = 1_000;
 const FRAME_SILENT_MS = 10_000;
+/** A lane asked of a frame and not made yet, by its link and stream. */
+const laneKey = (link: number, stream: number) => `${link}:${stream}`;
 
 interface Frame {
   job: WorkerJob;
@@ -79,7 +81,7 @@ export class SandboxFrames {
       post: (message, transfer = []) => port1.postMessage(message, transfer),
       lane: (link, stream, gift, made) => {
         if (!frame.listeners.has(id) || this.#links.get(link)?.frame !== frame) return made(false);
-        const key = `${link}:${stream}`;
+        const key = laneKey(link, stream);
         frame.lanes.get(key)?.(false);
         frame.lanes.set(key, made);
         this.#post(frame, { type: 'lane', link, stream, id, gift }, []);
@@ -220,7 +222,7 @@ export class SandboxFrames {
         if (frame.links.has(message.link)) this.#unlinked(frame, message.link);
         return;
       case 'lane-made': {
-        const key = `${message.link}:${message.stream}`;
+        const key = laneKey(message.link, message.stream);
         const made = frame.lanes.get(key);
         frame.lanes.delete(key);
         made?.(message.made);

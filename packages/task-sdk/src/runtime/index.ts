@@ -133,7 +133,6 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
    * end open on a stream nobody reads. One whose other end closes meanwhile leaves the list.
    */
   const earlyLanes = new Map<string, LaneGiven[]>();
-  let earlyLaneCount = 0;
   /** Tasks asked to freeze by message, where no shared flag exists. */
   const freezing = new Set<string>();
 
@@ -168,7 +167,6 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
     running.set(tid, { messaging, arrivals });
     for (const lane of earlyLanes.get(tid) ?? []) if (lane.channel.readyState !== 'closed') openLane({ messaging, arrivals }, lane);
-    earlyLaneCount -= earlyLanes.get(tid)?.length ?? 0;
     earlyLanes.delete(tid);
     const end = (): void => {
       arrivals.flush();
@@ -187,13 +185,13 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
   const laneGiven = (lane: LaneGiven): void => {
     const task = running.get(lane.tid);
     if (task) return openLane(task, lane);
-    if (earlyLaneCount >= MAX_EARLY_LANES) return lane.channel.close();
+    let kept = 0;
+    for (const waiting of earlyLanes.values()) kept += waiting.length;
+    if (kept >= MAX_EARLY_LANES) return lane.channel.close();
     earlyLanes.set(lane.tid, [...(earlyLanes.get(lane.tid) ?? []), lane]);
-    earlyLaneCount += 1;
     lane.channel.addEventListener('close', () => {
       const waiting = earlyLanes.get(lane.tid);
       if (!waiting?.includes(lane)) return;
-      earlyLaneCount -= 1;
       if (waiting.length === 1) earlyLanes.delete(lane.tid);
       else earlyLanes.set(lane.tid, waiting.filter((l) => l !== lane));
     });
