@@ -164,11 +164,15 @@ describe('HostRuntime messaging', () => {
     expect(readLaneControl(lastFrame().payload)).toEqual({ op: 'signal', job: 'joba', signal: offer });
 
     const written = (seq: number) => encodeMessage({ from: 'joba.0', to: 'joba.5', tag: 1, seq, data: seq });
-    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(3), written(4)] });
-    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(5)] });
+    host.workers[0]!.emit({ type: 'lane-wrote', tid: 'joba.0', pairs: [{ to: 'joba.5', seq: 4, count: 2 }] });
+    host.workers[0]!.emit({ type: 'lane-wrote', tid: 'joba.0', pairs: [{ to: 'joba.5', seq: 5, count: 1 }] });
     expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 4, laneOut: 3 });
+    // the receiver's host acknowledges: the worker, which keeps its copies, hears of it
     const ack = encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.5', seq: 3 });
     conn.events!.data(toFrames(FrameKind.envelope, ack, 1)[0]!.buffer);
+    expect(host.workers[0]!.received).toContainEqual({ type: 'lane-acked', tid: 'joba.0', to: 'joba.5', seq: 3 });
+    // the lane closes: the worker hands over its copies, one of them acknowledged before its ack reached the worker
+    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(3), written(4), written(5)] });
     host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
     await vi.advanceTimersByTimeAsync(60);
     expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.0>joba.5:1', 'joba.0>joba.5:4', 'joba.0>joba.5:5']);
@@ -193,9 +197,11 @@ describe('HostRuntime messaging', () => {
       url: `ws://coordinator/lane?token=${token}`,
     });
     const written = (seq: number) => encodeMessage({ from: 'joba.0', to: 'joba.5', tag: 1, seq, data: seq });
-    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(3), written(4)] });
+    host.workers[0]!.emit({ type: 'lane-wrote', tid: 'joba.0', pairs: [{ to: 'joba.5', seq: 4, count: 2 }] });
     expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 0, relayOut: 4, relayLaneOut: 2 });
     host.socket().receiveBinary(encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.5', seq: 3 }));
+    expect(host.workers[0]!.received).toContainEqual({ type: 'lane-acked', tid: 'joba.0', to: 'joba.5', seq: 3 });
+    host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [written(4)] });
     host.workers[0]!.emit({ type: 'lane-closed', tid: 'joba.0', to: 'joba.5' });
     await vi.advanceTimersByTimeAsync(60);
     // the two first went through the relay, and the copy not acknowledged goes again once the lane closed
@@ -226,5 +232,15 @@ describe('HostRuntime messaging', () => {
     host.workers[0]!.emit({ type: 'lane-sent', tid: 'joba.0', envelopes: [encodeMessage({ from: 'joba.1', to: 'joba.5', tag: 1, seq: 1, data: 0 })] });
     await settle();
     expect(host.runtime.snapshot().failed).toBe(1);
+  });
+
+  it('fails a task that says it wrote on a lane to a task of another job', async () => {
+    const host = await startHost();
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    host.workers[0]!.emit({ type: 'lane-wrote', tid: 'joba.0', pairs: [{ to: 'jobb.5', seq: 1, count: 1 }] });
+    await settle();
+    expect(host.runtime.snapshot().failed).toBe(1);
+    expect(host.runtime.snapshot().messages).toMatchObject({ channelOut: 0, laneOut: 0 });
   });
 });

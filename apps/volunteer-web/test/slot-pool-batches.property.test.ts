@@ -142,6 +142,7 @@ describe('SlotPool batches, under any interleaving', () => {
             log: () => undefined,
             started: (ref) => void startedTids.add(ref.tid),
             send: () => undefined,
+            laneWrote: () => undefined,
             laneSent: () => undefined,
             delivered: () => undefined,
             laneClosed: () => undefined,

@@ -27,6 +27,7 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
       log: (_ref, line) => logs.push(line),
       started: (ref) => started.push(ref.tid),
       send: (ref, message) => sends.push([ref, message]),
+      laneWrote: () => undefined,
       laneSent: (ref, message) => laneSends.push([ref, message]),
       laneClosed: () => undefined,
       delivered: () => undefined,

@@ -100,6 +100,12 @@ export const LaneClose = z.object({ type: z.literal('lane-close'), tid: z.string
  */
 export const ReportNow = z.object({ type: z.literal('report-now'), tid: z.string() });
 
+/**
+ * The host of `to` acknowledged the messages of `tid` to it up to `seq`: the worker no longer
+ * keeps the ones it wrote on a lane (see `lane-sent`).
+ */
+export const LaneAcked = z.object({ type: z.literal('lane-acked'), tid: z.string(), to: Tid, seq: z.number().int().min(1) });
+
 export const ToWorker = z.discriminatedUnion('type', [
   StartTask,
   StartTasks,
@@ -113,6 +119,7 @@ export const ToWorker = z.discriminatedUnion('type', [
   RelayLaneIn,
   LaneClose,
   ReportNow,
+  LaneAcked,
 ]);
 export type ToWorker = z.infer<typeof ToWorker>;
 
@@ -152,15 +159,31 @@ export const WorkerSend = z.object({ type: z.literal('send'), tid: z.string(), e
 
 export const WorkerRequest = z.object({ type: z.literal('request'), tid: z.string(), requestId: z.number().int().min(1), op: TaskOp });
 
-/** The most entries in one `lane-sent` or `delivered`. */
+/** The most entries in one `lane-sent`, `lane-wrote` or `delivered`. */
 export const REPORT_BATCH = 4096;
 
 const LaneEnvelope = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= LANE_MESSAGE_BYTES, 'an envelope of at most LANE_MESSAGE_BYTES');
 
 /**
- * Messages the task wrote on lanes, as their envelopes, in the order written: the host keeps
- * them until the receivers' hosts acknowledge them, to send them another way should a lane fail.
- * They come in batches, and all of them before the task's next checkpoint.
+ * Per receiver, the last seq the task wrote on lanes and how many messages since the last
+ * report: in batches, all of them before the task's next checkpoint and before any `lane-sent`.
+ */
+export const WorkerLaneWrote = z.object({
+  type: z.literal('lane-wrote'),
+  tid: z.string(),
+  pairs: z
+    .array(z.object({ to: Tid, seq: z.number().int().min(1), count: z.number().int().min(1) }))
+    .min(1)
+    .max(REPORT_BATCH),
+});
+
+/**
+ * Copies of messages the task wrote on lanes and their receivers' hosts have not acknowledged
+ * yet, as their envelopes, in the order written. The worker keeps them (`lane-acked` drops them)
+ * and hands them to the host when they may have to go another way: before a checkpoint (a task
+ * restarted from it does not send them again), when their lane closes, when the task ends. The
+ * host then keeps them until acknowledged. What a worker terminated before it handed them over
+ * took with it, its task, restarted from its checkpoint, sends again.
  */
 export const WorkerLaneSent = z.object({ type: z.literal('lane-sent'), tid: z.string(), envelopes: z.array(LaneEnvelope).min(1).max(REPORT_BATCH) });
 
@@ -198,6 +221,7 @@ export const FromWorker = z.discriminatedUnion('type', [
   WorkerWithdrawn,
   WorkerSend,
   WorkerRequest,
+  WorkerLaneWrote,
   WorkerLaneSent,
   WorkerLaneClosed,
   WorkerDelivered,

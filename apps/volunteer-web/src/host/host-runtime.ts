@@ -102,11 +102,12 @@ export class HostRuntime {
           this.#messaging.router.send(message);
           this.#status.changed();
         },
-        laneSent: (ref, message, bytes) => {
-          this.#progress.countOut(ref);
-          this.#messaging.laneSent(message, bytes);
+        laneWrote: (ref, to, seq, count) => {
+          this.#progress.countOut(ref, count);
+          this.#messaging.laneWrote({ from: ref.tid, to }, seq, count);
           this.#status.changed();
         },
+        laneSent: (_ref, message, bytes) => this.#messaging.laneSent(message, bytes),
         delivered: (ref, entries) => {
           const fromLanes = this.#messaging.delivered(ref.tid, entries);
           if (fromLanes) this.#progress.countIn(ref, fromLanes);

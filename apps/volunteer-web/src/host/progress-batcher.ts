@@ -30,9 +30,9 @@ export class ProgressBatcher {
     this.#task(ref).fraction = fraction;
   }
 
-  /** The task sent one message. */
-  countOut(ref: TaskRef): void {
-    this.#task(ref).messagesOut += 1;
+  /** The task sent `count` messages. */
+  countOut(ref: TaskRef, count = 1): void {
+    this.#task(ref).messagesOut += count;
   }
 
   /** `count` messages reached the task. */

@@ -21,7 +21,7 @@ import {
 import { BatchDepth } from './batch-depth.ts';
 import type { DeliveryReport } from './messaging/inboxes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
-import { checkDelivered, checkLaneSent, checkSend, parseWorkerReport } from './worker-reports.ts';
+import { checkDelivered, checkLaneSent, checkLaneWrote, checkSend, parseWorkerReport } from './worker-reports.ts';
 import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** A checkpoint as the worker reports it (worker.ts). */
@@ -53,7 +53,9 @@ export interface PoolEvents {
   started(ref: TaskRef): void;
   /** A message the task sends; `from` is the task itself and `to` a task of its job. */
   send(ref: TaskRef, message: SealedMessage): void;
-  /** The task wrote this message (its envelope, `bytes`) on a lane (messaging/lanes.ts). */
+  /** The task wrote `count` messages to `to` on a lane (messaging/lanes.ts), the last one `seq`. */
+  laneWrote(ref: TaskRef, to: string, seq: number, count: number): void;
+  /** The task's worker hands over its copy of a message it wrote on a lane (its envelope, `bytes`), not acknowledged yet. */
   laneSent(ref: TaskRef, message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void;
   /** The worker delivered these to the task, in this order (worker.ts `delivered`); a lane's messages come sealed. */
   delivered(ref: TaskRef, entries: DeliveryReport[]): void;
@@ -492,6 +494,12 @@ export class SlotPool {
       case 'send': {
         const checked = checkSend(message.envelope, task.assignment);
         if (checked.ok) events.send({ tid, attempt }, checked.value);
+        else this.#abort(slot, task, checked.error);
+        return;
+      }
+      case 'lane-wrote': {
+        const checked = checkLaneWrote(message.pairs, task.assignment);
+        if (checked.ok) for (const { to, seq, count } of checked.value) events.laneWrote({ tid, attempt }, to, seq, count);
         else this.#abort(slot, task, checked.error);
         return;
       }

@@ -34,6 +34,13 @@ export function checkSend(envelope: Uint8Array, task: TaskAssignment): Checked<S
   return { ok: true, value: read.message };
 }
 
+/** What `task` says it wrote on lanes: to tasks of its job only. */
+export function checkLaneWrote(pairs: Reported<'lane-wrote'>['pairs'], task: TaskAssignment): Checked<Reported<'lane-wrote'>['pairs']> {
+  const stranger = pairs.find(({ to }) => parseTid(to).jobId !== task.jobId);
+  if (stranger) return { ok: false, error: { code: 'E_FORBIDDEN', message: `${task.tid} says it wrote on a lane to ${stranger.to}, a task of another job` } };
+  return { ok: true, value: pairs };
+}
+
 /**
  * The messages `task` wrote on its lanes, in order, up to the first envelope that is not a message
  * of its own to a task of its job: `error` then says why the task fails, after those before it.

@@ -25,10 +25,19 @@ function setup({ p2p = true, held = [] as string[], now = (() => 0) as () => num
   const relayed: Uint8Array[] = [];
   const located: string[][] = [];
   const links = p2p ? new FakeLinks() : null;
-  const router = new PageRouter({ inbox, relay: (bytes) => relayed.push(bytes), locate: (tids) => located.push(tids), links, now, part: () => true });
+  const acked: string[] = [];
+  const router = new PageRouter({
+    inbox,
+    relay: (bytes) => relayed.push(bytes),
+    locate: (tids) => located.push(tids),
+    links,
+    now,
+    part: () => true,
+    acked: (of, by, seq) => acked.push(`${of}>${by}:${seq}`),
+  });
   const relayedSeqs = () => relayed.map(describeEnvelope);
   const deliveredSeqs = (tid: string) => delivered.filter((d) => d.tid === tid).flatMap((d) => d.messages.map((m) => `${m.from}:${m.seq}`));
-  return { router, inbox, holds, delivered, relayed, located, links: links!, relayedSeqs, deliveredSeqs };
+  return { router, inbox, holds, delivered, relayed, located, acked, links: links!, relayedSeqs, deliveredSeqs };
 }
 
 afterEach(() => {
@@ -328,7 +337,24 @@ describe('PageRouter and frames in another task’s name', () => {
 });
 
 describe('PageRouter and lanes', () => {
-  const laneSent = (router: PageRouter, m: SealedMessage, carrier: DataLink | null) => router.laneSent(m, m.envelope, carrier);
+  /** The worker of `m.from` wrote `m` on a lane, and hands its copy over (as it does when the copy may have to go another way). */
+  const laneSent = (router: PageRouter, m: SealedMessage, carrier: DataLink | null) => {
+    router.laneWrote(m, m.seq, 1, carrier === router.relayLink);
+    router.laneSent(m, m.envelope, carrier);
+  };
+
+  it('passes an acknowledgement on to the worker of a sender here, which keeps its lane copies until then', () => {
+    const t = setup({ held: ['joba.1'] });
+    const carrier = t.links.opened('peer-b');
+    t.router.onRoutes([{ tid: 'joba.2', peerId: 'peer-b' }]);
+    t.router.laneWrote({ from: 'joba.1', to: 'joba.2' }, 3, 3, false);
+    expect(t.router.counters).toMatchObject({ channelOut: 3, laneOut: 3, relayOut: 0 });
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.2', seq: 2 }), carrier);
+    // an acknowledgement for a task that never sent from here has no worker to tell
+    t.router.receive(encodeEnvelope({ type: 'ack', of: 'joba.7', by: 'joba.2', seq: 1 }), carrier);
+    expect(t.acked).toEqual(['joba.1>joba.2:2']);
+    expect(t.router.sentBy('joba.1')).toEqual([{ to: 'joba.2', seq: 3 }]);
+  });
 
   it('keeps what a worker wrote on a lane until acknowledged, and relays the rest shortly after the lane closes', () => {
     vi.useFakeTimers();

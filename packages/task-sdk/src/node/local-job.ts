@@ -176,6 +176,7 @@ export class LocalJob {
     progress: () => {},
     // In one process there is no replay log to keep and no lane to give: what a worker says of them is ignored.
     delivered: () => {},
+    'lane-wrote': () => {},
     'lane-sent': () => {},
     'lane-closed': () => {},
     log: (task, { line }) => this.#config.onLog(task.assignment.tid, line),

@@ -222,6 +222,7 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     'lane-out': (lane) => laneGiven(lane),
     'lane-close': (lane) => running.get(lane.tid)?.messaging.closeLane(lane.to),
     'report-now': (report) => running.get(report.tid)?.arrivals.reportNow(),
+    'lane-acked': (ack) => running.get(ack.tid)?.messaging.acked(ack.to, ack.seq),
     'lane-in': (lane) => laneGiven(lane),
     // A relay lane's socket is opened only for a task that runs here; one the browser will not
     // open (a policy without the lane path) counts as a lane that closed at once.

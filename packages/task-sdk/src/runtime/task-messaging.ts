@@ -6,7 +6,7 @@ import { LIMITS } from '@webpvm/vm-protocol/limits';
 import { TaskOp } from '@webpvm/vm-protocol/task';
 import type { Counters } from '@webpvm/vm-protocol/task-image';
 import { encodeValue, type EncodedValue } from '@webpvm/vm-protocol/value-codec';
-import type { FromWorker, ToWorker } from '@webpvm/vm-protocol/worker';
+import { REPORT_BATCH, type FromWorker, type ToWorker } from '@webpvm/vm-protocol/worker';
 import type { ReceivedMessage, RecvFilter, TaskContext } from '../ctx.ts';
 import type { Mailbox } from './mailbox.ts';
 import { toJsonValue } from './json-value.ts';
@@ -28,7 +28,9 @@ export interface TaskMessaging {
   openLane(to: string, channel: LaneChannel): void;
   /** The lane to `to` is gone at the other end: what comes next goes through the host. */
   closeLane(to: string): void;
-  /** Posts the copies of what went on lanes: before a checkpoint, which the host keeps only with them. */
+  /** The host of `to` acknowledged what it got from this task up to `seq`. */
+  acked(to: string, seq: number): void;
+  /** Hands the host the copies of what went on lanes unacknowledged: before a checkpoint, which the host keeps only with them. */
   flush(): void;
   /** The task has ended: later calls fail, waiting ones stay unsettled, its lanes close. */
   close(): void;
@@ -43,19 +45,20 @@ const MAX_CHECKED_TIDS = 10_000;
 const LANE_HIGH_WATER = 1024 * 1024;
 /** Where a lane's queue is refilled from. */
 const LANE_LOW_WATER = 256 * 1024;
-/** A task's lanes queue this much at most: what comes next goes through the host, whose channel paces it. */
-const LANE_QUEUE_BYTES = 64 * 1024 * 1024;
+/**
+ * A task keeps this much at most that it wrote on lanes, queued or unacknowledged: what comes
+ * next goes through the host, whose channel paces it.
+ */
+const LANE_UNACKED_BYTES = 64 * 1024 * 1024;
 
 /**
  * The sending end of a lane, and what waits for room on it. A stream keeps to its lane while the
  * lane is behind (a message that went through the host instead would wait at the receiver for
- * the lane's, see Inboxes.held). The host holds a copy of each queued message from the start: when
- * the lane closes or the task goes, it sends on what the lane did not carry.
+ * the lane's, see Inboxes.held).
  */
 interface LaneOut {
   channel: LaneChannel;
   queue: Uint8Array<ArrayBuffer>[];
-  queuedBytes: number;
 }
 
 /**
@@ -101,8 +104,43 @@ export function createMessaging(
   };
 
   const lanes = new Map<string, LaneOut>();
-  // Copies of lane messages wait a little (see ReportBatch): a terminated task replays its sends since its checkpoint anyway.
-  const copies = new ReportBatch<Uint8Array<ArrayBuffer>>((envelopes) => post({ type: 'lane-sent', tid, envelopes }, envelopes.map((e) => e.buffer)));
+  /**
+   * Per receiver, what went on lanes and its host has not acknowledged, in seq order. The copies
+   * stay in this worker, where keeping one costs nothing: handing each to the host would copy it
+   * across processes (the host's page is another process than the sandbox). A task terminated
+   * before it handed them over sends them again from its checkpoint.
+   */
+  const unacked = new Map<string, { seq: number; bytes: Uint8Array<ArrayBuffer> }[]>();
+  let unackedBytes = 0;
+  // The host counts what went on lanes and knows each receiver's last seq from these, a batch at a time.
+  const wrote = new ReportBatch<{ to: string; seq: number }>((written) => post({ type: 'lane-wrote', tid, pairs: summarize(written) }));
+
+  const keep = (to: string, seq: number, bytes: Uint8Array<ArrayBuffer>): void => {
+    let entries = unacked.get(to);
+    if (!entries) {
+      entries = [];
+      unacked.set(to, entries);
+    }
+    entries.push({ seq, bytes });
+    unackedBytes += bytes.byteLength;
+    wrote.add({ to, seq });
+  };
+
+  /** Hands the host the copies of what went to `to` (to everyone: undefined) unacknowledged; it keeps them from now on. */
+  const handCopies = (to?: string): void => {
+    wrote.flush();
+    const envelopes: Uint8Array<ArrayBuffer>[] = [];
+    for (const [receiver, entries] of unacked) {
+      if (to !== undefined && receiver !== to) continue;
+      unacked.delete(receiver);
+      for (const entry of entries) {
+        envelopes.push(entry.bytes);
+        unackedBytes -= entry.bytes.byteLength;
+      }
+    }
+    // Copied, not transferred: a lane's queue may still hold the same bytes.
+    for (let i = 0; i < envelopes.length; i += REPORT_BATCH) post({ type: 'lane-sent', tid, envelopes: envelopes.slice(i, i + REPORT_BATCH) });
+  };
 
   /** The data encoded once for all its receivers, as the receiver will see it, whichever way it travels. */
   const wireData = (data: unknown): EncodedValue => {
@@ -120,44 +158,30 @@ export function createMessaging(
   };
 
   /** Writes the message on the lane to `to`, or queues it there; false when it must go through the host. */
-  const sendOnLane = (to: string, bytes: Uint8Array<ArrayBuffer>): boolean => {
+  const sendOnLane = (to: string, seq: number, bytes: Uint8Array<ArrayBuffer>): boolean => {
     const lane = lanes.get(to);
     if (!lane || lane.channel.readyState !== 'open') return false;
-    if (bytes.byteLength > LANE_MESSAGE_BYTES) return false;
-    if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) {
-      if (queuedBytes() + bytes.byteLength > LANE_QUEUE_BYTES) return false;
-      lane.queue.push(bytes);
-      lane.queuedBytes += bytes.byteLength;
-      // The host's copy moves out of this worker with its batch, before the lane takes the message.
-      copies.add(bytes.slice());
-      return true;
-    }
-    try {
-      lane.channel.send(bytes);
-    } catch {
-      return false;
-    }
-    copies.add(bytes);
-    return true;
-  };
-
-  const queuedBytes = (): number => {
-    let bytes = 0;
-    for (const lane of lanes.values()) bytes += lane.queuedBytes;
-    return bytes;
-  };
-
-  /** Writes what waits on the lane while it has room; a failed write closes the lane and leaves the rest to the host. */
-  const drain = (lane: LaneOut): void => {
-    while (lane.queue.length > 0 && lane.channel.bufferedAmount <= LANE_HIGH_WATER) {
-      const bytes = lane.queue.shift()!;
-      lane.queuedBytes -= bytes.byteLength;
+    if (bytes.byteLength > LANE_MESSAGE_BYTES || unackedBytes + bytes.byteLength > LANE_UNACKED_BYTES) return false;
+    if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) lane.queue.push(bytes);
+    else {
       try {
         lane.channel.send(bytes);
       } catch {
-        // The host sends on what the lane did not carry once it hears the lane closed.
+        return false;
+      }
+    }
+    keep(to, seq, bytes);
+    return true;
+  };
+
+  /** Writes what waits on the lane while it has room; a failed write closes the lane, and the host sends on what it did not carry. */
+  const drain = (lane: LaneOut): void => {
+    while (lane.queue.length > 0 && lane.channel.bufferedAmount <= LANE_HIGH_WATER) {
+      const bytes = lane.queue.shift()!;
+      try {
+        lane.channel.send(bytes);
+      } catch {
         lane.queue.length = 0;
-        lane.queuedBytes = 0;
         lane.channel.close();
       }
     }
@@ -167,7 +191,7 @@ export function createMessaging(
     const seq = (seqs.get(to) ?? 0) + 1;
     const envelope = encodeEncodedMessage({ from: tid, to, tag, seq }, data) as Uint8Array<ArrayBuffer>;
     // The envelope moves to the host: nothing in this worker holds it.
-    if (!sendOnLane(to, envelope)) post({ type: 'send', tid, envelope }, [envelope.buffer]);
+    if (!sendOnLane(to, seq, envelope)) post({ type: 'send', tid, envelope }, [envelope.buffer]);
     seqs.set(to, seq);
   };
 
@@ -256,7 +280,7 @@ export function createMessaging(
         return;
       }
       lanes.get(to)?.channel.close();
-      const lane: LaneOut = { channel, queue: [], queuedBytes: 0 };
+      const lane: LaneOut = { channel, queue: [] };
       lanes.set(to, lane);
       channel.bufferedAmountLowThreshold = LANE_LOW_WATER;
       channel.addEventListener('bufferedamountlow', () => drain(lane));
@@ -264,14 +288,22 @@ export function createMessaging(
         if (lanes.get(to) !== lane) return;
         lanes.delete(to);
         if (closed) return;
-        copies.flush();
+        handCopies(to);
         post({ type: 'lane-closed', tid, to });
       });
     },
     closeLane: (to) => lanes.get(to)?.channel.close(),
-    flush: () => copies.flush(),
+    acked: (to, seq) => {
+      const entries = unacked.get(to);
+      if (!entries) return;
+      let done = 0;
+      while (done < entries.length && entries[done]!.seq <= seq) unackedBytes -= entries[done++]!.bytes.byteLength;
+      if (done === entries.length) unacked.delete(to);
+      else entries.splice(0, done);
+    },
+    flush: () => handCopies(),
     close: () => {
-      copies.flush();
+      handCopies();
       closed = true;
       pending.clear();
       mailbox.close();
@@ -280,6 +312,19 @@ export function createMessaging(
     },
     counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
   };
+}
+
+/** Per receiver, the last seq written and how many were. */
+function summarize(written: readonly { to: string; seq: number }[]): { to: string; seq: number; count: number }[] {
+  const pairs = new Map<string, { to: string; seq: number; count: number }>();
+  for (const { to, seq } of written) {
+    const pair = pairs.get(to);
+    if (pair) {
+      pair.seq = Math.max(pair.seq, seq);
+      pair.count += 1;
+    } else pairs.set(to, { to, seq, count: 1 });
+  }
+  return [...pairs.values()];
 }
 
 function messageOf(error: unknown): string {

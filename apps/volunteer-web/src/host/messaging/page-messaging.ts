@@ -123,6 +123,7 @@ export class PageMessaging {
       lanes: this.#lanes,
       relayLanes: this.#relayLanes,
       part: (header, bytes, fromPeer) => options.part(header, bytes, fromPeer),
+      acked: (of, by, seq) => workers.post(of, { type: 'lane-acked', tid: of, to: by, seq }),
       clock: options.clock,
     });
   }
@@ -166,7 +167,12 @@ export class PageMessaging {
     this.#relayLanes.refused(pair);
   }
 
-  /** The worker of `message.from` wrote this on its lane: the copy is kept under the lane's carrier. */
+  /** The worker of `pair.from` wrote `count` messages on its lane to `pair.to`, the last one `seq`. */
+  laneWrote(pair: LanePair, seq: number, count: number): void {
+    this.router.laneWrote(pair, seq, count, this.#relayLanes.sends(pair));
+  }
+
+  /** The worker of `message.from` hands over its copy of what it wrote on its lane: kept under the lane's carrier. */
   laneSent(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array): void {
     const carrier = this.#relayLanes.sends(message) ? this.router.relayLink : (this.#lanes?.carrierOf(message) ?? null);
     this.router.laneSent(message, bytes, carrier);

@@ -46,6 +46,8 @@ export interface PageRouterOptions {
    * host; false when it was not announced from that peer, and dropped.
    */
   part(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean;
+  /** The host of `by` acknowledged the messages of `of` to it up to `seq`: the worker of `of`, if here, drops its copies. */
+  acked?(of: string, by: string, seq: number): void;
   now?: () => number;
   /** Acknowledgements and re-sends keep time on a hidden page too (clock.ts). */
   clock?: Clock;
@@ -68,8 +70,9 @@ const sameJob = (a: string, b: string) => parseTid(a).jobId === parseTid(b).jobI
  * what it hands over (ack-schedule.ts).
  *
  * A pair that has sent over a channel may get a lane (lanes.ts): its messages then go worker to
- * worker, and this router sees them as the sender's copies (laneSent) and the receiver's reports
- * (laneReceived), which it keeps and acknowledges like any channel's.
+ * worker, and this router hears of them from the sender's worker (laneWrote; its copies, should
+ * the lane fail, come only when they may have to go another way: laneSent) and from the
+ * receiver's reports (laneReceived), which it acknowledges like any channel's.
  */
 export class PageRouter {
   readonly counters: MessageCounters = { local: 0, channelOut: 0, laneOut: 0, channelIn: 0, relayOut: 0, relayLaneOut: 0, relayIn: 0, resentAfterBreak: 0, forged: 0 };
@@ -124,21 +127,26 @@ export class PageRouter {
     this.#options.relayLanes?.offer({ from: message.from, to: message.to });
   }
 
+  /** A local task's worker wrote `count` messages of `pair` on its lane (a relay lane: `relay`), the last one `seq`. */
+  laneWrote(pair: LanePair, seq: number, count: number, relay: boolean): void {
+    this.#noteSent({ ...pair, seq });
+    if (relay) {
+      this.counters.relayOut += count;
+      this.counters.relayLaneOut += count;
+    } else {
+      this.counters.channelOut += count;
+      this.counters.laneOut += count;
+    }
+    this.#copies.wroteOnLane(pair);
+  }
+
   /**
-   * A local task's worker wrote this message on its lane, which rides on `carrier` (`relayLink`
-   * for a relay lane; null: the lane's page channel is gone). The copy is kept like a message
-   * sent on that channel — unless the other host already acknowledged or bounced it: the copy can
-   * come after either.
+   * A local task's worker hands over its copy of a message it wrote on its lane, which rides on
+   * `carrier` (`relayLink` for a relay lane; null: the lane's page channel is gone). The copy is
+   * kept like a message sent on that channel — unless the other host already acknowledged or
+   * bounced it: the copy can come after either.
    */
   laneSent(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array, carrier: DataLink | null): void {
-    this.#noteSent(message);
-    if (carrier === this.relayLink) {
-      this.counters.relayOut += 1;
-      this.counters.relayLaneOut += 1;
-    } else {
-      this.counters.channelOut += 1;
-      this.counters.laneOut += 1;
-    }
     this.#copies.wroteOnLane(message);
     if (this.#copies.isAcknowledged(message)) return;
     if (carrier && !this.#copies.wasBounced(message)) this.#copies.keep(carrier, message, bytes);
@@ -234,7 +242,9 @@ export class PageRouter {
 
   #admit(header: EnvelopeHeader, buffers: Uint8Array[], bytes: Uint8Array, link: DataLink | null): void {
     if (header.type === 'ack') {
-      this.#copies.acked(header, this.#lastSent.has(header.of));
+      const senderHere = this.#lastSent.has(header.of);
+      this.#copies.acked(header, senderHere);
+      if (senderHere) this.#options.acked?.(header.of, header.by, header.seq);
       return;
     }
     if (header.type !== 'msg' || !sameJob(header.from, header.to)) return;

@@ -65,9 +65,9 @@ export class UnackedCopies {
     entries.push({ to: message.to, seq: message.seq, bytes });
   }
 
-  /** A local task's worker wrote this message on a lane: when the task goes, its pair's copies settle (see `senderLeft`). */
-  wroteOnLane(message: Sent): void {
-    this.#lanePairs.add(pairKey(message.from, message.to));
+  /** A local task's worker wrote on a lane to `to`: when the task goes, its pair's copies settle (see `senderLeft`). */
+  wroteOnLane(pair: Pick<Sent, 'from' | 'to'>): void {
+    this.#lanePairs.add(pairKey(pair.from, pair.to));
   }
 
   /** Whether the receiving host acknowledged this message already (a lane's copy comes after it). */
