@@ -31,6 +31,8 @@ export interface CoordinatorConfig {
   /** Finished jobs' rows are deleted this many days after they finished; null keeps them. */
   retentionDays: number | null;
   checkpointIntervalMs: number;
+  /** SQLite's `synchronous` (WEBPVM_SQLITE_SYNCHRONOUS): `full` keeps what was acknowledged through a power loss (sqlite-store.ts). */
+  sqliteSynchronous: 'full' | 'normal';
   /** STUN/TURN servers handed to hosts for their data channels (RTCIceServer objects). */
   iceServers: Record<string, unknown>[];
   /** `relay`: hosts' data channels go through TURN only (WEBPVM_ICE_TRANSPORT_POLICY). */
@@ -87,6 +89,11 @@ function iceTransportPolicyFrom(raw: string | undefined): 'all' | 'relay' {
   throw new WebpvmError('E_BAD_REQUEST', `WEBPVM_ICE_TRANSPORT_POLICY is "all" or "relay", not "${raw}"`);
 }
 
+function synchronousFrom(raw: string | undefined): 'full' | 'normal' {
+  if (raw === undefined || raw === '' || raw === 'full' || raw === 'normal') return raw === 'normal' ? 'normal' : 'full';
+  throw new WebpvmError('E_BAD_REQUEST', `WEBPVM_SQLITE_SYNCHRONOUS is "full" or "normal", not "${raw}"`);
+}
+
 function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
   if (!raw) return [];
   let parsed: unknown;
@@ -120,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     jobBytesPerSecond: intFrom(env, 'WEBPVM_JOB_BYTES_PER_SECOND', 128 * 1024 * 1024),
     retentionDays: env.WEBPVM_RETENTION_DAYS ? intFrom(env, 'WEBPVM_RETENTION_DAYS', 0) : null,
     checkpointIntervalMs: intFrom(env, 'WEBPVM_CHECKPOINT_INTERVAL_MS', 1_000),
+    sqliteSynchronous: synchronousFrom(env.WEBPVM_SQLITE_SYNCHRONOUS),
     iceServers: iceServersFrom(env.WEBPVM_ICE_SERVERS),
     iceTransportPolicy: iceTransportPolicyFrom(env.WEBPVM_ICE_TRANSPORT_POLICY),
     logLevel: env.WEBPVM_LOG_LEVEL || 'info',

@@ -30,7 +30,7 @@ export interface RunningCoordinator {
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   // Logs go to stderr, so that stdout carries only what `webpvm start` prints for the person.
   const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } }, pino.destination(2));
-  const store = new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'));
+  const store = new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'), { synchronous: config.sqliteSynchronous });
   const auth = new TokenAuth(store);
   const firstAdminToken = await auth.bootstrap(config.adminToken);
   const metrics = createMetrics();
@@ -68,6 +68,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   });
   const app = buildApi({
     scheduler,
+    store,
     events: eventLog,
     auth,
     programs,
@@ -99,13 +100,14 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     peers.close();
     await gateway.close();
     // Event streams are requests that never end by themselves: the server could not close under them.
-    await eventLog.close();
+    await eventLog.close().catch((err: unknown) => log.error({ err }, 'migration events not stored before stopping'));
     const closing = app.close();
     setTimeout(() => {
       for (const socket of sockets) socket.destroy();
     }, CLOSE_GRACE_MS).unref();
     await closing;
-    await scheduler.writes.durable();
+    // A store that cannot write must not keep the coordinator from stopping: hosts were never acked what it lost, and send it again.
+    await scheduler.writes.durable().catch((err: unknown) => log.error({ err }, 'changes not stored before stopping'));
     await store.close();
   };
   try {

@@ -32,11 +32,13 @@ import type { ProgramRegistry } from './program-registry.ts';
 import type { Retention } from './retention.ts';
 import type { JobView } from './scheduler/read-views.ts';
 import type { Scheduler } from './scheduler/scheduler.ts';
-import type { StoredToken } from './store/store.ts';
+import type { Store, StoredToken } from './store/store.ts';
 import { registerSandboxRoute } from './sandbox-route.ts';
 
 export interface ApiOptions {
   scheduler: Scheduler;
+  /** Its health: `/healthz`, and changes refused while it cannot write. */
+  store: Pick<Store, 'probe'>;
   events: EventLog;
   auth: TokenAuth;
   programs: ProgramRegistry;
@@ -79,6 +81,9 @@ const tokenInfo = (t: StoredToken): TokenInfo => ({ id: t.id, name: t.name, scop
 
 const newJobId = (): string => BigInt(`0x${randomBytes(8).toString('hex')}`).toString(36).padStart(10, '0').slice(0, 12);
 
+/** Seconds a client is asked to wait before it tries again when the store cannot write. */
+const STORE_RETRY_AFTER_S = 5;
+
 /** A page of `GET /api/jobs/:id/tasks` holds at most this many tasks. */
 const TASKS_PAGE = 10_000;
 
@@ -119,7 +124,13 @@ export function buildApi(opts: ApiOptions) {
   app.addContentTypeParser(NDJSON, { parseAs: 'string', bodyLimit: LIMITS.requestBytes }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((thrown, request, reply) => {
-    if (thrown instanceof WebpvmError) return reply.status(thrown.status).send({ error: thrown.toJSON() });
+    if (thrown instanceof WebpvmError) {
+      if (thrown.code === 'E_STORE_UNAVAILABLE') {
+        request.log.warn({ err: thrown, url: request.url.split('?')[0] }, 'request refused: the store cannot be used');
+        reply.header('retry-after', String(STORE_RETRY_AFTER_S));
+      }
+      return reply.status(thrown.status).send({ error: thrown.toJSON() });
+    }
     const error = thrown as Error & { statusCode?: number };
     const status = error.statusCode ?? 500;
     if (status === 413) return reply.status(413).send({ error: { code: 'E_TOO_LARGE', message: error.message } });
@@ -152,6 +163,22 @@ export function buildApi(opts: ApiOptions) {
 
   const { views } = scheduler;
 
+  /**
+   * A change is refused while the store cannot write: applied in memory only, it would be lost
+   * with a restart, and a 503 given after it was applied would have its client send it again.
+   */
+  const writable = async (): Promise<void> => {
+    const health = await opts.store.probe();
+    if (!health.ok) throw new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${health.reason}`);
+  };
+
+  /** Waits for the change just made to be stored; when that fails, the 503 says what became of it (`kept`). */
+  const stored = (kept: string): Promise<void> =>
+    scheduler.writes.durable().catch((error: unknown) => {
+      if (!(error instanceof WebpvmError) || error.code !== 'E_STORE_UNAVAILABLE') throw error;
+      throw new WebpvmError('E_STORE_UNAVAILABLE', `${error.message}; ${kept}`);
+    });
+
   /** An owner's unfinished jobs and the tasks in them, against its token's quotas. */
   const holdings = (owner: string): Holdings => {
     let jobs = 0;
@@ -176,10 +203,12 @@ export function buildApi(opts: ApiOptions) {
     requireScope(p, 'submit', 'submit jobs');
     const spec = parseBody(SubmitJobRequest, request.body);
     checkQuotas(p, holdings(p.owner), { jobs: 1, tasks: spec.inputs?.length ?? 1, bytes: bodyBytes(request) });
+    await writable();
     const programHash = await programs.register(spec.program);
     if (spec.replicas > 1) await scheduler.validators.prepare(programHash, (await programs.get(programHash))!);
     const job = scheduler.jobs.submit(spec, programHash, p.owner, newJobId(), p.quotas.running ?? null);
-    await scheduler.writes.durable();
+    // The job is in memory already, and is stored when the store can write: its id spares a duplicate.
+    await stored(`job ${job.stored.id} is kept and stored once the store can write (unless the coordinator stops first): look it up before submitting it again`);
     opts.metrics.jobsSubmitted.inc();
     return reply.status(201).send({ id: job.stored.id, tasks: job.stored.total });
   });
@@ -206,9 +235,11 @@ export function buildApi(opts: ApiOptions) {
     if (job.stored.options.roots + inputs.length > LIMITS.tasksPerBag) {
       throw new WebpvmError('E_TOO_LARGE', `a job holds at most ${LIMITS.tasksPerBag} inputs; it has ${job.stored.options.roots}`);
     }
+    await writable();
     if (inputs.length) scheduler.jobs.append(job, inputs);
     if (close) scheduler.jobs.close(job);
-    await scheduler.writes.durable();
+    // Parts are not idempotent: one sent again after this 503 would be appended twice.
+    await stored(`this part (${inputs.length} inputs${close ? ', and the close' : ''}) is kept and applied once the store can write (the job's total becomes ${job.stored.options.roots}): look at the job before sending it again`);
     return { added: inputs.length, total: job.stored.options.roots };
   });
 
@@ -240,6 +271,7 @@ export function buildApi(opts: ApiOptions) {
     const p = await principal(request);
     const { status: job } = await visibleJob(request, p);
     requireScope(p, 'submit', 'cancel a job');
+    await writable();
     if (!scheduler.jobs.cancel(job.id)) return job;
     await scheduler.writes.durable();
     return (await views.job(job.id))?.status ?? job;
@@ -257,6 +289,7 @@ export function buildApi(opts: ApiOptions) {
     const p = await principal(request);
     const body = parseBody(CreateTokenRequest, request.body);
     const scope = body.scope ?? (body.admin ? 'admin' : 'submit');
+    await writable();
     const { stored, token } = await auth.create(p, { name: body.name, scope, expiresInDays: body.expiresInDays ?? null, ...(body.quotas ? { quotas: body.quotas } : {}) });
     return reply.status(201).send({ ...tokenInfo(stored), admin: scope === 'admin', token });
   });
@@ -270,6 +303,7 @@ export function buildApi(opts: ApiOptions) {
   app.delete('/api/tokens/:id', async (request): Promise<TokenInfo> => {
     const p = await principal(request);
     const { id } = request.params as { id: string };
+    await writable();
     const revoked = await auth.revoke(p, id);
     if (!revoked) throw new WebpvmError('E_NOT_FOUND', `no token ${id} to revoke`);
     return tokenInfo(revoked);
@@ -279,10 +313,17 @@ export function buildApi(opts: ApiOptions) {
     const p = await principal(request);
     requireScope(p, 'admin', 'delete old jobs');
     const { olderThanDays } = parseBody(GcRequest, request.body);
+    await writable();
     return opts.retention.collect(olderThanDays);
   });
 
-  app.get('/healthz', async () => ({ ok: true, hosts: opts.connectedHosts() }));
+  /** 503 while the store cannot write, so that a monitor or a load balancer sees what clients get. */
+  app.get('/healthz', async (_request, reply) => {
+    const store = await opts.store.probe();
+    const hosts = opts.connectedHosts();
+    if (store.ok) return { ok: true, hosts };
+    return reply.status(503).send({ ok: false, hosts, reason: `the store cannot be used: ${store.reason}`, since: new Date(store.since).toISOString() });
+  });
 
   app.get('/metrics', async (request, reply) => {
     requireScope(await principal(request), 'admin', 'read the metrics');
@@ -328,13 +369,15 @@ async function* ndjsonLines(pages: AsyncIterable<unknown[]>): AsyncGenerator<str
   for await (const page of pages) yield page.map((value) => `${JSON.stringify(value ?? null)}\n`).join('');
 }
 
-/** Pages of results as one `{"results": [...]}` document, written as it is read. */
+/**
+ * Pages of results as one `{"results": [...]}` document, written as it is read. Nothing is written
+ * before the first page is read: a store that fails before then still gets its 503, not a 200 cut short.
+ */
 async function* jsonResults(pages: AsyncIterable<unknown[]>): AsyncGenerator<string> {
-  yield '{"results":[';
   let first = true;
   for await (const page of pages) {
-    yield (first ? '' : ',') + page.map((value) => JSON.stringify(value ?? null)).join(',');
+    yield (first ? '{"results":[' : ',') + page.map((value) => JSON.stringify(value ?? null)).join(',');
     first = false;
   }
-  yield ']}';
+  yield first ? '{"results":[]}' : ']}';
 }

@@ -17,6 +17,7 @@ export const ERRORS = {
   E_NOT_ASSIGNED: { status: 409, message: 'that task is not assigned to this host' },
   E_HOST_AUTH: { status: 401, message: 'unknown host or wrong secret' },
   E_RATE_LIMITED: { status: 429, message: 'too many requests' },
+  E_STORE_UNAVAILABLE: { status: 503, message: 'the store cannot be written now; try again later' },
   E_TASK_FAILED: { status: 500, message: 'the task threw an error' },
   E_TASK_TIMEOUT: { status: 500, message: 'the task exceeded its deadline' },
   E_HOST_FAULT: { status: 500, message: "the host could not run the task, through no fault of the task's" },

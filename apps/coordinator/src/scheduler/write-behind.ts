@@ -8,16 +8,23 @@ import { WriteQueue } from '../write-queue.ts';
 /** Rows of a cancelled job marked cancelled per transaction: a job of millions is not one long write. */
 const SWEEP_ROWS = 20_000;
 
+/** While commits fail (one attempt a second, and one per turn with something new), one in this many is logged. */
+const LOG_EVERY_FAILURES = 60;
+
 /**
  * The scheduler's one way to the store: the parts mark what they changed, and everything marked
  * in a turn of the event loop is committed in one transaction. A batch that fails to commit is
- * marked again, whole, and retried. After each commit, those listening hear which jobs it wrote.
+ * marked again, whole, and retried until it is stored; acks waiting for it wait until then, so a
+ * host keeps (and after a reconnect resends) what the store could not take. After each commit,
+ * those listening hear which jobs it wrote.
  */
 export class WriteBehind {
   readonly #store: Store;
   readonly #log: Logger;
   readonly #queue: WriteQueue;
   readonly #listeners = new Set<(jobIds: ReadonlySet<string>) => void>();
+  /** Commits failed in a row. */
+  #failures = 0;
   #jobs = new Set<JobRun>();
   #tasks = new Set<TaskRun>();
   #newTasks: (TaskRun | NewTask)[] = [];
@@ -28,10 +35,7 @@ export class WriteBehind {
   constructor(store: Store, log: Logger) {
     this.#store = store;
     this.#log = log;
-    this.#queue = new WriteQueue(
-      () => this.#commit(),
-      (error) => log.error({ err: error }, 'store commit failed; retrying'),
-    );
+    this.#queue = new WriteQueue(() => this.#commit());
   }
 
   job(job: JobRun): void {
@@ -69,7 +73,10 @@ export class WriteBehind {
     this.#queue.schedule(afterDurable);
   }
 
-  /** Resolves once everything marked so far is durable (a job is acknowledged only then). */
+  /**
+   * Resolves once everything marked so far is durable (a job is acknowledged only then); rejects
+   * (E_STORE_UNAVAILABLE) when that commit fails, the marks kept and retried.
+   */
   durable(): Promise<void> {
     return this.#queue.flushed();
   }
@@ -128,6 +135,8 @@ export class WriteBehind {
     try {
       await this.#store.commit(batch);
     } catch (error) {
+      this.#failures++;
+      if (this.#failures % LOG_EVERY_FAILURES === 1) this.#log.error({ err: error, failures: this.#failures }, 'store commit failed; kept and retried, acks held back');
       for (const j of jobs) this.#jobs.add(j);
       for (const t of tasks) this.#tasks.add(t);
       this.#newTasks = fresh.concat(this.#newTasks);
@@ -136,6 +145,8 @@ export class WriteBehind {
       for (const v of volunteers) this.#volunteers.add(v);
       throw error;
     }
+    if (this.#failures) this.#log.warn({ failures: this.#failures }, 'store commit succeeded after failing; what was kept is stored');
+    this.#failures = 0;
     if (!this.#listeners.size || !jobs.size) return;
     const jobIds = new Set([...jobs].map((j) => j.stored.id));
     for (const listener of this.#listeners) listener(jobIds);

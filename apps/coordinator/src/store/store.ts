@@ -201,6 +201,12 @@ export function emptyBatch(): WriteBatch {
 }
 
 /**
+ * Whether the store takes writes now, as `/healthz` reports it: failing since the earliest of the
+ * failures not yet cleared, and why.
+ */
+export type StoreHealth = { ok: true } | { ok: false; since: number; reason: string };
+
+/**
  * The coordinator's durable state. Two adapters share this interface: SQLite (embedded
  * default) and PostgreSQL; hence every method is async even where SQLite is not. Nothing here
  * reads all of a job's tasks at once: a job may have millions, read page by page.
@@ -254,5 +260,12 @@ export interface Store {
   listEvents(query: EventQuery): Promise<MigrationEvent[]>;
   /** The largest event id stored, 0 when there is none: where a restarted event log goes on from. */
   lastEventId(): Promise<number>;
+  /**
+   * Failing from a write or read that failed for the store's sake (a full disk, an I/O error, a
+   * read-only or removed file: the method threw `E_STORE_UNAVAILABLE`) until writes succeed again.
+   */
+  health(): StoreHealth;
+  /** `health()`, after a small write to see whether a failure has cleared when nothing else would find out. */
+  probe(): Promise<StoreHealth>;
   close(): Promise<void>;
 }

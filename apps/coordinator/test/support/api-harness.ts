@@ -11,17 +11,16 @@ import { SqliteStore } from '../../src/store/sqlite-store.ts';
 
 export const ADMIN_TOKEN = 'wpvm_test-admin-token';
 
-/** The HTTP API over an in-memory store and a scheduler with no hosts, as the coordinator wires it. */
-export async function apiHarness(webRoot = '/nonexistent') {
+/** The HTTP API over an in-memory store (or `store`) and a scheduler with no hosts, as the coordinator wires it. */
+export async function apiHarness(webRoot = '/nonexistent', store = new SqliteStore(':memory:')) {
   const log = pino({ level: 'silent' });
-  const store = new SqliteStore(':memory:');
   const auth = new TokenAuth(store);
   await auth.bootstrap(ADMIN_TOKEN);
   const ADMIN = await auth.authenticate(`Bearer ${ADMIN_TOKEN}`);
   const events = await EventLog.open(store, log);
   const scheduler = new Scheduler({ store, log, migrations: events, checkpointIntervalMs: 0, reconnectGraceMs: 60_000, programUrl });
   const programs = new ProgramRegistry(store);
-  const app = buildApi({ scheduler, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log), tls: null, trustProxy: false });
+  const app = buildApi({ scheduler, store, events, auth, programs, metrics: createMetrics(), log, webRoot, connectedHosts: () => 0, retention: new Retention(store, log), tls: null, trustProxy: false });
   const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
   return {
