@@ -70,9 +70,13 @@ class HostConnection implements HostLink {
   peerId: string | null = null;
   /** The PeerServer takes `peerId` only with this: learning a peer id (from `locate`) is not enough to take it up. */
   peerToken: string | null = null;
-  lastSeen = Date.now();
+  /**
+   * On the monotonic clock, as `windowStart` is: a step of the wall clock must not time out every
+   * host at once, nor keep a silent one.
+   */
+  lastSeen = performance.now();
   badFrames = 0;
-  windowStart = Date.now();
+  windowStart = performance.now();
   framesInWindow = 0;
   logLinesInWindow = 0;
   readonly budget: ByteBudget;
@@ -183,7 +187,7 @@ export class HostGateway {
   }
 
   private async receive(conn: HostConnection, data: RawData, isBinary: boolean): Promise<void> {
-    const now = Date.now();
+    const now = performance.now();
     conn.lastSeen = now;
     if (now - conn.windowStart >= 1_000) {
       conn.windowStart = now;
@@ -359,7 +363,7 @@ export class HostGateway {
   }
 
   private sweep(): void {
-    const limit = Date.now() - this.opts.hostTimeoutMs;
+    const limit = performance.now() - this.opts.hostTimeoutMs;
     for (const conn of this.connections) {
       if (conn.lastSeen < limit) {
         this.opts.log.warn({ host: conn.hostId }, 'host timed out');

@@ -6,6 +6,8 @@ import type { WriteBehind } from './write-behind.ts';
 
 export interface HostRegistryOptions {
   now: () => number;
+  /** For completion rates (SchedulerOptions `monotonic`). */
+  monotonic: () => number;
   writes: WriteBehind;
   /** Slots changed or hosts came or went: leasing should look again. */
   dispatch: () => void;
@@ -94,7 +96,7 @@ export class HostRegistry {
         assigned: new Map(),
         draining: false,
         rate: 0,
-        rateSince: now,
+        rateSince: this.#opts.monotonic(),
         rateCount: 0,
       };
       this.#hosts.set(hostId, host);
@@ -188,7 +190,7 @@ export class HostRegistry {
       this.#opts.writes.host(host);
     }
     host.rateCount += reported;
-    const now = this.#opts.now();
+    const now = this.#opts.monotonic();
     const elapsed = now - host.rateSince;
     if (elapsed < RATE_WINDOW_MS) return;
     host.rate = (host.rate + (host.rateCount * 1000) / elapsed) / 2;

@@ -14,6 +14,8 @@ import type { WriteBehind } from './write-behind.ts';
 
 export interface JobBookOptions {
   now: () => number;
+  /** For deadlines, leases and migration latencies (SchedulerOptions `monotonic`). */
+  monotonic: () => number;
   log: Logger;
   writes: WriteBehind;
   hosts: HostRegistry;
@@ -72,9 +74,9 @@ export class JobBook {
 
   constructor(opts: JobBookOptions) {
     this.#opts = opts;
-    const { hosts, log, now, dispatch, random } = opts;
+    const { hosts, log, monotonic, dispatch, random } = opts;
     this.deadlines = new LeaseDeadlines({
-      now,
+      monotonic,
       hosts,
       floorMs: opts.leaseFloorMs,
       actions: {
@@ -84,7 +86,7 @@ export class JobBook {
         dispatch,
       },
     });
-    this.replication = new Replication(this, this.deadlines, { hosts, log, now, dispatch, ...(random ? { random } : {}) });
+    this.replication = new Replication(this, this.deadlines, { hosts, log, monotonic, dispatch, ...(random ? { random } : {}) });
   }
 
   /** A job in memory: unfinished, or finished and not stored yet. */
@@ -379,7 +381,7 @@ export class JobBook {
       to,
       at: new Date(m.since).toISOString(),
       obtrusivenessMs: m.obtrusivenessMs,
-      latencyMs: to === null ? null : this.#opts.now() - m.since,
+      latencyMs: to === null ? null : this.#opts.monotonic() - m.began,
       bytes: m.bytes,
       path: m.via,
       frozen: m.frozen,

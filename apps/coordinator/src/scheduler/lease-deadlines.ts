@@ -17,14 +17,15 @@ export interface ExpiryActions {
   failed(task: TaskRun, error: ErrorBody, by: string | null): void;
   /** Past its lease: the attempt is lost with its host. */
   lost(ref: TaskRef, reason: string, by: string | null): void;
-  /** A replicated task: each replica has a deadline of its own (replication.ts `expire`). */
+  /** A replicated task: each replica has a deadline of its own (replication.ts `expire`), against `now` on the monotonic clock. */
   replicas(task: TaskRun, now: number): void;
   /** Tasks came free: leasing should look again. */
   dispatch(): void;
 }
 
 export interface LeaseDeadlinesOptions {
-  now: () => number;
+  /** Deadlines and leases run on it (SchedulerOptions `monotonic`), never on the wall clock. */
+  monotonic: () => number;
   hosts: HostRegistry;
   /** The shortest lease of a bag task whose job sets no taskTimeoutMs. */
   floorMs: number;
@@ -48,7 +49,7 @@ export class LeaseDeadlines {
 
   /** The attempt just leased runs against its deadline from now. */
   start(task: TaskRun): void {
-    const now = this.#opts.now();
+    const now = this.#opts.monotonic();
     task.leasedAt = now;
     task.aliveAt = now;
     const { taskTimeoutMs, kind } = task.job.stored.options;
@@ -71,21 +72,21 @@ export class LeaseDeadlines {
 
   /** Its host showed the attempt alive (a checkpoint, progress): its lease runs on from now. */
   alive(task: TaskRun): void {
-    task.aliveAt = this.#opts.now();
+    task.aliveAt = this.#opts.monotonic();
   }
 
   /** An outcome of the attempt leased at `leasedAt` came: the job's leases follow its tasks' times. */
   observe(task: TaskRun, leasedAt: number): void {
     const { job } = task;
     if (job.stored.options.kind !== 'bag' || task.spec.parent !== null) return;
-    const ms = this.#opts.now() - leasedAt;
+    const ms = this.#opts.monotonic() - leasedAt;
     job.leaseToOutcomeMs = job.leaseToOutcomeMs === null ? ms : 0.9 * job.leaseToOutcomeMs + 0.1 * ms;
   }
 
   /** Attempts past their deadline are withdrawn from their hosts; called on a timer. */
   expire(): void {
-    const { now, hosts, actions } = this.#opts;
-    const at = now();
+    const { monotonic, hosts, actions } = this.#opts;
+    const at = monotonic();
     for (const task of this.#timed) {
       if (task.quorum) {
         actions.replicas(task, at);

@@ -6,6 +6,7 @@ import { notRunningHere } from './vm-services.ts';
 
 export interface MigrationsOptions {
   now: () => number;
+  monotonic: () => number;
   book: JobBook;
   hosts: HostRegistry;
   dispatch: () => void;
@@ -143,6 +144,6 @@ export class Migrations {
   }
 
   #newMigration(reason: MigrationReason, from: string, to: string | null): Migration {
-    return { reason, from, to, via: 'coordinator', left: false, since: this.#opts.now(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
+    return { reason, from, to, via: 'coordinator', left: false, since: this.#opts.now(), began: this.#opts.monotonic(), obtrusivenessMs: 0, frozen: false, bytes: 0 };
   }
 }

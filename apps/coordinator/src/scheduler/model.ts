@@ -32,7 +32,11 @@ export interface TaskRun {
   losses: number;
   /** Volunteers whose attempt at it failed, outlived its lease or was lost: its retries go to others while others are connected (leasing.ts). */
   readonly avoid: Set<string | null>;
-  /** When the running attempt expires (taskTimeoutMs), else null. */
+  /**
+   * When the running attempt expires (taskTimeoutMs), else null. This and the two below are on the
+   * monotonic clock (SchedulerOptions `monotonic`): they are never stored or shown, and a restart
+   * starts every lease afresh.
+   */
   deadline: number | null;
   /** When the running attempt was leased, and when its host last showed it alive (a checkpoint, progress): its lease runs from then. */
   leasedAt: number;
@@ -85,7 +89,9 @@ export interface Migration {
   via: 'coordinator' | 'channel';
   /** The task has left its old host (`migrated` came): messages no longer wait for it. */
   left: boolean;
+  /** When it began: `since` on the wall clock, as its event's `at` shows it; `began` on the monotonic clock, what its latency is measured from. */
   since: number;
+  began: number;
   obtrusivenessMs: number;
   frozen: boolean;
   bytes: number;
@@ -159,6 +165,7 @@ export interface HostRun {
   draining: boolean;
   /** Tasks per second this host has been completing lately (smoothed). */
   rate: number;
+  /** On the monotonic clock: its rate is a duration. `createdAt`, `connectedAt` and `lastSeenAt` are wall-clock times, stored or shown. */
   rateSince: number;
   rateCount: number;
 }

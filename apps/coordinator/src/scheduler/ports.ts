@@ -21,7 +21,13 @@ export interface SchedulerOptions {
   checkpointIntervalMs: number;
   reconnectGraceMs: number;
   programUrl: (hash: string) => string;
+  /** Wall-clock time (Date.now), for what is stored or shown: createdAt, finishedAt, lastSeenAt, a migration's `at`. */
   now?: () => number;
+  /**
+   * Time that only moves forward (performance.now), for deadlines, leases and rates: a step of the
+   * wall clock (NTP, a VM resumed) must neither expire every lease at once nor hold them all.
+   */
+  monotonic?: () => number;
   /** Root tasks waiting for their first attempt that a job holds in memory at most (task-window.ts). */
   windowTasks?: number;
   /** The shortest lease of a bag task whose job sets no taskTimeoutMs (lease-deadlines.ts). */

@@ -37,7 +37,7 @@ export class Quorum {
   readonly volunteers = new Set<string | null>();
   /** The network addresses they ran from: with `distinct: "address"`, never two replicas from one. */
   readonly addresses = new Set<string | null>();
-  /** Replicas out now, by attempt: when each was leased (its lease runs from then, job-book.ts). */
+  /** Replicas out now, by attempt: when each was leased, on the monotonic clock (its lease runs from then, lease-deadlines.ts). */
   readonly out = new Map<number, number>();
   /** Replicas still to give out, and how many times the job's `replicas` queue holds the task for them (leasing.ts). */
   unissued: number;

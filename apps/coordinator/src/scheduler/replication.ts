@@ -15,7 +15,8 @@ export interface ReplicationBook {
 export interface ReplicationOptions {
   hosts: HostRegistry;
   log: Logger;
-  now: () => number;
+  /** Replicas' leases run on it (SchedulerOptions `monotonic`). */
+  monotonic: () => number;
   dispatch: () => void;
   /** Draws spot checks of adaptive replication (Math.random). */
   random?: () => number;
@@ -47,7 +48,7 @@ export class Replication {
   leased(task: TaskRun, volunteerId: string | null, address: string | null): void {
     const quorum = task.quorum!;
     const first = quorum.volunteers.size === 0;
-    quorum.issued(volunteerId, address, task.attempt, this.#opts.now());
+    quorum.issued(volunteerId, address, task.attempt, this.#opts.monotonic());
     const { adaptive, spotCheck } = task.job.stored.options;
     const random = this.#opts.random ?? Math.random;
     if (first && adaptive && volunteerId && this.#opts.hosts.volunteers.get(volunteerId).trusted && random() >= (spotCheck ?? 0.1)) quorum.trustAlone(volunteerId);
@@ -56,7 +57,7 @@ export class Replication {
 
   /** After a restart: ballots are not stored, so the task gathers its quorum again, its run on a returning host one replica. */
   restored(task: TaskRun): void {
-    if (task.hostId) task.quorum!.issued(null, null, task.attempt, this.#opts.now());
+    if (task.hostId) task.quorum!.issued(null, null, task.attempt, this.#opts.monotonic());
     this.#queue(task);
   }
 

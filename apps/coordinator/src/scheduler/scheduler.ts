@@ -35,11 +35,13 @@ export class Scheduler {
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     const now = opts.now ?? Date.now;
+    const monotonic = opts.monotonic ?? (() => performance.now());
     const dispatch = () => this.leasing.schedule();
     this.writes = new WriteBehind(opts.store, opts.log);
-    this.hosts = new HostRegistry({ now, writes: this.writes, dispatch, lost: (ref, reason, by) => this.jobs.lost(ref, reason, by) });
+    this.hosts = new HostRegistry({ now, monotonic, writes: this.writes, dispatch, lost: (ref, reason, by) => this.jobs.lost(ref, reason, by) });
     this.jobs = new JobBook({
       now,
+      monotonic,
       log: opts.log,
       writes: this.writes,
       hosts: this.hosts,
@@ -57,7 +59,7 @@ export class Scheduler {
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });
     this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router });
-    this.migrations = new Migrations({ now, book: this.jobs, hosts: this.hosts, dispatch });
+    this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
 

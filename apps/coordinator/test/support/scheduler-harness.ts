@@ -45,8 +45,11 @@ export class FakeHost implements HostLink {
   }
 }
 
-/** The scheduler's clock in tests: moved by hand. */
-export const clock = { now: 1_000_000 };
+/**
+ * The scheduler's clocks in tests, moved by hand: `now` is time passing, on both clocks; `jump`
+ * moves the wall clock alone, as an NTP step or a VM resumed would.
+ */
+export const clock = { now: 1_000_000, jump: 0 };
 
 const stores: SqliteStore[] = [];
 
@@ -67,7 +70,8 @@ export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceM
     checkpointIntervalMs: 0,
     reconnectGraceMs: options.reconnectGraceMs ?? 60_000,
     programUrl: (hash) => `/programs/${hash}.js`,
-    now: () => clock.now,
+    now: () => clock.now + clock.jump,
+    monotonic: () => clock.now,
     migrations: { record: (event) => events.push(event) },
     ...(options.windowTasks === undefined ? {} : { windowTasks: options.windowTasks }),
     ...(options.leaseFloorMs === undefined ? {} : { leaseFloorMs: options.leaseFloorMs }),
