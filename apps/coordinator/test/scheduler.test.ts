@@ -1,4 +1,4 @@
-import { LIMITS, SubmitJobRequest } from '@webpvm/vm-protocol';
+import { LIMITS, SubmitJobRequest, encodeMessage, unsealMessage } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeHost, clock, closeSchedulers, connect, resultsOf, schedulerHarness, settle, spec, statusOf } from './support/scheduler-harness.ts';
 
@@ -246,6 +246,53 @@ describe('scheduler reissue', () => {
     const b = connect(scheduler, 'hb', 1);
     await settle();
     expect(b.assigned()).toEqual([expect.objectContaining({ tid: 'job1.0', attempt: 2, resume: checkpoint })]);
+  });
+
+  it('keeps the tasks of a host whose connection dropped for it to come back within the grace, and reissues them after', async () => {
+    const { scheduler } = schedulerHarness({ disconnectGraceMs: 200 });
+    scheduler.jobs.submit(spec([1, 2]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 2);
+    await settle();
+    expect(a.assigned().map((t) => t.tid)).toEqual(['job1.0', 'job1.1']);
+    const b = connect(scheduler, 'hb', 2);
+    // a drop and a reconnect within the grace: the host still runs both, and nothing is reissued
+    scheduler.hosts.detach('ha', a);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const again = connect(scheduler, 'ha', 0, [
+      { tid: 'job1.0', attempt: 1 },
+      { tid: 'job1.1', attempt: 1 },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await settle();
+    expect(again.of('cancel')).toEqual([]);
+    expect(b.assigned()).toEqual([]);
+    expect(scheduler.views.status('job1')?.tasks.running).toBe(2);
+    // a drop for good: once the grace is over, its tasks run elsewhere, from attempt 2
+    scheduler.hosts.detach('ha', again);
+    await settle();
+    expect(b.assigned()).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await settle();
+    expect(b.assigned().map((t) => [t.tid, t.attempt])).toEqual([
+      ['job1.0', 2],
+      ['job1.1', 2],
+    ]);
+  });
+
+  it('hands a host that came back within the grace what was relayed to its tasks while it was away', async () => {
+    const { scheduler } = schedulerHarness({ disconnectGraceMs: 1000 });
+    scheduler.jobs.submit(spec([1, 2]), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    const b = connect(scheduler, 'hb', 1);
+    await settle();
+    expect([a, b].map((host) => host.assigned().map((t) => t.tid))).toEqual([['job1.0'], ['job1.1']]);
+    scheduler.hosts.detach('ha', a);
+    const message = (seq: number) => encodeMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq, data: seq });
+    for (const seq of [1, 2]) expect(scheduler.relay.relay('hb', 'msg', 'job1.1', 'job1.0', 'job1.0', message(seq))).toBeNull();
+    const again = connect(scheduler, 'ha', 0, [{ tid: 'job1.0', attempt: 1 }]);
+    await settle();
+    // no later message comes to push them out: the task may be waiting for exactly these
+    expect(again.binary.map((bytes) => unsealMessage(bytes)?.seq)).toEqual([1, 2]);
   });
 
   it('retries a failing task up to maxAttempts, then fails the job', async () => {

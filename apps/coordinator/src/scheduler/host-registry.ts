@@ -13,7 +13,19 @@ export interface HostRegistryOptions {
   dispatch: () => void;
   /** An attempt this host, of volunteer `by`, held is lost with it (the page lost it, or the host went away). */
   lost: (ref: TaskRef, reason: string, by: string | null) => void;
+  /** How long a host whose connection closed keeps its tasks for it to come back (DISCONNECT_GRACE_MS); 0 loses them at once. */
+  disconnectGraceMs?: number;
+  /** A host connected again with tasks it kept: what waited for them at the relay while it was away goes now. */
+  resumed?: (host: HostRun) => void;
 }
+
+/**
+ * A host whose connection closed keeps its tasks this long. A page reconnects 250 ms after a
+ * drop, so a flaky network costs its tasks nothing; losing them at once made each drop a retry,
+ * and a job failed after ten ("lost with its host 10 times", e2e flaky-network.spec.ts). A browser
+ * that died does not come back: its tasks run elsewhere this much later.
+ */
+export const DISCONNECT_GRACE_MS = 1500;
 
 /** A host as it says hello: who it is, proven by its secret, and how it reaches its peers. */
 export interface HostHello {
@@ -43,6 +55,8 @@ export const loadOf = (host: HostRun): number => host.assigned.size / host.slots
  */
 export class HostRegistry {
   readonly #hosts = new Map<string, HostRun>();
+  /** Hosts whose connection closed with tasks, by id: when their grace ends (DISCONNECT_GRACE_MS). */
+  readonly #graces = new Map<string, ReturnType<typeof setTimeout>>();
   /** The browser profiles behind the hosts: how many leases each may hold, their record and trust (stored). */
   readonly volunteers: Volunteers;
   readonly #opts: HostRegistryOptions;
@@ -110,6 +124,7 @@ export class HostRegistry {
    */
   attach(hello: HostHello, link: HostLink, slots: number, running: TaskRef[]): void {
     const host = this.known(hello.hostId);
+    this.#endGrace(host.hostId);
     const now = this.#opts.now();
     Object.assign(host, { link, volunteerId: hello.volunteerId, address: hello.address, peerId: hello.peerId, slots, userAgent: hello.userAgent, secretHash: hello.secretHash, createdAt: hello.createdAt });
     host.connectedAt = now;
@@ -123,6 +138,7 @@ export class HostRegistry {
     }
     if (stale.length) this.sendCancel(host.hostId, stale, 'no longer assigned to this host');
     this.#changed(host);
+    if (host.assigned.size) this.#opts.resumed?.(host);
   }
 
   /** The connection `link` of a host closed (a newer one may have replaced it: then nothing changes). */
@@ -135,11 +151,35 @@ export class HostRegistry {
     if (peerId) for (const other of this.#hosts.values()) other.link?.send({ type: 'peer-gone', peerId });
     host.connectedAt = null;
     host.lastSeenAt = this.#opts.now();
+    const graceMs = this.#opts.disconnectGraceMs ?? DISCONNECT_GRACE_MS;
+    if (!host.assigned.size || graceMs <= 0) {
+      this.#disconnected(host);
+      this.#forgetOffline();
+      return;
+    }
+    this.#changed(host);
+    this.#forgetOffline();
+    const grace = setTimeout(() => {
+      this.#graces.delete(hostId);
+      if (host.link) return;
+      this.#disconnected(host);
+      this.#opts.dispatch();
+    }, graceMs);
+    grace.unref();
+    this.#graces.set(hostId, grace);
+  }
+
+  /** The host did not come back in time: what it held runs elsewhere. */
+  #disconnected(host: HostRun): void {
     if (host.assigned.size && host.volunteerId) this.volunteers.dropped(host.volunteerId);
     for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected', host.volunteerId);
     host.assigned.clear();
     this.#changed(host);
-    this.#forgetOffline();
+  }
+
+  #endGrace(hostId: string): void {
+    clearTimeout(this.#graces.get(hostId));
+    this.#graces.delete(hostId);
   }
 
   /**

@@ -20,6 +20,8 @@ export interface SchedulerOptions {
   migrations?: MigrationSink;
   checkpointIntervalMs: number;
   reconnectGraceMs: number;
+  /** How long a host whose connection closed keeps its tasks (host-registry.ts DISCONNECT_GRACE_MS). */
+  disconnectGraceMs?: number;
   programUrl: (hash: string) => string;
   /** Wall-clock time (Date.now), for what is stored or shown: createdAt, finishedAt, lastSeenAt, a migration's `at`. */
   now?: () => number;

@@ -38,7 +38,20 @@ export class Scheduler {
     const monotonic = opts.monotonic ?? (() => performance.now());
     const dispatch = () => this.leasing.schedule();
     this.writes = new WriteBehind(opts.store, opts.log);
-    this.hosts = new HostRegistry({ now, monotonic, writes: this.writes, dispatch, lost: (ref, reason, by) => this.jobs.lost(ref, reason, by) });
+    this.hosts = new HostRegistry({
+      now,
+      monotonic,
+      writes: this.writes,
+      dispatch,
+      lost: (ref, reason, by) => this.jobs.lost(ref, reason, by),
+      // After the host's welcome, which follows its hello in the same turn: the page takes envelopes once welcomed.
+      resumed: (host) =>
+        queueMicrotask(() => {
+          const link = host.link;
+          if (link) for (const tid of host.assigned.keys()) this.relay.router.release(tid, (bytes) => link.sendBinary(bytes));
+        }),
+      ...(opts.disconnectGraceMs !== undefined ? { disconnectGraceMs: opts.disconnectGraceMs } : {}),
+    });
     this.jobs = new JobBook({
       now,
       monotonic,

@@ -59,7 +59,9 @@ export async function closeSchedulers(): Promise<void> {
 }
 
 /** A scheduler over an in-memory store (or `store`, to restart on one), with the test clock. */
-export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceMs?: number; windowTasks?: number; leaseFloorMs?: number; random?: () => number } = {}) {
+export function schedulerHarness(
+  options: { store?: SqliteStore; reconnectGraceMs?: number; disconnectGraceMs?: number; windowTasks?: number; leaseFloorMs?: number; random?: () => number } = {},
+) {
   const store = options.store ?? new SqliteStore(':memory:');
   // A store passed in is its caller's: a restart test hands the first scheduler's to a second.
   if (!options.store) stores.push(store);
@@ -69,6 +71,8 @@ export function schedulerHarness(options: { store?: SqliteStore; reconnectGraceM
     log: pino({ level: 'silent' }),
     checkpointIntervalMs: 0,
     reconnectGraceMs: options.reconnectGraceMs ?? 60_000,
+    // A host detached in these tests is gone for good, unless a test gives it time to come back.
+    disconnectGraceMs: options.disconnectGraceMs ?? 0,
     programUrl: (hash) => `/programs/${hash}.js`,
     now: () => clock.now + clock.jump,
     monotonic: () => clock.now,

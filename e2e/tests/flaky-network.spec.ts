@@ -1,0 +1,41 @@
+import { readProgram } from '../support/api.ts';
+import { CuttingProxy } from '../support/cutting-proxy.ts';
+import { expect, test } from '../support/fixtures.ts';
+import { openHosts } from '../support/hosts.ts';
+import { totalCounters } from '../support/snapshots.ts';
+
+const program = readProgram('examples/jacobi.ts');
+// Each path's job outlasts several cuts: relay lanes carry a halo in about ten times a lane's time.
+const iterations = { 'data channels': 6000, 'relay lanes': 2500 } as const;
+const CUT_EVERY_MS = 3000;
+
+for (const path of ['data channels', 'relay lanes'] as const) {
+  test(`jacobi over 3 tabs whose connections to the coordinator drop every 3 s equals the single-task run, on ${path}`, async ({ browser, api, coordinator }) => {
+    const grid = { n: 96, iterations: iterations[path] };
+    const proxy = await CuttingProxy.start(coordinator.port);
+    try {
+      const tabs = await openHosts(browser, proxy.url, 3, 1, path === 'relay lanes' ? '&p2p=off' : '');
+      const cutting = setInterval(() => proxy.cut(), CUT_EVERY_MS);
+      try {
+        const single = await api.submit({ name: 'jacobi-1', program, main: { ...grid, strips: 1 } });
+        const split = await api.submit({ name: 'jacobi-3', program, main: { ...grid, strips: 3 } });
+        const job = await api.waitForState(split, 'done', 180_000);
+        await api.waitForState(single, 'done', 180_000);
+        const [one] = (await api.results(single)) as { checksum: string }[];
+        const [three] = (await api.results(split)) as { checksum: string }[];
+        expect(three!.checksum).toBe(one!.checksum);
+        expect(job.tasks).toMatchObject({ total: 3, done: 3, failed: 0 });
+      } finally {
+        clearInterval(cutting);
+      }
+      // the job outlasted several cuts, and its halos crossed between tabs the way this test names
+      expect(proxy.cuts).toBeGreaterThanOrEqual(3);
+      const counters = await totalCounters(tabs);
+      if (path === 'relay lanes') expect(counters.relayLaneOut).toBeGreaterThan(0);
+      else expect(counters.laneOut).toBeGreaterThan(0);
+      for (const tab of tabs) await expect.poll(async () => (await tab.snapshot()).connection, { timeout: 15_000 }).toBe('connected');
+    } finally {
+      await proxy.stop();
+    }
+  });
+}
