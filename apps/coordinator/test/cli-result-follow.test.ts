@@ -98,6 +98,25 @@ describe('followOutcomes', () => {
     expect(text()).toBe(line(1) + line(2));
   });
 
+  it('asks again while the coordinator cannot use its store, and reads on once it can', async () => {
+    let calls = 0;
+    handler = (request, response) => {
+      if (!request.url?.includes('/results')) return response.end(status('done'));
+      calls++;
+      if (calls < 3) {
+        response.writeHead(503, { 'content-type': 'application/json', 'retry-after': '5' });
+        return response.end(JSON.stringify({ error: { code: 'E_STORE_UNAVAILABLE', message: 'the store cannot be used: SQLITE_FULL' } }));
+      }
+      response.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      response.end(line(1) + line(2));
+    };
+    const { out, text } = collector();
+    const waits: number[] = [];
+    await followOutcomes(new ApiClient({ url }), 'abcd1234', { after: 0, follow: true, out, wait: async (ms) => waits.push(ms) });
+    expect(text()).toBe(line(1) + line(2));
+    expect(waits).toEqual([250, 500]);
+  });
+
   it('gives up at once on an answer that asking again cannot change', async () => {
     handler = (_request, response) => {
       response.writeHead(404, { 'content-type': 'application/json' });

@@ -74,9 +74,12 @@ function cursorOf(line: string): number {
   return parsed.data.cursor;
 }
 
-/** A coordinator that cannot be reached, fails, or is busy may answer later; one that refuses will not. */
+/**
+ * A coordinator that cannot be reached, fails, is busy or cannot use its store now (a full disk)
+ * may answer later; one that refuses will not.
+ */
 function retryable(error: unknown): boolean {
-  return !(error instanceof WebpvmError) || error.code === 'E_INTERNAL' || error.code === 'E_RATE_LIMITED';
+  return !(error instanceof WebpvmError) || error.code === 'E_INTERNAL' || error.code === 'E_RATE_LIMITED' || error.code === 'E_STORE_UNAVAILABLE';
 }
 
 function lost(error: unknown): WebpvmError {
