@@ -152,24 +152,19 @@ export class HostRegistry {
     host.connectedAt = null;
     host.lastSeenAt = this.#opts.now();
     const graceMs = this.#opts.disconnectGraceMs ?? DISCONNECT_GRACE_MS;
-    if (!host.assigned.size || graceMs <= 0) {
-      this.#disconnected(host);
-      this.#forgetOffline();
-      return;
-    }
-    this.#changed(host);
+    if (host.assigned.size && graceMs > 0) {
+      const grace = setTimeout(() => {
+        this.#graces.delete(hostId);
+        if (!host.link) this.#disconnected(host);
+      }, graceMs);
+      grace.unref();
+      this.#graces.set(hostId, grace);
+      this.#changed(host);
+    } else this.#disconnected(host);
     this.#forgetOffline();
-    const grace = setTimeout(() => {
-      this.#graces.delete(hostId);
-      if (host.link) return;
-      this.#disconnected(host);
-      this.#opts.dispatch();
-    }, graceMs);
-    grace.unref();
-    this.#graces.set(hostId, grace);
   }
 
-  /** The host did not come back in time: what it held runs elsewhere. */
+  /** The host did not come back in time: what it held runs elsewhere (`#changed` has leasing look again). */
   #disconnected(host: HostRun): void {
     if (host.assigned.size && host.volunteerId) this.volunteers.dropped(host.volunteerId);
     for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected', host.volunteerId);

@@ -144,10 +144,10 @@ export class PageRouter {
    * A local task's worker hands over its copy of a message it wrote on its lane, which rides on
    * `carrier` (`relayLink` for a relay lane; null: the lane's page channel is gone). The copy is
    * kept like a message sent on that channel — unless the other host already acknowledged or
-   * bounced it: the copy can come after either.
+   * bounced it: the copy can come after either. The worker reports what it wrote (`laneWrote`)
+   * before it hands over any copy of it.
    */
   laneSent(message: Pick<SealedMessage, 'from' | 'to' | 'seq'>, bytes: Uint8Array, carrier: DataLink | null): void {
-    this.#copies.wroteOnLane(message);
     if (this.#copies.isAcknowledged(message)) return;
     if (carrier && !this.#copies.wasBounced(message)) this.#copies.keep(carrier, message, bytes);
     else this.#toRelay(message.to, bytes);
