@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { type Checkpoint, type ErrorBody, type JobState, type MigrationEvent, type TaskCounts, type TaskState, type TokenQuotas, type TokenScope, WebpvmError } from '@webpvm/vm-protocol';
-import { FailingWrites } from './store-health.ts';
+import { FailingWrites, OpenedFile, unavailable } from './store-health.ts';
 import type {
   EventQuery,
   JobOptions,
@@ -241,33 +241,6 @@ interface VolunteerRow {
 const eventFromRow = (r: EventRow): MigrationEvent => ({ id: r.id, ...(JSON.parse(r.body) as Omit<MigrationEvent, 'id'>) });
 
 /**
- * SQLite's primary result codes (https://sqlite.org/rescode.html) that say the file cannot be used
- * now, whatever was asked of it: full (the disk, or `max_page_count`), an I/O error, made
- * read-only, locked by another process past the busy timeout, gone or damaged. The others (a
- * constraint, a value too big, an SQL error) are the request's own fault or a bug's.
- */
-const UNAVAILABLE = new Set([
-  'SQLITE_FULL',
-  'SQLITE_IOERR',
-  'SQLITE_READONLY',
-  'SQLITE_CANTOPEN',
-  'SQLITE_BUSY',
-  'SQLITE_LOCKED',
-  'SQLITE_PERM',
-  'SQLITE_NOMEM',
-  'SQLITE_CORRUPT',
-  'SQLITE_NOTADB',
-  'SQLITE_PROTOCOL',
-]);
-
-/** Why the store failed, when the error says the store cannot be used; null when it does not. */
-function unavailable(error: unknown): string | null {
-  if (!(error instanceof Database.SqliteError)) return null;
-  const primary = error.code.split('_', 2).join('_');
-  return UNAVAILABLE.has(primary) ? `${error.code}: ${error.message}` : null;
-}
-
-/**
  * Lanes of writes (store-health.ts): the write-behind's batches and the event log's are each
  * retried by their queue until stored; everything else that writes, and every read, shares one.
  */
@@ -283,9 +256,6 @@ export interface SqliteStoreOptions {
   synchronous: 'full' | 'normal';
 }
 
-/** The data file is not where it was opened: writes to it would be lost. */
-class StoreGone extends Error {}
-
 /** The embedded default: one SQLite file under the data directory, written in WAL mode. */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -298,7 +268,7 @@ export class SqliteStore implements Store {
   private readonly failing = new FailingWrites();
   private probedAt = -Infinity;
   /** The file as it was opened; null in memory. */
-  private readonly opened: { file: string; dev: number; ino: number } | null;
+  private readonly opened: OpenedFile | null;
 
   constructor(file: string, options: SqliteStoreOptions = { synchronous: 'full' }) {
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -319,11 +289,7 @@ export class SqliteStore implements Store {
     this.db.exec(TABLES);
     this.migrate();
     this.db.exec(INDEXES);
-    if (file === ':memory:') this.opened = null;
-    else {
-      const { dev, ino } = fs.statSync(file);
-      this.opened = { file, dev, ino };
-    }
+    this.opened = file === ':memory:' ? null : new OpenedFile(file);
     const db = this.db;
     this.stmts = {
       upsertJob: db.prepare(`INSERT INTO jobs VALUES (@id, @owner, @name, @options, @program_hash, @state, @total,
@@ -673,7 +639,7 @@ export class SqliteStore implements Store {
   /** Runs a write of `lane`: the lane is failing after it fails for the store's sake, and clear after it succeeds. */
   private write<T>(lane: string, run: () => T): T {
     try {
-      this.checkFile();
+      this.opened?.check();
       const result = run();
       this.failing.succeeded(lane);
       return result;
@@ -693,27 +659,10 @@ export class SqliteStore implements Store {
 
   /** The error to throw: E_STORE_UNAVAILABLE (HTTP 503) when the store cannot be used, else the error itself. */
   private failed(lane: string, error: unknown): unknown {
-    const reason = error instanceof StoreGone ? error.message : unavailable(error);
+    const reason = unavailable(error);
     if (reason === null) return error;
     this.failing.failed(lane, reason);
     return new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${reason}`);
-  }
-
-  /**
-   * In WAL mode SQLite goes on writing to a file removed (or replaced) under it: the commits
-   * succeed, and are lost when the coordinator stops. A stat per write (microseconds, against a
-   * commit's tenth of a millisecond and more) turns that into a failure that `/healthz` shows.
-   */
-  private checkFile(): void {
-    if (!this.opened) return;
-    let now: fs.Stats | undefined;
-    try {
-      now = fs.statSync(this.opened.file, { throwIfNoEntry: false });
-    } catch (error) {
-      throw new StoreGone(`cannot look at ${this.opened.file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
-    if (!now) throw new StoreGone(`${this.opened.file} was removed since it was opened`);
-    if (now.dev !== this.opened.dev || now.ino !== this.opened.ino) throw new StoreGone(`${this.opened.file} was replaced since it was opened`);
   }
 
   /** Adds what a file made by an older coordinator lacks, and fills it in from what it has. */
