@@ -24,7 +24,10 @@ for (const path of ['data channels', 'relay lanes'] as const) {
         const [one] = (await api.results(single)) as { checksum: string }[];
         const [three] = (await api.results(split)) as { checksum: string }[];
         expect(three!.checksum).toBe(one!.checksum);
-        expect(job.tasks).toMatchObject({ total: 3, done: 3, failed: 0 });
+        // A job ends with its root, and a strip whose own outcome was still on its way through a
+        // cut is cancelled then (job-book.ts #finishIfComplete): none failed, none left running.
+        expect(job.tasks).toMatchObject({ total: 3, pending: 0, running: 0, failed: 0 });
+        expect(job.tasks.done).toBeGreaterThanOrEqual(1);
       } finally {
         clearInterval(cutting);
       }
