@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { JobStatus, SubmitJobRequest } from '@webpvm/vm-protocol';
+import type { JobStatus, SubmitJobRequest, TaskInfo } from '@webpvm/vm-protocol';
 import { expect } from '@playwright/test';
 import { ADMIN_TOKEN } from './coordinator.ts';
 
@@ -38,6 +38,13 @@ export class Api {
     const res = await this.request('GET', `/api/jobs/${id}`);
     expect(res.status).toBe(200);
     return (await res.json()) as JobStatus;
+  }
+
+  /** The job's first page of tasks, in index order. */
+  async tasks(id: string): Promise<TaskInfo[]> {
+    const res = await this.request('GET', `/api/jobs/${id}/tasks`);
+    expect(res.status).toBe(200);
+    return ((await res.json()) as { tasks: TaskInfo[] }).tasks;
   }
 
   async results(id: string): Promise<unknown[]> {

@@ -322,6 +322,11 @@ export class HostGateway {
       const refused = this.opts.scheduler.reports.checkpoint(conn.hostId!, m.tid, m.attempt, m.checkpoint);
       if (refused) conn.sendError(refused, 'checkpoint');
     },
+    'checkpoint-image': (conn, m) => {
+      const refused = this.opts.scheduler.recovery.checkpointImage(conn.hostId!, m);
+      if (refused) conn.sendError(refused, 'checkpoint-image');
+    },
+    'log-full': (conn, m) => this.opts.scheduler.recovery.logFull(conn.hostId!, m),
     results: (conn, m) => {
       for (const refused of this.opts.scheduler.reports.outcomes(conn.hostId!, m.items)) conn.sendError(refused, 'results');
     },

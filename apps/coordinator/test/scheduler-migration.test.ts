@@ -12,6 +12,7 @@ afterEach(closeSchedulers);
 
 const image = (tid: string) =>
   encodeImage({
+    log: [],
     tid,
     checkpoint: { state: { json: { step: 7 }, buffers: [] }, rng: [1, 2, 3, 4], sent: [{ to: 'job1.1', seq: 3 }], requests: 2 },
     delivered: new Map([['job1.1', 5]]),

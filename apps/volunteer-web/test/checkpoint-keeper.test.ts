@@ -1,11 +1,12 @@
-import { LIMITS, type HostMessage, type TaskRef } from '@webpvm/vm-protocol';
+import { ImageAssembly, LIMITS, decodeEnvelope, decodeImage, sealMessage, type HostMessage, type SealedMessage, type TaskRef } from '@webpvm/vm-protocol';
 import { describe, expect, it } from 'vitest';
 import { CheckpointKeeper } from '../src/host/checkpoint-keeper.ts';
 import type { WorkerCheckpoint } from '../src/host/slot-pool.ts';
 import { memoryStore } from './support/memory-store.ts';
 import { settle } from './support/timing.ts';
 
-const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4] as [number, number, number, number], sent: [{ to: 'joba.5', seq: 2 }], requests: 1 };
+/** A task that has not talked to another yet: its checkpoint goes as JSON. */
+const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4] as [number, number, number, number], sent: [], requests: 1 };
 const taken = (extra: Partial<WorkerCheckpoint> = {}): WorkerCheckpoint => ({
   type: 'checkpoint',
   tid: 'joba.0',
@@ -14,22 +15,26 @@ const taken = (extra: Partial<WorkerCheckpoint> = {}): WorkerCheckpoint => ({
   stateBuffers: [],
   received: 4,
   unread: [2],
+  delivered: [],
+  log: [],
   ...extra,
 });
 const ref = { tid: 'joba.0', attempt: 1 };
 
-function setup({ held = [ref] as TaskRef[], online = true } = {}) {
+function setup({ held = [ref] as TaskRef[], online = true, unread = [] as SealedMessage[] } = {}) {
   const store = memoryStore();
   const sent: HostMessage[] = [];
+  const binary: Uint8Array[] = [];
   const checkpointed: [string, number, readonly number[]][] = [];
   const link = { online };
   const keeper = new CheckpointKeeper({
     store,
-    inboxes: { checkpointed: (tid, received, unread) => void checkpointed.push([tid, received, unread]) },
+    inboxes: { checkpointed: (tid, received, unread) => void checkpointed.push([tid, received, unread]), unread: () => unread },
     send: (message) => link.online && sent.push(message) > 0,
+    sendBinary: (bytes) => link.online && binary.push(bytes) > 0,
     held: () => held,
   });
-  return { keeper, store, sent, checkpointed, link, held };
+  return { keeper, store, sent, binary, checkpointed, link, held };
 }
 
 describe('CheckpointKeeper', () => {
@@ -41,18 +46,50 @@ describe('CheckpointKeeper', () => {
     await settle();
     expect(t.store.data.get('ckpt:joba.0')).toEqual({ attempt: 1, checkpoint, stateBuffers: [] });
     expect(t.sent).toEqual([{ type: 'checkpoint', tid: 'joba.0', attempt: 1, checkpoint }]);
-    expect(t.keeper.forImage('joba.0')).toEqual({ state: { json: { i: 3 }, buffers: [] }, rng: [1, 2, 3, 4], sent: [{ to: 'joba.5', seq: 2 }], requests: 1 });
+    expect(t.keeper.forImage('joba.0')).toEqual({ state: { json: { i: 3 }, buffers: [] }, rng: [1, 2, 3, 4], sent: [], requests: 1 });
   });
 
-  it('keeps to this host a state with bytes or too large for a frame, and one of an attempt no longer held', async () => {
+  it('sends the checkpoint of a task that talks, or whose state holds bytes, as an image of all a crash restart needs', async () => {
+    const unread = sealMessage({ from: 'joba.2', to: 'joba.0', tag: 1, seq: 3, data: 'halo' });
+    const sentToOthers = sealMessage({ from: 'joba.0', to: 'joba.5', tag: 1, seq: 2, data: new Float64Array([2.5]) }).envelope;
+    const t = setup({ unread: [unread] });
+    const grid = new Uint8Array([1, 2, 3]);
+    t.keeper.periodic(
+      ref,
+      taken({ checkpoint: { ...checkpoint, sent: [{ to: 'joba.5', seq: 2 }] }, stateBuffers: [grid], delivered: [['joba.2', 3]], log: [sentToOthers] }),
+    );
+    await settle();
+    expect(t.sent).toEqual([{ type: 'checkpoint-image', tid: 'joba.0', attempt: 1, imageBytes: expect.any(Number) }]);
+    const assembly = new ImageAssembly(LIMITS.imageBytes);
+    for (const part of t.binary) {
+      const decoded = decodeEnvelope(part);
+      if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not an image part');
+      expect(assembly.add(decoded.value.header, decoded.value.buffers[0]!)).toBeNull();
+    }
+    const image = decodeImage(assembly.take('joba.0', 1)!);
+    if (!image.ok) throw new Error(image.error.message);
+    expect(image.value.checkpoint).toMatchObject({ state: { json: { i: 3 }, buffers: [grid] }, sent: [{ to: 'joba.5', seq: 2 }], requests: 1 });
+    expect(image.value.delivered).toEqual(new Map([['joba.2', 3]]));
+    expect(image.value.mailbox.map((m) => [m.from, m.seq])).toEqual([['joba.2', 3]]);
+    expect(image.value.log).toEqual([sentToOthers]);
+  });
+
+  it('keeps to this host an image over the limit, and a checkpoint of an attempt no longer held', async () => {
     const t = setup({ held: [{ tid: 'joba.0', attempt: 2 }] });
     t.keeper.periodic(ref, taken());
-    const buffers = [new Uint8Array([1, 2])];
-    t.keeper.periodic({ tid: 'joba.0', attempt: 2 }, taken({ stateBuffers: buffers }));
-    t.keeper.periodic({ tid: 'joba.0', attempt: 2 }, taken({ checkpoint: { ...checkpoint, state: 'x'.repeat(LIMITS.valueBytes) } }));
+    const huge = [new Uint8Array(LIMITS.checkpointImageBytes + 1)];
+    t.keeper.periodic({ tid: 'joba.0', attempt: 2 }, taken({ stateBuffers: huge }));
     await settle();
     expect(t.sent).toEqual([]);
+    expect(t.binary).toEqual([]);
     expect(t.store.data.has('ckpt:joba.0')).toBe(true);
+  });
+
+  it('sends a state too large for a JSON frame as an image', async () => {
+    const t = setup();
+    t.keeper.periodic(ref, taken({ checkpoint: { ...checkpoint, state: 'x'.repeat(LIMITS.valueBytes) } }));
+    await settle();
+    expect(t.sent).toEqual([expect.objectContaining({ type: 'checkpoint-image', tid: 'joba.0', attempt: 1 })]);
   });
 
   it('sends a checkpoint the coordinator missed after the next welcome, if its attempt is still held', async () => {
@@ -84,10 +121,10 @@ describe('CheckpointKeeper', () => {
     t.keeper.resumeFrom('joba.0', { state: { i: 1 }, rng: [5, 6, 7, 8] });
     expect(t.keeper.forImage('joba.0')).toEqual({ state: { json: { i: 1 }, buffers: [] }, rng: [5, 6, 7, 8], sent: [], requests: 0 });
     const buffers = [new Uint8Array([9])];
-    const resume = t.keeper.fromImage('joba.0', { state: { json: { i: 2 }, buffers }, rng: [1, 2, 3, 4], sent: [], requests: 3 });
+    const resume = t.keeper.fromImage('joba.0', { state: { json: { i: 2 }, buffers }, rng: [1, 2, 3, 4], sent: [], requests: 3 }, []);
     expect(resume).toEqual({ state: { i: 2 }, rng: [1, 2, 3, 4], sent: [], requests: 3 });
     expect(t.keeper.forImage('joba.0')?.state.buffers).toBe(buffers);
-    expect(t.keeper.fromImage('joba.0', null)).toBeNull();
+    expect(t.keeper.fromImage('joba.0', null, [])).toBeNull();
     expect(t.keeper.forImage('joba.0')).toBeNull();
   });
 

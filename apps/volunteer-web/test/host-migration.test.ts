@@ -17,12 +17,17 @@ afterEach(() => {
 
 const message = (from: string, to: string, seq: number, data: unknown) => ({ from, to, tag: 1, seq, data });
 
-/** The image the page sent for `tid` (as the parts of `attempt`, when given), put back together from its part frames. */
+/**
+ * The last image the page sent for `tid` (as the parts of `attempt`, when given), put back together
+ * from its part frames: a task's checkpoint images go before its migration's.
+ */
 function sentImage(binary: Uint8Array[], tid: string, attempt?: number) {
-  const parts = binary.flatMap((bytes) => {
+  const all = binary.flatMap((bytes) => {
     const part = partOf(bytes);
-    return part && part.header.tid === tid && (attempt === undefined || part.header.attempt === attempt) ? [part.piece] : [];
+    return part && part.header.tid === tid && (attempt === undefined || part.header.attempt === attempt) ? [part] : [];
   });
+  const first = all.findLastIndex((part) => part.header.index === 0);
+  const parts = all.slice(Math.max(0, first)).map((part) => part.piece);
   const whole = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let offset = 0;
   for (const part of parts) {
@@ -53,9 +58,13 @@ describe('HostRuntime migration', () => {
       stateBuffers: state.buffers,
       received: 2,
       unread: [2],
+      delivered: [],
+      log: [],
     });
     host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 3, 'three')));
     await settle();
+    // a task that talks keeps its checkpoints off the tab as images, for a restart after a crash
+    expect(host.socket().sentOfType('checkpoint-image')).toEqual([expect.objectContaining({ tid: 'joba.0', attempt: 1 })]);
 
     host.runtime.reclaim('input', false);
     expect(host.socket().sentOfType('capacity')).toEqual([{ type: 'capacity', slots: 0 }]);
@@ -84,6 +93,7 @@ describe('HostRuntime migration', () => {
     const state = encodeValue({ step: 4 });
     const image = encodeImage({
       tid: 'joba.0',
+      log: [],
       checkpoint: { state, rng: [1, 2, 3, 4], sent: [], requests: 1 },
       delivered: new Map([['joba.5', 2]]),
       mailbox: [sealMessage(message('joba.5', 'joba.0', 2, 'unread'))],
@@ -129,6 +139,7 @@ describe('HostRuntime migration', () => {
     await host.connect();
     const image = encodeImage({
       tid: 'joba.0',
+      log: [],
       checkpoint: null,
       delivered: new Map([['joba.5', 1]]),
       mailbox: [sealMessage(message('joba.5', 'joba.0', 1, 'in the image'))],

@@ -3,20 +3,20 @@ import { parseHostOptions } from '../src/host/host-options.ts';
 
 describe('parseHostOptions', () => {
   it('defaults to one slot fewer than the cores, and the idle policy', () => {
-    expect(parseHostOptions('', 8)).toEqual({ slots: 7, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
-    expect(parseHostOptions('', 1)).toEqual({ slots: 1, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
-    expect(parseHostOptions('', undefined)).toEqual({ slots: 1, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
+    expect(parseHostOptions('', 8)).toEqual({ slots: 7, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
+    expect(parseHostOptions('', 1)).toEqual({ slots: 1, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
+    expect(parseHostOptions('', undefined)).toEqual({ slots: 1, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
   });
 
   it('reads slots and policy from the query, within limits', () => {
-    expect(parseHostOptions('?slots=3&policy=hidden', 8)).toEqual({ slots: 3, policy: 'hidden', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
-    expect(parseHostOptions('?slots=1000&policy=always', 8)).toEqual({ slots: 64, policy: 'always', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
+    expect(parseHostOptions('?slots=3&policy=hidden', 8)).toEqual({ slots: 3, policy: 'hidden', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
+    expect(parseHostOptions('?slots=1000&policy=always', 8)).toEqual({ slots: 64, policy: 'always', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
   });
 
   it('falls back to the defaults on values it cannot read', () => {
-    expect(parseHostOptions('?slots=0&policy=sometimes', 4)).toEqual({ slots: 3, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
-    expect(parseHostOptions('?slots=two', 4)).toEqual({ slots: 3, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
-    expect(parseHostOptions('?slots=', 4)).toEqual({ slots: 3, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, minBattery: 0 });
+    expect(parseHostOptions('?slots=0&policy=sometimes', 4)).toEqual({ slots: 3, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
+    expect(parseHostOptions('?slots=two', 4)).toEqual({ slots: 3, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
+    expect(parseHostOptions('?slots=', 4)).toEqual({ slots: 3, policy: 'idle', p2p: true, idleMs: 30_000, replayLog: true, senderLog: true, minBattery: 0 });
   });
 
   it('turns data channels off with p2p=off only', () => {
@@ -29,6 +29,11 @@ describe('parseHostOptions', () => {
     expect(parseHostOptions('?battery=25', 4).minBattery).toBe(0.25);
     expect(parseHostOptions('?battery=250', 4).minBattery).toBe(0);
     expect(parseHostOptions('?battery=low', 4).minBattery).toBe(0);
+  });
+
+  it('has workers keep a sender log unless told senderLog=off', () => {
+    expect(parseHostOptions('?senderLog=off', 4).senderLog).toBe(false);
+    expect(parseHostOptions('?senderLog=on', 4).senderLog).toBe(true);
   });
 
   it('keeps a replay log unless told replayLog=off', () => {

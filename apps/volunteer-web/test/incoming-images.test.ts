@@ -6,6 +6,7 @@ import { partOf } from './support/envelopes.ts';
 
 const bytes = encodeImage({
   tid: 'joba.0',
+  log: [],
   checkpoint: { state: encodeValue({ step: 4 }), rng: [1, 2, 3, 4], sent: [], requests: 0 },
   delivered: new Map([['joba.5', 1]]),
   mailbox: [sealMessage({ from: 'joba.5', to: 'joba.0', tag: 1, seq: 1, data: 'unread' })],
@@ -50,7 +51,7 @@ describe('IncomingImages', () => {
 
   it('refuses an image that is another task’s: the task fails and restarts from its checkpoint elsewhere', () => {
     const t = setup();
-    const others = encodeImage({ tid: 'joba.9', checkpoint: null, delivered: new Map(), mailbox: [], pending: [] });
+    const others = encodeImage({ tid: 'joba.9', checkpoint: null, delivered: new Map(), mailbox: [], pending: [], log: [] });
     t.receive(others);
     const theirs = assignment('joba', 0, { attempt: 2, imageBytes: others.byteLength });
     expect(t.incoming.take(theirs)).toBeNull();

@@ -71,6 +71,8 @@ class ModelWorker {
       stateBuffers: [],
       received: 0,
       unread: [],
+      delivered: [],
+      log: [],
     });
   }
 }
@@ -143,6 +145,8 @@ describe('SlotPool batches, under any interleaving', () => {
             started: (ref) => void startedTids.add(ref.tid),
             send: () => undefined,
             laneWrote: () => undefined,
+            resent: () => undefined,
+            logFull: () => undefined,
             laneSent: () => undefined,
             delivered: () => undefined,
             laneClosed: () => undefined,

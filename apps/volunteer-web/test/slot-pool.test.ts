@@ -28,6 +28,8 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
       started: (ref) => started.push(ref.tid),
       send: (ref, message) => sends.push([ref, message]),
       laneWrote: () => undefined,
+      resent: () => undefined,
+      logFull: () => undefined,
       laneSent: (ref, message) => laneSends.push([ref, message]),
       laneClosed: () => undefined,
       delivered: () => undefined,
@@ -228,6 +230,8 @@ describe('SlotPool evacuation', () => {
     stateBuffers: [],
     received: 2,
     unread: [2],
+    delivered: [],
+    log: [],
   });
 
   it('asks a running task to freeze and lets it leave with the checkpoint it froze at, its worker terminated at once', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, encodeEnvelope, encodeMessage, messageFromEnvelope } from '@webpvm/vm-protocol';
+import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, encodeEnvelope, encodeMessage, messageFromEnvelope, unsealMessage } from '@webpvm/vm-protocol';
 import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
 import { FakeLane } from './support/fake-lane.ts';
 import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './support/fake-worker.ts';
@@ -41,10 +41,10 @@ describe('ctx.send and ctx.mcast', () => {
     ]);
   });
 
-  it('hands the host each message as an envelope of its own, moving its buffer rather than copying it', async () => {
+  it('hands the host each message as an envelope of its own, moving its buffer rather than copying it when it keeps no sender log', async () => {
     const worker = fakeWorker();
     hookTasks({ main: (ctx) => ctx.mcast(['job1.1', 'job1.2'], 3, new Float64Array(1000)) });
-    await worker.run({ programUrl: HOOKED_PROGRAM });
+    await worker.run({ programUrl: HOOKED_PROGRAM }, 0, { senderLog: false });
     const sends = worker.of('send');
     expect(sends).toHaveLength(2);
     for (const send of sends) {
@@ -56,6 +56,48 @@ describe('ctx.send and ctx.mcast', () => {
     }
     expect(sends[0]!.envelope.buffer).not.toBe(sends[1]!.envelope.buffer);
     expect(worker.sent().map((m) => (m.data as Float64Array).length)).toEqual([1000, 1000]);
+  });
+
+  it('keeps what it sends in its sender log until covered: its checkpoints carry the log, and resend sends what is left', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: async (ctx) => {
+        for (let i = 1; i <= 3; i++) ctx.send('job1.1', 1, i);
+        ctx.send('job1.2', 1, 'other');
+        await ctx.checkpoint({ step: 1 });
+        await ctx.recv({ tag: 9 });
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    // the host got copies: the log keeps the envelopes
+    expect(worker.of('send').every((send) => !worker.transferOf(send)?.length)).toBe(true);
+    const [checkpoint] = worker.of('checkpoint');
+    expect(checkpoint!.log.map((e) => [unsealMessage(e)!.to, unsealMessage(e)!.seq])).toEqual([['job1.1', 1], ['job1.1', 2], ['job1.1', 3], ['job1.2', 1]]);
+    worker.send({ type: 'covered', tid: 'job1.0', to: 'job1.1', seq: 2 });
+    worker.send({ type: 'resend', tid: 'job1.0', to: 'job1.1' });
+    await settle();
+    expect(worker.of('resent').flatMap((r) => r.envelopes.map((e) => [unsealMessage(e)!.data, unsealMessage(e)!.seq]))).toEqual([[3, 3]]);
+    worker.deliver('job1.0', { from: 'job1.2', tag: 9, seq: 1, data: null });
+    await done;
+  });
+
+  it('sends its restored log again as it starts when it recovers from a crash, not when it resumes from a migration', async () => {
+    const logged = [encodeMessage({ from: 'job1.0', to: 'job1.1', tag: 1, seq: 1, data: 'before the crash' })];
+    const program = { main: async (ctx: TaskContext) => void (await ctx.recv({ tag: 9 })) };
+    const migrated = fakeWorker();
+    hookTasks(program);
+    const moved = migrated.run({ programUrl: HOOKED_PROGRAM }, 0, { log: logged });
+    await settle();
+    expect(migrated.of('resent')).toEqual([]);
+    migrated.deliver('job1.0', { from: 'job1.2', tag: 9, seq: 1, data: null });
+    await moved;
+    const recovered = fakeWorker();
+    const restarted = recovered.run({ programUrl: HOOKED_PROGRAM, recovering: true }, 0, { log: logged });
+    await settle();
+    expect(recovered.of('resent').flatMap((r) => r.envelopes.map((e) => unsealMessage(e)!.data))).toEqual(['before the crash']);
+    recovered.deliver('job1.0', { from: 'job1.2', tag: 9, seq: 1, data: null });
+    await restarted;
   });
 
   it('refuses another job, a bad tid or tag, oversized or cyclic data, and then sends nothing', async () => {

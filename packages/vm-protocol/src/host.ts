@@ -84,6 +84,26 @@ export const CheckpointMsg = z.object({
   checkpoint: Checkpoint,
 });
 
+/**
+ * A checkpoint kept off the tab with what a crash restart needs beside the state: its image
+ * (task-image.ts: state bytes, unread messages, per-sender seqs, sender log) came just before in
+ * `part` frames. The coordinator keeps it as the task's restart point and tells the task's
+ * senders what it covers (`covered`).
+ */
+export const CheckpointImageMsg = z.object({
+  type: z.literal('checkpoint-image'),
+  tid: Tid,
+  attempt: Attempt,
+  imageBytes: z.number().int().positive().max(LIMITS.checkpointImageBytes),
+});
+
+/**
+ * The sender log of task `tid` here passed its share for `to`: `to` is asked for a checkpoint.
+ * `dropped`: it let go of messages to `to` that no checkpoint of `to` covers, so `to` can no
+ * longer be restarted exactly before its next checkpoint.
+ */
+export const LogFullMsg = z.object({ type: z.literal('log-full'), tid: Tid, attempt: Attempt, to: Tid, dropped: z.boolean() });
+
 export const ResultsMsg = z.object({ type: z.literal('results'), items: batch(TaskOutcome) });
 
 export const LogMsg = z.object({
@@ -144,6 +164,8 @@ export const HostMessage = z.discriminatedUnion('type', [
   CapacityMsg,
   ProgressMsg,
   CheckpointMsg,
+  CheckpointImageMsg,
+  LogFullMsg,
   ResultsMsg,
   LogMsg,
   RequestMsg,
@@ -274,6 +296,24 @@ export const LaneMsg = z.object({ type: z.literal('lane'), end: z.enum(['out', '
 /** No relay lane from `from` to `to` now: `to` runs on no other host, or either host holds as many lanes as it takes. */
 export const LaneRefusedMsg = z.object({ type: z.literal('lane-refused'), from: Tid, to: Tid });
 
+/**
+ * Checkpoints kept off their tabs cover what these tasks of this host sent up to `seq` to `to`:
+ * their sender logs forget those messages.
+ */
+export const CoveredMsg = z.object({
+  type: z.literal('covered'),
+  items: batch(z.object({ tid: Tid, to: Tid, seq: z.number().int().min(1) })),
+});
+
+/**
+ * These tasks restarted from their checkpoints after their hosts were lost: the tasks of their
+ * jobs on this host send again what their sender logs hold for them.
+ */
+export const RestartedMsg = z.object({ type: z.literal('restarted'), tids: batch(Tid) });
+
+/** Take a checkpoint of these tasks at their next safe point: a sender's log for them is full. */
+export const CheckpointDueMsg = z.object({ type: z.literal('checkpoint-due'), tasks: batch(TaskRef) });
+
 export const CoordinatorMessage = z.union([
   WelcomeMsg,
   AssignMsg,
@@ -290,6 +330,9 @@ export const CoordinatorMessage = z.union([
   LaneMsg,
   LaneRefusedMsg,
   WithdrawMsg,
+  CoveredMsg,
+  RestartedMsg,
+  CheckpointDueMsg,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 

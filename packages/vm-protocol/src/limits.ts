@@ -23,6 +23,11 @@ export const LIMITS = {
   /** A migrating task's image (state + unread messages), and the pieces it travels in. */
   imageBytes: 192 * 1024 * 1024,
   imagePartBytes: 1024 * 1024,
+  /**
+   * A checkpoint image kept off its tab (host.ts `checkpoint-image`): a state this large or
+   * smaller survives its tab's crash; a larger one lives only on its tab and in migration images.
+   */
+  checkpointImageBytes: 16 * 1024 * 1024,
   slotsPerHost: 64,
   /**
    * Spawned tasks one host runs at once, each in a worker of its own beyond its slots: all of a

@@ -36,6 +36,8 @@ const ImageHeader = z.object({
   mailbox: Sizes,
   /** Messages received out of order: they go through the new host's reorder buffer. */
   pending: Sizes,
+  /** The task's sender log (worker.ts `WorkerCheckpoint.log`): messages it sent, kept for receivers that may crash. */
+  log: Sizes.default([]),
 });
 
 /** A checkpoint as hosts and workers pass it on: the state stays value-encoded (value-codec.ts) end to end. */
@@ -51,6 +53,8 @@ export interface TaskImage {
   delivered: Map<string, number>;
   mailbox: SealedMessage[];
   pending: SealedMessage[];
+  /** Envelopes of messages the task sent that its receivers' checkpoints do not cover yet, in the order sent. */
+  log: Uint8Array[];
 }
 
 export function encodeImage(image: TaskImage): Uint8Array {
@@ -69,8 +73,9 @@ export function encodeImage(image: TaskImage): Uint8Array {
     delivered: [...image.delivered].map(([from, seq]) => ({ from, seq })),
     mailbox: mailbox.map((b) => b.byteLength),
     pending: pending.map((b) => b.byteLength),
+    log: image.log.map((b) => b.byteLength),
   };
-  return encodeFrame(header, [...state.buffers, ...mailbox, ...pending]);
+  return encodeFrame(header, [...state.buffers, ...mailbox, ...pending, ...image.log]);
 }
 
 export type DecodedImage = { ok: true; value: TaskImage } | { ok: false; error: { code: 'E_BAD_FRAME'; message: string } };
@@ -83,12 +88,20 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
   if (!parsed.success) return bad(`${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
   const header = parsed.data;
   const stateSizes = header.checkpoint?.stateSizes ?? [];
-  const read = readSegments(bytes, head.offset, [...stateSizes, ...header.mailbox, ...header.pending]);
+  const read = readSegments(bytes, head.offset, [...stateSizes, ...header.mailbox, ...header.pending, ...header.log]);
   if (!read) return bad('byte segments run past its end');
   if (read.next !== bytes.byteLength) return bad('trailing bytes');
   const stateBuffers = read.segments.slice(0, stateSizes.length);
   const mailboxBytes = read.segments.slice(stateSizes.length, stateSizes.length + header.mailbox.length);
-  const pendingBytes = read.segments.slice(stateSizes.length + header.mailbox.length);
+  const logAt = stateSizes.length + header.mailbox.length + header.pending.length;
+  const pendingBytes = read.segments.slice(stateSizes.length + header.mailbox.length, logAt);
+  const log: Uint8Array[] = [];
+  for (const envelope of read.segments.slice(logAt)) {
+    const sent = readSealed(envelope);
+    if (!sent.ok) return bad(sent.message);
+    if (sent.message.from !== header.tid || sent.message.seq < 1) return bad('a message of its sender log is not one it sent');
+    log.push(envelope.slice());
+  }
   const messages = (list: Uint8Array[]): SealedMessage[] | string => {
     const out: SealedMessage[] = [];
     for (const envelope of list) {
@@ -113,6 +126,7 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
       delivered: new Map(header.delivered.map((d) => [d.from, d.seq])),
       mailbox,
       pending,
+      log,
     },
   };
 }

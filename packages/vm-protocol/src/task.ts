@@ -63,6 +63,11 @@ export const TaskAssignment = z.object({
   resume: Checkpoint.nullable(),
   /** The size of the task's image, sent just before in `part` frames, when it resumes from a migration. */
   imageBytes: z.number().int().positive().max(LIMITS.imageBytes).optional(),
+  /**
+   * The attempt follows the loss of the task's host (not a migration): its receivers may have
+   * crashed with it, so it sends its sender log again as it starts.
+   */
+  recovering: z.literal(true).optional(),
   seed: Uint32,
   timeoutMs: z.number().int().positive().nullable(),
 });

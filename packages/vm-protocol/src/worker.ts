@@ -47,6 +47,14 @@ export const StartTask = z.object({
   delivered: z.array(z.tuple([Tid, z.number().int().nonnegative()])).max(1_000_000).optional(),
   /** The task's cell in the worker's flags, when it has them. */
   flag: z.number().int().min(0).max(MAX_HANDED - 1).optional(),
+  /**
+   * The task's sender log as its checkpoint kept it (`WorkerCheckpoint.log`), on resume: kept
+   * again until the receivers' checkpoints cover it, and sent again at once when the task is
+   * `recovering` (task.ts).
+   */
+  log: z.array(MessageEnvelope).max(1_000_000).optional(),
+  /** False: keep no sender log (measuring its cost, bench/); the task then cannot be recovered exactly after a crash. */
+  senderLog: z.boolean().optional(),
 });
 
 /**
@@ -106,6 +114,15 @@ export const ReportNow = z.object({ type: z.literal('report-now'), tid: z.string
  */
 export const LaneAcked = z.object({ type: z.literal('lane-acked'), tid: z.string(), to: Tid, seq: z.number().int().min(1) });
 
+/**
+ * The checkpoint of `to` kept off its tab covers what `tid` sent it up to `seq`: the worker's
+ * sender log forgets those messages (sender-based message logging, docs/architecture.md).
+ */
+export const Covered = z.object({ type: z.literal('covered'), tid: z.string(), to: Tid, seq: z.number().int().min(1) });
+
+/** Task `to` restarted from its checkpoint after a crash: what `tid`'s sender log holds for it goes again. */
+export const Resend = z.object({ type: z.literal('resend'), tid: z.string(), to: Tid });
+
 export const ToWorker = z.discriminatedUnion('type', [
   StartTask,
   StartTasks,
@@ -120,6 +137,8 @@ export const ToWorker = z.discriminatedUnion('type', [
   LaneClose,
   ReportNow,
   LaneAcked,
+  Covered,
+  Resend,
 ]);
 export type ToWorker = z.infer<typeof ToWorker>;
 
@@ -137,6 +156,14 @@ export const WorkerCheckpoint = z.object({
   stateBuffers: Bytes,
   received: z.number().int().nonnegative(),
   unread: z.array(z.number().int().min(1)).max(10_000_000),
+  /** Per sender, the highest seq delivered to the task: a restart from this checkpoint takes only later ones. */
+  delivered: z.array(z.tuple([Tid, z.number().int().min(1)])).max(LIMITS.tasksPerJob),
+  /**
+   * The sender log: what the task sent that its receivers' checkpoints do not cover yet, as
+   * envelopes in the order sent. A restart from this checkpoint sends them again, for a receiver
+   * that crashed too and restarts from a checkpoint older than them.
+   */
+  log: z.array(MessageEnvelope).max(1_000_000),
 });
 export const WorkerProgress = z.object({ type: z.literal('progress'), tid: z.string(), fraction: z.number().min(0).max(1) });
 export const WorkerLog = z.object({ type: z.literal('log'), tid: z.string(), line: z.string().max(LIMITS.logLineChars) });
@@ -212,6 +239,19 @@ export const WorkerDelivered = z.object({
 /** The task's lane to `to` closed: it sends `to` through its host again. */
 export const WorkerLaneClosed = z.object({ type: z.literal('lane-closed'), tid: z.string(), to: Tid });
 
+/**
+ * Messages of the task's sender log sent again (after `resend`, or on a recovering start), as
+ * their envelopes: the host sends them through the relay; their receivers drop what they have.
+ */
+export const WorkerResent = z.object({ type: z.literal('resent'), tid: z.string(), envelopes: z.array(MessageEnvelope).min(1).max(REPORT_BATCH) });
+
+/**
+ * The task's sender log holds more than its share for `to`: `to` is asked for a checkpoint, which
+ * lets the log forget what it covers (sent once until the log shrinks again). `dropped`: the log
+ * is over its limit and let go of messages to `to` its checkpoint does not cover.
+ */
+export const WorkerLogFull = z.object({ type: z.literal('log-full'), tid: z.string(), to: Tid, dropped: z.boolean() });
+
 export const FromWorker = z.discriminatedUnion('type', [
   WorkerCheckpoint,
   WorkerProgress,
@@ -225,5 +265,7 @@ export const FromWorker = z.discriminatedUnion('type', [
   WorkerLaneSent,
   WorkerLaneClosed,
   WorkerDelivered,
+  WorkerResent,
+  WorkerLogFull,
 ]);
 export type FromWorker = z.infer<typeof FromWorker>;

@@ -21,7 +21,7 @@ import {
 
 const MiB = 1024 * 1024;
 
-const emptyImage = (tid = 'abcd.1'): TaskImage => ({ tid, checkpoint: null, delivered: new Map(), mailbox: [], pending: [] });
+const emptyImage = (tid = 'abcd.1'): TaskImage => ({ tid, checkpoint: null, delivered: new Map(), mailbox: [], pending: [], log: [] });
 
 const sampleImage = (): TaskImage => ({
   tid: 'abcd.1',
@@ -37,6 +37,7 @@ const sampleImage = (): TaskImage => ({
     sealMessage({ from: 'abcd.3', to: 'abcd.1', tag: 9, seq: 0, after: 2, data: { tid: 'abcd.3', ok: true } }),
   ],
   pending: [sealMessage({ from: 'abcd.2', to: 'abcd.1', tag: 1, seq: 7, data: new Uint8Array([9, 8, 7]) })],
+  log: [sealMessage({ from: 'abcd.1', to: 'abcd.2', tag: 3, seq: 4, data: new Float64Array([1.5]) }).envelope],
 });
 
 /** The first byte at which two byte strings differ, -1 when they are the same. */
@@ -198,6 +199,12 @@ const messageArb = (to: string): fc.Arbitrary<SealedMessage> =>
     })
     .map(({ after, ...m }) => sealMessage({ ...m, to, ...(after === undefined ? {} : { after }) }));
 
+/** A message the image's task sent, as its sender log keeps it: the envelope only. */
+const sentArb = (from: string): fc.Arbitrary<Uint8Array> =>
+  fc
+    .record({ to: tidArb, tag: fc.integer({ min: 0, max: 0x7fffffff }), seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), data: valueArb })
+    .map((m) => sealMessage({ ...m, from }).envelope);
+
 const uint32 = fc.integer({ min: 0, max: 0xffffffff });
 
 const imageArb: fc.Arbitrary<TaskImage> = tidArb.chain((tid) =>
@@ -215,6 +222,7 @@ const imageArb: fc.Arbitrary<TaskImage> = tidArb.chain((tid) =>
     delivered: fc.array(fc.tuple(tidArb, fc.maxSafeNat()), { maxLength: 4 }).map((entries) => new Map(entries)),
     mailbox: fc.array(messageArb(tid), { maxLength: 4 }),
     pending: fc.array(messageArb(tid), { maxLength: 4 }),
+    log: fc.array(sentArb(tid), { maxLength: 4 }),
   }),
 );
 
@@ -306,6 +314,13 @@ describe('task image encoding', () => {
     const stray = sealMessage({ from: 'abcd.3', to: 'abcd.2', tag: 0, seq: 1, data: null });
     expect(decodeImage(encodeImage({ ...emptyImage(), mailbox: [stray] }))).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
     expect(decodeImage(encodeImage({ ...emptyImage(), pending: [stray] }))).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
+  });
+
+  it('refuses a sender log holding a message its task did not send', () => {
+    const forged = sealMessage({ from: 'abcd.3', to: 'abcd.2', tag: 0, seq: 1, data: null }).envelope;
+    expect(decodeImage(encodeImage({ ...emptyImage(), log: [forged] }))).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
+    const exitNotice = sealMessage({ from: 'abcd.1', to: 'abcd.2', tag: 0, seq: 0, data: null }).envelope;
+    expect(decodeImage(encodeImage({ ...emptyImage(), log: [exitNotice] }))).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
   });
 
   it('refuses a segment that is not a message envelope', () => {

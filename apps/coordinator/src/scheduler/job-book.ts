@@ -3,7 +3,7 @@ import { JobVm, type VmTask } from '@webpvm/task-sdk/vm';
 import type { Logger } from 'pino';
 import { type StoredJob, type StoredTask, type UnfinishedJob, emptyTally, taskUpdate } from '../store/store.ts';
 import type { HostRegistry } from './host-registry.ts';
-import { type JobRun, MAX_LOSSES, type RunState, TERMINAL, type TaskRun, countsOf, lostTooOften, rootsOpen } from './model.ts';
+import { type JobRun, MAX_LOSSES, type RunState, TERMINAL, type TaskRun, countsOf, lostTooOften, rootsOpen, unrecoverable } from './model.ts';
 import type { MigrationSink } from './ports.ts';
 import { Quorum } from './quorum.ts';
 import { LeaseDeadlines } from './lease-deadlines.ts';
@@ -34,6 +34,8 @@ export interface JobBookOptions {
   agreement: (job: StoredJob) => Agree;
   /** A job finished: what it alone held (its program's validate) may go. */
   finished?: (job: JobRun) => void;
+  /** A task's host was lost and the task will start again from its restart point: its senders must send again (recovery.ts). */
+  restarted?: (task: TaskRun) => void;
   /** Whether a trusted volunteer's replica is a spot check: drawn against the job's `spotCheck` (Math.random). */
   random?: () => number;
 }
@@ -334,8 +336,9 @@ export class JobBook {
     if (task.quorum) return this.replication.lost(task, attempt, reason);
     task.runs.delete(attempt);
     if (attempt !== task.attempt) return;
-    this.keepImage(task, null);
-    task.start.imageAway = null;
+    // The image that failed goes; an image kept here behind one that went host to host stays.
+    if (task.start.imageAway) task.start.imageAway = null;
+    else this.keepImage(task, null);
     this.lost({ tid: task.tid, attempt }, reason, by);
   }
 
@@ -351,17 +354,22 @@ export class JobBook {
     const task = this.#tasks.get(ref.tid);
     if (task?.quorum) return this.replication.lost(task, ref.attempt, reason);
     if (!task || task.state !== 'running' || task.attempt !== ref.attempt) return;
-    this.#opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
     task.avoid.add(by);
     this.recordMigration(task, null);
-    if (++task.losses < MAX_LOSSES) return this.#retry(task);
-    this.fail(task, lostTooOften(task, reason));
+    if (task.unlogged) return this.fail(task, unrecoverable(task, reason));
+    if (++task.losses >= MAX_LOSSES) return this.fail(task, lostTooOften(task, reason));
+    this.#opts.log.info({ tid: task.tid, attempt: task.attempt, reason }, 'reissuing task');
+    task.recovering = true;
+    this.#retry(task);
+    this.#opts.restarted?.(task);
   }
 
+  /** A spawned task runs beside the others of its program, beyond slots, as it did the first time (leasing.ts). */
   #retry(task: TaskRun): void {
     this.transition(task, 'pending');
     task.hostId = null;
-    task.job.retries.push(task);
+    if (task.spec.parent === null) task.job.retries.push(task);
+    else task.job.placeNow.push(task);
   }
 
   /** The task's migration is over: it runs again on `to`, or (null) it ended or failed first. */
@@ -512,6 +520,8 @@ export class JobBook {
       runs: new Map(),
       failures: 0,
       losses: 0,
+      recovering: false,
+      unlogged: false,
       avoid: new Set(),
       askedBack: null,
       quorum: this.#quorumFor(job, spec),

@@ -141,7 +141,8 @@ export class Leasing {
       const link = host.link!;
       // An image goes before the assignment that names it: the host finds it whole.
       for (const task of tasks) {
-        const image = task.imageBytes === undefined ? null : this.#opts.book.task(task.tid)?.start.image;
+        const start = task.imageBytes === undefined ? null : this.#opts.book.task(task.tid)?.start;
+        const image = start && !start.imageAway ? start.image : null;
         if (image) for (const part of imageParts(task.tid, task.attempt, image)) link.sendBinary(part);
       }
       for (let i = 0; i < tasks.length; i += LIMITS.itemsPerBatch) {
@@ -244,7 +245,9 @@ export class Leasing {
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';
     writes.job(job);
-    const imageBytes = start.image?.byteLength ?? start.imageAway?.bytes;
+    const imageBytes = start.imageAway?.bytes ?? start.image?.byteLength;
+    const recovering = task.recovering;
+    task.recovering = false;
     return {
       tid: task.tid,
       attempt: task.attempt,
@@ -255,6 +258,7 @@ export class Leasing {
       input: spec.input,
       resume: imageBytes === undefined ? start.checkpoint : null,
       ...(imageBytes === undefined ? {} : { imageBytes }),
+      ...(recovering ? { recovering } : {}),
       seed: spec.seed,
       timeoutMs: job.stored.options.taskTimeoutMs,
     };

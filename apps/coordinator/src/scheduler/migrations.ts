@@ -61,6 +61,11 @@ export class Migrations {
     return null;
   }
 
+  /** The whole image of this attempt that came in parts, handed over once (a checkpoint image, recovery.ts). */
+  takeImage(tid: string, attempt: number): Uint8Array | null {
+    return this.#images.take(tid, attempt);
+  }
+
   /** A host still waits for the image of an assignment: its old host sends it again through here. */
   imageMissing(hostId: string, tid: string, attempt: number): void {
     const away = this.#opts.book.runningOn(hostId, tid, attempt)?.start.imageAway;
@@ -83,7 +88,7 @@ export class Migrations {
     }
     let refused: ErrorBody | null = null;
     if (m.imageBytes !== null && m.via === 'channel') {
-      book.keepImage(task, null);
+      // The image kept here stays the restart point should that one never arrive (recovery.ts).
       task.start.imageAway = { bytes: m.imageBytes, from: hostId };
     } else if (m.imageBytes !== null) {
       task.start.imageAway = null;

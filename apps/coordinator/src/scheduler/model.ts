@@ -54,6 +54,13 @@ export interface TaskRun {
   readonly ranOn: Set<string>;
   /** What the next attempt starts from. */
   start: StartPoint;
+  /** The next attempt follows the loss of the task's host: it sends its sender log again as it starts (recovery.ts). */
+  recovering: boolean;
+  /**
+   * A sender's log let go of messages to this task that its restart point does not cover: lost
+   * before its next checkpoint image, it cannot be restarted exactly and fails (recovery.ts).
+   */
+  unlogged: boolean;
   /** The migration under way, from its event until the task runs again. */
   migration: Migration | null;
   /** The attempt its host was asked to give back (leasing.ts `#balance`): it is asked once. */
@@ -192,3 +199,8 @@ export function isLeaving(task: TaskRun): boolean {
 export function settledHost(task: TaskRun): string | null {
   return task.state === 'running' && task.hostId && !isLeaving(task) ? task.hostId : null;
 }
+
+export const unrecoverable = (task: TaskRun, reason: string): ErrorBody => ({
+  code: 'E_TASK_LOST',
+  message: `${task.tid} was lost with its host (${reason}) and cannot be restarted exactly: a sender let go of messages to it that its last checkpoint does not cover (a sender log holds at most 128 MiB)`,
+});

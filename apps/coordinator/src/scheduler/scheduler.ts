@@ -6,6 +6,7 @@ import { Leasing } from './leasing.ts';
 import { Migrations } from './migrations.ts';
 import type { SchedulerOptions } from './ports.ts';
 import { ReadViews } from './read-views.ts';
+import { Recovery } from './recovery.ts';
 import { RelayPolicy } from './relay-policy.ts';
 import { WINDOW_TASKS } from './task-window.ts';
 import { VmServices } from './vm-services.ts';
@@ -15,7 +16,7 @@ import { WriteBehind } from './write-behind.ts';
 /**
  * The global scheduler, wired from its parts (docs/architecture.md, "The coordinator"): the job
  * book (jobs, tasks, transitions), the host registry, leasing, the hosts' reports, the PVM
- * services, migrations, the relay policy, the read views, and write-behind to the store. The
+ * services, migrations, crash recovery, the relay policy, the read views, and write-behind to the store. The
  * host gateway and the HTTP API talk to the parts directly; this only builds and restores them.
  */
 export class Scheduler {
@@ -26,6 +27,7 @@ export class Scheduler {
   readonly reports: HostReports;
   readonly vm: VmServices;
   readonly migrations: Migrations;
+  readonly recovery: Recovery;
   readonly relay: RelayPolicy;
   readonly views: ReadViews;
   /** The programs' `validate` exports, for replicated jobs: loaded before such a job is submitted or restored. */
@@ -66,6 +68,7 @@ export class Scheduler {
       leaseFloorMs: opts.leaseFloorMs ?? LEASE_FLOOR_MS,
       agreement: (job) => this.validators.agreement(job.programHash, job.options.tolerance ?? null),
       finished: (job) => this.validators.release(job.stored.programHash),
+      restarted: (task) => this.recovery.restarted(task),
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
@@ -73,6 +76,7 @@ export class Scheduler {
     this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router });
     this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch });
+    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage: (tid, attempt) => this.migrations.takeImage(tid, attempt) });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
 

@@ -1,4 +1,4 @@
-import type { Checkpoint, HostMessage, ImageCheckpoint, TaskRef } from '@webpvm/vm-protocol';
+import { LIMITS, encodeImage, imageParts, type Checkpoint, type HostMessage, type ImageCheckpoint, type TaskRef } from '@webpvm/vm-protocol';
 import { forgetCheckpoint, pruneCheckpoints, saveCheckpoint } from './checkpoint-store.ts';
 import type { KeyValueStore } from './kv-store.ts';
 import type { Inboxes } from './messaging/inboxes.ts';
@@ -7,9 +7,11 @@ import { wireValueProblem } from './wire-value.ts';
 
 export interface CheckpointKeeperOptions {
   store: KeyValueStore;
-  inboxes: Pick<Inboxes, 'checkpointed'>;
+  inboxes: Pick<Inboxes, 'checkpointed' | 'unread'>;
   /** Sends to the coordinator; false while it is away. */
   send(message: HostMessage): boolean;
+  /** Sends a binary frame (a part of an image) to the coordinator; false while it is away. */
+  sendBinary(bytes: Uint8Array): boolean;
   /** The tasks this page holds now (slot-pool.ts `held`): a checkpoint of any other attempt is not sent. */
   held(): TaskRef[];
 }
@@ -18,7 +20,12 @@ export interface CheckpointKeeperOptions {
 interface LatestCheckpoint {
   checkpoint: Required<Checkpoint>;
   stateBuffers: Uint8Array[];
+  /** The task's sender log at the checkpoint (worker.ts `WorkerCheckpoint.log`). */
+  log: Uint8Array[];
 }
+
+/** A checkpoint to send the coordinator: as JSON, or as an image of what a crash restart needs. */
+type Unsent = { ref: TaskRef; checkpoint: Checkpoint } | { ref: TaskRef; image: Uint8Array };
 
 const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
 
@@ -33,7 +40,7 @@ export class CheckpointKeeper {
   /** Per local task, the checkpoint its inbox log is relative to (see Inboxes.checkpointed). */
   #latest = new Map<string, LatestCheckpoint>();
   /** Checkpoints stored while offline, sent after the next welcome. */
-  #unsent = new Map<string, { ref: TaskRef; checkpoint: Checkpoint }>();
+  #unsent = new Map<string, Unsent>();
   /**
    * Tids with a checkpoint in IndexedDB, with the latest attempt that stored one (0: stored before
    * this page started): most tasks never store one, and forgetting theirs must not cost a read of
@@ -52,30 +59,57 @@ export class CheckpointKeeper {
 
   /** The task's log now starts from this checkpoint: a restart from it replays what follows. */
   accept(tid: string, taken: WorkerCheckpoint): void {
-    this.#latest.set(tid, { checkpoint: taken.checkpoint, stateBuffers: taken.stateBuffers });
+    this.#latest.set(tid, { checkpoint: taken.checkpoint, stateBuffers: taken.stateBuffers, log: taken.log });
     this.#options.inboxes.checkpointed(tid, taken.received, taken.unread);
   }
 
   /**
    * A periodic checkpoint: kept here for a migration, stored in IndexedDB, and sent to the
-   * coordinator for a restart after the loss of this host — unless its state holds bytes or is
-   * too large for a frame, when it stays with this host and moves only within an image.
+   * coordinator for a restart after the loss of this host. A task that talks to others, or whose
+   * state holds bytes, sends an image (`checkpoint-image`): with its state's bytes, what it had
+   * not read, its per-sender seqs and its sender log, a crash restart lands exactly where it was
+   * (docs/architecture.md, "A crash"); so does a state too large for a JSON frame. An image over
+   * LIMITS.checkpointImageBytes stays with this host and moves only as a migration's image.
    */
   periodic(ref: TaskRef, taken: WorkerCheckpoint): void {
     this.accept(ref.tid, taken);
     const { checkpoint, stateBuffers } = taken;
+    const asJson = !this.#needsImage(taken) && !wireValueProblem(checkpoint, 'checkpoint');
+    const unsent = asJson ? { ref, checkpoint } : this.#image(ref, taken);
     this.#stored.set(ref.tid, ref.attempt);
     saveCheckpoint(this.#options.store, ref, checkpoint, stateBuffers)
       .catch((error: unknown) => console.warn('webpvm: could not store a checkpoint', error))
       .then(() => {
-        if (stateBuffers.length > 0 || wireValueProblem(checkpoint, 'checkpoint')) return;
-        if (this.#options.held().some((h) => sameRef(h, ref))) this.#send(ref, checkpoint);
+        if (unsent && this.#options.held().some((h) => sameRef(h, ref))) this.#send(unsent);
       });
+  }
+
+  #needsImage({ checkpoint, stateBuffers, delivered, log }: WorkerCheckpoint): boolean {
+    return stateBuffers.length > 0 || delivered.length > 0 || log.length > 0 || checkpoint.sent.length > 0;
+  }
+
+  /** The checkpoint as a crash restart needs it; null when over LIMITS.checkpointImageBytes. */
+  #image(ref: TaskRef, taken: WorkerCheckpoint): Unsent | null {
+    const { checkpoint, stateBuffers, delivered, log, received } = taken;
+    const image = encodeImage({
+      tid: ref.tid,
+      checkpoint: { state: { json: checkpoint.state, buffers: stateBuffers }, rng: checkpoint.rng, sent: checkpoint.sent, requests: checkpoint.requests },
+      delivered: new Map(delivered),
+      mailbox: this.#options.inboxes.unread(ref.tid, received),
+      pending: [],
+      log,
+    });
+    return image.byteLength <= LIMITS.checkpointImageBytes ? { ref, image } : null;
   }
 
   /** A task assigned to resume from the coordinator's copy of its checkpoint. */
   resumeFrom(tid: string, checkpoint: Checkpoint): void {
-    this.#latest.set(tid, { checkpoint: withCounters(checkpoint), stateBuffers: [] });
+    this.#latest.set(tid, { checkpoint: withCounters(checkpoint), stateBuffers: [], log: [] });
+  }
+
+  /** The sender log a leaving task's image carries: the one of the checkpoint it restarts from. */
+  logForImage(tid: string): Uint8Array[] {
+    return this.#latest.get(tid)?.log ?? [];
   }
 
   /** The checkpoint a leaving task's image carries: the latest, or null to start over. */
@@ -92,9 +126,9 @@ export class CheckpointKeeper {
   }
 
   /** A task arrived with an image: its checkpoint is the latest here, and what the task resumes from. */
-  fromImage(tid: string, checkpoint: ImageCheckpoint | null): Required<Checkpoint> | null {
+  fromImage(tid: string, checkpoint: ImageCheckpoint | null, log: Uint8Array[]): Required<Checkpoint> | null {
     const resume = checkpoint && { state: checkpoint.state.json, rng: checkpoint.rng, sent: checkpoint.sent, requests: checkpoint.requests };
-    if (resume) this.#latest.set(tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers });
+    if (resume) this.#latest.set(tid, { checkpoint: resume, stateBuffers: checkpoint.state.buffers, log });
     else this.#latest.delete(tid);
     return resume;
   }
@@ -102,9 +136,9 @@ export class CheckpointKeeper {
   /** After a welcome: the checkpoints the coordinator missed go now, for the attempts still held here. */
   welcome(): void {
     const held = this.#options.held();
-    for (const [tid, { ref, checkpoint }] of this.#unsent) {
+    for (const [tid, unsent] of this.#unsent) {
       this.#unsent.delete(tid);
-      if (held.some((h) => sameRef(h, ref))) this.#send(ref, checkpoint);
+      if (held.some((h) => sameRef(h, unsent.ref))) this.#send(unsent);
     }
   }
 
@@ -122,10 +156,17 @@ export class CheckpointKeeper {
     if ((this.#stored.get(ref.tid) ?? Infinity) <= ref.attempt) this.#stored.delete(ref.tid);
   }
 
-  #send(ref: TaskRef, checkpoint: Checkpoint): void {
-    const sent = this.#options.send({ type: 'checkpoint', tid: ref.tid, attempt: ref.attempt, checkpoint });
+  #send(unsent: Unsent): void {
+    const { ref } = unsent;
+    const sent = 'image' in unsent ? this.#sendImage(ref, unsent.image) : this.#options.send({ type: 'checkpoint', tid: ref.tid, attempt: ref.attempt, checkpoint: unsent.checkpoint });
     if (sent) this.#unsent.delete(ref.tid);
-    else this.#unsent.set(ref.tid, { ref, checkpoint });
+    else this.#unsent.set(ref.tid, unsent);
+  }
+
+  /** The image's parts, then the message that names it; false when the coordinator went away before the last. */
+  #sendImage(ref: TaskRef, image: Uint8Array): boolean {
+    for (const part of imageParts(ref.tid, ref.attempt, image)) if (!this.#options.sendBinary(part)) return false;
+    return this.#options.send({ type: 'checkpoint-image', tid: ref.tid, attempt: ref.attempt, imageBytes: image.byteLength });
   }
 }
 

@@ -41,6 +41,9 @@ export interface LinkEvents {
   sendImage(message: CoordinatorMessageOf<'send-image'>): void;
   lane(message: CoordinatorMessageOf<'lane'>): void;
   laneRefused(message: CoordinatorMessageOf<'lane-refused'>): void;
+  covered(message: CoordinatorMessageOf<'covered'>): void;
+  restarted(message: CoordinatorMessageOf<'restarted'>): void;
+  checkpointDue(message: CoordinatorMessageOf<'checkpoint-due'>): void;
   /** Envelope bytes the coordinator relays from another host (a binary frame). */
   relay(bytes: Uint8Array): void;
   stateChange(): void;
@@ -104,6 +107,9 @@ export class CoordinatorLink {
     'send-image': (m) => this.#options.events.sendImage(m),
     lane: (m) => this.#options.events.lane(m),
     'lane-refused': (m) => this.#options.events.laneRefused(m),
+    covered: (m) => this.#options.events.covered(m),
+    restarted: (m) => this.#options.events.restarted(m),
+    'checkpoint-due': (m) => this.#options.events.checkpointDue(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 

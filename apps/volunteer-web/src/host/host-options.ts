@@ -16,6 +16,12 @@ export interface HostOptions {
    * since its last checkpoint.
    */
   replayLog: boolean;
+  /**
+   * False with `?senderLog=off`, for measuring what crash recovery costs: task workers keep no
+   * sender log, so a task whose tab crashes cannot get again what was sent to it since its
+   * checkpoint kept off the tab.
+   */
+  senderLog: boolean;
   /** `?battery=N`: below N % on a discharging battery the tab computes nothing; 0 (the default) ignores the battery. */
   minBattery: number;
 }
@@ -23,7 +29,7 @@ export interface HostOptions {
 const DEFAULT_IDLE_MS = 30_000;
 const MAX_IDLE_MS = 24 * 3600_000;
 
-/** Reads `?slots=N&policy=…&idleMs=N&battery=N&p2p=off&replayLog=off` from the page URL; anything unreadable falls back to the default. */
+/** Reads `?slots=N&policy=…&idleMs=N&battery=N&p2p=off&replayLog=off&senderLog=off` from the page URL; anything unreadable falls back to the default. */
 export function parseHostOptions(search: string, hardwareConcurrency: number | undefined): HostOptions {
   const params = new URLSearchParams(search);
   const defaultSlots = clampSlots((hardwareConcurrency || 2) - 1);
@@ -35,7 +41,7 @@ export function parseHostOptions(search: string, hardwareConcurrency: number | u
   const idleMs = params.has('idleMs') && Number.isInteger(idle) && idle >= 0 ? Math.min(idle, MAX_IDLE_MS) : DEFAULT_IDLE_MS;
   const battery = Number(params.get('battery'));
   const minBattery = params.has('battery') && battery >= 0 && battery <= 100 ? battery / 100 : 0;
-  return { slots, policy, p2p: params.get('p2p') !== 'off', idleMs, replayLog: params.get('replayLog') !== 'off', minBattery };
+  return { slots, policy, p2p: params.get('p2p') !== 'off', idleMs, replayLog: params.get('replayLog') !== 'off', senderLog: params.get('senderLog') !== 'off', minBattery };
 }
 
 function clampSlots(n: number): number {

@@ -1,6 +1,7 @@
 import {
   LIMITS,
   encodeImage,
+  parseTid,
   type CoordinatorMessageOf,
   type HostMessage,
   type MigrationReason,
@@ -21,6 +22,7 @@ import { PageMessaging } from './messaging/page-messaging.ts';
 import type { CreatePeer } from './messaging/peer-network.ts';
 import type { LinkFrames } from './messaging/lane-links.ts';
 import { OutgoingImages } from './outgoing-images.ts';
+import { PacedRelay } from './paced-relay.ts';
 import { PendingResults } from './pending-results.ts';
 import { ProgressBatcher } from './progress-batcher.ts';
 import { SlotPool, type LeftTask, type StartExtras } from './slot-pool.ts';
@@ -61,6 +63,7 @@ export class HostRuntime {
   #pending: PendingResults;
   #progress: ProgressBatcher;
   #outbox: CoordinatorOutbox;
+  #resends: PacedRelay;
   #messaging: PageMessaging;
   #checkpoints: CheckpointKeeper;
   #outgoing: OutgoingImages;
@@ -76,10 +79,13 @@ export class HostRuntime {
     this.#pending = new PendingResults(runtime.store, send, clock);
     this.#progress = new ProgressBatcher(send, clock);
     this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
+    // Sent again for receivers restarted after a crash: the relay finds them wherever they run now.
+    this.#resends = new PacedRelay((bytes) => this.#outbox.send(bytes), clock);
     this.#pool = new SlotPool({
       slots: runtime.options.slots,
       spawn: runtime.spawn,
       checkpointIntervalMs: () => this.#link.checkpointIntervalMs,
+      senderLog: runtime.options.senderLog,
       clock,
       events: {
         outcome: (outcome) => this.#onOutcome(outcome),
@@ -113,6 +119,9 @@ export class HostRuntime {
           if (fromLanes) this.#progress.countIn(ref, fromLanes);
         },
         laneClosed: (ref, to) => this.#messaging.laneClosed({ from: ref.tid, to }),
+        // Sent again for receivers restarted after a crash: the relay finds them wherever they run now.
+        resent: (_ref, messages) => this.#resends.send(messages.map((m) => m.envelope)),
+        logFull: (ref, to, dropped) => send({ type: 'log-full', tid: ref.tid, attempt: ref.attempt, to, dropped }),
         request: (ref, requestId, op) => this.#outbox.send({ type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op }),
         change: () => this.#status.changed(),
       },
@@ -131,7 +140,13 @@ export class HostRuntime {
       changed: () => this.#status.changed(),
       clock,
     });
-    this.#checkpoints = new CheckpointKeeper({ store: runtime.store, inboxes: this.#messaging.inboxes, send, held: () => this.#pool.held() });
+    this.#checkpoints = new CheckpointKeeper({
+      store: runtime.store,
+      inboxes: this.#messaging.inboxes,
+      send,
+      sendBinary: (bytes) => this.#link.sendBinary(bytes),
+      held: () => this.#pool.held(),
+    });
     this.#incoming = new IncomingImages({ send: (frame) => this.#outbox.send(frame), ready: (task) => this.#onAssign([task]), fail, clock });
     this.#outgoing = new OutgoingImages({
       send: (frame) => this.#outbox.send(frame),
@@ -168,6 +183,13 @@ export class HostRuntime {
         },
         lane: (m) => this.#messaging.laneGranted(m),
         laneRefused: (m) => this.#messaging.laneRefused(m),
+        covered: (m) => {
+          for (const { tid, to, seq } of m.items) this.#pool.post(tid, { type: 'covered', tid, to, seq });
+        },
+        restarted: (m) => this.#onRestarted(m.tids),
+        checkpointDue: (m) => {
+          for (const { tid } of m.tasks) this.#pool.checkpointNow(tid);
+        },
         stateChange: () => this.#status.changed(true),
       },
     });
@@ -199,6 +221,7 @@ export class HostRuntime {
     this.#messaging.stop();
     this.#pool.terminateAll();
     this.#progress.stop();
+    this.#resends.stop();
     this.#pending.stop();
     this.#status.stop();
   }
@@ -269,7 +292,7 @@ export class HostRuntime {
     this.#messaging.router.taskLeft(tid);
     this.#messaging.lanesGone(tid);
     const inbox = this.#messaging.inboxes.cut(tid);
-    const image = encodeImage({ tid, checkpoint: this.#checkpoints.forImage(tid), ...inbox });
+    const image = encodeImage({ tid, checkpoint: this.#checkpoints.forImage(tid), ...inbox, log: this.#checkpoints.logForImage(tid) });
     const destination = this.#outgoing.takeDestination(tid);
     this.#forgetLive(tid);
     if (!this.#outgoing.ship({ tid, attempt, image, frozen: frozen !== null, obtrusivenessMs }, destination)) return;
@@ -295,8 +318,13 @@ export class HostRuntime {
       const image = this.#incoming.take(task);
       if (!image) continue;
       const checkpoint = image.checkpoint;
-      runnable.push({ ...task, resume: this.#checkpoints.fromImage(task.tid, checkpoint) });
-      extras.set(task.tid, { stateBuffers: checkpoint?.state.buffers ?? [], mailbox: image.mailbox.map((m) => m.envelope), delivered: [...image.delivered] });
+      runnable.push({ ...task, resume: this.#checkpoints.fromImage(task.tid, checkpoint, image.log) });
+      extras.set(task.tid, {
+        stateBuffers: checkpoint?.state.buffers ?? [],
+        mailbox: image.mailbox.map((m) => m.envelope),
+        delivered: [...image.delivered],
+        log: image.log,
+      });
       this.#status.migratedIn();
       restores.push(() => {
         this.#messaging.inboxes.restore(task.tid, image);
@@ -307,6 +335,19 @@ export class HostRuntime {
     for (const restore of restores) restore();
     // Assigned while the person is back (the coordinator had not heard yet): straight on elsewhere.
     if (this.#status.paused && runnable.length) this.#evacuate(new Set(runnable.map((t) => t.tid)), this.#status.pauseReason ?? 'input', 0);
+  }
+
+  /**
+   * Tasks restarted from their checkpoints after a crash: every task here of their jobs sends
+   * them again what its sender log holds for them (their new hosts drop what they have).
+   */
+  #onRestarted(tids: string[]): void {
+    const restarted = new Set(tids);
+    const jobs = new Set(tids.map((tid) => parseTid(tid).jobId));
+    for (const { tid } of this.#pool.held()) {
+      if (!jobs.has(parseTid(tid).jobId) || restarted.has(tid)) continue;
+      for (const to of tids) if (parseTid(to).jobId === parseTid(tid).jobId) this.#pool.post(tid, { type: 'resend', tid, to });
+    }
   }
 
   #onOutcome(raw: TaskOutcome): void {

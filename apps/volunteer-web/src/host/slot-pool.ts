@@ -21,7 +21,7 @@ import {
 import { BatchDepth } from './batch-depth.ts';
 import type { DeliveryReport } from './messaging/inboxes.ts';
 import type { SpawnTaskWorker, TaskWorkerHandle } from './task-worker-handle.ts';
-import { checkDelivered, checkLaneSent, checkLaneWrote, checkSend, parseWorkerReport } from './worker-reports.ts';
+import { checkDelivered, checkLaneSent, checkLaneWrote, checkReceiver, checkSend, parseWorkerReport } from './worker-reports.ts';
 import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** A checkpoint as the worker reports it (worker.ts). */
@@ -61,6 +61,10 @@ export interface PoolEvents {
   delivered(ref: TaskRef, entries: DeliveryReport[]): void;
   /** The task's lane to `to` closed. */
   laneClosed(ref: TaskRef, to: string): void;
+  /** The task sends again what its sender log holds (worker.ts `resent`): each its own message to a task of its job. */
+  resent(ref: TaskRef, messages: SealedMessage[]): void;
+  /** The task's sender log holds too much for `to` (worker.ts `log-full`). */
+  logFull(ref: TaskRef, to: string, dropped: boolean): void;
   request(ref: TaskRef, requestId: number, op: TaskOp): void;
   change(): void;
 }
@@ -69,6 +73,8 @@ export interface SlotPoolOptions {
   slots: number;
   spawn: SpawnTaskWorker;
   checkpointIntervalMs(): number;
+  /** False: workers keep no sender log (`?senderlog=off`, to measure its cost). */
+  senderLog?: boolean;
   events: PoolEvents;
   now?: () => number;
   /** Grace periods, deadlines and persist beats must keep time on a hidden page (clock.ts). */
@@ -76,7 +82,7 @@ export interface SlotPoolOptions {
 }
 
 /** What a task starts with besides its assignment when it resumes from an image. */
-export type StartExtras = Pick<Extract<ToWorker, { type: 'start' }>, 'stateBuffers' | 'mailbox' | 'delivered'>;
+export type StartExtras = Pick<Extract<ToWorker, { type: 'start' }>, 'stateBuffers' | 'mailbox' | 'delivered' | 'log'>;
 
 export interface RunningTaskView {
   tid: string;
@@ -194,6 +200,15 @@ export class SlotPool {
     const worker = this.#runningSlot(tid)?.worker;
     if (!worker) return false;
     worker.post(message, transfer);
+    return true;
+  }
+
+  /** The task keeps a checkpoint at its next safe point (a sender's log for it is full); false where it does not run. */
+  checkpointNow(tid: string): boolean {
+    const slot = this.#runningSlot(tid);
+    const task = slot?.tasks.find((t) => t.assignment.tid === tid);
+    if (!slot?.worker?.cells || !task) return false;
+    slot.worker.cells.or(task.cell, SAFE_POINT_FLAGS.persist);
     return true;
   }
 
@@ -380,6 +395,7 @@ export class SlotPool {
     slot.jobId = jobId;
     const used = new Set(slot.tasks.map((t) => t.cell));
     const checkpointIntervalMs = this.#options.checkpointIntervalMs();
+    const senderLog = this.#options.senderLog === false ? { senderLog: false } : {};
     const starts = assignments.map((assignment) => {
       let cell = 0;
       while (used.has(cell)) cell++;
@@ -390,7 +406,7 @@ export class SlotPool {
       this.#running.set(assignment.tid, slot);
       const extras = this.#extras.get(assignment.tid);
       this.#extras.delete(assignment.tid);
-      return { type: 'start', task: assignment, checkpointIntervalMs, ...extras, ...(worker.cells ? { flag: cell } : {}) } as const;
+      return { type: 'start', task: assignment, checkpointIntervalMs, ...senderLog, ...extras, ...(worker.cells ? { flag: cell } : {}) } as const;
     });
     worker.post({ type: 'starts', tasks: starts });
     if (slot.tasks.length === starts.length) this.#headStarted(slot);
@@ -518,6 +534,22 @@ export class SlotPool {
       case 'lane-closed':
         events.laneClosed({ tid, attempt }, message.to);
         return;
+      case 'resent': {
+        const messages: SealedMessage[] = [];
+        for (const envelope of message.envelopes) {
+          const checked = checkSend(envelope, task.assignment);
+          if (!checked.ok) return this.#abort(slot, task, checked.error);
+          messages.push(checked.value);
+        }
+        events.resent({ tid, attempt }, messages);
+        return;
+      }
+      case 'log-full': {
+        const checked = checkReceiver(message.to, task.assignment);
+        if (checked.ok) events.logFull({ tid, attempt }, checked.value, message.dropped);
+        else this.#abort(slot, task, checked.error);
+        return;
+      }
       case 'request':
         events.request({ tid, attempt }, message.requestId, message.op);
         return;

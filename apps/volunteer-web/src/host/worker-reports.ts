@@ -41,6 +41,12 @@ export function checkLaneWrote(pairs: Reported<'lane-wrote'>['pairs'], task: Tas
   return { ok: true, value: pairs };
 }
 
+/** A task `task` names as one it sent to (its sender log is full for it): one of its job. */
+export function checkReceiver(to: string, task: TaskAssignment): Checked<string> {
+  if (parseTid(to).jobId === task.jobId) return { ok: true, value: to };
+  return { ok: false, error: { code: 'E_FORBIDDEN', message: `${task.tid} says its sender log is full for ${to}, a task of another job` } };
+}
+
 /**
  * The messages `task` wrote on its lanes, in order, up to the first envelope that is not a message
  * of its own to a task of its job: `error` then says why the task fails, after those before it.

@@ -389,7 +389,7 @@ describe('a task migrating from page to page (property)', () => {
           }
 
           // the image travels as bytes, as between hosts
-          const decoded = decodeImage(encodeImage({ tid: TID, checkpoint: null, ...p.inbox.cut(TID) }));
+          const decoded = decodeImage(encodeImage({ tid: TID, checkpoint: null, ...p.inbox.cut(TID), log: [] }));
           if (!decoded.ok) throw new Error(decoded.error.message);
           image = decoded.value;
           // its mailbox starts with what was handed over and the checkpoint does not cover, in delivery order

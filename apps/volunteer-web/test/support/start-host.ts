@@ -33,7 +33,7 @@ export async function startHost({ store = memoryStore(), p2p = true, createPeer 
   const { spawn, workers } = fakeWorkers();
   const frames = fakeLinkFrames();
   const runtime = new HostRuntime({
-    options: { slots: 2, policy: 'always', p2p, idleMs: 1000, replayLog: true, minBattery: 0 },
+    options: { slots: 2, policy: 'always', p2p, idleMs: 1000, replayLog: true, senderLog: true, minBattery: 0 },
     store,
     spawn,
     links: frames,

@@ -133,7 +133,8 @@ export class LocalJob {
     task.thread = thread;
     thread.task = task;
     const { tid } = task.assignment;
-    thread.post({ type: 'start', task: task.assignment, checkpointIntervalMs: CHECKPOINT_INTERVAL_MS });
+    // One process crashes whole: no receiver outlives a sender to need its log.
+    thread.post({ type: 'start', task: task.assignment, checkpointIntervalMs: CHECKPOINT_INTERVAL_MS, senderLog: false });
     if (task.inbox.length > 0) thread.post({ type: 'deliver', tid, envelopes: task.inbox });
     task.inbox = [];
     return task.ended;
@@ -179,6 +180,8 @@ export class LocalJob {
     'lane-wrote': () => {},
     'lane-sent': () => {},
     'lane-closed': () => {},
+    resent: () => {},
+    'log-full': () => {},
     log: (task, { line }) => this.#config.onLog(task.assignment.tid, line),
     done: (task, done) => this.#end(task, done.ok ? { ok: true, value: done.value } : { ok: false, error: done.error }),
     send: (task, { envelope }) => {

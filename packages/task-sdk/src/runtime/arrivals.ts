@@ -40,6 +40,11 @@ export class Arrivals {
     );
   }
 
+  /** Per sender, the highest seq delivered to the task: what a checkpoint taken now has. */
+  delivered(): [string, number][] {
+    return [...this.#delivered].filter(([, seq]) => seq > 0);
+  }
+
   /**
    * A `deliver` from the host: a sender's messages come in seq order, exit notifications (seq 0)
    * after them. The host checked each envelope all through; one that is not a message to this

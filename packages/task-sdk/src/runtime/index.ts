@@ -11,6 +11,7 @@ import { formatLogLine, truncateLine } from './log-line.ts';
 import { Arrivals } from './arrivals.ts';
 import { Mailbox } from './mailbox.ts';
 import { createMessaging, type TaskMessaging } from './task-messaging.ts';
+import { SenderLog } from './sender-log.ts';
 import { socketLane } from './socket-lane.ts';
 
 export { Rng, taskSeed, type RngState } from './determinism.ts';
@@ -164,7 +165,17 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     arrivals.fromHost(early.get(tid) ?? []);
     early.delete(tid);
     const counters = resume && { sent: resume.sent ?? [], requests: resume.requests ?? 0 };
-    const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined);
+    const log =
+      start.senderLog === false
+        ? null
+        : new SenderLog(
+            (to) => post({ type: 'log-full', tid, to, dropped: false }),
+            (to) => post({ type: 'log-full', tid, to, dropped: true }),
+          );
+    log?.restore(start.log ?? []);
+    const messaging = createMessaging(start.task, mailbox, post, counters ?? undefined, log);
+    // Receivers lost with this task's last host may restart from checkpoints older than what it sent them.
+    if (start.task.recovering) messaging.resend();
     running.set(tid, { messaging, arrivals });
     for (const lane of earlyLanes.get(tid) ?? []) if (lane.channel.readyState !== 'closed') openLane({ messaging, arrivals }, lane);
     earlyLanes.delete(tid);
@@ -223,6 +234,8 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     'lane-close': (lane) => running.get(lane.tid)?.messaging.closeLane(lane.to),
     'report-now': (report) => running.get(report.tid)?.arrivals.reportNow(),
     'lane-acked': (ack) => running.get(ack.tid)?.messaging.acked(ack.to, ack.seq),
+    covered: (covered) => running.get(covered.tid)?.messaging.covered(covered.to, covered.seq),
+    resend: (resend) => running.get(resend.tid)?.messaging.resend(resend.to),
     'lane-in': (lane) => laneGiven(lane),
     // A relay lane's socket is opened only for a task that runs here; one the browser will not
     // open (a policy without the lane path) counts as a lane that closed at once.
@@ -349,6 +362,8 @@ function createContext(start: StartTask, { messaging, mailbox, arrivals, flag, f
         stateBuffers: encoded.buffers,
         received: mailbox.received,
         unread: mailbox.unread(),
+        delivered: arrivals.delivered(),
+        log: messaging.logged(),
       },
       // A periodic checkpoint is copied: the task changes its state right after. A frozen task
       // never runs again, so its state moves out in O(1), however large.

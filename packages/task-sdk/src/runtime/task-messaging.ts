@@ -11,6 +11,7 @@ import type { ReceivedMessage, RecvFilter, TaskContext } from '../ctx.ts';
 import type { Mailbox } from './mailbox.ts';
 import { toJsonValue } from './json-value.ts';
 import { ReportBatch } from './report-batch.ts';
+import type { SenderLog } from './sender-log.ts';
 
 export type MessagingApi = Pick<
   TaskContext,
@@ -36,6 +37,12 @@ export interface TaskMessaging {
   close(): void;
   /** The seq last sent to each receiver and the number of requests made: a checkpoint keeps them. */
   counters(): Counters;
+  /** The checkpoint of `to` kept off its tab covers what this task sent it up to `seq`. */
+  covered(to: string, seq: number): void;
+  /** Sends again what the sender log holds for `to` (for every receiver: undefined), through the host's relay. */
+  resend(to?: string): void;
+  /** The sender log, as a checkpoint keeps it; empty without one. */
+  logged(): Uint8Array<ArrayBuffer>[];
 }
 
 const MAX_TAG = 0x7fffffff;
@@ -71,6 +78,7 @@ export function createMessaging(
   mailbox: Mailbox,
   post: (message: FromWorker, transfer?: ArrayBuffer[]) => void,
   resume: Counters = { sent: [], requests: 0 },
+  log: SenderLog | null = null,
 ): TaskMessaging {
   const { tid, jobId } = task;
   // A task resumed from a checkpoint numbers on from there: what it sends again repeats a seq, and the receiver drops it.
@@ -190,8 +198,12 @@ export function createMessaging(
   const postSend = (to: string, tag: number, data: EncodedValue): void => {
     const seq = (seqs.get(to) ?? 0) + 1;
     const envelope = encodeEncodedMessage({ from: tid, to, tag, seq }, data) as Uint8Array<ArrayBuffer>;
-    // The envelope moves to the host: nothing in this worker holds it.
-    if (!sendOnLane(to, seq, envelope)) post({ type: 'send', tid, envelope }, [envelope.buffer]);
+    if (sendOnLane(to, seq, envelope)) log?.add(to, seq, envelope);
+    else if (log) {
+      // The host gets a copy: the log keeps the envelope.
+      post({ type: 'send', tid, envelope });
+      log.add(to, seq, envelope);
+    } else post({ type: 'send', tid, envelope }, [envelope.buffer]);
     seqs.set(to, seq);
   };
 
@@ -311,6 +323,13 @@ export function createMessaging(
       lanes.clear();
     },
     counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
+    covered: (to, seq) => log?.covered(to, seq),
+    resend: (to) => {
+      if (closed || !log) return;
+      const envelopes = to === undefined ? log.all() : log.for(to);
+      for (let i = 0; i < envelopes.length; i += REPORT_BATCH) post({ type: 'resent', tid, envelopes: envelopes.slice(i, i + REPORT_BATCH) });
+    },
+    logged: () => log?.all() ?? [],
   };
 }
 

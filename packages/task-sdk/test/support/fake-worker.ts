@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { FromWorker, encodeMessage, unsealMessage, type ErrorBody, type TaskAssignment, type TaskMessage, type TaskOp } from '@webpvm/vm-protocol';
+import { FromWorker, encodeMessage, unsealMessage, type ErrorBody, type TaskAssignment, type TaskMessage, type ToWorker, type TaskOp } from '@webpvm/vm-protocol';
 import type { TaskContext } from '../../src/ctx.ts';
 import { runTaskWorker, type TaskWorkerOptions } from '../../src/runtime/index.ts';
 
@@ -42,7 +42,11 @@ export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer, options
     posted,
     last,
     send,
-    run(task: Partial<TaskAssignment> & { programUrl: string }, checkpointIntervalMs = 0): Promise<Done> {
+    run(
+      task: Partial<TaskAssignment> & { programUrl: string },
+      checkpointIntervalMs = 0,
+      extras: Partial<Omit<Extract<ToWorker, { type: 'start' }>, 'type' | 'task'>> = {},
+    ): Promise<Done> {
       const full: TaskAssignment = {
         tid: 'job1.0',
         attempt: 1,
@@ -56,7 +60,7 @@ export function fakeWorker(answer?: (op: TaskOp, tid: string) => Answer, options
         ...task,
       };
       const done = new Promise<Done>((resolve) => waiting.set(full.tid, resolve));
-      send({ type: 'start', task: full, checkpointIntervalMs });
+      send({ type: 'start', task: full, checkpointIntervalMs, ...extras });
       return done;
     },
     deliver(tid: string, ...messages: Omit<TaskMessage, 'to'>[]): void {

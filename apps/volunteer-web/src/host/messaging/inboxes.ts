@@ -120,6 +120,14 @@ export class Inboxes {
   }
 
   /**
+   * What the task had not read at its checkpoint after `received` deliveries (called right after
+   * `checkpointed`), in delivery order: a crash restart from that checkpoint finds these in its mailbox.
+   */
+  unread(tid: string, received: number): DeliveredMessage[] {
+    return (this.#boxes.get(tid)?.log ?? []).filter(({ n }) => n <= received).map(({ message }) => message);
+  }
+
+  /**
    * The worker delivered these, in this order. A message handed over by this page is found
    * among those awaiting a report; one from a lane is new here, and may release what waited for
    * it. Returns the lane's messages: their senders wait for an acknowledgement.

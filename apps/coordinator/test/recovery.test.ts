@@ -1,0 +1,106 @@
+import { SubmitJobRequest, decodeEnvelope, encodeImage, imageParts, sealMessage, type TaskImage } from '@webpvm/vm-protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Scheduler } from '../src/scheduler/scheduler.ts';
+import { type FakeHost, closeSchedulers, connect, schedulerHarness, settle } from './support/scheduler-harness.ts';
+
+afterEach(closeSchedulers);
+
+const mainSpec = () => SubmitJobRequest.parse({ program: 'x', main: { n: 1 } });
+
+/** A main job whose root spawned two tasks, spread over hosts a and b. */
+async function threeTasks() {
+  const { scheduler } = schedulerHarness();
+  scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
+  const hosts = { ha: connect(scheduler, 'ha', 1), hb: connect(scheduler, 'hb', 1) };
+  await settle();
+  const rootHost = hosts.ha.assigned().length ? 'ha' : 'hb';
+  scheduler.vm.request(rootHost, 'job1.0', 1, 1, { kind: 'spawn', name: 'strip', inputs: [1, 2] });
+  await settle();
+  const hostOf = (tid: string) => scheduler.jobs.task(tid)!.hostId!;
+  return { scheduler, hosts, hostOf };
+}
+
+const image = (tid: string, extra: Partial<TaskImage> = {}): Uint8Array =>
+  encodeImage({
+    tid,
+    checkpoint: { state: { json: { step: 7 }, buffers: [new Uint8Array(8)] }, rng: [1, 2, 3, 4], sent: [{ to: 'job1.1', seq: 4 }], requests: 1 },
+    delivered: new Map([['job1.0', 3], ['job1.2', 5]]),
+    mailbox: [sealMessage({ from: 'job1.0', to: tid, tag: 1, seq: 3, data: 'unread' })],
+    pending: [],
+    log: [sealMessage({ from: tid, to: 'job1.0', tag: 1, seq: 4, data: 'halo' }).envelope],
+    ...extra,
+  });
+
+/** Sends `bytes` as the checkpoint image of `tid`'s attempt 1 from `hostId`. */
+function sendImage(scheduler: Scheduler, hostId: string, tid: string, bytes: Uint8Array) {
+  for (const part of imageParts(tid, 1, bytes)) {
+    const decoded = decodeEnvelope(part);
+    if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
+    expect(scheduler.migrations.imagePart(hostId, decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
+  }
+  return scheduler.recovery.checkpointImage(hostId, { type: 'checkpoint-image', tid, attempt: 1, imageBytes: bytes.byteLength });
+}
+
+const covered = (host: FakeHost) => host.of('covered').flatMap((m) => m.items);
+
+describe('crash recovery', () => {
+  it('keeps a checkpoint image as the restart point and tells each sender what it covers', async () => {
+    const { scheduler, hosts, hostOf } = await threeTasks();
+    const bytes = image('job1.1');
+    expect(sendImage(scheduler, hostOf('job1.1'), 'job1.1', bytes)).toBeNull();
+    expect(scheduler.jobs.task('job1.1')!.start.image).toEqual(bytes);
+    const told = [...covered(hosts.ha), ...covered(hosts.hb)];
+    expect(told).toEqual(expect.arrayContaining([{ tid: 'job1.0', to: 'job1.1', seq: 3 }, { tid: 'job1.2', to: 'job1.1', seq: 5 }]));
+    expect(told).toHaveLength(2);
+    // each sender's own host hears of it
+    for (const { tid } of told) expect(covered(hosts[hostOf(tid) as 'ha' | 'hb']).some((c) => c.tid === tid)).toBe(true);
+  });
+
+  it('refuses an image of another task, one that did not arrive whole, and one from a host that does not run the task', async () => {
+    const { scheduler, hostOf } = await threeTasks();
+    const host = hostOf('job1.1');
+    expect(sendImage(scheduler, host, 'job1.1', image('job1.2'))).toMatchObject({ code: 'E_FORBIDDEN' });
+    expect(scheduler.recovery.checkpointImage(host, { type: 'checkpoint-image', tid: 'job1.1', attempt: 1, imageBytes: 100 })).toMatchObject({ code: 'E_BAD_FRAME' });
+    const other = host === 'ha' ? 'hb' : 'ha';
+    expect(scheduler.recovery.checkpointImage(other, { type: 'checkpoint-image', tid: 'job1.1', attempt: 1, imageBytes: 100 })).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+    expect(scheduler.jobs.task('job1.1')!.start.image).toBeNull();
+  });
+
+  it('restarts a task lost with its host from its image, as recovering, and has its job\'s other tasks send it their logs again', async () => {
+    const { scheduler, hosts, hostOf } = await threeTasks();
+    const lostHost = hostOf('job1.1');
+    const bytes = image('job1.1');
+    sendImage(scheduler, lostHost, 'job1.1', bytes);
+    const survivor = lostHost === 'ha' ? hosts.hb : hosts.ha;
+    scheduler.hosts.detach(lostHost, hosts[lostHost as 'ha' | 'hb']);
+    await settle();
+    expect(survivor.of('restarted')).toEqual([{ type: 'restarted', tids: ['job1.1'] }]);
+    const again = survivor.assigned().find((t) => t.tid === 'job1.1')!;
+    expect(again).toMatchObject({ attempt: 2, imageBytes: bytes.byteLength, recovering: true, resume: null });
+    // a spawned task runs beside the others again, past the survivor's one slot
+    expect(survivor.order.indexOf('part')).toBeLessThan(survivor.order.lastIndexOf('assign'));
+    expect(scheduler.jobs.task('job1.1')).toMatchObject({ state: 'running', losses: 1, failures: 0 });
+  });
+
+  it('asks the receiver of a full log for a checkpoint, and fails it with a clear error when a dropped log leaves it unrecoverable', async () => {
+    const { scheduler, hosts, hostOf } = await threeTasks();
+    const receiverHost = hostOf('job1.2');
+    scheduler.recovery.logFull(hostOf('job1.1'), { type: 'log-full', tid: 'job1.1', attempt: 1, to: 'job1.2', dropped: false });
+    expect(hosts[receiverHost as 'ha' | 'hb'].of('checkpoint-due')).toEqual([{ type: 'checkpoint-due', tasks: [{ tid: 'job1.2', attempt: 1 }] }]);
+    // a host that does not run the sender is not heard
+    const stranger = hostOf('job1.1') === 'ha' ? 'hb' : 'ha';
+    scheduler.recovery.logFull(stranger, { type: 'log-full', tid: 'job1.1', attempt: 1, to: 'job1.2', dropped: true });
+    expect(scheduler.jobs.task('job1.2')!.unlogged).toBe(false);
+
+    scheduler.recovery.logFull(hostOf('job1.1'), { type: 'log-full', tid: 'job1.1', attempt: 1, to: 'job1.2', dropped: true });
+    expect(scheduler.jobs.task('job1.2')!.unlogged).toBe(true);
+    // a checkpoint image of the receiver makes it whole again
+    sendImage(scheduler, receiverHost, 'job1.2', image('job1.2'));
+    expect(scheduler.jobs.task('job1.2')!.unlogged).toBe(false);
+
+    scheduler.recovery.logFull(hostOf('job1.1'), { type: 'log-full', tid: 'job1.1', attempt: 1, to: 'job1.2', dropped: true });
+    const receiver = scheduler.jobs.task('job1.2')!;
+    scheduler.jobs.lost({ tid: 'job1.2', attempt: 1 }, 'host closed', null);
+    expect(receiver).toMatchObject({ state: 'failed', error: { code: 'E_TASK_LOST', message: expect.stringContaining('cannot be restarted exactly') } });
+  });
+});
