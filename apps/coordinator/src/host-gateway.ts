@@ -132,6 +132,8 @@ export class HostGateway {
   // LIMITS.frameBytes by decodeHostMessage.
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HOST_FRAME_BYTES });
   private readonly connections = new Set<HostConnection>();
+  /** This process's run, in every welcome: a host that sees a new one knows what this coordinator held is gone. */
+  private readonly boot = randomBytes(8).toString('hex');
   /** Per job, in the order last used: what its hosts relay per second. */
   private readonly jobBudgets = new Map<string, ByteBudget>();
   private readonly sweeper: NodeJS.Timeout;
@@ -310,6 +312,7 @@ export class HostGateway {
         checkpointIntervalMs: this.opts.checkpointIntervalMs,
         peerId: conn.peerId,
         peerToken: conn.peerToken,
+        boot: this.boot,
         iceServers: this.opts.iceServers,
         iceTransportPolicy: this.opts.iceTransportPolicy,
       });
@@ -337,7 +340,7 @@ export class HostGateway {
     },
     request: (conn, m) => {
       const outcome = this.opts.scheduler.vm.request(conn.hostId!, m.tid, m.attempt, m.requestId, m.op);
-      if (outcome !== 'later') conn.send({ type: 'reply', tid: m.tid, requestId: m.requestId, ...outcome });
+      if (outcome !== 'later') this.opts.scheduler.vm.answered(() => conn.send({ type: 'reply', tid: m.tid, requestId: m.requestId, ...outcome }));
     },
     locate: (conn, m) => conn.send({ type: 'routes', routes: this.opts.scheduler.relay.locate(m.tids, conn.hostId!) }),
     migrating: (conn, m) => this.opts.scheduler.migrations.migrating(conn.hostId!, m.tasks, m.reason),

@@ -49,6 +49,9 @@ describe('crash recovery', () => {
     const bytes = image('job1.1');
     expect(sendImage(scheduler, hostOf('job1.1'), 'job1.1', bytes)).toBeNull();
     expect(scheduler.jobs.task('job1.1')!.start.image).toEqual(bytes);
+    // senders hear of it once the image is stored
+    expect([...covered(hosts.ha), ...covered(hosts.hb)]).toEqual([]);
+    await settle();
     const told = [...covered(hosts.ha), ...covered(hosts.hb)];
     expect(told).toEqual(expect.arrayContaining([{ tid: 'job1.0', to: 'job1.1', seq: 3 }, { tid: 'job1.2', to: 'job1.1', seq: 5 }]));
     expect(told).toHaveLength(2);

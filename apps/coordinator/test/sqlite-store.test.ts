@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { MigrationEvent } from '@webpvm/vm-protocol';
+import type { VmState } from '@webpvm/task-sdk/vm';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../src/store/sqlite-store.ts';
@@ -140,6 +141,38 @@ describe('SqliteStore', () => {
     expect(await reopened.pendingRoots('j1', 0, 2, 10)).toEqual([
       expect.objectContaining({ tid: 'j1.1', root: 1, input: [2], checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4] } }),
     ]);
+    await reopened.close();
+  });
+
+  it('keeps tasks’ restart images and a job’s PVM services across a reopen, and forgets them when told', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-store-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'db.sqlite');
+    const store = new SqliteStore(file);
+    const vmState: VmState = {
+      answers: [['j1.0', [[1, { ok: true, value: ['j1.1'] }]]]],
+      inBarrier: [['j1.1', 3]],
+      watchers: [['j1.1', [{ notifier: 'j1.0', tag: 7 }]]],
+      lastSent: [],
+      groups: { groups: [['crew', [['j1.0', 0], ['j1.1', 1]]]], barriers: [['crew', 2, [{ tid: 'j1.1', requestId: 3 }]]] },
+    };
+    const image = new Uint8Array([1, 2, 3, 250]);
+    await store.commit({
+      ...emptyBatch(),
+      jobs: [job('j1', 1)],
+      newTasks: [{ ...task('j1', 0, null), state: 'running', attempt: 1, hostId: 'h1' }, { ...task('j1', 1, null, null), state: 'running', attempt: 1, hostId: 'h1' }],
+      images: [{ tid: 'j1.1', jobId: 'j1', image }],
+      vmStates: [{ jobId: 'j1', state: vmState }],
+    });
+    await store.close();
+    const reopened = new SqliteStore(file);
+    const [unfinished] = await reopened.loadUnfinished();
+    expect(unfinished!.vmState).toEqual(vmState);
+    expect(unfinished!.tasks.map((t) => [t.tid, t.image])).toEqual([['j1.0', null], ['j1.1', image]]);
+    await reopened.commit({ ...emptyBatch(), images: [{ tid: 'j1.1', jobId: 'j1', image: null }], vmStates: [{ jobId: 'j1', state: null }] });
+    const [again] = await reopened.loadUnfinished();
+    expect(again!.vmState).toBeNull();
+    expect(again!.tasks.every((t) => t.image === null)).toBe(true);
     await reopened.close();
   });
 

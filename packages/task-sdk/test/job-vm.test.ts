@@ -1,7 +1,7 @@
 import { decodeEnvelope, type TaskOp } from '@webpvm/vm-protocol';
 import { describe, expect, it } from 'vitest';
 import { taskSeed } from '../src/runtime/determinism.ts';
-import { JobVm, encodeNotice, type VmEffect } from '../src/vm/index.ts';
+import { JobVm, encodeNotice, type VmEffect, type VmState } from '../src/vm/index.ts';
 
 const spawn = (inputs: unknown[], name: string | null = 'worker'): TaskOp => ({ kind: 'spawn', name, inputs });
 
@@ -37,6 +37,30 @@ describe('JobVm', () => {
     const again = vm.request('jobj.0', 1, spawn([1, 2]));
     expect(again).toEqual({ answer: first.answer, effects: [] });
     expect(vm.size).toBe(3);
+  });
+
+  it('resumes from its stored state as a restarted coordinator does: first answers, barrier calls, watchers and groups', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([1, 2]));
+    vm.request('jobj.1', 1, { kind: 'join', group: 'crew' });
+    vm.request('jobj.2', 1, { kind: 'join', group: 'crew' });
+    vm.request('jobj.0', 2, { kind: 'notify', tids: ['jobj.2'], tag: 7 });
+    expect(vm.request('jobj.1', 2, { kind: 'barrier', group: 'crew', count: 2 }).answer).toBe('later');
+    const stored = JSON.parse(JSON.stringify(vm.state())) as VmState;
+
+    const restarted = new JobVm('jobj', 1, 8);
+    restarted.restore(3, 2, [0, 1, 2], []);
+    restarted.restoreState(stored);
+    // a spawn made again gets its first tids, and spawns nothing
+    expect(restarted.request('jobj.0', 1, spawn([1, 2]))).toEqual({ answer: { ok: true, value: ['jobj.1', 'jobj.2'] }, effects: [] });
+    expect(restarted.size).toBe(3);
+    // a barrier call made again is still the one waiting: the other's call releases both, each once
+    expect(restarted.request('jobj.1', 2, { kind: 'barrier', group: 'crew', count: 2 }).answer).toBe('later');
+    const released = restarted.request('jobj.2', 2, { kind: 'barrier', group: 'crew', count: 2 });
+    expect(released.effects.map((e) => e.kind === 'reply' && [e.tid, e.requestId])).toEqual([['jobj.1', 2], ['jobj.2', 2]]);
+    expect(restarted.request('jobj.1', 3, { kind: 'members', group: 'crew' }).answer).toEqual({ ok: true, value: ['jobj.1', 'jobj.2'] });
+    // the watcher stored hears of the end
+    expect(restarted.ended('jobj.2', true, new Map())).toEqual([{ kind: 'notice', notice: { from: 'jobj.2', to: 'jobj.0', tag: 7, ok: true, after: 0 } }]);
   });
 
   it('refuses a spawn past the limit of spawned tasks, spawning none of it; root tasks do not count', () => {

@@ -213,6 +213,11 @@ export const WelcomeMsg = z.object({
   peerId: z.string().max(LIMITS.idChars),
   /** The PeerServer takes `peerId` only with this token: a page that learns the id cannot take it up. */
   peerToken: z.string().max(LIMITS.idChars),
+  /**
+   * The coordinator process's run: a new one after a restart, which lost the messages it held for
+   * tasks — the host's tasks then send their sender logs again.
+   */
+  boot: z.string().max(LIMITS.idChars),
   ...IceConfig.shape,
 });
 

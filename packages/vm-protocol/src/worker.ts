@@ -120,8 +120,11 @@ export const LaneAcked = z.object({ type: z.literal('lane-acked'), tid: z.string
  */
 export const Covered = z.object({ type: z.literal('covered'), tid: z.string(), to: Tid, seq: z.number().int().min(1) });
 
-/** Task `to` restarted from its checkpoint after a crash: what `tid`'s sender log holds for it goes again. */
-export const Resend = z.object({ type: z.literal('resend'), tid: z.string(), to: Tid });
+/**
+ * What `tid`'s sender log holds for `to` goes again: `to` restarted from its checkpoint after a
+ * crash. Without `to`, everything it holds: the coordinator restarted and lost what it held.
+ */
+export const Resend = z.object({ type: z.literal('resend'), tid: z.string(), to: Tid.optional() });
 
 export const ToWorker = z.discriminatedUnion('type', [
   StartTask,

@@ -247,8 +247,8 @@ export class HostRegistry {
   }
 
   #changed(host: HostRun): void {
-    // A host is stored once it has done something: a loop of hellos that never compute adds no row.
-    if (host.done > 0) this.#opts.writes.host(host);
+    // A host is stored once it has held or done a task: a loop of hellos that never compute adds no row.
+    if (host.done > 0 || host.assigned.size > 0) this.#opts.writes.host(host);
     this.#opts.writes.schedule();
     this.#opts.dispatch();
   }

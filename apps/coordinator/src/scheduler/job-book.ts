@@ -181,15 +181,17 @@ export class JobBook {
    * stay in the store, for the window to read in.
    */
   restore(unfinished: UnfinishedJob[]): void {
-    for (const { job: stored, tasks, pendingRoots, endedBadly, spawned } of unfinished) {
+    for (const { job: stored, tasks, pendingRoots, endedBadly, spawned, vmState } of unfinished) {
       const job = this.#newJob(stored);
       job.vm.restore(stored.total, spawned, liveIndexes(pendingRoots, tasks), endedBadly);
+      if (vmState) job.vm.restoreState(vmState);
       job.progressSum = stored.tally.done;
       const running: number[] = [];
       for (const t of tasks) {
         const task = this.#newTask(job, job.vm.describe(t.index, t.input, t.parent, t.name));
         Object.assign(task, taskUpdate(t));
         task.start.checkpoint = t.checkpoint;
+        if (t.image && !this.keepImage(task, t.image)) this.#opts.log.warn({ tid: task.tid }, 'no room for its stored image: it restarts from its checkpoint');
         if (task.state === 'pending') {
           job.placeNow.push(task);
           continue;
@@ -311,6 +313,7 @@ export class JobBook {
     const after = image?.byteLength ?? 0;
     if (after > 0 && this.#imageBytes - before + after > IMAGES_HELD_BYTES) return false;
     this.#imageBytes += after - before;
+    if (task.start.image !== image) this.#opts.writes.image(task);
     task.start.image = image;
     return true;
   }
@@ -450,6 +453,8 @@ export class JobBook {
   #finish(job: JobRun, state: 'done' | 'failed' | 'cancelled', error: ErrorBody | null): void {
     job.stored.state = state;
     job.stored.finishedAt = this.#opts.now();
+    // Its PVM services' state goes with it (write-behind.ts forgets a finished job's).
+    this.#opts.writes.vm(job);
     job.stored.open = false;
     job.stored.error = error;
     this.active.delete(job);

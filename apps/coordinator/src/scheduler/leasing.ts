@@ -242,6 +242,8 @@ export class Leasing {
     if (!replica) book.deadlines.start(task);
     if (task.quorum) book.replication.leased(task, host.volunteerId, host.address);
     host.assigned.set(task.tid, task.attempt);
+    // A host holding a task is stored: after a restart it reconnects as itself and keeps its tasks.
+    writes.host(host);
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';
     writes.job(job);

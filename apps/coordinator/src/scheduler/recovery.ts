@@ -3,12 +3,14 @@ import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
 import type { TaskRun } from './model.ts';
 import { notRunningHere } from './vm-services.ts';
+import type { WriteBehind } from './write-behind.ts';
 
 export interface RecoveryOptions {
   book: JobBook;
   hosts: HostRegistry;
   /** The whole image of this attempt that came in `part` frames (migrations.ts), handed over once. */
   takeImage: (tid: string, attempt: number) => Uint8Array | null;
+  writes: WriteBehind;
 }
 
 type CoveredItem = CoordinatorMessageOf<'covered'>['items'][number];
@@ -44,7 +46,9 @@ export class Recovery {
       return { code: 'E_TOO_LARGE', message: `the coordinator keeps as many images as it can: ${m.tid} restarts from its last one` };
     }
     task.unlogged = false;
-    this.#covered(m.tid, decoded.value.delivered);
+    // Senders forget what it covers only once a restarted coordinator would have it too.
+    const delivered = decoded.value.delivered;
+    this.#opts.writes.schedule(() => this.#covered(m.tid, delivered));
     return null;
   }
 

@@ -74,9 +74,9 @@ export class Scheduler {
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });
     this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
-    this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router });
+    this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router, writes: this.writes });
     this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch });
-    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage: (tid, attempt) => this.migrations.takeImage(tid, attempt) });
+    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage: (tid, attempt) => this.migrations.takeImage(tid, attempt), writes: this.writes });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
 

@@ -4,6 +4,7 @@ import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
 import type { JobRun, TaskRun } from './model.ts';
 import type { RelayRouter } from './relay-router.ts';
+import type { WriteBehind } from './write-behind.ts';
 
 /** What a task request answers: a value, an error, or nothing yet (a barrier answers on release). */
 export type RequestOutcome = VmAnswer | 'later';
@@ -12,12 +13,15 @@ export interface VmServicesOptions {
   book: JobBook;
   hosts: HostRegistry;
   router: RelayRouter;
+  writes: WriteBehind;
 }
 
 /**
  * The PVM services for tasks on hosts: each job's JobVm (task-sdk) answers, and this carries out
  * what it sets going — spawned tasks into the job book, delayed replies to the hosts that hold
  * their tasks now, exit notices through the relay, in order after the ended task's messages.
+ * What the JobVm knows is stored with the job before any answer leaves (`answered`): a restarted
+ * coordinator gives a request made again its first answer, and counts a barrier call once.
  */
 export class VmServices {
   readonly #opts: VmServicesOptions;
@@ -31,13 +35,20 @@ export class VmServices {
     const task = this.#opts.book.runningOn(hostId, tid, attempt);
     if (!task) return { ok: false, error: notRunningHere(tid, attempt) };
     const { answer, effects } = task.job.vm.request(tid, requestId, op);
+    this.#opts.writes.vm(task.job);
     this.#apply(task.job, effects);
     return answer;
+  }
+
+  /** Sends an answer once what it answers is stored. */
+  answered(send: () => void): void {
+    this.#opts.writes.schedule(send);
   }
 
   /** A task ended for good: it leaves its groups, its watchers hear of it, and messages waiting for it go. */
   ended(task: TaskRun): void {
     this.#opts.router.forget(task.tid);
+    this.#opts.writes.vm(task.job);
     this.#apply(task.job, task.job.vm.ended(task.tid, task.state === 'done', task.lastSent));
   }
 
@@ -47,8 +58,7 @@ export class VmServices {
       else if (effect.kind === 'notice') this.#opts.router.route(effect.notice.to, encodeNotice(effect.notice));
       else {
         const { tid, requestId, answer } = effect;
-        const holder = this.#opts.book.task(tid)?.hostId ?? null;
-        this.#opts.hosts.send(holder, { type: 'reply', tid, requestId, ...answer });
+        this.answered(() => this.#opts.hosts.send(this.#opts.book.task(tid)?.hostId ?? null, { type: 'reply', tid, requestId, ...answer }));
       }
     }
   }

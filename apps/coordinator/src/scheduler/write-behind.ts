@@ -31,6 +31,10 @@ export class WriteBehind {
   #checkpoints = new Map<string, Checkpoint>();
   #hosts = new Set<HostRun>();
   #volunteers = new Set<VolunteerRecord>();
+  /** Tasks whose restart image changed: written as it is at commit (none: forgotten). */
+  #images = new Set<TaskRun>();
+  /** Jobs whose PVM services changed: their state as it is at commit; ended jobs' forgotten. */
+  #vms = new Set<JobRun>();
 
   constructor(store: Store, log: Logger) {
     this.#store = store;
@@ -62,6 +66,16 @@ export class WriteBehind {
 
   host(host: HostRun): void {
     this.#hosts.add(host);
+  }
+
+  /** The task's restart image changed (job-book.ts `keepImage`). */
+  image(task: TaskRun): void {
+    this.#images.add(task);
+  }
+
+  /** The job's JobVm answered a request or saw a task end: its answers, barriers, watchers and groups are stored. */
+  vm(job: JobRun): void {
+    this.#vms.add(job);
   }
 
   volunteer(record: VolunteerRecord): void {
@@ -107,6 +121,10 @@ export class WriteBehind {
     const checkpoints = this.#checkpoints;
     const hosts = this.#hosts;
     const volunteers = this.#volunteers;
+    const images = this.#images;
+    const vms = this.#vms;
+    this.#images = new Set();
+    this.#vms = new Set();
     this.#jobs = new Set();
     this.#tasks = new Set();
     this.#newTasks = [];
@@ -120,6 +138,8 @@ export class WriteBehind {
       newTasks: fresh.map((t): NewTask => ('spec' in t ? newRowOf(t) : t)),
       taskUpdates: [...tasks].map(taskUpdate),
       checkpoints: [...checkpoints].map(([tid, checkpoint]) => ({ tid, checkpoint })),
+      images: [...images].map((t) => ({ tid: t.tid, jobId: t.job.stored.id, image: t.start.image })),
+      vmStates: [...vms].map((j) => ({ jobId: j.stored.id, state: isFinished(j) ? null : j.vm.state() })),
       hosts: [...hosts].map(
         (h): StoredHost => ({
           hostId: h.hostId,
@@ -143,6 +163,8 @@ export class WriteBehind {
       for (const [tid, c] of checkpoints) if (!this.#checkpoints.has(tid)) this.#checkpoints.set(tid, c);
       for (const h of hosts) this.#hosts.add(h);
       for (const v of volunteers) this.#volunteers.add(v);
+      for (const t of images) this.#images.add(t);
+      for (const j of vms) this.#vms.add(j);
       throw error;
     }
     if (this.#failures) this.#log.warn({ failures: this.#failures }, 'store commit succeeded after failing; what was kept is stored');
@@ -152,6 +174,8 @@ export class WriteBehind {
     for (const listener of this.#listeners) listener(jobIds);
   }
 }
+
+const isFinished = (job: JobRun): boolean => job.stored.finishedAt !== null;
 
 function newRowOf(t: TaskRun): NewTask {
   return {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { type Checkpoint, type ErrorBody, type JobState, type MigrationEvent, type TaskCounts, type TaskState, type TokenQuotas, type TokenScope, WebpvmError } from '@webpvm/vm-protocol';
 import { FailingWrites, OpenedFile, unavailable } from './store-health.ts';
+import type { VmState } from '@webpvm/task-sdk/vm';
 import type {
   EventQuery,
   JobOptions,
@@ -53,6 +54,9 @@ CREATE INDEX IF NOT EXISTS volunteers_updated ON volunteers(updated_at);
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
 CREATE TABLE IF NOT EXISTS probe (pad BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS task_images (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, image BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS task_images_job ON task_images(job_id);
+CREATE TABLE IF NOT EXISTS vm_states (job_id TEXT PRIMARY KEY, state TEXT NOT NULL);
 `;
 
 /**
@@ -180,6 +184,7 @@ function taskFromRow(r: TaskRow): StoredTask {
     result: parse(r.result),
     error: parse<ErrorBody>(r.error),
     checkpoint: parse<Checkpoint>(r.checkpoint),
+    image: null,
     messagesIn: r.messages_in,
     messagesOut: r.messages_out,
     seq: r.seq,
@@ -302,6 +307,13 @@ export class SqliteStore implements Store {
       updateTask: db.prepare(`UPDATE tasks SET state = ?, attempt = ?, host_id = ?, result = ?, error = ?,
         messages_in = ?, messages_out = ?, seq = ? WHERE tid = ?`),
       setCheckpoint: db.prepare(`UPDATE tasks SET checkpoint = ? WHERE tid = ?`),
+      putImage: db.prepare(`INSERT INTO task_images VALUES (?, ?, ?) ON CONFLICT(tid) DO UPDATE SET image = excluded.image`),
+      forgetImage: db.prepare(`DELETE FROM task_images WHERE tid = ?`),
+      jobImages: db.prepare(`SELECT tid, image FROM task_images WHERE job_id = ?`),
+      forgetJobImages: db.prepare(`DELETE FROM task_images WHERE job_id = ?`),
+      putVmState: db.prepare(`INSERT INTO vm_states VALUES (?, ?) ON CONFLICT(job_id) DO UPDATE SET state = excluded.state`),
+      forgetVmState: db.prepare(`DELETE FROM vm_states WHERE job_id = ?`),
+      vmState: db.prepare(`SELECT state FROM vm_states WHERE job_id = ?`),
       upsertHost: db.prepare(`INSERT INTO hosts VALUES (@host_id, @secret_hash, @user_agent, @created_at, @last_seen_at, @done)
         ON CONFLICT(host_id) DO UPDATE SET user_agent = excluded.user_agent, last_seen_at = excluded.last_seen_at,
         done = excluded.done`),
@@ -389,6 +401,14 @@ export class SqliteStore implements Store {
         this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.messagesIn, u.messagesOut, u.seq, u.tid);
       }
       for (const c of batch.checkpoints) this.stmts.setCheckpoint.run(json(c.checkpoint), c.tid);
+      for (const i of batch.images) {
+        if (i.image) this.stmts.putImage.run(i.tid, i.jobId, i.image);
+        else this.stmts.forgetImage.run(i.tid);
+      }
+      for (const v of batch.vmStates) {
+        if (v.state) this.stmts.putVmState.run(v.jobId, json(v.state));
+        else this.stmts.forgetVmState.run(v.jobId);
+      }
       for (const h of batch.hosts) {
         this.stmts.upsertHost.run({
           host_id: h.hostId,
@@ -421,13 +441,18 @@ export class SqliteStore implements Store {
 
   async loadUnfinished(): Promise<UnfinishedJob[]> {
     return this.read(() =>
-      (this.stmts.unfinishedJobs.all() as JobRow[]).map((row) => ({
-        job: jobFromRow(row),
-        tasks: (this.stmts.residentTasks.all(row.id) as TaskRow[]).map(taskFromRow),
-        pendingRoots: indexes(this.stmts.pendingRootIndexes, row.id),
-        endedBadly: indexes(this.stmts.endedBadly, row.id),
-        spawned: this.stmts.spawnedCount.pluck().get(row.id) as number,
-      })),
+      (this.stmts.unfinishedJobs.all() as JobRow[]).map((row) => {
+        const images = new Map((this.stmts.jobImages.all(row.id) as { tid: string; image: Buffer }[]).map((i) => [i.tid, new Uint8Array(i.image)]));
+        const vmState = this.stmts.vmState.pluck().get(row.id) as string | undefined;
+        return {
+          job: jobFromRow(row),
+          tasks: (this.stmts.residentTasks.all(row.id) as TaskRow[]).map((t) => ({ ...taskFromRow(t), image: images.get(t.tid) ?? null })),
+          pendingRoots: indexes(this.stmts.pendingRootIndexes, row.id),
+          endedBadly: indexes(this.stmts.endedBadly, row.id),
+          spawned: this.stmts.spawnedCount.pluck().get(row.id) as number,
+          vmState: vmState === undefined ? null : (JSON.parse(vmState) as VmState),
+        };
+      }),
     );
   }
 
@@ -443,6 +468,8 @@ export class SqliteStore implements Store {
       if (deleted < rows) deleted += this.stmts.forgetEvents.run(job.id, rows - deleted).changes;
       if (deleted >= rows) return { jobs: 0, rows: deleted };
       this.stmts.forgetJob.run(job.id);
+      this.stmts.forgetJobImages.run(job.id);
+      this.stmts.forgetVmState.run(job.id);
       deleted += 1 + this.stmts.forgetProgram.run(job.program_hash, job.program_hash).changes;
       return { jobs: 1, rows: deleted };
     }));

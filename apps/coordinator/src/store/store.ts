@@ -1,4 +1,5 @@
 import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenQuotas, TokenScope } from '@webpvm/vm-protocol';
+import type { VmState } from '@webpvm/task-sdk/vm';
 
 /** What a job was asked to do, beside its program and inputs. */
 export interface JobOptions {
@@ -78,6 +79,8 @@ export interface StoredTask {
   result: unknown;
   error: ErrorBody | null;
   checkpoint: Checkpoint | null;
+  /** The image a restart starts it from (vm-protocol task-image.ts), newer than `checkpoint`; null when none is kept. */
+  image: Uint8Array | null;
   messagesIn: number;
   messagesOut: number;
   /** A root task's completion cursor, given when it ended done or failed; else null. */
@@ -152,6 +155,10 @@ export interface WriteBatch {
   newTasks: NewTask[];
   taskUpdates: TaskUpdate[];
   checkpoints: { tid: string; checkpoint: Checkpoint }[];
+  /** Tasks' restart images, kept or (null) forgotten. */
+  images: { tid: string; jobId: string; image: Uint8Array | null }[];
+  /** Jobs' PVM services (JobVm `state`), kept or (null) forgotten. */
+  vmStates: { jobId: string; state: VmState | null }[];
   hosts: StoredHost[];
   volunteers: StoredVolunteer[];
 }
@@ -181,6 +188,8 @@ export interface UnfinishedJob {
   endedBadly: Uint32Array;
   /** How many of its tasks were spawned (ended or not). */
   spawned: number;
+  /** Its PVM services' answers, barriers, watchers and groups as last stored; null when it never had any. */
+  vmState: VmState | null;
 }
 
 /** A root task's final outcome, as the results cursor reads it. */
@@ -197,7 +206,7 @@ export interface StoredOutcome {
 export type TaskSummary = Pick<StoredTask, 'tid' | 'index' | 'parent' | 'state' | 'attempt' | 'hostId' | 'messagesIn' | 'messagesOut'>;
 
 export function emptyBatch(): WriteBatch {
-  return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], hosts: [], volunteers: [] };
+  return { jobs: [], newTasks: [], taskUpdates: [], checkpoints: [], images: [], vmStates: [], hosts: [], volunteers: [] };
 }
 
 /**

@@ -5,8 +5,9 @@ export type OutboxFrame = HostMessage | Uint8Array;
 
 /**
  * Frames that must reach the coordinator even when it is away — task requests and relayed
- * messages — kept in order until the next welcome. A frame the socket took is not sent again:
- * the coordinator does not recognise a repeated request (a barrier would count it twice).
+ * messages — kept in order until the next welcome. A frame the socket took is not sent again
+ * from here: unanswered requests go again after each welcome (pending-requests.ts), and relayed
+ * messages a restarted coordinator lost come again from their senders' logs.
  */
 export class CoordinatorOutbox {
   #send: (frame: OutboxFrame) => boolean;
@@ -26,6 +27,11 @@ export class CoordinatorOutbox {
     let sent = 0;
     while (sent < this.#waiting.length && this.#send(this.#waiting[sent]!)) sent++;
     this.#waiting.splice(0, sent);
+  }
+
+  /** Requests waiting here go: after a welcome they are all sent again (pending-requests.ts), once. */
+  dropRequests(): void {
+    this.#waiting = this.#waiting.filter((frame) => frame instanceof Uint8Array || frame.type !== 'request');
   }
 
   /** A task ended: its waiting requests no longer matter (its messages still do). */

@@ -23,6 +23,7 @@ import type { CreatePeer } from './messaging/peer-network.ts';
 import type { LinkFrames } from './messaging/lane-links.ts';
 import { OutgoingImages } from './outgoing-images.ts';
 import { PacedRelay } from './paced-relay.ts';
+import { PendingRequests } from './pending-requests.ts';
 import { PendingResults } from './pending-results.ts';
 import { ProgressBatcher } from './progress-batcher.ts';
 import { SlotPool, type LeftTask, type StartExtras } from './slot-pool.ts';
@@ -64,6 +65,9 @@ export class HostRuntime {
   #progress: ProgressBatcher;
   #outbox: CoordinatorOutbox;
   #resends: PacedRelay;
+  #requests = new PendingRequests();
+  /** The coordinator's run this page was last welcomed by (welcome `boot`). */
+  #boot: string | null = null;
   #messaging: PageMessaging;
   #checkpoints: CheckpointKeeper;
   #outgoing: OutgoingImages;
@@ -122,7 +126,11 @@ export class HostRuntime {
         // Sent again for receivers restarted after a crash: the relay finds them wherever they run now.
         resent: (_ref, messages) => this.#resends.send(messages.map((m) => m.envelope)),
         logFull: (ref, to, dropped) => send({ type: 'log-full', tid: ref.tid, attempt: ref.attempt, to, dropped }),
-        request: (ref, requestId, op) => this.#outbox.send({ type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op }),
+        request: (ref, requestId, op) => {
+          const request = { type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op } as const;
+          this.#requests.sent(request);
+          this.#outbox.send(request);
+        },
         change: () => this.#status.changed(),
       },
     });
@@ -170,7 +178,10 @@ export class HostRuntime {
         cancel: (m) => this.#onCancel(m.tasks),
         withdraw: (m) => this.#pool.giveBack(m.tasks, (tid) => this.#messaging.inboxes.hasMail(tid)),
         ack: (m) => this.#onAck(m.tasks),
-        reply: (m) => this.#pool.post(m.tid, m),
+        reply: (m) => {
+          this.#requests.answered(m.tid, m.requestId);
+          this.#pool.post(m.tid, m);
+        },
         routes: (m) => this.#messaging.router.onRoutes(m.routes),
         migrate: (m) => this.#evacuate(new Set(m.tasks.map((t) => t.tid)), 'order', FREEZE_GRACE_MS),
         peerGone: (m) => this.#messaging.peerGone(m.peerId),
@@ -262,7 +273,14 @@ export class HostRuntime {
 
   #onWelcome(welcome: CoordinatorMessageOf<'welcome'>): void {
     this.#messaging.welcome(welcome);
+    // Requests the socket took before it broke may never have been read: every one unanswered goes again, answered once.
+    this.#outbox.dropRequests();
     this.#outbox.flush();
+    for (const request of this.#requests.all()) this.#outbox.send(request);
+    // A coordinator that restarted lost the messages it held for tasks: their senders send them again.
+    const restarted = this.#boot !== null && this.#boot !== welcome.boot;
+    this.#boot = welcome.boot;
+    if (restarted) for (const { tid } of this.#pool.held()) this.#pool.post(tid, { type: 'resend', tid });
     this.#pending.resendAll();
     this.#checkpoints.welcome();
     this.#status.changed();
@@ -387,6 +405,7 @@ export class HostRuntime {
     this.#messaging.lanesGone(tid);
     this.#messaging.inboxes.close(tid);
     this.#outbox.dropRequestsOf(tid);
+    this.#requests.forget(tid);
     this.#progress.forget(tid);
     this.#logs.forget(tid);
     this.#checkpoints.forget(tid);

@@ -1,6 +1,6 @@
 import { LIMITS, encodeMessage, makeTid, parseTid, type ErrorBody, type TaskOp } from '@webpvm/vm-protocol';
 import { taskSeed } from '../runtime/determinism.ts';
-import { TaskGroups } from './task-groups.ts';
+import { type GroupsSnapshot, TaskGroups } from './task-groups.ts';
 
 /** A task as the virtual machine knows it: who it is and what it was started with, wherever it runs. */
 export interface VmTask {
@@ -33,6 +33,19 @@ export type VmEffect =
   /** The answer to a request that waited (a barrier's callers, the last caller's own included). */
   | { kind: 'reply'; tid: string; requestId: number; answer: VmAnswer }
   | { kind: 'notice'; notice: ExitNotice };
+
+/**
+ * What a JobVm knows beyond its tasks' numbering and states, as plain JSON: the coordinator stores
+ * it with the job, before it answers a request that changed it, so that a restart knows every
+ * answer it gave, every barrier call it counted, every watcher and every group.
+ */
+export interface VmState {
+  answers: [tid: string, [requestId: number, answer: VmAnswer][]][];
+  inBarrier: [tid: string, requestId: number][];
+  watchers: [tid: string, { notifier: string; tag: number }[]][];
+  lastSent: [tid: string, [to: string, seq: number][]][];
+  groups: GroupsSnapshot<{ tid: string; requestId: number }>;
+}
 
 /** Where a tid stands for a task of this job that addresses it. */
 export type VmStanding = 'another-job' | 'no-such-task' | 'live' | 'ended';
@@ -120,6 +133,26 @@ export class JobVm {
     this.#states.fill(ENDED_OK, 0, size);
     for (const index of live) this.#states[index] = LIVE;
     for (const index of failed) this.#states[index] = ENDED_FAILED;
+  }
+
+  /** What a restart needs beyond `restore`'s counts (VmState). */
+  state(): VmState {
+    return {
+      answers: [...this.#answers].map(([tid, answers]) => [tid, [...answers]]),
+      inBarrier: [...this.#inBarrier],
+      watchers: [...this.#watchers],
+      lastSent: [...this.#lastSent].map(([tid, sent]) => [tid, [...sent]]),
+      groups: this.#groups.snapshot(),
+    };
+  }
+
+  /** Resumes what `state` kept, after `restore`. */
+  restoreState(state: VmState): void {
+    for (const [tid, answers] of state.answers) this.#answers.set(tid, new Map(answers));
+    for (const [tid, requestId] of state.inBarrier) this.#inBarrier.set(tid, requestId);
+    for (const [tid, watchers] of state.watchers) this.#watchers.set(tid, watchers);
+    for (const [tid, sent] of state.lastSent) this.#lastSent.set(tid, new Map(sent));
+    this.#groups.restore(state.groups);
   }
 
   standing(tid: string): VmStanding {

@@ -3,6 +3,13 @@ export interface BarrierWaiter {
   tid: string;
 }
 
+export interface GroupsSnapshot<W> {
+  /** Per group, its members and their instance numbers. */
+  groups: [string, [string, number][]][];
+  /** Per group with callers waiting, the count they wait for and who they are. */
+  barriers: [string, number, W[]][];
+}
+
 /**
  * PVM's dynamic groups for the tasks of one job: instance numbers (the lowest free one, as in
  * pvm_joingroup), sizes, members in instance order, and barriers that release their callers
@@ -55,6 +62,22 @@ export class TaskGroups<W extends BarrierWaiter = BarrierWaiter> {
     }
     this.barriers.delete(group);
     return barrier.waiting;
+  }
+
+  /** Members and waiting barrier calls, as plain data: what a coordinator stores to resume them after a restart. */
+  snapshot(): GroupsSnapshot<W> {
+    return {
+      groups: [...this.groups].map(([group, members]) => [group, [...members]]),
+      barriers: [...this.barriers].map(([group, { count, waiting }]) => [group, count, [...waiting]]),
+    };
+  }
+
+  /** Resumes what `snapshot` kept. */
+  restore(snapshot: GroupsSnapshot<W>): void {
+    this.groups.clear();
+    this.barriers.clear();
+    for (const [group, members] of snapshot.groups) this.groups.set(group, new Map(members));
+    for (const [group, count, waiting] of snapshot.barriers) this.barriers.set(group, { count, waiting: [...waiting] });
   }
 
   /** A task that ends leaves every group; its pending barrier calls are forgotten. */
