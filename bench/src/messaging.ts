@@ -51,9 +51,20 @@ async function runWebpvm(coordinator: CoordinatorProcess, tabs: Tab[], run: Stre
 // One coordinator per pair of tabs, so that each job's two tasks land on the pair it is meant for.
 const channelCoordinator = await CoordinatorProcess.start();
 const relayCoordinator = await CoordinatorProcess.start();
+// The same two paths with task workers keeping no sender log (`senderLog=off`): what crash recovery costs.
+const unloggedChannelCoordinator = await CoordinatorProcess.start();
+const unloggedRelayCoordinator = await CoordinatorProcess.start();
 const echo = await startEchoServer();
 const browser = await launchBrowser();
-const paths = ['webpvm data channel', 'raw RTCDataChannel', 'raw WebSocket echo (Node)', 'raw WebSocket relay (Node, tab to tab)', 'webpvm relay'] as const;
+const paths = [
+  'webpvm data channel',
+  'webpvm data channel, no sender log',
+  'raw RTCDataChannel',
+  'raw WebSocket echo (Node)',
+  'raw WebSocket relay (Node, tab to tab)',
+  'webpvm relay',
+  'webpvm relay, no sender log',
+] as const;
 /** With BENCH_CPU: CPU ms per 64 KiB message, by place, for the WebSocket paths. */
 let cpu: Record<string, Record<string, number>> | null = null;
 const figures: Record<string, PathFigures & { counters?: unknown[] }> = Object.fromEntries(paths.map((p) => [p, { rtts: [], streams: [] }]));
@@ -64,22 +75,25 @@ const add = (path: (typeof paths)[number], f: PathFigures & { counters?: unknown
   if (f.counters) into.counters = f.counters;
 };
 try {
-  const channelTabs = [
-    await openHostTab(browser, channelCoordinator.url, 'slots=1&policy=always'),
-    await openHostTab(browser, channelCoordinator.url, 'slots=1&policy=always'),
+  /** The two tabs, one slot each, of one path's coordinator. */
+  const pair = async (coordinator: CoordinatorProcess, options: string) => [
+    await openHostTab(browser, coordinator.url, `slots=1&policy=always${options}`),
+    await openHostTab(browser, coordinator.url, `slots=1&policy=always${options}`),
   ];
-  const relayTabs = [
-    await openHostTab(browser, relayCoordinator.url, 'slots=1&policy=always&p2p=off'),
-    await openHostTab(browser, relayCoordinator.url, 'slots=1&policy=always&p2p=off'),
-  ];
+  const channelTabs = await pair(channelCoordinator, '');
+  const relayTabs = await pair(relayCoordinator, '&p2p=off');
+  const unloggedChannelTabs = await pair(unloggedChannelCoordinator, '&senderLog=off');
+  const unloggedRelayTabs = await pair(unloggedRelayCoordinator, '&p2p=off&senderLog=off');
   await openRawChannel(channelTabs[0]!, channelTabs[1]!);
   await openRawRelay(channelTabs[1]!, echo.url);
   for (let round = 0; round < rounds; round++) {
     add('webpvm data channel', await runWebpvm(channelCoordinator, channelTabs));
+    add('webpvm data channel, no sender log', await runWebpvm(unloggedChannelCoordinator, unloggedChannelTabs));
     add('raw RTCDataChannel', await measureRaw(channelTabs[0]!, { kind: 'channel' }, plan));
     add('raw WebSocket echo (Node)', await measureRaw(channelTabs[0]!, { kind: 'websocket', url: echo.url }, plan));
     add('raw WebSocket relay (Node, tab to tab)', await measureRaw(channelTabs[0]!, { kind: 'websocket-relay', url: echo.url }, plan));
     add('webpvm relay', await runWebpvm(relayCoordinator, relayTabs));
+    add('webpvm relay, no sender log', await runWebpvm(unloggedRelayCoordinator, unloggedRelayTabs));
   }
   if (process.env.BENCH_CPU) {
     // Four 64 KiB streams per path, nearly nothing else, so that what the processes used is the
@@ -105,6 +119,8 @@ try {
   await echo.close();
   await channelCoordinator.stop();
   await relayCoordinator.stop();
+  await unloggedChannelCoordinator.stop();
+  await unloggedRelayCoordinator.stop();
 }
 
 const rows = Object.entries(figures).map(([path, f]) => ({
@@ -120,6 +136,8 @@ const raw = by('raw RTCDataChannel');
 const relay = by('webpvm relay');
 const ws = by('raw WebSocket echo (Node)');
 const wsRelay = by('raw WebSocket relay (Node, tab to tab)');
+const unloggedChannel = by('webpvm data channel, no sender log');
+const unloggedRelay = by('webpvm relay, no sender log');
 const ratios = {
   channelRttToRaw: +(channel.medianRttMs / raw.medianRttMs).toFixed(2),
   channelThroughput64KiBToRaw: +(channel.mbPerSecond64KiB / raw.mbPerSecond64KiB).toFixed(2),
@@ -128,6 +146,11 @@ const ratios = {
   relayThroughput1MiBToWebSocket: +(relay.mbPerSecond1MiB / ws.mbPerSecond1MiB).toFixed(2),
   relayThroughput64KiBToRawRelay: +(relay.mbPerSecond64KiB / wsRelay.mbPerSecond64KiB).toFixed(2),
   relayThroughput1MiBToRawRelay: +(relay.mbPerSecond1MiB / wsRelay.mbPerSecond1MiB).toFixed(2),
+  senderLogChannelRtt: +(channel.medianRttMs / unloggedChannel.medianRttMs).toFixed(2),
+  senderLogChannelThroughput64KiB: +(channel.mbPerSecond64KiB / unloggedChannel.mbPerSecond64KiB).toFixed(2),
+  senderLogChannelThroughput1MiB: +(channel.mbPerSecond1MiB / unloggedChannel.mbPerSecond1MiB).toFixed(2),
+  senderLogRelayThroughput64KiB: +(relay.mbPerSecond64KiB / unloggedRelay.mbPerSecond64KiB).toFixed(2),
+  senderLogRelayThroughput1MiB: +(relay.mbPerSecond1MiB / unloggedRelay.mbPerSecond1MiB).toFixed(2),
 };
 console.log(`\nmessaging: task to task across two tabs; ${rounds} rounds, the paths taking turns; each round ${plan.pings} pings and, per size, a stream of ${plan.streamBytes / 2 ** 20} MiB after a warm-up\n`);
 console.table(rows);
@@ -139,6 +162,11 @@ console.table([
   { ratio: 'relay MB/s ÷ raw WebSocket (1 MiB)', value: ratios.relayThroughput1MiBToWebSocket, target: '≥ 0.7' },
   { ratio: 'relay MB/s ÷ raw tab-to-tab relay (64 KiB)', value: ratios.relayThroughput64KiBToRawRelay, target: '(reported)' },
   { ratio: 'relay MB/s ÷ raw tab-to-tab relay (1 MiB)', value: ratios.relayThroughput1MiBToRawRelay, target: '(reported)' },
+  { ratio: 'sender log on ÷ off: channel median RTT', value: ratios.senderLogChannelRtt, target: '≤ 1.11' },
+  { ratio: 'sender log on ÷ off: channel MB/s (64 KiB)', value: ratios.senderLogChannelThroughput64KiB, target: '≥ 0.9' },
+  { ratio: 'sender log on ÷ off: channel MB/s (1 MiB)', value: ratios.senderLogChannelThroughput1MiB, target: '≥ 0.9' },
+  { ratio: 'sender log on ÷ off: relay MB/s (64 KiB)', value: ratios.senderLogRelayThroughput64KiB, target: '≥ 0.9' },
+  { ratio: 'sender log on ÷ off: relay MB/s (1 MiB)', value: ratios.senderLogRelayThroughput1MiB, target: '≥ 0.9' },
 ]);
 console.log('host message counters, data-channel run:', JSON.stringify(figures['webpvm data channel']!.counters));
 if (cpu) {

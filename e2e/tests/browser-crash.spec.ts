@@ -61,7 +61,8 @@ test('jacobi whose strips all ran in a browser killed mid-run starts them again 
   const [three] = (await api.results(split)) as { checksum: string }[];
   expect(three!.checksum).toBe(one!.checksum);
   expect(job.tasks).toMatchObject({ total: 3, failed: 0, running: 0, pending: 0 });
-  expect((await api.tasks(split)).every((t) => t.attempt === 2)).toBe(true);
+  // each lost once, with the browser: started again elsewhere, not from a fault after
+  expect((await api.tasks(split)).map((t) => t.attempt)).toEqual([2, 2, 2]);
 });
 
 test('a token ring keeps its one token when a browser holding ring members, the holder among them, is killed', async ({ browser, api }) => {

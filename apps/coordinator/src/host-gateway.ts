@@ -132,8 +132,6 @@ export class HostGateway {
   // LIMITS.frameBytes by decodeHostMessage.
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: HOST_FRAME_BYTES });
   private readonly connections = new Set<HostConnection>();
-  /** This process's run, in every welcome: a host that sees a new one knows what this coordinator held is gone. */
-  private readonly boot = randomBytes(8).toString('hex');
   /** Per job, in the order last used: what its hosts relay per second. */
   private readonly jobBudgets = new Map<string, ByteBudget>();
   private readonly sweeper: NodeJS.Timeout;
@@ -312,7 +310,6 @@ export class HostGateway {
         checkpointIntervalMs: this.opts.checkpointIntervalMs,
         peerId: conn.peerId,
         peerToken: conn.peerToken,
-        boot: this.boot,
         iceServers: this.opts.iceServers,
         iceTransportPolicy: this.opts.iceTransportPolicy,
       });

@@ -1,6 +1,8 @@
 import { SubmitJobRequest, decodeEnvelope, encodeImage, imageParts, sealMessage, type TaskImage } from '@webpvm/vm-protocol';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Scheduler } from '../src/scheduler/scheduler.ts';
+import { SqliteStore } from '../src/store/sqlite-store.ts';
+import type { WriteBatch } from '../src/store/store.ts';
 import { type FakeHost, closeSchedulers, connect, schedulerHarness, settle } from './support/scheduler-harness.ts';
 
 afterEach(closeSchedulers);
@@ -31,14 +33,14 @@ const image = (tid: string, extra: Partial<TaskImage> = {}): Uint8Array =>
     ...extra,
   });
 
-/** Sends `bytes` as the checkpoint image of `tid`'s attempt 1 from `hostId`. */
-function sendImage(scheduler: Scheduler, hostId: string, tid: string, bytes: Uint8Array) {
-  for (const part of imageParts(tid, 1, bytes)) {
+/** Sends `bytes` as checkpoint image `id` of `tid`'s attempt 1 from `hostId`. */
+function sendImage(scheduler: Scheduler, hostId: string, tid: string, bytes: Uint8Array, id = 1) {
+  for (const part of imageParts(tid, 1, bytes, id)) {
     const decoded = decodeEnvelope(part);
     if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
     expect(scheduler.migrations.imagePart(hostId, decoded.value.header, decoded.value.buffers[0]!, part)).toBeNull();
   }
-  return scheduler.recovery.checkpointImage(hostId, { type: 'checkpoint-image', tid, attempt: 1, imageBytes: bytes.byteLength });
+  return scheduler.recovery.checkpointImage(hostId, { type: 'checkpoint-image', tid, attempt: 1, image: id, imageBytes: bytes.byteLength });
 }
 
 const covered = (host: FakeHost) => host.of('covered').flatMap((m) => m.items);
@@ -59,13 +61,27 @@ describe('crash recovery', () => {
     for (const { tid } of told) expect(covered(hosts[hostOf(tid) as 'ha' | 'hb']).some((c) => c.tid === tid)).toBe(true);
   });
 
+  it('never mixes the parts of an image cut short with those of the next one', async () => {
+    const { scheduler, hostOf } = await threeTasks();
+    const host = hostOf('job1.1');
+    const first = image('job1.1', { log: [sealMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq: 4, data: new Uint8Array(1_500_000) }).envelope] });
+    const [head] = imageParts('job1.1', 1, first, 1);
+    const decoded = decodeEnvelope(head!);
+    if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not a part');
+    // the connection broke after its first part: the next image comes whole
+    scheduler.migrations.imagePart(host, decoded.value.header, decoded.value.buffers[0]!, head!);
+    const second = image('job1.1', { log: [sealMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq: 5, data: new Uint8Array(1_500_000) }).envelope] });
+    expect(sendImage(scheduler, host, 'job1.1', second, 2)).toBeNull();
+    expect(scheduler.jobs.task('job1.1')!.start.image).toEqual(second);
+  });
+
   it('refuses an image of another task, one that did not arrive whole, and one from a host that does not run the task', async () => {
     const { scheduler, hostOf } = await threeTasks();
     const host = hostOf('job1.1');
     expect(sendImage(scheduler, host, 'job1.1', image('job1.2'))).toMatchObject({ code: 'E_FORBIDDEN' });
-    expect(scheduler.recovery.checkpointImage(host, { type: 'checkpoint-image', tid: 'job1.1', attempt: 1, imageBytes: 100 })).toMatchObject({ code: 'E_BAD_FRAME' });
+    expect(scheduler.recovery.checkpointImage(host, { type: 'checkpoint-image', tid: 'job1.1', attempt: 1, image: 9, imageBytes: 100 })).toMatchObject({ code: 'E_BAD_FRAME' });
     const other = host === 'ha' ? 'hb' : 'ha';
-    expect(scheduler.recovery.checkpointImage(other, { type: 'checkpoint-image', tid: 'job1.1', attempt: 1, imageBytes: 100 })).toMatchObject({ code: 'E_NOT_ASSIGNED' });
+    expect(scheduler.recovery.checkpointImage(other, { type: 'checkpoint-image', tid: 'job1.1', attempt: 1, image: 9, imageBytes: 100 })).toMatchObject({ code: 'E_NOT_ASSIGNED' });
     expect(scheduler.jobs.task('job1.1')!.start.image).toBeNull();
   });
 
@@ -105,5 +121,41 @@ describe('crash recovery', () => {
     const receiver = scheduler.jobs.task('job1.2')!;
     scheduler.jobs.lost({ tid: 'job1.2', attempt: 1 }, 'host closed', null);
     expect(receiver).toMatchObject({ state: 'failed', error: { code: 'E_TASK_LOST', message: expect.stringContaining('cannot be restarted exactly') } });
+  });
+
+  it('hands out an assignment, and answers a spawn, only once the store has them: a restart never repeats an attempt', async () => {
+    // a store whose commits wait until the test lets them through
+    let release: () => void = () => undefined;
+    class GatedStore extends SqliteStore {
+      override async commit(batch: WriteBatch): Promise<void> {
+        await new Promise<void>((resolve) => (release = resolve));
+        return super.commit(batch);
+      }
+    }
+    const store = new GatedStore(':memory:');
+    const { scheduler } = schedulerHarness({ store });
+    scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
+    const a = connect(scheduler, 'ha', 1);
+    await settle();
+    expect(a.assigned()).toEqual([]);
+    // nobody learns where an assignment not sent yet runs: its messages wait
+    expect(scheduler.relay.locate(['job1.0'])).toEqual([{ tid: 'job1.0', hostId: null, peerId: null }]);
+    release();
+    await settle();
+    release();
+    await settle();
+    expect(a.assigned().map((t) => [t.tid, t.attempt])).toEqual([['job1.0', 1]]);
+    expect(scheduler.relay.locate(['job1.0'])).toEqual([{ tid: 'job1.0', hostId: 'ha', peerId: 'ha-peer' }]);
+    const answered = scheduler.vm.request('ha', 'job1.0', 1, 1, { kind: 'spawn', name: null, inputs: [null] });
+    expect(answered).toEqual({ ok: true, value: ['job1.1'] });
+    let replied = false;
+    scheduler.vm.answered(() => (replied = true));
+    await settle();
+    expect(replied).toBe(false);
+    release();
+    await settle();
+    expect(replied).toBe(true);
+    release();
+    await store.close();
   });
 });

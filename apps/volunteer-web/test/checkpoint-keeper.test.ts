@@ -59,14 +59,14 @@ describe('CheckpointKeeper', () => {
       taken({ checkpoint: { ...checkpoint, sent: [{ to: 'joba.5', seq: 2 }] }, stateBuffers: [grid], delivered: [['joba.2', 3]], log: [sentToOthers] }),
     );
     await settle();
-    expect(t.sent).toEqual([{ type: 'checkpoint-image', tid: 'joba.0', attempt: 1, imageBytes: expect.any(Number) }]);
+    expect(t.sent).toEqual([{ type: 'checkpoint-image', tid: 'joba.0', attempt: 1, image: 1, imageBytes: expect.any(Number) }]);
     const assembly = new ImageAssembly(LIMITS.imageBytes);
     for (const part of t.binary) {
       const decoded = decodeEnvelope(part);
       if (!decoded.ok || decoded.value.header.type !== 'part') throw new Error('not an image part');
       expect(assembly.add(decoded.value.header, decoded.value.buffers[0]!)).toBeNull();
     }
-    const image = decodeImage(assembly.take('joba.0', 1)!);
+    const image = decodeImage(assembly.take('joba.0', 1, 1)!);
     if (!image.ok) throw new Error(image.error.message);
     expect(image.value.checkpoint).toMatchObject({ state: { json: { i: 3 }, buffers: [grid] }, sent: [{ to: 'joba.5', seq: 2 }], requests: 1 });
     expect(image.value.delivered).toEqual(new Map([['joba.2', 3]]));

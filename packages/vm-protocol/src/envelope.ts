@@ -38,6 +38,11 @@ export const ImagePartHeader = z.object({
   index: z.number().int().nonnegative(),
   count: z.number().int().min(1).max(Math.ceil(LIMITS.imageBytes / LIMITS.imagePartBytes)),
   sizes: z.tuple([z.number().int().nonnegative().max(LIMITS.imagePartBytes)]),
+  /**
+   * Which image of the attempt: 0 for its migration image, a sender's count for checkpoint images
+   * (host.ts `checkpoint-image`), so that one cut short by a broken connection never mixes with the next.
+   */
+  image: z.number().int().nonnegative().max(0x7fffffff).optional(),
 });
 export type ImagePartHeader = z.infer<typeof ImagePartHeader>;
 
@@ -74,11 +79,11 @@ const FIELDS_BYTES = 4 * 1024 * 1024;
 export const MAX_ENVELOPE_BYTES = LIMITS.messageBytes + FIELDS_BYTES;
 
 /** Cuts a task image into the frames that carry it. */
-export function imageParts(tid: string, attempt: number, image: Uint8Array): Uint8Array[] {
+export function imageParts(tid: string, attempt: number, image: Uint8Array, id = 0): Uint8Array[] {
   const count = Math.max(1, Math.ceil(image.byteLength / LIMITS.imagePartBytes));
   return Array.from({ length: count }, (_, index) => {
     const piece = image.subarray(index * LIMITS.imagePartBytes, (index + 1) * LIMITS.imagePartBytes);
-    return encodeEnvelope({ type: 'part', tid, attempt, index, count, sizes: [piece.byteLength] }, [piece]);
+    return encodeEnvelope({ type: 'part', tid, attempt, index, count, sizes: [piece.byteLength], ...(id ? { image: id } : {}) }, [piece]);
   });
 }
 

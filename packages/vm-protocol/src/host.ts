@@ -94,6 +94,8 @@ export const CheckpointImageMsg = z.object({
   type: z.literal('checkpoint-image'),
   tid: Tid,
   attempt: Attempt,
+  /** The parts' `image` (envelope.ts ImagePartHeader): this host's count of the checkpoint images it sent. */
+  image: z.number().int().min(1).max(0x7fffffff),
   imageBytes: z.number().int().positive().max(LIMITS.checkpointImageBytes),
 });
 
@@ -213,11 +215,6 @@ export const WelcomeMsg = z.object({
   peerId: z.string().max(LIMITS.idChars),
   /** The PeerServer takes `peerId` only with this token: a page that learns the id cannot take it up. */
   peerToken: z.string().max(LIMITS.idChars),
-  /**
-   * The coordinator process's run: a new one after a restart, which lost the messages it held for
-   * tasks — the host's tasks then send their sender logs again.
-   */
-  boot: z.string().max(LIMITS.idChars),
   ...IceConfig.shape,
 });
 

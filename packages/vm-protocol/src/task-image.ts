@@ -131,12 +131,14 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
   };
 }
 
+const keyOf = (tid: string, attempt: number, image = 0) => `${tid}#${attempt}#${image}`;
+
 /** How long an image is kept with no new part, or unclaimed once whole: its sender or its task is gone by then. */
 const ASSEMBLY_TTL_MS = 60_000;
 
 /**
  * Puts images back together from their `part` frames (envelope.ts `imageParts`), one per
- * (tid, attempt), holding at most `maxBytes` of unfinished images at a time.
+ * (tid, attempt, image), holding at most `maxBytes` of unfinished images at a time.
  */
 export class ImageAssembly {
   #partial = new Map<string, { parts: (Uint8Array | undefined)[]; received: number; bytes: number; last: number }>();
@@ -151,8 +153,8 @@ export class ImageAssembly {
   }
 
   /** Adds a piece; an error when it does not fit with the others or over the limit. */
-  add(header: { tid: string; attempt: number; index: number; count: number }, piece: Uint8Array): { code: 'E_BAD_FRAME' | 'E_TOO_LARGE'; message: string } | null {
-    const key = `${header.tid}#${header.attempt}`;
+  add(header: { tid: string; attempt: number; index: number; count: number; image?: number }, piece: Uint8Array): { code: 'E_BAD_FRAME' | 'E_TOO_LARGE'; message: string } | null {
+    const key = keyOf(header.tid, header.attempt, header.image);
     this.#expire();
     let entry = this.#partial.get(key);
     if (!entry) {
@@ -187,8 +189,8 @@ export class ImageAssembly {
   }
 
   /** The whole image of this attempt, handed over once (and forgotten here), or null. */
-  take(tid: string, attempt: number): Uint8Array | null {
-    const key = `${tid}#${attempt}`;
+  take(tid: string, attempt: number, id = 0): Uint8Array | null {
+    const key = keyOf(tid, attempt, id);
     const image = this.#complete.get(key)?.image ?? null;
     this.#complete.delete(key);
     return image;

@@ -200,6 +200,7 @@ export class JobBook {
         this.#countRunning(job.stored.owner, 1);
         if (t.parent === null) running.push(t.index);
         if (task.hostId) {
+          task.assignmentSent = true;
           task.runs.set(task.attempt, task.hostId);
           task.ranOn.add(task.hostId);
           job.ranOn.add(task.hostId);
@@ -526,6 +527,7 @@ export class JobBook {
       failures: 0,
       losses: 0,
       recovering: false,
+      assignmentSent: false,
       unlogged: false,
       avoid: new Set(),
       askedBack: null,

@@ -137,21 +137,35 @@ export class Leasing {
         }
       }
     }
-    for (const [host, tasks] of batches) {
-      const link = host.link!;
-      // An image goes before the assignment that names it: the host finds it whole.
-      for (const task of tasks) {
-        const start = task.imageBytes === undefined ? null : this.#opts.book.task(task.tid)?.start;
-        const image = start && !start.imageAway ? start.image : null;
-        if (image) for (const part of imageParts(task.tid, task.attempt, image)) link.sendBinary(part);
-      }
-      for (let i = 0; i < tasks.length; i += LIMITS.itemsPerBatch) {
-        link.send({ type: 'assign', tasks: tasks.slice(i, i + LIMITS.itemsPerBatch) });
-      }
-      for (const task of tasks) this.#opts.router.release(task.tid, (bytes) => link.sendBinary(bytes));
-    }
-    if (batches.size) this.#opts.writes.schedule();
+    // Assignments go once the leases are stored: a restarted coordinator never hands out an attempt twice.
+    if (batches.size) this.#opts.writes.schedule(() => this.#send(batches));
     if (hosts.some((h) => h.assigned.size < h.slots)) this.#balance(hosts);
+  }
+
+  /** Each host's new assignments, each after its image, then what the relay held for them. */
+  #send(batches: Map<HostRun, TaskAssignment[]>): void {
+    const { book, router } = this.#opts;
+    for (const [host, assignments] of batches) {
+      // One that lost its connection meanwhile gets them as lost, or again when it says hello.
+      const link = host.link;
+      const current = assignments.filter((a) => {
+        const task = book.task(a.tid);
+        // A replica's attempts run side by side; any other task runs its latest attempt only.
+        return task?.state === 'running' && task.runs.get(a.attempt) === host.hostId && (task.quorum !== null || task.attempt === a.attempt);
+      });
+      if (!link || !current.length) continue;
+      // An image goes before the assignment that names it: the host finds it whole.
+      for (const a of current) {
+        const start = a.imageBytes === undefined ? null : book.task(a.tid)?.start;
+        const image = start && !start.imageAway ? start.image : null;
+        if (image) for (const part of imageParts(a.tid, a.attempt, image)) link.sendBinary(part);
+      }
+      for (let i = 0; i < current.length; i += LIMITS.itemsPerBatch) link.send({ type: 'assign', tasks: current.slice(i, i + LIMITS.itemsPerBatch) });
+      for (const a of current) {
+        book.task(a.tid)!.assignmentSent = true;
+        router.release(a.tid, (bytes) => link.sendBinary(bytes));
+      }
+    }
   }
 
   /**
@@ -229,6 +243,7 @@ export class Leasing {
     const { job, start, spec } = task;
     const { book, hosts, writes } = this.#opts;
     task.attempt++;
+    task.assignmentSent = false;
     // The image went over a data channel to another host: its sender sends it through here instead.
     if (start.imageAway && task.migration?.to !== host.hostId) {
       hosts.send(start.imageAway.from, { type: 'send-image', tid: task.tid, attempt: task.attempt });

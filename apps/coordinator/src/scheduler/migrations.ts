@@ -51,7 +51,7 @@ export class Migrations {
    * A piece of the image of a task leaving this host; or, from a host the task ran on, a piece
    * of an image that did not arrive over a data channel, handed on to the task's host now.
    */
-  imagePart(hostId: string, header: { tid: string; attempt: number; index: number; count: number }, piece: Uint8Array, frame: Uint8Array): ErrorBody | null {
+  imagePart(hostId: string, header: { tid: string; attempt: number; index: number; count: number; image?: number }, piece: Uint8Array, frame: Uint8Array): ErrorBody | null {
     const { book, hosts } = this.#opts;
     if (book.runningOn(hostId, header.tid, header.attempt)) return this.#images.add(header, piece);
     const task = book.task(header.tid);
@@ -61,9 +61,9 @@ export class Migrations {
     return null;
   }
 
-  /** The whole image of this attempt that came in parts, handed over once (a checkpoint image, recovery.ts). */
-  takeImage(tid: string, attempt: number): Uint8Array | null {
-    return this.#images.take(tid, attempt);
+  /** The whole image `image` of this attempt that came in parts, handed over once (a checkpoint image, recovery.ts). */
+  takeImage(tid: string, attempt: number, image: number): Uint8Array | null {
+    return this.#images.take(tid, attempt, image);
   }
 
   /** A host still waits for the image of an assignment: its old host sends it again through here. */

@@ -57,6 +57,11 @@ export interface TaskRun {
   /** The next attempt follows the loss of the task's host: it sends its sender log again as it starts (recovery.ts). */
   recovering: boolean;
   /**
+   * The running attempt's assignment has gone to its host. It goes only once the lease is stored
+   * (leasing.ts): until then messages for the task wait here, and nobody is told where it runs.
+   */
+  assignmentSent: boolean;
+  /**
    * A sender's log let go of messages to this task that its restart point does not cover: lost
    * before its next checkpoint image, it cannot be restarted exactly and fails (recovery.ts).
    */
@@ -197,7 +202,7 @@ export function isLeaving(task: TaskRun): boolean {
 
 /** The host a task runs on now, when it runs and is not leaving it. */
 export function settledHost(task: TaskRun): string | null {
-  return task.state === 'running' && task.hostId && !isLeaving(task) ? task.hostId : null;
+  return task.state === 'running' && task.hostId && task.assignmentSent && !isLeaving(task) ? task.hostId : null;
 }
 
 export const unrecoverable = (task: TaskRun, reason: string): ErrorBody => ({

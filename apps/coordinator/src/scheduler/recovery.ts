@@ -8,8 +8,8 @@ import type { WriteBehind } from './write-behind.ts';
 export interface RecoveryOptions {
   book: JobBook;
   hosts: HostRegistry;
-  /** The whole image of this attempt that came in `part` frames (migrations.ts), handed over once. */
-  takeImage: (tid: string, attempt: number) => Uint8Array | null;
+  /** The whole image that came in `part` frames (migrations.ts), handed over once. */
+  takeImage: (tid: string, attempt: number, image: number) => Uint8Array | null;
   writes: WriteBehind;
 }
 
@@ -32,7 +32,7 @@ export class Recovery {
   /** A checkpoint image whose parts came just before: kept as the task's restart point, and what it covers told to its senders. */
   checkpointImage(hostId: string, m: HostMessageOf<'checkpoint-image'>): ErrorBody | null {
     const { book } = this.#opts;
-    const image = this.#opts.takeImage(m.tid, m.attempt);
+    const image = this.#opts.takeImage(m.tid, m.attempt, m.image);
     const task = book.runningOn(hostId, m.tid, m.attempt);
     if (!task) return notRunningHere(m.tid, m.attempt);
     if (!image || image.byteLength !== m.imageBytes) return { code: 'E_BAD_FRAME', message: `the checkpoint image of ${m.tid} did not arrive whole` };

@@ -76,7 +76,7 @@ export class Scheduler {
     this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router, writes: this.writes });
     this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch });
-    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage: (tid, attempt) => this.migrations.takeImage(tid, attempt), writes: this.writes });
+    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage: (tid, attempt, image) => this.migrations.takeImage(tid, attempt, image), writes: this.writes });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
 

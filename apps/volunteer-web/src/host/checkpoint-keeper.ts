@@ -47,6 +47,8 @@ export class CheckpointKeeper {
    * the store each.
    */
   #stored = new Map<string, number>();
+  /** Checkpoint images sent: each one's parts carry its number. */
+  #imagesSent = 0;
 
   constructor(options: CheckpointKeeperOptions) {
     this.#options = options;
@@ -165,8 +167,9 @@ export class CheckpointKeeper {
 
   /** The image's parts, then the message that names it; false when the coordinator went away before the last. */
   #sendImage(ref: TaskRef, image: Uint8Array): boolean {
-    for (const part of imageParts(ref.tid, ref.attempt, image)) if (!this.#options.sendBinary(part)) return false;
-    return this.#options.send({ type: 'checkpoint-image', tid: ref.tid, attempt: ref.attempt, imageBytes: image.byteLength });
+    const id = ++this.#imagesSent;
+    for (const part of imageParts(ref.tid, ref.attempt, image, id)) if (!this.#options.sendBinary(part)) return false;
+    return this.#options.send({ type: 'checkpoint-image', tid: ref.tid, attempt: ref.attempt, image: id, imageBytes: image.byteLength });
   }
 }
 

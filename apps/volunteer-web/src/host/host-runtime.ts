@@ -66,8 +66,8 @@ export class HostRuntime {
   #outbox: CoordinatorOutbox;
   #resends: PacedRelay;
   #requests = new PendingRequests();
-  /** The coordinator's run this page was last welcomed by (welcome `boot`). */
-  #boot: string | null = null;
+  /** A welcome came before: the next one follows a broken connection. */
+  #welcomed = false;
   #messaging: PageMessaging;
   #checkpoints: CheckpointKeeper;
   #outgoing: OutgoingImages;
@@ -124,7 +124,7 @@ export class HostRuntime {
         },
         laneClosed: (ref, to) => this.#messaging.laneClosed({ from: ref.tid, to }),
         // Sent again for receivers restarted after a crash: the relay finds them wherever they run now.
-        resent: (_ref, messages) => this.#resends.send(messages.map((m) => m.envelope)),
+        resent: (_ref, messages) => this.#resends.send(messages),
         logFull: (ref, to, dropped) => send({ type: 'log-full', tid: ref.tid, attempt: ref.attempt, to, dropped }),
         request: (ref, requestId, op) => {
           const request = { type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op } as const;
@@ -277,10 +277,10 @@ export class HostRuntime {
     this.#outbox.dropRequests();
     this.#outbox.flush();
     for (const request of this.#requests.all()) this.#outbox.send(request);
-    // A coordinator that restarted lost the messages it held for tasks: their senders send them again.
-    const restarted = this.#boot !== null && this.#boot !== welcome.boot;
-    this.#boot = welcome.boot;
-    if (restarted) for (const { tid } of this.#pool.held()) this.#pool.post(tid, { type: 'resend', tid });
+    // Relayed messages the broken socket took may never have reached the coordinator, and one that
+    // restarted lost those it held: the senders send again what their logs hold, receivers drop what they have.
+    if (this.#welcomed) for (const { tid } of this.#pool.held()) this.#pool.post(tid, { type: 'resend', tid });
+    this.#welcomed = true;
     this.#pending.resendAll();
     this.#checkpoints.welcome();
     this.#status.changed();

@@ -1,3 +1,4 @@
+import type { SealedMessage } from '@webpvm/vm-protocol';
 import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /**
@@ -9,11 +10,18 @@ import { type Clock, type Timer, systemClock } from './clock.ts';
 const FRAMES_PER_TICK = 100;
 const TICK_MS = 125;
 
-/** Relay frames sent at a pace (sender logs sent again after a crash, recovery.ts in the coordinator). */
+const keyOf = (m: SealedMessage) => `${m.from}>${m.to}#${m.seq}`;
+
+/**
+ * Messages of sender logs sent again through the relay, at a pace: after a reconnect, for a task
+ * restarted after a crash, or when the coordinator restarted. A message already waiting here is
+ * not queued twice, so logs sent again at every reconnect of a flaky connection do not pile up.
+ */
 export class PacedRelay {
   #send: (bytes: Uint8Array) => void;
   #clock: Clock;
-  #queue: Uint8Array[] = [];
+  #queue: SealedMessage[] = [];
+  #queued = new Set<string>();
   #timer: Timer | null = null;
 
   constructor(send: (bytes: Uint8Array) => void, clock: Clock = systemClock) {
@@ -25,20 +33,29 @@ export class PacedRelay {
     return this.#queue.length;
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    this.#queue.push(...frames);
-    if (this.#timer === null) this.#tick();
+  send(messages: readonly SealedMessage[]): void {
+    for (const message of messages) {
+      const key = keyOf(message);
+      if (this.#queued.has(key)) continue;
+      this.#queued.add(key);
+      this.#queue.push(message);
+    }
+    if (this.#timer === null && this.#queue.length) this.#tick();
   }
 
   stop(): void {
     this.#clock.clear(this.#timer);
     this.#timer = null;
     this.#queue = [];
+    this.#queued.clear();
   }
 
   #tick(): void {
     this.#timer = null;
-    for (const frame of this.#queue.splice(0, FRAMES_PER_TICK)) this.#send(frame);
+    for (const message of this.#queue.splice(0, FRAMES_PER_TICK)) {
+      this.#queued.delete(keyOf(message));
+      this.#send(message.envelope);
+    }
     if (this.#queue.length) this.#timer = this.#clock.setTimeout(() => this.#tick(), TICK_MS);
   }
 }

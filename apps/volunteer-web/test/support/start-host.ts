@@ -17,7 +17,6 @@ export const welcome = {
   checkpointIntervalMs: 100,
   peerId: 'h1-peer',
   peerToken: 't1',
-  boot: 'b1',
   iceServers: [],
   iceTransportPolicy: 'all',
 };
