@@ -106,6 +106,7 @@ export class HostRegistry {
         createdAt: now,
         connectedAt: null,
         lastSeenAt: now,
+        stored: false,
         done: 0,
         assigned: new Map(),
         draining: false,

@@ -137,8 +137,15 @@ export class Leasing {
         }
       }
     }
-    // Assignments go once the leases are stored: a restarted coordinator never hands out an attempt twice.
-    if (batches.size) this.#opts.writes.schedule(() => this.#send(batches));
+    // A message-passing task's assignment goes once its lease is stored: a restarted coordinator must
+    // never hand out an attempt of it twice, two live attempts sending as one. A bag task's goes at
+    // once: a repeat of one is only work done twice, its second outcome refused.
+    const passing = [...batches.values()].some((tasks) => tasks.some((t) => t.parent !== null || this.#opts.book.job(t.jobId)?.stored.options.kind !== 'bag'));
+    if (passing) this.#opts.writes.schedule(() => this.#send(batches));
+    else if (batches.size) {
+      this.#send(batches);
+      this.#opts.writes.schedule();
+    }
     if (hosts.some((h) => h.assigned.size < h.slots)) this.#balance(hosts);
   }
 
@@ -258,7 +265,10 @@ export class Leasing {
     if (task.quorum) book.replication.leased(task, host.volunteerId, host.address);
     host.assigned.set(task.tid, task.attempt);
     // A host holding a task is stored: after a restart it reconnects as itself and keeps its tasks.
-    writes.host(host);
+    if (!host.stored) {
+      host.stored = true;
+      writes.host(host);
+    }
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';
     writes.job(job);

@@ -170,6 +170,8 @@ export interface HostRun {
   createdAt: number;
   connectedAt: number | null;
   lastSeenAt: number;
+  /** Its row was written once it held a task: a restart knows it (leasing.ts). */
+  stored: boolean;
   done: number;
   /** tid → attempt of the tasks this host holds (running or queued in the page). */
   readonly assigned: Map<string, number>;

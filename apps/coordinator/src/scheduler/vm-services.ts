@@ -48,8 +48,11 @@ export class VmServices {
   /** A task ended for good: it leaves its groups, its watchers hear of it, and messages waiting for it go. */
   ended(task: TaskRun): void {
     this.#opts.router.forget(task.tid);
-    this.#opts.writes.vm(task.job);
-    this.#apply(task.job, task.job.vm.ended(task.tid, task.state === 'done', task.lastSent));
+    const { vm } = task.job;
+    const held = vm.holdsState;
+    const effects = vm.ended(task.tid, task.state === 'done', task.lastSent);
+    if (held || vm.holdsState) this.#opts.writes.vm(task.job);
+    this.#apply(task.job, effects);
   }
 
   #apply(job: JobRun, effects: VmEffect[]): void {

@@ -135,6 +135,11 @@ export class JobVm {
     for (const index of failed) this.#states[index] = ENDED_FAILED;
   }
 
+  /** Whether it knows anything beyond its tasks' states (a bag job's never does): only then is `state` worth storing. */
+  get holdsState(): boolean {
+    return this.#answers.size > 0 || this.#inBarrier.size > 0 || this.#watchers.size > 0 || this.#lastSent.size > 0 || !this.#groups.empty;
+  }
+
   /** What a restart needs beyond `restore`'s counts (VmState). */
   state(): VmState {
     return {

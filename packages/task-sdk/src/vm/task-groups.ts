@@ -64,6 +64,11 @@ export class TaskGroups<W extends BarrierWaiter = BarrierWaiter> {
     return barrier.waiting;
   }
 
+  /** No group has members and no barrier waits. */
+  get empty(): boolean {
+    return this.groups.size === 0 && this.barriers.size === 0;
+  }
+
   /** Members and waiting barrier calls, as plain data: what a coordinator stores to resume them after a restart. */
   snapshot(): GroupsSnapshot<W> {
     return {
