@@ -487,6 +487,27 @@ describe('scheduler restarts and cancels of big jobs', () => {
     ]);
   });
 
+  it('counts a task’s failures and losses across a restart: a restart does not reset maxAttempts', async () => {
+    const first = schedulerHarness();
+    first.scheduler.jobs.submit(spec([1], { maxAttempts: 2 }), 'p', 'o', 'job1');
+    const a = connect(first.scheduler, 'ha', 1);
+    await settle();
+    first.scheduler.reports.outcomes('ha', [{ tid: 'job1.0', attempt: 1, ok: false, error: { code: 'E_TASK_FAILED', message: 'boom' } }]);
+    await settle();
+    first.scheduler.hosts.detach('ha', a);
+    await settle();
+    await first.scheduler.writes.durable();
+    const { scheduler } = schedulerHarness({ store: first.store });
+    await scheduler.restore();
+    expect(scheduler.jobs.task('job1.0')).toMatchObject({ failures: 1, losses: 1 });
+    const b = connect(scheduler, 'hb', 1);
+    await settle();
+    const [next] = b.assigned();
+    scheduler.reports.outcomes('hb', [{ tid: 'job1.0', attempt: next!.attempt, ok: false, error: { code: 'E_TASK_FAILED', message: 'boom again' } }]);
+    await settle();
+    expect((await statusOf(scheduler, 'job1'))?.state).toBe('failed');
+  });
+
   it('cancels a job whose tasks are mostly still in the store, and marks them cancelled there', async () => {
     const { scheduler, store } = schedulerHarness({ windowTasks: 4 });
     scheduler.jobs.submit(spec(Array.from({ length: 50 }, (_, i) => i)), 'p', 'o', 'job1');

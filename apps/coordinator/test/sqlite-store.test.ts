@@ -119,7 +119,7 @@ describe('SqliteStore', () => {
     await store.commit({
       ...emptyBatch(),
       taskUpdates: [
-        { tid: 'j1.0', state: 'done', attempt: 1, hostId: 'h1', result: { pi: 3.14 }, error: null, messagesIn: 3, messagesOut: 4, seq: 1 },
+        { tid: 'j1.0', state: 'done', attempt: 1, hostId: 'h1', result: { pi: 3.14 }, error: null, messagesIn: 3, messagesOut: 4, seq: 1, failures: 0, losses: 0 },
       ],
       checkpoints: [{ tid: 'j1.1', checkpoint: { state: { i: 9 }, rng: [1, 2, 3, 4] } }],
     });
@@ -204,6 +204,7 @@ describe('SqliteStore', () => {
     await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), total: 11 }], newTasks: rows });
     const update = (tid: string, state: 'running' | 'done' | 'failed' | 'cancelled', seq: number | null = null) => ({
       tid, state, attempt: 1, hostId: 'h1', result: state === 'done' ? tid : null, error: state === 'failed' ? { code: 'E_TASK_FAILED' as const, message: 'x' } : null, messagesIn: 0, messagesOut: 0, seq,
+      failures: state === 'failed' ? 1 : 0, losses: state === 'running' ? 2 : 0,
     });
     await store.commit({
       ...emptyBatch(),
@@ -216,7 +217,7 @@ describe('SqliteStore', () => {
       ['j1.5', 'running'],
       ['j1.8', 'pending'],
     ]);
-    expect(restart!.tasks[0]).toMatchObject({ input: 2, root: 2, checkpoint: { state: 2 } });
+    expect(restart!.tasks[0]).toMatchObject({ input: 2, root: 2, checkpoint: { state: 2 }, failures: 0, losses: 2 });
     expect([...restart!.pendingRoots]).toEqual([3, 4, 6, 7, 10]);
     expect([...restart!.endedBadly]).toEqual([1, 9]);
     expect(restart!.spawned).toBe(2);

@@ -45,10 +45,21 @@ describe('SenderLog', () => {
     l.add('job1.2', 1, envelope('job1.2', 1, new Uint8Array(chunk)));
     expect(dropped).toEqual([]);
     l.add('job1.2', 2, envelope('job1.2', 2, new Uint8Array(chunk)));
+    // an eighth under the limit at once: the next sends drop nothing
     expect(dropped).toEqual(['job1.1']);
-    expect(seqs(l.for('job1.1'))).toEqual([2, 3, 4, 5, 6]);
+    expect(seqs(l.for('job1.1'))).toEqual([3, 4, 5, 6]);
     expect(seqs(l.for('job1.2'))).toEqual([1, 2]);
-    expect(l.bytes).toBeLessThanOrEqual(LOG_MAX_BYTES);
+    expect(l.bytes).toBeLessThanOrEqual(LOG_MAX_BYTES - LOG_MAX_BYTES / 8);
+  });
+
+  it('drops a log of many small messages a batch at a time, not one per send', () => {
+    const { log: l, dropped } = log();
+    const small = envelope('job1.1', 1, new Uint8Array(4096));
+    const count = Math.ceil(LOG_MAX_BYTES / small.byteLength) + 10;
+    for (let seq = 1; seq <= count; seq++) l.add('job1.1', seq, small);
+    // one batch took it an eighth under the limit: the sends after it dropped nothing
+    expect(dropped).toEqual(['job1.1']);
+    expect(l.bytes).toBeLessThanOrEqual(LOG_MAX_BYTES - LOG_MAX_BYTES / 8 + 10 * small.byteLength);
   });
 
   it('restores the log a checkpoint kept, skipping what does not read as a message', () => {

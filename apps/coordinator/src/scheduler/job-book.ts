@@ -498,11 +498,13 @@ export class JobBook {
 
   /**
    * A pending root task read in from its row. One that ran before (a retry a restart left
-   * pending) goes on from its last attempt and checkpoint.
+   * pending) goes on from its last attempt, its counts of failures and losses, and its checkpoint.
    */
   #admit(job: JobRun, row: StoredTask): TaskRun {
     const task = this.#newTask(job, job.vm.describe(row.index, row.input, null, row.name));
     task.attempt = row.attempt;
+    task.failures = row.failures;
+    task.losses = row.losses;
     task.error = row.error;
     task.start.checkpoint = row.checkpoint;
     return task;

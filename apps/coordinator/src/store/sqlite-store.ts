@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, parent TEXT, name TEXT, input TEXT NOT NULL,
   state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT,
   messages_in INTEGER NOT NULL DEFAULT 0, messages_out INTEGER NOT NULL DEFAULT 0,
-  root INTEGER, seq INTEGER
+  root INTEGER, seq INTEGER, failures INTEGER NOT NULL DEFAULT 0, losses INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
@@ -139,6 +139,8 @@ interface TaskRow {
   messages_out: number;
   root: number | null;
   seq: number | null;
+  failures: number;
+  losses: number;
 }
 
 interface EventRow {
@@ -188,6 +190,8 @@ function taskFromRow(r: TaskRow): StoredTask {
     messagesIn: r.messages_in,
     messagesOut: r.messages_out,
     seq: r.seq,
+    failures: r.failures,
+    losses: r.losses,
   };
 }
 
@@ -305,7 +309,7 @@ export class SqliteStore implements Store {
       insertTask: db.prepare(`INSERT INTO tasks (tid, job_id, idx, parent, root, name, input, state, attempt, host_id)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       updateTask: db.prepare(`UPDATE tasks SET state = ?, attempt = ?, host_id = ?, result = ?, error = ?,
-        messages_in = ?, messages_out = ?, seq = ? WHERE tid = ?`),
+        messages_in = ?, messages_out = ?, seq = ?, failures = ?, losses = ? WHERE tid = ?`),
       setCheckpoint: db.prepare(`UPDATE tasks SET checkpoint = ? WHERE tid = ?`),
       putImage: db.prepare(`INSERT INTO task_images VALUES (?, ?, ?) ON CONFLICT(tid) DO UPDATE SET image = excluded.image`),
       forgetImage: db.prepare(`DELETE FROM task_images WHERE tid = ?`),
@@ -398,7 +402,7 @@ export class SqliteStore implements Store {
       }
       for (const u of batch.taskUpdates) {
         const result = u.state === 'done' ? json(u.result) : null;
-        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.messagesIn, u.messagesOut, u.seq, u.tid);
+        this.stmts.updateTask.run(u.state, u.attempt, u.hostId, result, u.error ? json(u.error) : null, u.messagesIn, u.messagesOut, u.seq, u.failures, u.losses, u.tid);
       }
       for (const c of batch.checkpoints) this.stmts.setCheckpoint.run(json(c.checkpoint), c.tid);
       for (const i of batch.images) {
@@ -699,6 +703,8 @@ export class SqliteStore implements Store {
     const tasks = columns('tasks');
     if (!columns('tokens').has('scope')) this.db.transaction(() => this.db.exec(TOKEN_SCOPES))();
     if (!columns('tokens').has('quotas')) this.db.exec('ALTER TABLE tokens ADD COLUMN quotas TEXT');
+    if (!tasks.has('failures')) this.db.exec('ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0');
+    if (!tasks.has('losses')) this.db.exec('ALTER TABLE tasks ADD COLUMN losses INTEGER NOT NULL DEFAULT 0');
     if (jobs.has('tally') && tasks.has('seq')) return;
     this.db.transaction(() => {
       if (!jobs.has('open')) this.db.exec('ALTER TABLE jobs ADD COLUMN open INTEGER NOT NULL DEFAULT 0');

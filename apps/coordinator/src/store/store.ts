@@ -85,11 +85,14 @@ export interface StoredTask {
   messagesOut: number;
   /** A root task's completion cursor, given when it ended done or failed; else null. */
   seq: number | null;
+  /** Attempts that failed of its own doing (maxAttempts counts them), and attempts lost with their host. */
+  failures: number;
+  losses: number;
 }
 
 export type TaskUpdate = Pick<
   StoredTask,
-  'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error' | 'messagesIn' | 'messagesOut' | 'seq'
+  'tid' | 'state' | 'attempt' | 'hostId' | 'result' | 'error' | 'messagesIn' | 'messagesOut' | 'seq' | 'failures' | 'losses'
 >;
 
 /** What of a task changes as it runs: what a commit writes again, and what a restart reads back. */
@@ -104,6 +107,8 @@ export function taskUpdate(t: TaskUpdate): TaskUpdate {
     messagesIn: t.messagesIn,
     messagesOut: t.messagesOut,
     seq: t.seq,
+    failures: t.failures,
+    losses: t.losses,
   };
 }
 

@@ -7,7 +7,8 @@ export type OutboxFrame = HostMessage | Uint8Array;
  * Frames that must reach the coordinator even when it is away — task requests and relayed
  * messages — kept in order until the next welcome. A frame the socket took is not sent again
  * from here: unanswered requests go again after each welcome (pending-requests.ts), and relayed
- * messages a restarted coordinator lost come again from their senders' logs.
+ * messages lost with a broken connection or a restarted coordinator come again from their
+ * senders' logs.
  */
 export class CoordinatorOutbox {
   #send: (frame: OutboxFrame) => boolean;

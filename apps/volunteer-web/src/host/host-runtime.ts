@@ -83,7 +83,7 @@ export class HostRuntime {
     this.#pending = new PendingResults(runtime.store, send, clock);
     this.#progress = new ProgressBatcher(send, clock);
     this.#outbox = new CoordinatorOutbox((frame) => (frame instanceof Uint8Array ? this.#link.sendBinary(frame) : send(frame)));
-    // Sent again for receivers restarted after a crash: the relay finds them wherever they run now.
+    // Sender logs sent again (after a reconnect, for a task restarted after a crash): the relay finds receivers wherever they run now.
     this.#resends = new PacedRelay((bytes) => this.#outbox.send(bytes), clock);
     this.#pool = new SlotPool({
       slots: runtime.options.slots,
@@ -123,7 +123,6 @@ export class HostRuntime {
           if (fromLanes) this.#progress.countIn(ref, fromLanes);
         },
         laneClosed: (ref, to) => this.#messaging.laneClosed({ from: ref.tid, to }),
-        // Sent again for receivers restarted after a crash: the relay finds them wherever they run now.
         resent: (_ref, messages) => this.#resends.send(messages),
         logFull: (ref, to, dropped) => send({ type: 'log-full', tid: ref.tid, attempt: ref.attempt, to, dropped }),
         request: (ref, requestId, op) => {

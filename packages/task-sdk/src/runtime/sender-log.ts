@@ -56,7 +56,7 @@ export class SenderLog {
       this.#asked.add(to);
       this.full(to);
     }
-    while (this.#total > LOG_MAX_BYTES) this.#dropOldest();
+    if (this.#total > LOG_MAX_BYTES) this.#dropOldest();
   }
 
   /** The checkpoint of `to` kept off its tab has everything up to `seq`. */
@@ -88,13 +88,22 @@ export class SenderLog {
     }
   }
 
+  /**
+   * Lets go of the oldest messages of the largest shares until the log is an eighth under its
+   * limit: a log of millions of small messages drops them a batch at a time, not one per send.
+   */
   #dropOldest(): void {
-    let largest: string | null = null;
-    for (const [to, bytes] of this.#bytes) if (largest === null || bytes > this.#bytes.get(largest)!) largest = to;
-    if (largest === null) return;
-    const entries = this.#entries.get(largest)!;
-    this.#forget(largest, entries, 1, entries[0]!.bytes.byteLength);
-    this.dropped(largest);
+    while (this.#total > LOG_MAX_BYTES - LOG_MAX_BYTES / 8) {
+      let largest: string | null = null;
+      for (const [to, bytes] of this.#bytes) if (largest === null || bytes > this.#bytes.get(largest)!) largest = to;
+      if (largest === null) return;
+      const entries = this.#entries.get(largest)!;
+      let count = 0;
+      let freed = 0;
+      while (count < entries.length && this.#total - freed > LOG_MAX_BYTES - LOG_MAX_BYTES / 8) freed += entries[count++]!.bytes.byteLength;
+      this.#forget(largest, entries, count, freed);
+      this.dropped(largest);
+    }
   }
 
   #forget(to: string, entries: Entry[], count: number, freed: number): void {
