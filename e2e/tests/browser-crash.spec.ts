@@ -85,3 +85,52 @@ test('a token ring keeps its one token when a browser holding ring members, the 
   const attempts = new Map((await api.tasks(id)).map((t) => [t.tid, t.attempt]));
   for (const tid of lost) expect(attempts.get(tid)).toBe(2);
 });
+
+/** What big-state-ring.js returns: per task in ring order (the root last), its array's sum and weighted sum. */
+function ringSums(tasks: number, rounds: number): { sum: number; weighted: number }[] {
+  return Array.from({ length: tasks }, (_, i) => {
+    // the root (position `tasks`) receives round * tasks + tasks, member m receives round * tasks + m
+    const position = i === 0 ? tasks : i;
+    let sum = 0;
+    let weighted = 0;
+    for (let round = 0; round < rounds; round++) {
+      sum += round * tasks + position;
+      weighted += (round * tasks + position) * (round + 1);
+    }
+    return { sum, weighted };
+  });
+}
+
+test.describe('with checkpoints every second, as by default', () => {
+  // the e2e default of 100 ms would have each task copy its 19 MB state ten times a second
+  test.use({ coordinatorEnv: { WEBPVM_CHECKPOINT_INTERVAL_MS: '1000' } });
+
+  test('a task whose checkpoints are too large for the coordinator restarts from the copy another volunteer’s tab kept, when its browser is killed', async ({ browser, api }) => {
+    const tasks = 3;
+    const rounds = 2000;
+    // 19.2 MB of Float64Array: over the 16 MiB the coordinator keeps itself
+    const doubles = 2_400_000;
+    const survivors = await openHosts(browser, api.baseUrl, 2, 1);
+    victim = await launchKillableBrowser();
+    const doomed = await openHost(victim.browser, api.baseUrl, 1);
+    const id = await api.submit({ name: 'big-ring', program: readProgram('e2e/programs/big-state-ring.js'), main: { tasks, rounds, doubles, pauseMs: 5 } });
+    await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(tasks);
+    const lost = (await doomed.snapshot()).running.map((r) => r.tid);
+    expect(lost).toHaveLength(1);
+    const survivorHosts = await Promise.all(survivors.map(async (s) => (await s.snapshot()).hostId));
+    // its image went to a tab of the other browser, and is its restart point
+    const keptBySurvivor = async () => {
+      const task = (await api.tasks(id)).find((t) => t.tid === lost[0]);
+      return task?.restartFrom === 'kept' && survivorHosts.includes(task.keptBy) ? 'kept by a survivor' : `${task?.restartFrom} by ${task?.keptBy}`;
+    };
+    await expect.poll(keptBySurvivor, { timeout: 60_000 }).toBe('kept by a survivor');
+    expect((await api.job(id)).state).toBe('running');
+    victim.kill();
+
+    const job = await api.waitForState(id, 'done', 180_000);
+    expect(await api.results(id)).toEqual([{ tasks, rounds, sums: ringSums(tasks, rounds) }]);
+    expect(job.tasks).toMatchObject({ total: tasks, failed: 0, running: 0, pending: 0 });
+    const attempts = new Map((await api.tasks(id)).map((t) => [t.tid, t.attempt]));
+    expect(attempts.get(lost[0]!)).toBe(2);
+  });
+});

@@ -350,6 +350,12 @@ export class HostGateway {
     'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to, [conn.budget, this.jobBudget(parseTid(m.from).jobId)]),
     'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
     withdrawn: (conn, m) => this.opts.scheduler.reports.withdrawn(conn.hostId!, m.tasks),
+    'image-kept': (conn, m) => this.opts.scheduler.kept.stored(conn.hostId!, m),
+    'image-returned': (conn, m) => {
+      const refused = this.opts.scheduler.kept.returned(conn.hostId!, m);
+      if (refused) conn.sendError(refused, 'image-returned');
+    },
+    'images-kept': (conn, m) => this.opts.scheduler.kept.reconcile(conn.hostId!, m.tids),
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

@@ -161,7 +161,10 @@ describe('SqliteStore', () => {
       ...emptyBatch(),
       jobs: [job('j1', 1)],
       newTasks: [{ ...task('j1', 0, null), state: 'running', attempt: 1, hostId: 'h1' }, { ...task('j1', 1, null, null), state: 'running', attempt: 1, hostId: 'h1' }],
-      images: [{ tid: 'j1.1', jobId: 'j1', image }],
+      images: [
+        { tid: 'j1.1', jobId: 'j1', image, kept: null },
+        { tid: 'j1.0', jobId: 'j1', image: null, kept: { hostId: 'h2', image: 7, bytes: 20_000_000, sha256: 'ab'.repeat(32) } },
+      ],
       vmStates: [{ jobId: 'j1', state: vmState }],
     });
     await store.close();
@@ -169,10 +172,18 @@ describe('SqliteStore', () => {
     const [unfinished] = await reopened.loadUnfinished();
     expect(unfinished!.vmState).toEqual(vmState);
     expect(unfinished!.tasks.map((t) => [t.tid, t.image])).toEqual([['j1.0', null], ['j1.1', image]]);
-    await reopened.commit({ ...emptyBatch(), images: [{ tid: 'j1.1', jobId: 'j1', image: null }], vmStates: [{ jobId: 'j1', state: null }] });
+    expect(unfinished!.tasks.map((t) => t.kept?.hostId ?? null)).toEqual(['h2', null]);
+    await reopened.commit({
+      ...emptyBatch(),
+      images: [
+        { tid: 'j1.1', jobId: 'j1', image: null, kept: null },
+        { tid: 'j1.0', jobId: 'j1', image: null, kept: null },
+      ],
+      vmStates: [{ jobId: 'j1', state: null }],
+    });
     const [again] = await reopened.loadUnfinished();
     expect(again!.vmState).toBeNull();
-    expect(again!.tasks.every((t) => t.image === null)).toBe(true);
+    expect(again!.tasks.every((t) => t.image === null && t.kept === null)).toBe(true);
     await reopened.close();
   });
 

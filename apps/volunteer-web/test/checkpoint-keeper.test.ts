@@ -74,15 +74,28 @@ describe('CheckpointKeeper', () => {
     expect(image.value.log).toEqual([sentToOthers]);
   });
 
-  it('keeps to this host an image over the limit, and a checkpoint of an attempt no longer held', async () => {
+  it('sends no checkpoint of an attempt no longer held', async () => {
     const t = setup({ held: [{ tid: 'joba.0', attempt: 2 }] });
     t.keeper.periodic(ref, taken());
-    const huge = [new Uint8Array(LIMITS.checkpointImageBytes + 1)];
-    t.keeper.periodic({ tid: 'joba.0', attempt: 2 }, taken({ stateBuffers: huge }));
     await settle();
     expect(t.sent).toEqual([]);
     expect(t.binary).toEqual([]);
     expect(t.store.data.has('ckpt:joba.0')).toBe(true);
+  });
+
+  it('sends an image too large for the coordinator to keep once in a while, and at once when a checkpoint is due', async () => {
+    const t = setup();
+    const huge = () => taken({ stateBuffers: [new Uint8Array(LIMITS.checkpointImageBytes + 1)] });
+    t.keeper.periodic(ref, huge());
+    t.keeper.periodic(ref, huge());
+    await settle();
+    expect(t.sent).toEqual([expect.objectContaining({ type: 'checkpoint-image', image: 1, imageBytes: expect.any(Number) })]);
+    expect((t.sent[0] as { imageBytes: number }).imageBytes).toBeGreaterThan(LIMITS.checkpointImageBytes);
+    t.keeper.due('joba.0');
+    t.keeper.periodic(ref, huge());
+    t.keeper.periodic(ref, huge());
+    await settle();
+    expect(t.sent.map((m) => (m as { image: number }).image)).toEqual([1, 2]);
   });
 
   it('sends a state too large for a JSON frame as an image', async () => {

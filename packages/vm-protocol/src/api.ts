@@ -119,6 +119,13 @@ export const TaskInfo = z.object({
   progress: z.number(),
   messagesIn: z.number(),
   messagesOut: z.number(),
+  /**
+   * Where the task would start again if its host were lost now (an unfinished task): from the
+   * start, its last JSON checkpoint, an image the coordinator holds, or an image another host
+   * keeps (`keptBy`, for a checkpoint too large for the coordinator).
+   */
+  restartFrom: z.enum(['start', 'checkpoint', 'image', 'kept']).nullable(),
+  keptBy: z.string().nullable(),
 });
 export type TaskInfo = z.infer<typeof TaskInfo>;
 

@@ -84,6 +84,9 @@ export const CheckpointMsg = z.object({
   checkpoint: Checkpoint,
 });
 
+/** The coordinator's name for one kept image (`keep-image`): the `image` of its parts. */
+export const KeptImageId = z.number().int().min(1).max(0x7fffffff);
+
 /**
  * A checkpoint kept off the tab with what a crash restart needs beside the state: its image
  * (task-image.ts: state bytes, unread messages, per-sender seqs, sender log) came just before in
@@ -96,8 +99,18 @@ export const CheckpointImageMsg = z.object({
   attempt: Attempt,
   /** The parts' `image` (envelope.ts ImagePartHeader): this host's count of the checkpoint images it sent. */
   image: z.number().int().min(1).max(0x7fffffff),
-  imageBytes: z.number().int().positive().max(LIMITS.checkpointImageBytes),
+  /** Up to LIMITS.checkpointImageBytes the coordinator keeps it; a larger one is kept by another volunteer (`keep-image`). */
+  imageBytes: z.number().int().positive().max(LIMITS.imageBytes),
 });
+
+/** The image `keep-image` named is stored here: this host keeps it for the coordinator until told to forget it. */
+export const ImageKeptMsg = z.object({ type: z.literal('image-kept'), tid: Tid, image: KeptImageId });
+
+/** The image `return-image` asked for came just before, in `part` frames of `attempt` and `image`. */
+export const ImageReturnedMsg = z.object({ type: z.literal('image-returned'), tid: Tid, attempt: Attempt, image: KeptImageId });
+
+/** After a welcome: the tasks whose images this host keeps (`keep-image`); the coordinator answers with those to forget. */
+export const ImagesKeptMsg = z.object({ type: z.literal('images-kept'), tids: batch(Tid) });
 
 /**
  * The sender log of task `tid` here passed its share for `to`: `to` is asked for a checkpoint.
@@ -179,6 +192,9 @@ export const HostMessage = z.discriminatedUnion('type', [
   LaneOpenMsg,
   LaneDeclinedMsg,
   WithdrawnMsg,
+  ImageKeptMsg,
+  ImageReturnedMsg,
+  ImagesKeptMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -316,6 +332,24 @@ export const RestartedMsg = z.object({ type: z.literal('restarted'), tids: batch
 /** Take a checkpoint of these tasks at their next safe point: a sender's log for them is full. */
 export const CheckpointDueMsg = z.object({ type: z.literal('checkpoint-due'), tasks: batch(TaskRef) });
 
+/**
+ * Keep this image of another volunteer's task (it came just before, in `part` frames of `attempt`
+ * and `image`): its checkpoint is too large for the coordinator to keep, and must outlive its tab.
+ */
+export const KeepImageMsg = z.object({
+  type: z.literal('keep-image'),
+  tid: Tid,
+  attempt: Attempt,
+  image: KeptImageId,
+  imageBytes: z.number().int().positive().max(LIMITS.imageBytes),
+});
+
+/** Send the image kept for `tid` back through the coordinator, as the parts of `attempt` and `image`, then `image-returned`. */
+export const ReturnImageMsg = z.object({ type: z.literal('return-image'), tid: Tid, attempt: Attempt, image: KeptImageId });
+
+/** The images kept here for these tasks are no longer needed. */
+export const ForgetImagesMsg = z.object({ type: z.literal('forget-images'), tids: batch(Tid) });
+
 export const CoordinatorMessage = z.union([
   WelcomeMsg,
   AssignMsg,
@@ -335,6 +369,9 @@ export const CoordinatorMessage = z.union([
   CoveredMsg,
   RestartedMsg,
   CheckpointDueMsg,
+  KeepImageMsg,
+  ReturnImageMsg,
+  ForgetImagesMsg,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 

@@ -24,10 +24,12 @@ export const LIMITS = {
   imageBytes: 192 * 1024 * 1024,
   imagePartBytes: 1024 * 1024,
   /**
-   * A checkpoint image kept off its tab (host.ts `checkpoint-image`): a state this large or
-   * smaller survives its tab's crash; a larger one lives only on its tab and in migration images.
+   * A checkpoint image the coordinator keeps (host.ts `checkpoint-image`); a larger one is kept
+   * by another volunteer's tab (`keep-image`), in IndexedDB.
    */
   checkpointImageBytes: 16 * 1024 * 1024,
+  /** Other volunteers' checkpoint images one host keeps, all together (`keep-image`). */
+  keptImageBytes: 512 * 1024 * 1024,
   slotsPerHost: 64,
   /**
    * Spawned tasks one host runs at once, each in a worker of its own beyond its slots: all of a

@@ -15,6 +15,8 @@ export interface HostRegistryOptions {
   lost: (ref: TaskRef, reason: string, by: string | null) => void;
   /** How long a host whose connection closed keeps its tasks for it to come back (DISCONNECT_GRACE_MS); 0 loses them at once. */
   disconnectGraceMs?: number;
+  /** A host that kept other volunteers' checkpoint images is gone for good (kept-images.ts). */
+  keeperGone?: (host: HostRun) => void;
   /** A host connected again with tasks it kept: what waited for them at the relay while it was away goes now. */
   resumed?: (host: HostRun) => void;
 }
@@ -113,6 +115,7 @@ export class HostRegistry {
         rate: 0,
         rateSince: this.#opts.monotonic(),
         rateCount: 0,
+        kept: new Map(),
       };
       this.#hosts.set(hostId, host);
     }
@@ -153,7 +156,7 @@ export class HostRegistry {
     host.connectedAt = null;
     host.lastSeenAt = this.#opts.now();
     const graceMs = this.#opts.disconnectGraceMs ?? DISCONNECT_GRACE_MS;
-    if (host.assigned.size && graceMs > 0) {
+    if ((host.assigned.size || host.kept.size) && graceMs > 0) {
       const grace = setTimeout(() => {
         this.#graces.delete(hostId);
         if (!host.link) this.#disconnected(host);
@@ -170,6 +173,7 @@ export class HostRegistry {
     if (host.assigned.size && host.volunteerId) this.volunteers.dropped(host.volunteerId);
     for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected', host.volunteerId);
     host.assigned.clear();
+    if (host.kept.size) this.#opts.keeperGone?.(host);
     this.#changed(host);
   }
 
@@ -198,6 +202,7 @@ export class HostRegistry {
       if (host.link) continue;
       for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host did not come back after restart', host.volunteerId);
       host.assigned.clear();
+      if (host.kept.size) this.#opts.keeperGone?.(host);
     }
     this.#opts.dispatch();
   }

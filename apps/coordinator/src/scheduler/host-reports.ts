@@ -102,7 +102,7 @@ export class HostReports {
     // A replica's state is its volunteer's word: another replica must not start from it.
     if (task.quorum) return null;
     this.#opts.book.keepImage(task, null);
-    task.start = { checkpoint, image: null, imageAway: null };
+    task.start = { checkpoint, image: null, imageAway: null, kept: null };
     this.#opts.writes.checkpoint(tid, checkpoint);
     this.#opts.writes.schedule();
     return null;

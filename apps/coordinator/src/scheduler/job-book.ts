@@ -3,7 +3,7 @@ import { JobVm, type VmTask } from '@webpvm/task-sdk/vm';
 import type { Logger } from 'pino';
 import { type StoredJob, type StoredTask, type UnfinishedJob, emptyTally, taskUpdate } from '../store/store.ts';
 import type { HostRegistry } from './host-registry.ts';
-import { type JobRun, MAX_LOSSES, type RunState, TERMINAL, type TaskRun, countsOf, lostTooOften, rootsOpen, unrecoverable } from './model.ts';
+import { type JobRun, type KeptImage, MAX_LOSSES, type RunState, TERMINAL, type TaskRun, countsOf, lostTooOften, rootsOpen, unrecoverable } from './model.ts';
 import type { MigrationSink } from './ports.ts';
 import { Quorum } from './quorum.ts';
 import { LeaseDeadlines } from './lease-deadlines.ts';
@@ -192,6 +192,7 @@ export class JobBook {
         Object.assign(task, taskUpdate(t));
         task.start.checkpoint = t.checkpoint;
         if (t.image && !this.keepImage(task, t.image)) this.#opts.log.warn({ tid: task.tid }, 'no room for its stored image: it restarts from its checkpoint');
+        if (t.kept) this.keepImage(task, null, t.kept);
         if (task.state === 'pending') {
           job.placeNow.push(task);
           continue;
@@ -305,17 +306,27 @@ export class JobBook {
   }
 
   /**
-   * The image `task` restarts from, which came through here as it migrated (null: none). It is
-   * kept until the task's next checkpoint or its end, IMAGES_HELD_BYTES in all; false when there
-   * is no room for it (the task then restarts from its checkpoint).
+   * The image `task` restarts from, which came through here as it migrated or checkpointed (null:
+   * none), or `kept` by another volunteer's host (kept-images.ts). An image held here is kept
+   * until the task's next checkpoint or its end, IMAGES_HELD_BYTES in all; false when there is no
+   * room for it (the task then restarts from its checkpoint). A kept image it replaces is
+   * forgotten by its keeper.
    */
-  keepImage(task: TaskRun, image: Uint8Array | null): boolean {
+  keepImage(task: TaskRun, image: Uint8Array | null, kept: KeptImage | null = null): boolean {
     const before = task.start.image?.byteLength ?? 0;
     const after = image?.byteLength ?? 0;
     if (after > 0 && this.#imageBytes - before + after > IMAGES_HELD_BYTES) return false;
     this.#imageBytes += after - before;
-    if (task.start.image !== image) this.#opts.writes.image(task);
+    const was = task.start.kept;
+    if (task.start.image !== image || was !== kept) this.#opts.writes.image(task);
     task.start.image = image;
+    task.start.kept = kept;
+    const oldKeeper = was && this.#opts.hosts.get(was.hostId);
+    if (oldKeeper && was.hostId !== kept?.hostId) {
+      oldKeeper.kept.delete(task.tid);
+      oldKeeper.link?.send({ type: 'forget-images', tids: [task.tid] });
+    }
+    if (kept) this.#opts.hosts.known(kept.hostId).kept.set(task.tid, kept.bytes);
     return true;
   }
 
@@ -342,7 +353,8 @@ export class JobBook {
     if (attempt !== task.attempt) return;
     // The image that failed goes; an image kept here behind one that went host to host stays.
     if (task.start.imageAway) task.start.imageAway = null;
-    else this.keepImage(task, null);
+    // A kept image its keeper was slow to give back is asked for again by the next attempt.
+    else if (!task.start.kept) this.keepImage(task, null);
     this.lost({ tid: task.tid, attempt }, reason, by);
   }
 
@@ -545,7 +557,7 @@ export class JobBook {
       seq: null,
       lastSent: new Map(),
       ranOn: new Set(),
-      start: { checkpoint: null, image: null, imageAway: null },
+      start: { checkpoint: null, image: null, imageAway: null, kept: null },
       migration: null,
     };
     job.resident.add(task);

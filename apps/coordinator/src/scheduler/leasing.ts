@@ -1,5 +1,6 @@
 import { LIMITS, imageParts, type TaskAssignment } from '@webpvm/vm-protocol';
 import { type HostRegistry, loadOf } from './host-registry.ts';
+import type { KeptImages } from './kept-images.ts';
 import type { JobBook } from './job-book.ts';
 import type { HostRun, JobRun, TaskRun } from './model.ts';
 import type { RelayRouter } from './relay-router.ts';
@@ -11,6 +12,8 @@ export interface LeasingOptions {
   writes: WriteBehind;
   router: RelayRouter;
   programUrl: (hash: string) => string;
+  /** Gives back images other volunteers keep, for tasks that restart from one. */
+  kept: () => KeptImages;
 }
 
 /**
@@ -42,7 +45,8 @@ function canMove(task: TaskRun, attempt: number): boolean {
     task.attempt === attempt &&
     task.migration === null &&
     start.image === null &&
-    start.imageAway === null
+    start.imageAway === null &&
+    start.kept === null
   );
 }
 
@@ -254,6 +258,8 @@ export class Leasing {
     // The image went over a data channel to another host: its sender sends it through here instead.
     if (start.imageAway && task.migration?.to !== host.hostId) {
       hosts.send(start.imageAway.from, { type: 'send-image', tid: task.tid, attempt: task.attempt });
+    } else if (!start.imageAway && !start.image && start.kept) {
+      this.#opts.kept().request(task);
     }
     task.hostId = host.hostId;
     task.ranOn.add(host.hostId);
@@ -272,7 +278,7 @@ export class Leasing {
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';
     writes.job(job);
-    const imageBytes = start.imageAway?.bytes ?? start.image?.byteLength;
+    const imageBytes = start.imageAway?.bytes ?? start.image?.byteLength ?? start.kept?.bytes;
     const recovering = task.recovering;
     task.recovering = false;
     return {

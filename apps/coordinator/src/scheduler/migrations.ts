@@ -1,5 +1,6 @@
 import { type ErrorBody, type HostMessageOf, ImageAssembly, LIMITS, type MigrationReason, type TaskRef, parseTid } from '@webpvm/vm-protocol';
 import type { HostRegistry } from './host-registry.ts';
+import type { KeptImages } from './kept-images.ts';
 import type { JobBook } from './job-book.ts';
 import { type Migration, isLeaving } from './model.ts';
 import { notRunningHere } from './vm-services.ts';
@@ -10,6 +11,8 @@ export interface MigrationsOptions {
   book: JobBook;
   hosts: HostRegistry;
   dispatch: () => void;
+  /** Takes in the parts of images their keepers give back. */
+  kept: () => KeptImages;
 }
 
 /**
@@ -53,7 +56,7 @@ export class Migrations {
    */
   imagePart(hostId: string, header: { tid: string; attempt: number; index: number; count: number; image?: number }, piece: Uint8Array, frame: Uint8Array): ErrorBody | null {
     const { book, hosts } = this.#opts;
-    if (book.runningOn(hostId, header.tid, header.attempt)) return this.#images.add(header, piece);
+    if (book.runningOn(hostId, header.tid, header.attempt) || this.#opts.kept().returning(hostId, header)) return this.#images.add(header, piece);
     const task = book.task(header.tid);
     const holder = task?.state === 'running' && task.attempt === header.attempt && task.ranOn.has(hostId) ? hosts.get(task.hostId) : undefined;
     if (!holder?.link) return notRunningHere(header.tid, header.attempt);
@@ -68,8 +71,10 @@ export class Migrations {
 
   /** A host still waits for the image of an assignment: its old host sends it again through here. */
   imageMissing(hostId: string, tid: string, attempt: number): void {
-    const away = this.#opts.book.runningOn(hostId, tid, attempt)?.start.imageAway;
+    const task = this.#opts.book.runningOn(hostId, tid, attempt);
+    const away = task?.start.imageAway;
     if (away) this.#opts.hosts.send(away.from, { type: 'send-image', tid, attempt });
+    else if (task) this.#opts.kept().missing(task);
   }
 
   /**

@@ -1,10 +1,12 @@
 import type { Checkpoint, ErrorBody, MigrationReason, TaskCounts } from '@webpvm/vm-protocol';
 import type { JobVm, VmTask } from '@webpvm/task-sdk/vm';
-import type { StoredJob } from '../store/store.ts';
+import type { KeptImage, StoredJob } from '../store/store.ts';
 import type { HostLink } from './ports.ts';
 import type { Quorum } from './quorum.ts';
 import type { Agree } from './result-agreement.ts';
 import type { TaskWindow } from './task-window.ts';
+
+export type { KeptImage };
 
 /**
  * The scheduler's in-memory picture of jobs, tasks and hosts: plain records that the job book,
@@ -91,6 +93,11 @@ export interface StartPoint {
    * keeps it a while, to send it again through the coordinator if it does not arrive.
    */
   imageAway: { bytes: number; from: string } | null;
+  /**
+   * An image too large for the coordinator, kept by another volunteer's host (kept-images.ts): the
+   * restart point when `image` is null. `sha256` is checked when it comes back.
+   */
+  kept: KeptImage | null;
 }
 
 export interface Migration {
@@ -182,6 +189,8 @@ export interface HostRun {
   /** On the monotonic clock: its rate is a duration. `createdAt`, `connectedAt` and `lastSeenAt` are wall-clock times, stored or shown. */
   rateSince: number;
   rateCount: number;
+  /** tid → bytes of the checkpoint images this host keeps for other volunteers' tasks (kept-images.ts). */
+  readonly kept: Map<string, number>;
 }
 
 /**

@@ -2,7 +2,7 @@ import { type HostInfo, type JobStatus, type ResultLine, type TaskCounts, type T
 import type { Store, StoredJob, StoredOutcome } from '../store/store.ts';
 import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
-import { type HostRun, type JobRun, countsOf } from './model.ts';
+import { type HostRun, type JobRun, type StartPoint, countsOf } from './model.ts';
 import type { WriteBehind } from './write-behind.ts';
 import type { VolunteerRecord } from './volunteers.ts';
 
@@ -133,6 +133,8 @@ export class ReadViews {
         progress: state === 'done' ? 1 : (live?.progress ?? 0),
         messagesIn: live?.messagesIn ?? row.messagesIn,
         messagesOut: live?.messagesOut ?? row.messagesOut,
+        restartFrom: live ? restartFrom(live.start) : null,
+        keptBy: live?.start.kept?.hostId ?? null,
       };
     });
     return { tasks, next: rows.length > limit ? page[page.length - 1]!.index : null };
@@ -211,4 +213,10 @@ function hostInfo(h: HostRun, volunteer: VolunteerRecord | null): HostInfo {
     connectedAt: h.connectedAt === null ? null : new Date(h.connectedAt).toISOString(),
     lastSeenAt: new Date(h.lastSeenAt).toISOString(),
   };
+}
+
+function restartFrom(start: StartPoint): TaskInfo['restartFrom'] {
+  if (start.image || start.imageAway) return 'image';
+  if (start.kept) return 'kept';
+  return start.checkpoint ? 'checkpoint' : 'start';
 }

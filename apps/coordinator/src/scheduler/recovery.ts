@@ -1,6 +1,7 @@
 import { type CoordinatorMessageOf, type ErrorBody, type HostMessageOf, LIMITS, decodeImage } from '@webpvm/vm-protocol';
 import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
+import type { KeptImages } from './kept-images.ts';
 import type { TaskRun } from './model.ts';
 import { notRunningHere } from './vm-services.ts';
 import type { WriteBehind } from './write-behind.ts';
@@ -11,6 +12,8 @@ export interface RecoveryOptions {
   /** The whole image that came in `part` frames (migrations.ts), handed over once. */
   takeImage: (tid: string, attempt: number, image: number) => Uint8Array | null;
   writes: WriteBehind;
+  /** Where an image too large to hold here goes. */
+  kept: () => KeptImages;
 }
 
 type CoveredItem = CoordinatorMessageOf<'covered'>['items'][number];
@@ -42,13 +45,14 @@ export class Recovery {
     book.deadlines.alive(task);
     // A replica's state is its volunteer's word: another replica must not start from it.
     if (task.quorum) return null;
+    const delivered = decoded.value.delivered;
+    if (image.byteLength > LIMITS.checkpointImageBytes) return this.#opts.kept().keep(task, image, delivered);
     if (!book.keepImage(task, image)) {
       return { code: 'E_TOO_LARGE', message: `the coordinator keeps as many images as it can: ${m.tid} restarts from its last one` };
     }
     task.unlogged = false;
     // Senders forget what it covers only once a restarted coordinator would have it too.
-    const delivered = decoded.value.delivered;
-    this.#opts.writes.schedule(() => this.#covered(m.tid, delivered));
+    this.#opts.writes.schedule(() => this.covered(m.tid, delivered));
     return null;
   }
 
@@ -73,7 +77,7 @@ export class Recovery {
   }
 
   /** Tells each sender's host that `to`'s restart point has what it sent up to these seqs. */
-  #covered(to: string, delivered: ReadonlyMap<string, number>): void {
+  covered(to: string, delivered: ReadonlyMap<string, number>): void {
     const byHost = new Map<string, CoveredItem[]>();
     for (const [from, seq] of delivered) {
       const sender = this.#opts.book.task(from);

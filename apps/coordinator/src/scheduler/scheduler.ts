@@ -1,6 +1,7 @@
 import { HostRegistry } from './host-registry.ts';
 import { HostReports } from './host-reports.ts';
 import { JobBook } from './job-book.ts';
+import { KeptImages } from './kept-images.ts';
 import { LEASE_FLOOR_MS } from './lease-deadlines.ts';
 import { Leasing } from './leasing.ts';
 import { Migrations } from './migrations.ts';
@@ -28,6 +29,7 @@ export class Scheduler {
   readonly vm: VmServices;
   readonly migrations: Migrations;
   readonly recovery: Recovery;
+  readonly kept: KeptImages;
   readonly relay: RelayPolicy;
   readonly views: ReadViews;
   /** The programs' `validate` exports, for replicated jobs: loaded before such a job is submitted or restored. */
@@ -46,6 +48,7 @@ export class Scheduler {
       writes: this.writes,
       dispatch,
       lost: (ref, reason, by) => this.jobs.lost(ref, reason, by),
+      keeperGone: (host) => this.kept.keeperGone(host),
       // After the host's welcome, which follows its hello in the same turn: the page takes envelopes once welcomed.
       resumed: (host) =>
         queueMicrotask(() => {
@@ -62,7 +65,10 @@ export class Scheduler {
       hosts: this.hosts,
       migrations: opts.migrations,
       dispatch,
-      ended: (task) => this.vm.ended(task),
+      ended: (task) => {
+        this.vm.ended(task);
+        this.kept.ended(task.tid);
+      },
       pendingRoots: (jobId, from, until, limit) => opts.store.pendingRoots(jobId, from, until, limit),
       windowTasks: opts.windowTasks ?? WINDOW_TASKS,
       leaseFloorMs: opts.leaseFloorMs ?? LEASE_FLOOR_MS,
@@ -72,11 +78,19 @@ export class Scheduler {
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
-    this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl });
+    this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl, kept: () => this.kept });
     this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router, writes: this.writes });
-    this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch });
-    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage: (tid, attempt, image) => this.migrations.takeImage(tid, attempt, image), writes: this.writes });
+    this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch, kept: () => this.kept });
+    const takeImage = (tid: string, attempt: number, image: number) => this.migrations.takeImage(tid, attempt, image);
+    this.recovery = new Recovery({ book: this.jobs, hosts: this.hosts, takeImage, writes: this.writes, kept: () => this.kept });
+    this.kept = new KeptImages({
+      book: this.jobs,
+      hosts: this.hosts,
+      takeImage,
+      writes: this.writes,
+      covered: (to, delivered) => this.recovery.covered(to, delivered),
+    });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
 

@@ -138,7 +138,7 @@ export class WriteBehind {
       newTasks: fresh.map((t): NewTask => ('spec' in t ? newRowOf(t) : t)),
       taskUpdates: [...tasks].map(taskUpdate),
       checkpoints: [...checkpoints].map(([tid, checkpoint]) => ({ tid, checkpoint })),
-      images: [...images].map((t) => ({ tid: t.tid, jobId: t.job.stored.id, image: t.start.image })),
+      images: [...images].map((t) => ({ tid: t.tid, jobId: t.job.stored.id, image: t.start.image, kept: t.start.kept })),
       vmStates: [...vms].map((j) => ({ jobId: j.stored.id, state: isFinished(j) ? null : j.vm.state() })),
       hosts: [...hosts].map(
         (h): StoredHost => ({

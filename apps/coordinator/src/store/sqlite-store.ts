@@ -8,6 +8,7 @@ import type {
   EventQuery,
   JobOptions,
   JobTally,
+  KeptImage,
   Store,
   StoredHost,
   StoredJob,
@@ -56,6 +57,8 @@ CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
 CREATE TABLE IF NOT EXISTS probe (pad BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS task_images (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, image BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS task_images_job ON task_images(job_id);
+CREATE TABLE IF NOT EXISTS task_keepers (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, kept TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS task_keepers_job ON task_keepers(job_id);
 CREATE TABLE IF NOT EXISTS vm_states (job_id TEXT PRIMARY KEY, state TEXT NOT NULL);
 `;
 
@@ -187,6 +190,7 @@ function taskFromRow(r: TaskRow): StoredTask {
     error: parse<ErrorBody>(r.error),
     checkpoint: parse<Checkpoint>(r.checkpoint),
     image: null,
+    kept: null,
     messagesIn: r.messages_in,
     messagesOut: r.messages_out,
     seq: r.seq,
@@ -315,6 +319,10 @@ export class SqliteStore implements Store {
       forgetImage: db.prepare(`DELETE FROM task_images WHERE tid = ?`),
       jobImages: db.prepare(`SELECT tid, image FROM task_images WHERE job_id = ?`),
       forgetJobImages: db.prepare(`DELETE FROM task_images WHERE job_id = ?`),
+      putKeeper: db.prepare(`INSERT INTO task_keepers VALUES (?, ?, ?) ON CONFLICT(tid) DO UPDATE SET kept = excluded.kept`),
+      forgetKeeper: db.prepare(`DELETE FROM task_keepers WHERE tid = ?`),
+      jobKeepers: db.prepare(`SELECT tid, kept FROM task_keepers WHERE job_id = ?`),
+      forgetJobKeepers: db.prepare(`DELETE FROM task_keepers WHERE job_id = ?`),
       putVmState: db.prepare(`INSERT INTO vm_states VALUES (?, ?) ON CONFLICT(job_id) DO UPDATE SET state = excluded.state`),
       forgetVmState: db.prepare(`DELETE FROM vm_states WHERE job_id = ?`),
       vmState: db.prepare(`SELECT state FROM vm_states WHERE job_id = ?`),
@@ -408,6 +416,8 @@ export class SqliteStore implements Store {
       for (const i of batch.images) {
         if (i.image) this.stmts.putImage.run(i.tid, i.jobId, i.image);
         else this.stmts.forgetImage.run(i.tid);
+        if (i.kept) this.stmts.putKeeper.run(i.tid, i.jobId, json(i.kept));
+        else this.stmts.forgetKeeper.run(i.tid);
       }
       for (const v of batch.vmStates) {
         if (v.state) this.stmts.putVmState.run(v.jobId, json(v.state));
@@ -447,10 +457,11 @@ export class SqliteStore implements Store {
     return this.read(() =>
       (this.stmts.unfinishedJobs.all() as JobRow[]).map((row) => {
         const images = new Map((this.stmts.jobImages.all(row.id) as { tid: string; image: Buffer }[]).map((i) => [i.tid, new Uint8Array(i.image)]));
+        const keepers = new Map((this.stmts.jobKeepers.all(row.id) as { tid: string; kept: string }[]).map((k) => [k.tid, JSON.parse(k.kept) as KeptImage]));
         const vmState = this.stmts.vmState.pluck().get(row.id) as string | undefined;
         return {
           job: jobFromRow(row),
-          tasks: (this.stmts.residentTasks.all(row.id) as TaskRow[]).map((t) => ({ ...taskFromRow(t), image: images.get(t.tid) ?? null })),
+          tasks: (this.stmts.residentTasks.all(row.id) as TaskRow[]).map((t) => ({ ...taskFromRow(t), image: images.get(t.tid) ?? null, kept: keepers.get(t.tid) ?? null })),
           pendingRoots: indexes(this.stmts.pendingRootIndexes, row.id),
           endedBadly: indexes(this.stmts.endedBadly, row.id),
           spawned: this.stmts.spawnedCount.pluck().get(row.id) as number,
@@ -473,6 +484,7 @@ export class SqliteStore implements Store {
       if (deleted >= rows) return { jobs: 0, rows: deleted };
       this.stmts.forgetJob.run(job.id);
       this.stmts.forgetJobImages.run(job.id);
+      this.stmts.forgetJobKeepers.run(job.id);
       this.stmts.forgetVmState.run(job.id);
       deleted += 1 + this.stmts.forgetProgram.run(job.program_hash, job.program_hash).changes;
       return { jobs: 1, rows: deleted };

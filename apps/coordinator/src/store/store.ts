@@ -81,6 +81,8 @@ export interface StoredTask {
   checkpoint: Checkpoint | null;
   /** The image a restart starts it from (vm-protocol task-image.ts), newer than `checkpoint`; null when none is kept. */
   image: Uint8Array | null;
+  /** Or, for an image too large to keep here, the host that keeps it (scheduler/kept-images.ts); else null. */
+  kept: KeptImage | null;
   messagesIn: number;
   messagesOut: number;
   /** A root task's completion cursor, given when it ended done or failed; else null. */
@@ -154,14 +156,22 @@ export interface StoredVolunteer {
 /** A task's row as it is first written (what changes later comes in task updates). */
 export type NewTask = Pick<StoredTask, 'tid' | 'jobId' | 'index' | 'parent' | 'root' | 'name' | 'input' | 'state' | 'attempt' | 'hostId'>;
 
+/** A checkpoint image kept by host `hostId` as its image `image`, `bytes` long, of this SHA-256 (hex). */
+export interface KeptImage {
+  hostId: string;
+  image: number;
+  bytes: number;
+  sha256: string;
+}
+
 /** Everything the scheduler changed since the last commit; applied in one transaction. */
 export interface WriteBatch {
   jobs: StoredJob[];
   newTasks: NewTask[];
   taskUpdates: TaskUpdate[];
   checkpoints: { tid: string; checkpoint: Checkpoint }[];
-  /** Tasks' restart images, kept or (null) forgotten. */
-  images: { tid: string; jobId: string; image: Uint8Array | null }[];
+  /** Tasks' restart images, held here, kept by a host, or (both null) forgotten. */
+  images: { tid: string; jobId: string; image: Uint8Array | null; kept: KeptImage | null }[];
   /** Jobs' PVM services (JobVm `state`), kept or (null) forgotten. */
   vmStates: { jobId: string; state: VmState | null }[];
   hosts: StoredHost[];

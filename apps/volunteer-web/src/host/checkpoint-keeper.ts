@@ -27,6 +27,13 @@ interface LatestCheckpoint {
 /** A checkpoint to send the coordinator: as JSON, or as an image of what a crash restart needs. */
 type Unsent = { ref: TaskRef; checkpoint: Checkpoint } | { ref: TaskRef; image: Uint8Array };
 
+/**
+ * A checkpoint image too large for the coordinator goes to another volunteer's tab through it
+ * (`keep-image`) at most this often per task, unless one was asked for (`checkpoint-due`): each
+ * costs a copy over the volunteer's uplink.
+ */
+const LARGE_IMAGE_EVERY_MS = 10_000;
+
 const sameRef = (a: TaskRef, b: TaskRef) => a.tid === b.tid && a.attempt === b.attempt;
 
 /**
@@ -49,6 +56,10 @@ export class CheckpointKeeper {
   #stored = new Map<string, number>();
   /** Checkpoint images sent: each one's parts carry its number. */
   #imagesSent = 0;
+  /** Per task, when its last image over LIMITS.checkpointImageBytes was made (performance.now). */
+  #largeAt = new Map<string, number>();
+  /** Tasks asked for a checkpoint: their next image goes whatever its size. */
+  #due = new Set<string>();
 
   constructor(options: CheckpointKeeperOptions) {
     this.#options = options;
@@ -71,7 +82,8 @@ export class CheckpointKeeper {
    * state holds bytes, sends an image (`checkpoint-image`): with its state's bytes, what it had
    * not read, its per-sender seqs and its sender log, a crash restart lands exactly where it was
    * (docs/architecture.md, "A crash"); so does a state too large for a JSON frame. An image over
-   * LIMITS.checkpointImageBytes stays with this host and moves only as a migration's image.
+   * LIMITS.checkpointImageBytes, which another volunteer's tab keeps, goes at most every
+   * LARGE_IMAGE_EVERY_MS; one over LIMITS.imageBytes moves only as a migration's image.
    */
   periodic(ref: TaskRef, taken: WorkerCheckpoint): void {
     this.accept(ref.tid, taken);
@@ -90,9 +102,18 @@ export class CheckpointKeeper {
     return stateBuffers.length > 0 || delivered.length > 0 || log.length > 0 || checkpoint.sent.length > 0;
   }
 
-  /** The checkpoint as a crash restart needs it; null when over LIMITS.checkpointImageBytes. */
+  /** The task's next checkpoint image goes whatever its size: a sender's log for it is full. */
+  due(tid: string): void {
+    this.#due.add(tid);
+  }
+
+  /** The checkpoint as a crash restart needs it; null when too large, or large and sent not long ago. */
   #image(ref: TaskRef, taken: WorkerCheckpoint): Unsent | null {
     const { checkpoint, stateBuffers, delivered, log, received } = taken;
+    const now = performance.now();
+    const bytes = [...stateBuffers, ...log].reduce((n, b) => n + b.byteLength, 0);
+    const recently = now - (this.#largeAt.get(ref.tid) ?? -Infinity) < LARGE_IMAGE_EVERY_MS;
+    if (bytes > LIMITS.checkpointImageBytes && recently && !this.#due.has(ref.tid)) return null;
     const image = encodeImage({
       tid: ref.tid,
       checkpoint: { state: { json: checkpoint.state, buffers: stateBuffers }, rng: checkpoint.rng, sent: checkpoint.sent, requests: checkpoint.requests },
@@ -101,7 +122,10 @@ export class CheckpointKeeper {
       pending: [],
       log,
     });
-    return image.byteLength <= LIMITS.checkpointImageBytes ? { ref, image } : null;
+    this.#due.delete(ref.tid);
+    if (image.byteLength > LIMITS.imageBytes) return null;
+    if (image.byteLength > LIMITS.checkpointImageBytes) this.#largeAt.set(ref.tid, now);
+    return { ref, image };
   }
 
   /** A task assigned to resume from the coordinator's copy of its checkpoint. */
@@ -148,6 +172,8 @@ export class CheckpointKeeper {
   forget(tid: string): void {
     this.#unsent.delete(tid);
     this.#latest.delete(tid);
+    this.#largeAt.delete(tid);
+    this.#due.delete(tid);
   }
 
   /** The stored checkpoint of `ref` goes (its result was acknowledged, or it was cancelled); a later attempt's stays. */

@@ -44,6 +44,9 @@ export interface LinkEvents {
   covered(message: CoordinatorMessageOf<'covered'>): void;
   restarted(message: CoordinatorMessageOf<'restarted'>): void;
   checkpointDue(message: CoordinatorMessageOf<'checkpoint-due'>): void;
+  keepImage(message: CoordinatorMessageOf<'keep-image'>): void;
+  returnImage(message: CoordinatorMessageOf<'return-image'>): void;
+  forgetImages(message: CoordinatorMessageOf<'forget-images'>): void;
   /** Envelope bytes the coordinator relays from another host (a binary frame). */
   relay(bytes: Uint8Array): void;
   stateChange(): void;
@@ -110,6 +113,9 @@ export class CoordinatorLink {
     covered: (m) => this.#options.events.covered(m),
     restarted: (m) => this.#options.events.restarted(m),
     'checkpoint-due': (m) => this.#options.events.checkpointDue(m),
+    'keep-image': (m) => this.#options.events.keepImage(m),
+    'return-image': (m) => this.#options.events.returnImage(m),
+    'forget-images': (m) => this.#options.events.forgetImages(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 

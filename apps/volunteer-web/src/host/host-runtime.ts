@@ -16,6 +16,7 @@ import { CoordinatorOutbox } from './coordinator-outbox.ts';
 import type { HostOptions } from './host-options.ts';
 import { HostStatus, type HostSnapshot } from './host-status.ts';
 import { IncomingImages } from './incoming-images.ts';
+import { KeptImages } from './kept-images.ts';
 import type { KeyValueStore } from './kv-store.ts';
 import { LogLimiter } from './log-limiter.ts';
 import { PageMessaging } from './messaging/page-messaging.ts';
@@ -72,6 +73,8 @@ export class HostRuntime {
   #checkpoints: CheckpointKeeper;
   #outgoing: OutgoingImages;
   #incoming: IncomingImages;
+  /** Other volunteers' checkpoint images this host keeps (kept-images.ts). */
+  #kept: KeptImages;
   #status: HostStatus;
   #logs = new LogLimiter();
 
@@ -142,7 +145,8 @@ export class HostRuntime {
       waitsForImage: (tid) => this.#incoming.waitsFor(tid),
       send,
       relay: (bytes) => this.#outbox.send(bytes),
-      part: (header, bytes, fromPeer) => this.#incoming.part(header, bytes, fromPeer),
+      // The coordinator numbers the parts of an image to keep; a migration's are numbered 0.
+      part: (header, bytes, fromPeer) => (fromPeer === null && header.image ? (this.#kept.part(header, bytes), true) : this.#incoming.part(header, bytes, fromPeer)),
       countIn: (ref, count) => this.#progress.countIn(ref, count),
       changed: () => this.#status.changed(),
       clock,
@@ -154,6 +158,7 @@ export class HostRuntime {
       sendBinary: (bytes) => this.#link.sendBinary(bytes),
       held: () => this.#pool.held(),
     });
+    this.#kept = new KeptImages({ store: runtime.store, send: (frame) => this.#outbox.send(frame), hostId: () => this.#link.hostId });
     this.#incoming = new IncomingImages({ send: (frame) => this.#outbox.send(frame), ready: (task) => this.#onAssign([task]), fail, clock });
     this.#outgoing = new OutgoingImages({
       send: (frame) => this.#outbox.send(frame),
@@ -198,8 +203,14 @@ export class HostRuntime {
         },
         restarted: (m) => this.#onRestarted(m.tids),
         checkpointDue: (m) => {
-          for (const { tid } of m.tasks) this.#pool.checkpointNow(tid);
+          for (const { tid } of m.tasks) {
+            this.#checkpoints.due(tid);
+            this.#pool.checkpointNow(tid);
+          }
         },
+        keepImage: (m) => void this.#kept.keep(m),
+        returnImage: (m) => void this.#kept.give(m),
+        forgetImages: (m) => void this.#kept.forget(m.tids),
         stateChange: () => this.#status.changed(true),
       },
     });
@@ -282,6 +293,7 @@ export class HostRuntime {
     this.#welcomed = true;
     this.#pending.resendAll();
     this.#checkpoints.welcome();
+    void this.#kept.welcome();
     this.#status.changed();
   }
 

@@ -4,6 +4,13 @@ import { type Clock, type Timer, systemClock } from './clock.ts';
 
 /** How long an assignment waits for its image over a data channel before asking for it through the coordinator, twice. */
 const IMAGE_WAIT_MS = 5_000;
+/**
+ * And a megabyte per second more: a large image may come back whole through the coordinator from
+ * the volunteer that kept it (kept-images.ts), with nothing arriving until then.
+ */
+const IMAGE_BYTES_PER_MS = 1024;
+
+const patience = (task: TaskAssignment) => IMAGE_WAIT_MS + (task.imageBytes ?? 0) / IMAGE_BYTES_PER_MS;
 /** Announced images remembered at once: each is dropped when its task starts or goes, so this is only a bound. */
 const ANNOUNCED_REMEMBERED = 1024;
 
@@ -58,6 +65,11 @@ export class IncomingImages {
     if (problem) console.warn(`webpvm: dropped an image part: ${problem.message}`);
     const waiting = this.#awaiting.get(`${header.tid}#${header.attempt}`);
     if (waiting && header.index === header.count - 1) this.#options.ready(waiting.task);
+    else if (waiting) {
+      // A large image is on its way: it is waited for while its parts keep coming.
+      this.#clock.clear(waiting.timer);
+      waiting.timer = this.#clock.setTimeout(() => this.#await(waiting.task), patience(waiting.task));
+    }
     return true;
   }
 
@@ -135,6 +147,6 @@ export class IncomingImages {
       return;
     }
     if (waiting) this.#options.send({ type: 'image-missing', tid: task.tid, attempt: task.attempt });
-    this.#awaiting.set(key, { task, asked: waiting !== undefined, timer: this.#clock.setTimeout(() => this.#await(task), IMAGE_WAIT_MS) });
+    this.#awaiting.set(key, { task, asked: waiting !== undefined, timer: this.#clock.setTimeout(() => this.#await(task), patience(task)) });
   }
 }
