@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { type Checkpoint, type ErrorBody, type JobState, type MigrationEvent, type TaskCounts, type TaskState, type TokenQuotas, type TokenScope, WebpvmError } from '@webpvm/vm-protocol';
+import { type ErrorBody, type MigrationEvent, type TaskCounts, type TaskState, WebpvmError } from '@webpvm/vm-protocol';
 import { FailingWrites, OpenedFile, unavailable } from './store-health.ts';
+import { type EventRow, type JobRow, type TaskRow, type TokenRow, type VolunteerRow, eventFromRow, indexes, jobFromRow, json, parse, taskFromRow, tokenFromRow } from './sqlite-rows.ts';
+import { INDEXES, RESTART_ROWS, TABLES, migrate } from './sqlite-schema.ts';
 import type { VmState } from '@webpvm/task-sdk/vm';
 import type {
   EventQuery,
-  JobOptions,
-  JobTally,
   KeptImage,
   Store,
   StoredHost,
@@ -21,237 +21,6 @@ import type {
   UnfinishedJob,
   WriteBatch,
 } from './store.ts';
-
-const TABLES = `
-CREATE TABLE IF NOT EXISTS jobs (
-  id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, options TEXT NOT NULL,
-  program_hash TEXT NOT NULL, state TEXT NOT NULL, total INTEGER NOT NULL,
-  created_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
-  attempts INTEGER NOT NULL, migrations INTEGER NOT NULL,
-  open INTEGER NOT NULL DEFAULT 0, tally TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE TABLE IF NOT EXISTS tasks (
-  tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, idx INTEGER NOT NULL, parent TEXT, name TEXT, input TEXT NOT NULL,
-  state TEXT NOT NULL, attempt INTEGER NOT NULL, host_id TEXT, result TEXT, error TEXT, checkpoint TEXT,
-  messages_in INTEGER NOT NULL DEFAULT 0, messages_out INTEGER NOT NULL DEFAULT 0,
-  root INTEGER, seq INTEGER, failures INTEGER NOT NULL DEFAULT 0, losses INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (
-  id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, admin INTEGER NOT NULL, created_at INTEGER NOT NULL,
-  scope TEXT NOT NULL DEFAULT 'submit', owner TEXT, expires_at INTEGER, revoked_at INTEGER, quotas TEXT
-);
-CREATE TABLE IF NOT EXISTS hosts (
-  host_id TEXT PRIMARY KEY, secret_hash TEXT NOT NULL, user_agent TEXT NOT NULL,
-  created_at INTEGER NOT NULL, last_seen_at INTEGER NOT NULL, done INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS volunteers (
-  volunteer_id TEXT PRIMARY KEY, allowance INTEGER NOT NULL, returned INTEGER NOT NULL, dropped INTEGER NOT NULL,
-  validated INTEGER NOT NULL, invalid INTEGER NOT NULL, streak INTEGER NOT NULL, trusted INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS volunteers_updated ON volunteers(updated_at);
-CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, job_id TEXT NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_job ON events(job_id, id);
-CREATE TABLE IF NOT EXISTS probe (pad BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS task_images (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, image BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS task_images_job ON task_images(job_id);
-CREATE TABLE IF NOT EXISTS task_keepers (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, kept TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS task_keepers_job ON task_keepers(job_id);
-CREATE TABLE IF NOT EXISTS vm_states (job_id TEXT PRIMARY KEY, state TEXT NOT NULL);
-`;
-
-/**
- * A job's tasks are read by index (pages, results in input order); the partial indexes hold only
- * the few rows a question is about, so a job of millions is never scanned: its pending roots
- * (the task window pages them in), what a restart holds in memory or must know ended badly
- * (spawned tasks, running ones, failed ones), and root outcomes by completion cursor.
- */
-const INDEXES = `
-CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
-CREATE INDEX IF NOT EXISTS tasks_pending_roots ON tasks(job_id, idx) WHERE state = 'pending' AND root IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tasks_restart ON tasks(job_id, idx) WHERE root IS NULL OR state IN ('running', 'failed');
-CREATE INDEX IF NOT EXISTS tasks_outcomes ON tasks(job_id, seq) WHERE seq IS NOT NULL;
-`;
-
-/**
- * A file made before tokens had scopes: admin tokens keep everything, the others submit, and
- * each owns the jobs it submitted (a job's owner is the id of the token that made it).
- */
-const TOKEN_SCOPES = `
-ALTER TABLE tokens ADD COLUMN scope TEXT NOT NULL DEFAULT 'submit';
-ALTER TABLE tokens ADD COLUMN owner TEXT;
-ALTER TABLE tokens ADD COLUMN expires_at INTEGER;
-ALTER TABLE tokens ADD COLUMN revoked_at INTEGER;
-UPDATE tokens SET scope = CASE WHEN admin = 1 THEN 'admin' ELSE 'submit' END, owner = id;
-`;
-
-/** The same condition as the `tasks_restart` index's, so that SQLite uses it. */
-const RESTART_ROWS = `(root IS NULL OR state IN ('running', 'failed'))`;
-
-/**
- * A file made before jobs had tallies and tasks had input places and completion cursors: roots
- * were the first tasks, in input order, and their outcomes get cursors in that order.
- */
-const BACKFILL = `
-UPDATE tasks SET root = idx WHERE parent IS NULL;
-UPDATE tasks SET seq = idx + 1 WHERE parent IS NULL AND state IN ('done', 'failed');
-UPDATE jobs SET tally = json_object(
-  'done', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'done'),
-  'failed', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'failed'),
-  'cancelled', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.state = 'cancelled'),
-  'rootsEnded', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.parent IS NULL AND t.state IN ('done', 'failed', 'cancelled')),
-  'rootsFailed', (SELECT COUNT(*) FROM tasks t WHERE t.job_id = jobs.id AND t.parent IS NULL AND t.state = 'failed'),
-  'firstFailure', (SELECT json_extract(t.error, '$.message') FROM tasks t WHERE t.job_id = jobs.id AND t.parent IS NULL AND t.state = 'failed' ORDER BY t.idx LIMIT 1),
-  'resultSeq', COALESCE((SELECT MAX(t.seq) FROM tasks t WHERE t.job_id = jobs.id), 0)
-) WHERE tally IS NULL;
-`;
-
-interface JobRow {
-  id: string;
-  owner: string;
-  name: string;
-  options: string;
-  program_hash: string;
-  state: string;
-  total: number;
-  created_at: number;
-  finished_at: number | null;
-  error: string | null;
-  attempts: number;
-  migrations: number;
-  open: number;
-  tally: string;
-}
-
-interface TaskRow {
-  tid: string;
-  job_id: string;
-  idx: number;
-  parent: string | null;
-  name: string | null;
-  input: string;
-  state: string;
-  attempt: number;
-  host_id: string | null;
-  result: string | null;
-  error: string | null;
-  checkpoint: string | null;
-  messages_in: number;
-  messages_out: number;
-  root: number | null;
-  seq: number | null;
-  failures: number;
-  losses: number;
-}
-
-interface EventRow {
-  id: number;
-  body: string;
-}
-
-const json = (value: unknown): string => JSON.stringify(value ?? null);
-const parse = <T>(text: string | null): T | null => (text === null ? null : (JSON.parse(text) as T));
-
-function jobFromRow(r: JobRow): StoredJob {
-  return {
-    id: r.id,
-    owner: r.owner,
-    name: r.name,
-    // Jobs stored before jobs had a seed drew with the default one.
-    options: { seed: 1, ...(JSON.parse(r.options) as Omit<JobOptions, 'seed'>) },
-    programHash: r.program_hash,
-    state: r.state as JobState,
-    total: r.total,
-    createdAt: r.created_at,
-    finishedAt: r.finished_at,
-    error: parse<ErrorBody>(r.error),
-    attempts: r.attempts,
-    migrations: r.migrations,
-    open: r.open === 1,
-    tally: JSON.parse(r.tally) as JobTally,
-  };
-}
-
-function taskFromRow(r: TaskRow): StoredTask {
-  return {
-    tid: r.tid,
-    jobId: r.job_id,
-    index: r.idx,
-    parent: r.parent,
-    root: r.root,
-    name: r.name,
-    input: JSON.parse(r.input),
-    state: r.state as TaskState,
-    attempt: r.attempt,
-    hostId: r.host_id,
-    result: parse(r.result),
-    error: parse<ErrorBody>(r.error),
-    checkpoint: parse<Checkpoint>(r.checkpoint),
-    image: null,
-    kept: null,
-    messagesIn: r.messages_in,
-    messagesOut: r.messages_out,
-    seq: r.seq,
-    failures: r.failures,
-    losses: r.losses,
-  };
-}
-
-/** Indexes read from a one-column query, kept compact: a big job's pending roots may be millions. */
-function indexes(statement: Database.Statement, ...params: unknown[]): Uint32Array {
-  let out = new Uint32Array(1024);
-  let n = 0;
-  for (const index of statement.pluck().iterate(...params) as IterableIterator<number>) {
-    if (n === out.length) {
-      const grown = new Uint32Array(out.length * 2);
-      grown.set(out);
-      out = grown;
-    }
-    out[n++] = index;
-  }
-  return out.slice(0, n);
-}
-
-interface TokenRow {
-  id: string;
-  name: string;
-  hash: string;
-  created_at: number;
-  scope: TokenScope;
-  owner: string | null;
-  expires_at: number | null;
-  revoked_at: number | null;
-  quotas: string | null;
-}
-
-const tokenFromRow = (r: TokenRow): StoredToken => ({
-  id: r.id,
-  name: r.name,
-  hash: r.hash,
-  scope: r.scope,
-  owner: r.owner ?? r.id,
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-  revokedAt: r.revoked_at,
-  quotas: r.quotas ? (JSON.parse(r.quotas) as TokenQuotas) : {},
-});
-
-interface VolunteerRow {
-  volunteer_id: string;
-  allowance: number;
-  returned: number;
-  dropped: number;
-  validated: number;
-  invalid: number;
-  streak: number;
-  trusted: number;
-  updated_at: number;
-}
-
-/** The id lives in its own column; the body is the rest of the event, whatever its type. */
-const eventFromRow = (r: EventRow): MigrationEvent => ({ id: r.id, ...(JSON.parse(r.body) as Omit<MigrationEvent, 'id'>) });
 
 /**
  * Lanes of writes (store-health.ts): the write-behind's batches and the event log's are each
@@ -300,7 +69,7 @@ export class SqliteStore implements Store {
      */
     this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     this.db.exec(TABLES);
-    this.migrate();
+    migrate(this.db);
     this.db.exec(INDEXES);
     this.opened = file === ':memory:' ? null : new OpenedFile(file);
     const db = this.db;
@@ -706,25 +475,6 @@ export class SqliteStore implements Store {
     if (reason === null) return error;
     this.failing.failed(lane, reason);
     return new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${reason}`);
-  }
-
-  /** Adds what a file made by an older coordinator lacks, and fills it in from what it has. */
-  private migrate(): void {
-    const columns = (table: string) => new Set((this.db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name));
-    const jobs = columns('jobs');
-    const tasks = columns('tasks');
-    if (!columns('tokens').has('scope')) this.db.transaction(() => this.db.exec(TOKEN_SCOPES))();
-    if (!columns('tokens').has('quotas')) this.db.exec('ALTER TABLE tokens ADD COLUMN quotas TEXT');
-    if (!tasks.has('failures')) this.db.exec('ALTER TABLE tasks ADD COLUMN failures INTEGER NOT NULL DEFAULT 0');
-    if (!tasks.has('losses')) this.db.exec('ALTER TABLE tasks ADD COLUMN losses INTEGER NOT NULL DEFAULT 0');
-    if (jobs.has('tally') && tasks.has('seq')) return;
-    this.db.transaction(() => {
-      if (!jobs.has('open')) this.db.exec('ALTER TABLE jobs ADD COLUMN open INTEGER NOT NULL DEFAULT 0');
-      if (!jobs.has('tally')) this.db.exec('ALTER TABLE jobs ADD COLUMN tally TEXT');
-      if (!tasks.has('root')) this.db.exec('ALTER TABLE tasks ADD COLUMN root INTEGER');
-      if (!tasks.has('seq')) this.db.exec('ALTER TABLE tasks ADD COLUMN seq INTEGER');
-      this.db.exec(BACKFILL);
-    })();
   }
 
   /** A filter left out of the SQL, rather than matched against NULL, lets SQLite use the index it needs. */
