@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JobStatus, SubmitJobRequest, TaskInfo } from '@webpvm/vm-protocol';
-import { expect } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { ADMIN_TOKEN } from './coordinator.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -71,17 +71,27 @@ export class Api {
     return ordered;
   }
 
+  /** Polls the job until it is in `state`; past the timeout, the failure shows where each unfinished task stands. */
   async waitForState(id: string, state: JobStatus['state'], timeoutMs = 90_000): Promise<JobStatus> {
     let last: JobStatus | null = null;
-    await expect
-      .poll(
-        async () => {
-          last = await this.job(id);
-          return last.state;
-        },
-        { timeout: timeoutMs, intervals: [250] },
-      )
-      .toBe(state);
+    try {
+      await expect
+        .poll(
+          async () => {
+            last = await this.job(id);
+            return last.state;
+          },
+          { timeout: timeoutMs, intervals: [250] },
+        )
+        .toBe(state);
+    } catch (error) {
+      const open = (await this.tasks(id)).filter((t) => t.state === 'pending' || t.state === 'running');
+      const job = last as JobStatus | null;
+      const lines = open.slice(0, 30).map((t) => `${t.tid} ${t.state} #${t.attempt} on ${t.hostId} in ${t.messagesIn} out ${t.messagesOut} from ${t.restartFrom}`);
+      const body = [`${job?.state} ${JSON.stringify(job?.tasks)} migrations ${job?.migrations}`, ...lines].join('\n');
+      await test.info().attach(`job ${id}, its unfinished tasks`, { body, contentType: 'text/plain' });
+      throw error;
+    }
     return last!;
   }
 

@@ -4,10 +4,9 @@ import type { OutboxFrame } from '../src/host/coordinator-outbox.ts';
 import { KeptImages } from '../src/host/kept-images.ts';
 import { memoryStore } from './support/memory-store.ts';
 
-function setup(store = memoryStore(), hostId: string | null = 'h1') {
+function setup(store = memoryStore()) {
   const sent: OutboxFrame[] = [];
-  let id = hostId;
-  const kept = new KeptImages({ store, send: (frame) => sent.push(frame), hostId: () => id });
+  const kept = new KeptImages({ store, send: (frame) => sent.push(frame) });
   const messages = () => sent.filter((f): f is Exclude<OutboxFrame, Uint8Array> => !(f instanceof Uint8Array));
   const binary = () => sent.filter((f): f is Uint8Array => f instanceof Uint8Array);
   /** The coordinator sends `bytes` to keep as image `image` of `tid`'s attempt 1. */
@@ -19,18 +18,18 @@ function setup(store = memoryStore(), hostId: string | null = 'h1') {
     }
     await kept.keep({ type: 'keep-image', tid, attempt: 1, image, imageBytes: bytes.byteLength });
   };
-  return { kept, store, sent, messages, binary, receive, setHost: (h: string) => (id = h) };
+  return { kept, store, sent, messages, binary, receive };
 }
 
 const bytesOf = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 
 describe('KeptImages (a host keeping other volunteers’ images)', () => {
-  it('stores an image whole under its own host id, says so, and gives it back as asked', async () => {
+  it('stores an image whole, says so, and gives it back as asked', async () => {
     const t = setup();
     const image = bytesOf(LIMITS.imagePartBytes * 2 + 5, 7);
     await t.receive('joba.1', image, 42);
     expect(t.messages()).toEqual([{ type: 'image-kept', tid: 'joba.1', image: 42 }]);
-    expect(t.store.data.has('kept:h1:joba.1')).toBe(true);
+    expect(t.store.data.has('kept:joba.1')).toBe(true);
 
     await t.kept.give({ type: 'return-image', tid: 'joba.1', attempt: 3, image: 42 });
     const assembly = new ImageAssembly(LIMITS.imageBytes);
@@ -63,20 +62,21 @@ describe('KeptImages (a host keeping other volunteers’ images)', () => {
     await t.receive('joba.4', bytesOf(part + 1, 4), 5);
     expect(t.messages().map((m) => (m as { image: number }).image)).toEqual([1, 2, 3, 4]);
     await t.kept.forget(['joba.2']);
-    expect(t.store.data.has('kept:h1:joba.2')).toBe(false);
+    expect(t.store.data.has('kept:joba.2')).toBe(false);
     await t.receive('joba.4', bytesOf(part + 1, 4), 6);
     expect(t.messages().at(-1)).toEqual({ type: 'image-kept', tid: 'joba.4', image: 6 });
   });
 
-  it('lists what this host keeps after a welcome, and not what another tab of the profile keeps', async () => {
-    const store = memoryStore();
-    const other = setup(store, 'h2');
-    await other.receive('joba.9', bytesOf(4, 1), 1);
+  it('lists what it keeps after a welcome, read again from IndexedDB after a reload', async () => {
+    const store = memoryStore({ 'ckpt:joba.3': {} });
     const t = setup(store);
     await t.receive('joba.1', bytesOf(4, 1), 1);
-    // the page reloads: what it keeps is read again from IndexedDB
+    await t.receive('joba.2', bytesOf(4, 1), 2);
+    await t.kept.forget(['joba.2']);
     const reloaded = setup(store);
     await reloaded.kept.welcome();
     expect(reloaded.messages()).toEqual([{ type: 'images-kept', tids: ['joba.1'] }]);
+    await reloaded.kept.give({ type: 'return-image', tid: 'joba.1', attempt: 2, image: 1 });
+    expect(reloaded.messages().at(-1)).toEqual({ type: 'image-returned', tid: 'joba.1', attempt: 2, image: 1 });
   });
 });

@@ -158,7 +158,7 @@ export class HostRuntime {
       sendBinary: (bytes) => this.#link.sendBinary(bytes),
       held: () => this.#pool.held(),
     });
-    this.#kept = new KeptImages({ store: runtime.store, send: (frame) => this.#outbox.send(frame), hostId: () => this.#link.hostId });
+    this.#kept = new KeptImages({ store: runtime.store, send: (frame) => this.#outbox.send(frame) });
     this.#incoming = new IncomingImages({ send: (frame) => this.#outbox.send(frame), ready: (task) => this.#onAssign([task]), fail, clock });
     this.#outgoing = new OutgoingImages({
       send: (frame) => this.#outbox.send(frame),
