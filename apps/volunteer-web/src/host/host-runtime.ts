@@ -4,6 +4,7 @@ import {
   parseTid,
   type CoordinatorMessageOf,
   type HostMessage,
+  type ImagePartHeader,
   type MigrationReason,
   type TaskAssignment,
   type TaskOutcome,
@@ -145,8 +146,7 @@ export class HostRuntime {
       waitsForImage: (tid) => this.#incoming.waitsFor(tid),
       send,
       relay: (bytes) => this.#outbox.send(bytes),
-      // The coordinator numbers the parts of an image to keep; a migration's are numbered 0.
-      part: (header, bytes, fromPeer) => (fromPeer === null && header.image ? (this.#kept.part(header, bytes), true) : this.#incoming.part(header, bytes, fromPeer)),
+      part: (header, bytes, fromPeer) => this.#onPart(header, bytes, fromPeer),
       countIn: (ref, count) => this.#progress.countIn(ref, count),
       changed: () => this.#status.changed(),
       clock,
@@ -280,6 +280,13 @@ export class HostRuntime {
   readonly current = (): HostSnapshot => this.#status.current();
 
   readonly subscribe = (listener: () => void): (() => void) => this.#status.subscribe(listener);
+
+  /** A piece of an image: one the coordinator numbered is to keep (kept-images.ts), a migration's is numbered 0. */
+  #onPart(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean {
+    if (fromPeer !== null || !header.image) return this.#incoming.part(header, bytes, fromPeer);
+    this.#kept.part(header, bytes);
+    return true;
+  }
 
   #onWelcome(welcome: CoordinatorMessageOf<'welcome'>): void {
     this.#messaging.welcome(welcome);
