@@ -171,9 +171,9 @@ export class KeptImages {
   }
 
   /**
-   * A connected host of another volunteer than the task's (of another host at least), with room
-   * for the image beside what it keeps and is being sent: the one keeping least, preferring the
-   * task's keeper now, which replaces its image in place.
+   * A connected host of another volunteer than the task's (of another host at least), not
+   * draining, with room for the image beside what it keeps and is being sent: the one keeping
+   * least, preferring the task's keeper now, which replaces its image in place.
    */
   #keeperFor(task: TaskRun, bytes: number): HostRun | null {
     const { hosts } = this.#opts;
@@ -184,7 +184,8 @@ export class KeptImages {
       for (const [tid, sending] of this.#sending) if (sending.hostId === host.hostId && tid !== task.tid) total += sending.bytes;
       return total;
     };
-    const candidates = [...hosts.all()].filter((h) => h.link !== null && h.hostId !== task.hostId && keeping(h) + bytes <= LIMITS.keptImageBytes);
+    // A draining host is on its way out: what it kept would go with it.
+    const candidates = [...hosts.all()].filter((h) => h.link !== null && !h.draining && h.hostId !== task.hostId && keeping(h) + bytes <= LIMITS.keptImageBytes);
     const others = candidates.filter((h) => h.volunteerId !== owner?.volunteerId);
     const pool = others.length ? others : candidates;
     const current = pool.find((h) => h.hostId === task.start.kept?.hostId);
