@@ -212,6 +212,16 @@ export class HostRegistry {
     return this.#hosts.get(hostId)?.secretHash || null;
   }
 
+  /**
+   * The host holds something a restarted coordinator must find with it (a task, another
+   * volunteer's image): its row is written, so it reconnects as itself.
+   */
+  store(host: HostRun): void {
+    if (host.stored) return;
+    host.stored = true;
+    this.#opts.writes.host(host);
+  }
+
   seen(hostId: string): void {
     const host = this.#hosts.get(hostId);
     if (host) host.lastSeenAt = this.#opts.now();

@@ -3,16 +3,14 @@ import { type ErrorBody, type HostMessageOf, LIMITS, imageParts } from '@webpvm/
 import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
 import { type HostRun, type KeptImage, TERMINAL, type TaskRun } from './model.ts';
-import type { WriteBehind } from './write-behind.ts';
 
 export interface KeptImagesOptions {
   book: JobBook;
   hosts: HostRegistry;
   /** The whole image that came in `part` frames (migrations.ts), handed over once. */
   takeImage: (tid: string, attempt: number, image: number) => Uint8Array | null;
-  writes: WriteBehind;
-  /** Tells the senders of `to` what its restart point now covers (recovery.ts). */
-  covered: (to: string, delivered: ReadonlyMap<string, number>) => void;
+  /** `task` has a new restart point, which has what `delivered` says (recovery.ts `restartPointKept`). */
+  restartPointKept: (task: TaskRun, delivered: ReadonlyMap<string, number>) => void;
 }
 
 /** An image on its way to a keeper, not yet stored there. */
@@ -59,7 +57,7 @@ export class KeptImages {
 
   /** A keeper stored an image: it is the task's restart point once that is stored here, and then its senders hear what it covers. */
   stored(hostId: string, m: HostMessageOf<'image-kept'>): void {
-    const { book, hosts, writes } = this.#opts;
+    const { book, hosts } = this.#opts;
     const sending = this.#sending.get(m.tid);
     // an older image than the latest sent, or one this coordinator never sent (it restarted since)
     if (!sending || sending.hostId !== hostId || sending.image !== m.image) return;
@@ -74,12 +72,8 @@ export class KeptImages {
     const { delivered, attempt: _, ...kept } = sending;
     book.keepImage(task, null, kept);
     // After a restart the keeper must be known by its identity to give the image back.
-    if (!keeper.stored) {
-      keeper.stored = true;
-      writes.host(keeper);
-    }
-    task.unlogged = false;
-    writes.schedule(() => this.#opts.covered(m.tid, delivered));
+    hosts.store(keeper);
+    this.#opts.restartPointKept(task, delivered);
   }
 
   /** `task` was leased to start from its kept image: its keeper sends it back through here. */
@@ -114,10 +108,8 @@ export class KeptImages {
   }
 
   /** The task's host still waits for the kept image: its keeper is asked again. */
-  missing(task: TaskRun): boolean {
-    if (this.#returning.get(task.tid) !== task.attempt) return false;
-    this.request(task);
-    return true;
+  missing(task: TaskRun): void {
+    if (this.#returning.get(task.tid) === task.attempt) this.request(task);
   }
 
   /**

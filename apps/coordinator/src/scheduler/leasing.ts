@@ -270,11 +270,8 @@ export class Leasing {
     if (!replica) book.deadlines.start(task);
     if (task.quorum) book.replication.leased(task, host.volunteerId, host.address);
     host.assigned.set(task.tid, task.attempt);
-    // A host holding a task is stored: after a restart it reconnects as itself and keeps its tasks.
-    if (!host.stored) {
-      host.stored = true;
-      writes.host(host);
-    }
+    // After a restart it reconnects as itself and keeps its tasks.
+    hosts.store(host);
     job.stored.attempts++;
     if (job.stored.state === 'queued') job.stored.state = 'running';
     writes.job(job);

@@ -50,10 +50,18 @@ export class Recovery {
     if (!book.keepImage(task, image)) {
       return { code: 'E_TOO_LARGE', message: `the coordinator keeps as many images as it can: ${m.tid} restarts from its last one` };
     }
-    task.unlogged = false;
-    // Senders forget what it covers only once a restarted coordinator would have it too.
-    this.#opts.writes.schedule(() => this.covered(m.tid, delivered));
+    this.restartPointKept(task, delivered);
     return null;
+  }
+
+  /**
+   * `task`'s new restart point — an image held here or by a keeper — has everything its senders
+   * sent it up to `delivered`: it can be restarted exactly again, and once a restarted
+   * coordinator would know that point too, its senders' logs forget what it covers.
+   */
+  restartPointKept(task: TaskRun, delivered: ReadonlyMap<string, number>): void {
+    task.unlogged = false;
+    this.#opts.writes.schedule(() => this.#covered(task.tid, delivered));
   }
 
   /**
@@ -77,7 +85,7 @@ export class Recovery {
   }
 
   /** Tells each sender's host that `to`'s restart point has what it sent up to these seqs. */
-  covered(to: string, delivered: ReadonlyMap<string, number>): void {
+  #covered(to: string, delivered: ReadonlyMap<string, number>): void {
     const byHost = new Map<string, CoveredItem[]>();
     for (const [from, seq] of delivered) {
       const sender = this.#opts.book.task(from);

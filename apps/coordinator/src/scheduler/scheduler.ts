@@ -88,8 +88,7 @@ export class Scheduler {
       book: this.jobs,
       hosts: this.hosts,
       takeImage,
-      writes: this.writes,
-      covered: (to, delivered) => this.recovery.covered(to, delivered),
+      restartPointKept: (task, delivered) => this.recovery.restartPointKept(task, delivered),
     });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
