@@ -1,7 +1,7 @@
 import { readProgram } from '../support/api.ts';
 import { CuttingProxy } from '../support/cutting-proxy.ts';
 import { expect, test } from '../support/fixtures.ts';
-import { openHosts } from '../support/hosts.ts';
+import { openHost, openHosts } from '../support/hosts.ts';
 import { totalCounters } from '../support/snapshots.ts';
 
 const program = readProgram('examples/jacobi.ts');
@@ -42,3 +42,29 @@ for (const path of ['data channels', 'relay lanes'] as const) {
     }
   });
 }
+
+test('a token ring through the relay keeps its one token when one tab’s connection to the coordinator drops every 2 s and the others’ do not', async ({ browser, api, coordinator }) => {
+  const tasks = 6;
+  // about 20 s through relay lanes on this machine, cuts and all: several cuts
+  const rounds = 1500;
+  const proxy = await CuttingProxy.start(coordinator.port);
+  try {
+    await openHosts(browser, api.baseUrl, 2, 2, '&p2p=off');
+    const flaky = await openHost(browser, proxy.url, 2, '&p2p=off');
+    const id = await api.submit({ name: 'ring', program: readProgram('examples/token-ring.ts'), main: { tasks, rounds } });
+    await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(tasks);
+    // the token passes through the flaky tab every round: what is on its way there is cut again and again
+    expect((await flaky.snapshot()).running.length).toBeGreaterThanOrEqual(1);
+    const cutting = setInterval(() => proxy.cut(), 2000);
+    try {
+      const job = await api.waitForState(id, 'done', 180_000);
+      expect(await api.results(id)).toEqual([expect.objectContaining({ tasks, rounds, token: tasks * rounds })]);
+      expect(job.tasks).toMatchObject({ total: tasks, done: tasks, failed: 0 });
+    } finally {
+      clearInterval(cutting);
+    }
+    expect(proxy.cuts).toBeGreaterThanOrEqual(3);
+  } finally {
+    await proxy.stop();
+  }
+});

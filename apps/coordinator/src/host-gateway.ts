@@ -356,6 +356,10 @@ export class HostGateway {
       if (refused) conn.sendError(refused, 'image-returned');
     },
     'images-kept': (conn, m) => this.opts.scheduler.kept.reconcile(conn.hostId!, m.tids),
+    'logs-kept': (conn, m) => {
+      const forget = this.opts.scheduler.recovery.logsKept(conn.hostId!, m.jobs);
+      if (forget) conn.send(forget);
+    },
   };
 
   /** A known host keeps its id; an unknown id or a wrong secret gets a fresh identity, never another host's. */

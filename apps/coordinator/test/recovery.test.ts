@@ -10,8 +10,8 @@ afterEach(closeSchedulers);
 const mainSpec = () => SubmitJobRequest.parse({ program: 'x', main: { n: 1 } });
 
 /** A main job whose root spawned two tasks, spread over hosts a and b. */
-async function threeTasks() {
-  const { scheduler } = schedulerHarness();
+async function threeTasks(disconnectGraceMs = 0) {
+  const { scheduler } = schedulerHarness({ disconnectGraceMs });
   scheduler.jobs.submit(mainSpec(), 'p', 'o', 'job1');
   const hosts = { ha: connect(scheduler, 'ha', 1), hb: connect(scheduler, 'hb', 1) };
   await settle();
@@ -99,6 +99,51 @@ describe('crash recovery', () => {
     // a spawned task runs beside the others again, past the survivor's one slot
     expect(survivor.order.indexOf('part')).toBeLessThan(survivor.order.lastIndexOf('assign'));
     expect(scheduler.jobs.task('job1.1')).toMatchObject({ state: 'running', losses: 1, failures: 0 });
+  });
+
+  it('has the other hosts of its tasks\' jobs send them again what they did not acknowledge when a host comes back after its connection broke', async () => {
+    // its tasks stay its own while it is away
+    const { scheduler, hosts, hostOf } = await threeTasks(60_000);
+    const back = hostOf('job1.1');
+    const other = back === 'ha' ? hosts.hb : hosts.ha;
+    const held = scheduler.hosts.get(back)!.assigned;
+    const running = [...held].map(([tid, attempt]) => ({ tid, attempt }));
+    scheduler.hosts.detach(back, hosts[back as 'ha' | 'hb']);
+    const again = connect(scheduler, back, 1, running);
+    expect(scheduler.jobs.task('job1.1')!.attempt).toBe(1);
+    await settle();
+    expect(other.of('reconnected')).toEqual([{ type: 'reconnected', tids: running.map((r) => r.tid) }]);
+    expect(other.of('restarted')).toEqual([]);
+    // the host that came back is not asked for its own
+    expect(again.of('reconnected')).toEqual([]);
+  });
+
+  it('keeps track of the hosts that keep ended tasks\' logs: they are told what is covered, asked to send again, and told to forget', async () => {
+    const { scheduler, hosts, hostOf } = await threeTasks();
+    const enderHost = hostOf('job1.2');
+    const ender = hosts[enderHost as 'ha' | 'hb'];
+    expect(scheduler.reports.outcomes(enderHost, [{ tid: 'job1.2', attempt: 1, ok: true, value: null, sent: [{ to: 'job1.1', seq: 6 }] }])).toEqual([]);
+    await settle();
+    // a checkpoint of the receiver that covers the ended task's messages reaches the host that kept its log
+    expect(sendImage(scheduler, hostOf('job1.1'), 'job1.1', image('job1.1'))).toBeNull();
+    await settle();
+    expect(covered(ender)).toContainEqual({ tid: 'job1.2', to: 'job1.1', seq: 5 });
+    // the receiver restarts after a crash: the log keeper sends it again what it holds
+    const lostHost = hostOf('job1.1');
+    scheduler.hosts.detach(lostHost, hosts[lostHost as 'ha' | 'hb']);
+    await settle();
+    expect(ender.of('restarted')).toContainEqual({ type: 'restarted', tids: ['job1.1'] });
+    // after a welcome, the keeper lists its jobs: an unknown one is forgotten, a running one kept
+    expect(scheduler.recovery.logsKept(enderHost, ['job1', 'nojob'])).toEqual({ type: 'forget-logs', jobs: ['nojob'] });
+    expect(scheduler.recovery.logsKept(enderHost, ['job1'])).toBeNull();
+    // a host that never ran the job keeps nothing of it; one that did is known as a keeper again (a restarted coordinator learns so)
+    const stranger = connect(scheduler, 'hz', 1);
+    expect(scheduler.recovery.logsKept('hz', ['job1'])).toEqual({ type: 'forget-logs', jobs: ['job1'] });
+    // the job ends: its logs go, from the hosts that keep them
+    scheduler.jobs.cancel('job1');
+    await settle();
+    expect(ender.of('forget-logs')).toEqual([{ type: 'forget-logs', jobs: ['job1'] }]);
+    expect(stranger.of('forget-logs')).toEqual([]);
   });
 
   it('asks the receiver of a full log for a checkpoint, and fails it with a clear error when a dropped log leaves it unrecoverable', async () => {

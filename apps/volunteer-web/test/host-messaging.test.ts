@@ -102,6 +102,73 @@ describe('HostRuntime messaging', () => {
     expect(host.runtime.snapshot().messages).toMatchObject({ relayOut: 1, relayIn: 2 });
   });
 
+  it('acknowledges relayed messages through the relay, and after a reconnect has each task send again only what was not acknowledged', async () => {
+    const host = await startHost({ p2p: false });
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0)] });
+    host.workers[0]!.emit(send('joba.0', 'joba.7', 1));
+    host.workers[0]!.emit(send('joba.0', 'joba.7', 2));
+    host.workers[0]!.emit(send('joba.0', 'joba.8', 1));
+    host.socket().receiveBinary(encodeMessage({ from: 'joba.7', to: 'joba.0', tag: 4, seq: 1, data: 'hi' }));
+    await vi.advanceTimersByTimeAsync(50);
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.0>joba.7:1', 'joba.0>joba.7:2', 'joba.0>joba.8:1', 'ack joba.7>joba.0:1']);
+    // joba.7's host had the first
+    host.socket().receiveBinary(encodeEnvelope({ type: 'ack', of: 'joba.0', by: 'joba.7', seq: 1 }));
+    host.socket().close();
+    await vi.advanceTimersByTimeAsync(250);
+    await host.connect();
+    expect(host.workers[0]!.received.filter((m) => m.type === 'resend')).toEqual([{ type: 'resend', tid: 'joba.0', acked: [{ to: 'joba.7', seq: 1 }] }]);
+    // joba.8's host came back after its own connection broke: only what it did not acknowledge
+    host.socket().receive({ type: 'reconnected', tids: ['joba.8'] });
+    expect(host.workers[0]!.received.filter((m) => m.type === 'resend').at(-1)).toEqual({ type: 'resend', tid: 'joba.0', to: 'joba.8', acked: [{ to: 'joba.7', seq: 1 }] });
+    // joba.7 restarted from its checkpoint after a crash: everything
+    host.socket().receive({ type: 'restarted', tids: ['joba.7'] });
+    expect(host.workers[0]!.received.filter((m) => m.type === 'resend').at(-1)).toEqual({ type: 'resend', tid: 'joba.0', to: 'joba.7', acked: [] });
+  });
+
+  it('keeps what an ended task\'s log held: sent again after a reconnect, when a receiver\'s host reconnects or restarts it, until covered or its job ends', async () => {
+    const host = await startHost({ p2p: false });
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 1)] });
+    host.workers[0]!.emit(send('joba.1', 'joba.0', 1));
+    host.workers[0]!.emit(send('joba.1', 'joba.0', 2));
+    host.workers[0]!.emit(send('joba.1', 'joba.2', 1));
+    host.workers[0]!.emit({ type: 'ended-log', tid: 'joba.1', envelopes: [1, 2].map((seq) => encodeMessage({ from: 'joba.1', to: 'joba.0', tag: 1, seq, data: seq })) });
+    host.workers[0]!.emit({ type: 'ended-log', tid: 'joba.1', envelopes: [encodeMessage({ from: 'joba.1', to: 'joba.2', tag: 1, seq: 1, data: 1 })] });
+    host.workers[0]!.emit({ type: 'done', tid: 'joba.1', ok: true, value: null });
+    await settle();
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.1>joba.0:1', 'joba.1>joba.0:2', 'joba.1>joba.2:1']);
+    // joba.0's host had the first when the connection broke: the rest goes again after the welcome, and the page names the job
+    host.socket().receiveBinary(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.0', seq: 1 }));
+    host.socket().close();
+    await vi.advanceTimersByTimeAsync(250);
+    await host.connect();
+    await vi.advanceTimersByTimeAsync(200);
+    expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.1>joba.0:2', 'joba.1>joba.2:1']);
+    expect(host.socket().sentOfType('logs-kept')).toEqual([{ type: 'logs-kept', jobs: ['joba'] }]);
+
+    // joba.2's host reconnected: what it did not acknowledge; joba.0 restarted from an older checkpoint: all of it
+    host.socket().receive({ type: 'reconnected', tids: ['joba.2'] });
+    host.socket().receive({ type: 'restarted', tids: ['joba.0'] });
+    await vi.advanceTimersByTimeAsync(200);
+    expect(host.socket().binary.slice(2).map(describeEnvelope)).toEqual(['joba.1>joba.2:1', 'joba.1>joba.0:1', 'joba.1>joba.0:2']);
+    // a checkpoint of joba.0 covers its first message
+    host.socket().receive({ type: 'covered', items: [{ tid: 'joba.1', to: 'joba.0', seq: 1 }] });
+    host.socket().receive({ type: 'restarted', tids: ['joba.0'] });
+    await vi.advanceTimersByTimeAsync(200);
+    expect(host.socket().binary.slice(5).map(describeEnvelope)).toEqual(['joba.1>joba.0:2']);
+
+    // the job ended: nothing of it is kept, nor named after the next welcome
+    host.socket().receive({ type: 'forget-logs', jobs: ['joba'] });
+    host.socket().receive({ type: 'restarted', tids: ['joba.0', 'joba.2'] });
+    host.socket().close();
+    await vi.advanceTimersByTimeAsync(250);
+    await host.connect();
+    await vi.advanceTimersByTimeAsync(200);
+    expect(host.socket().sentOfType('logs-kept')).toEqual([]);
+    expect(host.socket().binary).toEqual([]);
+  });
+
   it('uses a data channel once it knows where the receiver runs, and relays what the channel lost when it breaks', async () => {
     const { createPeer, peers } = fakePeers();
     const host = await startHost({ createPeer });

@@ -146,6 +146,7 @@ describe('SlotPool batches, under any interleaving', () => {
             send: () => undefined,
             laneWrote: () => undefined,
             resent: () => undefined,
+            endedLog: () => undefined,
             logFull: () => undefined,
             laneSent: () => undefined,
             delivered: () => undefined,

@@ -29,6 +29,7 @@ function setup(slots: number, sharedFlags = false, now?: () => number) {
       send: (ref, message) => sends.push([ref, message]),
       laneWrote: () => undefined,
       resent: () => undefined,
+      endedLog: () => undefined,
       logFull: () => undefined,
       laneSent: (ref, message) => laneSends.push([ref, message]),
       laneClosed: () => undefined,

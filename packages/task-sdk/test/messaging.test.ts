@@ -75,11 +75,35 @@ describe('ctx.send and ctx.mcast', () => {
     const [checkpoint] = worker.of('checkpoint');
     expect(checkpoint!.log.map((e) => [unsealMessage(e)!.to, unsealMessage(e)!.seq])).toEqual([['job1.1', 1], ['job1.1', 2], ['job1.1', 3], ['job1.2', 1]]);
     worker.send({ type: 'covered', tid: 'job1.0', to: 'job1.1', seq: 2 });
-    worker.send({ type: 'resend', tid: 'job1.0', to: 'job1.1' });
+    worker.send({ type: 'resend', tid: 'job1.0', to: 'job1.1', acked: [] });
     await settle();
     expect(worker.of('resent').flatMap((r) => r.envelopes.map((e) => [unsealMessage(e)!.data, unsealMessage(e)!.seq]))).toEqual([[3, 3]]);
+    // after a broken connection: every receiver, but what its host acknowledged
+    worker.send({ type: 'resend', tid: 'job1.0', acked: [{ to: 'job1.2', seq: 1 }] });
+    await settle();
+    expect(worker.of('resent').slice(1).flatMap((r) => r.envelopes.map((e) => [unsealMessage(e)!.to, unsealMessage(e)!.seq]))).toEqual([['job1.1', 3]]);
     worker.deliver('job1.0', { from: 'job1.2', tag: 9, seq: 1, data: null });
     await done;
+  });
+
+  it('hands the host what its log still holds as it ends, before its outcome', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: async (ctx) => {
+        ctx.send('job1.1', 1, 'covered');
+        ctx.send('job1.1', 1, 'last');
+        await ctx.recv({ tag: 9 });
+        return 'ok';
+      },
+    });
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'covered', tid: 'job1.0', to: 'job1.1', seq: 1 });
+    worker.deliver('job1.0', { from: 'job1.2', tag: 9, seq: 1, data: null });
+    await done;
+    expect(worker.of('ended-log').flatMap((r) => r.envelopes.map((e) => unsealMessage(e)!.data))).toEqual(['last']);
+    const types = worker.posted.map((m) => m.type);
+    expect(types.indexOf('ended-log')).toBeLessThan(types.indexOf('done'));
   });
 
   it('sends its restored log again as it starts when it recovers from a crash, not when it resumes from a migration', async () => {

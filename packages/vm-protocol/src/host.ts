@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Tid } from './ids.ts';
+import { JobId, Tid } from './ids.ts';
 import { LANE_TOKEN_CHARS } from './lane.ts';
 import { LIMITS } from './limits.ts';
 import { Attempt, Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
@@ -113,6 +113,12 @@ export const ImageReturnedMsg = z.object({ type: z.literal('image-returned'), ti
 export const ImagesKeptMsg = z.object({ type: z.literal('images-kept'), tids: batch(Tid) });
 
 /**
+ * After a welcome: the jobs whose ended tasks' sender logs this host keeps (`ended-log`); the
+ * coordinator answers with those to forget.
+ */
+export const LogsKeptMsg = z.object({ type: z.literal('logs-kept'), jobs: batch(JobId) });
+
+/**
  * The sender log of task `tid` here passed its share for `to`: `to` is asked for a checkpoint.
  * `dropped`: it let go of messages to `to` that no checkpoint of `to` covers, so `to` can no
  * longer be restarted exactly before its next checkpoint.
@@ -195,6 +201,7 @@ export const HostMessage = z.discriminatedUnion('type', [
   ImageKeptMsg,
   ImageReturnedMsg,
   ImagesKeptMsg,
+  LogsKeptMsg,
 ]);
 export type HostMessage = z.infer<typeof HostMessage>;
 
@@ -325,9 +332,16 @@ export const CoveredMsg = z.object({
 
 /**
  * These tasks restarted from their checkpoints after their hosts were lost: the tasks of their
- * jobs on this host send again what their sender logs hold for them.
+ * jobs on this host, and the logs of those that ended here, send again what they hold for them.
  */
 export const RestartedMsg = z.object({ type: z.literal('restarted'), tids: batch(Tid) });
+
+/**
+ * These tasks' host came back after its connection broke: what was on its way to them may have
+ * been lost with it. The tasks of their jobs on this host, and the logs of those that ended here,
+ * send them again what their host did not acknowledge.
+ */
+export const ReconnectedMsg = z.object({ type: z.literal('reconnected'), tids: batch(Tid) });
 
 /** Take a checkpoint of these tasks at their next safe point: a sender's log for them is full. */
 export const CheckpointDueMsg = z.object({ type: z.literal('checkpoint-due'), tasks: batch(TaskRef) });
@@ -346,6 +360,9 @@ export const KeepImageMsg = z.object({
 
 /** Send the image kept for `tid` back through the coordinator, as the parts of `attempt` and `image`, then `image-returned`. */
 export const ReturnImageMsg = z.object({ type: z.literal('return-image'), tid: Tid, attempt: Attempt, image: KeptImageId });
+
+/** The sender logs kept here of these jobs' ended tasks are no longer needed: the jobs ended. */
+export const ForgetLogsMsg = z.object({ type: z.literal('forget-logs'), jobs: batch(JobId) });
 
 /** The images kept here for these tasks are no longer needed. */
 export const ForgetImagesMsg = z.object({ type: z.literal('forget-images'), tids: batch(Tid) });
@@ -368,10 +385,12 @@ export const CoordinatorMessage = z.union([
   WithdrawMsg,
   CoveredMsg,
   RestartedMsg,
+  ReconnectedMsg,
   CheckpointDueMsg,
   KeepImageMsg,
   ReturnImageMsg,
   ForgetImagesMsg,
+  ForgetLogsMsg,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 

@@ -121,10 +121,17 @@ export const LaneAcked = z.object({ type: z.literal('lane-acked'), tid: z.string
 export const Covered = z.object({ type: z.literal('covered'), tid: z.string(), to: Tid, seq: z.number().int().min(1) });
 
 /**
- * What `tid`'s sender log holds for `to` goes again: `to` restarted from its checkpoint after a
- * crash. Without `to`, everything it holds: the coordinator restarted and lost what it held.
+ * What `tid`'s sender log holds for `to` (without `to`, for every receiver) goes again, but what
+ * `acked` says each receiver's host acknowledged: `to` restarted from its checkpoint after a crash
+ * (nothing acknowledged counts then), or what was not acknowledged may have been lost with a
+ * broken connection.
  */
-export const Resend = z.object({ type: z.literal('resend'), tid: z.string(), to: Tid.optional() });
+export const Resend = z.object({
+  type: z.literal('resend'),
+  tid: z.string(),
+  to: Tid.optional(),
+  acked: z.array(z.object({ to: Tid, seq: z.number().int().min(0) })).max(LIMITS.tasksPerJob),
+});
 
 export const ToWorker = z.discriminatedUnion('type', [
   StartTask,
@@ -249,6 +256,13 @@ export const WorkerLaneClosed = z.object({ type: z.literal('lane-closed'), tid: 
 export const WorkerResent = z.object({ type: z.literal('resent'), tid: z.string(), envelopes: z.array(MessageEnvelope).min(1).max(REPORT_BATCH) });
 
 /**
+ * What the task's sender log still holds as the task ends, as envelopes (before its `done`): the
+ * host keeps them for receivers that may need them again — restarted from an earlier checkpoint,
+ * or behind a connection that broke with them on their way.
+ */
+export const WorkerEndedLog = z.object({ type: z.literal('ended-log'), tid: z.string(), envelopes: z.array(MessageEnvelope).min(1).max(REPORT_BATCH) });
+
+/**
  * The task's sender log holds more than its share for `to`: `to` is asked for a checkpoint, which
  * lets the log forget what it covers (sent once until the log shrinks again). `dropped`: the log
  * is over its limit and let go of messages to `to` its checkpoint does not cover.
@@ -269,6 +283,7 @@ export const FromWorker = z.discriminatedUnion('type', [
   WorkerLaneClosed,
   WorkerDelivered,
   WorkerResent,
+  WorkerEndedLog,
   WorkerLogFull,
 ]);
 export type FromWorker = z.infer<typeof FromWorker>;

@@ -1,8 +1,8 @@
-import { type CoordinatorMessageOf, type ErrorBody, type HostMessageOf, LIMITS, decodeImage } from '@webpvm/vm-protocol';
+import { type CoordinatorMessageOf, type ErrorBody, type HostMessageOf, LIMITS, decodeImage, parseTid } from '@webpvm/vm-protocol';
 import type { HostRegistry } from './host-registry.ts';
 import type { JobBook } from './job-book.ts';
 import type { KeptImages } from './kept-images.ts';
-import type { TaskRun } from './model.ts';
+import { type HostRun, TERMINAL, type TaskRun } from './model.ts';
 import { notRunningHere } from './vm-services.ts';
 import type { WriteBehind } from './write-behind.ts';
 
@@ -23,10 +23,13 @@ type CoveredItem = CoordinatorMessageOf<'covered'>['items'][number];
  * message-passing task's checkpoint image — state, unread messages, per-sender seqs, its own
  * sender log — kept here as its restart point; its senders told what that image covers, so their
  * logs forget it; a task lost with its host restarted from its image, the tasks of its job told to
- * send it again what their logs hold; a full log answered with a checkpoint request.
+ * send it again what their logs hold; a full log answered with a checkpoint request. A task's log
+ * outlives the task on the host where it ended (`ended-log`): those hosts are told the same.
  */
 export class Recovery {
   readonly #opts: RecoveryOptions;
+  /** Per unfinished job, the hosts that keep the sender logs of its tasks that ended there. */
+  readonly #logKeepers = new Map<string, Set<string>>();
 
   constructor(opts: RecoveryOptions) {
     this.#opts = opts;
@@ -79,20 +82,81 @@ export class Recovery {
 
   /** `task` was lost with its host and starts again from its restart point: its job's tasks send it again what their logs hold. */
   restarted(task: TaskRun): void {
-    const holders = new Set<string>();
-    for (const other of task.job.resident) if (other !== task && other.state === 'running' && other.hostId) holders.add(other.hostId);
-    for (const hostId of holders) this.#opts.hosts.send(hostId, { type: 'restarted', tids: [task.tid] });
+    for (const hostId of this.#holders(task.job.stored.id)) this.#opts.hosts.send(hostId, { type: 'restarted', tids: [task.tid] });
+  }
+
+  /**
+   * `host` connected again with its tasks: what was on its way to them through the relay may have
+   * been lost with its connection, so the other hosts of their jobs send them again what it did
+   * not acknowledge (`reconnected`).
+   */
+  reattached(host: HostRun): void {
+    const byJob = new Map<string, string[]>();
+    for (const tid of host.assigned.keys()) {
+      const job = this.#opts.book.task(tid)?.job.stored.id;
+      if (!job) continue;
+      const tids = byJob.get(job) ?? [];
+      tids.push(tid);
+      byJob.set(job, tids);
+    }
+    for (const [job, tids] of byJob) {
+      for (const hostId of this.#holders(job)) {
+        if (hostId === host.hostId) continue;
+        for (let i = 0; i < tids.length; i += LIMITS.itemsPerBatch) this.#opts.hosts.send(hostId, { type: 'reconnected', tids: tids.slice(i, i + LIMITS.itemsPerBatch) });
+      }
+    }
+  }
+
+  /** `hostId` keeps the log of a task of `jobId` that ended there (it reported what the task sent). */
+  logKept(hostId: string, jobId: string): void {
+    if (this.#opts.book.job(jobId)?.stored.finishedAt !== null) return;
+    const keepers = this.#logKeepers.get(jobId) ?? new Set();
+    keepers.add(hostId);
+    this.#logKeepers.set(jobId, keepers);
+  }
+
+  /**
+   * After a welcome, `hostId` lists the jobs whose ended tasks' logs it keeps (a restarted
+   * coordinator learns them so): the answer names those to forget, of jobs that ended or that it
+   * never ran; null when there are none.
+   */
+  logsKept(hostId: string, jobs: readonly string[]): CoordinatorMessageOf<'forget-logs'> | null {
+    const forget: string[] = [];
+    for (const jobId of jobs) {
+      const job = this.#opts.book.job(jobId);
+      if (job?.stored.finishedAt === null && job.ranOn.has(hostId)) this.logKept(hostId, jobId);
+      else forget.push(jobId);
+    }
+    return forget.length ? { type: 'forget-logs', jobs: forget } : null;
+  }
+
+  /** `jobId` ended: its ended tasks' logs are no longer needed. */
+  jobEnded(jobId: string): void {
+    for (const hostId of this.#logKeepers.get(jobId) ?? []) this.#opts.hosts.send(hostId, { type: 'forget-logs', jobs: [jobId] });
+    this.#logKeepers.delete(jobId);
+  }
+
+  /** The hosts that hold what tasks of `jobId` sent: those running one, and those keeping ended ones' logs. */
+  #holders(jobId: string): Set<string> {
+    const holders = new Set(this.#logKeepers.get(jobId));
+    for (const task of this.#opts.book.job(jobId)?.resident ?? []) if (task.state === 'running' && task.hostId) holders.add(task.hostId);
+    return holders;
   }
 
   /** Tells each sender's host that `to`'s restart point has what it sent up to these seqs. */
   #covered(to: string, delivered: ReadonlyMap<string, number>): void {
     const byHost = new Map<string, CoveredItem[]>();
+    const add = (hostId: string, item: CoveredItem) => {
+      const items = byHost.get(hostId) ?? [];
+      items.push(item);
+      byHost.set(hostId, items);
+    };
     for (const [from, seq] of delivered) {
+      if (seq < 1) continue;
       const sender = this.#opts.book.task(from);
-      if (seq < 1 || sender?.state !== 'running' || !sender.hostId) continue;
-      const items = byHost.get(sender.hostId) ?? [];
-      items.push({ tid: from, to, seq });
-      byHost.set(sender.hostId, items);
+      if (sender?.state === 'running' && sender.hostId) add(sender.hostId, { tid: from, to, seq });
+      // A sender that ended keeps its log on the host where it ended, one of these.
+      else if (!sender || TERMINAL.has(sender.state)) for (const hostId of this.#logKeepers.get(parseTid(from).jobId) ?? []) add(hostId, { tid: from, to, seq });
     }
     for (const [hostId, items] of byHost) {
       for (let i = 0; i < items.length; i += LIMITS.itemsPerBatch) this.#opts.hosts.send(hostId, { type: 'covered', items: items.slice(i, i + LIMITS.itemsPerBatch) });

@@ -54,6 +54,7 @@ export class Scheduler {
         queueMicrotask(() => {
           const link = host.link;
           if (link) for (const tid of host.assigned.keys()) this.relay.router.release(tid, (bytes) => link.sendBinary(bytes));
+          this.recovery.reattached(host);
         }),
       ...(opts.disconnectGraceMs !== undefined ? { disconnectGraceMs: opts.disconnectGraceMs } : {}),
     });
@@ -73,13 +74,16 @@ export class Scheduler {
       windowTasks: opts.windowTasks ?? WINDOW_TASKS,
       leaseFloorMs: opts.leaseFloorMs ?? LEASE_FLOOR_MS,
       agreement: (job) => this.validators.agreement(job.programHash, job.options.tolerance ?? null),
-      finished: (job) => this.validators.release(job.stored.programHash),
+      finished: (job) => {
+        this.validators.release(job.stored.programHash);
+        this.recovery.jobEnded(job.stored.id);
+      },
       restarted: (task) => this.recovery.restarted(task),
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl, kept: () => this.kept });
-    this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch });
+    this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch, logKept: (hostId, jobId) => this.recovery.logKept(hostId, jobId) });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router, writes: this.writes });
     this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch, kept: () => this.kept });
     const takeImage = (tid: string, attempt: number, image: number) => this.migrations.takeImage(tid, attempt, image);

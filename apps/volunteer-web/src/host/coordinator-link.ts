@@ -43,10 +43,12 @@ export interface LinkEvents {
   laneRefused(message: CoordinatorMessageOf<'lane-refused'>): void;
   covered(message: CoordinatorMessageOf<'covered'>): void;
   restarted(message: CoordinatorMessageOf<'restarted'>): void;
+  reconnected(message: CoordinatorMessageOf<'reconnected'>): void;
   checkpointDue(message: CoordinatorMessageOf<'checkpoint-due'>): void;
   keepImage(message: CoordinatorMessageOf<'keep-image'>): void;
   returnImage(message: CoordinatorMessageOf<'return-image'>): void;
   forgetImages(message: CoordinatorMessageOf<'forget-images'>): void;
+  forgetLogs(message: CoordinatorMessageOf<'forget-logs'>): void;
   /** Envelope bytes the coordinator relays from another host (a binary frame). */
   relay(bytes: Uint8Array): void;
   stateChange(): void;
@@ -112,10 +114,12 @@ export class CoordinatorLink {
     'lane-refused': (m) => this.#options.events.laneRefused(m),
     covered: (m) => this.#options.events.covered(m),
     restarted: (m) => this.#options.events.restarted(m),
+    reconnected: (m) => this.#options.events.reconnected(m),
     'checkpoint-due': (m) => this.#options.events.checkpointDue(m),
     'keep-image': (m) => this.#options.events.keepImage(m),
     'return-image': (m) => this.#options.events.returnImage(m),
     'forget-images': (m) => this.#options.events.forgetImages(m),
+    'forget-logs': (m) => this.#options.events.forgetLogs(m),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 

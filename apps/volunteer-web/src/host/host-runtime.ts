@@ -14,6 +14,7 @@ import { CheckpointKeeper } from './checkpoint-keeper.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { CoordinatorLink, type SocketLike } from './coordinator-link.ts';
 import { CoordinatorOutbox } from './coordinator-outbox.ts';
+import { EndedLogs } from './ended-logs.ts';
 import type { HostOptions } from './host-options.ts';
 import { HostStatus, type HostSnapshot } from './host-status.ts';
 import { IncomingImages } from './incoming-images.ts';
@@ -67,6 +68,8 @@ export class HostRuntime {
   #progress: ProgressBatcher;
   #outbox: CoordinatorOutbox;
   #resends: PacedRelay;
+  /** What the sender logs of tasks that ended here still held (ended-logs.ts). */
+  #ended = new EndedLogs();
   #requests = new PendingRequests();
   /** A welcome came before: the next one follows a broken connection. */
   #welcomed = false;
@@ -128,6 +131,7 @@ export class HostRuntime {
         },
         laneClosed: (ref, to) => this.#messaging.laneClosed({ from: ref.tid, to }),
         resent: (_ref, messages) => this.#resends.send(messages),
+        endedLog: (ref, messages) => this.#ended.keep(ref.tid, messages),
         logFull: (ref, to, dropped) => send({ type: 'log-full', tid: ref.tid, attempt: ref.attempt, to, dropped }),
         request: (ref, requestId, op) => {
           const request = { type: 'request', tid: ref.tid, attempt: ref.attempt, requestId, op } as const;
@@ -148,6 +152,7 @@ export class HostRuntime {
       relay: (bytes) => this.#outbox.send(bytes),
       part: (header, bytes, fromPeer) => this.#onPart(header, bytes, fromPeer),
       countIn: (ref, count) => this.#progress.countIn(ref, count),
+      ackedElsewhere: (of, by, seq) => this.#ended.acked(of, by, seq),
       changed: () => this.#status.changed(),
       clock,
     });
@@ -199,9 +204,13 @@ export class HostRuntime {
         lane: (m) => this.#messaging.laneGranted(m),
         laneRefused: (m) => this.#messaging.laneRefused(m),
         covered: (m) => {
-          for (const { tid, to, seq } of m.items) this.#pool.post(tid, { type: 'covered', tid, to, seq });
+          for (const { tid, to, seq } of m.items) {
+            this.#pool.post(tid, { type: 'covered', tid, to, seq });
+            this.#ended.covered(tid, to, seq);
+          }
         },
-        restarted: (m) => this.#onRestarted(m.tids),
+        restarted: (m) => this.#sendAgain(new Set(m.tids), 'all'),
+        reconnected: (m) => this.#sendAgain(new Set(m.tids), 'unacknowledged'),
         checkpointDue: (m) => {
           for (const { tid } of m.tasks) {
             this.#checkpoints.due(tid);
@@ -211,6 +220,7 @@ export class HostRuntime {
         keepImage: (m) => void this.#kept.keep(m),
         returnImage: (m) => void this.#kept.give(m),
         forgetImages: (m) => void this.#kept.forget(m.tids),
+        forgetLogs: (m) => this.#ended.forget(new Set(m.jobs)),
         stateChange: () => this.#status.changed(true),
       },
     });
@@ -295,12 +305,15 @@ export class HostRuntime {
     this.#outbox.flush();
     for (const request of this.#requests.all()) this.#outbox.send(request);
     // Relayed messages the broken socket took may never have reached the coordinator, and one that
-    // restarted lost those it held: the senders send again what their logs hold, receivers drop what they have.
-    if (this.#welcomed) for (const { tid } of this.#pool.held()) this.#pool.post(tid, { type: 'resend', tid });
+    // restarted lost those it held: what their receivers' hosts did not acknowledge goes again.
+    if (this.#welcomed) this.#sendAgain(null, 'unacknowledged');
     this.#welcomed = true;
     this.#pending.resendAll();
     this.#checkpoints.welcome();
     void this.#kept.welcome();
+    // The coordinator says which jobs of the ended tasks' logs kept here have ended since.
+    const jobs = this.#ended.jobs();
+    for (let i = 0; i < jobs.length; i += LIMITS.itemsPerBatch) this.#outbox.send({ type: 'logs-kept', jobs: jobs.slice(i, i + LIMITS.itemsPerBatch) });
     this.#status.changed();
   }
 
@@ -374,15 +387,19 @@ export class HostRuntime {
   }
 
   /**
-   * Tasks restarted from their checkpoints after a crash: every task here of their jobs sends
-   * them again what its sender log holds for them (their new hosts drop what they have).
+   * The tasks here, and the logs of those that ended here, send again what they sent `receivers`
+   * (null: every receiver) — `all` their logs hold for receivers restarted from their checkpoints
+   * after a crash, or what the receivers' hosts did not acknowledge when a connection broke.
+   * Receivers drop by seq what they have.
    */
-  #onRestarted(tids: string[]): void {
-    const restarted = new Set(tids);
-    const jobs = new Set(tids.map((tid) => parseTid(tid).jobId));
+  #sendAgain(receivers: ReadonlySet<string> | null, what: 'all' | 'unacknowledged'): void {
+    const unacknowledged = what === 'unacknowledged';
+    this.#resends.send(this.#ended.messages({ ...(receivers ? { to: receivers } : {}), unacknowledged }));
     for (const { tid } of this.#pool.held()) {
-      if (!jobs.has(parseTid(tid).jobId) || restarted.has(tid)) continue;
-      for (const to of tids) if (parseTid(to).jobId === parseTid(tid).jobId) this.#pool.post(tid, { type: 'resend', tid, to });
+      if (receivers?.has(tid)) continue;
+      const acked = unacknowledged ? this.#messaging.router.acknowledged(tid) : [];
+      if (!receivers) this.#pool.post(tid, { type: 'resend', tid, acked });
+      for (const to of receivers ?? []) if (parseTid(to).jobId === parseTid(tid).jobId) this.#pool.post(tid, { type: 'resend', tid, to, acked });
     }
   }
 

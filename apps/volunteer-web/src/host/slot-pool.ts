@@ -63,6 +63,8 @@ export interface PoolEvents {
   laneClosed(ref: TaskRef, to: string): void;
   /** The task sends again what its sender log holds (worker.ts `resent`): each its own message to a task of its job. */
   resent(ref: TaskRef, messages: SealedMessage[]): void;
+  /** What the task's sender log held as it ended (worker.ts `ended-log`), before its outcome: each its own message to a task of its job. */
+  endedLog(ref: TaskRef, messages: SealedMessage[]): void;
   /** The task's sender log holds too much for `to` (worker.ts `log-full`). */
   logFull(ref: TaskRef, to: string, dropped: boolean): void;
   request(ref: TaskRef, requestId: number, op: TaskOp): void;
@@ -534,14 +536,16 @@ export class SlotPool {
       case 'lane-closed':
         events.laneClosed({ tid, attempt }, message.to);
         return;
-      case 'resent': {
+      case 'resent':
+      case 'ended-log': {
         const messages: SealedMessage[] = [];
         for (const envelope of message.envelopes) {
           const checked = checkSend(envelope, task.assignment);
           if (!checked.ok) return this.#abort(slot, task, checked.error);
           messages.push(checked.value);
         }
-        events.resent({ tid, attempt }, messages);
+        if (message.type === 'resent') events.resent({ tid, attempt }, messages);
+        else events.endedLog({ tid, attempt }, messages);
         return;
       }
       case 'log-full': {

@@ -181,6 +181,7 @@ export class LocalJob {
     'lane-sent': () => {},
     'lane-closed': () => {},
     resent: () => {},
+    'ended-log': () => {},
     'log-full': () => {},
     log: (task, { line }) => this.#config.onLog(task.assignment.tid, line),
     done: (task, done) => this.#end(task, done.ok ? { ok: true, value: done.value } : { ok: false, error: done.error }),

@@ -182,6 +182,7 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     const end = (): void => {
       arrivals.flush();
       arrivals.close();
+      messaging.ended();
       messaging.close();
       running.delete(tid);
       freezing.delete(tid);
@@ -235,7 +236,7 @@ export function runTaskWorker(scope: WorkerScope, options: TaskWorkerOptions = {
     'report-now': (report) => running.get(report.tid)?.arrivals.reportNow(),
     'lane-acked': (ack) => running.get(ack.tid)?.messaging.acked(ack.to, ack.seq),
     covered: (covered) => running.get(covered.tid)?.messaging.covered(covered.to, covered.seq),
-    resend: (resend) => running.get(resend.tid)?.messaging.resend(resend.to),
+    resend: (resend) => running.get(resend.tid)?.messaging.resend(resend.to, new Map(resend.acked.map(({ to, seq }) => [to, seq]))),
     'lane-in': (lane) => laneGiven(lane),
     // A relay lane's socket is opened only for a task that runs here; one the browser will not
     // open (a policy without the lane path) counts as a lane that closed at once.

@@ -70,14 +70,17 @@ export class SenderLog {
     this.#forget(to, entries, done, freed);
   }
 
-  /** What the log holds for `to`, in seq order. */
-  for(to: string): Uint8Array<ArrayBuffer>[] {
-    return (this.#entries.get(to) ?? []).map((e) => e.bytes);
+  /** What the log holds for `to` past seq `after`, in seq order. */
+  for(to: string, after = 0): Uint8Array<ArrayBuffer>[] {
+    return (this.#entries.get(to) ?? []).filter((e) => e.seq > after).map((e) => e.bytes);
   }
 
-  /** Everything the log holds, receiver by receiver in seq order: what a checkpoint keeps. */
-  all(): Uint8Array<ArrayBuffer>[] {
-    return [...this.#entries.values()].flatMap((entries) => entries.map((e) => e.bytes));
+  /**
+   * Everything the log holds, receiver by receiver in seq order (what a checkpoint keeps), but
+   * what `after` gives for a receiver and before.
+   */
+  all(after: ReadonlyMap<string, number> = new Map()): Uint8Array<ArrayBuffer>[] {
+    return [...this.#entries.keys()].flatMap((to) => this.for(to, after.get(to)));
   }
 
   /** The log a checkpoint kept, as the task resumes from it; an envelope that does not read as a message is skipped. */

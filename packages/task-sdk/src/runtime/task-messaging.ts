@@ -39,10 +39,18 @@ export interface TaskMessaging {
   counters(): Counters;
   /** The checkpoint of `to` kept off its tab covers what this task sent it up to `seq`. */
   covered(to: string, seq: number): void;
-  /** Sends again what the sender log holds for `to` (for every receiver: undefined), through the host's relay. */
-  resend(to?: string): void;
+  /**
+   * Sends again what the sender log holds for `to` (for every receiver: undefined), but what
+   * `acked` has for each receiver and before, through the host's relay.
+   */
+  resend(to?: string, acked?: ReadonlyMap<string, number>): void;
   /** The sender log, as a checkpoint keeps it; empty without one. */
   logged(): Uint8Array<ArrayBuffer>[];
+  /**
+   * The task ended (before `close`): what its sender log holds goes to the host to keep
+   * (`ended-log`), for receivers that may need it again after it is gone.
+   */
+  ended(): void;
 }
 
 const MAX_TAG = 0x7fffffff;
@@ -324,12 +332,16 @@ export function createMessaging(
     },
     counters: () => ({ sent: [...seqs].map(([to, seq]) => ({ to, seq })), requests }),
     covered: (to, seq) => log?.covered(to, seq),
-    resend: (to) => {
+    resend: (to, acked = new Map()) => {
       if (closed || !log) return;
-      const envelopes = to === undefined ? log.all() : log.for(to);
+      const envelopes = to === undefined ? log.all(acked) : log.for(to, acked.get(to));
       for (let i = 0; i < envelopes.length; i += REPORT_BATCH) post({ type: 'resent', tid, envelopes: envelopes.slice(i, i + REPORT_BATCH) });
     },
     logged: () => log?.all() ?? [],
+    ended: () => {
+      const left = log?.all() ?? [];
+      for (let i = 0; i < left.length; i += REPORT_BATCH) post({ type: 'ended-log', tid, envelopes: left.slice(i, i + REPORT_BATCH) });
+    },
   };
 }
 

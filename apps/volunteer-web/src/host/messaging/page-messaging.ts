@@ -31,6 +31,8 @@ export interface PageMessagingOptions {
   part(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean;
   /** `count` messages reached the task. */
   countIn(ref: TaskRef, count: number): void;
+  /** The host of `by` acknowledged what `of`, which does not run here, sent it up to `seq`. */
+  ackedElsewhere(of: string, by: string, seq: number): void;
   /** Something the page shows changed (channels open, messages counted). */
   changed(): void;
   clock: Clock;
@@ -124,6 +126,7 @@ export class PageMessaging {
       relayLanes: this.#relayLanes,
       part: (header, bytes, fromPeer) => options.part(header, bytes, fromPeer),
       acked: (of, by, seq) => workers.post(of, { type: 'lane-acked', tid: of, to: by, seq }),
+      ackedElsewhere: (of, by, seq) => options.ackedElsewhere(of, by, seq),
       clock: options.clock,
     });
   }

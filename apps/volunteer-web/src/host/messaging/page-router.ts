@@ -48,6 +48,8 @@ export interface PageRouterOptions {
   part(header: ImagePartHeader, bytes: Uint8Array, fromPeer: string | null): boolean;
   /** The host of `by` acknowledged the messages of `of` to it up to `seq`: the worker of `of`, if here, drops its copies. */
   acked?(of: string, by: string, seq: number): void;
+  /** The same, for an `of` that is not running here (it ended, or left): its ended log, if here, marks them. */
+  ackedElsewhere?(of: string, by: string, seq: number): void;
   now?: () => number;
   /** Acknowledgements and re-sends keep time on a hidden page too (clock.ts). */
   clock?: Clock;
@@ -165,6 +167,16 @@ export class PageRouter {
     this.#copies.laneClosed(pair);
   }
 
+  /** Per receiver local task `tid` sent to, the highest seq its host acknowledged (none: not listed). */
+  acknowledged(tid: string): { to: string; seq: number }[] {
+    const acked: { to: string; seq: number }[] = [];
+    for (const to of this.#lastSent.get(tid)?.keys() ?? []) {
+      const seq = this.#copies.acknowledgedUpTo(tid, to);
+      if (seq > 0) acked.push({ to, seq });
+    }
+    return acked;
+  }
+
   /** The receivers a task sent to, each with the last seq: exit notifications come after them. */
   sentBy(tid: string): { to: string; seq: number }[] {
     return [...(this.#lastSent.get(tid) ?? [])].slice(0, LIMITS.spawnPerCall).map(([to, seq]) => ({ to, seq }));
@@ -245,6 +257,7 @@ export class PageRouter {
       const senderHere = this.#lastSent.has(header.of);
       this.#copies.acked(header, senderHere);
       if (senderHere) this.#options.acked?.(header.of, header.by, header.seq);
+      else this.#options.ackedElsewhere?.(header.of, header.by, header.seq);
       return;
     }
     if (header.type !== 'msg' || !sameJob(header.from, header.to)) return;
@@ -262,12 +275,11 @@ export class PageRouter {
     inbox.accept(sealed.message);
     // An exit notification (seq 0) is the coordinator's, not a task's send: counting it would unbalance in and out.
     if (header.seq === 0) return;
-    if (!link) {
-      this.counters.relayIn += 1;
-      return;
-    }
-    this.counters.channelIn += 1;
-    this.#acks.later(link, header.from, header.to, header.seq);
+    // A relayed message is acknowledged too, through the relay: after a broken connection its
+    // sender sends again only what was not (`unacknowledged`), not its whole log.
+    this.#acks.later(link ?? this.relayLink, header.from, header.to, header.seq);
+    if (link) this.counters.channelIn += 1;
+    else this.counters.relayIn += 1;
   }
 
   /** The other host does not hold `by`: what this page sent it over `link` goes through the relay. */

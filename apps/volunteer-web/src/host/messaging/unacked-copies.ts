@@ -72,7 +72,12 @@ export class UnackedCopies {
 
   /** Whether the receiving host acknowledged this message already (a lane's copy comes after it). */
   isAcknowledged(message: Sent): boolean {
-    return (this.#acked.get(pairKey(message.from, message.to)) ?? 0) >= message.seq;
+    return this.acknowledgedUpTo(message.from, message.to) >= message.seq;
+  }
+
+  /** The highest seq of a local sender's pair its receiving host acknowledged. */
+  acknowledgedUpTo(from: string, to: string): number {
+    return this.#acked.get(pairKey(from, to)) ?? 0;
   }
 
   /** Whether the receiving host bounced this message already (a lane's copy comes after it). */
