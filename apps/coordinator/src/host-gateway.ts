@@ -357,7 +357,7 @@ export class HostGateway {
     },
     'images-kept': (conn, m) => this.opts.scheduler.kept.reconcile(conn.hostId!, m.tids),
     'logs-kept': (conn, m) => {
-      const forget = this.opts.scheduler.recovery.logsKept(conn.hostId!, m.jobs);
+      const forget = this.opts.scheduler.recovery.logsKept(conn.hostId!, m.tids);
       if (forget) conn.send(forget);
     },
   };

@@ -133,17 +133,36 @@ describe('crash recovery', () => {
     scheduler.hosts.detach(lostHost, hosts[lostHost as 'ha' | 'hb']);
     await settle();
     expect(ender.of('restarted')).toContainEqual({ type: 'restarted', tids: ['job1.1'] });
-    // after a welcome, the keeper lists its jobs: an unknown one is forgotten, a running one kept
-    expect(scheduler.recovery.logsKept(enderHost, ['job1', 'nojob'])).toEqual({ type: 'forget-logs', jobs: ['nojob'] });
-    expect(scheduler.recovery.logsKept(enderHost, ['job1'])).toBeNull();
+    // after a welcome, the keeper lists its ended tasks: one of an unknown job is forgotten, one of a running job kept
+    expect(scheduler.recovery.logsKept(enderHost, ['job1.2', 'nojob.4'])).toEqual({ type: 'forget-logs', jobs: ['nojob'] });
+    expect(scheduler.recovery.logsKept(enderHost, ['job1.2'])).toBeNull();
     // a host that never ran the job keeps nothing of it; one that did is known as a keeper again (a restarted coordinator learns so)
     const stranger = connect(scheduler, 'hz', 1);
-    expect(scheduler.recovery.logsKept('hz', ['job1'])).toEqual({ type: 'forget-logs', jobs: ['job1'] });
+    expect(scheduler.recovery.logsKept('hz', ['job1.2'])).toEqual({ type: 'forget-logs', jobs: ['job1'] });
     // the job ends: its logs go, from the hosts that keep them
     scheduler.jobs.cancel('job1');
     await settle();
     expect(ender.of('forget-logs')).toEqual([{ type: 'forget-logs', jobs: ['job1'] }]);
     expect(stranger.of('forget-logs')).toEqual([]);
+  });
+
+  it('asks the receivers of the ended tasks whose logs a host took with it for a checkpoint, unrestartable until one is kept', async () => {
+    const { scheduler, hosts, hostOf } = await threeTasks();
+    const enderHost = hostOf('job1.2');
+    scheduler.reports.outcomes(enderHost, [{ tid: 'job1.2', attempt: 1, ok: true, value: null, sent: [{ to: 'job1.1', seq: 6 }] }]);
+    await settle();
+    const receiverHost = hostOf('job1.1');
+    expect(receiverHost).not.toBe(enderHost);
+    expect(scheduler.jobs.task('job1.1')!.unlogged).toBe(false);
+    // the keeper's browser died: it does not come back
+    scheduler.hosts.detach(enderHost, hosts[enderHost as 'ha' | 'hb']);
+    await settle();
+    const receiver = scheduler.jobs.task('job1.1')!;
+    expect(receiver.unlogged).toBe(true);
+    expect(hosts[receiverHost as 'ha' | 'hb'].of('checkpoint-due')).toEqual([{ type: 'checkpoint-due', tasks: [{ tid: 'job1.1', attempt: 1 }] }]);
+    // its next checkpoint kept makes it whole again
+    expect(sendImage(scheduler, receiverHost, 'job1.1', image('job1.1'))).toBeNull();
+    expect(receiver.unlogged).toBe(false);
   });
 
   it('asks the receiver of a full log for a checkpoint, and fails it with a clear error when a dropped log leaves it unrecoverable', async () => {

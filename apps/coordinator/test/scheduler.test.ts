@@ -612,8 +612,9 @@ describe('scheduler services for message passing', () => {
     expect(await resultsOf(store, 'job1')).toEqual(['root']);
   });
 
-  it('notifies exit after the last message the ended task sent the notifier', async () => {
-    const { scheduler } = schedulerHarness();
+  it('notifies exit with the seq after the last message the ended task sent the notifier, and sends it again when the notifier\'s host reconnects', async () => {
+    // the notifier's host keeps its task while it is away
+    const { scheduler } = schedulerHarness({ disconnectGraceMs: 60_000 });
     scheduler.jobs.submit(SubmitJobRequest.parse({ program: 'x', main: 1, maxAttempts: 1 }), 'p', 'o', 'job1');
     const a = connect(scheduler, 'ha', 2);
     await settle();
@@ -631,11 +632,15 @@ describe('scheduler services for message passing', () => {
         from: 'job1.1',
         to: 'job1.0',
         tag: 7,
-        seq: 0,
-        after: 5,
+        seq: 6,
         data: { tid: 'job1.1', ok: false },
       });
     }
+    // the connection broke with the notice on its way: the host comes back, the notice comes again
+    scheduler.hosts.detach('ha', a);
+    const again = connect(scheduler, 'ha', 2, [{ tid: 'job1.0', attempt: 1 }]);
+    await settle();
+    expect(again.binary).toEqual([a.binary[0]]);
   });
 
   it('ends a relay lane at the other host running its receiver, and at no host for a task here, gone or of another job', async () => {

@@ -10,7 +10,7 @@ describe('EndedLogs', () => {
     const logs = new EndedLogs();
     logs.keep('joba.1', [message('joba.1', 'joba.0', 1), message('joba.1', 'joba.0', 2), message('joba.1', 'joba.2', 1)]);
     logs.keep('jobb.3', [message('jobb.3', 'jobb.0', 7)]);
-    expect(logs.jobs()).toEqual(['joba', 'jobb']);
+    expect(logs.tids()).toEqual(['joba.1', 'jobb.3']);
     logs.acked('joba.1', 'joba.0', 1);
     // a task that did not end here is not marked
     logs.acked('joba.9', 'joba.0', 5);
@@ -19,7 +19,7 @@ describe('EndedLogs', () => {
     logs.covered('joba.1', 'joba.0', 2);
     expect(names(logs.messages({ unacknowledged: false }))).toEqual(['joba.1>joba.2:1', 'jobb.3>jobb.0:7']);
     logs.covered('joba.1', 'joba.2', 1);
-    expect(logs.jobs()).toEqual(['jobb']);
+    expect(logs.tids()).toEqual(['jobb.3']);
     logs.forget(new Set(['jobb']));
     expect(logs.bytes).toBe(0);
   });

@@ -138,14 +138,14 @@ describe('HostRuntime messaging', () => {
     host.workers[0]!.emit({ type: 'done', tid: 'joba.1', ok: true, value: null });
     await settle();
     expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.1>joba.0:1', 'joba.1>joba.0:2', 'joba.1>joba.2:1']);
-    // joba.0's host had the first when the connection broke: the rest goes again after the welcome, and the page names the job
+    // joba.0's host had the first when the connection broke: the rest goes again after the welcome, and the page names the task
     host.socket().receiveBinary(encodeEnvelope({ type: 'ack', of: 'joba.1', by: 'joba.0', seq: 1 }));
     host.socket().close();
     await vi.advanceTimersByTimeAsync(250);
     await host.connect();
     await vi.advanceTimersByTimeAsync(200);
     expect(host.socket().binary.map(describeEnvelope)).toEqual(['joba.1>joba.0:2', 'joba.1>joba.2:1']);
-    expect(host.socket().sentOfType('logs-kept')).toEqual([{ type: 'logs-kept', jobs: ['joba'] }]);
+    expect(host.socket().sentOfType('logs-kept')).toEqual([{ type: 'logs-kept', tids: ['joba.1'] }]);
 
     // joba.2's host reconnected: what it did not acknowledge; joba.0 restarted from an older checkpoint: all of it
     host.socket().receive({ type: 'reconnected', tids: ['joba.2'] });

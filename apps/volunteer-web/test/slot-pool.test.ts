@@ -217,7 +217,7 @@ describe('SlotPool', () => {
     expect(outcomes.map((o) => !o.ok && o.error.message)).toEqual([
       expect.stringContaining('not a task message'),
       expect.stringContaining('missing byte segment'),
-      expect.stringContaining('seq 0'),
+      expect.stringContaining('seq is not a count from 1'),
     ]);
   });
 });

@@ -16,7 +16,7 @@ describe('worker reports', () => {
   it('lets a task send only its own numbered messages to tasks of its job', () => {
     const sent = checkSend(message('joba.0', 'joba.1', 1), task);
     expect(sent.ok && sent.value).toMatchObject({ from: 'joba.0', to: 'joba.1', seq: 1 });
-    expect(checkSend(message('joba.0', 'joba.1', 0), task)).toEqual({ ok: false, error: { code: 'E_BAD_FRAME', message: 'joba.0 sent what is not a message: seq 0' } });
+    expect(checkSend(message('joba.0', 'joba.1', 0), task)).toEqual({ ok: false, error: { code: 'E_BAD_FRAME', message: 'joba.0 sent what is not a message: message frame: seq is not a count from 1' } });
     expect(checkSend(new Uint8Array([1, 2]), task)).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
     expect(checkSend(message('joba.3', 'joba.1', 1), task)).toEqual({ ok: false, error: { code: 'E_FORBIDDEN', message: 'joba.0 may not send as joba.3 to joba.1' } });
     expect(checkSend(message('joba.0', 'jobb.1', 1), task)).toEqual({ ok: false, error: { code: 'E_FORBIDDEN', message: 'joba.0 may not send as joba.0 to jobb.1' } });

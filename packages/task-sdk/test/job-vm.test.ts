@@ -60,7 +60,7 @@ describe('JobVm', () => {
     expect(released.effects.map((e) => e.kind === 'reply' && [e.tid, e.requestId])).toEqual([['jobj.1', 2], ['jobj.2', 2]]);
     expect(restarted.request('jobj.1', 3, { kind: 'members', group: 'crew' }).answer).toEqual({ ok: true, value: ['jobj.1', 'jobj.2'] });
     // the watcher stored hears of the end
-    expect(restarted.ended('jobj.2', true, new Map())).toEqual([{ kind: 'notice', notice: { from: 'jobj.2', to: 'jobj.0', tag: 7, ok: true, after: 0 } }]);
+    expect(restarted.ended('jobj.2', true, new Map())).toEqual([{ kind: 'notice', notice: { from: 'jobj.2', to: 'jobj.0', tag: 7, ok: true, seq: 1 } }]);
   });
 
   it('refuses a spawn past the limit of spawned tasks, spawning none of it; root tasks do not count', () => {
@@ -126,14 +126,36 @@ describe('JobVm', () => {
     expect(vm.request('jobj.1', 1, { kind: 'barrier', group: 'b', count: 3 })).toEqual({ answer: done, effects: [] });
   });
 
-  it('notifies watchers when a task ends, after the last message it sent each of them', () => {
+  it('notifies watchers when a task ends, each with the seq after the last message it sent them', () => {
     const { vm } = rootJob();
     vm.request('jobj.0', 1, spawn([null]));
     expect(vm.request('jobj.0', 2, { kind: 'notify', tids: ['jobj.1'], tag: 7 })).toEqual({ answer: { ok: true, value: null }, effects: [] });
     const effects = vm.ended('jobj.1', true, new Map([['jobj.0', 12]]));
-    expect(effects).toEqual<VmEffect[]>([{ kind: 'notice', notice: { from: 'jobj.1', to: 'jobj.0', tag: 7, ok: true, after: 12 } }]);
+    expect(effects).toEqual<VmEffect[]>([{ kind: 'notice', notice: { from: 'jobj.1', to: 'jobj.0', tag: 7, ok: true, seq: 13 } }]);
     expect(vm.ended('jobj.1', true, new Map())).toEqual([]);
     expect(vm.standing('jobj.1')).toBe('ended');
+  });
+
+  it('keeps the notices a task was sent, to send again, until it ends; a second notice of one task comes after the first', () => {
+    const { vm } = rootJob();
+    vm.request('jobj.0', 1, spawn([null, null]));
+    vm.request('jobj.0', 2, { kind: 'notify', tids: ['jobj.1'], tag: 7 });
+    vm.ended('jobj.1', false, new Map([['jobj.0', 2]]));
+    vm.request('jobj.0', 3, { kind: 'notify', tids: ['jobj.1', 'jobj.2'], tag: 8 });
+    expect(vm.noticesFor('jobj.0')).toEqual([
+      { from: 'jobj.1', to: 'jobj.0', tag: 7, ok: false, seq: 3 },
+      { from: 'jobj.1', to: 'jobj.0', tag: 8, ok: false, seq: 4 },
+    ]);
+    // a coordinator restarted on the stored state sends them again
+    const restarted = new JobVm('jobj', 1, 8);
+    restarted.restore(3, 2, [0, 2], [1]);
+    restarted.restoreState(JSON.parse(JSON.stringify(vm.state())));
+    expect(restarted.noticesFor('jobj.0')).toEqual(vm.noticesFor('jobj.0'));
+    expect(restarted.ended('jobj.2', true, new Map())).toEqual([{ kind: 'notice', notice: { from: 'jobj.2', to: 'jobj.0', tag: 8, ok: true, seq: 1 } }]);
+    expect(restarted.noticesFor('jobj.0')).toHaveLength(3);
+    restarted.ended('jobj.0', true, new Map());
+    expect(restarted.noticesFor('jobj.0')).toEqual([]);
+    expect(restarted.holdsState).toBe(true);
   });
 
   it('reports at once a task that has ended, or never was (not ok), and refuses another job’s tid', () => {
@@ -143,8 +165,8 @@ describe('JobVm', () => {
     const { answer, effects } = vm.request('jobj.0', 2, { kind: 'notify', tids: ['jobj.1', 'jobj.99'], tag: 5 });
     expect(answer).toEqual({ ok: true, value: null });
     expect(effects).toEqual([
-      { kind: 'notice', notice: { from: 'jobj.1', to: 'jobj.0', tag: 5, ok: false, after: 3 } },
-      { kind: 'notice', notice: { from: 'jobj.99', to: 'jobj.0', tag: 5, ok: false, after: 0 } },
+      { kind: 'notice', notice: { from: 'jobj.1', to: 'jobj.0', tag: 5, ok: false, seq: 4 } },
+      { kind: 'notice', notice: { from: 'jobj.99', to: 'jobj.0', tag: 5, ok: false, seq: 1 } },
     ]);
     expect(vm.request('jobj.0', 3, { kind: 'notify', tids: ['jobj.1', 'kjob.1'], tag: 5 })).toEqual({
       answer: { ok: false, error: { code: 'E_FORBIDDEN', message: 'kjob.1 is not a task of job jobj' } },
@@ -169,8 +191,9 @@ describe('JobVm', () => {
     expect(vm.request('jobj.0', 9, { kind: 'size', group: 'g' }).answer).toMatchObject({ ok: false, error: { code: 'E_NOT_FOUND' } });
   });
 
-  it('encodes a notice as the seq-0 message its watcher receives', () => {
-    const decoded = decodeEnvelope(encodeNotice({ from: 'jobj.1', to: 'jobj.0', tag: 7, ok: true, after: 4 }));
-    expect(decoded.ok && decoded.value.header).toMatchObject({ type: 'msg', from: 'jobj.1', to: 'jobj.0', tag: 7, seq: 0, after: 4 });
+  it('encodes a notice as the message its watcher receives from the task that ended', () => {
+    const decoded = decodeEnvelope(encodeNotice({ from: 'jobj.1', to: 'jobj.0', tag: 7, ok: true, seq: 5 }));
+    expect(decoded.ok && decoded.value.header).toMatchObject({ type: 'msg', from: 'jobj.1', to: 'jobj.0', tag: 7, seq: 5 });
+    expect(decoded.ok && 'after' in decoded.value.header).toBe(false);
   });
 });

@@ -368,7 +368,7 @@ describe('requests', () => {
     });
     const done = worker.run({ programUrl: HOOKED_PROGRAM });
     await settle();
-    worker.deliver('job1.0', { from: 'job1.4', tag: 8, seq: 0, data: { tid: 'job1.4', ok: false } });
+    worker.deliver('job1.0', { from: 'job1.4', tag: 8, seq: 1, data: { tid: 'job1.4', ok: false } });
     expect(await done).toMatchObject({ ok: true, value: { from: 'job1.4', tag: 8, data: { tid: 'job1.4', ok: false } } });
   });
 

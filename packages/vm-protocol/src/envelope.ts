@@ -15,9 +15,8 @@ import { type EncodedValue, checkValue, decodeValue, encodeValue } from './value
 const Seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 /**
- * One message. `seq` numbers the messages of one (from, to) pair from 1; seq 0 marks a system
- * message (an exit notification), delivered once the receiver has every message of `from`
- * numbered up to `after`. `data` is the value codec's JSON, `sizes` its byte segments' lengths.
+ * One message. `seq` numbers the messages of one (from, to) pair from 1 (an exit notice is its
+ * ended sender's next). `data` is the value codec's JSON, `sizes` its byte segments' lengths.
  */
 export interface MessageHeader extends MessageFields {
   type: 'msg';
@@ -55,7 +54,6 @@ export interface TaskMessage {
   to: string;
   tag: number;
   seq: number;
-  after?: number;
   data: unknown;
 }
 
@@ -127,7 +125,6 @@ export function encodeEncodedMessage(message: Omit<TaskMessage, 'data'>, { json,
     to: message.to,
     tag: message.tag,
     seq: message.seq,
-    ...(message.after === undefined ? {} : { after: message.after }),
     data: json,
     sizes: buffers.map((b) => b.byteLength),
   };
@@ -140,7 +137,6 @@ export function messageFromEnvelope(header: MessageHeader, buffers: readonly Uin
     to: header.to,
     tag: header.tag,
     seq: header.seq,
-    ...(header.after === undefined ? {} : { after: header.after }),
     data: decodeValue(header.data, buffers),
   };
 }
@@ -188,6 +184,6 @@ export function unsealMessage(envelope: Uint8Array): TaskMessage | null {
 }
 
 function fieldsOf(message: Omit<TaskMessage, 'data'>): Omit<TaskMessage, 'data'> {
-  const { from, to, tag, seq, after } = message;
-  return { from, to, tag, seq, ...(after === undefined ? {} : { after }) };
+  const { from, to, tag, seq } = message;
+  return { from, to, tag, seq };
 }

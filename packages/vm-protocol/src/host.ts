@@ -113,10 +113,10 @@ export const ImageReturnedMsg = z.object({ type: z.literal('image-returned'), ti
 export const ImagesKeptMsg = z.object({ type: z.literal('images-kept'), tids: batch(Tid) });
 
 /**
- * After a welcome: the jobs whose ended tasks' sender logs this host keeps (`ended-log`); the
- * coordinator answers with those to forget.
+ * After a welcome: the ended tasks whose sender logs this host keeps (`ended-log`); the
+ * coordinator answers with the jobs to forget.
  */
-export const LogsKeptMsg = z.object({ type: z.literal('logs-kept'), jobs: batch(JobId) });
+export const LogsKeptMsg = z.object({ type: z.literal('logs-kept'), tids: batch(Tid) });
 
 /**
  * The sender log of task `tid` here passed its share for `to`: `to` is asked for a checkpoint.

@@ -6,8 +6,8 @@ import { LIMITS } from './limits.ts';
  * The binary layout of a message envelope (envelope.ts), all integers little-endian:
  *
  *   u32 MESSAGE_MARK · u8 n, n bytes `from` · u8 n, n bytes `to` · u32 tag · f64 seq ·
- *   f64 after (-1: none) · u32 n, n bytes the data's JSON (0: no data) · u32 count,
- *   count × u32 segment sizes · the segments back to back
+ *   u32 n, n bytes the data's JSON (0: no data) · u32 count, count × u32 segment sizes ·
+ *   the segments back to back
  *
  * Every message is encoded once and decoded up to four times (its receiver's worker, both pages'
  * bookkeeping of lanes, a relay), so its header is read with a few DataView loads, where a JSON
@@ -20,7 +20,7 @@ const MESSAGE_MARK = 0xffffffff;
 
 const MAX_TAG = 0x7fffffff;
 const MAX_SEGMENTS = 100_000;
-const FIXED_BYTES = 4 + 1 + 1 + 4 + 8 + 8 + 4 + 4;
+const FIXED_BYTES = 4 + 1 + 1 + 4 + 8 + 4 + 4;
 
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
@@ -59,7 +59,6 @@ export function encodeMessageFrame(fields: MessageFields, segments: readonly Uin
   out.set(text.subarray(fromEnd, toEnd), (at += 1));
   view.setUint32((at += toEnd - fromEnd), fields.tag, true);
   view.setFloat64((at += 4), fields.seq, true);
-  view.setFloat64((at += 8), fields.after ?? -1, true);
   view.setUint32((at += 8), jsonEnd - toEnd, true);
   out.set(text.subarray(toEnd, jsonEnd), (at += 4));
   view.setUint32((at += jsonEnd - toEnd), segments.length, true);
@@ -102,15 +101,13 @@ export function decodeMessageFrame(
   if (from === null) return bad('from is not a tid');
   const to = tid();
   if (to === null) return bad('to is not a tid');
-  if (at + 24 > end) return bad('too short');
+  if (at + 16 > end) return bad('too short');
   const tag = view.getUint32(at, true);
   const seq = view.getFloat64(at + 4, true);
-  const after = view.getFloat64(at + 12, true);
-  const jsonLength = view.getUint32(at + 20, true);
-  at += 24;
+  const jsonLength = view.getUint32(at + 12, true);
+  at += 16;
   if (tag > MAX_TAG) return bad('tag out of range');
-  if (!isCount(seq)) return bad('seq is not a count');
-  if (after !== -1 && !isCount(after)) return bad('after is not a count');
+  if (!isCount(seq) || seq < 1) return bad('seq is not a count from 1');
   const json = text(jsonLength);
   if (json === null) return bad('data runs past the end');
   let data: unknown;
@@ -132,7 +129,7 @@ export function decodeMessageFrame(
     segments.push(bytes.subarray(next, (next += size)));
   }
   if (next !== end) return bad('trailing bytes');
-  return { ok: true, fields: { from, to, tag, seq, ...(after === -1 ? {} : { after }), data, sizes }, segments };
+  return { ok: true, fields: { from, to, tag, seq, data, sizes }, segments };
 }
 
 function isCount(value: number): boolean {

@@ -75,11 +75,9 @@ const messageArb: fc.Arbitrary<TaskMessage> = fc
     from: tidArb,
     to: tidArb,
     tag: fc.integer({ min: 0, max: 0x7fffffff }),
-    seq: fc.maxSafeNat(),
-    after: fc.option(fc.maxSafeNat(), { nil: undefined }),
+    seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
     data: valueArb,
-  })
-  .map(({ after, ...m }) => (after === undefined ? m : { ...m, after }));
+  });
 
 /**
  * Value-codec JSON as a faulty or hostile sender might write it: tags known and unknown,
@@ -108,13 +106,13 @@ describe('readSealed', () => {
   it('accepts what encodeMessage makes: its header fields, and the envelope itself rather than a copy', () => {
     const messages: TaskMessage[] = [
       { from: 'abcd.1', to: 'abcd.22', tag: 3, seq: 9, data: { halo: new Float64Array([1.5, -0, NaN]), n: 2n ** 70n } },
-      { from: 'abcd.7', to: 'abcd.22', tag: 0x7fffffff, seq: 0, after: 12, data: { tid: 'abcd.7', ok: false } },
+      { from: 'abcd.7', to: 'abcd.22', tag: 0x7fffffff, seq: 13, data: { tid: 'abcd.7', ok: false } },
       { from: 'abcd.1', to: 'abcd.1', tag: 0, seq: Number.MAX_SAFE_INTEGER, data: undefined },
     ];
     for (const { data, ...fields } of messages) {
       const envelope = encodeMessage({ ...fields, data });
       const read = readSealed(envelope);
-      // toStrictEqual: no `data` the host could copy out, no `after` the sender did not set
+      // toStrictEqual: no `data` the host could copy out
       expect(read).toStrictEqual({ ok: true, message: { ...fields, envelope } });
       expect(read.ok && read.message.envelope).toBe(envelope);
     }
@@ -194,8 +192,7 @@ describe('sealMessage and unsealMessage', () => {
       from: 'abcd.3',
       to: 'abcd.1',
       tag: 9,
-      seq: 0,
-      after: 4,
+      seq: 5,
       data: { floats, row: floats.subarray(1, 3), words: new Int16Array([1, -2]), raw: new Uint8Array([5, 6]).buffer, u: undefined, big: -(2n ** 70n) },
     };
     const sealed = sealMessage(message);

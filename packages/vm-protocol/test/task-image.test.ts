@@ -34,7 +34,7 @@ const sampleImage = (): TaskImage => ({
   delivered: new Map([['abcd.2', 5]]),
   mailbox: [
     sealMessage({ from: 'abcd.2', to: 'abcd.1', tag: 1, seq: 5, data: { halo: new Int16Array([1, -2]) } }),
-    sealMessage({ from: 'abcd.3', to: 'abcd.1', tag: 9, seq: 0, after: 2, data: { tid: 'abcd.3', ok: true } }),
+    sealMessage({ from: 'abcd.3', to: 'abcd.1', tag: 9, seq: 3, data: { tid: 'abcd.3', ok: true } }),
   ],
   pending: [sealMessage({ from: 'abcd.2', to: 'abcd.1', tag: 1, seq: 7, data: new Uint8Array([9, 8, 7]) })],
   log: [sealMessage({ from: 'abcd.1', to: 'abcd.2', tag: 3, seq: 4, data: new Float64Array([1.5]) }).envelope],
@@ -193,11 +193,10 @@ const messageArb = (to: string): fc.Arbitrary<SealedMessage> =>
     .record({
       from: tidArb,
       tag: fc.integer({ min: 0, max: 0x7fffffff }),
-      seq: fc.oneof(fc.constant(0), fc.maxSafeNat()),
-      after: fc.option(fc.maxSafeNat(), { nil: undefined }),
+      seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
       data: valueArb,
     })
-    .map(({ after, ...m }) => sealMessage({ ...m, to, ...(after === undefined ? {} : { after }) }));
+    .map((m) => sealMessage({ ...m, to }));
 
 /** A message the image's task sent, as its sender log keeps it: the envelope only. */
 const sentArb = (from: string): fc.Arbitrary<Uint8Array> =>
@@ -261,8 +260,6 @@ describe('task image encoding', () => {
     const decoded = decodeImage(encodeImage(image));
     if (!decoded.ok) throw new Error(decoded.error.message);
     expectSameImage(decoded.value, image);
-    // the exit notification keeps `after`: without it, it would be delivered before its sender's messages
-    expect(decoded.value.mailbox[1]).toMatchObject({ seq: 0, after: 2 });
   });
 
   it('round-trips a task that never reached a checkpoint', () => {
@@ -319,8 +316,6 @@ describe('task image encoding', () => {
   it('refuses a sender log holding a message its task did not send', () => {
     const forged = sealMessage({ from: 'abcd.3', to: 'abcd.2', tag: 0, seq: 1, data: null }).envelope;
     expect(decodeImage(encodeImage({ ...emptyImage(), log: [forged] }))).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
-    const exitNotice = sealMessage({ from: 'abcd.1', to: 'abcd.2', tag: 0, seq: 0, data: null }).envelope;
-    expect(decodeImage(encodeImage({ ...emptyImage(), log: [exitNotice] }))).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });
   });
 
   it('refuses a segment that is not a message envelope', () => {

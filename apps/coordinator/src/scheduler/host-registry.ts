@@ -15,8 +15,8 @@ export interface HostRegistryOptions {
   lost: (ref: TaskRef, reason: string, by: string | null) => void;
   /** How long a host whose connection closed keeps its tasks for it to come back (DISCONNECT_GRACE_MS); 0 loses them at once. */
   disconnectGraceMs?: number;
-  /** A host that kept other volunteers' checkpoint images is gone for good (kept-images.ts). */
-  keeperGone?: (host: HostRun) => void;
+  /** A host is gone for good, and what it kept for others with it: images (kept-images.ts), ended tasks' logs (recovery.ts). */
+  gone?: (host: HostRun) => void;
   /** A host connected again with tasks it kept: what waited for them at the relay while it was away goes now. */
   resumed?: (host: HostRun) => void;
 }
@@ -173,7 +173,7 @@ export class HostRegistry {
     if (host.assigned.size && host.volunteerId) this.volunteers.dropped(host.volunteerId);
     for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host disconnected', host.volunteerId);
     host.assigned.clear();
-    if (host.kept.size) this.#opts.keeperGone?.(host);
+    this.#opts.gone?.(host);
     this.#changed(host);
   }
 
@@ -202,7 +202,7 @@ export class HostRegistry {
       if (host.link) continue;
       for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host did not come back after restart', host.volunteerId);
       host.assigned.clear();
-      if (host.kept.size) this.#opts.keeperGone?.(host);
+      this.#opts.gone?.(host);
     }
     this.#opts.dispatch();
   }

@@ -10,8 +10,8 @@ export interface HostReportsOptions {
   hosts: HostRegistry;
   writes: WriteBehind;
   dispatch: () => void;
-  /** A task that sent messages ended on `hostId`, which keeps its sender log (recovery.ts). */
-  logKept: (hostId: string, jobId: string) => void;
+  /** Task `tid`, which sent messages, ended on `hostId`, which keeps its sender log (recovery.ts). */
+  logKept: (hostId: string, tid: string) => void;
 }
 
 /** What hosts report of the tasks they run — outcomes, checkpoints, progress — checked against what they were assigned. */
@@ -58,7 +58,7 @@ export class HostReports {
       task.runs.delete(outcome.attempt);
       if (outcome.attempt === task.attempt) book.deadlines.observe(task, task.leasedAt);
       task.lastSent = new Map((outcome.sent ?? []).map((s) => [s.to, s.seq]));
-      if (outcome.sent?.length) this.#opts.logKept(hostId, task.job.stored.id);
+      if (outcome.sent?.length) this.#opts.logKept(hostId, task.tid);
       if (outcome.ok) {
         done++;
         book.complete(task, outcome.value);

@@ -28,8 +28,8 @@ type CoveredItem = CoordinatorMessageOf<'covered'>['items'][number];
  */
 export class Recovery {
   readonly #opts: RecoveryOptions;
-  /** Per unfinished job, the hosts that keep the sender logs of its tasks that ended there. */
-  readonly #logKeepers = new Map<string, Set<string>>();
+  /** Per unfinished job, per host that keeps the sender logs of its tasks that ended there, those tasks. */
+  readonly #logKeepers = new Map<string, Map<string, Set<string>>>();
 
   constructor(opts: RecoveryOptions) {
     this.#opts = opts;
@@ -107,38 +107,64 @@ export class Recovery {
     }
   }
 
-  /** `hostId` keeps the log of a task of `jobId` that ended there (it reported what the task sent). */
-  logKept(hostId: string, jobId: string): void {
+  /** `hostId` keeps the log of task `tid`, which ended there (it reported what the task sent). */
+  logKept(hostId: string, tid: string): void {
+    const jobId = parseTid(tid).jobId;
     if (this.#opts.book.job(jobId)?.stored.finishedAt !== null) return;
-    const keepers = this.#logKeepers.get(jobId) ?? new Set();
-    keepers.add(hostId);
+    const keepers = this.#logKeepers.get(jobId) ?? new Map<string, Set<string>>();
     this.#logKeepers.set(jobId, keepers);
+    const tids = keepers.get(hostId) ?? new Set<string>();
+    keepers.set(hostId, tids.add(tid));
   }
 
   /**
-   * After a welcome, `hostId` lists the jobs whose ended tasks' logs it keeps (a restarted
-   * coordinator learns them so): the answer names those to forget, of jobs that ended or that it
-   * never ran; null when there are none.
+   * After a welcome, `hostId` lists the ended tasks whose logs it keeps (a restarted coordinator
+   * learns them so): the answer names the jobs to forget, those that ended or that it never ran;
+   * null when there are none.
    */
-  logsKept(hostId: string, jobs: readonly string[]): CoordinatorMessageOf<'forget-logs'> | null {
-    const forget: string[] = [];
-    for (const jobId of jobs) {
-      const job = this.#opts.book.job(jobId);
-      if (job?.stored.finishedAt === null && job.ranOn.has(hostId)) this.logKept(hostId, jobId);
-      else forget.push(jobId);
+  logsKept(hostId: string, tids: readonly string[]): CoordinatorMessageOf<'forget-logs'> | null {
+    const forget = new Set<string>();
+    for (const tid of tids) {
+      const job = this.#opts.book.job(parseTid(tid).jobId);
+      if (job?.stored.finishedAt === null && job.ranOn.has(hostId)) this.logKept(hostId, tid);
+      else forget.add(parseTid(tid).jobId);
     }
-    return forget.length ? { type: 'forget-logs', jobs: forget } : null;
+    return forget.size ? { type: 'forget-logs', jobs: [...forget] } : null;
   }
 
   /** `jobId` ended: its ended tasks' logs are no longer needed. */
   jobEnded(jobId: string): void {
-    for (const hostId of this.#logKeepers.get(jobId) ?? []) this.#opts.hosts.send(hostId, { type: 'forget-logs', jobs: [jobId] });
+    for (const hostId of this.#logKeepers.get(jobId)?.keys() ?? []) this.#opts.hosts.send(hostId, { type: 'forget-logs', jobs: [jobId] });
     this.#logKeepers.delete(jobId);
+  }
+
+  /**
+   * `host` is gone for good, and the logs of the tasks that ended there with it: their receivers
+   * can no longer be sent those messages again. Each is asked for a checkpoint, and cannot be
+   * restarted exactly until one is kept (`unlogged`): lost before, it fails with a clear error
+   * rather than wait for messages nobody has.
+   */
+  hostGone(host: HostRun): void {
+    const { book, hosts } = this.#opts;
+    for (const [jobId, keepers] of this.#logKeepers) {
+      const ended = keepers.get(host.hostId);
+      if (!ended) continue;
+      keepers.delete(host.hostId);
+      const vm = book.job(jobId)?.vm;
+      for (const tid of ended) {
+        for (const to of vm?.sentBy(tid).keys() ?? []) {
+          const receiver = book.task(to);
+          if (!receiver || TERMINAL.has(receiver.state)) continue;
+          receiver.unlogged = true;
+          if (receiver.state === 'running' && receiver.hostId) hosts.send(receiver.hostId, { type: 'checkpoint-due', tasks: [{ tid: receiver.tid, attempt: receiver.attempt }] });
+        }
+      }
+    }
   }
 
   /** The hosts that hold what tasks of `jobId` sent: those running one, and those keeping ended ones' logs. */
   #holders(jobId: string): Set<string> {
-    const holders = new Set(this.#logKeepers.get(jobId));
+    const holders = new Set(this.#logKeepers.get(jobId)?.keys());
     for (const task of this.#opts.book.job(jobId)?.resident ?? []) if (task.state === 'running' && task.hostId) holders.add(task.hostId);
     return holders;
   }
@@ -156,7 +182,9 @@ export class Recovery {
       const sender = this.#opts.book.task(from);
       if (sender?.state === 'running' && sender.hostId) add(sender.hostId, { tid: from, to, seq });
       // A sender that ended keeps its log on the host where it ended, one of these.
-      else if (!sender || TERMINAL.has(sender.state)) for (const hostId of this.#logKeepers.get(parseTid(from).jobId) ?? []) add(hostId, { tid: from, to, seq });
+      else if (!sender || TERMINAL.has(sender.state)) {
+        for (const [hostId, ended] of this.#logKeepers.get(parseTid(from).jobId) ?? []) if (ended.has(from)) add(hostId, { tid: from, to, seq });
+      }
     }
     for (const [hostId, items] of byHost) {
       for (let i = 0; i < items.length; i += LIMITS.itemsPerBatch) this.#opts.hosts.send(hostId, { type: 'covered', items: items.slice(i, i + LIMITS.itemsPerBatch) });

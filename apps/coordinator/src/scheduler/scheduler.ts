@@ -48,12 +48,16 @@ export class Scheduler {
       writes: this.writes,
       dispatch,
       lost: (ref, reason, by) => this.jobs.lost(ref, reason, by),
-      keeperGone: (host) => this.kept.keeperGone(host),
+      gone: (host) => {
+        if (host.kept.size) this.kept.keeperGone(host);
+        this.recovery.hostGone(host);
+      },
       // After the host's welcome, which follows its hello in the same turn: the page takes envelopes once welcomed.
       resumed: (host) =>
         queueMicrotask(() => {
           const link = host.link;
           if (link) for (const tid of host.assigned.keys()) this.relay.router.release(tid, (bytes) => link.sendBinary(bytes));
+          for (const tid of host.assigned.keys()) this.vm.noticesAgain(tid);
           this.recovery.reattached(host);
         }),
       ...(opts.disconnectGraceMs !== undefined ? { disconnectGraceMs: opts.disconnectGraceMs } : {}),
@@ -78,12 +82,15 @@ export class Scheduler {
         this.validators.release(job.stored.programHash);
         this.recovery.jobEnded(job.stored.id);
       },
-      restarted: (task) => this.recovery.restarted(task),
+      restarted: (task) => {
+        this.recovery.restarted(task);
+        this.vm.noticesAgain(task.tid);
+      },
       ...(opts.random ? { random: opts.random } : {}),
     });
     this.relay = new RelayPolicy({ book: this.jobs, hosts: this.hosts, log: opts.log });
     this.leasing = new Leasing({ book: this.jobs, hosts: this.hosts, writes: this.writes, router: this.relay.router, programUrl: opts.programUrl, kept: () => this.kept });
-    this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch, logKept: (hostId, jobId) => this.recovery.logKept(hostId, jobId) });
+    this.reports = new HostReports({ book: this.jobs, hosts: this.hosts, writes: this.writes, dispatch, logKept: (hostId, tid) => this.recovery.logKept(hostId, tid) });
     this.vm = new VmServices({ book: this.jobs, hosts: this.hosts, router: this.relay.router, writes: this.writes });
     this.migrations = new Migrations({ now, monotonic, book: this.jobs, hosts: this.hosts, dispatch, kept: () => this.kept });
     const takeImage = (tid: string, attempt: number, image: number) => this.migrations.takeImage(tid, attempt, image);

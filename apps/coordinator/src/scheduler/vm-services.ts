@@ -45,6 +45,15 @@ export class VmServices {
     this.#opts.writes.schedule(send);
   }
 
+  /**
+   * Sends `tid` again the exit notices it was sent: it may have lost them, restarted from its
+   * checkpoint after a crash or behind a connection that broke. It drops by seq what it has.
+   */
+  noticesAgain(tid: string): void {
+    const task = this.#opts.book.task(tid);
+    for (const notice of task?.job.vm.noticesFor(tid) ?? []) this.#opts.router.route(tid, encodeNotice(notice));
+  }
+
   /** A task ended for good: it leaves its groups, its watchers hear of it, and messages waiting for it go. */
   ended(task: TaskRun): void {
     this.#opts.router.forget(task.tid);

@@ -74,9 +74,9 @@ export class EndedLogs {
     return messages;
   }
 
-  /** The jobs whose ended tasks' logs are kept here. */
-  jobs(): string[] {
-    return [...new Set([...this.#logs.keys()].map((tid) => parseTid(tid).jobId))];
+  /** The ended tasks whose logs are kept here. */
+  tids(): string[] {
+    return [...this.#logs.keys()];
   }
 
   forget(jobs: ReadonlySet<string>): void {

@@ -311,9 +311,9 @@ export class HostRuntime {
     this.#pending.resendAll();
     this.#checkpoints.welcome();
     void this.#kept.welcome();
-    // The coordinator says which jobs of the ended tasks' logs kept here have ended since.
-    const jobs = this.#ended.jobs();
-    for (let i = 0; i < jobs.length; i += LIMITS.itemsPerBatch) this.#outbox.send({ type: 'logs-kept', jobs: jobs.slice(i, i + LIMITS.itemsPerBatch) });
+    // The coordinator learns where ended tasks' logs are (after its restart), and says which jobs ended since.
+    const ended = this.#ended.tids();
+    for (let i = 0; i < ended.length; i += LIMITS.itemsPerBatch) this.#outbox.send({ type: 'logs-kept', tids: ended.slice(i, i + LIMITS.itemsPerBatch) });
     this.#status.changed();
   }
 

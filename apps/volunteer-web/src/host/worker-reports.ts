@@ -24,9 +24,7 @@ export function parseWorkerReport(data: unknown): Checked<FromWorker> {
 export function checkSend(envelope: Uint8Array, task: TaskAssignment): Checked<SealedMessage> {
   const { tid } = task;
   const read = readSealed(envelope);
-  if (!read.ok || read.message.seq < 1) {
-    return { ok: false, error: { code: 'E_BAD_FRAME', message: `${tid} sent what is not a message: ${read.ok ? 'seq 0' : read.message}` } };
-  }
+  if (!read.ok) return { ok: false, error: { code: 'E_BAD_FRAME', message: `${tid} sent what is not a message: ${read.message}` } };
   const { from, to } = read.message;
   if (from !== tid || parseTid(to).jobId !== task.jobId) {
     return { ok: false, error: { code: 'E_FORBIDDEN', message: `${tid} may not send as ${from} to ${to}` } };
@@ -59,7 +57,7 @@ export function checkLaneSent(
   for (const bytes of envelopes) {
     const decoded = decodeEnvelope(bytes);
     const header = decoded.ok ? decoded.value.header : null;
-    if (header?.type !== 'msg' || header.from !== task.tid || header.seq < 1 || parseTid(header.to).jobId !== task.jobId) {
+    if (header?.type !== 'msg' || header.from !== task.tid || parseTid(header.to).jobId !== task.jobId) {
       return { sent, error: { code: 'E_FORBIDDEN', message: `${task.tid} wrote on a lane what is not a message of its own to a task of its job` } };
     }
     sent.push({ message: header, bytes });
@@ -85,5 +83,5 @@ function laneMessage(bytes: Uint8Array, to: string): SealedMessage | null {
   const read = readSealed(bytes);
   if (!read.ok) return null;
   const { message } = read;
-  return message.to === to && message.seq >= 1 && parseTid(message.from).jobId === parseTid(to).jobId ? message : null;
+  return message.to === to && parseTid(message.from).jobId === parseTid(to).jobId ? message : null;
 }

@@ -10,9 +10,10 @@ const EXIT_TAG = 99;
 
 const msg = (from: string, seq: number, extra: Partial<TaskMessage> = {}): SealedMessage =>
   sealMessage({ from, to: TID, tag: 1, seq, data: `${from}:${seq}`, ...extra });
-const exit = (from: string, after: number): SealedMessage => msg(from, 0, { tag: EXIT_TAG, after, data: { tid: from, ok: true } });
-const keyOf = (m: Pick<SealedMessage, 'from' | 'seq'>) => (m.seq === 0 ? `${m.from}:exit` : `${m.from}:${m.seq}`);
-const keys = (messages: readonly Pick<SealedMessage, 'from' | 'seq'>[]) => messages.map(keyOf);
+/** The exit notice of `from`, which sent `sent` messages before it ended: its next seq. */
+const exit = (from: string, sent: number): SealedMessage => msg(from, sent + 1, { tag: EXIT_TAG, data: { tid: from, ok: true } });
+const keyOf = (m: Pick<SealedMessage, 'from' | 'seq' | 'tag'>) => (m.tag === EXIT_TAG ? `${m.from}:exit` : `${m.from}:${m.seq}`);
+const keys = (messages: readonly Pick<SealedMessage, 'from' | 'seq' | 'tag'>[]) => messages.map(keyOf);
 
 /**
  * An inbox holding TID whose worker is a model of the task's mailbox: it numbers what it is
@@ -105,7 +106,7 @@ describe('Inboxes.cut', () => {
     // ready but not handed over yet: the task leaves in the same turn
     p.accept(msg('joba.1', 3), msg('joba.2', 1));
     // waiting for a gap, or for its sender's messages
-    p.accept(msg('joba.1', 5), msg('joba.2', 3), exit('joba.3', 2), exit('joba.2', 2));
+    p.accept(msg('joba.1', 5), msg('joba.2', 3), exit('joba.3', 2), exit('joba.2', 3));
     const image = p.inbox.cut(TID);
     expect(keys(image.mailbox)).toEqual(['joba.1:2', 'joba.1:3', 'joba.2:1']);
     expect(image.mailbox[1]).toEqual(msg('joba.1', 3));
@@ -276,7 +277,7 @@ describe('ReorderBuffer across a migration', () => {
     expect(buffer.deliveredFrom('joba.1')).toBe(3);
   });
 
-  it('lists what waits for a gap and the held system messages, and nothing it delivered', () => {
+  it('lists what waits for a gap, exit notices among it, and nothing it delivered', () => {
     const buffer = new ReorderBuffer();
     expect(buffer.waiting()).toEqual([]);
     buffer.accept(msg('joba.1', 3));

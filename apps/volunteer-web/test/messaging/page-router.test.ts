@@ -305,16 +305,6 @@ describe('PageRouter and frames in another task’s name', () => {
     expect(t.relayedSeqs()).toEqual(['joba.1>joba.2:1', 'joba.1>joba.2:2']);
   });
 
-  it('drops an exit notification that comes over a channel: only the coordinator sends those', async () => {
-    const t = setup({ held: ['joba.2'] });
-    const link = new FakeLink('peer-a');
-    t.router.onRoutes([{ tid: 'joba.1', peerId: 'peer-a' }]);
-    t.router.receive(sealMessage({ from: 'joba.1', to: 'joba.2', tag: 9, seq: 0, after: 0, data: { tid: 'joba.1', ok: false } }).envelope, link);
-    await settle();
-    expect(t.delivered).toEqual([]);
-    expect(t.router.counters.forged).toBe(1);
-  });
-
   it('refuses what waited 10 s with no answer, asking again every second, and drops silently what came from a channel that broke', async () => {
     vi.useFakeTimers();
     const t = setup({ held: ['joba.2'], now: () => Date.now() });

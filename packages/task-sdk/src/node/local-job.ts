@@ -45,14 +45,16 @@ const CHECKPOINT_INTERVAL_MS = 1000;
  * in one process. The PVM services are the coordinator's own (JobVm); this class only carries
  * out their effects with threads. Root tasks share a pool of threads; each spawned task starts
  * at once in a thread of its own (tasks of a ring wait for each other: none may wait for a
- * slot). Messages are routed in the order they are sent, so per-pair order and exit
- * notifications coming after a task's last message hold by construction.
+ * slot). Messages are routed in the order they are sent, so per-pair order holds by
+ * construction; an exit notice is numbered after its task's last message to the notifier.
  */
 export class LocalJob {
   readonly #config: LocalJobConfig;
   readonly #vm: JobVm;
   readonly #tasks = new Map<string, LocalTask>();
   readonly #threads = new Set<TaskThread>();
+  /** Per running task, the last seq it sent each receiver: its exit notices come next. */
+  readonly #lastSent = new Map<string, Map<string, number>>();
   #closed = false;
 
   constructor(config: LocalJobConfig) {
@@ -145,8 +147,8 @@ export class LocalJob {
     task.state = 'ended';
     const thread = task.thread!;
     thread.task = null;
-    // Messages here are routed as they are sent: every one a task sent has arrived before its notice.
-    this.#apply(this.#vm.ended(tid, outcome.ok, new Map()));
+    this.#apply(this.#vm.ended(tid, outcome.ok, this.#lastSent.get(tid) ?? new Map()));
+    this.#lastSent.delete(tid);
     if (parent !== null) {
       if (!outcome.ok) this.#config.onLog(tid, `task failed: ${outcome.error.message} (${outcome.error.code})`);
       this.#threads.delete(thread);
@@ -192,7 +194,9 @@ export class LocalJob {
         this.#config.onLog(tid, `the worker sent what is not a message of its own: ${read.ok ? `from ${read.message.from}, seq ${read.message.seq}` : read.message}`);
         return;
       }
-      const { to } = read.message;
+      const { to, seq } = read.message;
+      const sent = this.#lastSent.get(tid) ?? new Map<string, number>();
+      this.#lastSent.set(tid, sent.set(to, seq));
       const standing = this.#vm.standing(to);
       if (standing === 'live') this.#deliver(this.#tasks.get(to)!, envelope);
       else if (standing !== 'ended') this.#config.onLog(tid, `a message to ${to} was dropped: there is no such task in this job`);

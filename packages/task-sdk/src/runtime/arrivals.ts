@@ -46,20 +46,17 @@ export class Arrivals {
   }
 
   /**
-   * A `deliver` from the host: a sender's messages come in seq order, exit notifications (seq 0)
-   * after them. The host checked each envelope all through; one that is not a message to this
-   * task is dropped.
+   * A `deliver` from the host: a sender's messages come in seq order. The host checked each
+   * envelope all through; one that is not a message to this task is dropped.
    */
   fromHost(envelopes: readonly Uint8Array[]): void {
     for (const envelope of envelopes) {
       const message = unsealMessage(envelope);
       if (message?.to !== this.#tid) continue;
-      if (message.seq !== 0) {
-        if (message.seq <= (this.#delivered.get(message.from) ?? 0)) continue;
-        this.#delivered.set(message.from, message.seq);
-      }
+      if (message.seq <= (this.#delivered.get(message.from) ?? 0)) continue;
+      this.#delivered.set(message.from, message.seq);
       this.#hand(message);
-      if (message.seq !== 0) this.#release(message.from);
+      this.#release(message.from);
     }
   }
 

@@ -17,13 +17,16 @@ export interface VmTask {
 
 export type VmAnswer = { ok: true; value: unknown } | { ok: false; error: ErrorBody };
 
-/** pvm_notify's message: `from` ended, `ok` or not; it comes after the `after`th message `from` sent `to`. */
+/**
+ * pvm_notify's message: `from` ended, `ok` or not. It is `from`'s next message to `to` (`seq`):
+ * it comes after the others, and a copy of it sent again is dropped like any message's.
+ */
 export interface ExitNotice {
   from: string;
   to: string;
   tag: number;
   ok: boolean;
-  after: number;
+  seq: number;
 }
 
 /** What a request or the end of a task sets going besides the caller's own answer, in this order. */
@@ -45,6 +48,8 @@ export interface VmState {
   watchers: [tid: string, { notifier: string; tag: number }[]][];
   lastSent: [tid: string, [to: string, seq: number][]][];
   groups: GroupsSnapshot<{ tid: string; requestId: number }>;
+  /** Absent in a state stored before notices were kept. */
+  notices?: [notifier: string, ExitNotice[]][];
 }
 
 /** Where a tid stands for a task of this job that addresses it. */
@@ -91,6 +96,11 @@ export class JobVm {
   readonly #watchers = new Map<string, { notifier: string; tag: number }[]>();
   /** Ended tid → the last seq it sent each receiver, for notices asked for after its end. */
   readonly #lastSent = new Map<string, ReadonlyMap<string, number>>();
+  /**
+   * Notifier → the exit notices sent it, kept until it ends: it may need them again (restarted
+   * from a checkpoint older than them, or its host's connection broke with them on their way).
+   */
+  readonly #notices = new Map<string, ExitNotice[]>();
   readonly #groups = new TaskGroups<{ tid: string; requestId: number }>();
 
   /**
@@ -137,7 +147,7 @@ export class JobVm {
 
   /** Whether it knows anything beyond its tasks' states (a bag job's never does): only then is `state` worth storing. */
   get holdsState(): boolean {
-    return this.#answers.size > 0 || this.#inBarrier.size > 0 || this.#watchers.size > 0 || this.#lastSent.size > 0 || !this.#groups.empty;
+    return this.#answers.size > 0 || this.#inBarrier.size > 0 || this.#watchers.size > 0 || this.#lastSent.size > 0 || this.#notices.size > 0 || !this.#groups.empty;
   }
 
   /** What a restart needs beyond `restore`'s counts (VmState). */
@@ -148,6 +158,7 @@ export class JobVm {
       watchers: [...this.#watchers],
       lastSent: [...this.#lastSent].map(([tid, sent]) => [tid, [...sent]]),
       groups: this.#groups.snapshot(),
+      notices: [...this.#notices],
     };
   }
 
@@ -158,6 +169,17 @@ export class JobVm {
     for (const [tid, watchers] of state.watchers) this.#watchers.set(tid, watchers);
     for (const [tid, sent] of state.lastSent) this.#lastSent.set(tid, new Map(sent));
     this.#groups.restore(state.groups);
+    for (const [notifier, notices] of state.notices ?? []) this.#notices.set(notifier, notices);
+  }
+
+  /** The last seq ended task `tid` sent each receiver. */
+  sentBy(tid: string): ReadonlyMap<string, number> {
+    return this.#lastSent.get(tid) ?? new Map();
+  }
+
+  /** The exit notices sent `notifier` so far, in the order they were sent. */
+  noticesFor(notifier: string): readonly ExitNotice[] {
+    return this.#notices.get(notifier) ?? [];
   }
 
   standing(tid: string): VmStanding {
@@ -190,6 +212,7 @@ export class JobVm {
     if (lastSent.size) this.#lastSent.set(tid, lastSent);
     this.#answers.delete(tid);
     this.#inBarrier.delete(tid);
+    this.#notices.delete(tid);
     this.#groups.leaveAll(tid);
     const watchers = this.#watchers.get(tid);
     if (!watchers) return [];
@@ -266,15 +289,23 @@ export class JobVm {
     this.#answers.set(tid, answers);
   }
 
-  /** The notice that `ended` (ended now, earlier, or never here) sends `notifier`. */
+  /**
+   * The notice that `ended` (ended now, earlier, or never here) sends `notifier`: the seq after
+   * its last message to it and after its notices to it before, kept while `notifier` runs.
+   */
   #notice(ended: string, notifier: string, tag: number): VmEffect {
     const index = this.#indexOf(ended);
     const ok = index !== -1 && this.#states[index] === ENDED_OK;
-    return { kind: 'notice', notice: { from: ended, to: notifier, tag, ok, after: this.#lastSent.get(ended)?.get(notifier) ?? 0 } };
+    const sent = this.#notices.get(notifier) ?? [];
+    let last = this.#lastSent.get(ended)?.get(notifier) ?? 0;
+    for (const earlier of sent) if (earlier.from === ended) last = Math.max(last, earlier.seq);
+    const notice = { from: ended, to: notifier, tag, ok, seq: last + 1 };
+    if (this.standing(notifier) === 'live') this.#notices.set(notifier, [...sent, notice]);
+    return { kind: 'notice', notice };
   }
 }
 
-/** An exit notice as the message its notifier receives: seq 0, like every message the machine itself sends. */
-export function encodeNotice({ from, to, tag, ok, after }: ExitNotice): Uint8Array {
-  return encodeMessage({ from, to, tag, seq: 0, after, data: { tid: from, ok } });
+/** An exit notice as the message its notifier receives: `{tid, ok}` from the task that ended. */
+export function encodeNotice({ from, to, tag, ok, seq }: ExitNotice): Uint8Array {
+  return encodeMessage({ from, to, tag, seq, data: { tid: from, ok } });
 }

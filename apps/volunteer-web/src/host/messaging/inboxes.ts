@@ -140,7 +140,7 @@ export class Inboxes {
     const fromLanes: DeliveredMessage[] = [];
     for (const { n, from, seq, message: laneMessage } of entries) {
       let message = laneMessage;
-      let olderMayAwait = seq > 0;
+      let olderMayAwait = true;
       if (message) {
         fromLanes.push(message);
         if (seq > (box.posted.get(from) ?? 0)) box.posted.set(from, seq);
@@ -149,11 +149,11 @@ export class Inboxes {
         const at = box.awaiting.findIndex((m) => m.from === from && m.seq === seq);
         if (at < 0) continue;
         // Awaiting holds a sender's messages in seq order: when this is its first, none older waits (the usual case, kept linear).
-        olderMayAwait &&= box.awaiting.findIndex((m) => m.from === from && m.seq !== 0) < at;
+        olderMayAwait &&= box.awaiting.findIndex((m) => m.from === from) < at;
         message = box.awaiting.splice(at, 1)[0]!;
       }
       // The worker delivers a sender's messages in seq order: one of them still awaiting a report here it had already.
-      if (olderMayAwait) box.awaiting = box.awaiting.filter((m) => m.from !== from || m.seq === 0 || m.seq > seq);
+      if (olderMayAwait) box.awaiting = box.awaiting.filter((m) => m.from !== from || m.seq > seq);
       if (this.#keepLog) box.log.push({ n, message });
     }
     if (box.ready.length) this.#markDirty(tid);

@@ -229,11 +229,6 @@ export class PageRouter {
       this.#admit(header, buffers, bytes, null);
       return;
     }
-    // An exit notification is the coordinator's, and comes through the relay only.
-    if (header.type === 'msg' && header.seq === 0) {
-      this.counters.forged += 1;
-      return;
-    }
     const author = header.type === 'ack' ? header.by : header.from;
     if (this.#routes.runsAt(author, link.remotePeerId)) {
       this.#admit(header, buffers, bytes, link);
@@ -273,8 +268,6 @@ export class PageRouter {
       return;
     }
     inbox.accept(sealed.message);
-    // An exit notification (seq 0) is the coordinator's, not a task's send: counting it would unbalance in and out.
-    if (header.seq === 0) return;
     // A relayed message is acknowledged too, through the relay: after a broken connection its
     // sender sends again only what was not (`unacknowledged`), not its whole log.
     this.#acks.later(link ?? this.relayLink, header.from, header.to, header.seq);

@@ -4,15 +4,12 @@ import type { SealedMessage } from '@webpvm/vm-protocol';
  * The messages one task receives, put back in send order per sender. Paths race each other (a
  * message on a fresh data channel can overtake an earlier one still in the relay) and a message
  * re-sent after a channel broke may arrive twice, so: deliver seq n+1 only after n, buffer gaps,
- * drop what was delivered already. A system message (seq 0, an exit notification) waits until
- * every message of its sender up to `after` was delivered.
+ * drop what was delivered already. An exit notice is its ended sender's next message.
  */
 export class ReorderBuffer {
   /** Per sender, the highest seq delivered with nothing missing below it. */
   #delivered: Map<string, number>;
   #gaps = new Map<string, Map<number, SealedMessage>>();
-  #system: SealedMessage[] = [];
-  #systemSeen = new Set<string>();
 
   /** A buffer that goes on where another left off: a migrated task's in-order seqs come with it. */
   constructor(delivered: ReadonlyMap<string, number> = new Map()) {
@@ -26,7 +23,7 @@ export class ReorderBuffer {
 
   /** What waits for an earlier message: a migrating task takes it along too. */
   waiting(): SealedMessage[] {
-    return [...[...this.#gaps.values()].flatMap((gap) => [...gap.values()]), ...this.#system];
+    return [...this.#gaps.values()].flatMap((gap) => [...gap.values()]);
   }
 
   deliveredFrom(from: string): number {
@@ -35,13 +32,11 @@ export class ReorderBuffer {
 
   /** Whether `message` waits here for an earlier message of its sender. */
   isWaiting(message: SealedMessage): boolean {
-    if (message.seq !== 0) return this.#gaps.get(message.from)?.get(message.seq) === message;
-    return this.#system.includes(message);
+    return this.#gaps.get(message.from)?.get(message.seq) === message;
   }
 
   /** The messages that can be delivered now, in order; empty when `message` waits or repeats. */
   accept(message: SealedMessage): SealedMessage[] {
-    if (message.seq === 0) return this.#acceptSystem(message);
     const { from, seq } = message;
     const done = this.deliveredFrom(from);
     if (seq <= done) return [];
@@ -52,8 +47,7 @@ export class ReorderBuffer {
     }
     if (waiting.has(seq)) return [];
     waiting.set(seq, message);
-    const ready = this.#releaseNext(from);
-    return ready.length === 0 ? ready : [...ready, ...this.#releaseSystem(from)];
+    return this.#releaseNext(from);
   }
 
   /**
@@ -65,7 +59,7 @@ export class ReorderBuffer {
     this.#delivered.set(from, seq);
     const waiting = this.#gaps.get(from);
     for (const s of waiting?.keys() ?? []) if (s <= seq) waiting!.delete(s);
-    return [...this.#releaseNext(from), ...this.#releaseSystem(from)];
+    return this.#releaseNext(from);
   }
 
   /** What waits for `from` right after its delivered seq, without a gap: now delivered. */
@@ -79,22 +73,6 @@ export class ReorderBuffer {
     }
     if (waiting?.size === 0) this.#gaps.delete(from);
     if (ready.length > 0) this.#delivered.set(from, done);
-    return ready;
-  }
-
-  #acceptSystem(message: SealedMessage): SealedMessage[] {
-    const key = JSON.stringify([message.from, message.tag, message.after ?? 0]);
-    if (this.#systemSeen.has(key)) return [];
-    this.#systemSeen.add(key);
-    if ((message.after ?? 0) <= this.deliveredFrom(message.from)) return [message];
-    this.#system.push(message);
-    return [];
-  }
-
-  #releaseSystem(from: string): SealedMessage[] {
-    const done = this.deliveredFrom(from);
-    const ready = this.#system.filter((m) => m.from === from && (m.after ?? 0) <= done);
-    if (ready.length) this.#system = this.#system.filter((m) => !ready.includes(m));
     return ready;
   }
 }
