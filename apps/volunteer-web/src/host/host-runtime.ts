@@ -407,6 +407,8 @@ export class HostRuntime {
     const sent = this.#messaging.router.sentBy(raw.tid);
     const outcome = wireOutcome(raw, sent.length ? { sent } : {});
     this.#status.outcome(outcome.ok);
+    // Its ended log (which came just before) goes on from what receivers' hosts acknowledged so far.
+    for (const { to, seq } of this.#messaging.router.acknowledged(outcome.tid)) this.#ended.acked(outcome.tid, to, seq);
     this.#messaging.router.taskEnded(outcome.tid, outcome.ok);
     this.#forgetLive(outcome.tid);
     this.#pending.add(outcome);
