@@ -55,6 +55,7 @@ wss.on('connection', (socket) => {
           checkpointIntervalMs: 1000,
           peerId: 'h-peer',
           peerToken: 't',
+          boot: 'b',
           iceServers: [],
           iceTransportPolicy: 'all',
         }),

@@ -137,6 +137,8 @@ export class HostGateway {
   private readonly sweeper: NodeJS.Timeout;
   /** Workers' sockets at RELAY_LANE_PATH, which hosts ask for over this gateway. */
   readonly lanes: RelayLanes;
+  /** Told in every welcome: pages learn from a new one that this process restarted. */
+  private readonly boot = randomBytes(8).toString('hex');
 
   constructor(private readonly opts: GatewayOptions) {
     this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relay.relayLaneEnd(hostId, from, to), log: opts.log, metrics: opts.metrics });
@@ -310,6 +312,7 @@ export class HostGateway {
         checkpointIntervalMs: this.opts.checkpointIntervalMs,
         peerId: conn.peerId,
         peerToken: conn.peerToken,
+        boot: this.boot,
         iceServers: this.opts.iceServers,
         iceTransportPolicy: this.opts.iceTransportPolicy,
       });

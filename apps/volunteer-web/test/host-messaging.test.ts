@@ -124,6 +124,11 @@ describe('HostRuntime messaging', () => {
     // joba.7 restarted from its checkpoint after a crash: everything
     host.socket().receive({ type: 'restarted', tids: ['joba.7'] });
     expect(host.workers[0]!.received.filter((m) => m.type === 'resend').at(-1)).toEqual({ type: 'resend', tid: 'joba.0', to: 'joba.7', acked: [] });
+    // the coordinator restarted (another process welcomes it): it lost what it held, and restarts tasks from older points: everything
+    host.socket().close();
+    await vi.advanceTimersByTimeAsync(250);
+    await host.connect('b2');
+    expect(host.workers[0]!.received.filter((m) => m.type === 'resend').at(-1)).toEqual({ type: 'resend', tid: 'joba.0', acked: [] });
   });
 
   it('keeps what an ended task\'s log held: sent again after a reconnect, when a receiver\'s host reconnects or restarts it, until covered or its job ends', async () => {

@@ -238,6 +238,11 @@ export const WelcomeMsg = z.object({
   peerId: z.string().max(LIMITS.idChars),
   /** The PeerServer takes `peerId` only with this token: a page that learns the id cannot take it up. */
   peerToken: z.string().max(LIMITS.idChars),
+  /**
+   * Drawn as the coordinator process starts: a page that sees it change knows the coordinator
+   * restarted, and lost the messages it held and where tasks restarted from.
+   */
+  boot: z.string().max(LIMITS.idChars),
   ...IceConfig.shape,
 });
 

@@ -71,8 +71,8 @@ export class HostRuntime {
   /** What the sender logs of tasks that ended here still held (ended-logs.ts). */
   #ended = new EndedLogs();
   #requests = new PendingRequests();
-  /** A welcome came before: the next one follows a broken connection. */
-  #welcomed = false;
+  /** The coordinator process of the last welcome (`boot`); null before the first. */
+  #boot: string | null = null;
   #messaging: PageMessaging;
   #checkpoints: CheckpointKeeper;
   #outgoing: OutgoingImages;
@@ -304,10 +304,11 @@ export class HostRuntime {
     this.#outbox.dropRequests();
     this.#outbox.flush();
     for (const request of this.#requests.all()) this.#outbox.send(request);
-    // Relayed messages the broken socket took may never have reached the coordinator, and one that
-    // restarted lost those it held: what their receivers' hosts did not acknowledge goes again.
-    if (this.#welcomed) this.#sendAgain(null, 'unacknowledged');
-    this.#welcomed = true;
+    // Relayed messages the broken socket took may never have reached the coordinator: what their
+    // receivers' hosts did not acknowledge goes again. A restarted coordinator lost more: the
+    // messages it held, and images in flight — tasks it starts again from older restart points.
+    if (this.#boot !== null) this.#sendAgain(null, this.#boot === welcome.boot ? 'unacknowledged' : 'all');
+    this.#boot = welcome.boot;
     this.#pending.resendAll();
     this.#checkpoints.welcome();
     void this.#kept.welcome();
@@ -389,7 +390,8 @@ export class HostRuntime {
   /**
    * The tasks here, and the logs of those that ended here, send again what they sent `receivers`
    * (null: every receiver) — `all` their logs hold for receivers restarted from their checkpoints
-   * after a crash, or what the receivers' hosts did not acknowledge when a connection broke.
+   * (after a crash, or by a restarted coordinator), or what the receivers' hosts did not
+   * acknowledge when a connection broke.
    * Receivers drop by seq what they have.
    */
   #sendAgain(receivers: ReadonlySet<string> | null, what: 'all' | 'unacknowledged'): void {

@@ -17,6 +17,7 @@ export const welcome = {
   checkpointIntervalMs: 100,
   peerId: 'h1-peer',
   peerToken: 't1',
+  boot: 'b1',
   iceServers: [],
   iceTransportPolicy: 'all',
 };
@@ -50,9 +51,10 @@ export async function startHost({ store = memoryStore(), p2p = true, createPeer 
   started.push(runtime);
   await runtime.start();
   const socket = () => sockets.at(-1)!;
-  const connect = async () => {
+  /** Opens the current socket and welcomes the host; `boot` tells another coordinator process. */
+  const connect = async (boot = welcome.boot) => {
     socket().open();
-    socket().receive(welcome);
+    socket().receive({ ...welcome, boot });
     await settle();
   };
   return { runtime, store, sockets, socket, workers, links: frames.links, connect };
