@@ -45,7 +45,7 @@ for (const path of ['data channels', 'relay lanes'] as const) {
 
 test('a token ring through the relay keeps its one token when one tab’s connection to the coordinator drops every 2 s and the others’ do not', async ({ browser, api, coordinator }) => {
   const tasks = 6;
-  // about 20 s through relay lanes on this machine, cuts and all: several cuts
+  // 25–30 s through relay lanes on this machine, cuts and all: a dozen cuts
   const rounds = 1500;
   const proxy = await CuttingProxy.start(coordinator.port);
   try {
