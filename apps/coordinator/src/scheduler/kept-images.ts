@@ -11,6 +11,8 @@ export interface KeptImagesOptions {
   takeImage: (tid: string, attempt: number, image: number) => Uint8Array | null;
   /** `task` has a new restart point, which has what `delivered` says (recovery.ts `restartPointKept`). */
   restartPointKept: (task: TaskRun, delivered: ReadonlyMap<string, number>) => void;
+  /** `task`'s restart point went with its keeper (recovery.ts `restartPointLost`). */
+  restartPointLost: (task: TaskRun) => void;
 }
 
 /** An image on its way to a keeper, not yet stored there. */
@@ -118,7 +120,7 @@ export class KeptImages {
    * from its image fails now.
    */
   keeperGone(keeper: HostRun): void {
-    const { book, hosts } = this.#opts;
+    const { book } = this.#opts;
     for (const [tid, sending] of this.#sending) if (sending.hostId === keeper.hostId) this.#sending.delete(tid);
     for (const tid of [...keeper.kept.keys()]) {
       const task = book.task(tid);
@@ -130,8 +132,7 @@ export class KeptImages {
         this.#unrecoverable(task, `its host was lost, and then the volunteer that kept its ${bytes}-byte checkpoint`);
         continue;
       }
-      task.unlogged = true;
-      if (task.state === 'running') hosts.send(task.hostId, { type: 'checkpoint-due', tasks: [{ tid, attempt: task.attempt }] });
+      this.#opts.restartPointLost(task);
     }
     keeper.kept.clear();
   }

@@ -72,12 +72,26 @@ export class Recovery {
    * `dropped`, the log let go of messages the receiver's restart point needs.
    */
   logFull(hostId: string, m: HostMessageOf<'log-full'>): void {
-    const { book, hosts } = this.#opts;
+    const { book } = this.#opts;
     if (!book.runningOn(hostId, m.tid, m.attempt)) return;
     const receiver = book.task(m.to);
     if (!receiver || receiver.job !== book.task(m.tid)?.job) return;
-    if (m.dropped) receiver.unlogged = true;
-    if (receiver.state === 'running' && receiver.hostId) hosts.send(receiver.hostId, { type: 'checkpoint-due', tasks: [{ tid: receiver.tid, attempt: receiver.attempt }] });
+    if (m.dropped) this.restartPointLost(receiver);
+    else this.#checkpointNow(receiver);
+  }
+
+  /**
+   * `task`'s restart point no longer has all it was sent since (its keeper, or a log of what it
+   * received, went): it cannot be restarted exactly (`unlogged`) until its next checkpoint is
+   * kept, which it is asked for now.
+   */
+  restartPointLost(task: TaskRun): void {
+    task.unlogged = true;
+    this.#checkpointNow(task);
+  }
+
+  #checkpointNow(task: TaskRun): void {
+    if (task.state === 'running' && task.hostId) this.#opts.hosts.send(task.hostId, { type: 'checkpoint-due', tasks: [{ tid: task.tid, attempt: task.attempt }] });
   }
 
   /** `task` was lost with its host and starts again from its restart point: its job's tasks send it again what their logs hold. */
@@ -145,7 +159,7 @@ export class Recovery {
    * rather than wait for messages nobody has.
    */
   hostGone(host: HostRun): void {
-    const { book, hosts } = this.#opts;
+    const { book } = this.#opts;
     for (const [jobId, keepers] of this.#logKeepers) {
       const ended = keepers.get(host.hostId);
       if (!ended) continue;
@@ -154,9 +168,7 @@ export class Recovery {
       for (const tid of ended) {
         for (const to of vm?.sentBy(tid).keys() ?? []) {
           const receiver = book.task(to);
-          if (!receiver || TERMINAL.has(receiver.state)) continue;
-          receiver.unlogged = true;
-          if (receiver.state === 'running' && receiver.hostId) hosts.send(receiver.hostId, { type: 'checkpoint-due', tasks: [{ tid: receiver.tid, attempt: receiver.attempt }] });
+          if (receiver && !TERMINAL.has(receiver.state)) this.restartPointLost(receiver);
         }
       }
     }

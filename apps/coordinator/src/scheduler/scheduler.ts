@@ -100,6 +100,7 @@ export class Scheduler {
       hosts: this.hosts,
       takeImage,
       restartPointKept: (task, delivered) => this.recovery.restartPointKept(task, delivered),
+      restartPointLost: (task) => this.recovery.restartPointLost(task),
     });
     this.views = new ReadViews({ book: this.jobs, hosts: this.hosts, store: opts.store, writes: this.writes });
   }
