@@ -115,8 +115,14 @@ test('with adaptive replication, trusted volunteers need fewer than 1.3 runs a t
   console.log(`adaptive, every volunteer trusted: ${runsPerTask.toFixed(3)} runs a task`);
   expect(runsPerTask).toBeLessThan(1.3);
 
+  // It is caught only by results it gives while lying. A tab that lost its connection for a moment
+  // under load can see a 300-task job end without it: then another job, a few times at most.
+  const ranByTurncoat = () => turncoat.evaluate(() => (globalThis as unknown as { __webpvmHost: { snapshot(): { done: number } } }).__webpvmHost.snapshot().done);
   await turncoat.evaluate(() => ((globalThis as { lie?: boolean }).lie = true));
-  await run('caught', 300);
+  const honestRuns = await ranByTurncoat();
+  for (let round = 1; round <= 3 && (await ranByTurncoat()) === honestRuns; round++) await run(`caught ${round}`, 300);
+  console.log(`tasks the turncoat ran while lying: ${(await ranByTurncoat()) - honestRuns}`);
+  expect(await ranByTurncoat()).toBeGreaterThan(honestRuns);
   const after = await volunteers();
   const caught = after.find((h) => h.volunteerId === turncoatVolunteer)!;
   expect(caught.trusted).toBe(false);
