@@ -9,7 +9,7 @@ export interface MigrationSnapshot {
   pauseReason: string | null;
   running: { tid: string; attempt: number; progress: number }[];
   workersAlive: number;
-  migrations: { out: number; in: number };
+  migrations: { out: number; in: number; refilled: number };
   lastReclaim: { reason: string; clearedMs: number | null } | null;
   /** Outcomes kept in IndexedDB until the coordinator acknowledges them. */
   pendingResults: number;

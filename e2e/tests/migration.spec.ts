@@ -173,7 +173,7 @@ test('a task that ignores freeze is terminated and resumes from its last checkpo
   expect(migrations[0]!.obtrusivenessMs).toBeGreaterThanOrEqual(20);
 });
 
-test('closing a tab evacuates its tasks with nothing lost', async ({ visible, api }) => {
+test('closing a tab evacuates its tasks with nothing lost, their senders sending again what they had read on lanes', async ({ visible, api }) => {
   const hosts = await openVisibleHosts(visible, api.baseUrl, 3, 'slots=1&policy=always');
   const id = await api.submit({ name: 'ring', program: readProgram('examples/token-ring.ts'), main: { tasks: 9, rounds: 600 } });
   await expect.poll(async () => (await api.job(id)).tasks.running, { timeout: 30_000 }).toBe(9);
@@ -186,4 +186,8 @@ test('closing a tab evacuates its tasks with nothing lost', async ({ visible, ap
   const job = await api.waitForState(id, 'done');
   expect(await api.results(id)).toEqual([expect.objectContaining({ tasks: 9, rounds: 600, token: 5400 })]);
   expect(job.migrations).toBeGreaterThanOrEqual(running);
+  // Ended without a safe point, its tasks left with their last checkpoints, naming the tokens they
+  // had read on lanes since; the tabs they went to had their senders send those again.
+  const arrived = await Promise.all(hosts.filter((h) => h !== leaving).map(async (h) => (await h.snapshot()).migrations));
+  expect(arrived.reduce((n, m) => n + m.refilled, 0)).toBeGreaterThan(0);
 });

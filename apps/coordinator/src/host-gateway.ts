@@ -350,6 +350,7 @@ export class HostGateway {
     },
     resumed: (conn, m) => this.opts.scheduler.migrations.resumed(conn.hostId!, m.tid, m.attempt),
     'image-missing': (conn, m) => this.opts.scheduler.migrations.imageMissing(conn.hostId!, m.tid, m.attempt),
+    refill: (conn, m) => this.opts.scheduler.recovery.refill(conn.hostId!, m),
     'lane-open': (conn, m) => this.lanes.request(conn.hostId!, conn, m.from, m.to, [conn.budget, this.jobBudget(parseTid(m.from).jobId)]),
     'lane-declined': (conn, m) => this.lanes.declined(conn, m.token),
     withdrawn: (conn, m) => this.opts.scheduler.reports.withdrawn(conn.hostId!, m.tasks),

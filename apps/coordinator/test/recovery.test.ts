@@ -146,6 +146,32 @@ describe('crash recovery', () => {
     expect(stranger.of('forget-logs')).toEqual([]);
   });
 
+  it('has the hosts of the senders an image names, running or keeping their ended logs, send those messages again', async () => {
+    const { scheduler, hosts, hostOf } = await threeTasks();
+    const enderHost = hostOf('job1.2');
+    expect(scheduler.reports.outcomes(enderHost, [{ tid: 'job1.2', attempt: 1, ok: true, value: null, sent: [{ to: 'job1.1', seq: 6 }] }])).toEqual([]);
+    await settle();
+    const all = () => [...hosts.ha.of('send-again'), ...hosts.hb.of('send-again')];
+    const from = [
+      { tid: 'job1.0', after: 2 },
+      { tid: 'job1.2', after: 4 },
+      { tid: 'jobx.1', after: 1 },
+    ];
+    // only the host that runs the task may ask for it
+    const other = hostOf('job1.1') === 'ha' ? 'hb' : 'ha';
+    scheduler.recovery.refill(other, { type: 'refill', tid: 'job1.1', attempt: 1, from });
+    expect(all()).toEqual([]);
+    scheduler.recovery.refill(hostOf('job1.1'), { type: 'refill', tid: 'job1.1', attempt: 1, from });
+    const toHost = (hostId: string) => hosts[hostId as 'ha' | 'hb'].of('send-again').flatMap((m) => m.from.map((f) => `${m.to}<${f.tid}>${f.after}`));
+    const expected = new Map<string, string[]>([
+      ['ha', []],
+      ['hb', []],
+    ]);
+    expected.get(hostOf('job1.0'))!.push('job1.1<job1.0>2');
+    expected.get(enderHost)!.push('job1.1<job1.2>4');
+    for (const [hostId, wanted] of expected) expect(toHost(hostId).sort()).toEqual(wanted.sort());
+  });
+
   it('asks the receivers of the ended tasks whose logs a host took with it for a checkpoint, unrestartable until one is kept', async () => {
     const { scheduler, hosts, hostOf } = await threeTasks();
     const enderHost = hostOf('job1.2');

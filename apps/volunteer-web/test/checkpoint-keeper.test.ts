@@ -15,6 +15,7 @@ const taken = (extra: Partial<WorkerCheckpoint> = {}): WorkerCheckpoint => ({
   stateBuffers: [],
   received: 4,
   unread: [2],
+  unreadLane: [],
   delivered: [],
   log: [],
   ...extra,

@@ -7,6 +7,7 @@ import { fakePeers } from './support/fake-peers.ts';
 import { laneControlBytes, readLaneControl } from './support/lane-control.ts';
 import { startHost, stopHosts } from './support/start-host.ts';
 import { settle } from './support/timing.ts';
+import { startsOf } from './support/fake-workers.ts';
 
 const laneFrame = (control: unknown) => toFrames(FrameKind.lane, laneControlBytes(control), 0)[0]!;
 const send = (from: string, to: string, seq: number, data: unknown = seq) => ({ type: 'send', tid: from, envelope: encodeMessage({ from, to, tag: 1, seq, data }) });
@@ -177,6 +178,22 @@ describe('HostRuntime messaging', () => {
     expect(host.socket().binary).toEqual([]);
   });
 
+  it('sends a task moved with named messages what its running and ended tasks sent it after the seqs asked (send-again)', async () => {
+    const host = await startHost({ p2p: false });
+    await host.connect();
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 1), assignment('joba', 2)] });
+    await settle();
+    host.workers[0]!.emit({ type: 'ended-log', tid: 'joba.1', envelopes: [1, 2, 3].map((seq) => encodeMessage({ from: 'joba.1', to: 'joba.0', tag: 1, seq, data: seq })) });
+    host.workers[0]!.emit({ type: 'done', tid: 'joba.1', ok: true, value: null });
+    await vi.advanceTimersByTimeAsync(200);
+    const before = host.socket().binary.length;
+    host.socket().receive({ type: 'send-again', to: 'joba.0', from: [{ tid: 'joba.1', after: 1 }, { tid: 'joba.2', after: 5 }] });
+    await vi.advanceTimersByTimeAsync(200);
+    expect(host.socket().binary.slice(before).map(describeEnvelope)).toEqual(['joba.1>joba.0:2', 'joba.1>joba.0:3']);
+    const worker = host.workers.find((w) => w.received.some((m) => m.type === 'starts' && startsOf(m).some((t) => t.task.tid === 'joba.2')))!;
+    expect(worker.received.filter((m) => m.type === 'resend')).toEqual([{ type: 'resend', tid: 'joba.2', to: 'joba.0', acked: [{ to: 'joba.0', seq: 5 }] }]);
+  });
+
   it('uses a data channel once it knows where the receiver runs, and relays what the channel lost when it breaks', async () => {
     const { createPeer, peers } = fakePeers();
     const host = await startHost({ createPeer });
@@ -294,7 +311,7 @@ describe('HostRuntime messaging', () => {
     expect(host.socket().sentOfType('lane-declined')).toEqual([{ type: 'lane-declined', token: 'b'.repeat(32) }]);
 
     // what the lane brought is acknowledged through the relay once reported
-    host.workers[1]!.emit({ type: 'delivered', tid: 'joba.1', entries: [{ n: 1, from: 'joba.7', seq: 1, bytes: encodeMessage({ from: 'joba.7', to: 'joba.1', tag: 1, seq: 1, data: 0 }) }] });
+    host.workers[1]!.emit({ type: 'delivered', tid: 'joba.1', entries: [{ n: 1, from: 'joba.7', seq: 1, lane: true }] });
     await vi.advanceTimersByTimeAsync(20);
     expect(host.socket().binary.map(describeEnvelope).at(-1)).toBe('ack joba.7>joba.1:1');
     expect(host.runtime.snapshot().messages).toMatchObject({ relayIn: 1, channelIn: 0 });

@@ -1,4 +1,4 @@
-import { decodeImage, encodeImage, encodeMessage, encodeValue, imageParts, sealMessage, unsealMessage } from '@webpvm/vm-protocol';
+import { decodeImage, encodeImage, encodeMessage, encodeValue, imageParts, isSealed, sealMessage, unsealMessage } from '@webpvm/vm-protocol';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FREEZE_GRACE_MS } from '../src/host/host-runtime.ts';
 import { Reassembler } from '../src/host/messaging/channel-frames.ts';
@@ -58,6 +58,7 @@ describe('HostRuntime migration', () => {
       stateBuffers: state.buffers,
       received: 2,
       unread: [2],
+      unreadLane: [],
       delivered: [],
       log: [],
     });
@@ -78,7 +79,7 @@ describe('HostRuntime migration', () => {
     const { bytes, image } = sentImage(host.socket().binary, 'joba.0');
     expect(migrated!.imageBytes).toBe(bytes);
     expect(image.checkpoint).toMatchObject({ rng: [1, 2, 3, 4], sent: [{ to: 'joba.5', seq: 7 }], requests: 3 });
-    expect(image.mailbox.map((m) => unsealMessage(m.envelope)!.data)).toEqual(['two', 'three']);
+    expect(image.mailbox.map((m) => isSealed(m) && unsealMessage(m.envelope)!.data)).toEqual(['two', 'three']);
     expect(image.delivered).toEqual(new Map([['joba.5', 3]]));
     expect(host.runtime.snapshot()).toMatchObject({ running: [], workersAlive: 0, migrations: { out: 1, in: 0 }, lastReclaim: { reason: 'input' } });
 
@@ -115,7 +116,75 @@ describe('HostRuntime migration', () => {
     await settle();
     const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.envelopes.map((e) => unsealMessage(e)!.data) : []));
     expect(delivered).toEqual(['three', 'after a gap']);
-    expect(host.runtime.snapshot().migrations).toEqual({ out: 0, in: 1 });
+    expect(host.runtime.snapshot().migrations).toEqual({ out: 0, in: 1, refilled: 0 });
+  });
+
+  it('starts a task whose image names messages it read on lanes once their senders sent them again, in the image’s order', async () => {
+    const host = await startHost();
+    await host.connect();
+    const image = encodeImage({
+      tid: 'joba.0',
+      log: [],
+      checkpoint: { state: encodeValue({ step: 4 }), rng: [1, 2, 3, 4], sent: [], requests: 0 },
+      delivered: new Map([['joba.5', 3], ['joba.6', 1]]),
+      // read on lanes since its checkpoint: named only, their senders' logs keep them
+      mailbox: [{ from: 'joba.5', seq: 2 }, sealMessage(message('joba.6', 'joba.0', 1, 'whole')), { from: 'joba.5', seq: 3 }],
+      pending: [],
+    });
+    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    await settle();
+    expect(host.workers).toHaveLength(0);
+    expect(host.socket().sentOfType('refill')).toEqual([{ type: 'refill', tid: 'joba.0', attempt: 2, from: [{ tid: 'joba.5', after: 1 }] }]);
+    // the sender sends again what its log holds after 1, through the relay, and one new message
+    for (const [seq, data] of [[2, 'two'], [4, 'four']] as const) host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', seq, data)));
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(host.workers).toHaveLength(0);
+    expect(host.socket().sentOfType('refill')).toHaveLength(2);
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 3, 'three')));
+    await settle();
+    const start = startsOf(host.workers[0]!.received[0]!)[0]!;
+    expect(start.mailbox?.map((e) => unsealMessage(e)!.data)).toEqual(['two', 'whole', 'three']);
+    expect(host.socket().sentOfType('resumed')).toEqual([{ type: 'resumed', tid: 'joba.0', attempt: 2 }]);
+    await settle();
+    const delivered = host.workers[0]!.received.flatMap((m) => (m.type === 'deliver' ? m.envelopes.map((e) => unsealMessage(e)!.data) : []));
+    expect(delivered).toEqual(['four']);
+    expect(host.runtime.snapshot().migrations).toEqual({ out: 0, in: 1, refilled: 1 });
+  });
+
+  it('stops waiting for the messages its image names when the task is cancelled', async () => {
+    const host = await startHost();
+    await host.connect();
+    const image = encodeImage({ tid: 'joba.0', log: [], checkpoint: null, delivered: new Map([['joba.5', 1]]), mailbox: [{ from: 'joba.5', seq: 1 }], pending: [] });
+    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    await settle();
+    host.socket().receive({ type: 'cancel', tasks: [{ tid: 'joba.0', attempt: 2 }], reason: 'its job was cancelled' });
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 1, 'late')));
+    await vi.advanceTimersByTimeAsync(40_000);
+    expect(host.workers).toHaveLength(0);
+    expect(host.socket().sentOfType('refill')).toHaveLength(1);
+    expect(host.socket().sentOfType('results')).toEqual([]);
+  });
+
+  it('gives up on messages its image names that never come again: the task fails here as the host’s fault', async () => {
+    const host = await startHost();
+    await host.connect();
+    const image = encodeImage({ tid: 'joba.0', log: [], checkpoint: null, delivered: new Map([['joba.5', 1]]), mailbox: [{ from: 'joba.5', seq: 1 }], pending: [] });
+    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
+    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    await vi.advanceTimersByTimeAsync(29_000);
+    expect(host.socket().sentOfType('refill')).toHaveLength(10);
+    expect(host.socket().sentOfType('results')).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(host.workers).toHaveLength(0);
+    expect(host.socket().sentOfType('results').flatMap((m) => m.items)).toEqual([
+      expect.objectContaining({ tid: 'joba.0', attempt: 2, ok: false, error: expect.objectContaining({ code: 'E_HOST_FAULT' }) }),
+    ]);
+    // a message that comes after is no longer this page's to take
+    host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 1, 'late')));
+    await settle();
+    expect(host.workers).toHaveLength(0);
   });
 
   it('waits for an image still on its way, asks for it through the coordinator, then gives up rather than run from nothing', async () => {

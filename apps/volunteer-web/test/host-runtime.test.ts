@@ -7,7 +7,7 @@ import { settle } from './support/timing.ts';
 import { startsOf } from './support/fake-workers.ts';
 
 const checkpoint = { state: { i: 3 }, rng: [1, 2, 3, 4], sent: [], requests: 0 };
-const taken = (tid: string) => ({ type: 'checkpoint', tid, frozen: false, checkpoint, stateBuffers: [], received: 0, unread: [], delivered: [], log: [] });
+const taken = (tid: string) => ({ type: 'checkpoint', tid, frozen: false, checkpoint, stateBuffers: [], received: 0, unread: [], unreadLane: [], delivered: [], log: [] });
 
 beforeEach(() => vi.useFakeTimers());
 afterEach(() => {

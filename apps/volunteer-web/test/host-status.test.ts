@@ -33,8 +33,8 @@ describe('HostStatus', () => {
     t.status.outcome(false);
     t.status.outcome(true);
     t.status.migratedOut();
-    t.status.migratedIn();
-    t.status.migratedIn();
+    t.status.migratedIn(false);
+    t.status.migratedIn(true);
     expect(t.status.snapshot()).toEqual({
       connection: 'connected',
       hostId: null,
@@ -51,7 +51,7 @@ describe('HostStatus', () => {
       paused: false,
       pauseReason: null,
       workersAlive: 1,
-      migrations: { out: 1, in: 2 },
+      migrations: { out: 1, in: 2, refilled: 1 },
       lastReclaim: null,
     });
   });

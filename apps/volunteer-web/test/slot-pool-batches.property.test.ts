@@ -71,6 +71,7 @@ class ModelWorker {
       stateBuffers: [],
       received: 0,
       unread: [],
+      unreadLane: [],
       delivered: [],
       log: [],
     });

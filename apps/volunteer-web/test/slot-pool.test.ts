@@ -231,6 +231,7 @@ describe('SlotPool evacuation', () => {
     stateBuffers: [],
     received: 2,
     unread: [2],
+    unreadLane: [],
     delivered: [],
     log: [],
   });

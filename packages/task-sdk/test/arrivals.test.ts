@@ -1,3 +1,4 @@
+import { readSealed } from '@webpvm/vm-protocol/envelope';
 import { describe, expect, it } from 'vitest';
 import type { ReceivedMessage } from '../src/index.ts';
 import { FakeLane } from './support/fake-lane.ts';
@@ -16,7 +17,7 @@ function reader(count: number) {
 }
 
 const reports = (worker: ReturnType<typeof fakeWorker>) =>
-  worker.of('delivered').flatMap((m) => m.entries.map(({ n, from, seq, bytes }) => `${n}:${from}:${seq}${bytes ? ' lane' : ''}`));
+  worker.of('delivered').flatMap((m) => m.entries.map(({ n, from, seq, lane }) => `${n}:${from}:${seq}${lane ? ' lane' : ''}`));
 
 describe('a task’s arrivals', () => {
   it('reports what the host delivered, numbered as the task received it, once per message', async () => {
@@ -95,6 +96,33 @@ describe('a task’s arrivals', () => {
     lane.write('job1.1', 1, 'yes');
     expect(await done).toMatchObject({ ok: true, value: ['yes'] });
     expect(reports(worker)).toEqual(['1:job1.1:1 lane']);
+  });
+
+  it('names a lane’s messages in its reports, and hands the host the envelopes of those unread at a checkpoint', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: async (ctx) => {
+        const first = (await ctx.recv({ from: 'job1.1' }))!;
+        await ctx.checkpoint(null);
+        return first.data;
+      },
+    });
+    const lane = new FakeLane();
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.2', channel: lane });
+    lane.write('job1.2', 1, 'unread, from a lane');
+    worker.deliver('job1.0', { from: 'job1.2', tag: 1, seq: 2, data: 'unread, from the host' });
+    const other = new FakeLane();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: other });
+    other.write('job1.1', 1, 'read');
+    expect(await done).toMatchObject({ ok: true, value: 'read' });
+    const delivered = worker.of('delivered').flatMap((m) => m.entries);
+    expect(delivered.every((e) => !('bytes' in e))).toBe(true);
+    const [checkpoint] = worker.of('checkpoint');
+    expect(checkpoint!.unread).toEqual([1, 2]);
+    expect(checkpoint!.unreadLane.map(({ n }) => n)).toEqual([1]);
+    expect(readSealed(checkpoint!.unreadLane[0]!.envelope)).toMatchObject({ ok: true, message: { from: 'job1.2', to: 'job1.0', seq: 1 } });
   });
 
   it('goes on from the seqs a resumed task had, and reports everything before its checkpoint', async () => {

@@ -165,6 +165,18 @@ export const MigratedMsg = z.object({
 /** The image of this assignment has not come (over a data channel) in time: have it sent through the coordinator. */
 export const ImageMissingMsg = z.object({ type: z.literal('image-missing'), tid: Tid, attempt: Attempt });
 
+/**
+ * The image of this assignment names messages the task read on lanes since its checkpoint, by
+ * sender and seq, not their bytes (task-image.ts): each sender is to send `tid` again what it
+ * sent after `after`. Asked again while some still have not come.
+ */
+export const RefillMsg = z.object({
+  type: z.literal('refill'),
+  tid: Tid,
+  attempt: Attempt,
+  from: batch(z.object({ tid: Tid, after: z.number().int().min(0) })),
+});
+
 /** A migrated task runs again on this host: the end of its migration. */
 export const ResumedMsg = z.object({ type: z.literal('resumed'), tid: Tid, attempt: Attempt });
 
@@ -195,6 +207,7 @@ export const HostMessage = z.discriminatedUnion('type', [
   MigratedMsg,
   ResumedMsg,
   ImageMissingMsg,
+  RefillMsg,
   LaneOpenMsg,
   LaneDeclinedMsg,
   WithdrawnMsg,
@@ -348,6 +361,16 @@ export const RestartedMsg = z.object({ type: z.literal('restarted'), tids: batch
  */
 export const ReconnectedMsg = z.object({ type: z.literal('reconnected'), tids: batch(Tid) });
 
+/**
+ * Task `to` resumes from an image that names messages it read, not their bytes: the tasks here,
+ * and the logs of those that ended here, send it again what they sent it after `after`.
+ */
+export const SendAgainMsg = z.object({
+  type: z.literal('send-again'),
+  to: Tid,
+  from: batch(z.object({ tid: Tid, after: z.number().int().min(0) })),
+});
+
 /** Take a checkpoint of these tasks at their next safe point: a sender's log for them is full. */
 export const CheckpointDueMsg = z.object({ type: z.literal('checkpoint-due'), tasks: batch(TaskRef) });
 
@@ -391,6 +414,7 @@ export const CoordinatorMessage = z.union([
   CoveredMsg,
   RestartedMsg,
   ReconnectedMsg,
+  SendAgainMsg,
   CheckpointDueMsg,
   KeepImageMsg,
   ReturnImageMsg,

@@ -32,8 +32,12 @@ const ImageHeader = z.object({
     .nullable(),
   /** Per sender, the highest seq the task has in order: anything at or below it was received already. */
   delivered: z.array(z.object({ from: Tid, seq: Seq })).max(LIMITS.tasksPerJob),
-  /** Messages to find in the mailbox on resume, in the order they were delivered. */
-  mailbox: Sizes,
+  /**
+   * Messages to find in the mailbox on resume, in the order they were delivered: each the size of
+   * its envelope, or the sender and seq of one the task read on a lane, whose bytes its sender
+   * still holds (it sends it again: `refill`).
+   */
+  mailbox: z.array(z.union([z.number().int().nonnegative(), z.object({ from: Tid, seq: Seq.min(1) })])).max(1_000_000),
   /** Messages received out of order: they go through the new host's reorder buffer. */
   pending: Sizes,
   /** The task's sender log (worker.ts `WorkerCheckpoint.log`): messages it sent, kept for receivers that may crash. */
@@ -46,12 +50,22 @@ export interface ImageCheckpoint extends Counters {
   rng: [number, number, number, number];
 }
 
+/** A message of a mailbox named by its sender and seq: the task read it on a lane, and its sender keeps the bytes. */
+export interface MessageRef {
+  from: string;
+  seq: number;
+}
+
+export type MailboxEntry = SealedMessage | MessageRef;
+
+export const isSealed = (entry: MailboxEntry): entry is SealedMessage => 'envelope' in entry;
+
 export interface TaskImage {
   tid: string;
   /** Null when the task never reached a checkpoint: it starts over and replays its mailbox. */
   checkpoint: ImageCheckpoint | null;
   delivered: Map<string, number>;
-  mailbox: SealedMessage[];
+  mailbox: MailboxEntry[];
   pending: SealedMessage[];
   /** Envelopes of messages the task sent that its receivers' checkpoints do not cover yet, in the order sent. */
   log: Uint8Array[];
@@ -59,7 +73,7 @@ export interface TaskImage {
 
 export function encodeImage(image: TaskImage): Uint8Array {
   const state = image.checkpoint?.state ?? { json: null, buffers: [] };
-  const mailbox = image.mailbox.map((m) => m.envelope);
+  const mailbox = image.mailbox.filter(isSealed).map((m) => m.envelope);
   const pending = image.pending.map((m) => m.envelope);
   const header: z.input<typeof ImageHeader> = {
     tid: image.tid,
@@ -71,7 +85,7 @@ export function encodeImage(image: TaskImage): Uint8Array {
       requests: image.checkpoint.requests,
     },
     delivered: [...image.delivered].map(([from, seq]) => ({ from, seq })),
-    mailbox: mailbox.map((b) => b.byteLength),
+    mailbox: image.mailbox.map((m) => (isSealed(m) ? m.envelope.byteLength : { from: m.from, seq: m.seq })),
     pending: pending.map((b) => b.byteLength),
     log: image.log.map((b) => b.byteLength),
   };
@@ -88,13 +102,14 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
   if (!parsed.success) return bad(`${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
   const header = parsed.data;
   const stateSizes = header.checkpoint?.stateSizes ?? [];
-  const read = readSegments(bytes, head.offset, [...stateSizes, ...header.mailbox, ...header.pending, ...header.log]);
+  const mailboxSizes = header.mailbox.filter((m) => typeof m === 'number');
+  const read = readSegments(bytes, head.offset, [...stateSizes, ...mailboxSizes, ...header.pending, ...header.log]);
   if (!read) return bad('byte segments run past its end');
   if (read.next !== bytes.byteLength) return bad('trailing bytes');
   const stateBuffers = read.segments.slice(0, stateSizes.length);
-  const mailboxBytes = read.segments.slice(stateSizes.length, stateSizes.length + header.mailbox.length);
-  const logAt = stateSizes.length + header.mailbox.length + header.pending.length;
-  const pendingBytes = read.segments.slice(stateSizes.length + header.mailbox.length, logAt);
+  const mailboxBytes = read.segments.slice(stateSizes.length, stateSizes.length + mailboxSizes.length);
+  const logAt = stateSizes.length + mailboxSizes.length + header.pending.length;
+  const pendingBytes = read.segments.slice(stateSizes.length + mailboxSizes.length, logAt);
   const log: Uint8Array[] = [];
   for (const envelope of read.segments.slice(logAt)) {
     const sent = readSealed(envelope);
@@ -113,10 +128,12 @@ export function decodeImage(bytes: Uint8Array): DecodedImage {
     }
     return out;
   };
-  const mailbox = messages(mailboxBytes);
+  const sealed = messages(mailboxBytes);
   const pending = messages(pendingBytes);
-  if (typeof mailbox === 'string') return bad(mailbox);
+  if (typeof sealed === 'string') return bad(sealed);
   if (typeof pending === 'string') return bad(pending);
+  let next = 0;
+  const mailbox = header.mailbox.map((m): MailboxEntry => (typeof m === 'number' ? sealed[next++]! : m));
   const c = header.checkpoint;
   return {
     ok: true,

@@ -166,6 +166,11 @@ export const WorkerCheckpoint = z.object({
   stateBuffers: Bytes,
   received: z.number().int().nonnegative(),
   unread: z.array(z.number().int().min(1)).max(10_000_000),
+  /**
+   * The envelopes of the unread messages that came on lanes (`delivered` reports name those by
+   * sender and seq only): the host keeps what is unread at a checkpoint whole, for a restart from it.
+   */
+  unreadLane: z.array(z.object({ n: z.number().int().min(1), envelope: MessageEnvelope })).max(1_000_000),
   /** Per sender, the highest seq delivered to the task: a restart from this checkpoint takes only later ones. */
   delivered: z.array(z.tuple([Tid, z.number().int().min(1)])).max(LIMITS.tasksPerJob),
   /**
@@ -226,8 +231,9 @@ export const WorkerLaneSent = z.object({ type: z.literal('lane-sent'), tid: z.st
 
 /**
  * What the worker handed the task, numbered as the task received it (n from 1, as `received`
- * counts): messages of a `deliver` by (from, seq), messages that came on a lane with their
- * envelope. The host keeps its replay log in this order; a message the worker had already
+ * counts), by (from, seq); `lane` for a message that came on a lane, whose bytes stay in the
+ * worker: the host's replay log names it, and its sender's log holds it (task-image.ts
+ * `MessageRef`). The host keeps its replay log in this order; a message the worker had already
  * (same from and seq) is dropped there and not reported. Reports come in batches, all of them
  * before the task's next checkpoint.
  */
@@ -240,7 +246,7 @@ export const WorkerDelivered = z.object({
         n: z.number().int().min(1),
         from: Tid,
         seq: z.number().int().nonnegative(),
-        bytes: LaneEnvelope.optional(),
+        lane: z.literal(true).optional(),
       }),
     )
     .max(REPORT_BATCH),

@@ -9,6 +9,7 @@ import {
   encodeValue,
   ImageAssembly,
   imageParts,
+  isSealed,
   LIMITS,
   sealMessage,
   unsealMessage,
@@ -133,12 +134,15 @@ function expectSameImage(back: TaskImage, image: TaskImage): void {
   for (const list of ['mailbox', 'pending'] as const) {
     expect(back[list]).toHaveLength(image[list].length);
     back[list].forEach((message, i) => {
+      const original = image[list][i]!;
+      expect(isSealed(message)).toBe(isSealed(original));
+      if (!isSealed(message) || !isSealed(original)) return expect(message).toEqual(original);
       const { envelope, ...fields } = message;
-      const { envelope: originalEnvelope, ...originalFields } = image[list][i]!;
+      const { envelope: originalEnvelope, ...originalFields } = original;
       expect(fields).toEqual(originalFields);
       // hosts pass envelopes on as they are: the image carries them bit for bit
       expect(firstDifference(envelope, originalEnvelope), `${list}[${i}] envelope`).toBe(-1);
-      expectSameValue(dataOf(message), dataOf(image[list][i]!));
+      expectSameValue(dataOf(message), dataOf(original));
     });
   }
 }
@@ -219,7 +223,8 @@ const imageArb: fc.Arbitrary<TaskImage> = tidArb.chain((tid) =>
       { nil: null },
     ),
     delivered: fc.array(fc.tuple(tidArb, fc.maxSafeNat()), { maxLength: 4 }).map((entries) => new Map(entries)),
-    mailbox: fc.array(messageArb(tid), { maxLength: 4 }),
+    // a message the task read on a lane is named by sender and seq (its sender's log keeps it)
+    mailbox: fc.array(fc.oneof(messageArb(tid), fc.record({ from: tidArb, seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) })), { maxLength: 6 }),
     pending: fc.array(messageArb(tid), { maxLength: 4 }),
     log: fc.array(sentArb(tid), { maxLength: 4 }),
   }),
@@ -301,6 +306,8 @@ describe('task image encoding', () => {
       'rng of three numbers': rawImage({ ...valid, checkpoint: { state: null, stateSizes: [], rng: [1, 2, 3], sent: [], requests: 0 } }),
       'negative delivered seq': rawImage({ ...valid, delivered: [{ from: 'abcd.2', seq: -1 }] }),
       'mailbox size not a number': rawImage({ ...valid, mailbox: ['12'] }),
+      'mailbox message named with seq 0': rawImage({ ...valid, mailbox: [{ from: 'abcd.2', seq: 0 }] }),
+      'mailbox message named by a bad tid': rawImage({ ...valid, mailbox: [{ from: 'ABCD', seq: 1 }] }),
     };
     for (const [name, bytes] of Object.entries(cases)) {
       expect(decodeImage(bytes), name).toMatchObject({ ok: false, error: { code: 'E_BAD_FRAME' } });

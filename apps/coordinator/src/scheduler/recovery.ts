@@ -121,6 +121,27 @@ export class Recovery {
     }
   }
 
+  /**
+   * `m.tid` resumes on `hostId` from an image that names messages it read on lanes, not their
+   * bytes: the hosts of those senders, and those keeping their ended logs, send them again.
+   */
+  refill(hostId: string, m: HostMessageOf<'refill'>): void {
+    const { book } = this.#opts;
+    const task = book.runningOn(hostId, m.tid, m.attempt);
+    if (!task) return;
+    const jobId = task.job.stored.id;
+    const keepers = this.#logKeepers.get(jobId) ?? new Map<string, Set<string>>();
+    const byHost = new Map<string, { tid: string; after: number }[]>();
+    for (const from of m.from) {
+      const sender = book.task(from.tid);
+      if (parseTid(from.tid).jobId !== jobId) continue;
+      const hosts = [...keepers].filter(([, tids]) => tids.has(from.tid)).map(([keeper]) => keeper);
+      if (sender?.state === 'running' && sender.hostId) hosts.push(sender.hostId);
+      for (const host of hosts) byHost.set(host, [...(byHost.get(host) ?? []), from]);
+    }
+    for (const [host, from] of byHost) this.#opts.hosts.send(host, { type: 'send-again', to: m.tid, from });
+  }
+
   /** `hostId` keeps the log of task `tid`, which ended there (it reported what the task sent). */
   logKept(hostId: string, tid: string): void {
     const jobId = parseTid(tid).jobId;

@@ -73,7 +73,7 @@ export class CheckpointKeeper {
   /** The task's log now starts from this checkpoint: a restart from it replays what follows. */
   accept(tid: string, taken: WorkerCheckpoint): void {
     this.#latest.set(tid, { checkpoint: taken.checkpoint, stateBuffers: taken.stateBuffers, log: taken.log });
-    this.#options.inboxes.checkpointed(tid, taken.received, taken.unread);
+    this.#options.inboxes.checkpointed(tid, taken.received, taken.unread, taken.unreadLane);
   }
 
   /**

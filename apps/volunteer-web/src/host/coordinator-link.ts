@@ -44,6 +44,7 @@ export interface LinkEvents {
   covered(message: CoordinatorMessageOf<'covered'>): void;
   restarted(message: CoordinatorMessageOf<'restarted'>): void;
   reconnected(message: CoordinatorMessageOf<'reconnected'>): void;
+  sendAgain(message: CoordinatorMessageOf<'send-again'>): void;
   checkpointDue(message: CoordinatorMessageOf<'checkpoint-due'>): void;
   keepImage(message: CoordinatorMessageOf<'keep-image'>): void;
   returnImage(message: CoordinatorMessageOf<'return-image'>): void;
@@ -115,6 +116,7 @@ export class CoordinatorLink {
     covered: (m) => this.#options.events.covered(m),
     restarted: (m) => this.#options.events.restarted(m),
     reconnected: (m) => this.#options.events.reconnected(m),
+    'send-again': (m) => this.#options.events.sendAgain(m),
     'checkpoint-due': (m) => this.#options.events.checkpointDue(m),
     'keep-image': (m) => this.#options.events.keepImage(m),
     'return-image': (m) => this.#options.events.returnImage(m),

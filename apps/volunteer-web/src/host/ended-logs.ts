@@ -74,6 +74,13 @@ export class EndedLogs {
     return messages;
   }
 
+  /** What the logs of the tasks of `after` hold for `to` past the seq given for each, in seq order. */
+  sentTo(to: string, after: ReadonlyMap<string, number>): SealedMessage[] {
+    const messages: SealedMessage[] = [];
+    for (const [tid, seq] of after) for (const m of this.#logs.get(tid) ?? []) if (m.to === to && m.seq > seq) messages.push(m);
+    return messages;
+  }
+
   /** The ended tasks whose logs are kept here. */
   tids(): string[] {
     return [...this.#logs.keys()];

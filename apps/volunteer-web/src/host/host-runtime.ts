@@ -1,12 +1,14 @@
 import {
   LIMITS,
   encodeImage,
+  isSealed,
   parseTid,
   type CoordinatorMessageOf,
   type HostMessage,
   type ImagePartHeader,
   type MigrationReason,
   type TaskAssignment,
+  type TaskImage,
   type TaskOutcome,
   type TaskRef,
 } from '@webpvm/vm-protocol';
@@ -17,6 +19,7 @@ import { CoordinatorOutbox } from './coordinator-outbox.ts';
 import { EndedLogs } from './ended-logs.ts';
 import type { HostOptions } from './host-options.ts';
 import { HostStatus, type HostSnapshot } from './host-status.ts';
+import { ImageRefills } from './image-refills.ts';
 import { IncomingImages } from './incoming-images.ts';
 import { KeptImages } from './kept-images.ts';
 import type { KeyValueStore } from './kv-store.ts';
@@ -77,6 +80,8 @@ export class HostRuntime {
   #checkpoints: CheckpointKeeper;
   #outgoing: OutgoingImages;
   #incoming: IncomingImages;
+  /** Migrated tasks waiting for the messages their images name (image-refills.ts). */
+  #refills: ImageRefills;
   /** Other volunteers' checkpoint images this host keeps (kept-images.ts). */
   #kept: KeptImages;
   #status: HostStatus;
@@ -147,7 +152,11 @@ export class HostRuntime {
       keepLog: runtime.options.replayLog,
       socketUrl: runtime.url,
       workers: this.#pool,
-      waitsForImage: (tid) => this.#incoming.waitsFor(tid),
+      waitsForImage: (tid) => this.#incoming.waitsFor(tid) || this.#refills.waitsFor(tid),
+      filled: (tid) => {
+        const mailbox = this.#messaging.inboxes.mailbox(tid);
+        if (mailbox) this.#refills.filled(tid, mailbox);
+      },
       send,
       relay: (bytes) => this.#outbox.send(bytes),
       part: (header, bytes, fromPeer) => this.#onPart(header, bytes, fromPeer),
@@ -165,6 +174,15 @@ export class HostRuntime {
     });
     this.#kept = new KeptImages({ store: runtime.store, send: (frame) => this.#outbox.send(frame) });
     this.#incoming = new IncomingImages({ send: (frame) => this.#outbox.send(frame), ready: (task) => this.#onAssign([task]), fail, clock });
+    this.#refills = new ImageRefills({
+      send: (message) => this.#outbox.send(message),
+      ready: (task, image) => this.#onAssign([task], image),
+      fail: (outcome) => {
+        this.#messaging.inboxes.close(outcome.tid);
+        fail(outcome);
+      },
+      clock,
+    });
     this.#outgoing = new OutgoingImages({
       send: (frame) => this.#outbox.send(frame),
       channel: (peerId) => this.#messaging.channel(peerId),
@@ -211,6 +229,7 @@ export class HostRuntime {
         },
         restarted: (m) => this.#sendAgain(new Set(m.tids), 'all'),
         reconnected: (m) => this.#sendAgain(new Set(m.tids), 'unacknowledged'),
+        sendAgain: (m) => this.#refill(m.to, new Map(m.from.map((f) => [f.tid, f.after]))),
         checkpointDue: (m) => {
           for (const { tid } of m.tasks) {
             this.#checkpoints.due(tid);
@@ -248,6 +267,7 @@ export class HostRuntime {
   stop(): void {
     this.#outgoing.stop();
     this.#incoming.stop();
+    this.#refills.stop();
     this.#link.stop();
     this.#messaging.stop();
     this.#pool.terminateAll();
@@ -353,9 +373,11 @@ export class HostRuntime {
 
   /**
    * Assigned tasks; one resuming from a migration starts with its image — state, mailbox, its
-   * inbox's seqs — once the image is whole (incoming-images.ts).
+   * inbox's seqs — once the image is whole (incoming-images.ts), and once every message it names
+   * came again from its senders (image-refills.ts): `refilled` is such a task's image, its inbox
+   * restored from it already.
    */
-  #onAssign(tasks: TaskAssignment[]): void {
+  #onAssign(tasks: TaskAssignment[], refilled: TaskImage | null = null): void {
     const extras = new Map<string, StartExtras>();
     const restores: (() => void)[] = [];
     const runnable: TaskAssignment[] = [];
@@ -365,19 +387,24 @@ export class HostRuntime {
         runnable.push(task);
         continue;
       }
-      const image = this.#incoming.take(task);
+      const image = refilled ?? this.#incoming.take(task);
       if (!image) continue;
+      if (!refilled && ImageRefills.needed(image)) {
+        this.#refills.wait(task, image);
+        this.#messaging.inboxes.restore(task.tid, image);
+        continue;
+      }
       const checkpoint = image.checkpoint;
       runnable.push({ ...task, resume: this.#checkpoints.fromImage(task.tid, checkpoint, image.log) });
       extras.set(task.tid, {
         stateBuffers: checkpoint?.state.buffers ?? [],
-        mailbox: image.mailbox.map((m) => m.envelope),
+        mailbox: image.mailbox.filter(isSealed).map((m) => m.envelope),
         delivered: [...image.delivered],
         log: image.log,
       });
-      this.#status.migratedIn();
+      this.#status.migratedIn(refilled !== null);
       restores.push(() => {
-        this.#messaging.inboxes.restore(task.tid, image);
+        if (!refilled) this.#messaging.inboxes.restore(task.tid, image);
         this.#messaging.router.taskArrived(task.tid, checkpoint?.sent ?? []);
       });
     }
@@ -385,6 +412,15 @@ export class HostRuntime {
     for (const restore of restores) restore();
     // Assigned while the person is back (the coordinator had not heard yet): straight on elsewhere.
     if (this.#status.paused && runnable.length) this.#evacuate(new Set(runnable.map((t) => t.tid)), this.#status.pauseReason ?? 'input', 0);
+  }
+
+  /**
+   * `to` resumes elsewhere from an image that names messages it read: the tasks here, and the
+   * logs of those that ended here, send it again what they sent it after the seqs of `after`.
+   */
+  #refill(to: string, after: ReadonlyMap<string, number>): void {
+    this.#resends.send(this.#ended.sentTo(to, after));
+    for (const [tid, seq] of after) if (this.#pool.holds(tid)) this.#pool.post(tid, { type: 'resend', tid, to, acked: [{ to, seq }] });
   }
 
   /**
@@ -420,6 +456,7 @@ export class HostRuntime {
   #onCancel(refs: TaskRef[]): void {
     this.#pool.cancel(refs);
     this.#incoming.cancel(refs);
+    this.#refills.cancel(refs);
     for (const ref of refs) {
       // A cancel of an older attempt leaves the one running now alone.
       if (!this.#pool.holds(ref.tid)) {
@@ -449,6 +486,7 @@ export class HostRuntime {
     this.#logs.forget(tid);
     this.#checkpoints.forget(tid);
     this.#incoming.forget(tid);
+    this.#refills.forget(tid);
     this.#outgoing.forget(tid);
   }
 }

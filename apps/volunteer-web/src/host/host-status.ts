@@ -25,8 +25,11 @@ export interface HostSnapshot {
   pauseReason: MigrationReason | null;
   /** Web Workers alive on this page, busy or idle. */
   workersAlive: number;
-  /** Tasks that left this page for another host, and tasks that arrived from one, since it loaded. */
-  migrations: { out: number; in: number };
+  /**
+   * Tasks that left this page for another host, and tasks that arrived from one, since it loaded;
+   * `refilled`: of those that arrived, the ones whose image named messages their senders sent again.
+   */
+  migrations: { out: number; in: number; refilled: number };
   /** The last reclaim: from its event until no worker was left on this page (null while some still run). */
   lastReclaim: { reason: MigrationReason; clearedMs: number | null } | null;
 }
@@ -52,7 +55,7 @@ export class HostStatus {
   #paused = false;
   #pauseReason: MigrationReason | null = null;
   #lastReclaim: { reason: MigrationReason; at: number; clearedMs: number | null } | null = null;
-  #migrations = { out: 0, in: 0 };
+  #migrations = { out: 0, in: 0, refilled: 0 };
   #done = 0;
   #failed = 0;
   #listeners = new Set<() => void>();
@@ -107,8 +110,9 @@ export class HostStatus {
     this.#migrations.out += 1;
   }
 
-  migratedIn(): void {
+  migratedIn(refilled: boolean): void {
     this.#migrations.in += 1;
+    if (refilled) this.#migrations.refilled += 1;
   }
 
   snapshot(): HostSnapshot {

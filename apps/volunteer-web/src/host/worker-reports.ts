@@ -65,23 +65,15 @@ export function checkLaneSent(
   return { sent, error: null };
 }
 
-/** What the worker of `tid` handed its task; each message that came on a lane must be one of its job to it, as reported. */
+/** What the worker of `tid` handed its task; each message that came on a lane must be one of its job, as reported. */
 export function checkDelivered(entries: Reported<'delivered'>['entries'], tid: string): Checked<DeliveryReport[]> {
+  const jobId = parseTid(tid).jobId;
   const checked: DeliveryReport[] = [];
-  for (const { n, from, seq, bytes } of entries) {
-    const fromLane = bytes ? laneMessage(bytes, tid) : null;
-    if (bytes && (!fromLane || fromLane.from !== from || fromLane.seq !== seq)) {
+  for (const { n, from, seq, lane } of entries) {
+    if (lane && (seq < 1 || parseTid(from).jobId !== jobId)) {
       return { ok: false, error: { code: 'E_BAD_FRAME', message: `${tid} reported a lane delivery that is not a message of its job to it` } };
     }
-    checked.push({ n, from, seq, ...(fromLane ? { message: fromLane } : {}) });
+    checked.push({ n, from, seq, ...(lane ? { lane } : {}) });
   }
   return { ok: true, value: checked };
-}
-
-/** A message `to` received on a lane, as its worker reports it: from a task of the same job, or null. */
-function laneMessage(bytes: Uint8Array, to: string): SealedMessage | null {
-  const read = readSealed(bytes);
-  if (!read.ok) return null;
-  const { message } = read;
-  return message.to === to && parseTid(message.from).jobId === parseTid(to).jobId ? message : null;
 }

@@ -399,7 +399,7 @@ describe('PageRouter and lanes', () => {
     const carrier = t.links.opened('peer-a');
     t.inbox.accept(msg('joba.1', 'joba.2', 1));
     await settle();
-    t.inbox.reported('joba.2', [{ n: 2, from: 'joba.1', seq: 2, message: msg('joba.1', 'joba.2', 2) }]);
+    t.inbox.reported('joba.2', [{ n: 2, from: 'joba.1', seq: 2, lane: true }]);
     t.router.laneReceived(msg('joba.1', 'joba.2', 2), carrier);
     vi.advanceTimersByTime(20);
     expect(seqsOf(carrier.sent.map((s) => s.header))).toEqual(['ack joba.1>joba.2:2']);
@@ -423,7 +423,7 @@ describe('PageRouter and lanes', () => {
     const t = setup({ p2p: false, held: ['joba.2'] });
     t.inbox.accept(msg('joba.1', 'joba.2', 1));
     await settle();
-    t.inbox.reported('joba.2', [{ n: 2, from: 'joba.1', seq: 2, message: msg('joba.1', 'joba.2', 2) }]);
+    t.inbox.reported('joba.2', [{ n: 2, from: 'joba.1', seq: 2, lane: true }]);
     t.router.laneReceived(msg('joba.1', 'joba.2', 2), t.router.relayLink);
     // reported by a lane and not handed to the task yet: not acknowledged
     t.router.laneReceived(msg('joba.1', 'joba.2', 3), t.router.relayLink);

@@ -15,7 +15,9 @@ const MAX_HELD = 100_000;
  * on lanes straight from their senders' workers (vm-protocol lane.ts). Per sender, messages go
  * into the mailbox in seq order and once: one that comes on a lane ahead of one still on its way
  * through the host waits for it, one the task already has is dropped. The host learns from the
- * reports what was delivered and in which order, and keeps its replay log in that order.
+ * reports what was delivered and in which order, and keeps its replay log in that order; a lane's
+ * message it knows by sender and seq only, as its bytes crossing to the host cost lanes a sixth
+ * of their throughput (docs/sandbox.md), and the sender's log keeps them anyway.
  *
  * Reports wait up to 20 ms (ReportBatch), or go at once while the host waits for them (a message
  * it holds behind a gap, see `reportNow`), and all go before a checkpoint. A
@@ -35,9 +37,7 @@ export class Arrivals {
     this.#tid = tid;
     this.#mailbox = mailbox;
     this.#delivered = new Map(delivered);
-    this.#reports = new ReportBatch((entries) =>
-      post({ type: 'delivered', tid, entries }, entries.flatMap((e) => (e.bytes ? [e.bytes.buffer as ArrayBuffer] : []))),
-    );
+    this.#reports = new ReportBatch((entries) => post({ type: 'delivered', tid, entries }));
   }
 
   /** Per sender, the highest seq delivered to the task: what a checkpoint taken now has. */
@@ -124,8 +124,9 @@ export class Arrivals {
     if (held.size === 0) this.#held.delete(from);
   }
 
-  #hand(message: TaskMessage, bytes?: Uint8Array): void {
-    this.#mailbox.deliver([message]);
-    this.#reports.add({ n: this.#mailbox.received, from: message.from, seq: message.seq, ...(bytes ? { bytes } : {}) });
+  /** A lane's message keeps its envelope while unread (a checkpoint hands it over); its report names it only. */
+  #hand(message: TaskMessage, envelope?: Uint8Array): void {
+    this.#mailbox.deliver([envelope ? { ...message, envelope } : message]);
+    this.#reports.add({ n: this.#mailbox.received, from: message.from, seq: message.seq, ...(envelope ? { lane: true as const } : {}) });
   }
 }

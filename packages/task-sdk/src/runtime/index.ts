@@ -363,6 +363,7 @@ function createContext(start: StartTask, { messaging, mailbox, arrivals, flag, f
         stateBuffers: encoded.buffers,
         received: mailbox.received,
         unread: mailbox.unread(),
+        unreadLane: mailbox.unreadLane(),
         delivered: arrivals.delivered(),
         log: messaging.logged(),
       },

@@ -12,7 +12,10 @@ const MAX_TIMER_MS = 0x7fffffff;
 const matches = (message: ReceivedMessage, { from, tag }: MessageFilter): boolean =>
   (from === undefined || message.from === from) && (tag === undefined || message.tag === tag);
 
-type Numbered = ReceivedMessage & { n: number };
+/** A message as it is delivered; `envelope` for one that came on a lane, whose bytes its host never saw. */
+export type Delivered = ReceivedMessage & { envelope?: Uint8Array };
+
+type Numbered = Delivered & { n: number };
 
 /**
  * The messages delivered to one task and not yet received, in delivery order, and the task's
@@ -34,8 +37,13 @@ export class Mailbox {
     return this.#messages.map((m) => m.n);
   }
 
-  deliver(messages: readonly ReceivedMessage[]): void {
-    for (const { from, tag, data } of messages) this.#messages.push({ from, tag, data, n: ++this.#received });
+  /** The envelopes of the unread messages that came on lanes: a checkpoint hands them to the host. */
+  unreadLane(): { n: number; envelope: Uint8Array }[] {
+    return this.#messages.flatMap(({ n, envelope }) => (envelope ? [{ n, envelope }] : []));
+  }
+
+  deliver(messages: readonly Delivered[]): void {
+    for (const { from, tag, data, envelope } of messages) this.#messages.push({ from, tag, data, n: ++this.#received, ...(envelope ? { envelope } : {}) });
     for (let i = 0; i < this.#waiters.length && this.#messages.length > 0; ) {
       const waiter = this.#waiters[i]!;
       const message = this.#take(waiter.filter);

@@ -1,4 +1,4 @@
-import type { SealedMessage } from '@webpvm/vm-protocol';
+import { type MailboxEntry, type MessageRef, type SealedMessage, isSealed, readSealed } from '@webpvm/vm-protocol';
 import { ReorderBuffer } from './reorder-buffer.ts';
 
 /** A message as this page holds it and hands it to the worker (worker.ts `deliver`): sealed, its data never decoded here. */
@@ -16,6 +16,8 @@ export interface InboxOptions {
    * is asked to report now rather than in its next batch. Asked again only after a report.
    */
   held?(tid: string): void;
+  /** The messages a restored image named by sender and seq all came again (`restore`): the task can start. */
+  filled?(tid: string): void;
   /** Keep what each worker was handed for a replay (see Box.log); true unless measuring without it. */
   keepLog?: boolean;
 }
@@ -32,23 +34,28 @@ interface Box {
   /**
    * What the worker reported it delivered and its last checkpoint does not cover (read after it,
    * or not read yet), numbered as the worker numbered it: a task restarted from that checkpoint
-   * gets these again, in the same order.
+   * gets these again, in the same order. A message that came on a lane is named by sender and
+   * seq (its sender's log keeps it) until a checkpoint finds it unread and hands its bytes over.
    */
-  log: { n: number; message: DeliveredMessage }[];
+  log: { n: number; message: MailboxEntry }[];
+  /** Of a box restored from an image, the log's messages named only, by `from#seq`: they come again from their senders. */
+  missing: Map<string, number>;
 }
 
-/** One delivery as the worker reports it (worker.ts `delivered`); `message` is there for one that came on a lane. */
+const refKey = (m: MessageRef): string => `${m.from}#${m.seq}`;
+
+/** One delivery as the worker reports it (worker.ts `delivered`); `lane` for one that came on a lane. */
 export interface DeliveryReport {
   n: number;
   from: string;
   seq: number;
-  message?: DeliveredMessage;
+  lane?: true;
 }
 
 /** What a migrating task takes along from its inbox (see TaskImage in vm-protocol). */
 export interface InboxImage {
   delivered: Map<string, number>;
-  mailbox: DeliveredMessage[];
+  mailbox: MailboxEntry[];
   pending: DeliveredMessage[];
 }
 
@@ -79,6 +86,7 @@ export class Inboxes {
   accept(message: SealedMessage): boolean {
     if (!this.#options.holds(message.to)) return false;
     const box = this.#box(message.to);
+    if (box.missing.size && this.#fill(box, message)) return true;
     const ready = box.buffer.accept(message);
     if (ready.length === 0) {
       if (!box.reportAsked && box.buffer.isWaiting(message)) {
@@ -110,20 +118,34 @@ export class Inboxes {
 
   /**
    * The task's worker took a checkpoint after `received` deliveries, with `unread` of them not
-   * read yet: the log keeps only what a restart from that checkpoint must see again.
+   * read yet: the log keeps only what a restart from that checkpoint must see again. `unreadLane`
+   * has the envelopes of the unread ones that came on lanes: kept whole from now, as the senders'
+   * logs forget them once a checkpoint kept off this tab covers them.
    */
-  checkpointed(tid: string, received: number, unread: readonly number[]): void {
+  checkpointed(tid: string, received: number, unread: readonly number[], unreadLane: readonly { n: number; envelope: Uint8Array }[] = []): void {
     const box = this.#boxes.get(tid);
     if (!box) return;
     const keep = new Set(unread);
     box.log = box.log.filter(({ n }) => n > received || keep.has(n));
+    if (!unreadLane.length) return;
+    const at = new Map(box.log.map((entry, i) => [entry.n, i]));
+    for (const { n, envelope } of unreadLane) {
+      const i = at.get(n);
+      const named = i === undefined ? undefined : box.log[i]!.message;
+      if (!named || isSealed(named)) continue;
+      // The worker's word: only a message of that sender and seq to this task takes the place.
+      const read = readSealed(envelope);
+      if (read.ok && read.message.to === tid && read.message.from === named.from && read.message.seq === named.seq) {
+        box.log[i!] = { n, message: { ...read.message, envelope: envelope.slice() } };
+      }
+    }
   }
 
   /**
    * What the task had not read at its checkpoint after `received` deliveries (called right after
    * `checkpointed`), in delivery order: a crash restart from that checkpoint finds these in its mailbox.
    */
-  unread(tid: string, received: number): DeliveredMessage[] {
+  unread(tid: string, received: number): MailboxEntry[] {
     return (this.#boxes.get(tid)?.log ?? []).filter(({ n }) => n <= received).map(({ message }) => message);
   }
 
@@ -132,17 +154,18 @@ export class Inboxes {
    * among those awaiting a report; one from a lane is new here, and may release what waited for
    * it. Returns the lane's messages: their senders wait for an acknowledgement.
    */
-  reported(tid: string, entries: readonly DeliveryReport[]): DeliveredMessage[] {
+  reported(tid: string, entries: readonly DeliveryReport[]): Pick<SealedMessage, 'from' | 'to' | 'seq'>[] {
     // A lane may bring a task its first messages, before this page handed it any.
     const box = this.#boxes.get(tid) ?? (this.#options.holds(tid) ? this.#box(tid) : undefined);
     if (!box) return [];
     box.reportAsked = false;
-    const fromLanes: DeliveredMessage[] = [];
-    for (const { n, from, seq, message: laneMessage } of entries) {
-      let message = laneMessage;
+    const fromLanes: Pick<SealedMessage, 'from' | 'to' | 'seq'>[] = [];
+    for (const { n, from, seq, lane } of entries) {
+      let message: MailboxEntry;
       let olderMayAwait = true;
-      if (message) {
-        fromLanes.push(message);
+      if (lane) {
+        fromLanes.push({ from, to: tid, seq });
+        message = { from, seq };
         if (seq > (box.posted.get(from) ?? 0)) box.posted.set(from, seq);
         for (const m of box.buffer.advance(from, seq)) box.ready.push(m);
       } else {
@@ -191,10 +214,22 @@ export class Inboxes {
       awaiting: [],
       reportAsked: false,
       log: mailbox.map((message, i) => ({ n: i + 1, message })),
+      missing: new Map(),
     };
+    for (const [i, { message }] of box.log.entries()) if (!isSealed(message)) box.missing.set(refKey(message), i);
     this.#boxes.set(tid, box);
     const before = early ? [...early.ready, ...early.buffer.waiting()] : [];
     for (const message of [...image.pending, ...before]) this.accept(message);
+  }
+
+  /**
+   * The mailbox a task restored from an image starts with: every message its image named, whole;
+   * null while some have not come again (`filled` tells when they have).
+   */
+  mailbox(tid: string): SealedMessage[] | null {
+    const box = this.#boxes.get(tid);
+    if (!box || box.missing.size) return null;
+    return box.log.map(({ message }) => message as SealedMessage);
   }
 
   postedFrom(to: string, from: string): number {
@@ -204,10 +239,21 @@ export class Inboxes {
   #box(tid: string): Box {
     let box = this.#boxes.get(tid);
     if (!box) {
-      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), awaiting: [], reportAsked: false, log: [] };
+      box = { buffer: new ReorderBuffer(), ready: [], posted: new Map(), awaiting: [], reportAsked: false, log: [], missing: new Map() };
       this.#boxes.set(tid, box);
     }
     return box;
+  }
+
+  /** A message the box's restored log names came again: it takes its place there. */
+  #fill(box: Box, message: SealedMessage): boolean {
+    const key = refKey(message);
+    const i = box.missing.get(key);
+    if (i === undefined) return false;
+    box.missing.delete(key);
+    box.log[i] = { n: box.log[i]!.n, message };
+    if (!box.missing.size) queueMicrotask(() => this.#options.filled?.(message.to));
+    return true;
   }
 
   #markDirty(tid: string): void {

@@ -21,8 +21,10 @@ export interface PageMessagingOptions {
   socketUrl: string;
   /** The workers that run this page's tasks. */
   workers: Pick<SlotPool, 'holds' | 'post' | 'refOf' | 'giveLane'>;
-  /** Whether an assignment of `tid` waits for its image here (incoming-images.ts). */
+  /** Whether an assignment of `tid` waits for its image here, or for messages its image named (incoming-images.ts, image-refills.ts). */
   waitsForImage(tid: string): boolean;
+  /** Every message the restored image of `tid` named came again (Inboxes `filled`). */
+  filled(tid: string): void;
   /** To the coordinator: `locate`, `lane-open`, `lane-declined`. */
   send(message: HostMessage): boolean;
   /** Envelope bytes through the coordinator's relay, kept in order while it is away. */
@@ -75,6 +77,7 @@ export class PageMessaging {
         if (ref) options.countIn(ref, count);
       },
       held: (tid) => workers.post(tid, { type: 'report-now', tid }),
+      filled: (tid) => options.filled(tid),
     });
     this.#network = options.createPeer
       ? new PeerNetwork({
