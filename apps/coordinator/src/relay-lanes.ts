@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { type ErrorBody, LANE_MESSAGE_BYTES, LANE_TOKEN_CHARS, decodeEnvelope } from '@webpvm/vm-protocol';
+import { type ErrorBody, LANE_MESSAGE_BYTES, LANE_TOKEN_CHARS, LanePieceCheck, MAX_ENVELOPE_BYTES, decodeEnvelope, isLanePiece } from '@webpvm/vm-protocol';
 import type { Logger } from 'pino';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { ByteBudget } from './byte-budget.ts';
@@ -27,6 +27,8 @@ interface Lane {
   sockets: { out: WebSocket | null; in: WebSocket | null };
   /** Bytes passed to the receiving socket and not written out yet. */
   inFlight: number;
+  /** Where the envelope whose pieces are under way stands. */
+  pieces: LanePieceCheck;
   /** The sending host's bytes per second, shared with its socket, and its job's: past either, the sender's end is not read for a while. */
   budgets: readonly ByteBudget[];
   holdOff: NodeJS.Timeout | null;
@@ -47,7 +49,8 @@ const LOW_WATER = 1024 * 1024;
 /**
  * Relay lanes (vm-protocol lane.ts): issues both ends' tokens, accepts the workers' sockets at
  * RELAY_LANE_PATH, and pipes the sender's envelopes to the receiver, checking that each is a
- * message of the lane's pair. Frames are not queued here: the receiver's backlog pauses the sender.
+ * message of the lane's pair (or a piece of one). Frames are not queued here: the receiver's
+ * backlog pauses the sender.
  */
 export class RelayLanes {
   readonly #options: RelayLanesOptions;
@@ -81,6 +84,7 @@ export class RelayLanes {
       tokens: { out: newToken(), in: newToken() },
       sockets: { out: null, in: null },
       inFlight: 0,
+      pieces: new LanePieceCheck({ from, to }, MAX_ENVELOPE_BYTES),
       budgets,
       holdOff: null,
       expiry: setTimeout(() => this.#close(lane, 'not connected in time'), this.#options.connectMs ?? CONNECT_MS),
@@ -148,9 +152,7 @@ export class RelayLanes {
     const receiver = lane.sockets.in;
     if (!receiver || lane.closed) return;
     const bytes = frameBytes(data);
-    const decoded = isBinary ? decodeEnvelope(bytes) : null;
-    const header = decoded?.ok ? decoded.value.header : null;
-    if (header?.type !== 'msg' || header.from !== lane.from || header.to !== lane.to || header.seq < 1) {
+    if (!isBinary || !this.#fits(lane, bytes)) {
       this.#options.log.warn({ from: lane.from, to: lane.to }, 'lane closed: a frame that is not a message of its pair');
       this.#close(lane, 'not a message of this lane');
       return;
@@ -164,6 +166,15 @@ export class RelayLanes {
     if (lane.inFlight > HIGH_WATER) lane.sockets.out!.pause();
     const wait = Math.max(0, ...lane.budgets.map((budget) => budget.spend(bytes.byteLength)));
     if (wait > 0) this.#holdOff(lane, wait);
+  }
+
+  /** A frame the lane may pipe: a message of its pair, whole or as the next of its pieces. */
+  #fits(lane: Lane, bytes: Uint8Array): boolean {
+    if (isLanePiece(bytes)) return lane.pieces.piece(bytes);
+    if (!lane.pieces.between) return false;
+    const decoded = decodeEnvelope(bytes);
+    const header = decoded.ok ? decoded.value.header : null;
+    return header?.type === 'msg' && header.from === lane.from && header.to === lane.to && header.seq >= 1;
   }
 
   /** The sending host or its job is past its bytes per second: the sender's end is not read for `ms`. */

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type ErrorBody, RELAY_LANE_PATH, encodeEnvelope, encodeMessage } from '@webpvm/vm-protocol';
+import { type ErrorBody, RELAY_LANE_PATH, encodeEnvelope, encodeMessage, lanePieces } from '@webpvm/vm-protocol';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
@@ -113,6 +113,38 @@ describe('RelayLanes', () => {
       expect(await out.closed).toBe(1000);
       expect(await into.closed).toBe(1000);
       expect(into.received).toEqual([]);
+      expect(lanes.open).toBe(0);
+    }
+  });
+
+  it('pipes a large message of its pair in pieces, and closes on pieces of another pair, running past their envelope, or cut short by a whole frame', async () => {
+    const big = (seq: number, from = 'jobj.0', to = 'jobj.1') => encodeMessage({ from, to, tag: 1, seq, data: new Uint8Array(300_000).fill(seq) });
+    {
+      const { lanes, links, connect, metric } = await setup();
+      lanes.request('a', links.a, 'jobj.0', 'jobj.1');
+      const out = await connect(links.a.token('out'));
+      const into = await connect(links.b.token('in'));
+      const frames = [...lanePieces(big(1)), message(2), ...lanePieces(big(3))];
+      for (const frame of frames) out.socket.send(frame);
+      await until(() => into.received.length === frames.length);
+      // compared as buffers: toEqual walks a typed array element by element
+      expect(into.received.every((b, i) => Buffer.compare(b, frames[i]!) === 0)).toBe(true);
+      expect(await metric('laneFrames')).toBe(frames.length);
+    }
+    const [first, second] = lanePieces(big(1));
+    for (const bad of [
+      lanePieces(big(1, 'jobj.0', 'jobj.2')),
+      [first!, first!, first!],
+      [first!, message(2)],
+      [first!, second!, lanePieces(big(2))[0]!],
+    ]) {
+      const { lanes, links, connect } = await setup();
+      lanes.request('a', links.a, 'jobj.0', 'jobj.1');
+      const out = await connect(links.a.token('out'));
+      const into = await connect(links.b.token('in'));
+      for (const frame of bad) out.socket.send(frame);
+      expect(await out.closed).toBe(1000);
+      expect(await into.closed).toBe(1000);
       expect(lanes.open).toBe(0);
     }
   });

@@ -1,4 +1,5 @@
-import { readSealed } from '@webpvm/vm-protocol/envelope';
+import { encodeMessage, readSealed } from '@webpvm/vm-protocol/envelope';
+import { lanePieces } from '@webpvm/vm-protocol/lane';
 import { describe, expect, it } from 'vitest';
 import type { ReceivedMessage } from '../src/index.ts';
 import { FakeLane } from './support/fake-lane.ts';
@@ -82,6 +83,28 @@ describe('a task’s arrivals', () => {
     expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2 lane']);
     worker.deliver('job1.0', { from: 'job1.1', tag: 1, seq: 3, data: 'three' });
     expect(await done).toMatchObject({ ok: true, value: ['one', 'two', 'three'] });
+  });
+
+  it('puts a lane’s large message together from its pieces, and drops one whose pieces stopped short', async () => {
+    const worker = fakeWorker();
+    hookTasks({
+      main: async (ctx) => {
+        const first = (await ctx.recv())!.data;
+        const second = (await ctx.recv())!.data as Uint8Array;
+        return [first, second.byteLength, second.every((b) => b === 9)];
+      },
+    });
+    const lane = new FakeLane();
+    const done = worker.run({ programUrl: HOOKED_PROGRAM });
+    await settle();
+    worker.send({ type: 'lane-in', tid: 'job1.0', from: 'job1.1', channel: lane });
+    const big = (seq: number, fill: number) => lanePieces(encodeMessage({ from: 'job1.1', to: 'job1.0', tag: 1, seq, data: new Uint8Array(300_000).fill(fill) }));
+    // the first try of seq 1 stopped after one piece (its lane broke there): a whole message comes next
+    lane.writeFrame(big(1, 7)[0]!);
+    lane.write('job1.1', 1, 'small, after pieces that stopped');
+    for (const piece of big(2, 9)) lane.writeFrame(piece);
+    expect(await done).toMatchObject({ ok: true, value: ['small, after pieces that stopped', 300_000, true] });
+    expect(reports(worker)).toEqual(['1:job1.1:1 lane', '2:job1.1:2 lane']);
   });
 
   it('drops what a lane carries that is not its sender’s message to this task', async () => {

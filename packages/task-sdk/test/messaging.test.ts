@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LANE_MESSAGE_BYTES, LIMITS, WebpvmError, decodeEnvelope, encodeEnvelope, encodeMessage, messageFromEnvelope, unsealMessage } from '@webpvm/vm-protocol';
+import { LANE_MESSAGE_BYTES, LIMITS, LaneAssembly, WebpvmError, isLanePiece, decodeEnvelope, encodeEnvelope, encodeMessage, messageFromEnvelope, unsealMessage } from '@webpvm/vm-protocol';
 import type { ExitNotice, ReceivedMessage, TaskContext } from '../src/index.ts';
 import { FakeLane } from './support/fake-lane.ts';
 import { HOOKED_PROGRAM, fakeWorker, hookTasks, program, settle, type Answer } from './support/fake-worker.ts';
@@ -417,7 +417,7 @@ const seqOf = (bytes: Uint8Array): string => {
 };
 
 describe('lanes', () => {
-  it('writes a message on an open lane and copies it to the host; one too large or a lane closed goes through the host', async () => {
+  it('writes a message on an open lane and copies it to the host, one larger than a lane frame in pieces; a lane closed sends through the host', async () => {
     const worker = fakeWorker();
     const lane = new FakeLane();
     hookTasks({
@@ -436,14 +436,23 @@ describe('lanes', () => {
     worker.send({ type: 'lane-out', tid: 'job1.0', to: 'job1.1', channel: lane });
     worker.deliver('job1.0', { from: 'job1.1', tag: 99, seq: 1, data: null });
     expect(await done).toMatchObject({ ok: true });
-    expect(lane.sent.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:3']);
-    expect(worker.of('lane-wrote')).toEqual([{ type: 'lane-wrote', tid: 'job1.0', pairs: [{ to: 'job1.1', seq: 3, count: 2 }] }]);
-    // nothing acknowledged them: the worker hands its copies over as the lane closes
+    // the large one went as two frames, each within a lane frame's size
+    expect(lane.sent.map((frame) => (isLanePiece(frame) ? 'piece' : seqOf(frame)))).toEqual(['job1.0>job1.1:1', 'piece', 'piece', 'job1.0>job1.1:3']);
+    expect(lane.sent.every((frame) => frame.byteLength <= LANE_MESSAGE_BYTES)).toBe(true);
+    const assembly = new LaneAssembly(LIMITS.messageBytes * 2);
+    const carried = lane.sent.flatMap((frame) => {
+      if (!isLanePiece(frame)) return [frame];
+      const whole = assembly.add(frame);
+      return whole instanceof Uint8Array ? [whole] : [];
+    });
+    expect(carried.map(seqOf)).toEqual(['job1.0>job1.1:1', 'job1.0>job1.1:2', 'job1.0>job1.1:3']);
+    expect(worker.of('lane-wrote')).toEqual([{ type: 'lane-wrote', tid: 'job1.0', pairs: [{ to: 'job1.1', seq: 3, count: 3 }] }]);
+    // nothing acknowledged them: the worker hands its copies over, whole, as the lane closes
     const copies = worker.of('lane-sent').flatMap((m) => m.envelopes);
-    expect(copies).toEqual(lane.sent);
-    const decoded = decodeEnvelope(copies[1]!);
+    expect(copies).toEqual(carried);
+    const decoded = decodeEnvelope(copies[2]!);
     expect(decoded.ok && decoded.value.header.type === 'msg' && messageFromEnvelope(decoded.value.header, decoded.value.buffers).data).toEqual({ back: 'on the lane' });
-    expect(worker.sent().map((m) => `${m.to}:${m.seq}`)).toEqual(['job1.2:1', 'job1.1:2', 'job1.1:4']);
+    expect(worker.sent().map((m) => `${m.to}:${m.seq}`)).toEqual(['job1.2:1', 'job1.1:4']);
     expect(worker.of('lane-closed')).toEqual([{ type: 'lane-closed', tid: 'job1.0', to: 'job1.1' }]);
   });
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { JobId, Tid } from './ids.ts';
+import { messagePair } from './message-frame.ts';
 
 /**
  * A lane: one RTCDataChannel per (sender task, receiver task) pair that takes both pages out of
@@ -7,15 +8,17 @@ import { JobId, Tid } from './ids.ts';
  * frames of the pair's job (sandbox.ts), which the pages signal over the data channel they already
  * share. The pages negotiate each lane there too (LaneControl frames); each page's frame creates
  * it with the same SCTP stream id and hands its end straight to its task's worker. The sender's
- * worker writes each message on it as one envelope (envelope.ts, never chunked); the receiver's
- * worker reads it and reports what it delivered. Neither page's process is in the path.
+ * worker writes each message on it as one envelope (envelope.ts), one larger than
+ * LANE_MESSAGE_BYTES as consecutive pieces (`lanePieces`); the receiver's worker reads it and
+ * reports what it delivered. Neither page's process is in the path.
  */
 
 /**
  * A relay lane: the lane of a pair whose hosts share no data channel, through the coordinator.
  * The sender's host asks for it (`lane-open`); the coordinator gives each host one end (`lane`),
  * a one-time token with which that task's worker opens a WebSocket at RELAY_LANE_PATH, and pipes
- * what the sender's worker writes, each frame one envelope of that pair, to the receiver's.
+ * what the sender's worker writes, each frame one envelope of that pair or a piece of one
+ * (`LanePieceCheck`), to the receiver's.
  * Either socket closing closes the other: the lane is gone, as when a data channel closes.
  */
 export const RELAY_LANE_PATH = '/lane';
@@ -26,8 +29,116 @@ export const LANE_TOKEN_CHARS = 32;
 /** Stream ids lanes use; the page that opened the shared channel takes the even ones, the other page the odd ones. */
 export const LANE_IDS = { first: 2, last: 1023 } as const;
 
-/** The largest envelope a lane carries (Chromium takes data-channel messages up to 256 KiB); larger ones go through the page. */
+/** The largest frame a lane carries (Chromium takes data-channel messages up to 256 KiB): a larger envelope goes in pieces. */
 export const LANE_MESSAGE_BYTES = 128 * 1024;
+
+/**
+ * A lane frame that carries a piece of an envelope over LANE_MESSAGE_BYTES:
+ * u32 LANE_PIECE_MARK · u32 the envelope's size · the piece, all little-endian. A message frame
+ * starts with 0xffffffff and a JSON-headed one with its header's length, never this.
+ */
+const LANE_PIECE_MARK = 0xfffffffe;
+const PIECE_HEAD_BYTES = 8;
+const PIECE_BYTES = LANE_MESSAGE_BYTES - PIECE_HEAD_BYTES;
+
+/** An envelope larger than a lane's frame, as the frames that carry it in order. */
+export function lanePieces(envelope: Uint8Array): Uint8Array<ArrayBuffer>[] {
+  const pieces: Uint8Array<ArrayBuffer>[] = [];
+  for (let at = 0; at < envelope.byteLength; at += PIECE_BYTES) {
+    const piece = envelope.subarray(at, Math.min(at + PIECE_BYTES, envelope.byteLength));
+    const frame = new Uint8Array(PIECE_HEAD_BYTES + piece.byteLength);
+    const view = new DataView(frame.buffer);
+    view.setUint32(0, LANE_PIECE_MARK, true);
+    view.setUint32(4, envelope.byteLength, true);
+    frame.set(piece, PIECE_HEAD_BYTES);
+    pieces.push(frame);
+  }
+  return pieces;
+}
+
+export function isLanePiece(frame: Uint8Array): boolean {
+  return frame.byteLength >= PIECE_HEAD_BYTES && new DataView(frame.buffer, frame.byteOffset, 4).getUint32(0, true) === LANE_PIECE_MARK;
+}
+
+/**
+ * One lane's envelopes put back together from their pieces, which a lane delivers in order. A
+ * piece that does not go on the envelope under way (another size, one past its end) or names a
+ * size beyond `maxBytes` ends it: what came of it is dropped, and its sender sends the message
+ * again through its host when the lane closes.
+ */
+export class LaneAssembly {
+  #parts: Uint8Array[] = [];
+  #have = 0;
+  #size = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** The whole envelope once its last piece came, null while more are to come, or 'bad'. */
+  add(frame: Uint8Array): Uint8Array | null | 'bad' {
+    const size = new DataView(frame.buffer, frame.byteOffset, PIECE_HEAD_BYTES).getUint32(4, true);
+    const piece = frame.subarray(PIECE_HEAD_BYTES);
+    const fresh = this.#parts.length === 0;
+    if ((fresh && (size <= LANE_MESSAGE_BYTES || size > this.maxBytes)) || (!fresh && size !== this.#size) || this.#have + piece.byteLength > size || !piece.byteLength) {
+      this.#parts = [];
+      this.#have = 0;
+      return 'bad';
+    }
+    this.#size = size;
+    this.#parts.push(piece);
+    this.#have += piece.byteLength;
+    if (this.#have < size) return null;
+    const whole = new Uint8Array(size);
+    let at = 0;
+    for (const part of this.#parts) {
+      whole.set(part, at);
+      at += part.byteLength;
+    }
+    this.#parts = [];
+    this.#have = 0;
+    return whole;
+  }
+
+  /** A frame that is not a piece came while an envelope was under way: that envelope is dropped. */
+  interrupted(): void {
+    this.#parts = [];
+    this.#have = 0;
+  }
+}
+
+/**
+ * What a relay lane checks of the pieces it pipes, without keeping them: each envelope's first
+ * piece starts a message of the lane's pair, the others follow it to its size and no further, and
+ * no whole frame comes between. The receiving worker reads the envelope whole.
+ */
+export class LanePieceCheck {
+  #size = 0;
+  #have = 0;
+
+  constructor(
+    private readonly pair: { from: string; to: string },
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Whether a whole frame may come now: no envelope is under way. */
+  get between(): boolean {
+    return this.#have === 0;
+  }
+
+  /** Whether this piece may go on. */
+  piece(frame: Uint8Array): boolean {
+    const size = new DataView(frame.buffer, frame.byteOffset, PIECE_HEAD_BYTES).getUint32(4, true);
+    const piece = frame.subarray(PIECE_HEAD_BYTES);
+    if (this.#have === 0) {
+      const pair = messagePair(piece);
+      if (size <= LANE_MESSAGE_BYTES || size > this.maxBytes || pair?.from !== this.pair.from || pair.to !== this.pair.to) return false;
+      this.#size = size;
+    } else if (size !== this.#size) return false;
+    if (!piece.byteLength || this.#have + piece.byteLength > size) return false;
+    this.#have += piece.byteLength;
+    if (this.#have === size) this.#have = 0;
+    return true;
+  }
+}
 
 export const LaneId = z.number().int().min(LANE_IDS.first).max(LANE_IDS.last);
 

@@ -74,6 +74,25 @@ export function encodeMessageFrame(fields: MessageFields, segments: readonly Uin
   return out;
 }
 
+/**
+ * The sender and receiver a message frame names, read from its start alone (a lane's first piece
+ * of it, vm-protocol lane.ts); null when that start is not a message frame's.
+ */
+export function messagePair(start: Uint8Array): { from: string; to: string } | null {
+  if (start.byteLength < 6 || new DataView(start.buffer, start.byteOffset, 4).getUint32(0, true) !== MESSAGE_MARK) return null;
+  let at = 4;
+  const tid = (): string | null => {
+    const length = start[at] ?? 0;
+    if (length > LIMITS.idChars || at + 1 + length > start.byteLength) return null;
+    const value = fromUtf8.decode(start.subarray(at + 1, at + 1 + length));
+    at += 1 + length;
+    return TID_PATTERN.test(value) ? value : null;
+  };
+  const from = tid();
+  const to = from === null ? null : tid();
+  return from !== null && to !== null ? { from, to } : null;
+}
+
 /** The fields and views (not copies) of the segments of a message frame, or what is wrong with it. */
 export function decodeMessageFrame(
   bytes: Uint8Array,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Tid } from './ids.ts';
 import { MAX_ENVELOPE_BYTES } from './envelope.ts';
-import { LANE_MESSAGE_BYTES, LaneChannelSchema } from './lane.ts';
+import { LaneChannelSchema } from './lane.ts';
 import { LIMITS } from './limits.ts';
 import { Checkpoint, TaskAssignment, TaskOp, WireError } from './task.ts';
 
@@ -204,8 +204,6 @@ export const WorkerRequest = z.object({ type: z.literal('request'), tid: z.strin
 /** The most entries in one `lane-sent`, `lane-wrote` or `delivered`. */
 export const REPORT_BATCH = 4096;
 
-const LaneEnvelope = z.custom<Uint8Array>((v) => v instanceof Uint8Array && v.byteLength <= LANE_MESSAGE_BYTES, 'an envelope of at most LANE_MESSAGE_BYTES');
-
 /**
  * Per receiver, the last seq the task wrote on lanes and how many messages since the last
  * report: in batches, all of them before the task's next checkpoint and before any `lane-sent`.
@@ -227,7 +225,7 @@ export const WorkerLaneWrote = z.object({
  * host then keeps them until acknowledged. What a worker terminated before it handed them over
  * took with it, its task, restarted from its checkpoint, sends again.
  */
-export const WorkerLaneSent = z.object({ type: z.literal('lane-sent'), tid: z.string(), envelopes: z.array(LaneEnvelope).min(1).max(REPORT_BATCH) });
+export const WorkerLaneSent = z.object({ type: z.literal('lane-sent'), tid: z.string(), envelopes: z.array(MessageEnvelope).min(1).max(REPORT_BATCH) });
 
 /**
  * What the worker handed the task, numbered as the task received it (n from 1, as `received`

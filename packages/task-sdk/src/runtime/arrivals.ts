@@ -1,5 +1,5 @@
-import { decodeEnvelope, messageFromEnvelope, unsealMessage, type TaskMessage } from '@webpvm/vm-protocol/envelope';
-import type { LaneChannel } from '@webpvm/vm-protocol/lane';
+import { MAX_ENVELOPE_BYTES, decodeEnvelope, messageFromEnvelope, unsealMessage, type TaskMessage } from '@webpvm/vm-protocol/envelope';
+import { LaneAssembly, type LaneChannel, isLanePiece } from '@webpvm/vm-protocol/lane';
 import type { FromWorker } from '@webpvm/vm-protocol/worker';
 import type { Mailbox } from './mailbox.ts';
 import { ReportBatch } from './report-batch.ts';
@@ -60,12 +60,23 @@ export class Arrivals {
     }
   }
 
-  /** The receiving end of a lane from `from`: what comes on it must be `from`'s messages to this task. */
+  /**
+   * The receiving end of a lane from `from`: what comes on it must be `from`'s messages to this
+   * task, each an envelope or the pieces of one (vm-protocol lane.ts).
+   */
   openLane(from: string, channel: LaneChannel): void {
     channel.binaryType = 'arraybuffer';
     this.#lanes.add(channel);
+    const pieces = new LaneAssembly(MAX_ENVELOPE_BYTES);
     channel.addEventListener('message', ({ data }) => {
-      if (data instanceof ArrayBuffer) this.#fromLane(from, new Uint8Array(data));
+      if (!(data instanceof ArrayBuffer)) return;
+      const frame = new Uint8Array(data);
+      if (!isLanePiece(frame)) {
+        pieces.interrupted();
+        return this.#fromLane(from, frame);
+      }
+      const whole = pieces.add(frame);
+      if (whole instanceof Uint8Array) this.#fromLane(from, whole);
     });
     channel.addEventListener('close', () => this.#lanes.delete(channel));
   }

@@ -1,7 +1,7 @@
 import { encodeEncodedMessage, encodedSize } from '@webpvm/vm-protocol/envelope';
 import { WebpvmError, describeIssues, isErrorCode } from '@webpvm/vm-protocol/errors';
 import { Tid, parseTid } from '@webpvm/vm-protocol/ids';
-import { LANE_MESSAGE_BYTES, type LaneChannel } from '@webpvm/vm-protocol/lane';
+import { LANE_MESSAGE_BYTES, type LaneChannel, lanePieces } from '@webpvm/vm-protocol/lane';
 import { LIMITS } from '@webpvm/vm-protocol/limits';
 import { TaskOp } from '@webpvm/vm-protocol/task';
 import type { Counters } from '@webpvm/vm-protocol/task-image';
@@ -177,13 +177,22 @@ export function createMessaging(
   const sendOnLane = (to: string, seq: number, bytes: Uint8Array<ArrayBuffer>): boolean => {
     const lane = lanes.get(to);
     if (!lane || lane.channel.readyState !== 'open') return false;
-    if (bytes.byteLength > LANE_MESSAGE_BYTES || unackedBytes + bytes.byteLength > LANE_UNACKED_BYTES) return false;
-    if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) lane.queue.push(bytes);
-    else {
+    const whole = bytes.byteLength <= LANE_MESSAGE_BYTES;
+    if (unackedBytes + bytes.byteLength > LANE_UNACKED_BYTES) return false;
+    const frames = whole ? [bytes] : lanePieces(bytes);
+    for (const [i, frame] of frames.entries()) {
+      if (lane.queue.length > 0 || lane.channel.bufferedAmount > LANE_HIGH_WATER) {
+        lane.queue.push(frame);
+        continue;
+      }
       try {
-        lane.channel.send(bytes);
+        lane.channel.send(frame);
       } catch {
-        return false;
+        if (i === 0) return false;
+        // Pieces of it are on the lane: the lane goes, and the copy kept goes through the host.
+        lane.queue.length = 0;
+        lane.channel.close();
+        break;
       }
     }
     keep(to, seq, bytes);

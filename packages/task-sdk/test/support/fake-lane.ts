@@ -29,6 +29,11 @@ export class FakeLane implements LaneChannel {
     for (const listener of this.#listeners.get('bufferedamountlow') ?? []) listener({});
   }
 
+  /** A frame arrives on this end as it is: a lane's piece of a large envelope, say. */
+  writeFrame(frame: Uint8Array): void {
+    for (const listener of this.#listeners.get('message') ?? []) listener({ data: frame.slice().buffer });
+  }
+
   /** A message of `from` to `to` arrives on this end. */
   write(from: string, seq: number, data: unknown, to = 'job1.0'): void {
     const bytes = encodeMessage({ from, to, tag: 1, seq, data });
