@@ -133,8 +133,8 @@ export class Recovery {
     const keepers = this.#logKeepers.get(jobId) ?? new Map<string, Set<string>>();
     const byHost = new Map<string, { tid: string; after: number }[]>();
     for (const from of m.from) {
-      const sender = book.task(from.tid);
       if (parseTid(from.tid).jobId !== jobId) continue;
+      const sender = book.task(from.tid);
       const hosts = [...keepers].filter(([, tids]) => tids.has(from.tid)).map(([keeper]) => keeper);
       if (sender?.state === 'running' && sender.hostId) hosts.push(sender.hostId);
       for (const host of hosts) byHost.set(host, [...(byHost.get(host) ?? []), from]);

@@ -16,8 +16,8 @@ const MAX_HELD = 100_000;
  * into the mailbox in seq order and once: one that comes on a lane ahead of one still on its way
  * through the host waits for it, one the task already has is dropped. The host learns from the
  * reports what was delivered and in which order, and keeps its replay log in that order; a lane's
- * message it knows by sender and seq only, as its bytes crossing to the host cost lanes a sixth
- * of their throughput (docs/sandbox.md), and the sender's log keeps them anyway.
+ * message it knows by sender and seq only: the sender's log keeps its bytes, which would otherwise
+ * cross to the host's process for each message (docs/sandbox.md, "What it costs").
  *
  * Reports wait up to 20 ms (ReportBatch), or go at once while the host waits for them (a message
  * it holds behind a gap, see `reportNow`), and all go before a checkpoint. A
