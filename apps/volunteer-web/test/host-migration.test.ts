@@ -39,6 +39,12 @@ function sentImage(binary: Uint8Array[], tid: string, attempt?: number) {
   return { bytes: whole.byteLength, image: decoded.value };
 }
 
+/** joba.0 migrates to `host` as attempt 2: its image's parts through the coordinator, then its assignment. */
+function arrives(host: Awaited<ReturnType<typeof startHost>>, image: Uint8Array): void {
+  for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
+  host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+}
+
 describe('HostRuntime migration', () => {
   it('on reclaim stops offering slots, and sends each task away with its checkpoint and what it has not read since', async () => {
     const host = await startHost();
@@ -100,8 +106,7 @@ describe('HostRuntime migration', () => {
       mailbox: [sealMessage(message('joba.5', 'joba.0', 2, 'unread'))],
       pending: [sealMessage(message('joba.5', 'joba.0', 4, 'after a gap'))],
     });
-    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    arrives(host, image);
     await settle();
     const start = startsOf(host.workers[0]!.received[0]!)[0]!;
     expect(start).toMatchObject({
@@ -131,8 +136,7 @@ describe('HostRuntime migration', () => {
       mailbox: [{ from: 'joba.5', seq: 2 }, sealMessage(message('joba.6', 'joba.0', 1, 'whole')), { from: 'joba.5', seq: 3 }],
       pending: [],
     });
-    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    arrives(host, image);
     await settle();
     expect(host.workers).toHaveLength(0);
     expect(host.socket().sentOfType('refill')).toEqual([{ type: 'refill', tid: 'joba.0', attempt: 2, from: [{ tid: 'joba.5', after: 1 }] }]);
@@ -156,8 +160,7 @@ describe('HostRuntime migration', () => {
     const host = await startHost();
     await host.connect();
     const image = encodeImage({ tid: 'joba.0', log: [], checkpoint: null, delivered: new Map([['joba.5', 1]]), mailbox: [{ from: 'joba.5', seq: 1 }], pending: [] });
-    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    arrives(host, image);
     await settle();
     host.socket().receive({ type: 'cancel', tasks: [{ tid: 'joba.0', attempt: 2 }], reason: 'its job was cancelled' });
     host.socket().receiveBinary(encodeMessage(message('joba.5', 'joba.0', 1, 'late')));
@@ -171,8 +174,7 @@ describe('HostRuntime migration', () => {
     const host = await startHost();
     await host.connect();
     const image = encodeImage({ tid: 'joba.0', log: [], checkpoint: null, delivered: new Map([['joba.5', 1]]), mailbox: [{ from: 'joba.5', seq: 1 }], pending: [] });
-    for (const part of imageParts('joba.0', 2, image)) host.socket().receiveBinary(part);
-    host.socket().receive({ type: 'assign', tasks: [assignment('joba', 0, { attempt: 2, imageBytes: image.byteLength })] });
+    arrives(host, image);
     await vi.advanceTimersByTimeAsync(29_000);
     expect(host.socket().sentOfType('refill')).toHaveLength(10);
     expect(host.socket().sentOfType('results')).toEqual([]);
