@@ -61,61 +61,16 @@ export function isLanePiece(frame: Uint8Array): boolean {
 }
 
 /**
- * One lane's envelopes put back together from their pieces, which a lane delivers in order. A
- * piece that does not go on the envelope under way (another size, one past its end) or names a
- * size beyond `maxBytes` ends it: what came of it is dropped, and its sender sends the message
- * again through its host when the lane closes.
- */
-export class LaneAssembly {
-  #parts: Uint8Array[] = [];
-  #have = 0;
-  #size = 0;
-
-  constructor(private readonly maxBytes: number) {}
-
-  /** The whole envelope once its last piece came, null while more are to come, or 'bad'. */
-  add(frame: Uint8Array): Uint8Array | null | 'bad' {
-    const size = new DataView(frame.buffer, frame.byteOffset, PIECE_HEAD_BYTES).getUint32(4, true);
-    const piece = frame.subarray(PIECE_HEAD_BYTES);
-    const fresh = this.#parts.length === 0;
-    if ((fresh && (size <= LANE_MESSAGE_BYTES || size > this.maxBytes)) || (!fresh && size !== this.#size) || this.#have + piece.byteLength > size || !piece.byteLength) {
-      this.#parts = [];
-      this.#have = 0;
-      return 'bad';
-    }
-    this.#size = size;
-    this.#parts.push(piece);
-    this.#have += piece.byteLength;
-    if (this.#have < size) return null;
-    const whole = new Uint8Array(size);
-    let at = 0;
-    for (const part of this.#parts) {
-      whole.set(part, at);
-      at += part.byteLength;
-    }
-    this.#parts = [];
-    this.#have = 0;
-    return whole;
-  }
-
-  /** A frame that is not a piece came while an envelope was under way: that envelope is dropped. */
-  interrupted(): void {
-    this.#parts = [];
-    this.#have = 0;
-  }
-}
-
-/**
- * What a relay lane checks of the pieces it pipes, without keeping them: each envelope's first
- * piece starts a message of the lane's pair, the others follow it to its size and no further, and
- * no whole frame comes between. The receiving worker reads the envelope whole.
+ * Where the envelope whose pieces a lane carries stands: each envelope's first piece names a size
+ * over LANE_MESSAGE_BYTES and up to `maxBytes` (and, given a `pair`, starts a message of that
+ * pair), the others follow it to its size and no further. A piece refused ends the envelope.
  */
 export class LanePieceCheck {
   #size = 0;
   #have = 0;
 
   constructor(
-    private readonly pair: { from: string; to: string },
+    private readonly pair: { from: string; to: string } | null,
     private readonly maxBytes: number,
   ) {}
 
@@ -128,15 +83,62 @@ export class LanePieceCheck {
   piece(frame: Uint8Array): boolean {
     const size = new DataView(frame.buffer, frame.byteOffset, PIECE_HEAD_BYTES).getUint32(4, true);
     const piece = frame.subarray(PIECE_HEAD_BYTES);
-    if (this.#have === 0) {
-      const pair = messagePair(piece);
-      if (size <= LANE_MESSAGE_BYTES || size > this.maxBytes || pair?.from !== this.pair.from || pair.to !== this.pair.to) return false;
-      this.#size = size;
-    } else if (size !== this.#size) return false;
-    if (!piece.byteLength || this.#have + piece.byteLength > size) return false;
+    const first = this.#have === 0;
+    const pair = first && this.pair ? messagePair(piece) : null;
+    const fits = first
+      ? size > LANE_MESSAGE_BYTES && size <= this.maxBytes && (!this.pair || (pair?.from === this.pair.from && pair.to === this.pair.to))
+      : size === this.#size;
+    if (!fits || !piece.byteLength || this.#have + piece.byteLength > size) {
+      this.reset();
+      return false;
+    }
+    this.#size = size;
     this.#have += piece.byteLength;
     if (this.#have === size) this.#have = 0;
     return true;
+  }
+
+  /** The envelope under way, if any, is given up. */
+  reset(): void {
+    this.#have = 0;
+  }
+}
+
+/**
+ * One lane's envelopes put back together from their pieces, which a lane delivers in order. A
+ * piece that does not go on the envelope under way (LanePieceCheck) ends it: what came of it is
+ * dropped, and its sender sends the message again through its host when the lane closes.
+ */
+export class LaneAssembly {
+  readonly #check: LanePieceCheck;
+  #parts: Uint8Array[] = [];
+
+  constructor(maxBytes: number) {
+    this.#check = new LanePieceCheck(null, maxBytes);
+  }
+
+  /** The whole envelope once its last piece came, null while more are to come, or 'bad'. */
+  add(frame: Uint8Array): Uint8Array | null | 'bad' {
+    if (!this.#check.piece(frame)) {
+      this.#parts = [];
+      return 'bad';
+    }
+    this.#parts.push(frame.subarray(PIECE_HEAD_BYTES));
+    if (!this.#check.between) return null;
+    const whole = new Uint8Array(this.#parts.reduce((n, part) => n + part.byteLength, 0));
+    let at = 0;
+    for (const part of this.#parts) {
+      whole.set(part, at);
+      at += part.byteLength;
+    }
+    this.#parts = [];
+    return whole;
+  }
+
+  /** A frame that is not a piece came while an envelope was under way: that envelope is dropped. */
+  interrupted(): void {
+    this.#parts = [];
+    this.#check.reset();
   }
 }
 
