@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PostgresServer } from '@webpvm/local-servers';
 import { CoordinatorProcess } from '../../e2e/support/coordinator.ts';
 import { adminApi } from './admin-api.ts';
-import { cpuSeconds } from './process-cpu.ts';
+import { cpuSeconds, treeCpuSeconds } from './process-cpu.ts';
 import { SimulatedHost } from './simulated-host.ts';
 import { type Row, rate, round } from './throughput-row.ts';
 
@@ -22,15 +23,24 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * The coordinator's share of the cost without any browser: simulated hosts in Node (plain
- * WebSocket clients speaking the real host protocol) against the coordinator, then against a null
- * server that speaks the same protocol but keeps nothing. Two rows, the first as a ratio to the second.
+ * WebSocket clients speaking the real host protocol) against the coordinator on SQLite, on
+ * PostgreSQL (a server of its own, every commit durable), then against a null server that speaks
+ * the same protocol but keeps nothing. Three rows, the first two as ratios to the third.
  */
-export async function coordinatorAlone(options: CoordinatorAloneOptions): Promise<[Row, Row]> {
-  const simulated = await againstCoordinator(options);
+export async function coordinatorAlone(options: CoordinatorAloneOptions): Promise<Row[]> {
+  const onSqlite = await againstCoordinator(options, null);
+  options.log('the coordinator alone on PostgreSQL: starting the server');
+  const postgres = await PostgresServer.start();
+  let onPostgres: Row;
+  try {
+    onPostgres = await againstCoordinator(options, postgres);
+  } finally {
+    await postgres.stop();
+  }
   const nulled = await againstNullServer(options);
-  simulated.ratio = round(rate(simulated) / rate(nulled), 3);
+  for (const r of [onSqlite, onPostgres]) r.ratio = round(rate(r) / rate(nulled), 3);
   nulled.ratio = 1;
-  return [simulated, nulled];
+  return [onSqlite, onPostgres, nulled];
 }
 
 const row = (options: CoordinatorAloneOptions, system: string, seconds: number, cpu: number): Row => ({
@@ -47,15 +57,16 @@ const row = (options: CoordinatorAloneOptions, system: string, seconds: number, 
   serverCpuMicrosPerTask: round((cpu / options.tasks) * 1e6),
 });
 
-async function againstCoordinator(options: CoordinatorAloneOptions): Promise<Row> {
+async function againstCoordinator(options: CoordinatorAloneOptions, postgres: PostgresServer | null): Promise<Row> {
   const { tasks, program, log } = options;
-  const label = `coordinator, ${options.hosts} simulated hosts × ${options.slots} slots`;
-  log(`the coordinator alone: ${options.hosts} simulated hosts`);
-  const server = await CoordinatorProcess.start();
+  const label = `coordinator on ${postgres ? 'PostgreSQL' : 'SQLite'}, ${options.hosts} simulated hosts × ${options.slots} slots`;
+  log(`the coordinator alone on ${postgres ? 'PostgreSQL' : 'SQLite'}: ${options.hosts} simulated hosts`);
+  const server = await CoordinatorProcess.start(postgres ? { DATABASE_URL: postgres.createDatabase() } : {});
   const hosts = Array.from({ length: options.hosts }, () => new SimulatedHost(`${server.url.replace('http', 'ws')}/ws`, options.slots));
   try {
     await Promise.all(hosts.map((h) => h.connect()));
     const cpuBefore = cpuSeconds(server.pid!);
+    const storeCpuBefore = postgres ? treeCpuSeconds(postgres.pid) : 0;
     const started = Date.now();
     const { id } = await adminApi(server.url, 'POST', '/api/jobs', { name: label, program, inputs: Array.from({ length: tasks }, (_, i) => i) });
     let ended: number;
@@ -69,9 +80,12 @@ async function againstCoordinator(options: CoordinatorAloneOptions): Promise<Row
       await sleep(20);
     }
     const cpu = cpuSeconds(server.pid!) - cpuBefore;
+    const storeCpu = postgres ? treeCpuSeconds(postgres.pid) - storeCpuBefore : null;
     const { results } = await adminApi(server.url, 'GET', `/api/jobs/${id}/results`);
     if (results.length !== tasks || results.some((r: number, i: number) => r !== i * i)) throw new Error(`${label}: wrong results`);
-    return row(options, label, (ended - started) / 1000, cpu);
+    const measured = row(options, label, (ended - started) / 1000, cpu);
+    if (storeCpu !== null) measured.storeCpuMicrosPerTask = round((storeCpu / tasks) * 1e6);
+    return measured;
   } finally {
     for (const h of hosts) h.close();
     await server.stop();

@@ -21,6 +21,8 @@ export interface Row {
   ratio: number | null;
   /** The server's own CPU (coordinator, bare server or null server), µs per task. */
   serverCpuMicrosPerTask: number;
+  /** The coordinator on PostgreSQL: the server's CPU (all its processes), µs per task. */
+  storeCpuMicrosPerTask?: number;
   /** Share of the machine's cores that processes other than the bench's kept busy during the row. */
   neighboursCpuShare?: number;
   /** µs of CPU per task by process and thread (thread-cpu.ts), with `total` and what the cores left idle. */

@@ -2,8 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureDebianPackage } from './debian.ts';
-import { freePort, untilListening } from './ports.ts';
+import { ensureDebianPackage, freePort, untilListening } from '@webpvm/local-servers';
 
 /**
  * Caddy from Debian as the TLS proxy in front of a plain-http coordinator, configured as the

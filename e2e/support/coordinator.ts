@@ -3,14 +3,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './ports.ts';
+import { freePort } from '@webpvm/local-servers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(repoRoot, 'apps/coordinator/bin/webpvm.js');
 
 export const ADMIN_TOKEN = 'wpvm_e2e-admin-token';
 const STOP_TIMEOUT_MS = 10_000;
-
 
 /**
  * A real coordinator process on a free port with its own temporary data directory. It can be

@@ -2,8 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureDebianPackage } from './debian.ts';
-import { freePort, untilListening } from './ports.ts';
+import { ensureDebianPackage, freePort, untilListening } from '@webpvm/local-servers';
 
 /**
  * coturn from Debian, a TURN server on 127.0.0.1 with one long-term user. Loopback peers are

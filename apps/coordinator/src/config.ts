@@ -10,6 +10,8 @@ export interface CoordinatorConfig {
   /** PEM certificate chain and key (WEBPVM_TLS_CERT, WEBPVM_TLS_KEY): https and wss on the same port; null for plain http. */
   tls: { cert: string; key: string } | null;
   dataDir: string;
+  /** PostgreSQL (DATABASE_URL, postgres://…) instead of the SQLite file under `dataDir`; null for SQLite. */
+  databaseUrl: string | null;
   adminToken: string | null;
   /** Built volunteer-web (host page + dashboard), served at `/`. */
   webRoot: string;
@@ -108,6 +110,21 @@ function iceServersFrom(raw: string | undefined): Record<string, unknown>[] {
   return parsed as Record<string, unknown>[];
 }
 
+/** A PostgreSQL connection URL, checked now so that a typo stops the start with a clear message. */
+function databaseUrlFrom(raw: string | undefined): string | null {
+  if (!raw) return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new WebpvmError('E_BAD_REQUEST', 'DATABASE_URL must be a PostgreSQL URL: postgres://user[:password]@host[:port]/database');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new WebpvmError('E_BAD_REQUEST', `DATABASE_URL must be a postgres:// or postgresql:// URL, got ${url.protocol}//…`);
+  }
+  return raw;
+}
+
 /** Every knob has a default that works on a laptop; the environment overrides it (names in docs/protocol.md, "Configuration"). */
 export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
   return {
@@ -115,6 +132,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     host: hostFrom(env),
     tls: tlsFrom(env),
     dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
+    databaseUrl: databaseUrlFrom(env.DATABASE_URL),
     adminToken: env.WEBPVM_ADMIN_TOKEN || null,
     webRoot: env.WEBPVM_WEB_ROOT ? path.resolve(env.WEBPVM_WEB_ROOT) : defaultWebRoot,
     heartbeatMs: intFrom(env, 'WEBPVM_HEARTBEAT_MS', 5_000),

@@ -12,6 +12,7 @@ import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
 import { Retention } from './retention.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
+import { PostgresStore } from './store/postgres-store.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export { loadConfig, type CoordinatorConfig };
@@ -30,7 +31,9 @@ export interface RunningCoordinator {
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   // Logs go to stderr, so that stdout carries only what `webpvm start` prints for the person.
   const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } }, pino.destination(2));
-  const store = new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'), { synchronous: config.sqliteSynchronous });
+  const store = config.databaseUrl
+    ? await PostgresStore.open(config.databaseUrl)
+    : new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'), { synchronous: config.sqliteSynchronous });
   const auth = new TokenAuth(store);
   const firstAdminToken = await auth.bootstrap(config.adminToken);
   const metrics = createMetrics();

@@ -38,7 +38,7 @@ import { registerSandboxRoute } from './sandbox-route.ts';
 export interface ApiOptions {
   scheduler: Scheduler;
   /** Its health: `/healthz`, and changes refused while it cannot write. */
-  store: Pick<Store, 'probe'>;
+  store: Pick<Store, 'probe' | 'engine'>;
   events: EventLog;
   auth: TokenAuth;
   programs: ProgramRegistry;
@@ -321,8 +321,9 @@ export function buildApi(opts: ApiOptions) {
   app.get('/healthz', async (_request, reply) => {
     const store = await opts.store.probe();
     const hosts = opts.connectedHosts();
-    if (store.ok) return { ok: true, hosts };
-    return reply.status(503).send({ ok: false, hosts, reason: `the store cannot be used: ${store.reason}`, since: new Date(store.since).toISOString() });
+    const engine = opts.store.engine;
+    if (store.ok) return { ok: true, hosts, store: engine };
+    return reply.status(503).send({ ok: false, hosts, store: engine, reason: `the store cannot be used: ${store.reason}`, since: new Date(store.since).toISOString() });
   });
 
   app.get('/metrics', async (request, reply) => {

@@ -67,7 +67,7 @@ describe('a store that cannot write', () => {
     const h = await api();
     const first = await h.submit({ program: 'export default (ctx, x) => x', inputs: [1] });
     expect(first.statusCode).toBe(201);
-    expect((await h.get('/healthz')).json()).toEqual({ ok: true, hosts: 0 });
+    expect((await h.get('/healthz')).json()).toEqual({ ok: true, hosts: 0, store: 'sqlite' });
 
     fillUp(h.store);
     const refused = await h.submit({ program: 'export default (ctx, x) => x', inputs: [BIG] });
@@ -95,7 +95,7 @@ describe('a store that cannot write', () => {
     expect(results.statusCode).toBe(200);
     expect(results.json()).toEqual({ results: [null] });
     expect(await h.store.getJob(kept!)).toMatchObject({ id: kept, total: 1 });
-    expect((await h.get('/healthz')).json()).toEqual({ ok: true, hosts: 0 });
+    expect((await h.get('/healthz')).json()).toEqual({ ok: true, hosts: 0, store: 'sqlite' });
     expect((await h.submit({ program: 'export default (ctx, x) => x', inputs: [BIG] })).statusCode).toBe(201);
   });
 

@@ -1,9 +1,29 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { type ErrorBody, type MigrationEvent, type TaskCounts, type TaskState, WebpvmError } from '@webpvm/vm-protocol';
+import { type MigrationEvent, type TaskCounts, WebpvmError } from '@webpvm/vm-protocol';
 import { FailingWrites, OpenedFile, unavailable } from './store-health.ts';
-import { type EventRow, type JobRow, type TaskRow, type TokenRow, type VolunteerRow, eventFromRow, indexes, jobFromRow, json, parse, taskFromRow, tokenFromRow } from './sqlite-rows.ts';
+import {
+  type EventRow,
+  type HostRow,
+  type JobRow,
+  type OutcomeRow,
+  type SummaryRow,
+  type TaskRow,
+  type TokenRow,
+  type VolunteerRow,
+  countsFromRows,
+  eventFromRow,
+  hostFromRow,
+  jobFromRow,
+  json,
+  outcomeFromRow,
+  parse,
+  summaryFromRow,
+  taskFromRow,
+  tokenFromRow,
+  volunteerFromRow,
+} from './table-rows.ts';
 import { INDEXES, RESTART_ROWS, TABLES, migrate } from './sqlite-schema.ts';
 import type { VmState } from '@webpvm/task-sdk/vm';
 import type {
@@ -40,6 +60,7 @@ export interface SqliteStoreOptions {
 
 /** The embedded default: one SQLite file under the data directory, written in WAL mode. */
 export class SqliteStore implements Store {
+  readonly engine = 'sqlite';
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly commitTx: (batch: WriteBatch) => void;
@@ -103,7 +124,7 @@ export class SqliteStore implements Store {
         ON CONFLICT(volunteer_id) DO UPDATE SET allowance = excluded.allowance, returned = excluded.returned,
         dropped = excluded.dropped, validated = excluded.validated, invalid = excluded.invalid,
         streak = excluded.streak, trusted = excluded.trusted, updated_at = excluded.updated_at`),
-      volunteers: db.prepare(`SELECT * FROM volunteers`),
+      volunteers: db.prepare(`SELECT * FROM volunteers ORDER BY volunteer_id`),
       forgetVolunteers: db.prepare(`DELETE FROM volunteers WHERE rowid IN (SELECT rowid FROM volunteers WHERE updated_at < ? LIMIT ?)`),
       unfinishedJobs: db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at`),
       residentTasks: db.prepare(`SELECT * FROM tasks WHERE job_id = ? AND ${RESTART_ROWS}
@@ -261,19 +282,7 @@ export class SqliteStore implements Store {
   }
 
   async loadVolunteers(): Promise<StoredVolunteer[]> {
-    return this.read(() =>
-      (this.stmts.volunteers.all() as VolunteerRow[]).map((r) => ({
-        volunteerId: r.volunteer_id,
-        allowance: r.allowance,
-        returned: r.returned,
-        dropped: r.dropped,
-        validated: r.validated,
-        invalid: r.invalid,
-        streak: r.streak,
-        trusted: r.trusted === 1,
-        updatedAt: r.updated_at,
-      })),
-    );
+    return this.read(() => (this.stmts.volunteers.all() as VolunteerRow[]).map(volunteerFromRow));
   }
 
   async forgetVolunteers(before: number, rows: number): Promise<number> {
@@ -299,12 +308,7 @@ export class SqliteStore implements Store {
   }
 
   async taskCounts(jobId: string): Promise<TaskCounts> {
-    const counts: TaskCounts = { total: 0, pending: 0, running: 0, done: 0, failed: 0 };
-    for (const { state, n } of this.read(() => this.stmts.counts.all(jobId) as { state: string; n: number }[])) {
-      counts.total += n;
-      if (state === 'pending' || state === 'running' || state === 'done' || state === 'failed') counts[state] += n;
-    }
-    return counts;
+    return countsFromRows(this.read(() => this.stmts.counts.all(jobId) as { state: string; n: number }[]));
   }
 
   async resultsInOrder(jobId: string, afterIndex: number, limit: number): Promise<{ index: number; result: unknown }[]> {
@@ -313,27 +317,11 @@ export class SqliteStore implements Store {
   }
 
   async outcomesAfter(jobId: string, afterSeq: number, limit: number): Promise<StoredOutcome[]> {
-    const rows = this.read(
-      () => this.stmts.outcomesAfter.all(jobId, afterSeq, limit) as { seq: number; root: number; state: string; result: string | null; error: string | null }[],
-    );
-    return rows.map((r) => ({ seq: r.seq, root: r.root, ok: r.state === 'done', result: parse(r.result), error: parse<ErrorBody>(r.error) }));
+    return this.read(() => this.stmts.outcomesAfter.all(jobId, afterSeq, limit) as OutcomeRow[]).map(outcomeFromRow);
   }
 
   async tasksPage(jobId: string, afterIndex: number, limit: number): Promise<TaskSummary[]> {
-    const rows = this.read(
-      () =>
-        this.stmts.tasksPage.all(jobId, afterIndex, limit) as Pick<TaskRow, 'tid' | 'idx' | 'parent' | 'state' | 'attempt' | 'host_id' | 'messages_in' | 'messages_out'>[],
-    );
-    return rows.map((r) => ({
-      tid: r.tid,
-      index: r.idx,
-      parent: r.parent,
-      state: r.state as TaskState,
-      attempt: r.attempt,
-      hostId: r.host_id,
-      messagesIn: r.messages_in,
-      messagesOut: r.messages_out,
-    }));
+    return this.read(() => this.stmts.tasksPage.all(jobId, afterIndex, limit) as SummaryRow[]).map(summaryFromRow);
   }
 
   async putProgram(hash: string, source: string): Promise<void> {
@@ -386,22 +374,8 @@ export class SqliteStore implements Store {
   }
 
   async getHost(hostId: string): Promise<StoredHost | null> {
-    const row = this.read(
-      () =>
-        this.stmts.getHost.get(hostId) as
-          | { host_id: string; secret_hash: string; user_agent: string; created_at: number; last_seen_at: number; done: number }
-          | undefined,
-    );
-    return row
-      ? {
-          hostId: row.host_id,
-          secretHash: row.secret_hash,
-          userAgent: row.user_agent,
-          createdAt: row.created_at,
-          lastSeenAt: row.last_seen_at,
-          done: row.done,
-        }
-      : null;
+    const row = this.read(() => this.stmts.getHost.get(hostId) as HostRow | undefined);
+    return row ? hostFromRow(row) : null;
   }
 
   async appendEvents(events: MigrationEvent[]): Promise<void> {
@@ -493,4 +467,19 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     this.db.close();
   }
+}
+
+/** Indexes read from a one-column query, kept compact: a big job's pending roots may be millions. */
+function indexes(statement: Database.Statement, ...params: unknown[]): Uint32Array {
+  let out = new Uint32Array(1024);
+  let n = 0;
+  for (const index of statement.pluck().iterate(...params) as IterableIterator<number>) {
+    if (n === out.length) {
+      const grown = new Uint32Array(out.length * 2);
+      grown.set(out);
+      out = grown;
+    }
+    out[n++] = index;
+  }
+  return out.slice(0, n);
 }

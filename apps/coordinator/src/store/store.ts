@@ -236,6 +236,8 @@ export type StoreHealth = { ok: true } | { ok: false; since: number; reason: str
  * reads all of a job's tasks at once: a job may have millions, read page by page.
  */
 export interface Store {
+  /** Which adapter this is, as `/healthz` reports it. */
+  readonly engine: 'sqlite' | 'postgres';
   commit(batch: WriteBatch): Promise<void>;
   /** Jobs not yet finished, as a restarted coordinator resumes them. */
   loadUnfinished(): Promise<UnfinishedJob[]>;

@@ -1,13 +1,17 @@
 import { execFileSync } from 'node:child_process';
 
-/** Makes sure a program from Debian is installed, installing its package (apt-get) when it is not. */
+/** Makes sure a program from Debian is on the PATH, installing its package when it is not. */
 export function ensureDebianPackage(program: string, pkg: string): void {
   try {
     execFileSync('which', [program], { stdio: 'ignore' });
     return;
   } catch {
-    // not installed yet
+    installDebianPackage(pkg);
   }
+}
+
+/** apt-get install, as root or through sudo. */
+export function installDebianPackage(pkg: string): void {
   const asRoot = (args: string[]) => (process.getuid?.() === 0 ? args : ['sudo', ...args]);
   const run = (args: string[]) => {
     const [command, ...rest] = asRoot(args);

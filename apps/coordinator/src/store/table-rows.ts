@@ -1,8 +1,7 @@
-import type Database from 'better-sqlite3';
-import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskState, TokenQuotas, TokenScope } from '@webpvm/vm-protocol';
-import type { JobOptions, JobTally, StoredJob, StoredTask, StoredToken } from './store.ts';
+import type { Checkpoint, ErrorBody, JobState, MigrationEvent, TaskCounts, TaskState, TokenQuotas, TokenScope } from '@webpvm/vm-protocol';
+import type { JobOptions, JobTally, StoredHost, StoredJob, StoredOutcome, StoredTask, StoredToken, StoredVolunteer, TaskSummary } from './store.ts';
 
-/** The SQLite rows the store reads, and the records they become. */
+/** The rows both stores read (the same columns in SQLite and PostgreSQL), and the records they become. */
 export interface JobRow {
   id: string;
   owner: string;
@@ -94,21 +93,6 @@ export function taskFromRow(r: TaskRow): StoredTask {
   };
 }
 
-/** Indexes read from a one-column query, kept compact: a big job's pending roots may be millions. */
-export function indexes(statement: Database.Statement, ...params: unknown[]): Uint32Array {
-  let out = new Uint32Array(1024);
-  let n = 0;
-  for (const index of statement.pluck().iterate(...params) as IterableIterator<number>) {
-    if (n === out.length) {
-      const grown = new Uint32Array(out.length * 2);
-      grown.set(out);
-      out = grown;
-    }
-    out[n++] = index;
-  }
-  return out.slice(0, n);
-}
-
 export interface TokenRow {
   id: string;
   name: string;
@@ -143,6 +127,70 @@ export interface VolunteerRow {
   streak: number;
   trusted: number;
   updated_at: number;
+}
+
+export const volunteerFromRow = (r: VolunteerRow): StoredVolunteer => ({
+  volunteerId: r.volunteer_id,
+  allowance: r.allowance,
+  returned: r.returned,
+  dropped: r.dropped,
+  validated: r.validated,
+  invalid: r.invalid,
+  streak: r.streak,
+  trusted: r.trusted === 1,
+  updatedAt: r.updated_at,
+});
+
+export interface HostRow {
+  host_id: string;
+  secret_hash: string;
+  user_agent: string;
+  created_at: number;
+  last_seen_at: number;
+  done: number;
+}
+
+export const hostFromRow = (r: HostRow): StoredHost => ({
+  hostId: r.host_id,
+  secretHash: r.secret_hash,
+  userAgent: r.user_agent,
+  createdAt: r.created_at,
+  lastSeenAt: r.last_seen_at,
+  done: r.done,
+});
+
+/** The columns a page of tasks reads (`tasksPage`). */
+export type SummaryRow = Pick<TaskRow, 'tid' | 'idx' | 'parent' | 'state' | 'attempt' | 'host_id' | 'messages_in' | 'messages_out'>;
+
+export const summaryFromRow = (r: SummaryRow): TaskSummary => ({
+  tid: r.tid,
+  index: r.idx,
+  parent: r.parent,
+  state: r.state as TaskState,
+  attempt: r.attempt,
+  hostId: r.host_id,
+  messagesIn: r.messages_in,
+  messagesOut: r.messages_out,
+});
+
+export interface OutcomeRow {
+  seq: number;
+  root: number;
+  state: string;
+  result: string | null;
+  error: string | null;
+}
+
+export const outcomeFromRow = (r: OutcomeRow): StoredOutcome => ({ seq: r.seq, root: r.root, ok: r.state === 'done', result: parse(r.result), error: parse<ErrorBody>(r.error) });
+
+/** A job's tasks counted by state, from `SELECT state, COUNT(*) AS n … GROUP BY state`. */
+export function countsFromRows(rows: readonly { state: string; n: number }[]): TaskCounts {
+  const counts: TaskCounts = { total: 0, pending: 0, running: 0, done: 0, failed: 0 };
+  for (const { state, n } of rows) {
+    counts.total += n;
+    if (state === 'pending' || state === 'running' || state === 'done' || state === 'failed') counts[state] += n;
+  }
+  return counts;
 }
 
 /** The id lives in its own column; the body is the rest of the event, whatever its type. */
