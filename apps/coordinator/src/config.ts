@@ -12,6 +12,14 @@ export interface CoordinatorConfig {
   dataDir: string;
   /** PostgreSQL (DATABASE_URL, postgres://…) instead of the SQLite file under `dataDir`; null for SQLite. */
   databaseUrl: string | null;
+  /**
+   * This coordinator's URL as pages and other coordinators reach it (WEBPVM_PUBLIC_URL); null:
+   * derived from where it listens. On PostgreSQL it names the coordinator's job leases, so a
+   * coordinator restarted with the same one takes its jobs back at once (docs/cluster.md).
+   */
+  publicUrl: string | null;
+  /** On PostgreSQL: how long a coordinator's hold on a job lasts unless renewed (WEBPVM_JOB_LEASE_MS). */
+  jobLeaseMs: number;
   adminToken: string | null;
   /** Built volunteer-web (host page + dashboard), served at `/`. */
   webRoot: string;
@@ -125,6 +133,18 @@ function databaseUrlFrom(raw: string | undefined): string | null {
   return raw;
 }
 
+function publicUrlFrom(raw: string | undefined): string | null {
+  if (!raw) return null;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new WebpvmError('E_BAD_REQUEST', `WEBPVM_PUBLIC_URL must be an http(s) URL, got "${raw}"`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new WebpvmError('E_BAD_REQUEST', `WEBPVM_PUBLIC_URL must be an http(s) URL, got "${raw}"`);
+  return url.origin;
+}
+
 /** Every knob has a default that works on a laptop; the environment overrides it (names in docs/protocol.md, "Configuration"). */
 export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
   return {
@@ -133,6 +153,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     tls: tlsFrom(env),
     dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
     databaseUrl: databaseUrlFrom(env.DATABASE_URL),
+    publicUrl: publicUrlFrom(env.WEBPVM_PUBLIC_URL),
+    jobLeaseMs: intFrom(env, 'WEBPVM_JOB_LEASE_MS', 10_000),
     adminToken: env.WEBPVM_ADMIN_TOKEN || null,
     webRoot: env.WEBPVM_WEB_ROOT ? path.resolve(env.WEBPVM_WEB_ROOT) : defaultWebRoot,
     heartbeatMs: intFrom(env, 'WEBPVM_HEARTBEAT_MS', 5_000),

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 import pino from 'pino';
@@ -12,10 +14,22 @@ import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
 import { Retention } from './retention.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
+import { JobOwnership } from './job-ownership.ts';
+import { EVENT_ID_BLOCK } from './store/postgres-schema.ts';
 import { PostgresStore } from './store/postgres-store.ts';
 import { SqliteStore } from './store/sqlite-store.ts';
 
 export { loadConfig, type CoordinatorConfig };
+
+/**
+ * The name of this coordinator's job leases: its public URL, or where it listens. Port 0 (a free
+ * port, chosen at listen) gives no stable name: a random one, which a restart does not share.
+ */
+function coordinatorId(config: CoordinatorConfig): string {
+  if (config.publicUrl) return config.publicUrl;
+  if (config.port !== 0) return `${config.tls ? 'https' : 'http'}://${os.hostname()}:${config.port}`;
+  return `coordinator-${randomUUID()}`;
+}
 
 /** How long requests in flight get to finish when the coordinator stops. */
 const CLOSE_GRACE_MS = 2_000;
@@ -32,12 +46,13 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   // Logs go to stderr, so that stdout carries only what `webpvm start` prints for the person.
   const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } }, pino.destination(2));
   const store = config.databaseUrl
-    ? await PostgresStore.open(config.databaseUrl)
+    ? await PostgresStore.open(config.databaseUrl, { ownership: { coordinator: coordinatorId(config), leaseMs: config.jobLeaseMs } })
     : new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'), { synchronous: config.sqliteSynchronous });
+  const leases = store instanceof PostgresStore ? store : null;
   const auth = new TokenAuth(store);
   const firstAdminToken = await auth.bootstrap(config.adminToken);
   const metrics = createMetrics();
-  const eventLog = await EventLog.open(store, log);
+  const eventLog = await EventLog.open(store, log, undefined, leases && { size: EVENT_ID_BLOCK, next: () => leases.eventIdBlock() });
   const programs = new ProgramRegistry(store);
   const retention = new Retention(store, log);
   if (config.retentionDays !== null) retention.keep(config.retentionDays);
@@ -50,9 +65,27 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     leaseFloorMs: config.leaseFloorMs,
     programSource: (hash) => programs.get(hash),
     programUrl,
+    // A takeover comes within a lease and a renewal of its owner's death: hosts' tasks are held that long.
+    ...(leases ? { heldMs: 2 * config.jobLeaseMs } : {}),
   });
   volunteerMetrics(metrics.registry, scheduler.hosts.volunteers);
-  await scheduler.restore();
+  const ownership =
+    leases &&
+    new JobOwnership({
+      leases,
+      log,
+      leaseMs: config.jobLeaseMs,
+      adopt: (jobIds) => scheduler.adopt(jobIds),
+      running: (jobId) => scheduler.jobs.job(jobId)?.stored.finishedAt === null,
+      lost: (jobIds) => {
+        // Another coordinator runs these jobs now and the store refuses this one's writes to them:
+        // going on would hand out their tasks twice. A process manager starts it again, afresh.
+        log.fatal({ jobs: jobIds }, 'jobs this coordinator ran were taken over by another; stopping');
+        process.exit(1);
+      },
+    });
+  await scheduler.restore(ownership ? await ownership.claimAtStart() : undefined);
+  ownership?.run();
   const ticker = setInterval(() => scheduler.tick(), 250);
   const gateway = new HostGateway({
     scheduler,
@@ -102,6 +135,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     retention.stop();
     peers.close();
     await gateway.close();
+    await ownership?.stop();
     // Event streams are requests that never end by themselves: the server could not close under them.
     await eventLog.close().catch((err: unknown) => log.error({ err }, 'migration events not stored before stopping'));
     const closing = app.close();

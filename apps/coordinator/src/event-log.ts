@@ -7,6 +7,12 @@ import { WriteQueue } from './write-queue.ts';
 /** Enough to answer reconnecting event streams and busy jobs' timelines without reading the store. */
 const RECENT_EVENTS = 10_000;
 
+/** Blocks of `size` event ids, each given to one coordinator only (job-leases.ts `eventIdBlock`). */
+export interface IdBlocks {
+  size: number;
+  next(): Promise<number>;
+}
+
 /** A live listener, e.g. one `GET /api/events` stream. */
 export interface EventSubscriber {
   event(event: MigrationEvent): void;
@@ -26,12 +32,17 @@ export class EventLog implements MigrationSink {
   private readonly writes: WriteQueue;
   private readonly subscribers = new Set<EventSubscriber>();
   private closed = false;
+  /** With several coordinators: the last id of the block in use, and the next block once asked for (null: not yet). */
+  private blockEnd = Infinity;
+  private nextBlock: Promise<number | null> | null = null;
+  private nextBlockFirst: number | null = null;
 
   private constructor(
     private readonly store: Store,
     private readonly log: Logger,
     private lastId: number,
     private readonly capacity: number,
+    private readonly blocks: IdBlocks | null,
   ) {
     this.storeOnlyUpTo = lastId;
     this.writes = new WriteQueue(
@@ -40,13 +51,24 @@ export class EventLog implements MigrationSink {
     );
   }
 
-  /** Ids go on after the largest one stored, so that they stay unique across restarts. */
-  static async open(store: Store, log: Logger, capacity = RECENT_EVENTS): Promise<EventLog> {
-    return new EventLog(store, log, await store.lastEventId(), capacity);
+  /**
+   * Ids go on after the largest one stored, so that they stay unique across restarts; with several
+   * coordinators on one store (`blocks`), each takes blocks of ids no other gets.
+   */
+  static async open(store: Store, log: Logger, capacity = RECENT_EVENTS, blocks: IdBlocks | null = null): Promise<EventLog> {
+    if (!blocks) return new EventLog(store, log, await store.lastEventId(), capacity, null);
+    const first = await blocks.next();
+    const events = new EventLog(store, log, first - 1, capacity, blocks);
+    events.blockEnd = first + blocks.size - 1;
+    return events;
   }
 
   record(fields: Omit<MigrationEvent, 'id'>): void {
-    const event: MigrationEvent = { id: ++this.lastId, ...fields };
+    if (!this.takeId()) {
+      this.log.error({ event: fields.type, job: fields.jobId }, 'no event id left in this coordinator’s block (the store did not give the next one): event dropped');
+      return;
+    }
+    const event: MigrationEvent = { id: this.lastId, ...fields };
     this.recent.push(event);
     if (this.recent.length > this.capacity) this.storeOnlyUpTo = this.recent.shift()!.id;
     this.unwritten.push(event);
@@ -60,6 +82,36 @@ export class EventLog implements MigrationSink {
         this.subscribers.delete(subscriber);
       }
     }
+  }
+
+  /** Moves `lastId` to the next free id: false when a block ran out before the store gave the next. */
+  private takeId(): boolean {
+    const blocks = this.blocks;
+    if (!blocks) {
+      this.lastId++;
+      return true;
+    }
+    // Half a block ahead, the next is asked for: it comes long before this one runs out.
+    if (!this.nextBlock && this.blockEnd - this.lastId <= blocks.size / 2) {
+      this.nextBlock = blocks.next().then(
+        (first) => (this.nextBlockFirst = first),
+        (error: unknown) => {
+          this.log.error({ err: error }, 'taking a block of event ids failed; asking again');
+          this.nextBlock = null;
+          return null;
+        },
+      );
+    }
+    if (this.lastId < this.blockEnd) {
+      this.lastId++;
+      return true;
+    }
+    if (this.nextBlockFirst === null) return false;
+    this.lastId = this.nextBlockFirst;
+    this.blockEnd = this.nextBlockFirst + blocks.size - 1;
+    this.nextBlock = null;
+    this.nextBlockFirst = null;
+    return true;
   }
 
   /** Returns the unsubscribe function. A subscriber arriving after close is ended at once. */

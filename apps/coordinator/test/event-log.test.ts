@@ -38,6 +38,22 @@ const ids = (events: MigrationEvent[]) => events.map((e) => e.id);
 const everything = { jobId: null, owner: null, afterId: 0, limit: 100 };
 
 describe('EventLog', () => {
+  it('with several coordinators, numbers events from blocks of ids the store gives it alone, asking for the next half a block ahead', async () => {
+    const store = memoryStore();
+    const given = [1001, 3001];
+    const asked: number[] = [];
+    const blocks = { size: 4, next: async () => (asked.push(given[asked.length]!), given[asked.length - 1]!) };
+    const events = await EventLog.open(store, log, undefined, blocks);
+    for (let i = 0; i < 2; i++) events.record(fields('ja', i));
+    expect(asked).toEqual([1001]);
+    events.record(fields('ja', 2));
+    expect(asked).toEqual([1001, 3001]);
+    await turn();
+    for (let i = 3; i < 6; i++) events.record(fields('ja', i));
+    expect(ids(await events.list(everything))).toEqual([1001, 1002, 1003, 1004, 3001, 3002]);
+    await events.close();
+  });
+
   it('numbers events on from the largest id in the store', async () => {
     const store = memoryStore();
     await store.appendEvents([{ id: 41, ...fields('ja') }]);

@@ -234,11 +234,13 @@ describe.each(adapters.map((adapter) => [adapter.name, adapter] as [string, Stor
   });
 
 
-  it('leaves finished jobs out of what a restart resumes', async () => {
+  it('leaves finished jobs out of what a restart resumes, and resumes only the jobs named when named', async () => {
     const { store } = await adapter.open();
     await store.commit({ ...emptyBatch(), jobs: [job('j1', 1), job('j2', 2)] });
     await store.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), state: 'done', finishedAt: 5 }] });
     expect((await store.loadUnfinished()).map((u) => u.job.id)).toEqual(['j2']);
+    expect((await store.loadUnfinished(['j1', 'j2', 'nope'])).map((u) => u.job.id)).toEqual(['j2']);
+    expect(await store.loadUnfinished([])).toEqual([]);
     expect((await store.getJob('j1'))?.finishedAt).toBe(5);
     await store.close();
   });

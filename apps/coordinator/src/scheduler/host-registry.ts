@@ -19,6 +19,13 @@ export interface HostRegistryOptions {
   gone?: (host: HostRun) => void;
   /** A host connected again with tasks it kept: what waited for them at the relay while it was away goes now. */
   resumed?: (host: HostRun) => void;
+  /**
+   * Several coordinators (docs/cluster.md): whether a task belongs to a job this coordinator does
+   * not run now but may take over (its owner died). A host's claim to such a task is held, not
+   * cancelled, for `heldMs`: a takeover in that time finds its host still running it (`adopted`).
+   */
+  foreign?: (tid: string) => boolean;
+  heldMs?: number;
 }
 
 /**
@@ -59,6 +66,8 @@ export class HostRegistry {
   readonly #hosts = new Map<string, HostRun>();
   /** Hosts whose connection closed with tasks, by id: when their grace ends (DISCONNECT_GRACE_MS). */
   readonly #graces = new Map<string, ReturnType<typeof setTimeout>>();
+  /** hostId → tid → attempt: what connected hosts run of jobs another coordinator runs (`foreign`). */
+  readonly #held = new Map<string, Map<string, number>>();
   /** The browser profiles behind the hosts: how many leases each may hold, their record and trust (stored). */
   readonly volunteers: Volunteers;
   readonly #opts: HostRegistryOptions;
@@ -134,7 +143,10 @@ export class HostRegistry {
     host.connectedAt = now;
     host.lastSeenAt = now;
     const stillThere = new Map(running.map((r) => [r.tid, r.attempt]));
-    const stale = running.filter((r) => host.assigned.get(r.tid) !== r.attempt);
+    const unassigned = running.filter((r) => host.assigned.get(r.tid) !== r.attempt);
+    const foreign = this.#opts.foreign;
+    const stale = foreign ? unassigned.filter((r) => !foreign(r.tid)) : unassigned;
+    if (stale.length < unassigned.length) this.#hold(host, unassigned.filter((r) => !stale.includes(r)));
     for (const [tid, attempt] of [...host.assigned]) {
       if (stillThere.get(tid) === attempt) continue;
       host.assigned.delete(tid);
@@ -143,6 +155,46 @@ export class HostRegistry {
     if (stale.length) this.sendCancel(host.hostId, stale, 'no longer assigned to this host');
     this.#changed(host);
     if (host.assigned.size) this.#opts.resumed?.(host);
+  }
+
+  /** Tasks of jobs run elsewhere that `host` said it runs: kept for a takeover for a while, then cancelled. */
+  #hold(host: HostRun, tasks: TaskRef[]): void {
+    const held = new Map(tasks.map((t) => [t.tid, t.attempt]));
+    this.#held.set(host.hostId, held);
+    setTimeout(() => {
+      if (this.#held.get(host.hostId) !== held) return;
+      this.#held.delete(host.hostId);
+      if (held.size) this.sendCancel(host.hostId, [...held].map(([tid, attempt]) => ({ tid, attempt })), 'its job is run by another coordinator');
+    }, this.#opts.heldMs ?? 0).unref();
+  }
+
+  /**
+   * Jobs taken over from a coordinator that died were restored with these running attempts (the
+   * hosts they ran on may be connected here already). A connected host that said it runs one keeps
+   * it; one that did not lost it; a host not connected has until `forgetUnclaimed` to come back.
+   * Answers the hosts not connected.
+   */
+  adopted(running: readonly (TaskRef & { hostId: string })[]): Set<string> {
+    const away = new Set<string>();
+    const resumed = new Set<HostRun>();
+    for (const { tid, attempt, hostId } of running) {
+      const host = this.#hosts.get(hostId);
+      if (!host?.link) {
+        away.add(hostId);
+        continue;
+      }
+      const held = this.#held.get(hostId);
+      if (held?.get(tid) === attempt) {
+        held.delete(tid);
+        resumed.add(host);
+        continue;
+      }
+      host.assigned.delete(tid);
+      this.#opts.lost({ tid, attempt }, 'its host no longer ran it when its job was taken over', host.volunteerId);
+    }
+    for (const host of resumed) this.#opts.resumed?.(host);
+    this.#opts.dispatch();
+    return away;
   }
 
   /** The connection `link` of a host closed (a newer one may have replaced it: then nothing changes). */
@@ -196,10 +248,10 @@ export class HostRegistry {
     this.volunteers.forgetIdle((volunteerId) => kept.has(volunteerId));
   }
 
-  /** After a restart: hosts that held tasks and did not come back within the grace period lose them. */
-  forgetUnclaimed(): void {
+  /** After a restart (or a takeover, for the hosts `only`): hosts that held tasks and did not come back within the grace period lose them. */
+  forgetUnclaimed(only?: ReadonlySet<string>): void {
     for (const host of this.#hosts.values()) {
-      if (host.link) continue;
+      if (host.link || (only && !only.has(host.hostId))) continue;
       for (const [tid, attempt] of host.assigned) this.#opts.lost({ tid, attempt }, 'host did not come back after restart', host.volunteerId);
       host.assigned.clear();
       this.#opts.gone?.(host);

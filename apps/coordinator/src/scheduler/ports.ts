@@ -22,6 +22,12 @@ export interface SchedulerOptions {
   reconnectGraceMs: number;
   /** How long a host whose connection closed keeps its tasks (host-registry.ts DISCONNECT_GRACE_MS). */
   disconnectGraceMs?: number;
+  /**
+   * One coordinator of several (docs/cluster.md): how long a connecting host's tasks of jobs this
+   * coordinator does not run are held for a takeover (`adopt`) before they are cancelled.
+   * Unset: the coordinator is alone, and runs every job there is.
+   */
+  heldMs?: number;
   programUrl: (hash: string) => string;
   /** Wall-clock time (Date.now), for what is stored or shown: createdAt, finishedAt, lastSeenAt, a migration's `at`. */
   now?: () => number;

@@ -1,3 +1,5 @@
+import { parseTid } from '@webpvm/vm-protocol';
+import type { UnfinishedJob } from '../store/store.ts';
 import { HostRegistry } from './host-registry.ts';
 import { HostReports } from './host-reports.ts';
 import { JobBook } from './job-book.ts';
@@ -61,6 +63,7 @@ export class Scheduler {
           this.recovery.reattached(host);
         }),
       ...(opts.disconnectGraceMs !== undefined ? { disconnectGraceMs: opts.disconnectGraceMs } : {}),
+      ...(opts.heldMs !== undefined ? { heldMs: opts.heldMs, foreign: (tid: string) => !this.jobs.job(parseTid(tid).jobId) } : {}),
     });
     this.jobs = new JobBook({
       now,
@@ -106,23 +109,43 @@ export class Scheduler {
   }
 
   /**
-   * Resume unfinished jobs after a restart. Tasks that were running wait for their host to come
-   * back; the rows of cancelled jobs a stop left pending are marked cancelled.
+   * Resume unfinished jobs after a restart (those named, when several coordinators share the
+   * store: the ones this one took). Tasks that were running wait for their host to come back; the
+   * rows of cancelled jobs a stop left pending are marked cancelled.
    */
-  async restore(): Promise<void> {
+  async restore(jobIds?: readonly string[]): Promise<void> {
     this.hosts.volunteers.restore(await this.#opts.store.loadVolunteers());
-    const unfinished = await this.#opts.store.loadUnfinished();
+    this.jobs.restore(await this.#unfinished(jobIds));
+    for (const jobId of await this.#opts.store.cancelledWithPending()) this.writes.sweep(jobId);
+    const { jobs: jobCount, tasks: taskCount } = this.jobs.size;
+    if (taskCount) this.#opts.log.info({ jobs: jobCount, tasks: taskCount }, 'resumed unfinished jobs');
+    setTimeout(() => this.hosts.forgetUnclaimed(), this.#opts.reconnectGraceMs).unref();
+  }
+
+  /**
+   * Takes over running jobs of a coordinator that died (docs/cluster.md): restored as after a
+   * restart, while hosts are connected. A connected host keeps the tasks it said it runs; one not
+   * connected has the reconnect grace to come back (to this coordinator) with them.
+   */
+  async adopt(jobIds: readonly string[]): Promise<void> {
+    const unfinished = (await this.#unfinished(jobIds)).filter((u) => !this.jobs.job(u.job.id));
+    if (!unfinished.length) return;
+    this.jobs.restore(unfinished);
+    const running = unfinished.flatMap((u) => u.tasks.flatMap((t) => (t.state === 'running' && t.hostId ? [{ tid: t.tid, attempt: t.attempt, hostId: t.hostId }] : [])));
+    const away = this.hosts.adopted(running);
+    this.#opts.log.info({ jobs: unfinished.map((u) => u.job.id), tasks: running.length }, 'took over jobs');
+    setTimeout(() => this.hosts.forgetUnclaimed(away), this.#opts.reconnectGraceMs).unref();
+  }
+
+  async #unfinished(jobIds?: readonly string[]): Promise<UnfinishedJob[]> {
+    const unfinished = await this.#opts.store.loadUnfinished(jobIds);
     for (const { job } of unfinished) {
       if (job.options.replicas < 2) continue;
       const source = await this.#opts.programSource?.(job.programHash);
       // A job accepted before goes on: without its validate, its replicas compare as canonical JSON.
       if (source) await this.validators.prepare(job.programHash, source).catch((err: unknown) => this.#opts.log.error({ err, job: job.id }, 'validate not loaded'));
     }
-    this.jobs.restore(unfinished);
-    for (const jobId of await this.#opts.store.cancelledWithPending()) this.writes.sweep(jobId);
-    const { jobs: jobCount, tasks: taskCount } = this.jobs.size;
-    if (taskCount) this.#opts.log.info({ jobs: jobCount, tasks: taskCount }, 'resumed unfinished jobs');
-    setTimeout(() => this.hosts.forgetUnclaimed(), this.#opts.reconnectGraceMs).unref();
+    return unfinished;
   }
 
   /** Expires attempts past their deadline; called on a timer. */

@@ -6,6 +6,9 @@ import type pg from 'pg';
  * (table-rows.ts); times and counters that outgrow 32 bits are BIGINT.
  */
 
+/** Event ids a coordinator takes at once from the database's sequence (job-ownership.ts). */
+export const EVENT_ID_BLOCK = 100_000;
+
 /** Applied in order, each once, each in its own transaction; never edited once released: add one. */
 export const MIGRATIONS: readonly string[] = [
   `
@@ -54,6 +57,15 @@ CREATE INDEX task_images_job ON task_images(job_id);
 CREATE TABLE task_keepers (tid TEXT PRIMARY KEY, job_id TEXT NOT NULL, kept TEXT NOT NULL);
 CREATE INDEX task_keepers_job ON task_keepers(job_id);
 CREATE TABLE vm_states (job_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+`,
+  // Several coordinators on one database (docs/cluster.md): who runs which job, and event ids no two coordinators share.
+  `
+CREATE TABLE coordinators (id TEXT PRIMARY KEY, started_at BIGINT NOT NULL, seen_at BIGINT NOT NULL);
+CREATE TABLE job_owners (job_id TEXT PRIMARY KEY, coordinator TEXT NOT NULL, until BIGINT NOT NULL);
+CREATE INDEX job_owners_coordinator ON job_owners(coordinator);
+CREATE INDEX job_owners_until ON job_owners(until);
+CREATE SEQUENCE event_id_blocks INCREMENT BY ${EVENT_ID_BLOCK} MINVALUE 1;
+SELECT setval('event_id_blocks', (SELECT COALESCE(MAX(id), 0) + 1 FROM events), false);
 `,
 ];
 

@@ -1,8 +1,9 @@
 import pg from 'pg';
-import { type MigrationEvent, type TaskCounts, WebpvmError } from '@webpvm/vm-protocol';
+import { type MigrationEvent, type TaskCounts, WebpvmError, parseTid } from '@webpvm/vm-protocol';
 import type { VmState } from '@webpvm/task-sdk/vm';
+import { type JobLeases, NotOwner } from './job-leases.ts';
 import { unavailableInPostgres } from './postgres-health.ts';
-import { migrate } from './postgres-schema.ts';
+import { EVENT_ID_BLOCK, migrate } from './postgres-schema.ts';
 import { FailingWrites } from './store-health.ts';
 import {
   type EventRow,
@@ -63,6 +64,25 @@ const types = {
 export interface PostgresStoreOptions {
   /** Connections at most (reads may run side by side; commits go one at a time). */
   maxConnections?: number;
+  /**
+   * The coordinator this store writes for, and how long a job it commits first is its own before
+   * it must renew the lease (job-leases.ts). Without it the store takes no leases: tests of the store alone.
+   */
+  ownership?: { coordinator: string; leaseMs: number };
+}
+
+/** The database's clock in ms: leases are judged by one clock, whatever the coordinators' say. */
+const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+
+/** The jobs a batch writes to, from their rows and their tasks' ids. */
+function jobsOf(batch: WriteBatch): string[] {
+  const ids = new Set<string>();
+  for (const j of batch.jobs) ids.add(j.id);
+  for (const t of batch.newTasks) ids.add(t.jobId);
+  for (const i of batch.images) ids.add(i.jobId);
+  for (const v of batch.vmStates) ids.add(v.jobId);
+  for (const { tid } of [...batch.taskUpdates, ...batch.checkpoints]) ids.add(parseTid(tid).jobId);
+  return [...ids];
 }
 
 /**
@@ -71,12 +91,20 @@ export interface PostgresStoreOptions {
  * rows of one table at once (`unnest` of arrays), so a commit costs round trips per table, not
  * per row. Commits are durable when they return: `synchronous_commit` is left at its default, on.
  */
-export class PostgresStore implements Store {
+export class PostgresStore implements Store, JobLeases {
   readonly engine = 'postgres';
   private readonly failing = new FailingWrites();
   private probedAt = -Infinity;
 
-  private constructor(private readonly pool: pg.Pool) {}
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly ownership: { coordinator: string; leaseMs: number } | null,
+  ) {}
+
+  get coordinator(): string {
+    if (!this.ownership) throw new Error('this store was opened without a coordinator id');
+    return this.ownership.coordinator;
+  }
 
   static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const pool = new pg.Pool({
@@ -99,16 +127,87 @@ export class PostgresStore implements Store {
     } finally {
       client.release();
     }
-    return new PostgresStore(pool);
+    return new PostgresStore(pool, options.ownership ?? null);
   }
 
   async commit(batch: WriteBatch): Promise<void> {
-    await this.write(COMMITS, () => this.transaction((client) => writeBatch(client, batch)));
+    await this.write(COMMITS, () =>
+      this.transaction(async (client) => {
+        if (this.ownership) await this.fence(client, batch);
+        await writeBatch(client, batch);
+      }),
+    );
   }
 
-  async loadUnfinished(): Promise<UnfinishedJob[]> {
+  /**
+   * A job first committed here is this coordinator's; a batch that writes to a job another
+   * coordinator took over is refused whole (NotOwner). The owners' rows stay locked until the
+   * batch commits, so a takeover waits for it: no write of the old owner lands after the new
+   * owner read the job.
+   */
+  private async fence(client: pg.PoolClient, batch: WriteBatch): Promise<void> {
+    const { coordinator, leaseMs } = this.ownership!;
+    if (batch.jobs.length) {
+      await client.query(`INSERT INTO job_owners SELECT unnest($1::text[]), $2, ${NOW_MS} + $3 ON CONFLICT (job_id) DO NOTHING`, [
+        batch.jobs.filter((j) => j.finishedAt === null).map((j) => j.id),
+        coordinator,
+        leaseMs,
+      ]);
+    }
+    const jobIds = jobsOf(batch);
+    if (!jobIds.length) return;
+    const { rows } = await client.query<{ job_id: string; coordinator: string }>(`SELECT job_id, coordinator FROM job_owners WHERE job_id = ANY($1) FOR SHARE`, [jobIds]);
+    const others = rows.filter((r) => r.coordinator !== coordinator).map((r) => r.job_id);
+    if (others.length) throw new NotOwner(others);
+    const finished = batch.jobs.filter((j) => j.finishedAt !== null).map((j) => j.id);
+    if (finished.length) await client.query(`DELETE FROM job_owners WHERE job_id = ANY($1)`, [finished]);
+  }
+
+  async renew(ttlMs: number): Promise<string[]> {
+    const { coordinator } = this;
+    return this.write(ONE_OFF, () =>
+      this.transaction(async (client) => {
+        await client.query(
+          `INSERT INTO coordinators VALUES ($1, ${NOW_MS}, ${NOW_MS}) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`,
+          [coordinator],
+        );
+        const { rows } = await client.query<{ job_id: string }>(`UPDATE job_owners SET until = ${NOW_MS} + $2 WHERE coordinator = $1 RETURNING job_id`, [coordinator, ttlMs]);
+        return rows.map((r) => r.job_id);
+      }),
+    );
+  }
+
+  async claim(ttlMs: number, limit: number): Promise<string[]> {
+    const { coordinator } = this;
+    const { rows } = await this.write(ONE_OFF, () =>
+      this.pool.query<{ job_id: string }>(
+        `INSERT INTO job_owners
+           SELECT j.id, $1, ${NOW_MS} + $2 FROM jobs j LEFT JOIN job_owners o ON o.job_id = j.id
+           WHERE j.state IN ('queued', 'running') AND (o.job_id IS NULL OR o.until < ${NOW_MS} OR o.coordinator = $1)
+           ORDER BY j.created_at LIMIT $3
+         ON CONFLICT (job_id) DO UPDATE SET coordinator = excluded.coordinator, until = excluded.until
+           WHERE job_owners.until < ${NOW_MS} OR job_owners.coordinator = excluded.coordinator
+         RETURNING job_id`,
+        [coordinator, ttlMs, limit],
+      ),
+    );
+    return rows.map((r) => r.job_id);
+  }
+
+  async release(): Promise<void> {
+    await this.write(ONE_OFF, () => this.pool.query(`UPDATE job_owners SET until = 0 WHERE coordinator = $1`, [this.coordinator]));
+  }
+
+  async eventIdBlock(): Promise<number> {
+    const { rows } = await this.write(ONE_OFF, () => this.pool.query<{ first: number }>(`SELECT nextval('event_id_blocks') AS first`));
+    return rows[0]!.first;
+  }
+
+  async loadUnfinished(jobIds?: readonly string[]): Promise<UnfinishedJob[]> {
     return this.read(async () => {
-      const { rows } = await this.pool.query<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at`);
+      const { rows } = jobIds
+        ? await this.pool.query<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'running') AND id = ANY($1) ORDER BY created_at`, [jobIds])
+        : await this.pool.query<JobRow>(`SELECT * FROM jobs WHERE state IN ('queued', 'running') ORDER BY created_at`);
       const out: UnfinishedJob[] = [];
       for (const row of rows) {
         const [images, keepers, vm, resident, endedBadly, spawned, pendingRoots] = await Promise.all([

@@ -243,9 +243,10 @@ export class SqliteStore implements Store {
     this.write(COMMITS, () => this.commitTx(batch));
   }
 
-  async loadUnfinished(): Promise<UnfinishedJob[]> {
+  async loadUnfinished(jobIds?: readonly string[]): Promise<UnfinishedJob[]> {
+    const named = jobIds && new Set(jobIds);
     return this.read(() =>
-      (this.stmts.unfinishedJobs.all() as JobRow[]).map((row) => {
+      (this.stmts.unfinishedJobs.all() as JobRow[]).filter((row) => !named || named.has(row.id)).map((row) => {
         const images = new Map((this.stmts.jobImages.all(row.id) as { tid: string; image: Buffer }[]).map((i) => [i.tid, new Uint8Array(i.image)]));
         const keepers = new Map((this.stmts.jobKeepers.all(row.id) as { tid: string; kept: string }[]).map((k) => [k.tid, JSON.parse(k.kept) as KeptImage]));
         const vmState = this.stmts.vmState.pluck().get(row.id) as string | undefined;

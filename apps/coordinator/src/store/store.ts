@@ -239,8 +239,8 @@ export interface Store {
   /** Which adapter this is, as `/healthz` reports it. */
   readonly engine: 'sqlite' | 'postgres';
   commit(batch: WriteBatch): Promise<void>;
-  /** Jobs not yet finished, as a restarted coordinator resumes them. */
-  loadUnfinished(): Promise<UnfinishedJob[]>;
+  /** Jobs not yet finished (of those named, when named), as a restarted coordinator resumes them. */
+  loadUnfinished(jobIds?: readonly string[]): Promise<UnfinishedJob[]>;
   /** Root tasks still pending with `from ≤ index < until`, in index order, at most `limit`. */
   pendingRoots(jobId: string, from: number, until: number, limit: number): Promise<StoredTask[]>;
   /**

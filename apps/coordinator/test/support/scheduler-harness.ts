@@ -60,7 +60,7 @@ export async function closeSchedulers(): Promise<void> {
 
 /** A scheduler over an in-memory store (or `store`, to restart on one), with the test clock. */
 export function schedulerHarness(
-  options: { store?: SqliteStore; reconnectGraceMs?: number; disconnectGraceMs?: number; windowTasks?: number; leaseFloorMs?: number; random?: () => number } = {},
+  options: { store?: SqliteStore; reconnectGraceMs?: number; disconnectGraceMs?: number; windowTasks?: number; leaseFloorMs?: number; random?: () => number; heldMs?: number } = {},
 ) {
   const store = options.store ?? new SqliteStore(':memory:');
   // A store passed in is its caller's: a restart test hands the first scheduler's to a second.
@@ -80,6 +80,7 @@ export function schedulerHarness(
     ...(options.windowTasks === undefined ? {} : { windowTasks: options.windowTasks }),
     ...(options.leaseFloorMs === undefined ? {} : { leaseFloorMs: options.leaseFloorMs }),
     ...(options.random === undefined ? {} : { random: options.random }),
+    ...(options.heldMs === undefined ? {} : { heldMs: options.heldMs }),
   });
   return { store, scheduler, events };
 }

@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import type { JobLeases } from './store/job-leases.ts';
+
+export interface JobOwnershipOptions {
+  leases: JobLeases;
+  log: Logger;
+  /** How long a lease lasts unless renewed; renewed every third of it. */
+  leaseMs: number;
+  /** Jobs of a coordinator that died, taken here: the scheduler restores them (Scheduler `adopt`). */
+  adopt(jobIds: string[]): Promise<void>;
+  /** Whether this coordinator still runs the job (not finished: a finished job's lease is gone, not lost). */
+  running(jobId: string): boolean;
+  /** Jobs this coordinator runs were taken by another (it stalled past its leases): it must stop at once. */
+  lost(jobIds: string[]): void;
+}
+
+/** Jobs taken at once: a coordinator that starts beside others does not take every orphan before they can. */
+const CLAIM_AT_ONCE = 1_000;
+
+/**
+ * Which unfinished jobs this coordinator runs, when several share one database (docs/cluster.md):
+ * it renews the leases of its jobs every third of a lease, and takes jobs whose owner's lease ran
+ * out (a coordinator that died, or one stopped cleanly, which lets go of its jobs at once). A job
+ * this coordinator ran that another took is lost: the caller stops, as the store already refuses
+ * its writes to that job.
+ */
+export class JobOwnership {
+  readonly #opts: JobOwnershipOptions;
+  /** Jobs confirmed to be this coordinator's by the last renewal or claim. */
+  #held = new Set<string>();
+  #timer: NodeJS.Timeout | null = null;
+  #turn: Promise<void> = Promise.resolve();
+
+  constructor(opts: JobOwnershipOptions) {
+    this.#opts = opts;
+  }
+
+  /** The jobs to restore at start: its own from before a restart (same coordinator id), and orphans. */
+  async claimAtStart(): Promise<string[]> {
+    const taken = await this.#opts.leases.claim(this.#opts.leaseMs, CLAIM_AT_ONCE);
+    this.#held = new Set(taken);
+    return taken;
+  }
+
+  /** Once the jobs taken at start are restored: renewals and takeovers from now on. */
+  run(): void {
+    this.#timer = setInterval(() => {
+      this.#turn = this.#turn.then(() => this.#renewAndClaim());
+    }, Math.max(100, Math.floor(this.#opts.leaseMs / 3)));
+    this.#timer.unref();
+  }
+
+  async #renewAndClaim(): Promise<void> {
+    const { leases, leaseMs, log } = this.#opts;
+    try {
+      const renewed = new Set(await leases.renew(leaseMs));
+      const lost = [...this.#held].filter((jobId) => !renewed.has(jobId) && this.#opts.running(jobId));
+      this.#held = renewed;
+      if (lost.length) {
+        this.#opts.lost(lost);
+        return;
+      }
+      const taken = (await leases.claim(leaseMs, CLAIM_AT_ONCE)).filter((jobId) => !renewed.has(jobId));
+      for (const jobId of taken) this.#held.add(jobId);
+      if (taken.length) await this.#opts.adopt(taken);
+    } catch (error) {
+      // The store cannot be reached: the leases run out unless a later turn renews them in time.
+      log.error({ err: error }, 'renewing job leases failed; trying again');
+    }
+  }
+
+  /** A clean stop: every job is let go at once, so that another coordinator need not wait out the leases. */
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#turn;
+    await this.#opts.leases.release().catch((error: unknown) => this.#opts.log.warn({ err: error }, 'letting go of job leases failed; they run out'));
+  }
+}
