@@ -32,15 +32,17 @@ export async function coordinatorAlone(options: CoordinatorAloneOptions): Promis
   options.log('the coordinator alone on PostgreSQL: starting the server');
   const postgres = await PostgresServer.start();
   let onPostgres: Row;
+  let onTwo: Row;
   try {
     onPostgres = await againstCoordinator(options, postgres);
+    onTwo = await againstTwoCoordinators(options, postgres);
   } finally {
     await postgres.stop();
   }
   const nulled = await againstNullServer(options);
-  for (const r of [onSqlite, onPostgres]) r.ratio = round(rate(r) / rate(nulled), 3);
+  for (const r of [onSqlite, onPostgres, onTwo]) r.ratio = round(rate(r) / rate(nulled), 3);
   nulled.ratio = 1;
-  return [onSqlite, onPostgres, nulled];
+  return [onSqlite, onPostgres, onTwo, nulled];
 }
 
 const row = (options: CoordinatorAloneOptions, system: string, seconds: number, cpu: number): Row => ({
@@ -69,16 +71,7 @@ async function againstCoordinator(options: CoordinatorAloneOptions, postgres: Po
     const storeCpuBefore = postgres ? treeCpuSeconds(postgres.pid) : 0;
     const started = Date.now();
     const { id } = await adminApi(server.url, 'POST', '/api/jobs', { name: label, program, inputs: Array.from({ length: tasks }, (_, i) => i) });
-    let ended: number;
-    for (;;) {
-      const job = await adminApi(server.url, 'GET', `/api/jobs/${id}`);
-      if (job.state === 'done') {
-        ended = Date.parse(job.finishedAt);
-        break;
-      }
-      if (job.state !== 'running' && job.state !== 'queued') throw new Error(`job ended ${job.state}`);
-      await sleep(20);
-    }
+    const ended = await finishedAt(server.url, id);
     const cpu = cpuSeconds(server.pid!) - cpuBefore;
     const storeCpu = postgres ? treeCpuSeconds(postgres.pid) - storeCpuBefore : null;
     const { results } = await adminApi(server.url, 'GET', `/api/jobs/${id}/results`);
@@ -89,6 +82,59 @@ async function againstCoordinator(options: CoordinatorAloneOptions, postgres: Po
   } finally {
     for (const h of hosts) h.close();
     await server.stop();
+  }
+}
+
+/** Polls a job until it is done; answers when it finished (its own stamp, ms). */
+async function finishedAt(url: string, id: string): Promise<number> {
+  for (;;) {
+    const job = await adminApi(url, 'GET', `/api/jobs/${id}`);
+    if (job.state === 'done') return Date.parse(job.finishedAt);
+    if (job.state !== 'running' && job.state !== 'queued') throw new Error(`job ended ${job.state}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * Two coordinators on one PostgreSQL database (docs/cluster.md), half the simulated hosts on each
+ * and half the tasks submitted to each (a job runs on its owner's hosts): tasks/s of both
+ * together, and the CPU per task of each coordinator and of PostgreSQL. On this 2-core machine the
+ * two coordinators, PostgreSQL and the hosts share the same cores.
+ */
+async function againstTwoCoordinators(options: CoordinatorAloneOptions, postgres: PostgresServer): Promise<Row> {
+  const { tasks, program, log } = options;
+  const half = Math.floor(tasks / 2);
+  const perCoordinator = Math.max(1, Math.floor(options.hosts / 2));
+  const label = `2 coordinators on PostgreSQL, ${perCoordinator} simulated hosts × ${options.slots} slots each`;
+  log(`two coordinators on PostgreSQL: ${perCoordinator} simulated hosts each`);
+  const env = { DATABASE_URL: postgres.createDatabase() };
+  const servers = [await CoordinatorProcess.start(env), await CoordinatorProcess.start(env)];
+  const hosts = servers.flatMap((server) => Array.from({ length: perCoordinator }, () => new SimulatedHost(`${server.url.replace('http', 'ws')}/ws`, options.slots)));
+  try {
+    await Promise.all(hosts.map((h) => h.connect()));
+    const cpuBefore = servers.map((server) => cpuSeconds(server.pid!));
+    const storeCpuBefore = treeCpuSeconds(postgres.pid);
+    const started = Date.now();
+    const ids = await Promise.all(
+      servers.map(async (server, i) => {
+        const inputs = Array.from({ length: i === 0 ? half : tasks - half }, (_, k) => k);
+        return (await adminApi(server.url, 'POST', '/api/jobs', { name: `${label}, part ${i + 1}`, program, inputs })).id as string;
+      }),
+    );
+    const ended = Math.max(...(await Promise.all(servers.map((server, i) => finishedAt(server.url, ids[i]!)))));
+    const cpu = servers.map((server, i) => cpuSeconds(server.pid!) - cpuBefore[i]!);
+    const storeCpu = treeCpuSeconds(postgres.pid) - storeCpuBefore;
+    for (const [i, server] of servers.entries()) {
+      const { results } = await adminApi(server.url, 'GET', `/api/jobs/${ids[i]}/results`);
+      if (results.some((r: number, k: number) => r !== k * k)) throw new Error(`${label}: wrong results`);
+    }
+    const measured = row(options, label, (ended - started) / 1000, cpu[0]! + cpu[1]!);
+    measured.storeCpuMicrosPerTask = round((storeCpu / tasks) * 1e6);
+    measured.coordinatorCpuMicrosPerTask = cpu.map((c) => round((c / tasks) * 1e6));
+    return measured;
+  } finally {
+    for (const h of hosts) h.close();
+    await Promise.all(servers.map((server) => server.stop()));
   }
 }
 

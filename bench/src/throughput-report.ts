@@ -102,6 +102,7 @@ export function reportThroughput({ config, rows, calibration, timerChecks, notes
         seconds: r.seconds,
         'server CPU µs/task': r.serverCpuMicrosPerTask,
         'PostgreSQL CPU µs/task': r.storeCpuMicrosPerTask ?? '',
+        'each coordinator µs/task': r.coordinatorCpuMicrosPerTask?.join(' + ') ?? '',
       })),
   );
   const hiddenTrivial = pick('trivial', 'webpvm', 'hidden')[0]!;

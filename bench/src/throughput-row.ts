@@ -23,6 +23,8 @@ export interface Row {
   serverCpuMicrosPerTask: number;
   /** The coordinator on PostgreSQL: the server's CPU (all its processes), µs per task. */
   storeCpuMicrosPerTask?: number;
+  /** Two coordinators: each one's own CPU, µs per task of the whole run (`serverCpuMicrosPerTask` is their sum). */
+  coordinatorCpuMicrosPerTask?: number[];
   /** Share of the machine's cores that processes other than the bench's kept busy during the row. */
   neighboursCpuShare?: number;
   /** µs of CPU per task by process and thread (thread-cpu.ts), with `total` and what the cores left idle. */

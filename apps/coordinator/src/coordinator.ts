@@ -104,6 +104,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   });
   const app = buildApi({
     scheduler,
+    ...(leases ? { runnerOf: (jobId: string) => leases.runnerOf(jobId) } : {}),
     store,
     events: eventLog,
     auth,

@@ -10,6 +10,7 @@ import {
   CreateTokenRequest,
   type CreateTokenResponse,
   GcRequest,
+  type JobStatus,
   LIMITS,
   SubmitJobRequest,
   type TokenInfo,
@@ -37,6 +38,8 @@ import { registerSandboxRoute } from './sandbox-route.ts';
 
 export interface ApiOptions {
   scheduler: Scheduler;
+  /** With several coordinators on one database: which one runs an unfinished job (job-leases.ts); absent when alone. */
+  runnerOf?: (jobId: string) => Promise<string | null>;
   /** Its health: `/healthz`, and changes refused while it cannot write. */
   store: Pick<Store, 'probe' | 'engine'>;
   events: EventLog;
@@ -167,6 +170,16 @@ export function buildApi(opts: ApiOptions) {
    * A change is refused while the store cannot write: applied in memory only, it would be lost
    * with a restart, and a 503 given after it was applied would have its client send it again.
    */
+  /**
+   * A change to an unfinished job goes to the coordinator that runs it: another one sharing the
+   * database would change nothing but its own copy of the row (docs/cluster.md).
+   */
+  const runHere = async (job: JobStatus): Promise<void> => {
+    if (!opts.runnerOf || scheduler.jobs.job(job.id) || (job.state !== 'queued' && job.state !== 'running')) return;
+    const runner = await opts.runnerOf(job.id);
+    throw new WebpvmError('E_CONFLICT', `job ${job.id} is run by another coordinator${runner ? `, ${runner}` : ''}: send this there`);
+  };
+
   const writable = async (): Promise<void> => {
     const health = await opts.store.probe();
     if (!health.ok) throw new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${health.reason}`);
@@ -230,6 +243,7 @@ export function buildApi(opts: ApiOptions) {
     }
     const inputs = parseInputLines(request.body ?? '');
     checkQuotas(p, holdings(p.owner), { jobs: 0, tasks: inputs.length, bytes: bodyBytes(request) });
+    await runHere(status);
     const job = scheduler.jobs.job(status.id);
     if (!job?.stored.open) throw new WebpvmError('E_CONFLICT', `job ${status.id} takes no more inputs (it is ${status.state}${job ? ', not open' : ''})`);
     if (job.stored.options.roots + inputs.length > LIMITS.tasksPerBag) {
@@ -271,6 +285,7 @@ export function buildApi(opts: ApiOptions) {
     const p = await principal(request);
     const { status: job } = await visibleJob(request, p);
     requireScope(p, 'submit', 'cancel a job');
+    await runHere(job);
     await writable();
     if (!scheduler.jobs.cancel(job.id)) return job;
     await scheduler.writes.durable();

@@ -32,6 +32,7 @@ describe('job leases', () => {
     await a.commit({ ...emptyBatch(), jobs: [job('j1', 1)] });
     expect(await a.renew(LEASE_MS)).toEqual(['j1']);
     expect(await b.claim(LEASE_MS, 10)).toEqual([]);
+    expect([await b.runnerOf('j1'), await b.runnerOf('nope')]).toEqual(['a', null]);
     await expect(b.commit({ ...emptyBatch(), taskUpdates: [taskUpdate('j1.0')] })).rejects.toBeInstanceOf(NotOwner);
     await expect(b.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), attempts: 9 }] })).rejects.toBeInstanceOf(NotOwner);
     expect((await a.getJob('j1'))?.attempts).toBe(0);
@@ -45,6 +46,7 @@ describe('job leases', () => {
     await a.commit({ ...emptyBatch(), jobs: [job('j1', 1)] });
     expect(await b.claim(200, 10)).toEqual([]);
     await sleep(300);
+    expect(await b.runnerOf('j1')).toBeNull();
     expect(await b.claim(60_000, 10)).toEqual(['j1']);
     await expect(a.commit({ ...emptyBatch(), jobs: [{ ...job('j1', 1), attempts: 9 }] })).rejects.toBeInstanceOf(NotOwner);
     expect(await a.renew(200)).toEqual([]);

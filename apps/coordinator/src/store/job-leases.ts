@@ -12,6 +12,8 @@ export interface JobLeases {
   claim(ttlMs: number, limit: number): Promise<string[]>;
   /** Lets go of every job it holds (a clean stop): another coordinator takes them over at once. */
   release(): Promise<void>;
+  /** The coordinator that runs an unfinished job now; null when none does (or the job has ended). */
+  runnerOf(jobId: string): Promise<string | null>;
   /** A block of EVENT_ID_BLOCK event ids no other coordinator gets: its first. */
   eventIdBlock(): Promise<number>;
 }

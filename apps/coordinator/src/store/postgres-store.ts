@@ -198,6 +198,11 @@ export class PostgresStore implements Store, JobLeases {
     await this.write(ONE_OFF, () => this.pool.query(`UPDATE job_owners SET until = 0 WHERE coordinator = $1`, [this.coordinator]));
   }
 
+  async runnerOf(jobId: string): Promise<string | null> {
+    const { rows } = await this.read(() => this.pool.query<{ coordinator: string }>(`SELECT coordinator FROM job_owners WHERE job_id = $1 AND until >= ${NOW_MS}`, [jobId]));
+    return rows[0]?.coordinator ?? null;
+  }
+
   async eventIdBlock(): Promise<number> {
     const { rows } = await this.write(ONE_OFF, () => this.pool.query<{ first: number }>(`SELECT nextval('event_id_blocks') AS first`));
     return rows[0]!.first;
