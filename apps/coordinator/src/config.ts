@@ -133,6 +133,13 @@ function databaseUrlFrom(raw: string | undefined): string | null {
   return raw;
 }
 
+/** A lease shorter than a second would run out between two renewals of a busy coordinator, and its jobs change hands for nothing. */
+function jobLeaseFrom(env: NodeJS.ProcessEnv): number {
+  const ms = intFrom(env, 'WEBPVM_JOB_LEASE_MS', 10_000);
+  if (ms < 1_000) throw new WebpvmError('E_BAD_REQUEST', `WEBPVM_JOB_LEASE_MS must be at least 1000 (ms), got ${ms}`);
+  return ms;
+}
+
 function publicUrlFrom(raw: string | undefined): string | null {
   if (!raw) return null;
   let url: URL;
@@ -154,7 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
     databaseUrl: databaseUrlFrom(env.DATABASE_URL),
     publicUrl: publicUrlFrom(env.WEBPVM_PUBLIC_URL),
-    jobLeaseMs: intFrom(env, 'WEBPVM_JOB_LEASE_MS', 10_000),
+    jobLeaseMs: jobLeaseFrom(env),
     adminToken: env.WEBPVM_ADMIN_TOKEN || null,
     webRoot: env.WEBPVM_WEB_ROOT ? path.resolve(env.WEBPVM_WEB_ROOT) : defaultWebRoot,
     heartbeatMs: intFrom(env, 'WEBPVM_HEARTBEAT_MS', 5_000),

@@ -60,7 +60,6 @@ CREATE TABLE vm_states (job_id TEXT PRIMARY KEY, state TEXT NOT NULL);
 `,
   // Several coordinators on one database (docs/cluster.md): who runs which job, and event ids no two coordinators share.
   `
-CREATE TABLE coordinators (id TEXT PRIMARY KEY, started_at BIGINT NOT NULL, seen_at BIGINT NOT NULL);
 CREATE TABLE job_owners (job_id TEXT PRIMARY KEY, coordinator TEXT NOT NULL, until BIGINT NOT NULL);
 CREATE INDEX job_owners_coordinator ON job_owners(coordinator);
 CREATE INDEX job_owners_until ON job_owners(until);

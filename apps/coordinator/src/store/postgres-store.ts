@@ -165,16 +165,10 @@ export class PostgresStore implements Store, JobLeases {
 
   async renew(ttlMs: number): Promise<string[]> {
     const { coordinator } = this;
-    return this.write(ONE_OFF, () =>
-      this.transaction(async (client) => {
-        await client.query(
-          `INSERT INTO coordinators VALUES ($1, ${NOW_MS}, ${NOW_MS}) ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`,
-          [coordinator],
-        );
-        const { rows } = await client.query<{ job_id: string }>(`UPDATE job_owners SET until = ${NOW_MS} + $2 WHERE coordinator = $1 RETURNING job_id`, [coordinator, ttlMs]);
-        return rows.map((r) => r.job_id);
-      }),
+    const { rows } = await this.write(ONE_OFF, () =>
+      this.pool.query<{ job_id: string }>(`UPDATE job_owners SET until = ${NOW_MS} + $2 WHERE coordinator = $1 RETURNING job_id`, [coordinator, ttlMs]),
     );
+    return rows.map((r) => r.job_id);
   }
 
   async claim(ttlMs: number, limit: number): Promise<string[]> {
