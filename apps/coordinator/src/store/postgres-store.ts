@@ -1,10 +1,11 @@
 import pg from 'pg';
-import { type MigrationEvent, type TaskCounts, WebpvmError, parseTid } from '@webpvm/vm-protocol';
+import { type MigrationEvent, type TaskCounts, WebpvmError } from '@webpvm/vm-protocol';
 import type { VmState } from '@webpvm/task-sdk/vm';
 import { type JobLeases, NotOwner } from './job-leases.ts';
 import { unavailableInPostgres } from './postgres-health.ts';
-import { EVENT_ID_BLOCK, migrate } from './postgres-schema.ts';
-import { FailingWrites } from './store-health.ts';
+import { jobsOf, writeBatch } from './postgres-batch.ts';
+import { migrate } from './postgres-schema.ts';
+import { FailingWrites, LANES } from './store-health.ts';
 import {
   type EventRow,
   type HostRow,
@@ -42,12 +43,6 @@ import type {
   WriteBatch,
 } from './store.ts';
 
-/** Lanes of writes, as in sqlite-store.ts: kept-and-retried commits, kept-and-retried events, and the rest. */
-const COMMITS = 'commits';
-const EVENTS = 'events';
-const ONE_OFF = 'one-off';
-
-const PROBE_MS = 1_000;
 /** Rows of indexes read per query when a restart reads a big job's pending roots. */
 const INDEX_PAGE = 100_000;
 
@@ -74,17 +69,6 @@ export interface PostgresStoreOptions {
 /** The database's clock in ms: leases are judged by one clock, whatever the coordinators' say. */
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
-/** The jobs a batch writes to, from their rows and their tasks' ids. */
-function jobsOf(batch: WriteBatch): string[] {
-  const ids = new Set<string>();
-  for (const j of batch.jobs) ids.add(j.id);
-  for (const t of batch.newTasks) ids.add(t.jobId);
-  for (const i of batch.images) ids.add(i.jobId);
-  for (const v of batch.vmStates) ids.add(v.jobId);
-  for (const { tid } of [...batch.taskUpdates, ...batch.checkpoints]) ids.add(parseTid(tid).jobId);
-  return [...ids];
-}
-
 /**
  * PostgreSQL behind the same interface as SQLite (`DATABASE_URL`): what several coordinators
  * share. A write batch is one transaction of a few statements, each writing all of the batch's
@@ -94,7 +78,6 @@ function jobsOf(batch: WriteBatch): string[] {
 export class PostgresStore implements Store, JobLeases {
   readonly engine = 'postgres';
   private readonly failing = new FailingWrites();
-  private probedAt = -Infinity;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -131,7 +114,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async commit(batch: WriteBatch): Promise<void> {
-    await this.write(COMMITS, () =>
+    await this.write(LANES.commits, () =>
       this.transaction(async (client) => {
         if (this.ownership) await this.fence(client, batch);
         await writeBatch(client, batch);
@@ -165,7 +148,7 @@ export class PostgresStore implements Store, JobLeases {
 
   async renew(ttlMs: number): Promise<string[]> {
     const { coordinator } = this;
-    const { rows } = await this.write(ONE_OFF, () =>
+    const { rows } = await this.write(LANES.oneOff, () =>
       this.pool.query<{ job_id: string }>(`UPDATE job_owners SET until = ${NOW_MS} + $2 WHERE coordinator = $1 RETURNING job_id`, [coordinator, ttlMs]),
     );
     return rows.map((r) => r.job_id);
@@ -173,7 +156,7 @@ export class PostgresStore implements Store, JobLeases {
 
   async claim(ttlMs: number, limit: number): Promise<string[]> {
     const { coordinator } = this;
-    const { rows } = await this.write(ONE_OFF, () =>
+    const { rows } = await this.write(LANES.oneOff, () =>
       this.pool.query<{ job_id: string }>(
         `INSERT INTO job_owners
            SELECT j.id, $1, ${NOW_MS} + $2 FROM jobs j LEFT JOIN job_owners o ON o.job_id = j.id
@@ -189,7 +172,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async release(): Promise<void> {
-    await this.write(ONE_OFF, () => this.pool.query(`UPDATE job_owners SET until = 0 WHERE coordinator = $1`, [this.coordinator]));
+    await this.write(LANES.oneOff, () => this.pool.query(`UPDATE job_owners SET until = 0 WHERE coordinator = $1`, [this.coordinator]));
   }
 
   async runnerOf(jobId: string): Promise<string | null> {
@@ -198,7 +181,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async eventIdBlock(): Promise<number> {
-    const { rows } = await this.write(ONE_OFF, () => this.pool.query<{ first: number }>(`SELECT nextval('event_id_blocks') AS first`));
+    const { rows } = await this.write(LANES.oneOff, () => this.pool.query<{ first: number }>(`SELECT nextval('event_id_blocks') AS first`));
     return rows[0]!.first;
   }
 
@@ -247,7 +230,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async cancelPendingRoots(jobId: string, limit: number): Promise<number> {
-    const { rowCount } = await this.write(ONE_OFF, () =>
+    const { rowCount } = await this.write(LANES.oneOff, () =>
       this.pool.query(
         `UPDATE tasks SET state = 'cancelled' WHERE tid IN (SELECT tid FROM tasks
           WHERE job_id = $1 AND state = 'pending' AND root IS NOT NULL ORDER BY idx LIMIT $2)`,
@@ -312,7 +295,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async forgetFinished(before: number, rows: number): Promise<{ jobs: number; rows: number }> {
-    return this.write(ONE_OFF, () =>
+    return this.write(LANES.oneOff, () =>
       this.transaction(async (client) => {
         const old = await client.query<{ id: string; program_hash: string }>(
           `SELECT id, program_hash FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1 ORDER BY finished_at LIMIT 1`,
@@ -341,14 +324,14 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async forgetVolunteers(before: number, rows: number): Promise<number> {
-    const { rowCount } = await this.write(ONE_OFF, () =>
+    const { rowCount } = await this.write(LANES.oneOff, () =>
       this.pool.query(`DELETE FROM volunteers WHERE volunteer_id IN (SELECT volunteer_id FROM volunteers WHERE updated_at < $1 LIMIT $2)`, [before, rows]),
     );
     return rowCount ?? 0;
   }
 
   async putProgram(hash: string, source: string): Promise<void> {
-    await this.write(ONE_OFF, () => this.pool.query(`INSERT INTO programs VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, [hash, source]));
+    await this.write(LANES.oneOff, () => this.pool.query(`INSERT INTO programs VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING`, [hash, source]));
   }
 
   async getProgram(hash: string): Promise<string | null> {
@@ -357,7 +340,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async insertToken(t: StoredToken): Promise<void> {
-    await this.write(ONE_OFF, () =>
+    await this.write(LANES.oneOff, () =>
       this.pool.query(
         `INSERT INTO tokens (id, name, hash, created_at, scope, owner, expires_at, revoked_at, quotas) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
         [t.id, t.name, t.hash, t.createdAt, t.scope, t.owner, t.expiresAt, t.revokedAt, json(t.quotas)],
@@ -385,7 +368,7 @@ export class PostgresStore implements Store, JobLeases {
   }
 
   async revokeToken(id: string, at: number): Promise<boolean> {
-    const { rowCount } = await this.write(ONE_OFF, () => this.pool.query(`UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, [at, id]));
+    const { rowCount } = await this.write(LANES.oneOff, () => this.pool.query(`UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, [at, id]));
     return rowCount === 1;
   }
 
@@ -411,7 +394,7 @@ export class PostgresStore implements Store, JobLeases {
       kinds.push(body.type);
       bodies.push(json(body));
     }
-    await this.write(EVENTS, () =>
+    await this.write(LANES.events, () =>
       this.pool.query(`INSERT INTO events SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])`, [ids, jobs, kinds, bodies]),
     );
   }
@@ -438,13 +421,11 @@ export class PostgresStore implements Store, JobLeases {
     return this.failing.health();
   }
 
-  /** As sqlite-store.ts's: a one-off write's failure is cleared only by a write that succeeds. */
+  /** A write to see whether the store takes writes again (store-health.ts `probeDue`). */
   async probe(): Promise<StoreHealth> {
-    const now = performance.now();
-    if (!this.failing.failing(ONE_OFF) || now - this.probedAt < PROBE_MS) return this.health();
-    this.probedAt = now;
+    if (!this.failing.probeDue()) return this.health();
     try {
-      await this.write(ONE_OFF, () =>
+      await this.write(LANES.oneOff, () =>
         this.transaction(async (client) => {
           await client.query(`INSERT INTO probe VALUES ($1)`, [Buffer.alloc(8192)]);
           await client.query(`DELETE FROM probe`);
@@ -506,7 +487,7 @@ export class PostgresStore implements Store, JobLeases {
       this.failing.succeeded(lane);
       return result;
     } catch (error) {
-      throw this.failed(lane, error);
+      throw this.failing.thrown(lane, error, unavailableInPostgres(error));
     }
   }
 
@@ -514,123 +495,8 @@ export class PostgresStore implements Store, JobLeases {
     try {
       return await run();
     } catch (error) {
-      throw this.failed(ONE_OFF, error);
+      throw this.failing.thrown(LANES.oneOff, error, unavailableInPostgres(error));
     }
   }
 
-  private failed(lane: string, error: unknown): unknown {
-    const reason = unavailableInPostgres(error);
-    if (reason === null) return error;
-    this.failing.failed(lane, reason);
-    return new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${reason}`);
-  }
-}
-
-/** One statement per table of the batch, rows passed as arrays (one per column) and unnested. */
-async function writeBatch(client: pg.PoolClient, batch: WriteBatch): Promise<void> {
-  if (batch.jobs.length) {
-    const j = columns(batch.jobs, (r) => [
-      r.id,
-      r.owner,
-      r.name,
-      json(r.options),
-      r.programHash,
-      r.state,
-      r.total,
-      r.createdAt,
-      r.finishedAt,
-      r.error ? json(r.error) : null,
-      r.attempts,
-      r.migrations,
-      r.open ? 1 : 0,
-      json(r.tally),
-    ]);
-    await client.query(
-      `INSERT INTO jobs SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-        $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::int[], $14::text[])
-       ON CONFLICT (id) DO UPDATE SET options = excluded.options, state = excluded.state, total = excluded.total,
-        finished_at = excluded.finished_at, error = excluded.error, attempts = excluded.attempts,
-        migrations = excluded.migrations, open = excluded.open, tally = excluded.tally`,
-      j,
-    );
-  }
-  if (batch.newTasks.length) {
-    const t = columns(batch.newTasks, (r) => [r.tid, r.jobId, r.index, r.parent, r.root, r.name, json(r.input), r.state, r.attempt, r.hostId]);
-    await client.query(
-      `INSERT INTO tasks (tid, job_id, idx, parent, root, name, input, state, attempt, host_id)
-       SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[])`,
-      t,
-    );
-  }
-  if (batch.taskUpdates.length) {
-    const u = columns(batch.taskUpdates, (r) => [
-      r.tid,
-      r.state,
-      r.attempt,
-      r.hostId,
-      r.state === 'done' ? json(r.result) : null,
-      r.error ? json(r.error) : null,
-      r.messagesIn,
-      r.messagesOut,
-      r.seq,
-      r.failures,
-      r.losses,
-    ]);
-    await client.query(
-      `UPDATE tasks t SET state = u.state, attempt = u.attempt, host_id = u.host_id, result = u.result, error = u.error,
-        messages_in = u.messages_in, messages_out = u.messages_out, seq = u.seq, failures = u.failures, losses = u.losses
-       FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::int[], $11::int[])
-        AS u(tid, state, attempt, host_id, result, error, messages_in, messages_out, seq, failures, losses)
-       WHERE t.tid = u.tid`,
-      u,
-    );
-  }
-  if (batch.checkpoints.length) {
-    const c = columns(batch.checkpoints, (r) => [r.tid, json(r.checkpoint)]);
-    await client.query(`UPDATE tasks t SET checkpoint = c.checkpoint FROM unnest($1::text[], $2::text[]) AS c(tid, checkpoint) WHERE t.tid = c.tid`, c);
-  }
-  for (const i of batch.images) {
-    if (i.image) {
-      await client.query(`INSERT INTO task_images VALUES ($1, $2, $3) ON CONFLICT (tid) DO UPDATE SET image = excluded.image`, [
-        i.tid,
-        i.jobId,
-        Buffer.from(i.image.buffer, i.image.byteOffset, i.image.byteLength),
-      ]);
-    } else await client.query(`DELETE FROM task_images WHERE tid = $1`, [i.tid]);
-    if (i.kept) await client.query(`INSERT INTO task_keepers VALUES ($1, $2, $3) ON CONFLICT (tid) DO UPDATE SET kept = excluded.kept`, [i.tid, i.jobId, json(i.kept)]);
-    else await client.query(`DELETE FROM task_keepers WHERE tid = $1`, [i.tid]);
-  }
-  for (const v of batch.vmStates) {
-    if (v.state) await client.query(`INSERT INTO vm_states VALUES ($1, $2) ON CONFLICT (job_id) DO UPDATE SET state = excluded.state`, [v.jobId, json(v.state)]);
-    else await client.query(`DELETE FROM vm_states WHERE job_id = $1`, [v.jobId]);
-  }
-  if (batch.hosts.length) {
-    const h = columns(batch.hosts, (r) => [r.hostId, r.secretHash, r.userAgent, r.createdAt, r.lastSeenAt, r.done]);
-    await client.query(
-      `INSERT INTO hosts SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
-       ON CONFLICT (host_id) DO UPDATE SET user_agent = excluded.user_agent, last_seen_at = excluded.last_seen_at, done = excluded.done`,
-      h,
-    );
-  }
-  if (batch.volunteers.length) {
-    const v = columns(batch.volunteers, (r) => [r.volunteerId, r.allowance, r.returned, r.dropped, r.validated, r.invalid, r.streak, r.trusted ? 1 : 0, r.updatedAt]);
-    await client.query(
-      `INSERT INTO volunteers SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[])
-       ON CONFLICT (volunteer_id) DO UPDATE SET allowance = excluded.allowance, returned = excluded.returned,
-        dropped = excluded.dropped, validated = excluded.validated, invalid = excluded.invalid,
-        streak = excluded.streak, trusted = excluded.trusted, updated_at = excluded.updated_at`,
-      v,
-    );
-  }
-}
-
-/** Rows turned into one array per column: the parameters of an `unnest` statement. */
-function columns<T>(rows: readonly T[], row: (r: T) => unknown[]): unknown[][] {
-  const first = row(rows[0]!);
-  const out = first.map((value) => [value]);
-  for (let i = 1; i < rows.length; i++) {
-    const values = row(rows[i]!);
-    for (let c = 0; c < out.length; c++) out[c]!.push(values[c]);
-  }
-  return out;
 }

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { type MigrationEvent, type TaskCounts, WebpvmError } from '@webpvm/vm-protocol';
-import { FailingWrites, OpenedFile, unavailable } from './store-health.ts';
+import { OpenedFile, unavailableInSqlite } from './sqlite-health.ts';
+import { FailingWrites, LANES } from './store-health.ts';
 import {
   type EventRow,
   type HostRow,
@@ -42,17 +43,6 @@ import type {
   WriteBatch,
 } from './store.ts';
 
-/**
- * Lanes of writes (store-health.ts): the write-behind's batches and the event log's are each
- * retried by their queue until stored; everything else that writes, and every read, shares one.
- */
-const COMMITS = 'commits';
-const EVENTS = 'events';
-const ONE_OFF = 'one-off';
-
-/** Least time between two probe writes while a one-off write's failure is unresolved. */
-const PROBE_MS = 1_000;
-
 export interface SqliteStoreOptions {
   /** `full` (the default) or `normal`: see the pragma in the constructor. */
   synchronous: 'full' | 'normal';
@@ -69,7 +59,6 @@ export class SqliteStore implements Store {
   /** One prepared statement per shape of event query, made when first asked for. */
   private readonly eventQueries = new Map<string, Database.Statement>();
   private readonly failing = new FailingWrites();
-  private probedAt = -Infinity;
   /** The file as it was opened; null in memory. */
   private readonly opened: OpenedFile | null;
 
@@ -240,7 +229,7 @@ export class SqliteStore implements Store {
   }
 
   async commit(batch: WriteBatch): Promise<void> {
-    this.write(COMMITS, () => this.commitTx(batch));
+    this.write(LANES.commits, () => this.commitTx(batch));
   }
 
   async loadUnfinished(jobIds?: readonly string[]): Promise<UnfinishedJob[]> {
@@ -267,7 +256,7 @@ export class SqliteStore implements Store {
   }
 
   async forgetFinished(before: number, rows: number): Promise<{ jobs: number; rows: number }> {
-    return this.write(ONE_OFF, this.db.transaction(() => {
+    return this.write(LANES.oneOff, this.db.transaction(() => {
       const job = this.stmts.oldJob.get(before) as { id: string; program_hash: string } | undefined;
       if (job === undefined) return { jobs: 0, rows: 0 };
       let deleted = this.stmts.forgetTasks.run(job.id, rows).changes;
@@ -287,11 +276,11 @@ export class SqliteStore implements Store {
   }
 
   async forgetVolunteers(before: number, rows: number): Promise<number> {
-    return this.write(ONE_OFF, () => this.stmts.forgetVolunteers.run(before, rows).changes);
+    return this.write(LANES.oneOff, () => this.stmts.forgetVolunteers.run(before, rows).changes);
   }
 
   async cancelPendingRoots(jobId: string, limit: number): Promise<number> {
-    return this.write(ONE_OFF, () => this.stmts.cancelPendingRoots.run(jobId, limit).changes);
+    return this.write(LANES.oneOff, () => this.stmts.cancelPendingRoots.run(jobId, limit).changes);
   }
 
   async cancelledWithPending(): Promise<string[]> {
@@ -326,7 +315,7 @@ export class SqliteStore implements Store {
   }
 
   async putProgram(hash: string, source: string): Promise<void> {
-    this.write(ONE_OFF, () => this.stmts.putProgram.run(hash, source));
+    this.write(LANES.oneOff, () => this.stmts.putProgram.run(hash, source));
   }
 
   async getProgram(hash: string): Promise<string | null> {
@@ -335,7 +324,7 @@ export class SqliteStore implements Store {
   }
 
   async insertToken(t: StoredToken): Promise<void> {
-    this.write(ONE_OFF, () =>
+    this.write(LANES.oneOff, () =>
       this.stmts.insertToken.run({
         id: t.id,
         name: t.name,
@@ -367,7 +356,7 @@ export class SqliteStore implements Store {
   }
 
   async revokeToken(id: string, at: number): Promise<boolean> {
-    return this.write(ONE_OFF, () => this.stmts.revokeToken.run(at, id).changes === 1);
+    return this.write(LANES.oneOff, () => this.stmts.revokeToken.run(at, id).changes === 1);
   }
 
   async countTokens(): Promise<number> {
@@ -380,7 +369,7 @@ export class SqliteStore implements Store {
   }
 
   async appendEvents(events: MigrationEvent[]): Promise<void> {
-    this.write(EVENTS, () => this.appendEventsTx(events));
+    this.write(LANES.events, () => this.appendEventsTx(events));
   }
 
   async listEvents(query: EventQuery): Promise<MigrationEvent[]> {
@@ -406,17 +395,11 @@ export class SqliteStore implements Store {
     return this.failing.health();
   }
 
-  /**
-   * Kept writes are retried by their queues, and their next attempt says whether they can be
-   * stored; a one-off write that failed is not retried, so a coordinator nobody writes to would
-   * never learn that the disk has room again: the probe writes instead, at most once per PROBE_MS.
-   */
+  /** A write to see whether the store takes writes again (store-health.ts `probeDue`). */
   async probe(): Promise<StoreHealth> {
-    const now = performance.now();
-    if (!this.failing.failing(ONE_OFF) || now - this.probedAt < PROBE_MS) return this.health();
-    this.probedAt = now;
+    if (!this.failing.probeDue()) return this.health();
     try {
-      this.write(ONE_OFF, this.probeTx);
+      this.write(LANES.oneOff, this.probeTx);
     } catch (error) {
       if (!(error instanceof WebpvmError)) throw error;
     }
@@ -431,7 +414,7 @@ export class SqliteStore implements Store {
       this.failing.succeeded(lane);
       return result;
     } catch (error) {
-      throw this.failed(lane, error);
+      throw this.failing.thrown(lane, error, unavailableInSqlite(error));
     }
   }
 
@@ -440,16 +423,8 @@ export class SqliteStore implements Store {
     try {
       return run();
     } catch (error) {
-      throw this.failed(ONE_OFF, error);
+      throw this.failing.thrown(LANES.oneOff, error, unavailableInSqlite(error));
     }
-  }
-
-  /** The error to throw: E_STORE_UNAVAILABLE (HTTP 503) when the store cannot be used, else the error itself. */
-  private failed(lane: string, error: unknown): unknown {
-    const reason = unavailable(error);
-    if (reason === null) return error;
-    this.failing.failed(lane, reason);
-    return new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${reason}`);
   }
 
   /** A filter left out of the SQL, rather than matched against NULL, lets SQLite use the index it needs. */

@@ -1,11 +1,19 @@
-import fs from 'node:fs';
-import Database from 'better-sqlite3';
+import { WebpvmError } from '@webpvm/vm-protocol';
 import type { StoreHealth } from './store.ts';
 
 /*
- * What says the store is failing: writes that failed, SQLite errors that mean the file cannot be
- * used, and a database file removed or replaced under the coordinator.
+ * What both stores do when they fail: writes in lanes, a lane failing from a write that failed
+ * for the store's sake until one succeeds, the error a request gets, and when to probe.
  */
+
+/**
+ * Lanes of writes: the write-behind's batches and the event log's are each retried by their
+ * queue until stored; everything else that writes, and every read, shares one.
+ */
+export const LANES = { commits: 'commits', events: 'events', oneOff: 'one-off' } as const;
+
+/** Least time between two probe writes while a one-off write's failure is unresolved. */
+const PROBE_MS = 1_000;
 
 /**
  * Writes that failed and have not succeeded since, by lane. A lane whose writes are kept and
@@ -16,6 +24,7 @@ import type { StoreHealth } from './store.ts';
  */
 export class FailingWrites {
   readonly #failing = new Map<string, { since: number; reason: string }>();
+  #probedAt = -Infinity;
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -38,66 +47,27 @@ export class FailingWrites {
     }
     return health;
   }
-}
 
-/**
- * SQLite's primary result codes (https://sqlite.org/rescode.html) that say the file cannot be used
- * now, whatever was asked of it: full (the disk, or `max_page_count`), an I/O error, made
- * read-only, locked by another process past the busy timeout, gone or damaged. The others (a
- * constraint, a value too big, an SQL error) are the request's own fault or a bug's.
- */
-const UNAVAILABLE = new Set([
-  'SQLITE_FULL',
-  'SQLITE_IOERR',
-  'SQLITE_READONLY',
-  'SQLITE_CANTOPEN',
-  'SQLITE_BUSY',
-  'SQLITE_LOCKED',
-  'SQLITE_PERM',
-  'SQLITE_NOMEM',
-  'SQLITE_CORRUPT',
-  'SQLITE_NOTADB',
-  'SQLITE_PROTOCOL',
-]);
-
-/** Why the store failed, when the error says the store cannot be used; null when it does not. */
-export function unavailable(error: unknown): string | null {
-  if (error instanceof FileGone) return error.message;
-  if (!(error instanceof Database.SqliteError)) return null;
-  const primary = error.code.split('_', 2).join('_');
-  return UNAVAILABLE.has(primary) ? `${error.code}: ${error.message}` : null;
-}
-
-/** The data file is not where it was opened: writes to it would be lost. */
-class FileGone extends Error {}
-
-/**
- * The database file as it was opened. In WAL mode SQLite goes on writing to a file removed (or
- * replaced) under it: the commits succeed, and are lost when the coordinator stops. A stat per
- * write (microseconds, against a commit's tenth of a millisecond and more) turns that into a
- * failure that `/healthz` shows.
- */
-export class OpenedFile {
-  readonly #file: string;
-  readonly #dev: number;
-  readonly #ino: number;
-
-  constructor(file: string) {
-    const { dev, ino } = fs.statSync(file);
-    this.#file = file;
-    this.#dev = dev;
-    this.#ino = ino;
+  /**
+   * What to throw for `error` of a write or read of `lane`: E_STORE_UNAVAILABLE (HTTP 503), the
+   * lane marked failing, when `reason` (the store's reading of the error) says the store cannot
+   * be used; else the error itself, a request's fault or a bug's.
+   */
+  thrown(lane: string, error: unknown, reason: string | null): unknown {
+    if (reason === null) return error;
+    this.failed(lane, reason);
+    return new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${reason}`);
   }
 
-  /** Throws when the file is no longer the one opened. */
-  check(): void {
-    let now: fs.Stats | undefined;
-    try {
-      now = fs.statSync(this.#file, { throwIfNoEntry: false });
-    } catch (error) {
-      throw new FileGone(`cannot look at ${this.#file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
-    if (!now) throw new FileGone(`${this.#file} was removed since it was opened`);
-    if (now.dev !== this.#dev || now.ino !== this.#ino) throw new FileGone(`${this.#file} was replaced since it was opened`);
+  /**
+   * Kept writes are retried by their queues, and their next attempt says whether they can be
+   * stored; a one-off write that failed is not retried, so a coordinator nobody writes to would
+   * never learn that the store takes writes again: it probes instead, at most once per PROBE_MS.
+   */
+  probeDue(): boolean {
+    const now = performance.now();
+    if (!this.failing(LANES.oneOff) || now - this.#probedAt < PROBE_MS) return false;
+    this.#probedAt = now;
+    return true;
   }
 }
