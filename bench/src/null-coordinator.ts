@@ -56,6 +56,7 @@ wss.on('connection', (socket) => {
           peerId: 'h-peer',
           peerToken: 't',
           boot: 'b',
+          coordinators: [],
           iceServers: [],
           iceTransportPolicy: 'all',
         }),

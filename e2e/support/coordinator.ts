@@ -25,9 +25,11 @@ export class CoordinatorProcess {
     private readonly env: Record<string, string>,
   ) {}
 
-  static async start(env: Record<string, string> = {}): Promise<CoordinatorProcess> {
+  /** With `publicUrl`, the coordinator is told its own URL (`WEBPVM_PUBLIC_URL`): pages of a cluster learn it and fail over to it. */
+  static async start(env: Record<string, string> = {}, { publicUrl = false } = {}): Promise<CoordinatorProcess> {
     const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'webpvm-e2e-'));
-    const coordinator = new CoordinatorProcess(await freePort(), dataDir, env);
+    const port = await freePort();
+    const coordinator = new CoordinatorProcess(port, dataDir, publicUrl ? { ...env, WEBPVM_PUBLIC_URL: `http://127.0.0.1:${port}` } : env);
     await coordinator.launch();
     return coordinator;
   }
@@ -78,6 +80,11 @@ export class CoordinatorProcess {
   /** Kill without warning, as a crash or a power cut would. */
   async kill(): Promise<void> {
     await this.stopWith('SIGKILL');
+  }
+
+  /** SIGTERM, as an upgrade stops it: it lets go of its jobs, and its data stay for `launch`. */
+  async terminate(): Promise<void> {
+    await this.stopWith('SIGTERM');
   }
 
   async stop(): Promise<void> {

@@ -8,9 +8,9 @@ import { type HostTab, openHosts } from '../support/hosts.ts';
  * Two coordinators on one PostgreSQL database (docs/cluster.md): each job is run by one of them
  * at a time, under a lease it renews; the other answers about it from the database, and takes it
  * over when the first dies, restoring it from the database: its tasks start again from the
- * checkpoints and images kept there, their messages from the senders' logs in those images. Tabs
- * stay with the coordinator that served them (pages do not fail over to another coordinator yet),
- * so a job runs on its owner's tabs.
+ * checkpoints and images kept there, their messages from the senders' logs in those images. A job
+ * runs on its owner's tabs; a tab whose coordinator is gone for good loads itself from another
+ * coordinator of the cluster (coordinator-failover.ts) and carries on there.
  */
 
 const LEASE_MS = 3000;
@@ -24,7 +24,35 @@ test.afterAll(async () => {
 
 async function twoCoordinators(): Promise<[CoordinatorProcess, CoordinatorProcess]> {
   const env = { DATABASE_URL: postgres.createDatabase(), WEBPVM_JOB_LEASE_MS: String(LEASE_MS) };
-  return [await CoordinatorProcess.start(env), await CoordinatorProcess.start(env)];
+  const a = await CoordinatorProcess.start(env, { publicUrl: true });
+  const b = await CoordinatorProcess.start(env, { publicUrl: true });
+  // A page may fail over only to the coordinators its policy named when it was served: those its
+  // coordinator knew then. Tabs open once each coordinator knows the other.
+  const knows = async (from: CoordinatorProcess, other: CoordinatorProcess) => (await fetch(`${from.url}/`)).headers.get('content-security-policy')?.includes(other.url);
+  await expect.poll(() => knows(a, b), { timeout: 10_000 }).toBe(true);
+  await expect.poll(() => knows(b, a), { timeout: 10_000 }).toBe(true);
+  return [a, b];
+}
+
+/** Both stopped; on a failure, what each logged is attached to the report. */
+async function stopBoth(a: CoordinatorProcess, b: CoordinatorProcess): Promise<void> {
+  const info = test.info();
+  if (info.status !== info.expectedStatus) {
+    await info.attach('coordinator-a.log', { body: a.logs });
+    await info.attach('coordinator-b.log', { body: b.logs });
+  }
+  await Promise.all([a.stop(), b.stop()]);
+}
+
+/** A tab's coordinator is out of reach for 10 s before it tries another, then moves to the first that answers. */
+const FAILOVER_MS = 60_000;
+
+/** Until each tab was loaded from `to`, and is connected there. */
+async function movedTo(tabs: HostTab[], to: CoordinatorProcess): Promise<void> {
+  for (const tab of tabs) {
+    await expect.poll(() => new URL(tab.page.url()).origin, { timeout: FAILOVER_MS }).toBe(to.url);
+    await expect.poll(async () => (await tab.snapshot().catch(() => null))?.connection, { timeout: 20_000 }).toBe('connected');
+  }
 }
 
 const stepsJob = (name: string, total: number, steps = 4) => ({
@@ -32,6 +60,20 @@ const stepsJob = (name: string, total: number, steps = 4) => ({
   program: readProgram('e2e/programs/steps.js'),
   inputs: Array.from({ length: total }, (_, index) => ({ index, steps, stepMs: 100 })),
 });
+
+/**
+ * A jacobi grid run first as one strip on `b`, for reference, then as three strips submitted to
+ * `a`; `exact(api)` checks, reading from `api`, that the three-strip run equals the single one.
+ */
+async function jacobiRuns(apiA: Api, apiB: Api) {
+  const program = readProgram('examples/jacobi.ts');
+  const grid = { n: 96, iterations: 8000 };
+  const single = await apiB.submit({ name: 'jacobi-1', program, main: { ...grid, strips: 1 } });
+  await apiB.waitForState(single, 'done', 120_000);
+  const jacobi = await apiA.submit({ name: 'jacobi-3', program, main: { ...grid, strips: 3 } });
+  const checksum = async (api: Api, id: string) => ((await api.results(id)) as { checksum: string }[])[0]!.checksum;
+  return { jacobi, exact: async (api: Api) => expect(await checksum(api, jacobi)).toBe(await checksum(api, single)) };
+}
 
 const tasksDone = async (tabs: HostTab[]) => (await Promise.all(tabs.map((t) => t.snapshot()))).reduce((n, s) => n + s.done, 0);
 
@@ -62,36 +104,29 @@ test('a job submitted to one coordinator is read from the other, and a coordinat
     expect(await tasksDone(onA)).toBe(total);
     expect(await tasksDone(onB)).toBe(0);
   } finally {
-    await Promise.all([a.stop(), b.stop()]);
+    await stopBoth(a, b);
   }
 });
 
-test('a coordinator killed mid-run: the other takes over its bag job and its jacobi job, and both finish exactly', async ({ browser }) => {
+test('a coordinator killed mid-run: the other takes over its bag job and its jacobi job, both finish exactly, and its tabs carry on there', async ({ browser }) => {
   test.setTimeout(330_000);
   const [a, b] = await twoCoordinators();
   try {
-    const program = readProgram('examples/jacobi.ts');
-    const grid = { n: 96, iterations: 8000 };
     const onA = await openHosts(browser, a.url, 2, 2);
     const onB = await openHosts(browser, b.url, 3, 2);
     const apiA = new Api(a.url);
     const apiB = new Api(b.url);
-    const single = await apiB.submit({ name: 'jacobi-1', program, main: { ...grid, strips: 1 } });
-    await apiB.waitForState(single, 'done', 120_000);
-
-    const jacobi = await apiA.submit({ name: 'jacobi-3', program, main: { ...grid, strips: 3 } });
+    const { jacobi, exact } = await jacobiRuns(apiA, apiB);
     const total = 40;
     const bag = await apiA.submit(stepsJob('bag on a', total, 10));
     await expect.poll(async () => (await apiB.job(bag)).tasks.done, { timeout: 60_000 }).toBeGreaterThan(2);
     const doneOnBBefore = await tasksDone(onB);
 
     await a.kill();
-    // Pages do not fail over to another coordinator yet: the dead one's tabs are lost to the grid
-    // as if their browsers had died with it (kept open, they would only go on computing attempts
-    // nobody can collect, on the cores this test's survivor needs: measured, a 3.7 min run).
-    for (const tab of onA) await tab.close();
     // the test's premise: both jobs were still running when their coordinator died
     expect([(await apiB.job(bag)).state, (await apiB.job(jacobi)).state]).toEqual(['running', 'running']);
+    // the dead coordinator's tabs find the survivor by themselves, and start there afresh
+    await movedTo(onA, b);
     const bagJob = await apiB.waitForState(bag, 'done', 120_000);
     expect(bagJob.tasks).toEqual({ total, pending: 0, running: 0, done: total, failed: 0 });
     const results = (await apiB.results(bag)) as { index: number; steps: number }[];
@@ -101,12 +136,47 @@ test('a coordinator killed mid-run: the other takes over its bag job and its jac
     // minute here, then several times faster (not profiled yet): most of this test's time.
     const jacobiJob = await apiB.waitForState(jacobi, 'done', 200_000);
     expect(jacobiJob.tasks).toMatchObject({ total: 3, failed: 0 });
-    const [one] = (await apiB.results(single)) as { checksum: string }[];
-    const [three] = (await apiB.results(jacobi)) as { checksum: string }[];
-    expect(three!.checksum).toBe(one!.checksum);
+    await exact(apiB);
     // the survivor's own tabs ran what the dead coordinator's tabs could not finish
     expect(await tasksDone(onB)).toBeGreaterThan(doneOnBBefore);
+
+    // the moved tabs are the survivor's now: they run its next job beside its own tabs
+    const after = await apiB.submit(stepsJob('after the failover', 30, 5));
+    await apiB.waitForState(after, 'done', 60_000);
+    expect(await tasksDone(onA)).toBeGreaterThan(0);
   } finally {
-    await Promise.all([a.stop(), b.stop()]);
+    await stopBoth(a, b);
+  }
+});
+
+test('a rolling upgrade: each coordinator stopped and started again in turn while a jacobi job runs, its tabs following', async ({ browser }) => {
+  test.setTimeout(330_000);
+  const [a, b] = await twoCoordinators();
+  try {
+    const onA = await openHosts(browser, a.url, 2, 2);
+    const onB = await openHosts(browser, b.url, 2, 2);
+    const apiA = new Api(a.url);
+    const apiB = new Api(b.url);
+    const { jacobi, exact } = await jacobiRuns(apiA, apiB);
+    // under way: its owner sees the strips' messages flow
+    const messages = async () => (await apiA.tasks(jacobi)).reduce((n, t) => n + t.messagesIn, 0);
+    await expect.poll(messages, { timeout: 60_000 }).toBeGreaterThan(300);
+
+    // a is upgraded: stopped, it lets go of the job at once, b takes it over; a's tabs move to b
+    await a.terminate();
+    await movedTo(onA, b);
+    await a.launch();
+
+    // then b: the job goes back to a, and every tab with it
+    expect((await apiB.job(jacobi)).state).toBe('running');
+    await b.terminate();
+    await movedTo([...onA, ...onB], a);
+    await b.launch();
+
+    const job = await apiA.waitForState(jacobi, 'done', 200_000);
+    expect(job.tasks).toMatchObject({ total: 3, failed: 0 });
+    await exact(apiB);
+  } finally {
+    await stopBoth(a, b);
   }
 });

@@ -14,6 +14,7 @@ import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
 import { Retention } from './retention.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
+import { ClusterMembers } from './cluster-members.ts';
 import { JobOwnership } from './job-ownership.ts';
 import { EVENT_ID_BLOCK } from './store/postgres-schema.ts';
 import { PostgresStore } from './store/postgres-store.ts';
@@ -69,6 +70,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     ...(leases ? { heldMs: 2 * config.jobLeaseMs } : {}),
   });
   volunteerMetrics(metrics.registry, scheduler.hosts.volunteers);
+  const members = new ClusterMembers();
   const ownership =
     leases &&
     new JobOwnership({
@@ -83,6 +85,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
         log.fatal({ jobs: jobIds }, 'jobs this coordinator ran were taken over by another; stopping');
         process.exit(1);
       },
+      members: (coordinators) => members.update(coordinators),
     });
   await scheduler.restore(ownership ? await ownership.claimAtStart() : undefined);
   ownership?.run();
@@ -101,10 +104,11 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     trustProxy: config.trustProxy,
     hostBytesPerSecond: config.hostBytesPerSecond,
     jobBytesPerSecond: config.jobBytesPerSecond,
+    members,
   });
   const app = buildApi({
     scheduler,
-    ...(leases ? { runnerOf: (jobId: string) => leases.runnerOf(jobId) } : {}),
+    ...(leases ? { runnerOf: (jobId: string) => leases.runnerOf(jobId), clusterSources: () => members.connectSources } : {}),
     store,
     events: eventLog,
     auth,
@@ -136,7 +140,6 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     retention.stop();
     peers.close();
     await gateway.close();
-    await ownership?.stop();
     // Event streams are requests that never end by themselves: the server could not close under them.
     await eventLog.close().catch((err: unknown) => log.error({ err }, 'migration events not stored before stopping'));
     const closing = app.close();
@@ -146,6 +149,8 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     await closing;
     // A store that cannot write must not keep the coordinator from stopping: hosts were never acked what it lost, and send it again.
     await scheduler.writes.durable().catch((err: unknown) => log.error({ err }, 'changes not stored before stopping'));
+    // Only now are its jobs another's to take: what it wrote last is in the database for them.
+    await ownership?.stop();
     await store.close();
   };
   try {

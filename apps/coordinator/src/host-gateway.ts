@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { hashSecret, newSecret, volunteerIdOf } from './auth.ts';
 import { ByteBudget } from './byte-budget.ts';
+import type { ClusterMembers } from './cluster-members.ts';
 import { clientAddress } from './client-address.ts';
 import { frameBytes, frameLength } from './frame-bytes.ts';
 import { limitFrames } from './frame-limit.ts';
@@ -44,6 +45,8 @@ export interface GatewayOptions {
   hostBytesPerSecond: number;
   /** Bytes the hosts of one job may relay per second, all together: one job cannot take every other's relay. */
   jobBytesPerSecond: number;
+  /** Where pages fail over to: told in every welcome, and to every page whenever it changes. */
+  members: ClusterMembers;
 }
 
 /** Jobs whose relay budgets are kept: the least recently used goes (and starts afresh if it comes back). */
@@ -144,6 +147,9 @@ export class HostGateway {
     this.lanes = new RelayLanes({ endOf: (hostId, from, to) => opts.scheduler.relay.relayLaneEnd(hostId, from, to), log: opts.log, metrics: opts.metrics });
     this.sweeper = setInterval(() => this.sweep(), opts.heartbeatMs);
     this.sweeper.unref();
+    opts.members.onChange((coordinators) => {
+      for (const conn of this.connections) if (conn.hostId !== null) conn.send({ type: 'cluster', coordinators: [...coordinators] });
+    });
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -313,6 +319,7 @@ export class HostGateway {
         peerId: conn.peerId,
         peerToken: conn.peerToken,
         boot: this.boot,
+        coordinators: [...this.opts.members.urls],
         iceServers: this.opts.iceServers,
         iceTransportPolicy: this.opts.iceTransportPolicy,
       });

@@ -42,6 +42,8 @@ export interface ApiOptions {
   runnerOf?: (jobId: string) => Promise<string | null>;
   /** Its health: `/healthz`, and changes refused while it cannot write. */
   store: Pick<Store, 'probe' | 'engine'>;
+  /** The other coordinators a page may try before it fails over to one (cluster-members.ts); '' when alone. */
+  clusterSources?: () => string;
   events: EventLog;
   auth: TokenAuth;
   programs: ProgramRegistry;
@@ -58,8 +60,9 @@ export interface ApiOptions {
 
 /**
  * The pages' policy: everything from this origin only — scripts, styles, workers, and
- * connections (the API, the host socket, PeerJS signalling; ICE is not CSP's) — no plugins, no
- * framing by other sites. The task sandbox's own route sets a stricter one (sandbox-route.ts).
+ * connections (the API, the host socket, PeerJS signalling; ICE is not CSP's; in a cluster, the
+ * other coordinators' sockets too, to fail over) — no plugins, no framing by other sites. The
+ * task sandbox's own route sets a stricter one (sandbox-route.ts).
  */
 const PAGE_CSP = {
   defaultSrc: ["'self'"],
@@ -122,7 +125,9 @@ export function buildApi(opts: ApiOptions) {
     bodyLimit: LIMITS.requestBytes,
   });
   // HSTS only where this server speaks TLS itself: a TLS proxy in front sets its own.
-  app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP }, crossOriginEmbedderPolicy: false, strictTransportSecurity: tls !== null });
+  const { clusterSources } = opts;
+  const directives = clusterSources ? { ...PAGE_CSP, connectSrc: [() => [...PAGE_CSP.connectSrc, clusterSources()].join(' ').trim()] } : PAGE_CSP;
+  app.register(helmet, { contentSecurityPolicy: { useDefaults: false, directives }, crossOriginEmbedderPolicy: false, strictTransportSecurity: tls !== null });
   // A part of a job's inputs arrives as text and is parsed line by line by its route.
   app.addContentTypeParser(NDJSON, { parseAs: 'string', bodyLimit: LIMITS.requestBytes }, (_request, body, done) => done(null, body));
 

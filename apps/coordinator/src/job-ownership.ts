@@ -12,17 +12,21 @@ export interface JobOwnershipOptions {
   running(jobId: string): boolean;
   /** Jobs this coordinator runs were taken by another (it stalled past its leases): it must stop at once. */
   lost(jobIds: string[]): void;
+  /** The cluster's coordinators, this one among them, whenever they change: where pages may fail over to. */
+  members(coordinators: string[]): void;
 }
 
 /** Jobs taken at once: a coordinator that starts beside others does not take every orphan before they can. */
 const CLAIM_AT_ONCE = 1_000;
+/** A coordinator not seen for this long is forgotten; one stopped for an upgrade is still a member. */
+const MEMBER_MEMORY_MS = 24 * 60 * 60 * 1000;
 
 /**
  * Which unfinished jobs this coordinator runs, when several share one database (docs/cluster.md):
  * it renews the leases of its jobs every third of a lease, and takes jobs whose owner's lease ran
  * out (a coordinator that died, or one stopped cleanly, which lets go of its jobs at once). A job
  * this coordinator ran that another took is lost: the caller stops, as the store already refuses
- * its writes to that job.
+ * its writes to that job. Each turn also marks it a member of the cluster, and learns the others.
  */
 export class JobOwnership {
   readonly #opts: JobOwnershipOptions;
@@ -30,6 +34,7 @@ export class JobOwnership {
   #held = new Set<string>();
   #timer: NodeJS.Timeout | null = null;
   #turn: Promise<void> = Promise.resolve();
+  #members = '';
 
   constructor(opts: JobOwnershipOptions) {
     this.#opts = opts;
@@ -39,7 +44,16 @@ export class JobOwnership {
   async claimAtStart(): Promise<string[]> {
     const taken = await this.#opts.leases.claim(this.#opts.leaseMs, CLAIM_AT_ONCE);
     this.#held = new Set(taken);
+    await this.#seeMembers();
     return taken;
+  }
+
+  async #seeMembers(): Promise<void> {
+    const members = await this.#opts.leases.members(MEMBER_MEMORY_MS);
+    const key = members.join(' ');
+    if (key === this.#members) return;
+    this.#members = key;
+    this.#opts.members(members);
   }
 
   /** Once the jobs taken at start are restored: renewals and takeovers from now on. */
@@ -63,6 +77,7 @@ export class JobOwnership {
       const taken = (await leases.claim(leaseMs, CLAIM_AT_ONCE)).filter((jobId) => !renewed.has(jobId));
       for (const jobId of taken) this.#held.add(jobId);
       if (taken.length) await this.#opts.adopt(taken);
+      await this.#seeMembers();
     } catch (error) {
       // The store cannot be reached: the leases run out unless a later turn renews them in time.
       log.error({ err: error }, 'renewing job leases failed; trying again');

@@ -73,4 +73,15 @@ describe('job leases', () => {
     expect(sorted.every((first, i) => i === 0 || first - sorted[i - 1]! >= EVENT_ID_BLOCK)).toBe(true);
     await close();
   });
+
+  it('tell each coordinator the cluster’s members, and forget one not seen within the memory', async () => {
+    const { a, b, close } = await twoCoordinators();
+    expect(await a.members(60_000)).toEqual(['a']);
+    expect(await b.members(60_000)).toEqual(['a', 'b']);
+    // a coordinator stopped (b, not seen since) is still a member until it has not been seen for the whole memory
+    await sleep(300);
+    expect(await a.members(60_000)).toEqual(['a', 'b']);
+    expect(await a.members(200)).toEqual(['a']);
+    await close();
+  });
 });

@@ -237,6 +237,16 @@ export function usableIceServers(entries: IceConfig['iceServers']): IceConfig['i
   return entries.filter(({ urls }) => typeof urls === 'string' || (Array.isArray(urls) && urls.every((url) => typeof url === 'string')));
 }
 
+/**
+ * A coordinator's public URL (`WEBPVM_PUBLIC_URL`): an http(s) origin a page can be served from
+ * and fail over to.
+ */
+export const CoordinatorUrl = z
+  .string()
+  .max(LIMITS.urlChars)
+  .refine((text) => /^https?:\/\/[^/?#\s]+\/?$/.test(text), 'an http or https origin, such as https://grid.example.org');
+export const CoordinatorUrls = z.array(CoordinatorUrl).max(LIMITS.clusterCoordinators);
+
 export const WelcomeMsg = z.object({
   type: z.literal('welcome'),
   protocol: z.number().int(),
@@ -256,6 +266,8 @@ export const WelcomeMsg = z.object({
    * restarted, and lost the messages it held and where tasks restarted from.
    */
   boot: z.string().max(LIMITS.idChars),
+  /** The public URLs of the cluster's coordinators this one knows (docs/cluster.md); empty when it runs alone. */
+  coordinators: CoordinatorUrls.default([]),
   ...IceConfig.shape,
 });
 
@@ -392,6 +404,9 @@ export const ReturnImageMsg = z.object({ type: z.literal('return-image'), tid: T
 /** The sender logs kept here of these jobs' ended tasks are no longer needed: the jobs ended. */
 export const ForgetLogsMsg = z.object({ type: z.literal('forget-logs'), jobs: batch(JobId) });
 
+/** The cluster's coordinators changed (one joined or was forgotten): where to fail over to. */
+export const ClusterMsg = z.object({ type: z.literal('cluster'), coordinators: CoordinatorUrls });
+
 /** The images kept here for these tasks are no longer needed. */
 export const ForgetImagesMsg = z.object({ type: z.literal('forget-images'), tids: batch(Tid) });
 
@@ -420,6 +435,7 @@ export const CoordinatorMessage = z.union([
   ReturnImageMsg,
   ForgetImagesMsg,
   ForgetLogsMsg,
+  ClusterMsg,
 ]);
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessage>;
 

@@ -46,4 +46,8 @@ export const LIMITS = {
   nameChars: 200,
   logLineChars: 4096,
   idChars: 64,
+  /** A coordinator's public URL. */
+  urlChars: 512,
+  /** Coordinators of one cluster a page is told about. */
+  clusterCoordinators: 64,
 } as const;

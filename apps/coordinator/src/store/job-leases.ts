@@ -14,6 +14,11 @@ export interface JobLeases {
   release(): Promise<void>;
   /** The coordinator that runs an unfinished job now; null when none does (or the job has ended). */
   runnerOf(jobId: string): Promise<string | null>;
+  /**
+   * Marks this coordinator seen now, and answers the coordinators seen within `memoryMs` (this
+   * one too), in order: one down for an upgrade is still among them.
+   */
+  members(memoryMs: number): Promise<string[]>;
   /** A block of EVENT_ID_BLOCK event ids no other coordinator gets: its first. */
   eventIdBlock(): Promise<number>;
 }

@@ -66,6 +66,10 @@ CREATE INDEX job_owners_until ON job_owners(until);
 CREATE SEQUENCE event_id_blocks INCREMENT BY ${EVENT_ID_BLOCK} MINVALUE 1;
 SELECT setval('event_id_blocks', (SELECT COALESCE(MAX(id), 0) + 1 FROM events), false);
 `,
+  // The cluster's coordinators, by public URL, as pages learn them to fail over to (docs/cluster.md).
+  `
+CREATE TABLE coordinators (coordinator TEXT PRIMARY KEY, seen BIGINT NOT NULL);
+`,
 ];
 
 /** Any fixed number: the lock that lets one coordinator of several starting at once migrate. */

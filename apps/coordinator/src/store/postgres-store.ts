@@ -180,6 +180,14 @@ export class PostgresStore implements Store, JobLeases {
     return rows[0]?.coordinator ?? null;
   }
 
+  async members(memoryMs: number): Promise<string[]> {
+    const { rows } = await this.write(LANES.oneOff, async () => {
+      await this.pool.query(`INSERT INTO coordinators VALUES ($1, ${NOW_MS}) ON CONFLICT (coordinator) DO UPDATE SET seen = excluded.seen`, [this.coordinator]);
+      return this.pool.query<{ coordinator: string }>(`SELECT coordinator FROM coordinators WHERE seen >= ${NOW_MS} - $1 ORDER BY coordinator`, [memoryMs]);
+    });
+    return rows.map((r) => r.coordinator);
+  }
+
   async eventIdBlock(): Promise<number> {
     const { rows } = await this.write(LANES.oneOff, () => this.pool.query<{ first: number }>(`SELECT nextval('event_id_blocks') AS first`));
     return rows[0]!.first;

@@ -10,6 +10,7 @@ import {
 import { loadIdentity, saveIdentity, type HostIdentity } from './identity.ts';
 import type { KeyValueStore } from './kv-store.ts';
 import { type Clock, type Timer, systemClock } from './clock.ts';
+import { CoordinatorFailover, type FailoverOptions } from './coordinator-failover.ts';
 
 export type ConnectionState = 'connecting' | 'connected' | 'offline';
 
@@ -69,6 +70,8 @@ export interface LinkOptions {
   createSocket?: (url: string) => SocketLike;
   /** Heartbeats and reconnects must keep time on a hidden page (clock.ts). */
   clock?: Clock;
+  /** Where a page goes when its coordinator is gone for good (coordinator-failover.ts); without it, it waits for it. */
+  failover?: Omit<FailoverOptions, 'clock' | 'reconnect'>;
 }
 
 const FIRST_RETRY_MS = 250;
@@ -97,6 +100,7 @@ export class CoordinatorLink {
   #heartbeat: Timer | null = null;
   #stopped = false;
   #checkpointIntervalMs = 0;
+  readonly #failover: CoordinatorFailover | null;
 
   readonly #handlers: { [T in CoordinatorMessage['type']]: (message: CoordinatorMessageOf<T>) => void } = {
     welcome: (m) => this.#onWelcome(m),
@@ -122,6 +126,7 @@ export class CoordinatorLink {
     'return-image': (m) => this.#options.events.returnImage(m),
     'forget-images': (m) => this.#options.events.forgetImages(m),
     'forget-logs': (m) => this.#options.events.forgetLogs(m),
+    cluster: (m) => this.#failover?.members(m.coordinators),
     error: (m) => console.warn(`webpvm coordinator: ${m.code} ${m.message} (about ${m.ref ?? 'an unreadable frame'})`),
   };
 
@@ -129,6 +134,12 @@ export class CoordinatorLink {
     this.#options = options;
     this.#createSocket = options.createSocket ?? ((url) => new WebSocket(url));
     this.#clock = options.clock ?? systemClock;
+    this.#failover = options.failover ? new CoordinatorFailover({ ...options.failover, clock: this.#clock, reconnect: () => this.#reconnectNow() }) : null;
+  }
+
+  /** The cluster's other coordinators, as the last welcome or `cluster` message named them. */
+  get otherCoordinators(): readonly string[] {
+    return this.#failover?.others ?? [];
   }
 
   get state(): ConnectionState {
@@ -152,6 +163,7 @@ export class CoordinatorLink {
 
   stop(): void {
     this.#stopped = true;
+    this.#failover?.connected();
     if (this.#retryTimer) this.#clock.clear(this.#retryTimer);
     this.#stopHeartbeat();
     this.#socket?.close();
@@ -199,6 +211,12 @@ export class CoordinatorLink {
     socket.onerror = () => socket.close();
   }
 
+  #reconnectNow(): void {
+    if (this.#stopped || this.#socket || !this.#retryTimer) return;
+    this.#clock.clear(this.#retryTimer);
+    this.#connect();
+  }
+
   #sendHello(socket: SocketLike): void {
     const hello: HostMessage = {
       type: 'hello',
@@ -229,6 +247,8 @@ export class CoordinatorLink {
     this.#identity = { hostId: message.hostId, secret: message.secret };
     this.#checkpointIntervalMs = message.checkpointIntervalMs;
     this.#welcomed = true;
+    this.#failover?.members(message.coordinators);
+    this.#failover?.connected();
     this.#retryMs = FIRST_RETRY_MS;
     this.#state = 'connected';
     this.#stopHeartbeat();
@@ -247,6 +267,7 @@ export class CoordinatorLink {
     this.#stopHeartbeat();
     if (this.#stopped) return;
     this.#state = 'offline';
+    this.#failover?.offline();
     this.#options.events.stateChange();
     this.#retryTimer = this.#clock.setTimeout(() => this.#connect(), this.#retryMs);
     this.#retryMs = Math.min(MAX_RETRY_MS, this.#retryMs * 2);

@@ -14,7 +14,7 @@ import {
 } from '@webpvm/vm-protocol';
 import { CheckpointKeeper } from './checkpoint-keeper.ts';
 import { type Clock, systemClock } from './clock.ts';
-import { CoordinatorLink, type SocketLike } from './coordinator-link.ts';
+import { CoordinatorLink, type LinkOptions, type SocketLike } from './coordinator-link.ts';
 import { CoordinatorOutbox } from './coordinator-outbox.ts';
 import { EndedLogs } from './ended-logs.ts';
 import type { HostOptions } from './host-options.ts';
@@ -56,6 +56,8 @@ export interface HostRuntimeOptions {
   createPeer?: CreatePeer;
   /** The page's is a worker's (clock.ts): a hidden page's own timers are throttled. */
   clock?: Clock;
+  /** Where the page goes when its coordinator is gone for good (coordinator-failover.ts). */
+  failover?: LinkOptions['failover'];
 }
 
 /**
@@ -199,6 +201,7 @@ export class HostRuntime {
       heldTasks: () => this.#pool.held(),
       createSocket: runtime.createSocket,
       clock,
+      ...(runtime.failover ? { failover: runtime.failover } : {}),
       events: {
         welcome: (m) => this.#onWelcome(m),
         assign: (m) => this.#onAssign(m.tasks),

@@ -2,6 +2,7 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import '../styles.css';
 import { workerClock } from './clock.ts';
+import { socketOpens } from './coordinator-failover.ts';
 import { coordinatorSocketUrl } from './coordinator-link.ts';
 import { parseHostOptions } from './host-options.ts';
 import { HostRuntime, type HostSnapshot } from './host-runtime.ts';
@@ -32,6 +33,11 @@ const runtime = new HostRuntime({
   userAgent: navigator.userAgent,
   volunteerKey: await profileVolunteerKey(),
   clock,
+  failover: {
+    origin: location.origin,
+    reachable: (url) => socketOpens(url, clock),
+    move: (url) => location.replace(`${url}${location.pathname}${location.search}${location.hash}`),
+  },
 });
 const monitor = new ReclaimMonitor(
   options.policy,
