@@ -2,12 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PostgresServer, untilListening } from '@webpvm/local-servers';
+import { NatsServer, PostgresServer, untilListening } from '@webpvm/local-servers';
 
 /*
- * `npm run cluster`: a local grid of two coordinators on one PostgreSQL database (docs/cluster.md),
- * to try what several coordinators do: submit to one, read from the other, stop one and watch the
- * other take its jobs over. The database is a fresh one of its own, removed when this stops.
+ * `npm run cluster`: a local grid of two coordinators on one PostgreSQL database and one NATS
+ * server (docs/cluster.md), to try what several coordinators do: submit to one, read from and
+ * cancel through the other, stop one and watch the other take its jobs over and its tabs move
+ * there. The database is a fresh one of its own, removed when this stops.
  * Ports: PORT and PORT + 1 (PORT defaults to 8080).
  */
 
@@ -18,15 +19,15 @@ const adminToken = process.env.WEBPVM_ADMIN_TOKEN ?? `wpvm_${randomBytes(24).toS
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-say('cluster: starting PostgreSQL (a fresh database, removed when the cluster stops)');
-const postgres = await PostgresServer.start();
+say('cluster: starting PostgreSQL (a fresh database, removed when the cluster stops) and NATS');
+const [postgres, nats] = await Promise.all([PostgresServer.start(), NatsServer.start()]);
 const databaseUrl = postgres.createDatabase('webpvm');
 const children: ChildProcess[] = [];
 
 async function coordinator(name: string, port: number): Promise<void> {
   const child = spawn(process.execPath, [cli, 'start', '--port', String(port)], {
     cwd: repoRoot,
-    env: { ...process.env, DATABASE_URL: databaseUrl, WEBPVM_ADMIN_TOKEN: adminToken, WEBPVM_PUBLIC_URL: `http://127.0.0.1:${port}` },
+    env: { ...process.env, DATABASE_URL: databaseUrl, NATS_URL: nats.url, WEBPVM_ADMIN_TOKEN: adminToken, WEBPVM_PUBLIC_URL: `http://127.0.0.1:${port}` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -43,7 +44,7 @@ async function coordinator(name: string, port: number): Promise<void> {
 async function stop(): Promise<void> {
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
   await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve)) : undefined)));
-  await postgres.stop();
+  await Promise.all([postgres.stop(), nats.stop()]);
 }
 
 process.once('SIGINT', () => void stop().then(() => process.exit(0)));
@@ -58,9 +59,10 @@ try {
   process.exit(1);
 }
 say('');
-say(`cluster: two coordinators on ${databaseUrl}`);
+say(`cluster: two coordinators on ${databaseUrl} and ${nats.url}`);
 say(`  a  http://127.0.0.1:${firstPort}/  (dashboard /dashboard)`);
 say(`  b  http://127.0.0.1:${firstPort + 1}/`);
 say(`  admin token (both): ${adminToken}`);
-say('  A job runs on the tabs of the coordinator it was submitted to; stop one (kill its process)');
-say('  and the other takes its jobs over. Ctrl-C stops the cluster.');
+say('  A job runs on the tabs of the coordinator it was submitted to; either one answers about it.');
+say('  Stop one (kill its process) and the other takes its jobs over; its tabs move there within');
+say('  about 10 s. Ctrl-C stops the cluster.');

@@ -12,6 +12,8 @@ export interface CoordinatorConfig {
   dataDir: string;
   /** PostgreSQL (DATABASE_URL, postgres://…) instead of the SQLite file under `dataDir`; null for SQLite. */
   databaseUrl: string | null;
+  /** NATS (NATS_URL, nats://…), where coordinators on one database forward changes to each other; null: none. */
+  natsUrl: string | null;
   /**
    * This coordinator's URL as pages and other coordinators reach it (WEBPVM_PUBLIC_URL); null:
    * derived from where it listens. On PostgreSQL it names the coordinator's job leases, so a
@@ -152,6 +154,14 @@ function publicUrlFrom(raw: string | undefined): string | null {
   return url.origin;
 }
 
+/** A NATS server's URL: only beside a shared PostgreSQL database, where several coordinators make one grid. */
+function natsUrlFrom(raw: string | undefined, databaseUrl: string | null): string | null {
+  if (!raw) return null;
+  if (!/^(nats|tls):\/\/[^\s]+$/.test(raw)) throw new WebpvmError('E_BAD_REQUEST', `NATS_URL must be a nats:// or tls:// URL, got "${raw}"`);
+  if (!databaseUrl) throw new WebpvmError('E_BAD_REQUEST', 'NATS_URL joins coordinators that share a PostgreSQL database: set DATABASE_URL too');
+  return raw;
+}
+
 /** Every knob has a default that works on a laptop; the environment overrides it (names in docs/protocol.md, "Configuration"). */
 export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
   return {
@@ -160,6 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
     tls: tlsFrom(env),
     dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
     databaseUrl: databaseUrlFrom(env.DATABASE_URL),
+    natsUrl: natsUrlFrom(env.NATS_URL, databaseUrlFrom(env.DATABASE_URL)),
     publicUrl: publicUrlFrom(env.WEBPVM_PUBLIC_URL),
     jobLeaseMs: jobLeaseFrom(env),
     adminToken: env.WEBPVM_ADMIN_TOKEN || null,

@@ -3,17 +3,18 @@ import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo, Socket } from 'node:net';
 import pino from 'pino';
-import { RELAY_LANE_PATH } from '@webpvm/vm-protocol';
+import { type ForwardedRequest, RELAY_LANE_PATH } from '@webpvm/vm-protocol';
 import { TokenAuth } from './auth.ts';
 import { type CoordinatorConfig, loadConfig } from './config.ts';
 import { EventLog } from './event-log.ts';
 import { HostGateway } from './host-gateway.ts';
-import { buildApi } from './http-api.ts';
+import { FORWARDED_HEADER, buildApi } from './http-api.ts';
 import { createMetrics, volunteerMetrics } from './metrics.ts';
 import { PEERJS_SOCKET_PATH, mountPeerServer } from './peer-signalling.ts';
 import { ProgramRegistry, programUrl } from './program-registry.ts';
 import { Retention } from './retention.ts';
 import { Scheduler } from './scheduler/scheduler.ts';
+import { ClusterBus } from './cluster-bus.ts';
 import { ClusterMembers } from './cluster-members.ts';
 import { JobOwnership } from './job-ownership.ts';
 import { EVENT_ID_BLOCK } from './store/postgres-schema.ts';
@@ -46,10 +47,12 @@ export interface RunningCoordinator {
 export async function startCoordinator(config: CoordinatorConfig): Promise<RunningCoordinator> {
   // Logs go to stderr, so that stdout carries only what `webpvm start` prints for the person.
   const log = pino({ level: config.logLevel, base: { svc: 'coordinator' } }, pino.destination(2));
+  const id = coordinatorId(config);
   const store = config.databaseUrl
-    ? await PostgresStore.open(config.databaseUrl, { ownership: { coordinator: coordinatorId(config), leaseMs: config.jobLeaseMs } })
+    ? await PostgresStore.open(config.databaseUrl, { ownership: { coordinator: id, leaseMs: config.jobLeaseMs } })
     : new SqliteStore(path.join(config.dataDir, 'webpvm.sqlite'), { synchronous: config.sqliteSynchronous });
   const leases = store instanceof PostgresStore ? store : null;
+  const bus = config.natsUrl ? await ClusterBus.connect(config.natsUrl, id, log) : null;
   const auth = new TokenAuth(store);
   const firstAdminToken = await auth.bootstrap(config.adminToken);
   const metrics = createMetrics();
@@ -109,6 +112,7 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
   const app = buildApi({
     scheduler,
     ...(leases ? { runnerOf: (jobId: string) => leases.runnerOf(jobId), clusterSources: () => members.connectSources } : {}),
+    ...(bus ? { forward: (runner: string, request: ForwardedRequest) => bus.forward(runner, request) } : {}),
     store,
     events: eventLog,
     auth,
@@ -120,6 +124,10 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     connectedHosts: () => gateway.connectedHosts,
     tls: config.tls,
     trustProxy: config.trustProxy,
+  });
+  bus?.serve(async ({ method, url, headers, body }) => {
+    const response = await app.inject({ method, url, headers: { ...headers, [FORWARDED_HEADER]: '1' }, ...(body ? { payload: body } : {}) });
+    return { status: response.statusCode, contentType: String(response.headers['content-type'] ?? 'text/plain'), body: response.body };
   });
   const peers = mountPeerServer(app.server, (peerId, token) => gateway.isIssuedPeerId(peerId, token));
   app.server.on('upgrade', (request, socket, head) => {
@@ -136,10 +144,12 @@ export async function startCoordinator(config: CoordinatorConfig): Promise<Runni
     socket.once('close', () => sockets.delete(socket));
   });
   const close = async () => {
+    ownership?.stopping();
     clearInterval(ticker);
     retention.stop();
     peers.close();
     await gateway.close();
+    await bus?.close();
     // Event streams are requests that never end by themselves: the server could not close under them.
     await eventLog.close().catch((err: unknown) => log.error({ err }, 'migration events not stored before stopping'));
     const closing = app.close();

@@ -9,6 +9,9 @@ import {
   type AppendInputsResponse,
   CreateTokenRequest,
   type CreateTokenResponse,
+  FORWARDED_HEADERS,
+  type ForwardedReply,
+  type ForwardedRequest,
   GcRequest,
   type JobStatus,
   LIMITS,
@@ -18,7 +21,7 @@ import {
   WebpvmError,
   describeIssues,
 } from '@webpvm/vm-protocol';
-import Fastify, { type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { AuthThrottle } from './auth-throttle.ts';
 import { type Principal, type TokenAuth, canSee, requireScope } from './auth.ts';
@@ -40,6 +43,8 @@ export interface ApiOptions {
   scheduler: Scheduler;
   /** With several coordinators on one database: which one runs an unfinished job (job-leases.ts); absent when alone. */
   runnerOf?: (jobId: string) => Promise<string | null>;
+  /** With NATS: a change handed to the coordinator that runs its job, and its answer (cluster-bus.ts). */
+  forward?: (runner: string, request: ForwardedRequest) => Promise<ForwardedReply>;
   /** Its health: `/healthz`, and changes refused while it cannot write. */
   store: Pick<Store, 'probe' | 'engine'>;
   /** The other coordinators a page may try before it fails over to one (cluster-members.ts); '' when alone. */
@@ -76,6 +81,24 @@ const PAGE_CSP = {
   formAction: ["'self'"],
   frameAncestors: ["'none'"],
 };
+/** Marks a change forwarded from another coordinator of the cluster: it is answered here or refused, never forwarded again. */
+export const FORWARDED_HEADER = 'x-webpvm-forwarded';
+
+/** A change as the coordinator that runs its job is handed it: what the client sent, that matters to the answer. */
+function forwardedRequest(request: FastifyRequest): ForwardedRequest {
+  const headers: ForwardedRequest['headers'] = {};
+  for (const name of FORWARDED_HEADERS) {
+    const value = request.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  const body = request.body === undefined ? '' : typeof request.body === 'string' ? request.body : JSON.stringify(request.body);
+  return { method: request.method as ForwardedRequest['method'], url: request.url, headers, body };
+}
+
+function sendAnswer(reply: FastifyReply, answer: ForwardedReply): FastifyReply {
+  return reply.code(answer.status).type(answer.contentType).send(answer.body);
+}
+
 /** A program is task code: as a document it may do nothing at all. */
 const PROGRAM_CSP = "default-src 'none'; sandbox";
 
@@ -172,19 +195,22 @@ export function buildApi(opts: ApiOptions) {
   const { views } = scheduler;
 
   /**
-   * A change is refused while the store cannot write: applied in memory only, it would be lost
-   * with a restart, and a 503 given after it was applied would have its client send it again.
-   */
-  /**
    * A change to an unfinished job goes to the coordinator that runs it: another one sharing the
-   * database would change nothing but its own copy of the row (docs/cluster.md).
+   * database would change nothing but its own copy of the row (docs/cluster.md). With NATS it is
+   * forwarded there, and its answer is this one's; else (or when it was forwarded here already,
+   * from a coordinator that thought this one runs the job) a 409 names that coordinator.
    */
-  const runHere = async (job: JobStatus): Promise<void> => {
-    if (!opts.runnerOf || scheduler.jobs.job(job.id) || (job.state !== 'queued' && job.state !== 'running')) return;
+  const runnersAnswer = async (job: JobStatus, request: FastifyRequest): Promise<ForwardedReply | null> => {
+    if (!opts.runnerOf || scheduler.jobs.job(job.id) || (job.state !== 'queued' && job.state !== 'running')) return null;
     const runner = await opts.runnerOf(job.id);
+    if (runner && opts.forward && request.headers[FORWARDED_HEADER] === undefined) return opts.forward(runner, forwardedRequest(request));
     throw new WebpvmError('E_CONFLICT', `job ${job.id} is run by another coordinator${runner ? `, ${runner}` : ''}: send this there`);
   };
 
+  /**
+   * A change is refused while the store cannot write: applied in memory only, it would be lost
+   * with a restart, and a 503 given after it was applied would have its client send it again.
+   */
   const writable = async (): Promise<void> => {
     const health = await opts.store.probe();
     if (!health.ok) throw new WebpvmError('E_STORE_UNAVAILABLE', `the store cannot be used: ${health.reason}`);
@@ -238,7 +264,7 @@ export function buildApi(opts: ApiOptions) {
 
   app.get('/api/jobs/:id', async (request) => (await visibleJob(request, await principal(request))).status);
 
-  app.post('/api/jobs/:id/inputs', async (request): Promise<AppendInputsResponse> => {
+  app.post('/api/jobs/:id/inputs', async (request, reply): Promise<AppendInputsResponse | FastifyReply> => {
     const p = await principal(request);
     const { status } = await visibleJob(request, p);
     requireScope(p, 'submit', 'add inputs to a job');
@@ -248,7 +274,8 @@ export function buildApi(opts: ApiOptions) {
     }
     const inputs = parseInputLines(request.body ?? '');
     checkQuotas(p, holdings(p.owner), { jobs: 0, tasks: inputs.length, bytes: bodyBytes(request) });
-    await runHere(status);
+    const answered = await runnersAnswer(status, request);
+    if (answered) return sendAnswer(reply, answered);
     const job = scheduler.jobs.job(status.id);
     if (!job?.stored.open) throw new WebpvmError('E_CONFLICT', `job ${status.id} takes no more inputs (it is ${status.state}${job ? ', not open' : ''})`);
     if (job.stored.options.roots + inputs.length > LIMITS.tasksPerBag) {
@@ -286,11 +313,12 @@ export function buildApi(opts: ApiOptions) {
     return views.tasks(job.id, after, integerParam(query.limit, 'limit', 1, TASKS_PAGE, TASKS_PAGE));
   });
 
-  app.delete('/api/jobs/:id', async (request) => {
+  app.delete('/api/jobs/:id', async (request, reply) => {
     const p = await principal(request);
     const { status: job } = await visibleJob(request, p);
     requireScope(p, 'submit', 'cancel a job');
-    await runHere(job);
+    const answered = await runnersAnswer(job, request);
+    if (answered) return sendAnswer(reply, answered);
     await writable();
     if (!scheduler.jobs.cancel(job.id)) return job;
     await scheduler.writes.durable();

@@ -35,6 +35,8 @@ export class JobOwnership {
   #timer: NodeJS.Timeout | null = null;
   #turn: Promise<void> = Promise.resolve();
   #members = '';
+  #stopping = false;
+  #lastRenewal = performance.now();
 
   constructor(opts: JobOwnershipOptions) {
     this.#opts = opts;
@@ -67,9 +69,21 @@ export class JobOwnership {
   async #renewAndClaim(): Promise<void> {
     const { leases, leaseMs, log } = this.#opts;
     try {
+      const asked = performance.now();
       const renewed = new Set(await leases.renew(leaseMs));
+      const renewedAt = performance.now();
+      // A coordinator whose renewals come this late is close to losing its jobs to another.
+      if (renewedAt - this.#lastRenewal > leaseMs / 2) {
+        log.warn({ sinceLastMs: Math.round(renewedAt - this.#lastRenewal), renewalMs: Math.round(renewedAt - asked), leaseMs }, 'job leases renewed late');
+      }
+      this.#lastRenewal = renewedAt;
       const lost = [...this.#held].filter((jobId) => !renewed.has(jobId) && this.#opts.running(jobId));
       this.#held = renewed;
+      if (this.#stopping) {
+        // Letting its jobs go anyway: one taken a little early costs the taker nothing it cannot restore.
+        if (lost.length) log.warn({ jobs: lost }, 'jobs taken over while this coordinator stops');
+        return;
+      }
       if (lost.length) {
         this.#opts.lost(lost);
         return;
@@ -82,6 +96,14 @@ export class JobOwnership {
       // The store cannot be reached: the leases run out unless a later turn renews them in time.
       log.error({ err: error }, 'renewing job leases failed; trying again');
     }
+  }
+
+  /**
+   * The start of a clean stop: leases are still renewed while the last writes are made, but no job
+   * is taken any more, and one lost now does not stop the process.
+   */
+  stopping(): void {
+    this.#stopping = true;
   }
 
   /** A clean stop: every job is let go at once, so that another coordinator need not wait out the leases. */

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../src/host/clock.ts';
-import { FAILOVER_AFTER_MS, FAILOVER_RETRY_MS, PROBE_TIMEOUT_MS, socketOpens } from '../src/host/coordinator-failover.ts';
+import { FAILOVER_AFTER_MS, FAILOVER_RETRY_MS, FAILOVER_SPREAD_MS, PROBE_TIMEOUT_MS, socketOpens } from '../src/host/coordinator-failover.ts';
 import { CoordinatorLink, type LinkEvents } from '../src/host/coordinator-link.ts';
 import { FakeSocket } from './support/fake-socket.ts';
 import { memoryStore } from './support/memory-store.ts';
@@ -14,7 +14,7 @@ const B = 'http://b.example:8080';
 const C = 'https://c.example';
 
 /** A page's link to coordinator `a`, with the coordinators that answer a probe, and where it moved to. */
-async function page(answering: Set<string>) {
+async function page(answering: Set<string>, random = () => 0) {
   const sockets: FakeSocket[] = [];
   const probed: string[] = [];
   const moved: string[] = [];
@@ -39,6 +39,7 @@ async function page(answering: Set<string>) {
         return answering.has(url);
       },
       move: (url) => moved.push(url),
+      random,
     },
   });
   await link.start();
@@ -137,6 +138,17 @@ describe('a page whose coordinator dies (docs/cluster.md, "Failover")', () => {
     await p.welcomed([ORIGIN, B]);
     p.sockets.at(-1)!.receive({ type: 'cluster', coordinators: ['javascript:alert(1)'] });
     expect(p.link.otherCoordinators).toEqual([B]);
+  });
+
+  it('spreads the tabs of one dead coordinator over time', async () => {
+    const late = await page(new Set([B]), () => 0.999);
+    await late.welcomed([ORIGIN, B]);
+    const stop = late.coordinatorDies();
+    await vi.advanceTimersByTimeAsync(FAILOVER_AFTER_MS + FAILOVER_SPREAD_MS - 100);
+    expect(late.moved).toEqual([]);
+    await vi.advanceTimersByTimeAsync(200);
+    stop();
+    expect(late.moved).toEqual([B]);
   });
 });
 

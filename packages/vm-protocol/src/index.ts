@@ -11,3 +11,4 @@ export * from './value-codec.ts';
 export * from './task-image.ts';
 export * from './lane.ts';
 export * from './sandbox.ts';
+export * from './cluster.ts';

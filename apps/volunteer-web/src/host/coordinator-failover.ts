@@ -6,6 +6,11 @@ import type { Clock, Timer } from './clock.ts';
  * a lease (10 s by default) only if it is not.
  */
 export const FAILOVER_AFTER_MS = 10_000;
+/**
+ * Up to this much more, drawn per page: the tabs of a dead coordinator, all cut off at once, do
+ * not all load themselves from the survivors in the same second.
+ */
+export const FAILOVER_SPREAD_MS = 5_000;
 /** Between two rounds of tries while no other coordinator answers either. */
 export const FAILOVER_RETRY_MS = 5_000;
 /** A coordinator whose socket has not opened by then counts as out of reach. */
@@ -27,7 +32,7 @@ export interface FailoverOptions {
 /**
  * A volunteer page whose coordinator died moves to another of its cluster (docs/cluster.md,
  * "Failover"). The page learns the cluster's public URLs in every welcome and `cluster` message;
- * once its own has been out of reach for FAILOVER_AFTER_MS it tries its own once more (one that
+ * once its own has been out of reach for FAILOVER_AFTER_MS (and a spread) it tries its own once more (one that
  * restarted may be back between two reconnects), then the others in a random order, so that a
  * dead coordinator's tabs spread over the survivors, and loads itself from the first that answers. It does not carry its tasks along: their jobs pass to another coordinator, which
  * restarts them from what it kept, as for any tab that died.
@@ -38,9 +43,11 @@ export class CoordinatorFailover {
   #offline = false;
   #timer: Timer | null = null;
   #moved = false;
+  readonly #random: () => number;
 
   constructor(opts: FailoverOptions) {
     this.#opts = opts;
+    this.#random = opts.random ?? Math.random;
   }
 
   get others(): readonly string[] {
@@ -61,7 +68,7 @@ export class CoordinatorFailover {
     if (this.#offline) return;
     this.#offline = true;
     // A coordinator alone (or one that told of no other) is waited for, however long it takes.
-    if (this.#others.length) this.#wait(FAILOVER_AFTER_MS);
+    if (this.#others.length) this.#wait(FAILOVER_AFTER_MS + Math.floor(this.#random() * FAILOVER_SPREAD_MS));
   }
 
   #wait(ms: number): void {
@@ -77,7 +84,7 @@ export class CoordinatorFailover {
       this.#wait(FAILOVER_RETRY_MS);
       return;
     }
-    for (const url of shuffled(this.#others, this.#opts.random ?? Math.random)) {
+    for (const url of shuffled(this.#others, this.#random)) {
       const answers = await this.#opts.reachable(url);
       if (!this.#offline || this.#moved) return;
       if (answers) {
