@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine: npm dependencies, and when asked (`--browser`)
-# what the tests need besides: Chromium, and openssl (certificates for the https tests).
+# what the tests need besides: Chromium, openssl (certificates for the https tests), and the
+# servers the cluster tests start (PostgreSQL, nats-server): installed here once, before test
+# files that run in parallel would each try to install them.
 # Nothing is downloaded at run time: Chromium comes from Debian, never from a browser CDN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,8 @@ if [ "${1:-}" = "--browser" ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v openssl >/dev/null || missing+=(openssl)
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+  command -v nats-server >/dev/null || missing+=(nats-server)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing from Debian: apt-get install ${missing[*]}"
     sudo_cmd=""
