@@ -36,7 +36,7 @@ export class JobOwnership {
   #turn: Promise<void> = Promise.resolve();
   #members = '';
   #stopping = false;
-  #lastRenewal = performance.now();
+  #lastRenewal = 0;
 
   constructor(opts: JobOwnershipOptions) {
     this.#opts = opts;
@@ -60,6 +60,8 @@ export class JobOwnership {
 
   /** Once the jobs taken at start are restored: renewals and takeovers from now on. */
   run(): void {
+    // Late renewals count from here: restoring the jobs taken at start may take a while.
+    this.#lastRenewal = performance.now();
     this.#timer = setInterval(() => {
       this.#turn = this.#turn.then(() => this.#renewAndClaim());
     }, Math.max(100, Math.floor(this.#opts.leaseMs / 3)));

@@ -30,10 +30,6 @@ export class NatsServer {
     return `nats://127.0.0.1:${this.port}`;
   }
 
-  get pid(): number {
-    return this.child.pid!;
-  }
-
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((resolve) => this.child.once('exit', resolve));

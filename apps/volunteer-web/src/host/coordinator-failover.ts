@@ -31,11 +31,12 @@ export interface FailoverOptions {
 
 /**
  * A volunteer page whose coordinator died moves to another of its cluster (docs/cluster.md,
- * "Failover"). The page learns the cluster's public URLs in every welcome and `cluster` message;
- * once its own has been out of reach for FAILOVER_AFTER_MS (and a spread) it tries its own once more (one that
- * restarted may be back between two reconnects), then the others in a random order, so that a
- * dead coordinator's tabs spread over the survivors, and loads itself from the first that answers. It does not carry its tasks along: their jobs pass to another coordinator, which
- * restarts them from what it kept, as for any tab that died.
+ * "Failover"). The page learns the cluster's public URLs in every welcome and `cluster` message.
+ * Once its own has been out of reach for FAILOVER_AFTER_MS and a spread, it tries its own once
+ * more (one that restarted may be back between two reconnects), then the others in a random
+ * order, so that a dead coordinator's tabs spread over the survivors, and loads itself from the
+ * first that answers. It does not carry its tasks along: their jobs pass to another coordinator,
+ * which restarts them from what it kept, as for any tab that died.
  */
 export class CoordinatorFailover {
   readonly #opts: FailoverOptions;
