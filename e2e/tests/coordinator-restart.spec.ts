@@ -24,8 +24,10 @@ test('a coordinator killed and restarted mid-job finishes it with no result lost
 
   const job = await api.waitForState(id, 'done');
   expect(job.tasks).toEqual({ total, pending: 0, running: 0, done: total, failed: 0 });
-  const results = (await api.results(id)) as { index: number; steps: number }[];
-  expect(results.map((r) => r.index)).toEqual(Array.from({ length: total }, (_, i) => i));
-  for (const r of results) expect(r.steps).toBe(5);
+  const results = (await api.results(id)) as ({ index: number; steps: number } | null)[];
+  // Seen once in a full run: a result read back as null after the restart. The rows say where.
+  if (results.includes(null)) await test.info().attach('tasks.json', { body: JSON.stringify(await api.tasks(id), null, 1), contentType: 'application/json' });
+  expect(results.map((r) => r?.index)).toEqual(Array.from({ length: total }, (_, i) => i));
+  for (const r of results) expect(r!.steps).toBe(5);
   for (const tab of tabs) await expect.poll(async () => (await tab.snapshot()).pendingResults).toBe(0);
 });
