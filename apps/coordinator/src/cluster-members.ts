@@ -8,6 +8,7 @@ import { CoordinatorUrl } from '@webpvm/vm-protocol';
  */
 export class ClusterMembers {
   #urls: string[] = [];
+  #connectSources = '';
   readonly #listeners: ((urls: readonly string[]) => void)[] = [];
 
   get urls(): readonly string[] {
@@ -19,13 +20,15 @@ export class ClusterMembers {
    * as ws(s), so that a page can try a member's socket before it moves there.
    */
   get connectSources(): string {
-    return this.#urls.flatMap((url) => [url, url.replace(/^http/, 'ws')]).join(' ');
+    return this.#connectSources;
   }
 
   update(coordinators: readonly string[]): void {
     const urls = coordinators.filter((id) => CoordinatorUrl.safeParse(id).success);
     if (urls.join(' ') === this.#urls.join(' ')) return;
     this.#urls = urls;
+    // Asked for on every response the pages' policy goes with: made once per change.
+    this.#connectSources = urls.flatMap((url) => [url, url.replace(/^http/, 'ws')]).join(' ');
     for (const listener of this.#listeners) listener(urls);
   }
 

@@ -164,13 +164,14 @@ function natsUrlFrom(raw: string | undefined, databaseUrl: string | null): strin
 
 /** Every knob has a default that works on a laptop; the environment overrides it (names in docs/protocol.md, "Configuration"). */
 export function loadConfig(env: NodeJS.ProcessEnv): CoordinatorConfig {
+  const databaseUrl = databaseUrlFrom(env.DATABASE_URL);
   return {
     port: intFrom(env, 'PORT', 8080),
     host: hostFrom(env),
     tls: tlsFrom(env),
     dataDir: path.resolve(env.WEBPVM_DATA || './.webpvm'),
-    databaseUrl: databaseUrlFrom(env.DATABASE_URL),
-    natsUrl: natsUrlFrom(env.NATS_URL, databaseUrlFrom(env.DATABASE_URL)),
+    databaseUrl,
+    natsUrl: natsUrlFrom(env.NATS_URL, databaseUrl),
     publicUrl: publicUrlFrom(env.WEBPVM_PUBLIC_URL),
     jobLeaseMs: jobLeaseFrom(env),
     adminToken: env.WEBPVM_ADMIN_TOKEN || null,

@@ -12,7 +12,7 @@ export interface JobOwnershipOptions {
   running(jobId: string): boolean;
   /** Jobs this coordinator runs were taken by another (it stalled past its leases): it must stop at once. */
   lost(jobIds: string[]): void;
-  /** The cluster's coordinators, this one among them, whenever they change: where pages may fail over to. */
+  /** The cluster's coordinators, this one among them, at every turn (ClusterMembers tells pages of changes): where pages may fail over to. */
   members(coordinators: string[]): void;
 }
 
@@ -34,7 +34,6 @@ export class JobOwnership {
   #held = new Set<string>();
   #timer: NodeJS.Timeout | null = null;
   #turn: Promise<void> = Promise.resolve();
-  #members = '';
   #stopping = false;
   #lastRenewal = 0;
 
@@ -51,11 +50,7 @@ export class JobOwnership {
   }
 
   async #seeMembers(): Promise<void> {
-    const members = await this.#opts.leases.members(MEMBER_MEMORY_MS);
-    const key = members.join(' ');
-    if (key === this.#members) return;
-    this.#members = key;
-    this.#opts.members(members);
+    this.#opts.members(await this.#opts.leases.members(MEMBER_MEMORY_MS));
   }
 
   /** Once the jobs taken at start are restored: renewals and takeovers from now on. */

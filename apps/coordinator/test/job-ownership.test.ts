@@ -60,7 +60,7 @@ async function running(jobId: string) {
 }
 
 describe('JobOwnership', () => {
-  it('takes orphaned jobs each turn, and tells the members only when they change', async () => {
+  it('takes orphaned jobs each turn, and tells the members as the database has them', async () => {
     const { state, leases } = fakeLeases();
     const { owner, told } = ownership(leases);
     state.claimable.push('j1');
@@ -70,11 +70,10 @@ describe('JobOwnership', () => {
     state.claimable.push('j2');
     await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
     expect(told.adopted).toEqual([['j2']]);
-    await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
-    expect(told.members).toEqual([['http://a.example']]);
+    expect(told.members.at(-1)).toEqual(['http://a.example']);
     state.members.push('http://b.example');
     await vi.advanceTimersByTimeAsync(LEASE_MS / 3);
-    expect(told.members).toEqual([['http://a.example'], ['http://a.example', 'http://b.example']]);
+    expect(told.members.at(-1)).toEqual(['http://a.example', 'http://b.example']);
     await owner.stop();
   });
 

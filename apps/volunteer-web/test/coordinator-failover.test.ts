@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { systemClock } from '../src/host/clock.ts';
 import { FAILOVER_AFTER_MS, FAILOVER_RETRY_MS, FAILOVER_SPREAD_MS, PROBE_TIMEOUT_MS, socketOpens } from '../src/host/coordinator-failover.ts';
-import { CoordinatorLink, type LinkEvents } from '../src/host/coordinator-link.ts';
+import { CoordinatorLink, type LinkEvents, coordinatorSocketUrl } from '../src/host/coordinator-link.ts';
 import { FakeSocket } from './support/fake-socket.ts';
 import { memoryStore } from './support/memory-store.ts';
 import { welcome } from './support/start-host.ts';
@@ -165,7 +165,7 @@ describe('socketOpens', () => {
   }
   const probe = (url: string) => {
     let socket: ProbeSocket | undefined;
-    const answer = socketOpens(url, systemClock, (u) => (socket = new ProbeSocket(u)) as unknown as WebSocket);
+    const answer = socketOpens(coordinatorSocketUrl(new URL(url)), systemClock, (u) => (socket = new ProbeSocket(u)) as unknown as WebSocket);
     return { answer, socket: socket! };
   };
 

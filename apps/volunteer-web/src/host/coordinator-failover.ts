@@ -107,12 +107,12 @@ function shuffled<T>(items: readonly T[], random: () => number): T[] {
   return out;
 }
 
-/** Whether `url`'s host socket opens within PROBE_TIMEOUT_MS; closed at once either way. */
-export function socketOpens(url: string, clock: Clock, createSocket: (url: string) => WebSocket = (u) => new WebSocket(u)): Promise<boolean> {
+/** Whether a coordinator's host socket (`coordinatorSocketUrl`) opens within PROBE_TIMEOUT_MS; closed at once either way. */
+export function socketOpens(socketUrl: string, clock: Clock, createSocket: (url: string) => WebSocket = (u) => new WebSocket(u)): Promise<boolean> {
   return new Promise((resolve) => {
     let socket: WebSocket;
     try {
-      socket = createSocket(`${url.replace(/^http/, 'ws')}/ws`);
+      socket = createSocket(socketUrl);
     } catch {
       resolve(false);
       return;

@@ -35,7 +35,7 @@ const runtime = new HostRuntime({
   clock,
   failover: {
     origin: location.origin,
-    reachable: (url) => socketOpens(url, clock),
+    reachable: (url) => socketOpens(coordinatorSocketUrl(new URL(url)), clock),
     move: (url) => location.replace(`${url}${location.pathname}${location.search}${location.hash}`),
   },
 });
