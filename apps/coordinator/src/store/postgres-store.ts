@@ -1,9 +1,10 @@
 import pg from 'pg';
 import { type MigrationEvent, type TaskCounts, WebpvmError } from '@webpvm/vm-protocol';
 import type { VmState } from '@webpvm/task-sdk/vm';
-import { type JobLeases, NotOwner } from './job-leases.ts';
+import type { JobLeases } from './job-leases.ts';
+import { leaseSql } from './postgres-leases.ts';
 import { unavailableInPostgres } from './postgres-health.ts';
-import { jobsOf, writeBatch } from './postgres-batch.ts';
+import { writeBatch } from './postgres-batch.ts';
 import { migrate } from './postgres-schema.ts';
 import { FailingWrites, LANES } from './store-health.ts';
 import {
@@ -66,9 +67,6 @@ export interface PostgresStoreOptions {
   ownership?: { coordinator: string; leaseMs: number };
 }
 
-/** The database's clock in ms: leases are judged by one clock, whatever the coordinators' say. */
-const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
-
 /**
  * PostgreSQL behind the same interface as SQLite (`DATABASE_URL`): what several coordinators
  * share. A write batch is one transaction of a few statements, each writing all of the batch's
@@ -116,81 +114,34 @@ export class PostgresStore implements Store, JobLeases {
   async commit(batch: WriteBatch): Promise<void> {
     await this.write(LANES.commits, () =>
       this.transaction(async (client) => {
-        if (this.ownership) await this.fence(client, batch);
+        if (this.ownership) await leaseSql.fence(client, this.ownership, batch);
         await writeBatch(client, batch);
       }),
     );
   }
 
-  /**
-   * A job first committed here is this coordinator's; a batch that writes to a job another
-   * coordinator took over is refused whole (NotOwner). The owners' rows stay locked until the
-   * batch commits, so a takeover waits for it: no write of the old owner lands after the new
-   * owner read the job.
-   */
-  private async fence(client: pg.PoolClient, batch: WriteBatch): Promise<void> {
-    const { coordinator, leaseMs } = this.ownership!;
-    if (batch.jobs.length) {
-      await client.query(`INSERT INTO job_owners SELECT unnest($1::text[]), $2, ${NOW_MS} + $3 ON CONFLICT (job_id) DO NOTHING`, [
-        batch.jobs.filter((j) => j.finishedAt === null).map((j) => j.id),
-        coordinator,
-        leaseMs,
-      ]);
-    }
-    const jobIds = jobsOf(batch);
-    if (!jobIds.length) return;
-    const { rows } = await client.query<{ job_id: string; coordinator: string }>(`SELECT job_id, coordinator FROM job_owners WHERE job_id = ANY($1) FOR SHARE`, [jobIds]);
-    const others = rows.filter((r) => r.coordinator !== coordinator).map((r) => r.job_id);
-    if (others.length) throw new NotOwner(others);
-    const finished = batch.jobs.filter((j) => j.finishedAt !== null).map((j) => j.id);
-    if (finished.length) await client.query(`DELETE FROM job_owners WHERE job_id = ANY($1)`, [finished]);
-  }
-
   async renew(ttlMs: number): Promise<string[]> {
-    const { coordinator } = this;
-    const { rows } = await this.write(LANES.oneOff, () =>
-      this.pool.query<{ job_id: string }>(`UPDATE job_owners SET until = ${NOW_MS} + $2 WHERE coordinator = $1 RETURNING job_id`, [coordinator, ttlMs]),
-    );
-    return rows.map((r) => r.job_id);
+    return this.write(LANES.oneOff, () => leaseSql.renew(this.pool, this.coordinator, ttlMs));
   }
 
   async claim(ttlMs: number, limit: number): Promise<string[]> {
-    const { coordinator } = this;
-    const { rows } = await this.write(LANES.oneOff, () =>
-      this.pool.query<{ job_id: string }>(
-        `INSERT INTO job_owners
-           SELECT j.id, $1, ${NOW_MS} + $2 FROM jobs j LEFT JOIN job_owners o ON o.job_id = j.id
-           WHERE j.state IN ('queued', 'running') AND (o.job_id IS NULL OR o.until < ${NOW_MS} OR o.coordinator = $1)
-           ORDER BY j.created_at LIMIT $3
-         ON CONFLICT (job_id) DO UPDATE SET coordinator = excluded.coordinator, until = excluded.until
-           WHERE job_owners.until < ${NOW_MS} OR job_owners.coordinator = excluded.coordinator
-         RETURNING job_id`,
-        [coordinator, ttlMs, limit],
-      ),
-    );
-    return rows.map((r) => r.job_id);
+    return this.write(LANES.oneOff, () => leaseSql.claim(this.pool, this.coordinator, ttlMs, limit));
   }
 
   async release(): Promise<void> {
-    await this.write(LANES.oneOff, () => this.pool.query(`UPDATE job_owners SET until = 0 WHERE coordinator = $1`, [this.coordinator]));
+    await this.write(LANES.oneOff, () => leaseSql.release(this.pool, this.coordinator));
   }
 
   async runnerOf(jobId: string): Promise<string | null> {
-    const { rows } = await this.read(() => this.pool.query<{ coordinator: string }>(`SELECT coordinator FROM job_owners WHERE job_id = $1 AND until >= ${NOW_MS}`, [jobId]));
-    return rows[0]?.coordinator ?? null;
+    return this.read(() => leaseSql.runnerOf(this.pool, jobId));
   }
 
   async members(memoryMs: number): Promise<string[]> {
-    const { rows } = await this.write(LANES.oneOff, async () => {
-      await this.pool.query(`INSERT INTO coordinators VALUES ($1, ${NOW_MS}) ON CONFLICT (coordinator) DO UPDATE SET seen = excluded.seen`, [this.coordinator]);
-      return this.pool.query<{ coordinator: string }>(`SELECT coordinator FROM coordinators WHERE seen >= ${NOW_MS} - $1 ORDER BY coordinator`, [memoryMs]);
-    });
-    return rows.map((r) => r.coordinator);
+    return this.write(LANES.oneOff, () => leaseSql.members(this.pool, this.coordinator, memoryMs));
   }
 
   async eventIdBlock(): Promise<number> {
-    const { rows } = await this.write(LANES.oneOff, () => this.pool.query<{ first: number }>(`SELECT nextval('event_id_blocks') AS first`));
-    return rows[0]!.first;
+    return this.write(LANES.oneOff, () => leaseSql.eventIdBlock(this.pool));
   }
 
   async loadUnfinished(jobIds?: readonly string[]): Promise<UnfinishedJob[]> {
